@@ -1,0 +1,56 @@
+//! The trait every channel adapter implements.
+
+use std::time::Duration;
+
+use crate::model::{ChannelKind, Delivery, OutboundMessage};
+
+/// One configured account on one messaging provider.
+///
+/// Implementations translate our model into the provider's wire format and deliver it;
+/// they never call an LLM or touch conversation state.
+#[async_trait::async_trait]
+pub trait Channel: Send + Sync + std::fmt::Debug {
+    /// Which provider this is.
+    fn kind(&self) -> ChannelKind;
+
+    /// Delivers one message through the provider API.
+    ///
+    /// # Errors
+    /// [`ChannelError::is_transient`] tells the dispatcher whether a retry can succeed.
+    async fn send(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError>;
+}
+
+/// Why a send failed, classified so the dispatcher can decide to retry or give up.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The provider asked us to slow down; retry after the given delay if known.
+    #[error("rate limited by provider")]
+    RateLimited {
+        /// The provider's `retry_after`, when it gave one.
+        retry_after: Option<Duration>,
+    },
+    /// A network error, timeout or 5xx; a later retry can succeed.
+    #[error("transient provider failure: {reason}")]
+    Transient {
+        /// Short, log-safe description (status code, error kind).
+        reason: String,
+    },
+    /// The provider refused the message for good (bad recipient, blocked, invalid payload).
+    #[error("provider rejected the message: {reason}")]
+    Permanent {
+        /// Provider error code, when it has one.
+        code: Option<String>,
+        /// Short, log-safe description shown to agents.
+        reason: String,
+    },
+}
+
+impl ChannelError {
+    /// Whether retrying the same send later can succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } | Self::Transient { .. } => true,
+            Self::Permanent { .. } => false,
+        }
+    }
+}

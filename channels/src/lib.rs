@@ -1,0 +1,22 @@
+//! Channels: the normalized message model and the adapters that speak each provider's protocol.
+//!
+//! # Layout
+//! - `model`: provider-independent inbound and outbound message types.
+//! - `channel`: the [`Channel`] trait every adapter implements, and [`ChannelError`].
+//! - `webchat`: the browser channel; its "provider API" is the in-process [`webchat::Hub`]
+//!   that pushes messages to connected WebSocket clients.
+//!
+//! # Invariants
+//! - **`channels` knows no tenant, no LLM, no storage.** It translates between wire formats
+//!   and [`model`] types and talks to provider APIs; nothing else.
+//! - **Provider wire structs never leave their adapter module.**
+//! - Adapters MUST verify signatures in constant time, MUST NOT log message bodies, and
+//!   MUST classify every send failure as transient or permanent (see [`ChannelError`]).
+
+pub mod channel;
+pub mod model;
+#[cfg(feature = "webchat")]
+pub mod webchat;
+
+pub use channel::{Channel, ChannelError};
+pub use model::{ChannelKind, Delivery, OutboundMessage};

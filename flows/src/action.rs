@@ -1,0 +1,54 @@
+//! The closed set of things the bot can do.
+
+/// A message the bot sends, already in the customer's language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotReply {
+    /// Plain text (adapters escape it for their markup).
+    pub text: String,
+    /// Quick replies offered with it.
+    pub choices: Vec<String>,
+}
+
+/// Why a conversation goes to a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffReason {
+    /// The customer asked for a person.
+    CustomerAsked,
+    /// The bot could not answer several times in a row.
+    RepeatedNoAnswer,
+    /// Answering failed (knowledge or LLM error).
+    AnswerFailed,
+}
+
+impl HandoffReason {
+    /// Stable name for storage, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CustomerAsked => "customer_asked",
+            Self::RepeatedNoAnswer => "repeated_no_answer",
+            Self::AnswerFailed => "answer_failed",
+        }
+    }
+}
+
+/// Everything the bot can do; the gateway executes these in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Look the question up in the knowledge base and call [`crate::Engine::on_answer`].
+    Answer {
+        /// The customer's question (the whole debounced batch).
+        query: String,
+    },
+    /// Send a message to the customer.
+    Reply(BotReply),
+    /// Put the conversation in the human queue.
+    Handoff {
+        /// Why.
+        reason: HandoffReason,
+    },
+    /// Record a question the knowledge base could not answer, for the owner.
+    RecordUnanswered {
+        /// The customer's question.
+        query: String,
+    },
+}

@@ -1,0 +1,343 @@
+//! The pure decision core: no I/O, no clock, table-tested.
+
+use crate::action::{Action, BotReply, HandoffReason};
+use crate::lang;
+use crate::state::{Conversation, ConversationState, Locale};
+use crate::texts;
+
+/// Words that, alone or in a short phrase, mean "let me talk to a person".
+const HUMAN_WORDS: &[&str] = &[
+    "admin", "agen", "agent", "manusia", "human", "operator", "cs", "orang", "person",
+    "representative", "staff", "petugas",
+];
+
+/// The longest quote (in characters) the extractive answer copies from a chunk.
+const MAX_QUOTE_CHARS: usize = 900;
+
+/// How a customer message was produced; buttons and commands skip the debounce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnKind {
+    /// Typed text.
+    Text,
+    /// A tapped quick reply or button.
+    Choice,
+    /// A slash command such as `/start`.
+    Command,
+}
+
+/// One customer message in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerTurn {
+    /// The text (caption for media).
+    pub text: String,
+    /// How it was produced.
+    pub kind: TurnKind,
+}
+
+/// What the knowledge lookup for an [`Action::Answer`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnswerOutcome {
+    /// The best-matching passage (extractive answer, no LLM).
+    Passage {
+        /// Title of the document it comes from.
+        title: String,
+        /// The passage text.
+        text: String,
+        /// Chunk id, for citations.
+        chunk_id: String,
+    },
+    /// Nothing in the knowledge base is relevant enough.
+    NoMatch,
+    /// The lookup failed (index or model error).
+    Failed,
+}
+
+/// The engine's verdict: the next state and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The conversation after this step.
+    pub conversation: Conversation,
+    /// What the gateway must do, in order.
+    pub actions: Vec<Action>,
+}
+
+/// The conversation engine. Stateless: every input arrives as an argument.
+#[derive(Debug, Clone, Default)]
+pub struct Engine;
+
+impl Engine {
+    /// Decides what to do with a debounced batch of customer messages.
+    pub fn decide(&self, conversation: &Conversation, batch: &[CustomerTurn]) -> Decision {
+        let mut next = conversation.clone();
+        let text = batch
+            .iter()
+            .map(|turn| turn.text.trim())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if let Some(locale) = lang::detect(&text) {
+            next.locale = locale;
+        }
+        match conversation.state {
+            // A human owns the conversation: the bot stays silent.
+            ConversationState::WaitingHuman | ConversationState::Human => Decision {
+                conversation: next,
+                actions: vec![],
+            },
+            ConversationState::Bot | ConversationState::Closed => {
+                next.state = ConversationState::Bot;
+                if text.is_empty() {
+                    return Decision {
+                        conversation: next,
+                        actions: vec![],
+                    };
+                }
+                if asks_for_human(&text) {
+                    return handoff(next, HandoffReason::CustomerAsked);
+                }
+                Decision {
+                    conversation: next,
+                    actions: vec![Action::Answer { query: text }],
+                }
+            }
+        }
+    }
+
+    /// Turns the knowledge lookup requested by [`Action::Answer`] into the reply.
+    ///
+    /// `conversation` is the one returned by [`Engine::decide`].
+    pub fn on_answer(
+        &self,
+        conversation: &Conversation,
+        query: &str,
+        outcome: AnswerOutcome,
+    ) -> Decision {
+        let mut next = conversation.clone();
+        let locale = next.locale;
+        match outcome {
+            AnswerOutcome::Passage { title, text, .. } => {
+                next.abstain_streak = 0;
+                Decision {
+                    conversation: next,
+                    actions: vec![Action::Reply(BotReply {
+                        text: quoted_answer(locale, &title, &text),
+                        choices: vec![],
+                    })],
+                }
+            }
+            AnswerOutcome::NoMatch => {
+                next.abstain_streak = next.abstain_streak.saturating_add(1);
+                let record = Action::RecordUnanswered {
+                    query: query.to_owned(),
+                };
+                let reply = if next.abstain_streak == 1 {
+                    BotReply {
+                        text: texts::clarify(locale).to_owned(),
+                        choices: vec![],
+                    }
+                } else {
+                    BotReply {
+                        text: texts::offer_human(locale).to_owned(),
+                        choices: vec![texts::human_choice(locale).to_owned()],
+                    }
+                };
+                Decision {
+                    conversation: next,
+                    actions: vec![record, Action::Reply(reply)],
+                }
+            }
+            AnswerOutcome::Failed => {
+                let mut decision = handoff(next, HandoffReason::AnswerFailed);
+                decision.actions[1] = Action::Reply(BotReply {
+                    text: texts::answer_failed(locale).to_owned(),
+                    choices: vec![],
+                });
+                decision
+            }
+        }
+    }
+}
+
+fn handoff(mut next: Conversation, reason: HandoffReason) -> Decision {
+    next.state = ConversationState::WaitingHuman;
+    next.abstain_streak = 0;
+    let locale = next.locale;
+    Decision {
+        conversation: next,
+        actions: vec![
+            Action::Handoff { reason },
+            Action::Reply(BotReply {
+                text: texts::handoff_notice(locale).to_owned(),
+                choices: vec![],
+            }),
+        ],
+    }
+}
+
+/// A short message that names a person to talk to ("admin", "mau bicara dengan cs", "agent
+/// please"). Long questions that merely mention "admin" are still answered by the bot.
+fn asks_for_human(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    words.len() <= 8 && words.iter().any(|w| HUMAN_WORDS.contains(&w.as_str()))
+}
+
+fn quoted_answer(locale: Locale, title: &str, passage: &str) -> String {
+    let passage = passage.trim();
+    let quote: String = if passage.chars().count() > MAX_QUOTE_CHARS {
+        let cut: String = passage.chars().take(MAX_QUOTE_CHARS).collect();
+        format!("{}…", cut.trim_end())
+    } else {
+        passage.to_owned()
+    };
+    let quoted = quote
+        .lines()
+        .map(|line| format!("> {line}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!(
+        "{}\n\n{quoted}\n\n{}",
+        texts::quote_intro(locale, title),
+        texts::quote_outro(locale)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn turn(text: &str) -> CustomerTurn {
+        CustomerTurn {
+            text: text.to_owned(),
+            kind: TurnKind::Text,
+        }
+    }
+
+    fn conv(state: ConversationState) -> Conversation {
+        Conversation {
+            state,
+            ..Conversation::default()
+        }
+    }
+
+    #[test]
+    fn a_question_in_bot_state_asks_for_an_answer_with_the_whole_batch() {
+        let d = Engine.decide(
+            &conv(ConversationState::Bot),
+            &[turn("halo kak"), turn("jam buka blok m hari minggu?")],
+        );
+        assert_eq!(
+            d.actions,
+            vec![Action::Answer {
+                query: "halo kak\njam buka blok m hari minggu?".into()
+            }]
+        );
+        assert_eq!(d.conversation.state, ConversationState::Bot);
+    }
+
+    #[test]
+    fn human_owned_conversations_get_no_bot_action() {
+        for state in [ConversationState::WaitingHuman, ConversationState::Human] {
+            let d = Engine.decide(&conv(state), &[turn("halo?")]);
+            assert!(d.actions.is_empty(), "{state:?}");
+            assert_eq!(d.conversation.state, state);
+        }
+    }
+
+    #[test]
+    fn a_closed_conversation_reopens_with_the_bot() {
+        let d = Engine.decide(&conv(ConversationState::Closed), &[turn("menu apa saja")]);
+        assert_eq!(d.conversation.state, ConversationState::Bot);
+        assert!(matches!(d.actions[0], Action::Answer { .. }));
+    }
+
+    #[test]
+    fn asking_for_a_human_hands_off_in_the_customers_language() {
+        let d = Engine.decide(&conv(ConversationState::Bot), &[turn("mau bicara dengan admin")]);
+        assert_eq!(d.conversation.state, ConversationState::WaitingHuman);
+        assert_eq!(
+            d.actions[0],
+            Action::Handoff {
+                reason: HandoffReason::CustomerAsked
+            }
+        );
+        let d = Engine.decide(
+            &conv(ConversationState::Bot),
+            &[turn("can I talk to a human agent please")],
+        );
+        assert_eq!(d.conversation.locale, Locale::En);
+        assert_eq!(
+            d.actions[1],
+            Action::Reply(BotReply {
+                text: texts::handoff_notice(Locale::En).into(),
+                choices: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn a_long_question_mentioning_admin_is_still_answered() {
+        let d = Engine.decide(
+            &conv(ConversationState::Bot),
+            &[turn("jam berapa admin whatsapp membalas pesan di hari minggu ya kak")],
+        );
+        assert!(matches!(d.actions[0], Action::Answer { .. }));
+    }
+
+    #[test]
+    fn a_passage_is_quoted_with_its_title_and_a_human_offer() {
+        let d = Engine.on_answer(
+            &conv(ConversationState::Bot),
+            "jam buka",
+            AnswerOutcome::Passage {
+                title: "Profil".into(),
+                text: "Jam buka: 08.00–23.00 WIB\nParkir ada".into(),
+                chunk_id: "c1".into(),
+            },
+        );
+        let Action::Reply(reply) = &d.actions[0] else {
+            panic!("expected a reply")
+        };
+        assert!(reply.text.contains("> Jam buka: 08.00–23.00 WIB\n> Parkir ada"));
+        assert!(reply.text.contains("\"Profil\""));
+        assert!(reply.text.contains("admin"));
+    }
+
+    #[test]
+    fn no_match_clarifies_once_then_offers_a_human() {
+        let c = conv(ConversationState::Bot);
+        let first = Engine.on_answer(&c, "q", AnswerOutcome::NoMatch);
+        assert_eq!(first.conversation.abstain_streak, 1);
+        assert_eq!(
+            first.actions[1],
+            Action::Reply(BotReply {
+                text: texts::clarify(Locale::Id).into(),
+                choices: vec![]
+            })
+        );
+        let second = Engine.on_answer(&first.conversation, "q", AnswerOutcome::NoMatch);
+        assert_eq!(second.conversation.abstain_streak, 2);
+        let Action::Reply(reply) = &second.actions[1] else {
+            panic!("expected a reply")
+        };
+        assert_eq!(reply.choices, vec![texts::human_choice(Locale::Id).to_owned()]);
+        assert!(matches!(second.actions[0], Action::RecordUnanswered { .. }));
+    }
+
+    #[test]
+    fn a_failed_lookup_apologises_and_hands_off() {
+        let d = Engine.on_answer(&conv(ConversationState::Bot), "q", AnswerOutcome::Failed);
+        assert_eq!(d.conversation.state, ConversationState::WaitingHuman);
+        assert_eq!(
+            d.actions[1],
+            Action::Reply(BotReply {
+                text: texts::answer_failed(Locale::Id).into(),
+                choices: vec![]
+            })
+        );
+    }
+}

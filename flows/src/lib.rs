@@ -1,0 +1,26 @@
+//! Conversation flow engine: turns a batch of customer messages into the bot's next state and
+//! the actions the gateway must carry out.
+//!
+//! # Layout
+//! - `engine`: [`Engine::decide`] (customer batch → decision) and [`Engine::on_answer`]
+//!   (knowledge result → decision). Both are pure.
+//! - `state`: [`ConversationState`], [`Conversation`], [`Locale`].
+//! - `action`: [`Action`], the closed list of everything the bot can do.
+//! - `texts`: every sentence the bot says to customers, in Indonesian (default) and English.
+//! - `lang`: a cheap Indonesian/English detector for customer messages.
+//!
+//! # Invariants
+//! - **No HTTP, no SQL, no provider, no clock, no randomness.** The gateway does I/O, passes
+//!   in what it found, and executes the returned actions.
+//! - **While a human owns a conversation the engine returns no bot reply.**
+//! - Every customer-facing sentence exists in Indonesian and English.
+
+mod action;
+mod engine;
+pub mod lang;
+mod state;
+pub mod texts;
+
+pub use action::{Action, BotReply, HandoffReason};
+pub use engine::{AnswerOutcome, CustomerTurn, Decision, Engine, TurnKind};
+pub use state::{Conversation, ConversationState, Locale};

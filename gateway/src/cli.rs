@@ -1,0 +1,282 @@
+//! The `sapa` command line. Every subcommand takes `--config` and `--data-dir`, so a command
+//! finds the same database and index as the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::checks;
+use crate::config::Config;
+use crate::startup::{self, Application, Runtime};
+use crate::telemetry;
+
+/// Sapa: an omnichannel conversational AI gateway.
+#[derive(Debug, Parser)]
+#[command(name = "sapa", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./sapa.toml when it exists).
+    #[arg(long, global = true, env = "SAPA_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Directory for the embedded database, knowledge index and generated secret key.
+    #[arg(long, global = true, env = "SAPA_DATA_DIR", value_name = "DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (HTTP API, workers, dispatcher).
+    Serve {
+        /// Listen address, overriding server.bind.
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and reach every configured dependency.
+    Check,
+    /// Knowledge base commands.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KbCommand {
+    /// Ingest files (Markdown, text, HTML, CSV FAQ) or directories into a tenant's knowledge base.
+    Ingest {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Show the ranked chunks for a query.
+    Search {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The question.
+        query: String,
+        /// How many chunks.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure retrieval quality on a JSONL question file.
+    Eval {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The JSONL file (see shared/eval/README.md for the format).
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point of the `sapa` binary.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.telemetry);
+    let runtime = Runtime {
+        data_dir: cli.data_dir.clone(),
+        secret_key: std::env::var("SAPA_SECRET_KEY").ok(),
+    };
+    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = tokio.block_on(async move {
+        match cli.command {
+            Command::Serve { bind } => serve(config, runtime, bind).await,
+            Command::Migrate => migrate(config, runtime).await,
+            Command::Check => check(config, runtime).await,
+            Command::Kb { command } => kb(command, runtime),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(mut config: Config, runtime: Runtime, bind: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    if let Some(bind) = bind {
+        config.server.bind = bind;
+    }
+    tracing::debug!(config = %config.redacted_summary(), "effective configuration");
+    let public = if config.server.public_url.is_empty() {
+        None
+    } else {
+        Some(config.server.public_url.trim_end_matches('/').to_owned())
+    };
+    let demo = config.demo.enabled;
+    let app = Application::build(config, runtime).await?;
+    let base = public.unwrap_or_else(|| format!("http://{}", app.address()));
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+    tracing::info!(address = %app.address(), "sapa is ready");
+    println!("Sapa is listening on {base}");
+    println!("  health:   {base}/health/ready");
+    println!("  metrics:  {base}/metrics");
+    println!("  web chat: {base}/v1/webchat/sessions (POST), /v1/webchat/messages, /v1/webchat/ws");
+    if demo {
+        println!("  try it:   curl -s -XPOST {base}/v1/webchat/sessions -H 'content-type: application/json' -d '{{\"tenant\":\"demo\"}}'");
+    }
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    let (store, applied) = startup::open_store(&config, &runtime).await?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        println!("applied migrations {applied:?}");
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    println!("configuration: ok ({})", config.redacted_summary());
+    let http = reqwest::Client::new();
+    let mut failed = false;
+    let store = match startup::open_store(&config, &runtime).await {
+        Ok((store, _)) => Some(store),
+        Err(err) => {
+            println!("database: FAILED: {err:#}");
+            failed = true;
+            None
+        }
+    };
+    for check in checks::run(&config, store.as_ref(), &http).await {
+        failed |= !check.ok;
+        println!("{}: {} ({})", check.name, if check.ok { "ok" } else { "FAILED" }, check.detail);
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    let knowledge = startup::open_knowledge(&runtime)?;
+    match command {
+        KbCommand::Ingest { tenant, paths } => {
+            let files = expand(&paths)?;
+            let total = files.len();
+            let mut done = 0usize;
+            let report = knowledge.ingest_paths(&tenant, &files, &mut |path| {
+                done += 1;
+                eprintln!("[{done}/{total}] {}", path.display());
+            });
+            let mut failed = 0;
+            for (path, outcome) in &report.outcomes {
+                match outcome {
+                    Ok(outcome) => println!("{}: {outcome:?}", path.display()),
+                    Err(err) => {
+                        failed += 1;
+                        println!("{}: FAILED: {err}", path.display());
+                    }
+                }
+            }
+            println!("{} files, {} failed", report.outcomes.len(), failed);
+            Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        KbCommand::Search { tenant, query, limit, json } => {
+            let hits = knowledge.search(&tenant, &query, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else {
+                for (rank, hit) in hits.iter().enumerate() {
+                    println!(
+                        "{}. score={:.3} relevance={:.2} [{}] {}",
+                        rank + 1,
+                        hit.score,
+                        hit.relevance,
+                        hit.chunk.document_name,
+                        hit.chunk.heading_path.join(" > ")
+                    );
+                    println!("   {}", hit.chunk.text.replace('\n', "\n   "));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KbCommand::Eval { tenant, file, json } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report = knowledge::eval::run(&knowledge, &tenant, &text)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Expands directories into the files below them (sorted), keeping files as given.
+fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read directory {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

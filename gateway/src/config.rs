@@ -1,0 +1,802 @@
+//! Configuration: compiled-in defaults → `sapa.toml` → `SAPA_SECTION__KEY` environment.
+//!
+//! Loading checks the merged tree against `config/default.toml` (which lists every key) before
+//! deserializing, so an operator sees *every* unknown key, wrong type or malformed duration at
+//! once, each named by its dotted path, instead of fixing them one restart at a time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// Compiled-in defaults; every operator-settable key appears here.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+/// The keys of one `[tenants.<slug>]` table.
+pub const TENANT_TEMPLATE: &str = include_str!("../config/tenant.toml");
+/// Prefix of configuration environment variables.
+const ENV_PREFIX: &str = "SAPA_";
+
+/// The validated configuration of one Sapa process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Relational storage.
+    pub database: DatabaseConfig,
+    /// Optional Redis for distributed mode.
+    pub redis: RedisConfig,
+    /// Logs.
+    pub telemetry: TelemetryConfig,
+    /// Conversation workers.
+    pub conversation: ConversationConfig,
+    /// Outbox dispatcher.
+    pub dispatcher: DispatcherConfig,
+    /// Retrieval.
+    pub knowledge: KnowledgeConfig,
+    /// Optional OpenAI-compatible LLM.
+    pub llm: LlmConfig,
+    /// Web chat channel.
+    pub webchat: WebchatConfig,
+    /// Demo tenant seeding.
+    pub demo: DemoConfig,
+    /// Tenants declared in the file, by slug; applied idempotently at start.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Public base URL; empty means `http://<bind>`.
+    pub public_url: String,
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Drain deadline at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Empty (SQLite in the data dir), `sqlite://…` or `postgres://…`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Empty, or `redis://host:port`.
+    pub url: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// `RUST_LOG`-style filter.
+    pub filter: String,
+}
+
+/// `[conversation]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationConfig {
+    /// Quiet time before answering; zero disables debouncing.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Longest total wait while fragments keep coming.
+    #[serde(with = "humantime_serde")]
+    pub debounce_max: Duration,
+    /// Conversations answered concurrently.
+    pub max_concurrent: usize,
+    /// Re-scan interval for pending inbox rows.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+/// `[dispatcher]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// First retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// Re-scan interval for due outbox rows.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Rows claimed per round.
+    pub batch_size: u32,
+}
+
+/// `[knowledge]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    /// Chunks retrieved per question.
+    pub top_k: usize,
+    /// Answer threshold; negative means the built-in default.
+    pub min_relevance: f64,
+}
+
+/// `[llm]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Base URL; empty means no LLM.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// API key.
+    pub api_key: Secret,
+    /// Completion timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// `[webchat]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebchatConfig {
+    /// Longest customer message, in characters.
+    pub max_message_chars: usize,
+}
+
+/// `[demo]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Seed the `demo` tenant and its knowledge base.
+    pub enabled: bool,
+}
+
+/// `[tenants.<slug>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Display name.
+    pub name: String,
+    /// Default bot language.
+    pub locale: String,
+}
+
+/// A secret string whose `Debug` never prints the value.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("[redacted]")
+        }
+    }
+}
+
+/// Every problem found in the configuration, each naming its key.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problems):", self.problems.len())?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(problem: String) -> Self {
+        Self {
+            problems: vec![problem],
+        }
+    }
+}
+
+/// Which database backend a URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// SQLite at this file path.
+    Sqlite(PathBuf),
+    /// Postgres at this URL.
+    Postgres(String),
+}
+
+impl Config {
+    /// Loads defaults, then the file (`path`, or `./sapa.toml` if it exists), then `SAPA_*`
+    /// environment variables, and validates the result.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its key and what to change.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(path) => Some(read_file(path)?),
+            None => {
+                let default = Path::new("sapa.toml");
+                if default.exists() {
+                    Some(read_file(default)?)
+                } else {
+                    None
+                }
+            }
+        };
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        Self::from_sources(file.as_ref().map(|(p, s)| (p.as_str(), s.as_str())), &env)
+    }
+
+    /// Defaults plus one TOML document, without the environment (tests use this).
+    ///
+    /// # Errors
+    /// Every problem found.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_sources(Some(("<inline>", text)), &[])
+    }
+
+    /// Defaults, then `file` (origin name, contents), then `env` pairs, validated.
+    ///
+    /// # Errors
+    /// Every problem found.
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let defaults: Table = DEFAULTS
+            .parse()
+            .map_err(|e| ConfigError::one(format!("built-in defaults do not parse: {e}")))?;
+        let tenant_template: Table = TENANT_TEMPLATE
+            .parse()
+            .map_err(|e| ConfigError::one(format!("built-in tenant template: {e}")))?;
+        let schema = Schema {
+            defaults: &defaults,
+            tenant: &tenant_template,
+        };
+        let mut problems = Vec::new();
+        let mut merged = defaults.clone();
+        if let Some((origin, text)) = file {
+            match text.parse::<Table>() {
+                Ok(table) => {
+                    schema.check_table(&table, "", origin, &mut problems);
+                    merge(&mut merged, table);
+                }
+                Err(e) => problems.push(format!("{origin}: not valid TOML: {e}")),
+            }
+        }
+        let mut env: Vec<&(String, String)> = env.iter().collect();
+        env.sort();
+        for (name, raw) in env {
+            schema.apply_env(name, raw, &mut merged, &mut problems);
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let config = Config::deserialize(Value::Table(merged))
+            .map_err(|e| ConfigError::one(format!("configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field and semantic checks; returns all problems at once.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.conversation.debounce_max < self.conversation.debounce {
+            problems.push(format!(
+                "conversation.debounce_max ({:?}) must be at least conversation.debounce ({:?})",
+                self.conversation.debounce_max, self.conversation.debounce
+            ));
+        }
+        if self.conversation.max_concurrent == 0 {
+            problems.push("conversation.max_concurrent must be at least 1".to_owned());
+        }
+        if self.dispatcher.max_attempts == 0 {
+            problems.push("dispatcher.max_attempts must be at least 1".to_owned());
+        }
+        if self.dispatcher.batch_size == 0 {
+            problems.push("dispatcher.batch_size must be at least 1".to_owned());
+        }
+        if self.database.max_connections == 0 {
+            problems.push("database.max_connections must be at least 1".to_owned());
+        }
+        if self.knowledge.top_k == 0 {
+            problems.push("knowledge.top_k must be at least 1".to_owned());
+        }
+        if self.knowledge.min_relevance > 1.0 {
+            problems.push(format!(
+                "knowledge.min_relevance must be at most 1.0 (got {})",
+                self.knowledge.min_relevance
+            ));
+        }
+        if self.server.max_body_bytes < 1024 {
+            problems.push("server.max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.webchat.max_message_chars == 0 {
+            problems.push("webchat.max_message_chars must be at least 1".to_owned());
+        }
+        let db = &self.database.url;
+        if !(db.is_empty()
+            || db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            problems.push(format!(
+                "database.url must be empty (SQLite in the data dir), `sqlite://PATH` or `postgres://…` (got `{}`)",
+                redact_url(db)
+            ));
+        }
+        if !self.redis.url.is_empty() && !self.redis.url.starts_with("redis://") {
+            problems.push("redis.url must start with `redis://`".to_owned());
+        }
+        if !self.llm.base_url.is_empty() {
+            if !(self.llm.base_url.starts_with("http://") || self.llm.base_url.starts_with("https://")) {
+                problems.push("llm.base_url must be an http:// or https:// URL".to_owned());
+            }
+            if self.llm.model.is_empty() {
+                problems.push("llm.model must be set when llm.base_url is set".to_owned());
+            }
+        }
+        for (slug, tenant) in &self.tenants {
+            if !valid_slug(slug) {
+                problems.push(format!(
+                    "tenants.{slug}: a tenant slug uses lowercase letters, digits and `-` only (max 40)"
+                ));
+            }
+            if flows::Locale::parse(&tenant.locale).is_none() {
+                problems.push(format!(
+                    "tenants.{slug}.locale must be \"id\" or \"en\" (got \"{}\")",
+                    tenant.locale
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The database this configuration selects, with `data_dir` for the embedded default.
+    pub fn database_target(&self, data_dir: &Path) -> DatabaseTarget {
+        let url = &self.database.url;
+        if url.is_empty() {
+            DatabaseTarget::Sqlite(data_dir.join("sapa.db"))
+        } else if let Some(path) = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:")) {
+            DatabaseTarget::Sqlite(PathBuf::from(path))
+        } else {
+            DatabaseTarget::Postgres(url.clone())
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted (for `sapa check` and debug logs).
+    pub fn redacted_summary(&self) -> String {
+        format!(
+            "bind={} database={} redis={} llm={} debounce={:?} demo={}",
+            self.server.bind,
+            if self.database.url.is_empty() {
+                "sqlite (data dir)".to_owned()
+            } else {
+                redact_url(&self.database.url)
+            },
+            if self.redis.url.is_empty() { "off".to_owned() } else { redact_url(&self.redis.url) },
+            if self.llm.base_url.is_empty() { "off (extractive answers)".to_owned() } else { self.llm.base_url.clone() },
+            self.conversation.debounce,
+            self.demo.enabled
+        )
+    }
+}
+
+/// Replaces a URL's password with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Whether `slug` is a valid tenant slug.
+pub fn valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 40
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|text| (path.display().to_string(), text))
+        .map_err(|e| {
+            ConfigError::one(format!(
+                "cannot read config file {}: {e} (pass an existing file with --config, or omit it)",
+                path.display()
+            ))
+        })
+}
+
+fn merge(base: &mut Table, overlay: Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(base_table)), Value::Table(overlay_table)) => {
+                merge(base_table, overlay_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The shape every configuration must have: the defaults, plus the tenant template for each
+/// `[tenants.<slug>]`.
+struct Schema<'a> {
+    defaults: &'a Table,
+    tenant: &'a Table,
+}
+
+impl Schema<'_> {
+    /// The expected value at a dotted path (`None`: unknown key).
+    fn expected(&self, path: &[&str]) -> Option<Value> {
+        match path {
+            ["tenants"] => Some(Value::Table(Table::new())),
+            ["tenants", _] => Some(Value::Table(self.tenant.clone())),
+            ["tenants", _, rest @ ..] => lookup(self.tenant, rest),
+            _ => lookup(self.defaults, path),
+        }
+    }
+
+    fn check_table(&self, table: &Table, prefix: &str, origin: &str, problems: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            let parts: Vec<&str> = path.split('.').collect();
+            let Some(expected) = self.expected(&parts) else {
+                problems.push(format!(
+                    "{origin}: unknown key `{path}`{}",
+                    self.suggestion(&parts)
+                ));
+                continue;
+            };
+            match (&expected, value) {
+                (Value::Table(_), Value::Table(inner)) => {
+                    self.check_table(inner, &path, origin, problems);
+                }
+                _ => {
+                    if let Some(problem) = type_problem(&expected, value) {
+                        problems.push(format!("{origin}: `{path}` {problem}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_env(&self, name: &str, raw: &str, merged: &mut Table, problems: &mut Vec<String>) {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            return;
+        };
+        // Variables without `__` (SAPA_SECRET_KEY, SAPA_CONFIG, SAPA_DATA_DIR) are not config keys.
+        if !rest.contains("__") {
+            return;
+        }
+        let lowered = rest.to_lowercase();
+        let parts: Vec<&str> = lowered.split("__").collect();
+        let Some(expected) = self.expected(&parts) else {
+            problems.push(format!(
+                "environment {name}: unknown key `{}`{}",
+                parts.join("."),
+                self.suggestion(&parts)
+            ));
+            return;
+        };
+        let value = match expected {
+            Value::String(_) => Value::String(raw.to_owned()),
+            Value::Integer(_) => match raw.trim().parse::<i64>() {
+                Ok(n) => Value::Integer(n),
+                Err(_) => {
+                    problems.push(format!("environment {name}: expected an integer, got `{raw}`"));
+                    return;
+                }
+            },
+            Value::Float(_) => match raw.trim().parse::<f64>() {
+                Ok(n) => Value::Float(n),
+                Err(_) => {
+                    problems.push(format!("environment {name}: expected a number, got `{raw}`"));
+                    return;
+                }
+            },
+            Value::Boolean(_) => match raw.trim() {
+                "true" | "1" => Value::Boolean(true),
+                "false" | "0" => Value::Boolean(false),
+                _ => {
+                    problems.push(format!("environment {name}: expected true or false, got `{raw}`"));
+                    return;
+                }
+            },
+            Value::Table(_) | Value::Array(_) | Value::Datetime(_) => {
+                problems.push(format!(
+                    "environment {name}: `{}` is a section; set one of its keys instead",
+                    parts.join(".")
+                ));
+                return;
+            }
+        };
+        if let Some(problem) = type_problem(&expected, &value) {
+            problems.push(format!("environment {name}: {problem}"));
+            return;
+        }
+        let mut table = &mut *merged;
+        let (last, parents) = match parts.split_last() {
+            Some(split) => split,
+            None => return,
+        };
+        for part in parents {
+            let entry = table
+                .entry((*part).to_owned())
+                .or_insert_with(|| Value::Table(Table::new()));
+            if !entry.is_table() {
+                *entry = Value::Table(Table::new());
+            }
+            let Value::Table(inner) = entry else { return };
+            table = inner;
+        }
+        table.insert((*last).to_owned(), value);
+    }
+
+    /// "(did you mean `x`?)" for the first unknown component of `parts`.
+    fn suggestion(&self, parts: &[&str]) -> String {
+        let Some(unknown) = (0..parts.len()).find(|i| self.expected(&parts[..=*i]).is_none()) else {
+            return String::new();
+        };
+        let siblings = if unknown == 0 {
+            Some(Value::Table(self.defaults.clone()))
+        } else {
+            self.expected(&parts[..unknown])
+        };
+        let Some(Value::Table(siblings)) = siblings else {
+            return String::new();
+        };
+        siblings
+            .keys()
+            .map(|k| (edit_distance(k, parts[unknown]), k))
+            .filter(|(d, _)| *d <= 2)
+            .min()
+            .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default()
+    }
+}
+
+fn lookup(table: &Table, path: &[&str]) -> Option<Value> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get(*first)?;
+    if rest.is_empty() {
+        Some(value.clone())
+    } else if let Value::Table(inner) = value {
+        lookup(inner, rest)
+    } else {
+        None
+    }
+}
+
+/// Whether `actual` fits the type of the default `expected`; durations and socket addresses
+/// are recognized from the default's own format.
+fn type_problem(expected: &Value, actual: &Value) -> Option<String> {
+    match (expected, actual) {
+        (Value::String(default), Value::String(s)) => {
+            if !default.is_empty() && humantime::parse_duration(default).is_ok() {
+                if humantime::parse_duration(s).is_err() {
+                    return Some(format!(
+                        "must be a duration such as \"500ms\", \"2s\" or \"5m\" (got \"{s}\")"
+                    ));
+                }
+            } else if default.parse::<SocketAddr>().is_ok() && s.parse::<SocketAddr>().is_err() {
+                return Some(format!(
+                    "must be an address such as \"127.0.0.1:8080\" (got \"{s}\")"
+                ));
+            }
+            None
+        }
+        (Value::Integer(_), Value::Integer(n)) => {
+            (*n < 0).then(|| format!("must not be negative (got {n})"))
+        }
+        (Value::Float(_), Value::Float(_) | Value::Integer(_))
+        | (Value::Boolean(_), Value::Boolean(_)) => None,
+        (expected, actual) => Some(format!(
+            "must be {} (got {})",
+            type_name(expected),
+            type_name(actual)
+        )),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "true or false",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "a list",
+        Value::Table(_) => "a section",
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_example_parse() {
+        let config = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(config.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.conversation.debounce, Duration::from_millis(1200));
+        let example = Config::from_toml(include_str!("../config/example.toml")).unwrap();
+        assert_eq!(example.tenants["kopi-nusantara"].name, "Kopi Nusantara");
+        assert!(!example.demo.enabled);
+    }
+
+    #[test]
+    fn every_example_key_is_documented_in_the_defaults() {
+        let example: Table = include_str!("../config/example.toml").parse().unwrap();
+        let defaults: Table = DEFAULTS.parse().unwrap();
+        let tenant: Table = TENANT_TEMPLATE.parse().unwrap();
+        let schema = Schema {
+            defaults: &defaults,
+            tenant: &tenant,
+        };
+        let mut problems = vec![];
+        schema.check_table(&example, "", "example", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once_each_naming_its_key() {
+        let file = r#"
+            [server]
+            bnd = "0.0.0.0:1"
+            max_body_bytes = "big"
+            [conversation]
+            debounce = "soon"
+            [unknown_section]
+            x = 1
+            [tenants.shop]
+            name = "Shop"
+            colour = "red"
+        "#;
+        let err = Config::from_sources(
+            Some(("sapa.toml", file)),
+            &env(&[("SAPA_DISPATCHER__MAX_ATTEMPTS", "many"), ("SAPA_SERVR__BIND", "x")]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "unknown key `server.bnd` (did you mean `bind`?)",
+            "`server.max_body_bytes` must be an integer (got a string)",
+            "`conversation.debounce` must be a duration",
+            "unknown key `unknown_section`",
+            "unknown key `tenants.shop.colour`",
+            "SAPA_DISPATCHER__MAX_ATTEMPTS: expected an integer",
+            "SAPA_SERVR__BIND: unknown key `servr.bind` (did you mean `server`?)",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_keeps_id_like_values_as_strings() {
+        let config = Config::from_sources(
+            Some(("f", "[database]\nurl = \"sqlite://a.db\"\n")),
+            &env(&[
+                ("SAPA_DATABASE__URL", "postgres://u:pw@localhost/test"),
+                ("SAPA_LLM__MODEL", "12345"),
+                ("SAPA_CONVERSATION__DEBOUNCE", "0s"),
+                ("SAPA_SECRET_KEY", "ignored: not a config key"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.database.url, "postgres://u:pw@localhost/test");
+        assert_eq!(config.llm.model, "12345");
+        assert_eq!(config.conversation.debounce, Duration::ZERO);
+        assert!(
+            config.redacted_summary().contains("postgres://u:***@localhost/test"),
+            "{}",
+            config.redacted_summary()
+        );
+    }
+
+    #[test]
+    fn semantic_problems_are_listed_together() {
+        let err = Config::from_toml(
+            "[conversation]\ndebounce = \"5s\"\ndebounce_max = \"1s\"\n[database]\nurl = \"mysql://x\"\n[tenants.Bad_Slug]\nname = \"x\"\nlocale = \"fr\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("conversation.debounce_max"), "{text}");
+        assert!(text.contains("database.url must be"), "{text}");
+        assert!(text.contains("tenants.Bad_Slug: a tenant slug"), "{text}");
+        assert!(text.contains("tenants.Bad_Slug.locale must be"), "{text}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let config = Config::from_sources(None, &env(&[("SAPA_LLM__API_KEY", "sk-secret")])).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("sk-secret"));
+        assert!(debug.contains("[redacted]"));
+    }
+}

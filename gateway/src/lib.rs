@@ -1,0 +1,37 @@
+//! Gateway: the `sapa` binary's library. HTTP server, configuration, storage, workers, CLI.
+//!
+//! # Layout
+//! - `cli`: the `sapa` command line (`serve`, `migrate`, `check`, `kb …`).
+//! - `config`: defaults → `sapa.toml` → `SAPA_*` environment, validated with every problem
+//!   listed at once.
+//! - `startup`: `Application::build` turns config into running objects; `run_until_stopped`
+//!   serves and drains on shutdown.
+//! - `routes`: the HTTP surface (web chat API + WebSocket, health, metrics).
+//! - `store`: the only module with SQL (SQLite embedded, Postgres distributed).
+//! - `workers`: inbound group commit, conversation lanes, answering, the outbox dispatcher,
+//!   pacing and the recovery poller.
+//! - `crypto`: AES-GCM for secrets at rest; `telemetry`: logs and metric names; `checks`:
+//!   dependency checks; `demo`: the compiled-in demo tenant.
+//!
+//! # Invariants
+//! - **Only this crate reads env vars and files, opens sockets, spawns long-lived tasks and owns
+//!   the database.** Libraries receive typed config and handles.
+//! - **Nothing is acknowledged before it is committed**: a web chat message gets `202` only
+//!   after its inbox row is stored.
+//! - **Messages of one conversation are handled one batch at a time, in arrival order**, by its
+//!   lane; different conversations run concurrently.
+//! - **State, bot messages and outbox rows of one turn commit in one transaction**; every
+//!   outbound message goes through the outbox.
+//! - **No message text, phone number or secret is logged at info level or above.**
+
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod workers;

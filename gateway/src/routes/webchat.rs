@@ -1,0 +1,299 @@
+//! The web chat API: sessions, posting and listing messages, and the live WebSocket.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use channels::webchat::{WebchatEvent, WebchatMessage};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::config::valid_slug;
+use crate::error::{ApiError, ApiJson};
+use crate::startup::AppState;
+use crate::store::{Accepted, InboundItem, StoreError, WebchatSession, now_ms};
+use crate::workers::ingress::{IngressError, to_webchat};
+
+/// Messages returned per page by `GET /v1/webchat/messages`.
+const PAGE: i64 = 200;
+/// WebSocket keep-alive ping interval.
+const PING_EVERY: Duration = Duration::from_secs(25);
+
+/// Web chat routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webchat/sessions", post(create_session))
+        .route("/v1/webchat/messages", post(post_message).get(list_messages))
+        .route("/v1/webchat/ws", get(stream_messages))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSession {
+    tenant: String,
+    #[serde(default)]
+    locale: Option<String>,
+}
+
+async fn create_session(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateSession>,
+) -> Result<Response, ApiError> {
+    if !valid_slug(&body.tenant) {
+        return Err(ApiError::not_found(
+            "tenant_not_found",
+            "no tenant with that id (tenant ids are lowercase letters, digits and `-`)",
+        ));
+    }
+    let Some(tenant) = state.store.tenant(&body.tenant).await? else {
+        return Err(ApiError::not_found("tenant_not_found", format!("no tenant `{}`", body.tenant)));
+    };
+    let locale = match body.locale.as_deref() {
+        None => flows::Locale::parse(&tenant.locale).unwrap_or_default(),
+        Some(raw) => flows::Locale::parse(raw).ok_or_else(|| {
+            ApiError::bad_request("invalid_locale", "locale must be \"id\" or \"en\"")
+        })?,
+    };
+    let account = state
+        .store
+        .ensure_channel_account(&tenant.id, "webchat", &tenant.id, "Web chat", None)
+        .await?;
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let conversation_id = state
+        .store
+        .create_webchat_session(&tenant.id, &account, &token_hash(&token), locale.as_str())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "session_token": token,
+            "conversation_id": conversation_id,
+            "tenant": { "id": tenant.id, "name": tenant.name },
+            "locale": locale.as_str(),
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostMessage {
+    client_message_id: String,
+    text: String,
+}
+
+async fn post_message(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PostMessage>,
+) -> Result<Response, ApiError> {
+    let session = authenticate(&state, bearer(&headers)?).await?;
+    let client_id = body.client_message_id.trim();
+    if client_id.is_empty()
+        || client_id.len() > 100
+        || !client_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_client_message_id",
+            "client_message_id must be 1-100 characters of letters, digits, `-`, `_`, `.` or `:` (a UUID is ideal)",
+        ));
+    }
+    let text = body.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::bad_request("empty_message", "text must not be empty"));
+    }
+    let max = state.config.webchat.max_message_chars;
+    let length = text.chars().count();
+    if length > max {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "message_too_long",
+            format!("text is {length} characters; the limit is {max}"),
+        ));
+    }
+    let item = InboundItem {
+        tenant_id: session.tenant_id.clone(),
+        channel_account_id: session.channel_account_id.clone(),
+        conversation_id: session.conversation_id.clone(),
+        external_id: client_id.to_owned(),
+        text: text.to_owned(),
+        kind: "text",
+        received_at_ms: now_ms(),
+        channel_kind: "webchat",
+    };
+    match state.ingress.accept(item).await {
+        Ok(Accepted::New { message }) => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "duplicate": false, "message": to_webchat(&message) })),
+        )
+            .into_response()),
+        Ok(Accepted::Duplicate) => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "duplicate": true })),
+        )
+            .into_response()),
+        Err(IngressError::Unavailable | IngressError::ShuttingDown) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the message was not stored; retry with the same client_message_id",
+        )),
+    }
+}
+
+async fn list_messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let session = authenticate(&state, bearer(&headers)?).await?;
+    let after = parse_after(&params)?;
+    let messages = state
+        .store
+        .messages_after(&session.tenant_id, &session.conversation_id, after, PAGE)
+        .await?;
+    let messages: Vec<WebchatMessage> = messages.iter().map(to_webchat).collect();
+    Ok(axum::Json(json!({ "messages": messages })).into_response())
+}
+
+async fn stream_messages(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let token = params
+        .get("token")
+        .ok_or_else(|| ApiError::unauthorized("missing_token", "pass the session token as ?token="))?;
+    let session = authenticate(&state, token).await?;
+    let after = parse_after(&params)?;
+    Ok(ws.on_upgrade(move |socket| run_socket(socket, state, session, after)))
+}
+
+/// Pushes the conversation to one browser: first what it missed, then live. Storage is the
+/// source of truth: on every "new message" signal the socket re-reads after the last id it
+/// sent, so messages go out in id order, exactly once per connection, even if signals race.
+async fn run_socket(mut socket: WebSocket, state: AppState, session: WebchatSession, mut last: i64) {
+    let mut events = state.hub.subscribe(&session.conversation_id);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    if catch_up(&mut socket, &state, &session, &mut last).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let result = match event {
+                    Ok(WebchatEvent::Message { .. }) | Err(RecvError::Lagged(_)) => {
+                        catch_up(&mut socket, &state, &session, &mut last).await
+                    }
+                    Ok(event @ WebchatEvent::Typing) => send_event(&mut socket, &event).await,
+                    Err(RecvError::Closed) => break,
+                };
+                if result.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_) | Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            () = state.shutdown.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    }
+}
+
+async fn catch_up(
+    socket: &mut WebSocket,
+    state: &AppState,
+    session: &WebchatSession,
+    last: &mut i64,
+) -> Result<(), axum::Error> {
+    loop {
+        let page = match state
+            .store
+            .messages_after(&session.tenant_id, &session.conversation_id, *last, PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(err) => {
+                tracing::warn!(error = %err, "web chat catch-up failed");
+                return Ok(());
+            }
+        };
+        let full = page.len() as i64 == PAGE;
+        for message in &page {
+            send_event(socket, &WebchatEvent::Message { message: to_webchat(message) }).await?;
+            *last = message.id;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+async fn send_event(socket: &mut WebSocket, event: &WebchatEvent) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(event).unwrap_or_default();
+    socket.send(Message::Text(text.into())).await
+}
+
+fn parse_after(params: &HashMap<String, String>) -> Result<i64, ApiError> {
+    match params.get("after").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(0),
+        Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request("invalid_after", "after must be a message id (a non-negative integer)")
+        }),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing_token", "send `Authorization: Bearer <session_token>`")
+        })?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("missing_token", "send `Authorization: Bearer <session_token>`"))
+}
+
+async fn authenticate(state: &AppState, token: &str) -> Result<WebchatSession, ApiError> {
+    // Only the hash is stored and compared, so a leaked database does not leak live tokens, and
+    // the lookup by hash does not leak token bytes through timing.
+    match state.store.webchat_session(&token_hash(token)).await {
+        Ok(Some(session)) => Ok(session),
+        Ok(None) => Err(ApiError::unauthorized(
+            "invalid_token",
+            "unknown or expired session token; create a new session",
+        )),
+        Err(err @ StoreError::Unavailable(_)) => Err(err.into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

@@ -1,0 +1,276 @@
+//! Building and running the application: the one place that turns config into objects.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use channels::Channel;
+use channels::webchat::{Hub, WebchatChannel};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, DatabaseTarget};
+use crate::crypto::SecretBox;
+use crate::demo;
+use crate::store::Store;
+use crate::telemetry;
+use crate::workers::dispatcher::Dispatcher;
+use crate::workers::ingress::Ingress;
+use crate::workers::lanes::Lanes;
+use crate::workers::{ChannelRegistry, TurnContext, poller};
+
+/// Where a process keeps its files, and secrets that come from the environment.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// The data dir (SQLite database, knowledge index, generated secret key).
+    pub data_dir: PathBuf,
+    /// Content of `SAPA_SECRET_KEY`, if set.
+    pub secret_key: Option<String>,
+}
+
+/// Test seams: replacements for adapters. Production uses `Overrides::default()`.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// Channel adapters by kind, replacing the built-in ones.
+    pub channels: Vec<(String, Arc<dyn Channel>)>,
+}
+
+/// Shared handles for handlers. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Services>);
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What handlers use.
+#[derive(Debug)]
+pub struct Services {
+    /// Effective configuration.
+    pub config: Config,
+    /// Storage.
+    pub store: Store,
+    /// Knowledge index.
+    pub knowledge: knowledge::Knowledge,
+    /// Web chat fan-out.
+    pub hub: Arc<Hub>,
+    /// Inbound group commit.
+    pub ingress: Ingress,
+    /// Outbound HTTP (health checks, providers).
+    pub http: reqwest::Client,
+    /// Prometheus renderer.
+    pub metrics: PrometheusHandle,
+    /// Secrets at rest.
+    pub secrets: SecretBox,
+    /// Cancelled when the server begins shutting down (closes WebSockets).
+    pub shutdown: CancellationToken,
+}
+
+/// A built application, bound to its port, ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    work: (TaskTracker, CancellationToken),
+    delivery: (TaskTracker, CancellationToken),
+}
+
+/// Opens storage and applies migrations (used by `serve`, `migrate` and `check`).
+///
+/// # Errors
+/// When the database cannot be reached or a migration fails.
+pub async fn open_store(config: &Config, runtime: &Runtime) -> anyhow::Result<(Store, Vec<i64>)> {
+    let target = config.database_target(&runtime.data_dir);
+    if let DatabaseTarget::Sqlite(path) = &target {
+        std::fs::create_dir_all(&runtime.data_dir)
+            .with_context(|| format!("cannot create data dir {}", runtime.data_dir.display()))?;
+        tracing::debug!(path = %path.display(), "using SQLite");
+    }
+    let store = Store::connect(&target, config.database.max_connections)
+        .await
+        .context("cannot connect to the database (check database.url)")?;
+    let applied = store.migrate().await.context("database migration failed")?;
+    Ok((store, applied))
+}
+
+/// Opens the knowledge index under the data dir.
+///
+/// # Errors
+/// When the index cannot be opened.
+pub fn open_knowledge(runtime: &Runtime) -> anyhow::Result<knowledge::Knowledge> {
+    let dir = runtime.data_dir.join("index");
+    knowledge::Knowledge::open(&dir).with_context(|| format!("cannot open knowledge index at {}", dir.display()))
+}
+
+impl Application {
+    /// Builds the application with production adapters.
+    ///
+    /// # Errors
+    /// Any start-up failure, with context saying what to fix.
+    pub async fn build(config: Config, runtime: Runtime) -> anyhow::Result<Self> {
+        Self::build_with(config, runtime, Overrides::default()).await
+    }
+
+    /// Builds the application; `overrides` replace adapters (tests).
+    ///
+    /// # Errors
+    /// Any start-up failure, with context saying what to fix.
+    pub async fn build_with(config: Config, runtime: Runtime, overrides: Overrides) -> anyhow::Result<Self> {
+        let (store, applied) = open_store(&config, &runtime).await?;
+        if !applied.is_empty() {
+            tracing::info!(versions = ?applied, "database migrated");
+        }
+        let embedded = matches!(config.database_target(&runtime.data_dir), DatabaseTarget::Sqlite(_));
+        let secrets = SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
+        let knowledge = open_knowledge(&runtime)?;
+        seed(&config, &store, &knowledge).await?;
+
+        let hub = Arc::new(Hub::default());
+        let dispatcher_wake = Arc::new(Notify::new());
+        let work = (TaskTracker::new(), CancellationToken::new());
+        let delivery = (TaskTracker::new(), CancellationToken::new());
+        let min_relevance = if config.knowledge.min_relevance < 0.0 {
+            knowledge::DEFAULT_MIN_RELEVANCE
+        } else {
+            config.knowledge.min_relevance as f32
+        };
+        let ctx = Arc::new(TurnContext {
+            store: store.clone(),
+            knowledge: knowledge.clone(),
+            engine: flows::Engine,
+            hub: hub.clone(),
+            dispatcher_wake: dispatcher_wake.clone(),
+            debounce: config.conversation.debounce,
+            debounce_max: config.conversation.debounce_max,
+            top_k: config.knowledge.top_k,
+            min_relevance,
+        });
+        let lanes = Lanes::new(ctx, config.conversation.max_concurrent, work.0.clone(), work.1.clone());
+        let ingress = Ingress::spawn(store.clone(), lanes.clone(), hub.clone(), &work.0, work.1.clone());
+        poller::spawn(store.clone(), lanes, config.conversation.poll_interval, &work.0, work.1.clone());
+
+        let mut registry = ChannelRegistry::default();
+        registry.insert_kind("webchat", Arc::new(WebchatChannel::new(hub.clone())));
+        for (kind, channel) in overrides.channels {
+            registry.insert_kind(&kind, channel);
+        }
+        Dispatcher::new(store.clone(), Arc::new(registry), config.dispatcher.clone()).spawn(
+            dispatcher_wake,
+            &delivery.0,
+            delivery.1.clone(),
+        );
+
+        let listener = TcpListener::bind(config.server.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (is another process using it? change --bind)", config.server.bind))?;
+        let address = listener.local_addr()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let state = AppState(Arc::new(Services {
+            config,
+            store,
+            knowledge,
+            hub,
+            ingress,
+            http,
+            metrics: telemetry::prometheus(),
+            secrets,
+            shutdown: CancellationToken::new(),
+        }));
+        Ok(Self {
+            listener,
+            address,
+            state,
+            work,
+            delivery,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// A token that starts a graceful shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains: stop accepting, finish
+    /// in-flight requests and conversations, send what is due, close storage.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let grace = self.state.config.server.shutdown_grace;
+        let shutdown = self.state.shutdown.clone();
+        let store = self.state.store.clone();
+        let router = crate::routes::router(self.state);
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        server.await.context("HTTP server failed")?;
+        tracing::info!("stopped accepting requests; finishing in-flight conversations");
+        let (work_tracker, work_token) = self.work;
+        work_token.cancel();
+        work_tracker.close();
+        if tokio::time::timeout(grace, work_tracker.wait()).await.is_err() {
+            tracing::warn!(?grace, "conversations still running at the shutdown deadline; they resume on next start");
+        }
+        let (delivery_tracker, delivery_token) = self.delivery;
+        delivery_token.cancel();
+        delivery_tracker.close();
+        if tokio::time::timeout(grace, delivery_tracker.wait()).await.is_err() {
+            tracing::warn!(?grace, "sends still running at the shutdown deadline; they resume on next start");
+        }
+        store.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Applies tenants declared in the config, and the demo tenant with its knowledge base.
+async fn seed(config: &Config, store: &Store, knowledge: &knowledge::Knowledge) -> anyhow::Result<()> {
+    for (slug, tenant) in &config.tenants {
+        let name = if tenant.name.is_empty() { slug } else { &tenant.name };
+        store.upsert_tenant(slug, name, &tenant.locale).await?;
+        store.ensure_channel_account(slug, "webchat", slug, "Web chat", None).await?;
+    }
+    if config.demo.enabled {
+        store.upsert_tenant(demo::TENANT, demo::NAME, "id").await?;
+        store.ensure_channel_account(demo::TENANT, "webchat", demo::TENANT, "Web chat", None).await?;
+        let knowledge = knowledge.clone();
+        let ingested = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            if !knowledge.list_documents(demo::TENANT)?.is_empty() {
+                return Ok(0);
+            }
+            for (name, text) in demo::KNOWLEDGE_BASE {
+                knowledge
+                    .ingest_document(demo::TENANT, name, text.as_bytes())
+                    .with_context(|| format!("demo document {name}"))?;
+            }
+            Ok(demo::KNOWLEDGE_BASE.len())
+        })
+        .await??;
+        if ingested > 0 {
+            tracing::info!(documents = ingested, "demo knowledge base ingested");
+        }
+    }
+    Ok(())
+}

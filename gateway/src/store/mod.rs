@@ -1,0 +1,565 @@
+//! The one place with SQL. SQLite (embedded) and Postgres (distributed) share every statement
+//! through sqlx's `Any` driver; where the dialects differ, [`Dialect`] picks the variant.
+//!
+//! Invariants:
+//! - Every query that reads tenant data filters on `tenant_id` or on an id that was itself
+//!   resolved under a tenant (a session token, a conversation id from a tenant-scoped row).
+//! - The inbox's unique `(channel_account_id, external_id)` is the dedupe: inserts use
+//!   `ON CONFLICT DO NOTHING`, never check-then-insert.
+//! - State, bot messages and outbox rows of one turn commit in one transaction.
+//! - Writers to one conversation take its row lock first (`UPDATE conversations …`), so message
+//!   ids within a conversation are assigned and committed in order, even on Postgres.
+
+mod ingress;
+mod outbox;
+mod turns;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use ingress::{Accepted, InboundItem};
+pub use outbox::{ClaimedSend, OutboxFailure};
+pub use turns::{PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
+
+use crate::config::DatabaseTarget;
+
+/// One migration: version, name, SQLite script, Postgres script.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("migrations/0001_init.sqlite.sql"),
+    include_str!("migrations/0001_init.postgres.sql"),
+)];
+
+/// Storage failures, classified for the HTTP edge and the workers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the operation; retry later.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A migration script failed.
+    #[error("migration {version} ({name}) failed")]
+    Migration {
+        /// Migration number.
+        version: i64,
+        /// Migration name.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database's schema is newer than this binary.
+    #[error("database schema version {found} is newer than this binary supports ({supported})")]
+    SchemaTooNew {
+        /// Highest applied version.
+        found: i64,
+        /// Highest version this binary knows.
+        supported: i64,
+    },
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Unavailable(err)
+    }
+}
+
+/// SQL dialect of the connected database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (embedded mode).
+    Sqlite,
+    /// PostgreSQL (distributed mode).
+    Postgres,
+}
+
+/// Handle to the database. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Writes. On SQLite a single connection, so write transactions never fight for the lock.
+    write: AnyPool,
+    /// Reads. On Postgres the same pool as `write`.
+    read: AnyPool,
+    dialect: Dialect,
+}
+
+/// A tenant row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Slug, e.g. `demo`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Default bot language (`id` or `en`).
+    pub locale: String,
+}
+
+/// What a web chat session token resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebchatSession {
+    /// Tenant slug.
+    pub tenant_id: String,
+    /// Conversation of the session.
+    pub conversation_id: String,
+    /// The tenant's web chat channel account.
+    pub channel_account_id: String,
+}
+
+/// A stored message as the APIs present it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Monotonic id.
+    pub id: i64,
+    /// `customer`, `bot` or `agent`.
+    pub author: String,
+    /// Text.
+    pub body: String,
+    /// Client or provider id of a customer message.
+    pub external_id: Option<String>,
+    /// Customer message ids a bot or agent message answers.
+    pub in_reply_to: Vec<String>,
+    /// Quick replies offered.
+    pub choices: Vec<String>,
+    /// Delivery state of outbound messages.
+    pub status: Option<String>,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Connects to the database `target` selects (creating a SQLite file if missing).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    pub async fn connect(target: &DatabaseTarget, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        match target {
+            DatabaseTarget::Sqlite(path) => Self::connect_sqlite(path, max_connections).await,
+            DatabaseTarget::Postgres(url) => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await?;
+                Ok(Self {
+                    write: pool.clone(),
+                    read: pool,
+                    dialect: Dialect::Postgres,
+                })
+            }
+        }
+    }
+
+    async fn connect_sqlite(path: &Path, readers: u32) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+        }
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL keeps readers off the writer's back; NORMAL sync is durable against
+                        // process crashes (only an OS crash can lose the last commits).
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                             PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+        };
+        let write = pool(1).connect(&url).await?;
+        let read = pool(readers.max(1)).connect(&url).await?;
+        Ok(Self {
+            write,
+            read,
+            dialect: Dialect::Sqlite,
+        })
+    }
+
+    /// The connected dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies pending migrations; returns the versions applied now.
+    ///
+    /// # Errors
+    /// A failing script, or a schema newer than this binary.
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            // Replicas starting together must not run the same migration twice.
+            sqlx::query("SELECT pg_advisory_xact_lock(72330001)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS sapa_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM sapa_migrations")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("v")?;
+        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > supported {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                supported,
+            });
+        }
+        let mut applied = Vec::new();
+        for (version, name, sqlite, postgres) in MIGRATIONS {
+            if *version <= current {
+                continue;
+            }
+            let script = match self.dialect {
+                Dialect::Sqlite => sqlite,
+                Dialect::Postgres => postgres,
+            };
+            sqlx::raw_sql(script)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| StoreError::Migration {
+                    version: *version,
+                    name,
+                    source,
+                })?;
+            sqlx::query("INSERT INTO sapa_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(*version)
+                .bind(*name)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            applied.push(*version);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// A trivial round trip, for readiness checks.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").fetch_one(&self.read).await?;
+        Ok(())
+    }
+
+    /// Closes both pools (graceful shutdown).
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// Creates the tenant or updates its name and locale.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn upsert_tenant(&self, id: &str, name: &str, locale: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenants (id, name, locale, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, locale = excluded.locale",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(locale)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Looks a tenant up by slug.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query("SELECT id, name, locale FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| -> Result<Tenant, StoreError> {
+            Ok(Tenant {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                locale: r.try_get("locale")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// All tenants, by slug.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, locale FROM tenants ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Tenant {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    locale: r.try_get("locale")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Returns the id of the tenant's channel account `(kind, external_id)`, creating it if
+    /// missing. `credentials` are stored as given (callers encrypt them first).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; also when the account exists under another tenant.
+    pub async fn ensure_channel_account(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        external_id: &str,
+        name: &str,
+        credentials: Option<Vec<u8>>,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO channel_accounts (id, tenant_id, kind, external_id, name, credentials, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind, external_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(tenant_id)
+        .bind(kind)
+        .bind(external_id)
+        .bind(name)
+        .bind(credentials)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id FROM channel_accounts WHERE kind = $1 AND external_id = $2",
+        )
+        .bind(kind)
+        .bind(external_id)
+        .fetch_one(&self.write)
+        .await?;
+        let owner: String = row.try_get("tenant_id")?;
+        if owner != tenant_id {
+            return Err(StoreError::Corrupt(format!(
+                "{kind} account {external_id} belongs to another tenant"
+            )));
+        }
+        Ok(row.try_get("id")?)
+    }
+
+    /// The stored (encrypted) credentials of a channel account, scoped by tenant.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn channel_credentials(
+        &self,
+        tenant_id: &str,
+        account_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT credentials FROM channel_accounts WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(account_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<Vec<u8>>, _>("credentials")?,
+            None => None,
+        })
+    }
+
+    /// Creates a contact, a conversation in `bot` state and a session whose token hashes to
+    /// `token_hash`; returns the conversation id.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn create_webchat_session(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        token_hash: &str,
+        locale: &str,
+    ) -> Result<String, StoreError> {
+        let now = now_ms();
+        let contact_id = uuid::Uuid::now_v7().to_string();
+        let conversation_id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO contacts (id, tenant_id, channel_account_id, external_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&contact_id)
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(&contact_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, tenant_id, channel_account_id, contact_id, state, locale, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'bot', $5, $6, $6)",
+        )
+        .bind(&conversation_id)
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(&contact_id)
+        .bind(locale)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO webchat_sessions (token_hash, tenant_id, conversation_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(tenant_id)
+        .bind(&conversation_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(conversation_id)
+    }
+
+    /// Resolves a session token hash.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn webchat_session(&self, token_hash: &str) -> Result<Option<WebchatSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.tenant_id, s.conversation_id, c.channel_account_id FROM webchat_sessions s \
+             JOIN conversations c ON c.id = s.conversation_id AND c.tenant_id = s.tenant_id \
+             WHERE s.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| -> Result<WebchatSession, StoreError> {
+            Ok(WebchatSession {
+                tenant_id: r.try_get("tenant_id")?,
+                conversation_id: r.try_get("conversation_id")?,
+                channel_account_id: r.try_get("channel_account_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The conversation's messages with id greater than `after`, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn messages_after(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, author, body, external_id, in_reply_to, choices, status, created_at FROM messages \
+             WHERE tenant_id = $1 AND conversation_id = $2 AND id > $3 ORDER BY id LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(stored_message).collect()
+    }
+
+    /// Conversation state as stored (`bot`, `waiting_human`, `human`, `closed`), tenant-scoped.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn conversation_state(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT state FROM conversations WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(conversation_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("state")?),
+            None => None,
+        })
+    }
+
+    /// Questions the knowledge base could not answer, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn unanswered_questions(&self, tenant_id: &str, limit: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT query FROM unanswered_questions WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("query").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Number of inbox rows not yet answered (a gauge for `/metrics`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn inbox_depth(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM inbox WHERE processed_at IS NULL")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
+
+fn json_list(raw: Option<String>) -> Result<Vec<String>, StoreError> {
+    match raw {
+        None => Ok(Vec::new()),
+        Some(s) if s.is_empty() => Ok(Vec::new()),
+        Some(s) => serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())),
+    }
+}
+
+fn stored_message(r: &AnyRow) -> Result<StoredMessage, StoreError> {
+    Ok(StoredMessage {
+        id: r.try_get("id")?,
+        author: r.try_get("author")?,
+        body: r.try_get("body")?,
+        external_id: r.try_get("external_id")?,
+        in_reply_to: json_list(r.try_get("in_reply_to")?)?,
+        choices: json_list(r.try_get("choices")?)?,
+        status: r.try_get("status")?,
+        created_at_ms: r.try_get("created_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! Conversation turns: load a conversation's pending batch, commit its outcome atomically.
+
+use channels::model::{Author, OutboundMessage};
+use sqlx::Row;
+
+use super::{Store, StoreError, now_ms};
+
+/// One pending customer message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTurn {
+    /// Inbox row id (arrival order).
+    pub inbox_id: i64,
+    /// Client or provider message id.
+    pub external_id: String,
+    /// `text`, `choice` or `command`.
+    pub kind: String,
+    /// Text.
+    pub text: String,
+    /// Arrival time, Unix milliseconds.
+    pub received_at_ms: i64,
+}
+
+/// A conversation with its unanswered customer messages.
+#[derive(Debug, Clone)]
+pub struct TurnBatch {
+    /// Tenant slug.
+    pub tenant_id: String,
+    /// Conversation id.
+    pub conversation_id: String,
+    /// Channel account id.
+    pub channel_account_id: String,
+    /// `webchat`, `whatsapp` or `telegram`.
+    pub channel_kind: String,
+    /// The customer's address on the channel.
+    pub recipient: String,
+    /// Stored conversation state.
+    pub state: String,
+    /// Stored locale.
+    pub locale: String,
+    /// Consecutive unanswered questions.
+    pub abstain_streak: i64,
+    /// Pending messages, in arrival order.
+    pub turns: Vec<PendingTurn>,
+}
+
+/// One bot message to store and send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnReply {
+    /// Text.
+    pub text: String,
+    /// Quick replies.
+    pub choices: Vec<String>,
+}
+
+/// Everything one processed batch changes, committed together.
+#[derive(Debug, Clone)]
+pub struct TurnCommit<'a> {
+    /// The batch this answers.
+    pub batch: &'a TurnBatch,
+    /// New state.
+    pub state: &'a str,
+    /// New locale.
+    pub locale: &'a str,
+    /// New abstain streak.
+    pub abstain_streak: i64,
+    /// Set when the conversation was handed to a human.
+    pub handoff_reason: Option<&'a str>,
+    /// Bot messages, in order.
+    pub replies: Vec<TurnReply>,
+    /// Questions to record as unanswered.
+    pub unanswered: Vec<String>,
+}
+
+/// How a commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnOutcome {
+    /// Stored; this many outbox rows were created.
+    Committed {
+        /// Outbox rows written.
+        outbox_rows: usize,
+    },
+    /// New customer messages arrived meanwhile: nothing stored, re-run with them.
+    Superseded,
+    /// Another worker already processed (part of) the batch: nothing stored.
+    Stale,
+}
+
+impl Store {
+    /// Conversations that have unanswered inbox rows, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn pending_conversations(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT conversation_id, MIN(id) AS first FROM inbox WHERE processed_at IS NULL \
+             GROUP BY conversation_id ORDER BY first LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("conversation_id").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Loads a conversation and its pending messages; `None` when nothing is pending.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn load_turn_batch(&self, conversation_id: &str) -> Result<Option<TurnBatch>, StoreError> {
+        let pending = sqlx::query(
+            "SELECT i.id, i.external_id, i.kind, i.received_at, m.body FROM inbox i \
+             JOIN messages m ON m.inbox_id = i.id AND m.conversation_id = i.conversation_id \
+             WHERE i.conversation_id = $1 AND i.processed_at IS NULL ORDER BY i.id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.read)
+        .await?;
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let turns = pending
+            .iter()
+            .map(|r| {
+                Ok(PendingTurn {
+                    inbox_id: r.try_get("id")?,
+                    external_id: r.try_get("external_id")?,
+                    kind: r.try_get("kind")?,
+                    text: r.try_get("body")?,
+                    received_at_ms: r.try_get("received_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let row = sqlx::query(
+            "SELECT c.tenant_id, c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
+             c.state, c.locale, c.abstain_streak FROM conversations c \
+             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
+             WHERE c.id = $1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::Corrupt(format!(
+                "inbox rows reference missing conversation {conversation_id}"
+            )));
+        };
+        Ok(Some(TurnBatch {
+            tenant_id: row.try_get("tenant_id")?,
+            conversation_id: conversation_id.to_owned(),
+            channel_account_id: row.try_get("channel_account_id")?,
+            channel_kind: row.try_get("channel_kind")?,
+            recipient: row.try_get("recipient")?,
+            state: row.try_get("state")?,
+            locale: row.try_get("locale")?,
+            abstain_streak: row.try_get("abstain_streak")?,
+            turns,
+        }))
+    }
+
+    /// Commits a processed batch: marks its inbox rows answered, stores state, bot messages,
+    /// outbox rows and unanswered questions — all or nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; nothing was stored and the batch stays pending.
+    pub async fn commit_turn(&self, commit: &TurnCommit<'_>) -> Result<TurnOutcome, StoreError> {
+        let batch = commit.batch;
+        let Some(max_inbox_id) = batch.turns.iter().map(|t| t.inbox_id).max() else {
+            return Ok(TurnOutcome::Stale);
+        };
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        // Taking the conversation's row lock first serializes writers to this conversation.
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND tenant_id = $3")
+            .bind(now)
+            .bind(&batch.conversation_id)
+            .bind(&batch.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        let newer: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM inbox WHERE conversation_id = $1 AND processed_at IS NULL AND id > $2",
+        )
+        .bind(&batch.conversation_id)
+        .bind(max_inbox_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if newer > 0 {
+            tx.rollback().await?;
+            return Ok(TurnOutcome::Superseded);
+        }
+        let marked = sqlx::query(
+            "UPDATE inbox SET processed_at = $1 WHERE conversation_id = $2 AND processed_at IS NULL AND id <= $3",
+        )
+        .bind(now)
+        .bind(&batch.conversation_id)
+        .bind(max_inbox_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked != batch.turns.len() as u64 {
+            // Another worker (another replica, or a lane that lost its lease) got here first.
+            tx.rollback().await?;
+            return Ok(TurnOutcome::Stale);
+        }
+        sqlx::query(
+            "UPDATE conversations SET state = $1, locale = $2, abstain_streak = $3, \
+             handoff_reason = COALESCE($4, handoff_reason) WHERE id = $5 AND tenant_id = $6",
+        )
+        .bind(commit.state)
+        .bind(commit.locale)
+        .bind(commit.abstain_streak)
+        .bind(commit.handoff_reason)
+        .bind(&batch.conversation_id)
+        .bind(&batch.tenant_id)
+        .execute(&mut *tx)
+        .await?;
+        let in_reply_to: Vec<String> = batch.turns.iter().map(|t| t.external_id.clone()).collect();
+        let in_reply_json = serde_json::to_string(&in_reply_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for reply in &commit.replies {
+            let choices_json = if reply.choices.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&reply.choices).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            };
+            let message_id: i64 = sqlx::query(
+                "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, status, created_at) \
+                 VALUES ($1, $2, 'bot', $3, $4, $5, 'pending', $6) RETURNING id",
+            )
+            .bind(&batch.tenant_id)
+            .bind(&batch.conversation_id)
+            .bind(&reply.text)
+            .bind(&in_reply_json)
+            .bind(choices_json)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+            let outbound = OutboundMessage {
+                message_id,
+                conversation_id: batch.conversation_id.clone(),
+                recipient: batch.recipient.clone(),
+                author: Author::Bot,
+                text: reply.text.clone(),
+                choices: reply.choices.clone(),
+                in_reply_to: in_reply_to.clone(),
+                created_at_ms: now,
+                idempotency_key: format!("msg-{message_id}"),
+            };
+            let payload = serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
+                 idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+            )
+            .bind(&batch.tenant_id)
+            .bind(&batch.conversation_id)
+            .bind(&batch.channel_account_id)
+            .bind(&batch.channel_kind)
+            .bind(message_id)
+            .bind(&outbound.idempotency_key)
+            .bind(&payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for query in &commit.unanswered {
+            sqlx::query(
+                "INSERT INTO unanswered_questions (tenant_id, conversation_id, query, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&batch.tenant_id)
+            .bind(&batch.conversation_id)
+            .bind(query)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(TurnOutcome::Committed {
+            outbox_rows: commit.replies.len(),
+        })
+    }
+}

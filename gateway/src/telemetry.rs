@@ -1,0 +1,75 @@
+//! Logs and metrics. Metric names live here as constants; labels are bounded sets only.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{LogFormat, TelemetryConfig};
+
+/// Customer messages received, by channel and outcome (`new`, `duplicate`, `rejected`, `error`).
+pub const INBOUND_TOTAL: &str = "sapa_inbound_messages_total";
+/// Unanswered inbox rows (gauge, refreshed on scrape and by the poller).
+pub const INBOX_DEPTH: &str = "sapa_inbox_depth";
+/// Seconds to commit one group of inbound messages.
+pub const INGRESS_COMMIT_SECONDS: &str = "sapa_ingress_commit_seconds";
+/// Inbound messages per group commit.
+pub const INGRESS_BATCH_SIZE: &str = "sapa_ingress_batch_size";
+/// Answers produced, by kind (`passage`, `no_match`, `failed`, `handoff`, `silent`).
+pub const ANSWERS_TOTAL: &str = "sapa_answers_total";
+/// Seconds from the oldest message of a batch arriving to its answer being committed.
+pub const ANSWER_LATENCY_SECONDS: &str = "sapa_answer_latency_seconds";
+/// Seconds spent retrieving knowledge for one answer.
+pub const RETRIEVAL_SECONDS: &str = "sapa_retrieval_seconds";
+/// Answers discarded because newer customer messages arrived (supersede).
+pub const SUPERSEDED_TOTAL: &str = "sapa_answers_superseded_total";
+/// Outbox send attempts, by channel and outcome (`sent`, `retry`, `failed`, `dead`, `deferred`).
+pub const OUTBOX_SENDS_TOTAL: &str = "sapa_outbox_sends_total";
+/// Retries scheduled.
+pub const OUTBOX_RETRIES_TOTAL: &str = "sapa_outbox_retries_total";
+/// Messages moved to the dead-letter table (alert on any increase).
+pub const DEAD_LETTERS_TOTAL: &str = "sapa_dead_letters_total";
+/// Seconds one provider send took.
+pub const SEND_SECONDS: &str = "sapa_send_seconds";
+/// Seconds from answer commit to the send being acknowledged by the provider.
+pub const DELIVERY_LATENCY_SECONDS: &str = "sapa_delivery_latency_seconds";
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global tracing subscriber. Call once, from `main`.
+pub fn init(config: &TelemetryConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match config.format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    // A second init (tests, embedded use) keeps the first subscriber.
+    let _ = result;
+}
+
+/// The process-wide Prometheus recorder (installed on first use; shared by apps in one process).
+pub fn prometheus() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0, 30.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

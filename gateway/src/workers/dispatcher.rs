@@ -1,0 +1,209 @@
+//! The outbox dispatcher: claims due rows, paces, sends through the channel, records the
+//! outcome. Transient failures retry with capped full-jitter backoff; after the last attempt
+//! the message is dead-lettered and counted (alert on `sapa_dead_letters_total`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::ChannelRegistry;
+use super::pacing::{Pacer, PacingPolicy};
+use crate::config::DispatcherConfig;
+use crate::store::{ClaimedSend, Dialect, OutboxFailure, Store, now_ms};
+use crate::telemetry;
+
+/// A claimed row stays reserved this long; a crashed sender's rows become claimable after it.
+const LEASE_MS: i64 = 30_000;
+
+/// Everything the dispatcher needs.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    store: Store,
+    channels: Arc<ChannelRegistry>,
+    config: DispatcherConfig,
+    pacer: Arc<Mutex<Pacer>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store` sending through `channels`.
+    pub fn new(store: Store, channels: Arc<ChannelRegistry>, config: DispatcherConfig) -> Self {
+        Self {
+            store,
+            channels,
+            config,
+            pacer: Arc::new(Mutex::new(Pacer::default())),
+        }
+    }
+
+    /// Starts the loop on `tracker`. On cancellation it sends what is due once more, then stops.
+    pub fn spawn(self, wake: Arc<Notify>, tracker: &TaskTracker, token: CancellationToken) {
+        tracker.spawn(async move { self.run(wake, token).await });
+    }
+
+    async fn run(self, wake: Arc<Notify>, token: CancellationToken) {
+        if self.store.dialect() == Dialect::Sqlite {
+            // Embedded mode has one sender: claims left by a crashed run are stale.
+            if let Err(err) = self.store.release_outbox_claims().await {
+                tracing::warn!(error = %err, "could not release stale outbox claims");
+            }
+        }
+        loop {
+            let stopping = token.is_cancelled();
+            self.drain().await;
+            if stopping {
+                break;
+            }
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = token.cancelled() => {}
+            }
+        }
+    }
+
+    /// Sends everything due now; returns how many rows were handled.
+    pub async fn drain(&self) -> usize {
+        let mut handled = 0;
+        loop {
+            let claimed = match self
+                .store
+                .claim_outbox(i64::from(self.config.batch_size), LEASE_MS)
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(err) => {
+                    tracing::warn!(error = %err, "claiming outbox rows failed");
+                    return handled;
+                }
+            };
+            if claimed.is_empty() {
+                return handled;
+            }
+            handled += claimed.len();
+            futures::future::join_all(claimed.into_iter().map(|send| self.send_one(send))).await;
+        }
+    }
+
+    async fn send_one(&self, send: ClaimedSend) {
+        let kind = send.channel_kind.clone();
+        let kind_label = kind_label(&kind);
+        let paced = {
+            let mut pacer = self.pacer.lock().unwrap_or_else(PoisonError::into_inner);
+            pacer.reserve(PacingPolicy::for_kind(&kind), &send.channel_account_id, &send.message.recipient)
+        };
+        if let Err(wait) = paced {
+            metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "deferred").increment(1);
+            let not_before = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            if let Err(err) = self.store.defer_send(&send, not_before).await {
+                tracing::warn!(error = %err, "deferring a paced send failed");
+            }
+            return;
+        }
+        let Some(channel) = self.channels.resolve(&send.channel_account_id, &kind) else {
+            self.fail(&send, OutboxFailure::Permanent {
+                error: format!("no {kind} channel is configured for this account"),
+            }, kind_label)
+            .await;
+            return;
+        };
+        let started = Instant::now();
+        let result = channel.send(&send.message).await;
+        metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label).record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(delivery) => {
+                if let Err(err) = self.store.mark_sent(&send, delivery.provider_message_id.as_deref()).await {
+                    // The provider has it; a retry after the lease may re-send once (bounded
+                    // duplicate window, documented in README).
+                    tracing::error!(error = %err, outbox_id = send.id, "recording a delivered send failed");
+                    return;
+                }
+                metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "sent").increment(1);
+                let latency = (now_ms() - send.message.created_at_ms).max(0) as f64 / 1000.0;
+                metrics::histogram!(telemetry::DELIVERY_LATENCY_SECONDS, "channel" => kind_label).record(latency);
+            }
+            Err(err) => {
+                let attempt = u32::try_from(send.attempts).unwrap_or(u32::MAX).saturating_add(1);
+                let failure = if !err.is_transient() {
+                    OutboxFailure::Permanent { error: err.to_string() }
+                } else if attempt >= self.config.max_attempts {
+                    OutboxFailure::Dead {
+                        error: format!("gave up after {attempt} attempts: {err}"),
+                    }
+                } else {
+                    let delay = match &err {
+                        channels::ChannelError::RateLimited { retry_after: Some(wait) } => *wait,
+                        _ => full_jitter(self.config.retry_base, self.config.retry_cap, attempt),
+                    };
+                    OutboxFailure::Retry {
+                        next_attempt_at: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                        error: err.to_string(),
+                    }
+                };
+                tracing::warn!(outbox_id = send.id, channel_kind = %kind, attempt, error = %err, "send failed");
+                self.fail(&send, failure, kind_label).await;
+            }
+        }
+    }
+
+    async fn fail(&self, send: &ClaimedSend, failure: OutboxFailure, kind_label: &'static str) {
+        let outcome = match &failure {
+            OutboxFailure::Retry { .. } => {
+                metrics::counter!(telemetry::OUTBOX_RETRIES_TOTAL, "channel" => kind_label).increment(1);
+                "retry"
+            }
+            OutboxFailure::Permanent { .. } => "failed",
+            OutboxFailure::Dead { .. } => {
+                metrics::counter!(telemetry::DEAD_LETTERS_TOTAL, "channel" => kind_label).increment(1);
+                tracing::error!(outbox_id = send.id, "message dead-lettered after its last attempt");
+                "dead"
+            }
+        };
+        metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => outcome).increment(1);
+        if let Err(err) = self.store.record_send_failure(send, &failure).await {
+            tracing::warn!(error = %err, outbox_id = send.id, "recording a failed send failed");
+        }
+    }
+}
+
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "whatsapp" => "whatsapp",
+        "telegram" => "telegram",
+        "webchat" => "webchat",
+        _ => "other",
+    }
+}
+
+/// Capped exponential backoff with full jitter: a uniform delay in `[0, min(cap, base·2^n))`.
+pub fn full_jitter(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
+    let ceiling = exp.min(cap);
+    if ceiling.is_zero() {
+        return Duration::ZERO;
+    }
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(rand::rng().random_range(0..millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_under_the_capped_exponential() {
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(60);
+        for attempt in 1..=10u32 {
+            let ceiling = (base * 2u32.pow(attempt - 1)).min(cap);
+            let samples: Vec<Duration> = (0..200).map(|_| full_jitter(base, cap, attempt)).collect();
+            assert!(samples.iter().all(|d| *d < ceiling), "attempt {attempt}");
+            // Jitter actually spreads retries out instead of synchronising them.
+            let distinct: std::collections::HashSet<_> = samples.iter().collect();
+            assert!(distinct.len() > 50, "attempt {attempt}: {}", distinct.len());
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Group commit for inbound messages: handlers hand items to one writer task, which stores
+//! everything queued so far in one transaction and answers each handler when it committed.
+
+use std::time::Instant;
+
+use channels::webchat::{Hub, WebchatEvent, WebchatMessage};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::lanes::Lanes;
+use crate::store::{Accepted, InboundItem, Store, StoreError, StoredMessage};
+use crate::telemetry;
+
+/// Most items stored in one transaction.
+const MAX_GROUP: usize = 512;
+/// Items queued before handlers wait (backpressure).
+const QUEUE: usize = 4096;
+
+type Reply = oneshot::Sender<Result<Accepted, IngressError>>;
+
+/// Why an inbound message was not accepted; the caller must answer with a retryable error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngressError {
+    /// The database did not commit the group.
+    #[error("storage unavailable")]
+    Unavailable,
+    /// The server is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// Handle for submitting inbound messages.
+#[derive(Debug, Clone)]
+pub struct Ingress {
+    tx: mpsc::Sender<(InboundItem, Reply)>,
+}
+
+impl Ingress {
+    /// Starts the writer task on `tracker`; it stops after `token` is cancelled and the queue
+    /// is drained.
+    pub fn spawn(store: Store, lanes: Lanes, hub: std::sync::Arc<Hub>, tracker: &TaskTracker, token: CancellationToken) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tracker.spawn(run(store, lanes, hub, rx, token));
+        Self { tx }
+    }
+
+    /// Stores one message durably; returns only after commit.
+    ///
+    /// # Errors
+    /// [`IngressError`] when nothing was stored (the caller answers 503 so the sender retries).
+    pub async fn accept(&self, item: InboundItem) -> Result<Accepted, IngressError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((item, reply))
+            .await
+            .map_err(|_| IngressError::ShuttingDown)?;
+        answer.await.map_err(|_| IngressError::ShuttingDown)?
+    }
+}
+
+async fn run(
+    store: Store,
+    lanes: Lanes,
+    hub: std::sync::Arc<Hub>,
+    mut rx: mpsc::Receiver<(InboundItem, Reply)>,
+    token: CancellationToken,
+) {
+    let mut group: Vec<(InboundItem, Reply)> = Vec::with_capacity(MAX_GROUP);
+    loop {
+        let first = tokio::select! {
+            item = rx.recv() => item,
+            () = token.cancelled() => {
+                // Stop taking new work but store what handlers already handed over.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(item) => group.push(item),
+                Err(_) => break,
+            }
+        }
+        commit_group(&store, &lanes, &hub, &mut group).await;
+    }
+}
+
+async fn commit_group(store: &Store, lanes: &Lanes, hub: &Hub, group: &mut Vec<(InboundItem, Reply)>) {
+    let items: Vec<InboundItem> = group.iter().map(|(item, _)| item.clone()).collect();
+    let started = Instant::now();
+    let result = store.accept_inbound(&items).await;
+    metrics::histogram!(telemetry::INGRESS_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(telemetry::INGRESS_BATCH_SIZE).record(items.len() as f64);
+    match result {
+        Ok(outcomes) => {
+            for ((item, reply), outcome) in group.drain(..).zip(outcomes) {
+                if let Accepted::New { message } = &outcome {
+                    metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "new").increment(1);
+                    hub.publish(&item.conversation_id, WebchatEvent::Message { message: to_webchat(message) });
+                    lanes.wake(&item.conversation_id, item.kind == "text");
+                } else {
+                    metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "duplicate").increment(1);
+                }
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(err) => {
+            log_store_error(&err);
+            for (item, reply) in group.drain(..) {
+                metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "error").increment(1);
+                let _ = reply.send(Err(IngressError::Unavailable));
+            }
+        }
+    }
+}
+
+fn log_store_error(err: &StoreError) {
+    tracing::error!(error = %err, "inbound group commit failed; senders were told to retry");
+}
+
+/// Converts a stored message into its web chat form.
+pub fn to_webchat(message: &StoredMessage) -> WebchatMessage {
+    WebchatMessage {
+        id: message.id,
+        author: channels::model::Author::parse(&message.author),
+        text: message.body.clone(),
+        created_at: channels::webchat::rfc3339_millis(message.created_at_ms),
+        client_message_id: (message.author == "customer")
+            .then(|| message.external_id.clone())
+            .flatten(),
+        in_reply_to: message.in_reply_to.clone(),
+        choices: message.choices.clone(),
+    }
+}

@@ -1,0 +1,283 @@
+//! Conversation lanes: one task per conversation with pending messages, so a conversation's
+//! messages are handled one batch at a time, in arrival order, while different conversations
+//! run concurrently (bounded by a semaphore).
+//!
+//! A lane debounces (waits until the customer is quiet), prepares the answer, and commits it.
+//! A new message arriving while the answer is being prepared supersedes it: the preparation is
+//! dropped and the lane starts over with the larger batch. The commit itself re-checks for
+//! newer messages, so nothing that arrived without a wake-up is skipped either.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::TurnContext;
+use super::answer;
+use crate::store::{TurnCommit, TurnOutcome, now_ms};
+use crate::telemetry;
+
+/// A wake-up for a lane: a customer message was stored.
+#[derive(Debug, Clone, Copy)]
+struct Nudge {
+    /// Typed text debounces; buttons and commands are answered at once.
+    debounce: bool,
+}
+
+/// Handle to the set of running lanes.
+#[derive(Debug, Clone)]
+pub struct Lanes {
+    inner: Arc<LanesInner>,
+}
+
+#[derive(Debug)]
+struct LanesInner {
+    lanes: Mutex<HashMap<String, mpsc::UnboundedSender<Nudge>>>,
+    ctx: Arc<TurnContext>,
+    permits: Semaphore,
+    tracker: TaskTracker,
+    token: CancellationToken,
+}
+
+impl Lanes {
+    /// Lanes that answer at most `max_concurrent` conversations at a time.
+    pub fn new(ctx: Arc<TurnContext>, max_concurrent: usize, tracker: TaskTracker, token: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(LanesInner {
+                lanes: Mutex::new(HashMap::new()),
+                ctx,
+                permits: Semaphore::new(max_concurrent),
+                tracker,
+                token,
+            }),
+        }
+    }
+
+    /// A customer message for `conversation_id` was committed.
+    pub fn wake(&self, conversation_id: &str, debounce: bool) {
+        self.nudge(conversation_id, Some(Nudge { debounce }));
+    }
+
+    /// Makes sure a lane looks at `conversation_id` (recovery poller); does not disturb a
+    /// running lane.
+    pub fn ensure(&self, conversation_id: &str) {
+        self.nudge(conversation_id, None);
+    }
+
+    /// Number of running lanes.
+    pub fn active(&self) -> usize {
+        self.inner
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn nudge(&self, conversation_id: &str, nudge: Option<Nudge>) {
+        if self.inner.token.is_cancelled() {
+            // Shutting down: the message is stored and the next start answers it.
+            return;
+        }
+        let mut lanes = self.inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = lanes.get(conversation_id) {
+            let Some(nudge) = nudge else { return };
+            if sender.send(nudge).is_ok() {
+                return;
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        lanes.insert(conversation_id.to_owned(), tx);
+        let inner = self.inner.clone();
+        let id = conversation_id.to_owned();
+        let debounce = nudge.is_none_or(|n| n.debounce);
+        self.inner.tracker.spawn(run_lane(inner, id, rx, debounce));
+    }
+}
+
+/// Result of waiting for the customer to be quiet.
+enum Quiet {
+    /// Quiet (or the wait cap was reached): answer now.
+    Ready,
+    /// Shutting down before the wait ended: leave the messages for the next start.
+    Cancelled,
+}
+
+async fn run_lane(inner: Arc<LanesInner>, conversation_id: String, mut rx: mpsc::UnboundedReceiver<Nudge>, mut debounce: bool) {
+    let ctx = inner.ctx.clone();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if inner.token.is_cancelled() {
+            break;
+        }
+        if debounce && !ctx.debounce.is_zero() {
+            match wait_quiet(&mut rx, ctx.debounce, ctx.debounce_max, &inner.token).await {
+                Quiet::Ready => {}
+                Quiet::Cancelled => break,
+            }
+        }
+        debounce = false;
+        let batch = match ctx.store.load_turn_batch(&conversation_id).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => {
+                if try_exit(&inner, &conversation_id, &mut rx) {
+                    return;
+                }
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!(conversation_id = %conversation_id, error = %err, "loading pending messages failed; retrying");
+                if pause(&inner.token, &mut backoff).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Ok(_permit) = inner.permits.acquire().await else { break };
+        let prepared = tokio::select! {
+            prepared = answer::prepare(&ctx, &batch) => prepared,
+            nudge = rx.recv() => {
+                // Supersede: the customer added something; answer everything together.
+                metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
+                debounce = nudge.is_some_and(|n| n.debounce);
+                continue;
+            }
+        };
+        let commit = TurnCommit {
+            batch: &batch,
+            state: prepared.conversation.state.as_str(),
+            locale: prepared.conversation.locale.as_str(),
+            abstain_streak: i64::from(prepared.conversation.abstain_streak),
+            handoff_reason: prepared.handoff_reason,
+            replies: prepared.replies,
+            unanswered: prepared.unanswered,
+        };
+        match ctx.store.commit_turn(&commit).await {
+            Ok(TurnOutcome::Committed { outbox_rows }) => {
+                backoff = Duration::from_millis(100);
+                metrics::counter!(telemetry::ANSWERS_TOTAL, "kind" => prepared.kind).increment(1);
+                if let Some(oldest) = prepared.oldest_received_ms {
+                    let waited = (now_ms() - oldest).max(0) as f64 / 1000.0;
+                    metrics::histogram!(telemetry::ANSWER_LATENCY_SECONDS).record(waited);
+                }
+                if outbox_rows > 0 {
+                    ctx.dispatcher_wake.notify_one();
+                }
+            }
+            Ok(TurnOutcome::Superseded) => {
+                metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
+            }
+            Ok(TurnOutcome::Stale) => {}
+            Err(err) => {
+                tracing::warn!(conversation_id = %conversation_id, error = %err, "committing an answer failed; retrying");
+                if pause(&inner.token, &mut backoff).await {
+                    break;
+                }
+            }
+        }
+    }
+    let mut lanes = inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+    lanes.remove(&conversation_id);
+}
+
+/// Leaves the lane map unless a nudge raced in; returns whether the lane may stop.
+fn try_exit(inner: &LanesInner, conversation_id: &str, rx: &mut mpsc::UnboundedReceiver<Nudge>) -> bool {
+    let mut lanes = inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+    // A nudge sent before we took the lock is in the queue; one sent after finds no lane
+    // and starts a new one. Either way no committed message waits without a lane.
+    if rx.try_recv().is_ok() {
+        return false;
+    }
+    lanes.remove(conversation_id);
+    true
+}
+
+/// Waits until no nudge came for `window`, or `cap` passed since the wait began. Adaptive: every
+/// fragment restarts the quiet window, so a customer typing in bursts is answered once.
+async fn wait_quiet(
+    rx: &mut mpsc::UnboundedReceiver<Nudge>,
+    window: Duration,
+    cap: Duration,
+    token: &CancellationToken,
+) -> Quiet {
+    let hard_deadline = Instant::now() + cap;
+    let mut deadline = (Instant::now() + window).min(hard_deadline);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return Quiet::Ready,
+            nudge = rx.recv() => match nudge {
+                Some(Nudge { debounce: false }) | None => return Quiet::Ready,
+                Some(Nudge { debounce: true }) => {
+                    deadline = (Instant::now() + window).min(hard_deadline);
+                }
+            },
+            () = token.cancelled() => return Quiet::Cancelled,
+        }
+    }
+}
+
+/// Sleeps `backoff` (doubling it, up to 10 s); returns true when shutdown interrupted it.
+async fn pause(token: &CancellationToken, backoff: &mut Duration) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(Duration::from_secs(10));
+    tokio::select! {
+        () = tokio::time::sleep(wait) => false,
+        () = token.cancelled() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn debounce_waits_for_quiet_and_extends_while_fragments_arrive() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let token = CancellationToken::new();
+        let start = Instant::now();
+        let sender = tokio::spawn(async move {
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                tx.send(Nudge { debounce: true }).unwrap();
+            }
+            tx
+        });
+        let quiet = wait_quiet(&mut rx, Duration::from_millis(1200), Duration::from_secs(4), &token).await;
+        assert!(matches!(quiet, Quiet::Ready));
+        // Fragments at 0.8 s and 1.6 s push the answer to 1.6 + 1.2 = 2.8 s.
+        assert_eq!(start.elapsed(), Duration::from_millis(2800));
+        drop(sender.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debounce_is_capped_and_skipped_for_buttons() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let token = CancellationToken::new();
+        let start = Instant::now();
+        let chatty = tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                for _ in 0..20 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if tx.send(Nudge { debounce: true }).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        wait_quiet(&mut rx, Duration::from_millis(1200), Duration::from_secs(4), &token).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
+        chatty.abort();
+
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        tx2.send(Nudge { debounce: false }).unwrap();
+        wait_quiet(&mut rx2, Duration::from_millis(1200), Duration::from_secs(4), &token).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        drop(tx);
+    }
+}

@@ -1,0 +1,70 @@
+//! Long-lived background work: inbound group commit, conversation lanes, the outbox
+//! dispatcher and the recovery poller. Everything is spawned on one `TaskTracker` and stops
+//! through one `CancellationToken`.
+
+pub mod answer;
+pub mod dispatcher;
+pub mod ingress;
+pub mod lanes;
+pub mod pacing;
+pub mod poller;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use channels::Channel;
+use channels::webchat::Hub;
+use tokio::sync::Notify;
+
+use crate::store::Store;
+
+/// What conversation lanes need to produce and commit answers.
+#[derive(Debug)]
+pub struct TurnContext {
+    /// Storage.
+    pub store: Store,
+    /// Retrieval.
+    pub knowledge: knowledge::Knowledge,
+    /// The pure decision core.
+    pub engine: flows::Engine,
+    /// Web chat fan-out (typing indicators).
+    pub hub: Arc<Hub>,
+    /// Wakes the dispatcher after a commit.
+    pub dispatcher_wake: Arc<Notify>,
+    /// Quiet time before answering.
+    pub debounce: Duration,
+    /// Longest debounce wait.
+    pub debounce_max: Duration,
+    /// Chunks retrieved per question.
+    pub top_k: usize,
+    /// Answer threshold.
+    pub min_relevance: f32,
+}
+
+/// Channel adapters by account id, with a default per channel kind.
+#[derive(Debug, Default, Clone)]
+pub struct ChannelRegistry {
+    by_kind: HashMap<String, Arc<dyn Channel>>,
+    by_account: HashMap<String, Arc<dyn Channel>>,
+}
+
+impl ChannelRegistry {
+    /// Registers the adapter used for every account of `kind` without its own.
+    pub fn insert_kind(&mut self, kind: &str, channel: Arc<dyn Channel>) {
+        self.by_kind.insert(kind.to_owned(), channel);
+    }
+
+    /// Registers the adapter of one channel account.
+    pub fn insert_account(&mut self, account_id: &str, channel: Arc<dyn Channel>) {
+        self.by_account.insert(account_id.to_owned(), channel);
+    }
+
+    /// The adapter for an account.
+    pub fn resolve(&self, account_id: &str, kind: &str) -> Option<Arc<dyn Channel>> {
+        self.by_account
+            .get(account_id)
+            .or_else(|| self.by_kind.get(kind))
+            .cloned()
+    }
+}

@@ -1,0 +1,37 @@
+//! The recovery poller: finds conversations with unanswered inbox rows (after a crash, a
+//! restart, or a lost wake-up) and makes sure a lane handles each.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::lanes::Lanes;
+use crate::store::Store;
+use crate::telemetry;
+
+/// Conversations looked at per scan.
+const SCAN_LIMIT: i64 = 2000;
+
+/// Starts the poller: one scan at start, then every `interval`.
+pub fn spawn(store: Store, lanes: Lanes, interval: Duration, tracker: &TaskTracker, token: CancellationToken) {
+    tracker.spawn(async move {
+        loop {
+            match store.pending_conversations(SCAN_LIMIT).await {
+                Ok(conversations) => {
+                    for conversation_id in &conversations {
+                        lanes.ensure(conversation_id);
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "scanning pending conversations failed"),
+            }
+            if let Ok(depth) = store.inbox_depth().await {
+                metrics::gauge!(telemetry::INBOX_DEPTH).set(depth as f64);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = token.cancelled() => break,
+            }
+        }
+    });
+}

@@ -1,0 +1,654 @@
+//! The embedded index: tantivy BM25 over analyzed text, with per-tenant statistics kept in memory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{
+    Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur,
+    Query, TermQuery,
+};
+use tantivy::schema::{
+    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+    Value,
+};
+use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
+
+use crate::analyzer;
+use crate::document::{Chunk, DocumentInfo, IngestOutcome, IngestReport, ScoredChunk, content_sha256, document_id};
+use crate::error::{IngestError, KnowledgeError};
+use crate::ingest;
+use crate::relevance::{self, Fuzzy};
+
+/// Name under which the whitespace tokenizer for pre-analyzed text is registered.
+const TOKENIZER: &str = "sapa_analyzed";
+/// Memory budget of the single indexing thread.
+const WRITER_MEMORY_BYTES: usize = 20_000_000;
+/// Candidates fetched from BM25 before re-ranking by coverage.
+const MIN_CANDIDATES: usize = 20;
+
+const KIND_CHUNK: &str = "chunk";
+const KIND_DOCUMENT: &str = "document";
+
+/// The knowledge base: ingest documents per tenant and search them.
+///
+/// Cheap to clone; clones share one index. All methods are blocking (the gateway calls them
+/// from `spawn_blocking`) and safe to call from several threads: writes are serialized, searches
+/// run in parallel with each other and with writes.
+#[derive(Clone)]
+pub struct Knowledge {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+    tenants: RwLock<HashMap<String, TenantState>>,
+    location: Option<PathBuf>,
+}
+
+impl fmt::Debug for Knowledge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenants = self.inner.tenants_read().len();
+        f.debug_struct("Knowledge")
+            .field("location", &self.inner.location)
+            .field("tenants", &tenants)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    kind: Field,
+    tenant: Field,
+    document_id: Field,
+    chunk_id: Field,
+    ordinal: Field,
+    name: Field,
+    title: Field,
+    heading_path: Field,
+    text: Field,
+    body: Field,
+    sha256: Field,
+    chunk_count: Field,
+    lang: Field,
+    title_tokens: Field,
+}
+
+/// A chunk's analyzed tokens; the first `title_len` come from the document title.
+#[derive(Debug)]
+struct IndexedTokens {
+    tokens: String,
+    title_len: u64,
+}
+
+fn schema() -> Schema {
+    let mut builder = Schema::builder();
+    builder.add_text_field("kind", STRING | STORED);
+    builder.add_text_field("tenant", STRING | STORED);
+    builder.add_text_field("document_id", STRING | STORED);
+    builder.add_text_field("chunk_id", STRING | STORED);
+    builder.add_u64_field("ordinal", INDEXED | STORED);
+    builder.add_text_field("name", STORED);
+    builder.add_text_field("title", STORED);
+    builder.add_text_field("heading_path", STORED);
+    builder.add_text_field("text", STORED);
+    let body = TextOptions::default().set_stored().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TOKENIZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    builder.add_text_field("body", body);
+    builder.add_text_field("sha256", STORED);
+    builder.add_u64_field("chunk_count", STORED);
+    builder.add_text_field("lang", STRING | STORED);
+    builder.add_u64_field("title_tokens", STORED);
+    builder.build()
+}
+
+impl Fields {
+    fn new(schema: &Schema) -> Result<Self, KnowledgeError> {
+        let get = |name: &str| schema.get_field(name).map_err(KnowledgeError::from);
+        Ok(Self {
+            kind: get("kind")?,
+            tenant: get("tenant")?,
+            document_id: get("document_id")?,
+            chunk_id: get("chunk_id")?,
+            ordinal: get("ordinal")?,
+            name: get("name")?,
+            title: get("title")?,
+            heading_path: get("heading_path")?,
+            text: get("text")?,
+            body: get("body")?,
+            sha256: get("sha256")?,
+            chunk_count: get("chunk_count")?,
+            lang: get("lang")?,
+            title_tokens: get("title_tokens")?,
+        })
+    }
+}
+
+/// What the index knows about one tenant, kept in memory: its documents and the statistics BM25,
+/// coverage and typo tolerance need. Rebuilt from the stored records at open.
+#[derive(Debug, Default)]
+pub(crate) struct TenantState {
+    documents: BTreeMap<String, DocumentInfo>,
+    /// Number of chunks containing each term.
+    pub(crate) doc_freq: HashMap<String, u32>,
+    /// Number of chunks.
+    pub(crate) chunks: u64,
+    /// Number of tokens over all chunks.
+    pub(crate) tokens: u64,
+}
+
+impl TenantState {
+    fn add_chunk(&mut self, tokens: &str) {
+        self.chunks += 1;
+        let mut seen = HashSet::new();
+        for token in tokens.split_whitespace() {
+            self.tokens += 1;
+            if seen.insert(token) {
+                *self.doc_freq.entry(token.to_owned()).or_default() += 1;
+            }
+        }
+    }
+
+    fn remove_chunk(&mut self, tokens: &str) {
+        self.chunks = self.chunks.saturating_sub(1);
+        let mut seen = HashSet::new();
+        for token in tokens.split_whitespace() {
+            self.tokens = self.tokens.saturating_sub(1);
+            if seen.insert(token)
+                && let Some(count) = self.doc_freq.get_mut(token)
+            {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.doc_freq.remove(token);
+                }
+            }
+        }
+    }
+}
+
+/// BM25 statistics of one tenant, so that another tenant's documents never change the ranking.
+struct TenantStatistics<'a> {
+    searcher: &'a Searcher,
+    body: Field,
+    chunks: u64,
+    tokens: u64,
+    doc_freq: &'a HashMap<String, u64>,
+}
+
+impl Bm25StatisticsProvider for TenantStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        if field == self.body {
+            Ok(self.tokens.max(1))
+        } else {
+            self.searcher.total_num_tokens(field)
+        }
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.chunks.max(1))
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let total = self.chunks.max(1);
+        if term.field() != self.body {
+            // Only the tenant filter reaches here, and it does not score.
+            return Ok(0);
+        }
+        let count = term.value().as_str().and_then(|t| self.doc_freq.get(t)).copied().unwrap_or(0);
+        Ok(count.min(total))
+    }
+}
+
+impl Inner {
+    fn tenants_read(&self) -> RwLockReadGuard<'_, HashMap<String, TenantState>> {
+        // The state is only mutated after a successful commit and never left half-updated, so a
+        // poisoned lock still guards consistent data.
+        self.tenants.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn tenants_write(&self) -> RwLockWriteGuard<'_, HashMap<String, TenantState>> {
+        self.tenants.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks the writer. After a panic in another writer the uncommitted operations are rolled
+    /// back, so a half-applied update is never committed later.
+    fn lock_writer(&self) -> Result<MutexGuard<'_, IndexWriter>, KnowledgeError> {
+        match self.writer.lock() {
+            Ok(guard) => Ok(guard),
+            Err(poisoned) => {
+                let mut guard = poisoned.into_inner();
+                guard.rollback()?;
+                self.writer.clear_poison();
+                Ok(guard)
+            }
+        }
+    }
+}
+
+fn check_tenant(tenant: &str) -> Result<(), KnowledgeError> {
+    if tenant.trim().is_empty() {
+        return Err(KnowledgeError::EmptyTenant);
+    }
+    Ok(())
+}
+
+fn stored_str<'a>(doc: &'a TantivyDocument, field: Field) -> Option<&'a str> {
+    doc.get_first(field).and_then(|v| v.as_str())
+}
+
+impl Knowledge {
+    /// Opens (creating if missing) the embedded index persisted under `dir`.
+    ///
+    /// # Errors
+    /// The directory cannot be created or opened, the index in it was written with another
+    /// schema, or another process holds its writer lock.
+    pub fn open(dir: &Path) -> Result<Self, KnowledgeError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| KnowledgeError::CreateDir { path: dir.to_owned(), source })?;
+        let directory = MmapDirectory::open(dir)
+            .map_err(|source| KnowledgeError::OpenDir { path: dir.to_owned(), source })?;
+        let index = Index::open_or_create(directory, schema())?;
+        Self::from_index(index, Some(dir.to_owned()))
+    }
+
+    /// An index in RAM, for tests and benchmarks.
+    ///
+    /// # Errors
+    /// Only if tantivy cannot start its writer.
+    pub fn in_memory() -> Result<Self, KnowledgeError> {
+        Self::from_index(Index::create_in_ram(schema()), None)
+    }
+
+    fn from_index(index: Index, location: Option<PathBuf>) -> Result<Self, KnowledgeError> {
+        index
+            .tokenizers()
+            .register(TOKENIZER, TextAnalyzer::builder(WhitespaceTokenizer::default()).build());
+        let fields = Fields::new(&index.schema())?;
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let tenants = load_tenants(&reader.searcher(), &fields)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                reader,
+                writer: Mutex::new(writer),
+                fields,
+                tenants: RwLock::new(tenants),
+                location,
+            }),
+        })
+    }
+
+    /// Ingests one document; the format is chosen from `name`'s extension (.md/.markdown, .txt,
+    /// .html/.htm, .csv as question,answer FAQ). Re-ingesting identical bytes under the same name
+    /// is a no-op ([`IngestOutcome::Unchanged`]); changed bytes replace that document's chunks
+    /// ([`IngestOutcome::Replaced`]).
+    ///
+    /// # Errors
+    /// An unsupported extension, bytes that are not UTF-8, a document without text, a malformed
+    /// CSV, or an index failure; the message says what to fix.
+    pub fn ingest_document(&self, tenant: &str, name: &str, bytes: &[u8]) -> Result<IngestOutcome, IngestError> {
+        check_tenant(tenant)?;
+        if name.trim().is_empty() {
+            return Err(IngestError::EmptyName);
+        }
+        let id = document_id(tenant, name);
+        let sha256 = content_sha256(bytes);
+        let unchanged = |inner: &Inner| {
+            inner
+                .tenants_read()
+                .get(tenant)
+                .and_then(|t| t.documents.get(&id))
+                .is_some_and(|d| d.sha256 == sha256)
+        };
+        if unchanged(&self.inner) {
+            return Ok(IngestOutcome::Unchanged);
+        }
+        // Parse and analyze before taking the writer lock: it is the expensive part.
+        let parsed = ingest::parse(name, bytes)?;
+        let chunks: Vec<(Chunk, IndexedTokens)> = parsed
+            .chunks
+            .into_iter()
+            .enumerate()
+            .map(|(n, draft)| {
+                // Headings are indexed with the text so that they are searchable. The document
+                // title comes first and is counted, so that coverage can discount it: it names
+                // the whole document, not this passage.
+                let (title_tokens, headings) = match draft.heading_path.split_first() {
+                    Some((first, rest)) if !rest.is_empty() && *first == parsed.title => {
+                        (analyzer::analyze(first), rest)
+                    }
+                    _ => (Vec::new(), draft.heading_path.as_slice()),
+                };
+                let mut indexed = headings.join("\n");
+                indexed.push('\n');
+                indexed.push_str(&draft.text);
+                let title_len = title_tokens.len() as u64;
+                let mut tokens = title_tokens;
+                tokens.extend(analyzer::analyze(&indexed));
+                let tokens = IndexedTokens { tokens: tokens.join(" "), title_len };
+                let chunk = Chunk {
+                    id: format!("{id}:{n}"),
+                    tenant: tenant.to_owned(),
+                    document_id: id.clone(),
+                    document_name: name.to_owned(),
+                    title: parsed.title.clone(),
+                    heading_path: draft.heading_path,
+                    text: draft.text,
+                };
+                (chunk, tokens)
+            })
+            .collect();
+        let info = DocumentInfo {
+            id: id.clone(),
+            name: name.to_owned(),
+            title: parsed.title.clone(),
+            chunks: chunks.len(),
+            sha256: sha256.clone(),
+        };
+
+        let inner = &self.inner;
+        let mut writer = inner.lock_writer()?;
+        // Another thread may have ingested the same bytes while we parsed.
+        if unchanged(inner) {
+            return Ok(IngestOutcome::Unchanged);
+        }
+        let existed = inner.tenants_read().get(tenant).is_some_and(|t| t.documents.contains_key(&id));
+        let old_tokens = if existed { self.stored_chunk_tokens(&id)? } else { Vec::new() };
+        let write = |writer: &mut IndexWriter| -> Result<(), KnowledgeError> {
+            let f = &inner.fields;
+            writer.delete_term(Term::from_field_text(f.document_id, &id));
+            for (n, (chunk, tokens)) in chunks.iter().enumerate() {
+                let mut doc = TantivyDocument::default();
+                doc.add_text(f.kind, KIND_CHUNK);
+                doc.add_text(f.tenant, tenant);
+                doc.add_text(f.document_id, &id);
+                doc.add_text(f.chunk_id, &chunk.id);
+                doc.add_u64(f.ordinal, n as u64);
+                doc.add_text(f.name, name);
+                doc.add_text(f.title, &chunk.title);
+                doc.add_text(f.heading_path, serde_json::to_string(&chunk.heading_path).unwrap_or_default());
+                doc.add_text(f.text, &chunk.text);
+                doc.add_text(f.body, &tokens.tokens);
+                doc.add_u64(f.title_tokens, tokens.title_len);
+                if let Some(lang) = analyzer::detect_language(&chunk.text) {
+                    doc.add_text(f.lang, lang.code());
+                }
+                writer.add_document(doc)?;
+            }
+            let mut doc = TantivyDocument::default();
+            doc.add_text(f.kind, KIND_DOCUMENT);
+            doc.add_text(f.tenant, tenant);
+            doc.add_text(f.document_id, &id);
+            doc.add_text(f.name, name);
+            doc.add_text(f.title, &info.title);
+            doc.add_text(f.sha256, &info.sha256);
+            doc.add_u64(f.chunk_count, info.chunks as u64);
+            writer.add_document(doc)?;
+            writer.commit()?;
+            Ok(())
+        };
+        if let Err(error) = write(&mut writer) {
+            // Drop the half-written update so the next commit does not publish it.
+            if let Err(rollback) = writer.rollback() {
+                tracing::error!(error = %rollback, "index rollback failed");
+            }
+            return Err(error.into());
+        }
+        inner.reader.reload().map_err(KnowledgeError::from)?;
+        {
+            let mut tenants = inner.tenants_write();
+            let state = tenants.entry(tenant.to_owned()).or_default();
+            for tokens in &old_tokens {
+                state.remove_chunk(tokens);
+            }
+            for (_, tokens) in &chunks {
+                state.add_chunk(&tokens.tokens);
+            }
+            state.documents.insert(id, info.clone());
+        }
+        drop(writer);
+        tracing::debug!(chunks = info.chunks, replaced = existed, "document indexed");
+        Ok(if existed {
+            IngestOutcome::Replaced { chunks: info.chunks }
+        } else {
+            IngestOutcome::Indexed { chunks: info.chunks }
+        })
+    }
+
+    /// Ingests many files; one bad file never fails the batch. Each document is named by its
+    /// file name. `on_file` is called after each file (for a progress bar).
+    pub fn ingest_paths(
+        &self,
+        tenant: &str,
+        paths: &[PathBuf],
+        on_file: &mut dyn FnMut(&Path),
+    ) -> IngestReport {
+        let mut report = IngestReport::default();
+        for path in paths {
+            let name = path
+                .file_name()
+                .map_or_else(|| path.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned());
+            let outcome = std::fs::read(path)
+                .map_err(|source| IngestError::Read { path: path.clone(), source })
+                .and_then(|bytes| self.ingest_document(tenant, &name, &bytes));
+            if let Err(error) = &outcome {
+                tracing::warn!(path = %path.display(), error = %error, "document not ingested");
+            }
+            report.outcomes.push((path.clone(), outcome));
+            on_file(path);
+        }
+        report
+    }
+
+    /// The tenant's documents, sorted by name.
+    ///
+    /// # Errors
+    /// An empty tenant id.
+    pub fn list_documents(&self, tenant: &str) -> Result<Vec<DocumentInfo>, KnowledgeError> {
+        check_tenant(tenant)?;
+        let tenants = self.inner.tenants_read();
+        let mut documents: Vec<DocumentInfo> =
+            tenants.get(tenant).map(|t| t.documents.values().cloned().collect()).unwrap_or_default();
+        documents.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(documents)
+    }
+
+    /// Deletes one of the tenant's documents and its chunks. Returns false when the tenant has no
+    /// document with this id (another tenant's id included).
+    ///
+    /// # Errors
+    /// An empty tenant id or an index failure.
+    pub fn delete_document(&self, tenant: &str, document_id: &str) -> Result<bool, KnowledgeError> {
+        check_tenant(tenant)?;
+        let inner = &self.inner;
+        let mut writer = inner.lock_writer()?;
+        let owned = inner.tenants_read().get(tenant).is_some_and(|t| t.documents.contains_key(document_id));
+        if !owned {
+            return Ok(false);
+        }
+        let old_tokens = self.stored_chunk_tokens(document_id)?;
+        writer.delete_term(Term::from_field_text(inner.fields.document_id, document_id));
+        if let Err(error) = writer.commit() {
+            if let Err(rollback) = writer.rollback() {
+                tracing::error!(error = %rollback, "index rollback failed");
+            }
+            return Err(error.into());
+        }
+        inner.reader.reload()?;
+        let mut tenants = inner.tenants_write();
+        if let Some(state) = tenants.get_mut(tenant) {
+            for tokens in &old_tokens {
+                state.remove_chunk(tokens);
+            }
+            state.documents.remove(document_id);
+            if state.documents.is_empty() {
+                tenants.remove(tenant);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Best chunks first, at most `limit`, only from `tenant`. Every query carries the tenant
+    /// filter. A question without informative words, or none of whose words the tenant's
+    /// documents contain, returns no chunks.
+    ///
+    /// # Errors
+    /// An empty tenant id or an index failure.
+    pub fn search(&self, tenant: &str, query: &str, limit: usize) -> Result<Vec<ScoredChunk>, KnowledgeError> {
+        check_tenant(tenant)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let terms = analyzer::analyze_query(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query_language = analyzer::detect_language(query);
+        let inner = &self.inner;
+        let fields = inner.fields;
+        let searcher = inner.reader.searcher();
+        let plan = {
+            let tenants = inner.tenants_read();
+            let Some(state) = tenants.get(tenant) else {
+                return Ok(Vec::new());
+            };
+            if state.chunks == 0 {
+                return Ok(Vec::new());
+            }
+            relevance::QueryPlan::new(&terms, state, &Fuzzy::default())
+        };
+        if !plan.has_known_terms() {
+            return Ok(Vec::new());
+        }
+
+        let mut groups: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for group in &plan.groups {
+            let disjuncts: Vec<Box<dyn Query>> = group
+                .members
+                .iter()
+                .filter(|m| plan.doc_freq.contains_key(&m.term))
+                .map(|m| {
+                    let term = TermQuery::new(
+                        Term::from_field_text(fields.body, &m.term),
+                        IndexRecordOption::WithFreqs,
+                    );
+                    Box::new(BoostQuery::new(Box::new(term), m.factor)) as Box<dyn Query>
+                })
+                .collect();
+            if !disjuncts.is_empty() {
+                groups.push((Occur::Should, Box::new(DisjunctionMaxQuery::new(disjuncts))));
+            }
+        }
+        let tenant_filter = TermQuery::new(Term::from_field_text(fields.tenant, tenant), IndexRecordOption::Basic);
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(tenant_filter), 0.0))),
+            (Occur::Must, Box::new(BooleanQuery::new(groups))),
+        ]);
+        let statistics = TenantStatistics {
+            searcher: &searcher,
+            body: fields.body,
+            chunks: plan.chunks,
+            tokens: plan.tokens,
+            doc_freq: &plan.doc_freq,
+        };
+        let candidates = limit.max(MIN_CANDIDATES);
+        let top = searcher.search_with_statistics_provider(
+            &query,
+            &TopDocs::with_limit(candidates),
+            &statistics,
+        )?;
+
+        let best_bm25 = top.iter().map(|(score, _)| *score).fold(0.0f32, f32::max);
+        let mut results = Vec::with_capacity(top.len());
+        for (bm25, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            // Defense in depth: the filter above already guarantees this.
+            if stored_str(&doc, fields.tenant) != Some(tenant) {
+                continue;
+            }
+            let tokens = stored_str(&doc, fields.body).unwrap_or_default();
+            let title_len = doc.get_first(fields.title_tokens).and_then(|v| v.as_u64()).unwrap_or(0);
+            let relevance = plan.coverage(tokens, title_len as usize);
+            let same_language = query_language.is_some()
+                && stored_str(&doc, fields.lang).and_then(analyzer::Language::from_code) == query_language;
+            let chunk = chunk_from_doc(&doc, &fields)?;
+            let score = relevance::rank_score(bm25 / best_bm25.max(f32::EPSILON), relevance, same_language);
+            results.push(ScoredChunk { chunk, score, relevance });
+        }
+        results.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.chunk.id.cmp(&b.chunk.id)));
+        results.truncate(limit);
+        Ok(results)
+    }
+
+    /// The analyzed token strings of a document's stored chunks (to subtract their statistics).
+    fn stored_chunk_tokens(&self, document_id: &str) -> Result<Vec<String>, KnowledgeError> {
+        let fields = self.inner.fields;
+        let searcher = self.inner.reader.searcher();
+        let query = TermQuery::new(Term::from_field_text(fields.document_id, document_id), IndexRecordOption::Basic);
+        let addresses = searcher.search(&query, &DocSetCollector)?;
+        let mut tokens = Vec::new();
+        for address in addresses {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if stored_str(&doc, fields.kind) == Some(KIND_CHUNK) {
+                tokens.push(stored_str(&doc, fields.body).unwrap_or_default().to_owned());
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+fn chunk_from_doc(doc: &TantivyDocument, fields: &Fields) -> Result<Chunk, KnowledgeError> {
+    let get = |field: Field, name: &'static str| {
+        stored_str(doc, field).map(str::to_owned).ok_or(KnowledgeError::Corrupt(name))
+    };
+    let heading_path: Vec<String> = serde_json::from_str(&get(fields.heading_path, "heading_path")?)
+        .map_err(|_| KnowledgeError::Corrupt("heading_path"))?;
+    Ok(Chunk {
+        id: get(fields.chunk_id, "chunk_id")?,
+        tenant: get(fields.tenant, "tenant")?,
+        document_id: get(fields.document_id, "document_id")?,
+        document_name: get(fields.name, "name")?,
+        title: get(fields.title, "title")?,
+        heading_path,
+        text: get(fields.text, "text")?,
+    })
+}
+
+/// Rebuilds the per-tenant state from every stored record.
+fn load_tenants(searcher: &Searcher, fields: &Fields) -> Result<HashMap<String, TenantState>, KnowledgeError> {
+    let mut tenants: HashMap<String, TenantState> = HashMap::new();
+    for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
+        for doc_id in segment.doc_ids_alive() {
+            let doc: TantivyDocument = searcher.doc(DocAddress::new(segment_ord as u32, doc_id))?;
+            let tenant = stored_str(&doc, fields.tenant).ok_or(KnowledgeError::Corrupt("tenant"))?;
+            let state = tenants.entry(tenant.to_owned()).or_default();
+            match stored_str(&doc, fields.kind) {
+                Some(KIND_CHUNK) => state.add_chunk(stored_str(&doc, fields.body).unwrap_or_default()),
+                Some(KIND_DOCUMENT) => {
+                    let get = |field: Field, name: &'static str| {
+                        stored_str(&doc, field).map(str::to_owned).ok_or(KnowledgeError::Corrupt(name))
+                    };
+                    let info = DocumentInfo {
+                        id: get(fields.document_id, "document_id")?,
+                        name: get(fields.name, "name")?,
+                        title: get(fields.title, "title")?,
+                        chunks: doc.get_first(fields.chunk_count).and_then(|v| v.as_u64()).unwrap_or(0) as usize,
+                        sha256: get(fields.sha256, "sha256")?,
+                    };
+                    state.documents.insert(info.id.clone(), info);
+                }
+                _ => return Err(KnowledgeError::Corrupt("kind")),
+            }
+        }
+    }
+    Ok(tenants)
+}

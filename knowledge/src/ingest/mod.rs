@@ -1,0 +1,91 @@
+//! Turning uploaded bytes into chunks: format detection, parsing and splitting.
+
+mod chunk;
+mod csv;
+mod html;
+mod markdown;
+mod text;
+
+use crate::error::IngestError;
+
+/// Target chunk size, in whitespace-separated words. Sections up to this size stay whole.
+pub const MAX_CHUNK_WORDS: usize = 400;
+/// Words repeated at the start of the next chunk when a long section is split.
+pub const OVERLAP_WORDS: usize = 60;
+
+/// The formats we can ingest, chosen from the document name's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.md`, `.markdown`: heading-aware sections.
+    Markdown,
+    /// `.txt`: paragraphs.
+    Text,
+    /// `.html`, `.htm`: tags stripped, h1–h6 used as headings.
+    Html,
+    /// `.csv`: a FAQ with a `question,answer` header, one chunk per row.
+    Csv,
+}
+
+impl Format {
+    /// The format for a document name, or None when its extension is not supported.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let (_, extension) = name.rsplit_once('.')?;
+        match extension.to_ascii_lowercase().as_str() {
+            "md" | "markdown" => Some(Self::Markdown),
+            "txt" | "text" => Some(Self::Text),
+            "html" | "htm" => Some(Self::Html),
+            "csv" => Some(Self::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// A chunk before it gets ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DraftChunk {
+    pub(crate) heading_path: Vec<String>,
+    pub(crate) text: String,
+}
+
+/// A parsed document.
+#[derive(Debug)]
+pub(crate) struct ParsedDocument {
+    pub(crate) title: String,
+    pub(crate) chunks: Vec<DraftChunk>,
+}
+
+/// Parses a document's bytes into chunks.
+pub(crate) fn parse(name: &str, bytes: &[u8]) -> Result<ParsedDocument, IngestError> {
+    let format =
+        Format::from_name(name).ok_or_else(|| IngestError::UnsupportedFormat { name: name.to_owned() })?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| IngestError::NotUtf8 { name: name.to_owned() })?;
+    let fallback_title = title_from_name(name);
+    let parsed = match format {
+        Format::Markdown => markdown::parse(text, &fallback_title),
+        Format::Text => text::parse(text, &fallback_title),
+        Format::Html => html::parse(text, &fallback_title),
+        Format::Csv => csv::parse(text, name, &fallback_title)?,
+    };
+    if parsed.chunks.is_empty() {
+        return Err(IngestError::Empty { name: name.to_owned() });
+    }
+    Ok(parsed)
+}
+
+/// "faq-english.md" → "faq english".
+fn title_from_name(name: &str) -> String {
+    let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+    let title = stem.replace(['-', '_'], " ");
+    let title = title.trim();
+    if title.is_empty() { file.to_owned() } else { title.to_owned() }
+}
+
+/// True when the text has something to index.
+fn has_content(text: &str) -> bool {
+    text.chars().any(char::is_alphanumeric)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,41 @@
+//! Knowledge: documents, chunks, the Indonesian/English analyzer and the embedded index.
+//!
+//! A tenant's documents (Markdown, plain text, HTML, CSV FAQ) are split into heading-aware
+//! chunks, analyzed (slang, stopwords, Indonesian stemming, prices) and indexed with BM25.
+//! [`Knowledge::search`] returns the best chunks with a `relevance` in `[0, 1]`; callers abstain
+//! when no chunk reaches [`DEFAULT_MIN_RELEVANCE`].
+//!
+//! # Layout
+//! - `analyzer`: the text analysis shared by indexing and querying, and its word lists.
+//! - `ingest`: format detection and parsing into chunks (`markdown`, `html`, `text`, `csv`,
+//!   `chunk` for splitting long sections with overlap).
+//! - `index`: [`Knowledge`], the tantivy index plus per-tenant statistics in memory.
+//! - `relevance`: query planning (IDF weights, typo corrections) and the coverage measure.
+//! - `document`, `error`: the public data types and error enums.
+//! - `eval`: recall@k / MRR / abstain accuracy over a JSONL question file.
+//!
+//! # Invariants
+//! - Every query carries the tenant filter, and BM25 statistics are per tenant: one tenant's
+//!   documents never appear in, nor change the ranking of, another tenant's results.
+//! - Indexing and querying use the same analyzer; changing it requires re-ingesting.
+//! - A chunk id is `{document_id}:{n}` and a document id depends only on (tenant, name), so
+//!   re-ingesting a document keeps its ids.
+//! - An ingest either commits all of a document's chunks or none of them.
+//! - `knowledge` knows nothing about conversations or channels.
+
+pub mod analyzer;
+mod document;
+mod error;
+pub mod eval;
+mod index;
+pub mod ingest;
+mod relevance;
+
+pub use document::{Chunk, DocumentInfo, IngestOutcome, IngestReport, ScoredChunk, document_id};
+pub use error::{EvalError, IngestError, KnowledgeError};
+pub use eval::EvalReport;
+pub use index::Knowledge;
+
+/// Relevance under which the caller should not answer from the knowledge base (clarify or hand
+/// off instead). See [`ScoredChunk::relevance`].
+pub const DEFAULT_MIN_RELEVANCE: f32 = 0.5;
