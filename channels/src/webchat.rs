@@ -167,7 +167,10 @@ mod tests {
     #[test]
     fn formats_unix_millis_as_rfc3339() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_795_417_200_123), "2026-11-23T07:00:00.123Z");
+        assert_eq!(
+            rfc3339_millis(1_795_417_200_123),
+            "2026-11-23T07:00:00.123Z"
+        );
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 

@@ -7,8 +7,18 @@ use crate::texts;
 
 /// Words that, alone or in a short phrase, mean "let me talk to a person".
 const HUMAN_WORDS: &[&str] = &[
-    "admin", "agen", "agent", "manusia", "human", "operator", "cs", "orang", "person",
-    "representative", "staff", "petugas",
+    "admin",
+    "agen",
+    "agent",
+    "manusia",
+    "human",
+    "operator",
+    "cs",
+    "orang",
+    "person",
+    "representative",
+    "staff",
+    "petugas",
 ];
 
 /// The longest quote (in characters) the extractive answer copies from a chunk.
@@ -257,7 +267,10 @@ mod tests {
 
     #[test]
     fn asking_for_a_human_hands_off_in_the_customers_language() {
-        let d = Engine.decide(&conv(ConversationState::Bot), &[turn("mau bicara dengan admin")]);
+        let d = Engine.decide(
+            &conv(ConversationState::Bot),
+            &[turn("mau bicara dengan admin")],
+        );
         assert_eq!(d.conversation.state, ConversationState::WaitingHuman);
         assert_eq!(
             d.actions[0],
@@ -283,7 +296,9 @@ mod tests {
     fn a_long_question_mentioning_admin_is_still_answered() {
         let d = Engine.decide(
             &conv(ConversationState::Bot),
-            &[turn("jam berapa admin whatsapp membalas pesan di hari minggu ya kak")],
+            &[turn(
+                "jam berapa admin whatsapp membalas pesan di hari minggu ya kak",
+            )],
         );
         assert!(matches!(d.actions[0], Action::Answer { .. }));
     }
@@ -302,7 +317,11 @@ mod tests {
         let Action::Reply(reply) = &d.actions[0] else {
             panic!("expected a reply")
         };
-        assert!(reply.text.contains("> Jam buka: 08.00–23.00 WIB\n> Parkir ada"));
+        assert!(
+            reply
+                .text
+                .contains("> Jam buka: 08.00–23.00 WIB\n> Parkir ada")
+        );
         assert!(reply.text.contains("\"Profil\""));
         assert!(reply.text.contains("admin"));
     }
@@ -324,7 +343,10 @@ mod tests {
         let Action::Reply(reply) = &second.actions[1] else {
             panic!("expected a reply")
         };
-        assert_eq!(reply.choices, vec![texts::human_choice(Locale::Id).to_owned()]);
+        assert_eq!(
+            reply.choices,
+            vec![texts::human_choice(Locale::Id).to_owned()]
+        );
         assert!(matches!(second.actions[0], Action::RecordUnanswered { .. }));
     }
 

@@ -8,10 +8,52 @@ const ENGLISH: &[&str] = &[
     "for", "it", "there", "which", "much", "many", "time", "hours", "delivery", "accept", "pay",
 ];
 const INDONESIAN: &[&str] = &[
-    "yang", "dan", "di", "ke", "apa", "apakah", "berapa", "bisa", "ada", "tidak", "gak", "nggak",
-    "ga", "saya", "aku", "kak", "min", "mau", "buka", "jam", "harga", "dong", "ya", "kah", "untuk",
-    "dengan", "kalau", "kalo", "gimana", "bagaimana", "kapan", "dimana", "mana", "sudah", "udah",
-    "belum", "hari", "pesan", "kirim", "terima", "kasih", "halo", "selamat", "tolong", "brp", "yg",
+    "yang",
+    "dan",
+    "di",
+    "ke",
+    "apa",
+    "apakah",
+    "berapa",
+    "bisa",
+    "ada",
+    "tidak",
+    "gak",
+    "nggak",
+    "ga",
+    "saya",
+    "aku",
+    "kak",
+    "min",
+    "mau",
+    "buka",
+    "jam",
+    "harga",
+    "dong",
+    "ya",
+    "kah",
+    "untuk",
+    "dengan",
+    "kalau",
+    "kalo",
+    "gimana",
+    "bagaimana",
+    "kapan",
+    "dimana",
+    "mana",
+    "sudah",
+    "udah",
+    "belum",
+    "hari",
+    "pesan",
+    "kirim",
+    "terima",
+    "kasih",
+    "halo",
+    "selamat",
+    "tolong",
+    "brp",
+    "yg",
 ];
 
 /// Guesses the language of `text`; `None` when there is too little evidence.
@@ -42,9 +84,15 @@ mod tests {
 
     #[test]
     fn detects_common_customer_questions() {
-        assert_eq!(detect("jam buka outlet Blok M hari Minggu?"), Some(Locale::Id));
+        assert_eq!(
+            detect("jam buka outlet Blok M hari Minggu?"),
+            Some(Locale::Id)
+        );
         assert_eq!(detect("brp harga kopi susu?"), Some(Locale::Id));
-        assert_eq!(detect("What are your opening hours on Sunday?"), Some(Locale::En));
+        assert_eq!(
+            detect("What are your opening hours on Sunday?"),
+            Some(Locale::En)
+        );
         assert_eq!(detect("do you accept credit cards"), Some(Locale::En));
         assert_eq!(detect("ok"), None);
     }

@@ -13,7 +13,9 @@ pub fn quote_intro(locale: Locale, title: &str) -> String {
 /// Closing line offering a human after a quoted answer.
 pub fn quote_outro(locale: Locale) -> &'static str {
     match locale {
-        Locale::Id => "Kalau belum menjawab pertanyaan Anda, ketik \"admin\" untuk dibantu tim kami.",
+        Locale::Id => {
+            "Kalau belum menjawab pertanyaan Anda, ketik \"admin\" untuk dibantu tim kami."
+        }
         Locale::En => "If this does not answer your question, type \"agent\" to talk to our team.",
     }
 }

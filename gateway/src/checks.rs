@@ -25,19 +25,40 @@ pub struct Check {
 pub async fn run(config: &Config, store: Option<&Store>, http: &reqwest::Client) -> Vec<Check> {
     let mut checks = Vec::new();
     if let Some(store) = store {
-        checks.push(match tokio::time::timeout(CHECK_TIMEOUT, store.ping()).await {
-            Ok(Ok(())) => Check { name: "database", ok: true, detail: "reachable".into() },
-            Ok(Err(err)) => Check { name: "database", ok: false, detail: format!("{err}: check database.url and that the server is running") },
-            Err(_) => Check { name: "database", ok: false, detail: "timed out after 3s".into() },
-        });
+        checks.push(
+            match tokio::time::timeout(CHECK_TIMEOUT, store.ping()).await {
+                Ok(Ok(())) => Check {
+                    name: "database",
+                    ok: true,
+                    detail: "reachable".into(),
+                },
+                Ok(Err(err)) => Check {
+                    name: "database",
+                    ok: false,
+                    detail: format!("{err}: check database.url and that the server is running"),
+                },
+                Err(_) => Check {
+                    name: "database",
+                    ok: false,
+                    detail: "timed out after 3s".into(),
+                },
+            },
+        );
     }
     if !config.redis.url.is_empty() {
         checks.push(match redis_ping(&config.redis.url).await {
-            Ok(()) => Check { name: "redis", ok: true, detail: "PONG".into() },
+            Ok(()) => Check {
+                name: "redis",
+                ok: true,
+                detail: "PONG".into(),
+            },
             Err(err) => Check {
                 name: "redis",
                 ok: false,
-                detail: format!("{} unreachable: {err} (start Redis or clear redis.url)", redact_url(&config.redis.url)),
+                detail: format!(
+                    "{} unreachable: {err} (start Redis or clear redis.url)",
+                    redact_url(&config.redis.url)
+                ),
             },
         });
     }
@@ -50,13 +71,24 @@ pub async fn run(config: &Config, store: Option<&Store>, http: &reqwest::Client)
 /// Sends `PING` over RESP and expects `+PONG` (or `-NOAUTH`, which still proves reachability
 /// but is reported as a failure so the operator adds the password).
 async fn redis_ping(url: &str) -> Result<(), String> {
-    let rest = url.strip_prefix("redis://").ok_or("redis.url must start with redis://")?;
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or("redis.url must start with redis://")?;
     let host_port = rest.rsplit('@').next().unwrap_or(rest);
     let host_port = host_port.split('/').next().unwrap_or(host_port);
-    let address = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:6379") };
+    let address = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    };
     let work = async {
-        let mut stream = tokio::net::TcpStream::connect(&address).await.map_err(|e| e.to_string())?;
-        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(|e| e.to_string())?;
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"*1\r\n$4\r\nPING\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
         let mut buf = [0u8; 64];
         let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
         let reply = String::from_utf8_lossy(&buf[..n]).to_string();
@@ -66,7 +98,9 @@ async fn redis_ping(url: &str) -> Result<(), String> {
             Err(format!("unexpected reply {}", reply.trim()))
         }
     };
-    tokio::time::timeout(CHECK_TIMEOUT, work).await.map_err(|_| "timed out after 3s".to_owned())?
+    tokio::time::timeout(CHECK_TIMEOUT, work)
+        .await
+        .map_err(|_| "timed out after 3s".to_owned())?
 }
 
 async fn llm_check(config: &Config, http: &reqwest::Client) -> Check {
@@ -76,13 +110,28 @@ async fn llm_check(config: &Config, http: &reqwest::Client) -> Check {
         request = request.bearer_auth(config.llm.api_key.expose());
     }
     match request.send().await {
-        Ok(response) if response.status().is_success() => Check { name: "llm", ok: true, detail: format!("{url} answered") },
+        Ok(response) if response.status().is_success() => Check {
+            name: "llm",
+            ok: true,
+            detail: format!("{url} answered"),
+        },
         Ok(response) if matches!(response.status().as_u16(), 401 | 403) => Check {
             name: "llm",
             ok: false,
-            detail: format!("{url} rejected the API key ({}); set SAPA_LLM__API_KEY", response.status()),
+            detail: format!(
+                "{url} rejected the API key ({}); set SAPA_LLM__API_KEY",
+                response.status()
+            ),
         },
-        Ok(response) => Check { name: "llm", ok: false, detail: format!("{url} answered {}", response.status()) },
-        Err(err) => Check { name: "llm", ok: false, detail: format!("{url} unreachable: {err}") },
+        Ok(response) => Check {
+            name: "llm",
+            ok: false,
+            detail: format!("{url} answered {}", response.status()),
+        },
+        Err(err) => Check {
+            name: "llm",
+            ok: false,
+            detail: format!("{url} unreachable: {err}"),
+        },
     }
 }

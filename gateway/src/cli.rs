@@ -21,7 +21,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "SAPA_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
     /// Directory for the embedded database, knowledge index and generated secret key.
-    #[arg(long, global = true, env = "SAPA_DATA_DIR", value_name = "DIR", default_value = "./data")]
+    #[arg(
+        long,
+        global = true,
+        env = "SAPA_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./data"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -99,7 +105,10 @@ pub fn run() -> ExitCode {
         data_dir: cli.data_dir.clone(),
         secret_key: std::env::var("SAPA_SECRET_KEY").ok(),
     };
-    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("cannot start the async runtime: {err}");
@@ -123,7 +132,11 @@ pub fn run() -> ExitCode {
     }
 }
 
-async fn serve(mut config: Config, runtime: Runtime, bind: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    mut config: Config,
+    runtime: Runtime,
+    bind: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     if let Some(bind) = bind {
         config.server.bind = bind;
     }
@@ -148,7 +161,9 @@ async fn serve(mut config: Config, runtime: Runtime, bind: Option<SocketAddr>) -
     println!("  metrics:  {base}/metrics");
     println!("  web chat: {base}/v1/webchat/sessions (POST), /v1/webchat/messages, /v1/webchat/ws");
     if demo {
-        println!("  try it:   curl -s -XPOST {base}/v1/webchat/sessions -H 'content-type: application/json' -d '{{\"tenant\":\"demo\"}}'");
+        println!(
+            "  try it:   curl -s -XPOST {base}/v1/webchat/sessions -H 'content-type: application/json' -d '{{\"tenant\":\"demo\"}}'"
+        );
     }
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
@@ -179,9 +194,18 @@ async fn check(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
     };
     for check in checks::run(&config, store.as_ref(), &http).await {
         failed |= !check.ok;
-        println!("{}: {} ({})", check.name, if check.ok { "ok" } else { "FAILED" }, check.detail);
+        println!(
+            "{}: {} ({})",
+            check.name,
+            if check.ok { "ok" } else { "FAILED" },
+            check.detail
+        );
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
@@ -206,9 +230,18 @@ fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
                 }
             }
             println!("{} files, {} failed", report.outcomes.len(), failed);
-            Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        KbCommand::Search { tenant, query, limit, json } => {
+        KbCommand::Search {
+            tenant,
+            query,
+            limit,
+            json,
+        } => {
             let hits = knowledge.search(&tenant, &query, limit)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
@@ -228,7 +261,8 @@ fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         KbCommand::Eval { tenant, file, json } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
             let report = knowledge::eval::run(&knowledge, &tenant, &text)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

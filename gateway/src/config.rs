@@ -220,7 +220,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problems):", self.problems.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
         for problem in &self.problems {
             writeln!(f, "  - {problem}")?;
         }
@@ -373,7 +377,9 @@ impl Config {
             problems.push("redis.url must start with `redis://`".to_owned());
         }
         if !self.llm.base_url.is_empty() {
-            if !(self.llm.base_url.starts_with("http://") || self.llm.base_url.starts_with("https://")) {
+            if !(self.llm.base_url.starts_with("http://")
+                || self.llm.base_url.starts_with("https://"))
+            {
                 problems.push("llm.base_url must be an http:// or https:// URL".to_owned());
             }
             if self.llm.model.is_empty() {
@@ -405,7 +411,10 @@ impl Config {
         let url = &self.database.url;
         if url.is_empty() {
             DatabaseTarget::Sqlite(data_dir.join("sapa.db"))
-        } else if let Some(path) = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:")) {
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or(url.strip_prefix("sqlite:"))
+        {
             DatabaseTarget::Sqlite(PathBuf::from(path))
         } else {
             DatabaseTarget::Postgres(url.clone())
@@ -422,8 +431,16 @@ impl Config {
             } else {
                 redact_url(&self.database.url)
             },
-            if self.redis.url.is_empty() { "off".to_owned() } else { redact_url(&self.redis.url) },
-            if self.llm.base_url.is_empty() { "off (extractive answers)".to_owned() } else { self.llm.base_url.clone() },
+            if self.redis.url.is_empty() {
+                "off".to_owned()
+            } else {
+                redact_url(&self.redis.url)
+            },
+            if self.llm.base_url.is_empty() {
+                "off (extractive answers)".to_owned()
+            } else {
+                self.llm.base_url.clone()
+            },
             self.conversation.debounce,
             self.demo.enabled
         )
@@ -546,14 +563,18 @@ impl Schema<'_> {
             Value::Integer(_) => match raw.trim().parse::<i64>() {
                 Ok(n) => Value::Integer(n),
                 Err(_) => {
-                    problems.push(format!("environment {name}: expected an integer, got `{raw}`"));
+                    problems.push(format!(
+                        "environment {name}: expected an integer, got `{raw}`"
+                    ));
                     return;
                 }
             },
             Value::Float(_) => match raw.trim().parse::<f64>() {
                 Ok(n) => Value::Float(n),
                 Err(_) => {
-                    problems.push(format!("environment {name}: expected a number, got `{raw}`"));
+                    problems.push(format!(
+                        "environment {name}: expected a number, got `{raw}`"
+                    ));
                     return;
                 }
             },
@@ -561,7 +582,9 @@ impl Schema<'_> {
                 "true" | "1" => Value::Boolean(true),
                 "false" | "0" => Value::Boolean(false),
                 _ => {
-                    problems.push(format!("environment {name}: expected true or false, got `{raw}`"));
+                    problems.push(format!(
+                        "environment {name}: expected true or false, got `{raw}`"
+                    ));
                     return;
                 }
             },
@@ -578,9 +601,8 @@ impl Schema<'_> {
             return;
         }
         let mut table = &mut *merged;
-        let (last, parents) = match parts.split_last() {
-            Some(split) => split,
-            None => return,
+        let Some((last, parents)) = parts.split_last() else {
+            return;
         };
         for part in parents {
             let entry = table
@@ -597,7 +619,8 @@ impl Schema<'_> {
 
     /// "(did you mean `x`?)" for the first unknown component of `parts`.
     fn suggestion(&self, parts: &[&str]) -> String {
-        let Some(unknown) = (0..parts.len()).find(|i| self.expected(&parts[..=*i]).is_none()) else {
+        let Some(unknown) = (0..parts.len()).find(|i| self.expected(&parts[..=*i]).is_none())
+        else {
             return String::new();
         };
         let siblings = if unknown == 0 {
@@ -739,7 +762,10 @@ mod tests {
         "#;
         let err = Config::from_sources(
             Some(("sapa.toml", file)),
-            &env(&[("SAPA_DISPATCHER__MAX_ATTEMPTS", "many"), ("SAPA_SERVR__BIND", "x")]),
+            &env(&[
+                ("SAPA_DISPATCHER__MAX_ATTEMPTS", "many"),
+                ("SAPA_SERVR__BIND", "x"),
+            ]),
         )
         .unwrap_err();
         let text = err.to_string();
@@ -773,7 +799,9 @@ mod tests {
         assert_eq!(config.llm.model, "12345");
         assert_eq!(config.conversation.debounce, Duration::ZERO);
         assert!(
-            config.redacted_summary().contains("postgres://u:***@localhost/test"),
+            config
+                .redacted_summary()
+                .contains("postgres://u:***@localhost/test"),
             "{}",
             config.redacted_summary()
         );
@@ -794,7 +822,8 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        let config = Config::from_sources(None, &env(&[("SAPA_LLM__API_KEY", "sk-secret")])).unwrap();
+        let config =
+            Config::from_sources(None, &env(&[("SAPA_LLM__API_KEY", "sk-secret")])).unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("sk-secret"));
         assert!(debug.contains("[redacted]"));

@@ -19,13 +19,17 @@ const KEY_FILE: &str = "secret.key";
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     /// `SAPA_SECRET_KEY` (or the key file) does not hold 32 bytes.
-    #[error("{origin} must hold 32 bytes as 64 hex characters or base64 (generate one with `openssl rand -hex 32`)")]
+    #[error(
+        "{origin} must hold 32 bytes as 64 hex characters or base64 (generate one with `openssl rand -hex 32`)"
+    )]
     BadKey {
         /// Where the key came from.
         origin: String,
     },
     /// Distributed mode needs a shared key.
-    #[error("SAPA_SECRET_KEY must be set when database.url points at Postgres (every replica needs the same key)")]
+    #[error(
+        "SAPA_SECRET_KEY must be set when database.url points at Postgres (every replica needs the same key)"
+    )]
     KeyRequired,
     /// The key file could not be read or written.
     #[error("cannot use key file {path}")]
@@ -66,7 +70,11 @@ impl SecretBox {
     ///
     /// # Errors
     /// A malformed key, an unreadable key file, or no key where one is required.
-    pub fn load(env_value: Option<&str>, data_dir: &Path, may_generate: bool) -> Result<Self, CryptoError> {
+    pub fn load(
+        env_value: Option<&str>,
+        data_dir: &Path,
+        may_generate: bool,
+    ) -> Result<Self, CryptoError> {
         if let Some(value) = env_value.filter(|v| !v.trim().is_empty()) {
             return parse_key(value, "SAPA_SECRET_KEY").map(|k| Self::new(&k));
         }
@@ -125,7 +133,11 @@ fn parse_key(value: &str, origin: &str) -> Result<[u8; 32], CryptoError> {
     let bytes = hex::decode(value)
         .ok()
         .or_else(|| base64::engine::general_purpose::STANDARD.decode(value).ok())
-        .or_else(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).ok());
+        .or_else(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(value)
+                .ok()
+        });
     bytes
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| CryptoError::BadKey {
@@ -179,7 +191,11 @@ mod tests {
         let b = SecretBox::load(Some(&hex_key), dir.path(), false).unwrap();
         assert_eq!(b.open(&a.seal(b"x")).unwrap(), b"x");
         let err = SecretBox::load(Some("short"), dir.path(), false).unwrap_err();
-        assert!(err.to_string().contains("SAPA_SECRET_KEY must hold 32 bytes"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("SAPA_SECRET_KEY must hold 32 bytes"),
+            "{err}"
+        );
         assert!(matches!(
             SecretBox::load(None, dir.path(), false),
             Err(CryptoError::KeyRequired)

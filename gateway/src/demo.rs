@@ -8,16 +8,40 @@ pub const NAME: &str = "Kopi Nusantara (demo)";
 
 /// The demo knowledge base: file name and contents.
 pub const KNOWLEDGE_BASE: &[(&str, &str)] = &[
-    ("biji-kopi-retail.md", include_str!("../../demo/kb/biji-kopi-retail.md")),
-    ("catering-dan-acara.md", include_str!("../../demo/kb/catering-dan-acara.md")),
-    ("faq-english.md", include_str!("../../demo/kb/faq-english.md")),
+    (
+        "biji-kopi-retail.md",
+        include_str!("../../demo/kb/biji-kopi-retail.md"),
+    ),
+    (
+        "catering-dan-acara.md",
+        include_str!("../../demo/kb/catering-dan-acara.md"),
+    ),
+    (
+        "faq-english.md",
+        include_str!("../../demo/kb/faq-english.md"),
+    ),
     ("faq.csv", include_str!("../../demo/kb/faq.csv")),
-    ("komplain-dan-kebijakan.md", include_str!("../../demo/kb/komplain-dan-kebijakan.md")),
-    ("member-dan-promo.md", include_str!("../../demo/kb/member-dan-promo.md")),
-    ("menu-dan-harga.md", include_str!("../../demo/kb/menu-dan-harga.md")),
+    (
+        "komplain-dan-kebijakan.md",
+        include_str!("../../demo/kb/komplain-dan-kebijakan.md"),
+    ),
+    (
+        "member-dan-promo.md",
+        include_str!("../../demo/kb/member-dan-promo.md"),
+    ),
+    (
+        "menu-dan-harga.md",
+        include_str!("../../demo/kb/menu-dan-harga.md"),
+    ),
     ("pembayaran.md", include_str!("../../demo/kb/pembayaran.md")),
-    ("pemesanan-dan-pengiriman.md", include_str!("../../demo/kb/pemesanan-dan-pengiriman.md")),
-    ("profil-dan-lokasi.md", include_str!("../../demo/kb/profil-dan-lokasi.md")),
+    (
+        "pemesanan-dan-pengiriman.md",
+        include_str!("../../demo/kb/pemesanan-dan-pengiriman.md"),
+    ),
+    (
+        "profil-dan-lokasi.md",
+        include_str!("../../demo/kb/profil-dan-lokasi.md"),
+    ),
 ];
 
 #[cfg(test)]
@@ -32,7 +56,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         on_disk.sort();
-        let compiled: Vec<String> = super::KNOWLEDGE_BASE.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let compiled: Vec<String> = super::KNOWLEDGE_BASE
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
         assert_eq!(on_disk, compiled);
     }
 }

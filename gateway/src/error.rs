@@ -50,11 +50,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
-            "internal error".to_owned()
-        } else {
-            self.message
-        };
+        let message =
+            if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
+                "internal error".to_owned()
+            } else {
+                self.message
+            };
         (
             self.status,
             Json(json!({ "error": { "code": self.code, "message": message } })),
@@ -74,9 +75,15 @@ impl From<StoreError> for ApiError {
                     "storage is temporarily unavailable; retry later (nothing was stored)",
                 )
             }
-            StoreError::Migration { .. } | StoreError::SchemaTooNew { .. } | StoreError::Corrupt(_) => {
+            StoreError::Migration { .. }
+            | StoreError::SchemaTooNew { .. }
+            | StoreError::Corrupt(_) => {
                 tracing::error!(error = %err, "storage failure");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }

@@ -110,7 +110,8 @@ pub async fn open_store(config: &Config, runtime: &Runtime) -> anyhow::Result<(S
 /// When the index cannot be opened.
 pub fn open_knowledge(runtime: &Runtime) -> anyhow::Result<knowledge::Knowledge> {
     let dir = runtime.data_dir.join("index");
-    knowledge::Knowledge::open(&dir).with_context(|| format!("cannot open knowledge index at {}", dir.display()))
+    knowledge::Knowledge::open(&dir)
+        .with_context(|| format!("cannot open knowledge index at {}", dir.display()))
 }
 
 impl Application {
@@ -126,12 +127,19 @@ impl Application {
     ///
     /// # Errors
     /// Any start-up failure, with context saying what to fix.
-    pub async fn build_with(config: Config, runtime: Runtime, overrides: Overrides) -> anyhow::Result<Self> {
+    pub async fn build_with(
+        config: Config,
+        runtime: Runtime,
+        overrides: Overrides,
+    ) -> anyhow::Result<Self> {
         let (store, applied) = open_store(&config, &runtime).await?;
         if !applied.is_empty() {
             tracing::info!(versions = ?applied, "database migrated");
         }
-        let embedded = matches!(config.database_target(&runtime.data_dir), DatabaseTarget::Sqlite(_));
+        let embedded = matches!(
+            config.database_target(&runtime.data_dir),
+            DatabaseTarget::Sqlite(_)
+        );
         let secrets = SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
         let knowledge = open_knowledge(&runtime)?;
         seed(&config, &store, &knowledge).await?;
@@ -156,9 +164,26 @@ impl Application {
             top_k: config.knowledge.top_k,
             min_relevance,
         });
-        let lanes = Lanes::new(ctx, config.conversation.max_concurrent, work.0.clone(), work.1.clone());
-        let ingress = Ingress::spawn(store.clone(), lanes.clone(), hub.clone(), &work.0, work.1.clone());
-        poller::spawn(store.clone(), lanes, config.conversation.poll_interval, &work.0, work.1.clone());
+        let lanes = Lanes::new(
+            ctx,
+            config.conversation.max_concurrent,
+            work.0.clone(),
+            work.1.clone(),
+        );
+        let ingress = Ingress::spawn(
+            store.clone(),
+            lanes.clone(),
+            hub.clone(),
+            &work.0,
+            work.1.clone(),
+        );
+        poller::spawn(
+            store.clone(),
+            lanes,
+            config.conversation.poll_interval,
+            &work.0,
+            work.1.clone(),
+        );
 
         let mut registry = ChannelRegistry::default();
         registry.insert_kind("webchat", Arc::new(WebchatChannel::new(hub.clone())));
@@ -173,7 +198,12 @@ impl Application {
 
         let listener = TcpListener::bind(config.server.bind)
             .await
-            .with_context(|| format!("cannot listen on {} (is another process using it? change --bind)", config.server.bind))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (is another process using it? change --bind)",
+                    config.server.bind
+                )
+            })?;
         let address = listener.local_addr()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -224,20 +254,33 @@ impl Application {
         let shutdown = self.state.shutdown.clone();
         let store = self.state.store.clone();
         let router = crate::routes::router(self.state);
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         server.await.context("HTTP server failed")?;
         tracing::info!("stopped accepting requests; finishing in-flight conversations");
         let (work_tracker, work_token) = self.work;
         work_token.cancel();
         work_tracker.close();
-        if tokio::time::timeout(grace, work_tracker.wait()).await.is_err() {
-            tracing::warn!(?grace, "conversations still running at the shutdown deadline; they resume on next start");
+        if tokio::time::timeout(grace, work_tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "conversations still running at the shutdown deadline; they resume on next start"
+            );
         }
         let (delivery_tracker, delivery_token) = self.delivery;
         delivery_token.cancel();
         delivery_tracker.close();
-        if tokio::time::timeout(grace, delivery_tracker.wait()).await.is_err() {
-            tracing::warn!(?grace, "sends still running at the shutdown deadline; they resume on next start");
+        if tokio::time::timeout(grace, delivery_tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "sends still running at the shutdown deadline; they resume on next start"
+            );
         }
         store.close().await;
         tracing::info!("shutdown complete");
@@ -246,15 +289,27 @@ impl Application {
 }
 
 /// Applies tenants declared in the config, and the demo tenant with its knowledge base.
-async fn seed(config: &Config, store: &Store, knowledge: &knowledge::Knowledge) -> anyhow::Result<()> {
+async fn seed(
+    config: &Config,
+    store: &Store,
+    knowledge: &knowledge::Knowledge,
+) -> anyhow::Result<()> {
     for (slug, tenant) in &config.tenants {
-        let name = if tenant.name.is_empty() { slug } else { &tenant.name };
+        let name = if tenant.name.is_empty() {
+            slug
+        } else {
+            &tenant.name
+        };
         store.upsert_tenant(slug, name, &tenant.locale).await?;
-        store.ensure_channel_account(slug, "webchat", slug, "Web chat", None).await?;
+        store
+            .ensure_channel_account(slug, "webchat", slug, "Web chat", None)
+            .await?;
     }
     if config.demo.enabled {
         store.upsert_tenant(demo::TENANT, demo::NAME, "id").await?;
-        store.ensure_channel_account(demo::TENANT, "webchat", demo::TENANT, "Web chat", None).await?;
+        store
+            .ensure_channel_account(demo::TENANT, "webchat", demo::TENANT, "Web chat", None)
+            .await?;
         let knowledge = knowledge.clone();
         let ingested = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
             if !knowledge.list_documents(demo::TENANT)?.is_empty() {

@@ -46,7 +46,11 @@ pub fn init(config: &TelemetryConfig) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))

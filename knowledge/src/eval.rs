@@ -96,9 +96,14 @@ pub fn run_with_threshold(
         if line.trim().is_empty() {
             continue;
         }
-        let case: Case =
-            serde_json::from_str(line).map_err(|source| EvalError::Parse { line: line_number, source })?;
-        let id = case.id.clone().unwrap_or_else(|| format!("line {line_number}"));
+        let case: Case = serde_json::from_str(line).map_err(|source| EvalError::Parse {
+            line: line_number,
+            source,
+        })?;
+        let id = case
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("line {line_number}"));
         let results = k.search(tenant, &case.query, EVAL_DEPTH)?;
         let top = summarize(&results);
         let best_relevance = results.iter().map(|r| r.relevance).fold(0.0f32, f32::max);
@@ -143,9 +148,18 @@ pub fn run_with_threshold(
             let reason = match (rank, abstained) {
                 (None, _) => "answer not retrieved".to_owned(),
                 (Some(r), false) => format!("answer at rank {r}"),
-                (Some(r), true) => format!("answer at rank {r} but best relevance {best_relevance:.2} is under the threshold"),
+                (Some(r), true) => format!(
+                    "answer at rank {r} but best relevance {best_relevance:.2} is under the threshold"
+                ),
             };
-            misses.push(EvalMiss { id, query: case.query, expected_doc: Some(doc), rank, reason, top });
+            misses.push(EvalMiss {
+                id,
+                query: case.query,
+                expected_doc: Some(doc),
+                rank,
+                reason,
+                top,
+            });
         }
     }
     let share = |n: usize, d: usize| if d == 0 { 0.0 } else { n as f64 / d as f64 };
@@ -153,7 +167,11 @@ pub fn run_with_threshold(
         answerable,
         recall_at_1: share(at_1, answerable),
         recall_at_5: share(at_5, answerable),
-        mrr: if answerable == 0 { 0.0 } else { reciprocal / answerable as f64 },
+        mrr: if answerable == 0 {
+            0.0
+        } else {
+            reciprocal / answerable as f64
+        },
         false_abstain,
         abstain_total,
         abstain_accuracy: share(abstain_correct, abstain_total),
@@ -177,14 +195,46 @@ impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "| metric                         | value |")?;
         writeln!(f, "|--------------------------------|-------|")?;
-        writeln!(f, "| answerable questions           | {:>5} |", self.answerable)?;
-        writeln!(f, "| recall@1                       | {:.3} |", self.recall_at_1)?;
-        writeln!(f, "| recall@5                       | {:.3} |", self.recall_at_5)?;
-        writeln!(f, "| MRR@{EVAL_DEPTH:<2}                         | {:.3} |", self.mrr)?;
-        writeln!(f, "| answerable under threshold     | {:>5} |", self.false_abstain)?;
-        writeln!(f, "| abstain questions              | {:>5} |", self.abstain_total)?;
-        writeln!(f, "| abstain accuracy               | {:.3} |", self.abstain_accuracy)?;
-        writeln!(f, "| relevance threshold            | {:.3} |", self.min_relevance)?;
+        writeln!(
+            f,
+            "| answerable questions           | {:>5} |",
+            self.answerable
+        )?;
+        writeln!(
+            f,
+            "| recall@1                       | {:.3} |",
+            self.recall_at_1
+        )?;
+        writeln!(
+            f,
+            "| recall@5                       | {:.3} |",
+            self.recall_at_5
+        )?;
+        writeln!(
+            f,
+            "| MRR@{EVAL_DEPTH:<2}                         | {:.3} |",
+            self.mrr
+        )?;
+        writeln!(
+            f,
+            "| answerable under threshold     | {:>5} |",
+            self.false_abstain
+        )?;
+        writeln!(
+            f,
+            "| abstain questions              | {:>5} |",
+            self.abstain_total
+        )?;
+        writeln!(
+            f,
+            "| abstain accuracy               | {:.3} |",
+            self.abstain_accuracy
+        )?;
+        writeln!(
+            f,
+            "| relevance threshold            | {:.3} |",
+            self.min_relevance
+        )?;
         if !self.misses.is_empty() {
             writeln!(f)?;
             writeln!(f, "misses:")?;

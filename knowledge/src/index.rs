@@ -16,10 +16,14 @@ use tantivy::schema::{
     Value,
 };
 use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 
 use crate::analyzer;
-use crate::document::{Chunk, DocumentInfo, IngestOutcome, IngestReport, ScoredChunk, content_sha256, document_id};
+use crate::document::{
+    Chunk, DocumentInfo, IngestOutcome, IngestReport, ScoredChunk, content_sha256, document_id,
+};
 use crate::error::{IngestError, KnowledgeError};
 use crate::ingest;
 use crate::relevance::{self, Fuzzy};
@@ -203,7 +207,12 @@ impl Bm25StatisticsProvider for TenantStatistics<'_> {
             // Only the tenant filter reaches here, and it does not score.
             return Ok(0);
         }
-        let count = term.value().as_str().and_then(|t| self.doc_freq.get(t)).copied().unwrap_or(0);
+        let count = term
+            .value()
+            .as_str()
+            .and_then(|t| self.doc_freq.get(t))
+            .copied()
+            .unwrap_or(0);
         Ok(count.min(total))
     }
 }
@@ -241,7 +250,7 @@ fn check_tenant(tenant: &str) -> Result<(), KnowledgeError> {
     Ok(())
 }
 
-fn stored_str<'a>(doc: &'a TantivyDocument, field: Field) -> Option<&'a str> {
+fn stored_str(doc: &TantivyDocument, field: Field) -> Option<&str> {
     doc.get_first(field).and_then(|v| v.as_str())
 }
 
@@ -252,10 +261,14 @@ impl Knowledge {
     /// The directory cannot be created or opened, the index in it was written with another
     /// schema, or another process holds its writer lock.
     pub fn open(dir: &Path) -> Result<Self, KnowledgeError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| KnowledgeError::CreateDir { path: dir.to_owned(), source })?;
-        let directory = MmapDirectory::open(dir)
-            .map_err(|source| KnowledgeError::OpenDir { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| KnowledgeError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let directory = MmapDirectory::open(dir).map_err(|source| KnowledgeError::OpenDir {
+            path: dir.to_owned(),
+            source,
+        })?;
         let index = Index::open_or_create(directory, schema())?;
         Self::from_index(index, Some(dir.to_owned()))
     }
@@ -269,12 +282,16 @@ impl Knowledge {
     }
 
     fn from_index(index: Index, location: Option<PathBuf>) -> Result<Self, KnowledgeError> {
-        index
-            .tokenizers()
-            .register(TOKENIZER, TextAnalyzer::builder(WhitespaceTokenizer::default()).build());
+        index.tokenizers().register(
+            TOKENIZER,
+            TextAnalyzer::builder(WhitespaceTokenizer::default()).build(),
+        );
         let fields = Fields::new(&index.schema())?;
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
         let tenants = load_tenants(&reader.searcher(), &fields)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -295,7 +312,12 @@ impl Knowledge {
     /// # Errors
     /// An unsupported extension, bytes that are not UTF-8, a document without text, a malformed
     /// CSV, or an index failure; the message says what to fix.
-    pub fn ingest_document(&self, tenant: &str, name: &str, bytes: &[u8]) -> Result<IngestOutcome, IngestError> {
+    pub fn ingest_document(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<IngestOutcome, IngestError> {
         check_tenant(tenant)?;
         if name.trim().is_empty() {
             return Err(IngestError::EmptyName);
@@ -334,7 +356,10 @@ impl Knowledge {
                 let title_len = title_tokens.len() as u64;
                 let mut tokens = title_tokens;
                 tokens.extend(analyzer::analyze(&indexed));
-                let tokens = IndexedTokens { tokens: tokens.join(" "), title_len };
+                let tokens = IndexedTokens {
+                    tokens: tokens.join(" "),
+                    title_len,
+                };
                 let chunk = Chunk {
                     id: format!("{id}:{n}"),
                     tenant: tenant.to_owned(),
@@ -361,8 +386,15 @@ impl Knowledge {
         if unchanged(inner) {
             return Ok(IngestOutcome::Unchanged);
         }
-        let existed = inner.tenants_read().get(tenant).is_some_and(|t| t.documents.contains_key(&id));
-        let old_tokens = if existed { self.stored_chunk_tokens(&id)? } else { Vec::new() };
+        let existed = inner
+            .tenants_read()
+            .get(tenant)
+            .is_some_and(|t| t.documents.contains_key(&id));
+        let old_tokens = if existed {
+            self.stored_chunk_tokens(&id)?
+        } else {
+            Vec::new()
+        };
         let write = |writer: &mut IndexWriter| -> Result<(), KnowledgeError> {
             let f = &inner.fields;
             writer.delete_term(Term::from_field_text(f.document_id, &id));
@@ -375,7 +407,10 @@ impl Knowledge {
                 doc.add_u64(f.ordinal, n as u64);
                 doc.add_text(f.name, name);
                 doc.add_text(f.title, &chunk.title);
-                doc.add_text(f.heading_path, serde_json::to_string(&chunk.heading_path).unwrap_or_default());
+                doc.add_text(
+                    f.heading_path,
+                    serde_json::to_string(&chunk.heading_path).unwrap_or_default(),
+                );
                 doc.add_text(f.text, &chunk.text);
                 doc.add_text(f.body, &tokens.tokens);
                 doc.add_u64(f.title_tokens, tokens.title_len);
@@ -418,9 +453,13 @@ impl Knowledge {
         drop(writer);
         tracing::debug!(chunks = info.chunks, replaced = existed, "document indexed");
         Ok(if existed {
-            IngestOutcome::Replaced { chunks: info.chunks }
+            IngestOutcome::Replaced {
+                chunks: info.chunks,
+            }
         } else {
-            IngestOutcome::Indexed { chunks: info.chunks }
+            IngestOutcome::Indexed {
+                chunks: info.chunks,
+            }
         })
     }
 
@@ -434,11 +473,15 @@ impl Knowledge {
     ) -> IngestReport {
         let mut report = IngestReport::default();
         for path in paths {
-            let name = path
-                .file_name()
-                .map_or_else(|| path.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned());
+            let name = path.file_name().map_or_else(
+                || path.to_string_lossy().into_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let outcome = std::fs::read(path)
-                .map_err(|source| IngestError::Read { path: path.clone(), source })
+                .map_err(|source| IngestError::Read {
+                    path: path.clone(),
+                    source,
+                })
                 .and_then(|bytes| self.ingest_document(tenant, &name, &bytes));
             if let Err(error) = &outcome {
                 tracing::warn!(path = %path.display(), error = %error, "document not ingested");
@@ -456,8 +499,10 @@ impl Knowledge {
     pub fn list_documents(&self, tenant: &str) -> Result<Vec<DocumentInfo>, KnowledgeError> {
         check_tenant(tenant)?;
         let tenants = self.inner.tenants_read();
-        let mut documents: Vec<DocumentInfo> =
-            tenants.get(tenant).map(|t| t.documents.values().cloned().collect()).unwrap_or_default();
+        let mut documents: Vec<DocumentInfo> = tenants
+            .get(tenant)
+            .map(|t| t.documents.values().cloned().collect())
+            .unwrap_or_default();
         documents.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(documents)
     }
@@ -471,7 +516,10 @@ impl Knowledge {
         check_tenant(tenant)?;
         let inner = &self.inner;
         let mut writer = inner.lock_writer()?;
-        let owned = inner.tenants_read().get(tenant).is_some_and(|t| t.documents.contains_key(document_id));
+        let owned = inner
+            .tenants_read()
+            .get(tenant)
+            .is_some_and(|t| t.documents.contains_key(document_id));
         if !owned {
             return Ok(false);
         }
@@ -503,7 +551,12 @@ impl Knowledge {
     ///
     /// # Errors
     /// An empty tenant id or an index failure.
-    pub fn search(&self, tenant: &str, query: &str, limit: usize) -> Result<Vec<ScoredChunk>, KnowledgeError> {
+    pub fn search(
+        &self,
+        tenant: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>, KnowledgeError> {
         check_tenant(tenant)?;
         if limit == 0 {
             return Ok(Vec::new());
@@ -548,9 +601,15 @@ impl Knowledge {
                 groups.push((Occur::Should, Box::new(DisjunctionMaxQuery::new(disjuncts))));
             }
         }
-        let tenant_filter = TermQuery::new(Term::from_field_text(fields.tenant, tenant), IndexRecordOption::Basic);
+        let tenant_filter = TermQuery::new(
+            Term::from_field_text(fields.tenant, tenant),
+            IndexRecordOption::Basic,
+        );
         let query = BooleanQuery::new(vec![
-            (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(tenant_filter), 0.0))),
+            (
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(tenant_filter), 0.0)),
+            ),
             (Occur::Must, Box::new(BooleanQuery::new(groups))),
         ]);
         let statistics = TenantStatistics {
@@ -576,15 +635,28 @@ impl Knowledge {
                 continue;
             }
             let tokens = stored_str(&doc, fields.body).unwrap_or_default();
-            let title_len = doc.get_first(fields.title_tokens).and_then(|v| v.as_u64()).unwrap_or(0);
+            let title_len = doc
+                .get_first(fields.title_tokens)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
             let relevance = plan.coverage(tokens, title_len as usize);
             let same_language = query_language.is_some()
-                && stored_str(&doc, fields.lang).and_then(analyzer::Language::from_code) == query_language;
+                && stored_str(&doc, fields.lang).and_then(analyzer::Language::from_code)
+                    == query_language;
             let chunk = chunk_from_doc(&doc, &fields)?;
-            let score = relevance::rank_score(bm25 / best_bm25.max(f32::EPSILON), relevance, same_language);
-            results.push(ScoredChunk { chunk, score, relevance });
+            let score =
+                relevance::rank_score(bm25 / best_bm25.max(f32::EPSILON), relevance, same_language);
+            results.push(ScoredChunk {
+                chunk,
+                score,
+                relevance,
+            });
         }
-        results.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.chunk.id.cmp(&b.chunk.id)));
+        results.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.chunk.id.cmp(&b.chunk.id))
+        });
         results.truncate(limit);
         Ok(results)
     }
@@ -593,7 +665,10 @@ impl Knowledge {
     fn stored_chunk_tokens(&self, document_id: &str) -> Result<Vec<String>, KnowledgeError> {
         let fields = self.inner.fields;
         let searcher = self.inner.reader.searcher();
-        let query = TermQuery::new(Term::from_field_text(fields.document_id, document_id), IndexRecordOption::Basic);
+        let query = TermQuery::new(
+            Term::from_field_text(fields.document_id, document_id),
+            IndexRecordOption::Basic,
+        );
         let addresses = searcher.search(&query, &DocSetCollector)?;
         let mut tokens = Vec::new();
         for address in addresses {
@@ -608,10 +683,13 @@ impl Knowledge {
 
 fn chunk_from_doc(doc: &TantivyDocument, fields: &Fields) -> Result<Chunk, KnowledgeError> {
     let get = |field: Field, name: &'static str| {
-        stored_str(doc, field).map(str::to_owned).ok_or(KnowledgeError::Corrupt(name))
+        stored_str(doc, field)
+            .map(str::to_owned)
+            .ok_or(KnowledgeError::Corrupt(name))
     };
-    let heading_path: Vec<String> = serde_json::from_str(&get(fields.heading_path, "heading_path")?)
-        .map_err(|_| KnowledgeError::Corrupt("heading_path"))?;
+    let heading_path: Vec<String> =
+        serde_json::from_str(&get(fields.heading_path, "heading_path")?)
+            .map_err(|_| KnowledgeError::Corrupt("heading_path"))?;
     Ok(Chunk {
         id: get(fields.chunk_id, "chunk_id")?,
         tenant: get(fields.tenant, "tenant")?,
@@ -624,24 +702,35 @@ fn chunk_from_doc(doc: &TantivyDocument, fields: &Fields) -> Result<Chunk, Knowl
 }
 
 /// Rebuilds the per-tenant state from every stored record.
-fn load_tenants(searcher: &Searcher, fields: &Fields) -> Result<HashMap<String, TenantState>, KnowledgeError> {
+fn load_tenants(
+    searcher: &Searcher,
+    fields: &Fields,
+) -> Result<HashMap<String, TenantState>, KnowledgeError> {
     let mut tenants: HashMap<String, TenantState> = HashMap::new();
     for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
         for doc_id in segment.doc_ids_alive() {
             let doc: TantivyDocument = searcher.doc(DocAddress::new(segment_ord as u32, doc_id))?;
-            let tenant = stored_str(&doc, fields.tenant).ok_or(KnowledgeError::Corrupt("tenant"))?;
+            let tenant =
+                stored_str(&doc, fields.tenant).ok_or(KnowledgeError::Corrupt("tenant"))?;
             let state = tenants.entry(tenant.to_owned()).or_default();
             match stored_str(&doc, fields.kind) {
-                Some(KIND_CHUNK) => state.add_chunk(stored_str(&doc, fields.body).unwrap_or_default()),
+                Some(KIND_CHUNK) => {
+                    state.add_chunk(stored_str(&doc, fields.body).unwrap_or_default())
+                }
                 Some(KIND_DOCUMENT) => {
                     let get = |field: Field, name: &'static str| {
-                        stored_str(&doc, field).map(str::to_owned).ok_or(KnowledgeError::Corrupt(name))
+                        stored_str(&doc, field)
+                            .map(str::to_owned)
+                            .ok_or(KnowledgeError::Corrupt(name))
                     };
                     let info = DocumentInfo {
                         id: get(fields.document_id, "document_id")?,
                         name: get(fields.name, "name")?,
                         title: get(fields.title, "title")?,
-                        chunks: doc.get_first(fields.chunk_count).and_then(|v| v.as_u64()).unwrap_or(0) as usize,
+                        chunks: doc
+                            .get_first(fields.chunk_count)
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(0) as usize,
                         sha256: get(fields.sha256, "sha256")?,
                     };
                     state.documents.insert(info.id.clone(), info);

@@ -47,7 +47,10 @@ pub(crate) struct Fuzzy {
 
 impl Default for Fuzzy {
     fn default() -> Self {
-        Self { min_chars: 5, two_edit_chars: 8 }
+        Self {
+            min_chars: 5,
+            two_edit_chars: 8,
+        }
     }
 }
 
@@ -90,13 +93,22 @@ impl QueryPlan {
             let mut members: Vec<Member> = term
                 .alternatives
                 .iter()
-                .map(|(t, f)| Member { term: t.clone(), factor: *f })
+                .map(|(t, f)| Member {
+                    term: t.clone(),
+                    factor: *f,
+                })
                 .collect();
-            let exact_known = term.alternatives.iter().any(|(t, f)| *f >= 1.0 && known(t) > 0);
+            let exact_known = term
+                .alternatives
+                .iter()
+                .any(|(t, f)| *f >= 1.0 && known(t) > 0);
             if !exact_known {
                 for correction in corrections(term, state, fuzzy) {
                     if !members.iter().any(|m| m.term == correction) {
-                        members.push(Member { term: correction, factor: FUZZY_FACTOR });
+                        members.push(Member {
+                            term: correction,
+                            factor: FUZZY_FACTOR,
+                        });
                     }
                 }
             }
@@ -109,7 +121,11 @@ impl QueryPlan {
                 if df > 0 {
                     doc_freq.insert(member.term.clone(), u64::from(df));
                     let w = idf(u64::from(df), docs);
-                    let slot = if member.factor >= 1.0 { &mut exact } else { &mut alternative };
+                    let slot = if member.factor >= 1.0 {
+                        &mut exact
+                    } else {
+                        &mut alternative
+                    };
                     *slot = Some(slot.map_or(w, |current: f32| current.max(w)));
                 }
             }
@@ -120,7 +136,10 @@ impl QueryPlan {
         let mut index: HashMap<String, Vec<(usize, f32)>> = HashMap::new();
         for (g, group) in groups.iter().enumerate() {
             for member in &group.members {
-                index.entry(member.term.clone()).or_default().push((g, member.factor));
+                index
+                    .entry(member.term.clone())
+                    .or_default()
+                    .push((g, member.factor));
             }
         }
         let total_weight = groups.iter().map(|g| g.weight).sum();
@@ -148,7 +167,11 @@ impl QueryPlan {
         let mut best = vec![0.0f32; self.groups.len()];
         for (position, token) in tokens.split_whitespace().enumerate() {
             if let Some(hits) = self.members.get(token) {
-                let place = if position < title_len { TITLE_FACTOR } else { 1.0 };
+                let place = if position < title_len {
+                    TITLE_FACTOR
+                } else {
+                    1.0
+                };
                 for (g, factor) in hits {
                     let credit = factor * place;
                     if best[*g] < credit {
@@ -157,7 +180,12 @@ impl QueryPlan {
                 }
             }
         }
-        let covered: f32 = self.groups.iter().zip(&best).map(|(g, b)| g.weight * b).sum();
+        let covered: f32 = self
+            .groups
+            .iter()
+            .zip(&best)
+            .map(|(g, b)| g.weight * b)
+            .sum();
         (covered / self.total_weight).clamp(0.0, 1.0)
     }
 }
@@ -185,7 +213,9 @@ fn corrections(term: &QueryTerm, state: &TenantState, fuzzy: &Fuzzy) -> Vec<Stri
                 continue;
             }
             let candidate_length = candidate.chars().count();
-            if candidate_length.abs_diff(length) > max_distance || candidate_length + 1 < fuzzy.min_chars {
+            if candidate_length.abs_diff(length) > max_distance
+                || candidate_length + 1 < fuzzy.min_chars
+            {
                 continue;
             }
             let other: Vec<char> = candidate.chars().collect();
@@ -262,7 +292,9 @@ fn bounded_distance(a: &[char], b: &[char], max: usize) -> Option<usize> {
         let mut row_min = current[0];
         for j in 1..=m {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut value = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
+            let mut value = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 value = value.min(previous2[j - 2] + 1);
             }

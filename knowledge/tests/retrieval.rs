@@ -29,16 +29,33 @@ fn demo_kb() -> Knowledge {
 }
 
 fn data(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn assert_thresholds(name: &str) {
     let k = demo_kb();
     let report = eval::run(&k, TENANT, &data(name)).unwrap();
     println!("{name}\n{report}");
-    assert!(report.recall_at_5 >= 0.95, "{name}: recall@5 {:.3}\n{report}", report.recall_at_5);
-    assert!(report.recall_at_1 >= 0.85, "{name}: recall@1 {:.3}\n{report}", report.recall_at_1);
-    assert!(report.abstain_accuracy >= 0.8, "{name}: abstain accuracy {:.3}\n{report}", report.abstain_accuracy);
+    assert!(
+        report.recall_at_5 >= 0.95,
+        "{name}: recall@5 {:.3}\n{report}",
+        report.recall_at_5
+    );
+    assert!(
+        report.recall_at_1 >= 0.85,
+        "{name}: recall@1 {:.3}\n{report}",
+        report.recall_at_1
+    );
+    assert!(
+        report.abstain_accuracy >= 0.8,
+        "{name}: abstain accuracy {:.3}\n{report}",
+        report.abstain_accuracy
+    );
     assert!(
         report.false_abstain * 10 <= report.answerable,
         "{name}: {} answerable questions under the threshold\n{report}",
@@ -59,11 +76,19 @@ fn reworded_questions_with_slang_and_typos_meet_retrieval_thresholds() {
 #[test]
 fn sunday_hours_of_blok_m_come_first() {
     let k = demo_kb();
-    let results = k.search(TENANT, "jam buka outlet Blok M hari Minggu?", 5).unwrap();
+    let results = k
+        .search(TENANT, "jam buka outlet Blok M hari Minggu?", 5)
+        .unwrap();
     let top = &results[0];
     assert_eq!(top.chunk.document_name, "profil-dan-lokasi.md");
-    assert!(top.chunk.text.contains("Sabtu–Minggu 08.00–23.00 WIB"), "{top:#?}");
-    assert_eq!(top.chunk.heading_path.last().map(String::as_str), Some("Outlet Blok M"));
+    assert!(
+        top.chunk.text.contains("Sabtu–Minggu 08.00–23.00 WIB"),
+        "{top:#?}"
+    );
+    assert_eq!(
+        top.chunk.heading_path.last().map(String::as_str),
+        Some("Outlet Blok M")
+    );
     assert_eq!(top.chunk.title, "Profil dan Lokasi Kopi Nusantara");
     assert!(top.relevance >= DEFAULT_MIN_RELEVANCE);
     assert!(results.windows(2).all(|w| w[0].score >= w[1].score));
@@ -73,10 +98,18 @@ fn sunday_hours_of_blok_m_come_first() {
 #[test]
 fn questions_without_informative_words_return_nothing() {
     let k = demo_kb();
-    assert!(k.search(TENANT, "halo kak, mau tanya dong", 5).unwrap().is_empty());
+    assert!(
+        k.search(TENANT, "halo kak, mau tanya dong", 5)
+            .unwrap()
+            .is_empty()
+    );
     assert!(k.search(TENANT, "zzkx qwv", 5).unwrap().is_empty());
     assert!(k.search(TENANT, "harga", 0).unwrap().is_empty());
-    assert!(k.search("unknown-tenant", "harga kopi", 5).unwrap().is_empty());
+    assert!(
+        k.search("unknown-tenant", "harga kopi", 5)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -87,7 +120,12 @@ fn a_tenant_never_sees_another_tenants_chunks() {
     k.ingest_document("a", "a.md", a_text.as_bytes()).unwrap();
     k.ingest_document("b", "b.md", b_text.as_bytes()).unwrap();
     // Even the exact text of b's chunk finds nothing of b for tenant a.
-    for query in [b_text, "kode diskon ZEBRA99 martabak manis keju", "toko", "promo"] {
+    for query in [
+        b_text,
+        "kode diskon ZEBRA99 martabak manis keju",
+        "toko",
+        "promo",
+    ] {
         for result in k.search("a", query, 10).unwrap() {
             assert_eq!(result.chunk.tenant, "a", "{query}: {result:?}");
         }
@@ -112,8 +150,14 @@ fn a_tenant_never_sees_another_tenants_chunks() {
 fn reingesting_is_idempotent_and_changes_replace_old_chunks() {
     let k = Knowledge::in_memory().unwrap();
     let v1 = "# Jam\n\n## Senin\nBuka pukul 07.00 sampai 22.00.\n\n## Minggu\nTutup.\n";
-    assert_eq!(k.ingest_document("t", "jam.md", v1.as_bytes()).unwrap(), IngestOutcome::Indexed { chunks: 2 });
-    assert_eq!(k.ingest_document("t", "jam.md", v1.as_bytes()).unwrap(), IngestOutcome::Unchanged);
+    assert_eq!(
+        k.ingest_document("t", "jam.md", v1.as_bytes()).unwrap(),
+        IngestOutcome::Indexed { chunks: 2 }
+    );
+    assert_eq!(
+        k.ingest_document("t", "jam.md", v1.as_bytes()).unwrap(),
+        IngestOutcome::Unchanged
+    );
     let docs = k.list_documents("t").unwrap();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].chunks, 2);
@@ -125,13 +169,22 @@ fn reingesting_is_idempotent_and_changes_replace_old_chunks() {
     assert_eq!(hits[0].chunk.heading_path, ["Jam", "Senin"]);
 
     let v2 = "# Jam\n\n## Senin\nBuka pukul 09.00 sampai 17.00.\n";
-    assert_eq!(k.ingest_document("t", "jam.md", v2.as_bytes()).unwrap(), IngestOutcome::Replaced { chunks: 1 });
+    assert_eq!(
+        k.ingest_document("t", "jam.md", v2.as_bytes()).unwrap(),
+        IngestOutcome::Replaced { chunks: 1 }
+    );
     let docs_after = k.list_documents("t").unwrap();
     assert_eq!(docs_after.len(), 1);
     assert_eq!(docs_after[0].id, docs[0].id);
     assert_eq!(docs_after[0].chunks, 1);
-    assert!(k.search("t", "07.00", 10).unwrap().is_empty(), "old text still found");
-    assert!(k.search("t", "tutup", 10).unwrap().is_empty(), "old chunk still found");
+    assert!(
+        k.search("t", "07.00", 10).unwrap().is_empty(),
+        "old text still found"
+    );
+    assert!(
+        k.search("t", "tutup", 10).unwrap().is_empty(),
+        "old chunk still found"
+    );
     let hits = k.search("t", "buka jam 09.00", 10).unwrap();
     assert_eq!(hits.len(), 1);
     assert!(hits[0].chunk.text.contains("09.00"));
@@ -166,9 +219,15 @@ fn bad_files_do_not_fail_the_batch_and_say_what_to_fix() {
     let report = k.ingest_paths("t", &paths, &mut |_| {});
     assert_eq!(report.succeeded(), 1);
     assert_eq!(report.failed(), 3);
-    let messages: Vec<String> =
-        report.outcomes.iter().filter_map(|(_, r)| r.as_ref().err().map(ToString::to_string)).collect();
-    assert!(messages[0].contains("unsupported file type"), "{messages:?}");
+    let messages: Vec<String> = report
+        .outcomes
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert!(
+        messages[0].contains("unsupported file type"),
+        "{messages:?}"
+    );
     assert!(messages[1].contains("question,answer"), "{messages:?}");
     assert!(messages[2].contains("cannot read"), "{messages:?}");
 }
@@ -182,10 +241,17 @@ fn the_index_survives_a_restart() {
     }
     let k = Knowledge::open(dir.path()).unwrap();
     assert_eq!(k.list_documents(TENANT).unwrap().len(), 10);
-    let results = k.search(TENANT, "jam buka outlet blok m hari minggu", 1).unwrap();
+    let results = k
+        .search(TENANT, "jam buka outlet blok m hari minggu", 1)
+        .unwrap();
     assert!(results[0].chunk.text.contains("08.00–23.00"));
-    let faq = demo_kb_paths().into_iter().find(|p| p.ends_with("faq.csv")).unwrap();
-    let outcome = k.ingest_document(TENANT, "faq.csv", &std::fs::read(faq).unwrap()).unwrap();
+    let faq = demo_kb_paths()
+        .into_iter()
+        .find(|p| p.ends_with("faq.csv"))
+        .unwrap();
+    let outcome = k
+        .ingest_document(TENANT, "faq.csv", &std::fs::read(faq).unwrap())
+        .unwrap();
     assert_eq!(outcome, IngestOutcome::Unchanged);
 }
 
@@ -199,7 +265,8 @@ fn searches_and_ingests_run_from_many_threads() {
                 for j in 0..20 {
                     if i == 0 {
                         let doc = format!("# Catatan {j}\n\nPromo spesial nomor {j}.\n");
-                        k.ingest_document("other", &format!("n{j}.md"), doc.as_bytes()).unwrap();
+                        k.ingest_document("other", &format!("n{j}.md"), doc.as_bytes())
+                            .unwrap();
                     } else {
                         let hits = k.search(TENANT, "ongkir ke jakarta pusat", 3).unwrap();
                         assert_eq!(hits[0].chunk.document_name, "pemesanan-dan-pengiriman.md");
@@ -211,7 +278,6 @@ fn searches_and_ingests_run_from_many_threads() {
     assert_eq!(k.list_documents("other").unwrap().len(), 20);
 }
 
-
 /// Search latency on a large synthetic tenant. Run with
 /// `cargo test -p knowledge --release --test retrieval -- --ignored --nocapture`.
 #[test]
@@ -219,13 +285,16 @@ fn searches_and_ingests_run_from_many_threads() {
 fn search_latency_on_20k_chunks() {
     let k = Knowledge::in_memory().unwrap();
     let words = [
-        "kopi", "susu", "gula", "aren", "harga", "promo", "kirim", "outlet", "jam", "buka", "member",
-        "poin", "catering", "paket", "bayar", "transfer", "refund", "menu", "roti", "teh", "minggu",
-        "senin", "alamat", "parkir", "wifi", "vegan", "halal", "biji", "giling", "pesan",
+        "kopi", "susu", "gula", "aren", "harga", "promo", "kirim", "outlet", "jam", "buka",
+        "member", "poin", "catering", "paket", "bayar", "transfer", "refund", "menu", "roti",
+        "teh", "minggu", "senin", "alamat", "parkir", "wifi", "vegan", "halal", "biji", "giling",
+        "pesan",
     ];
     let mut seed = 7u64;
     let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) as usize
     };
     for d in 0..200 {
@@ -238,12 +307,20 @@ fn search_latency_on_20k_chunks() {
             }
             doc.push_str(&format!("kode{d}x{s}\n\n"));
         }
-        k.ingest_document("big", &format!("doc{d}.md"), doc.as_bytes()).unwrap();
+        k.ingest_document("big", &format!("doc{d}.md"), doc.as_bytes())
+            .unwrap();
     }
     let queries = [
-        "harga kopi susu gula aren brp", "jam buka outlet hari minggu", "ongkirnya berapa kak",
-        "promo member poin", "bisa bayar transfer?", "kode17x42", "pengirman ke jakarta",
-        "resep rendang padang", "capucino", "wifi gratis ga",
+        "harga kopi susu gula aren brp",
+        "jam buka outlet hari minggu",
+        "ongkirnya berapa kak",
+        "promo member poin",
+        "bisa bayar transfer?",
+        "kode17x42",
+        "pengirman ke jakarta",
+        "resep rendang padang",
+        "capucino",
+        "wifi gratis ga",
     ];
     let mut timings = Vec::new();
     for round in 0..30 {

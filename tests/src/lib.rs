@@ -1,1 +1,234 @@
-//! 
+//! Test harness for Sapa's end-to-end tests: the real application on port 0 with its own temp
+//! data dir, HTTP and WebSocket clients, and polling helpers with deadlines.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::config::Config;
+use gateway::startup::{Application, Overrides, Runtime};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// A running in-process application.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// The data dir (SQLite database, index); removed on drop.
+    pub data_dir: Arc<tempfile::TempDir>,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A web chat session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Bearer token.
+    pub token: String,
+    /// Conversation id.
+    pub conversation_id: String,
+}
+
+/// Test configuration: no debounce, quiet logs. `extra` is appended TOML.
+pub fn test_config(extra: &str) -> Config {
+    let base = "[server]\nbind = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[conversation]\ndebounce = \"0s\"\npoll_interval = \"200ms\"\n[dispatcher]\npoll_interval = \"50ms\"\n";
+    Config::from_toml(&merge_toml(base, extra)).expect("test config")
+}
+
+/// Overlays `extra` on `base` (both TOML documents), one section deep.
+fn merge_toml(base: &str, extra: &str) -> String {
+    let mut base: toml::Table = base.parse().expect("base toml");
+    let extra: toml::Table = extra.parse().expect("extra toml");
+    for (key, value) in extra {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => b.extend(e),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+    base.to_string()
+}
+
+/// Starts the application in this process.
+pub async fn spawn_app(extra_config: &str) -> TestApp {
+    spawn_app_with(extra_config, Overrides::default(), None).await
+}
+
+/// Starts the application with adapter overrides, optionally on an existing data dir.
+pub async fn spawn_app_with(
+    extra_config: &str,
+    overrides: Overrides,
+    data_dir: Option<Arc<tempfile::TempDir>>,
+) -> TestApp {
+    let data_dir = data_dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
+    let config = test_config(extra_config);
+    let runtime = Runtime {
+        data_dir: data_dir.path().to_path_buf(),
+        // A fixed key, as SAPA_SECRET_KEY would give; required for the Postgres runs.
+        secret_key: Some("42".repeat(32)),
+    };
+    let app = Application::build_with(config, runtime, overrides)
+        .await
+        .expect("app builds");
+    let address = format!("http://{}", app.address());
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        data_dir,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Graceful shutdown; waits until the app has drained.
+    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+        self.data_dir.clone()
+    }
+
+    /// Creates a web chat session for `tenant`.
+    pub async fn session(&self, tenant: &str) -> Session {
+        create_session(&self.client, &self.address, tenant).await
+    }
+
+    /// Posts a customer message.
+    pub async fn post(
+        &self,
+        session: &Session,
+        client_message_id: &str,
+        text: &str,
+    ) -> reqwest::Response {
+        post_message(
+            &self.client,
+            &self.address,
+            session,
+            client_message_id,
+            text,
+        )
+        .await
+    }
+
+    /// All messages of the session's conversation.
+    pub async fn messages(&self, session: &Session) -> Vec<Value> {
+        list_messages(&self.client, &self.address, session)
+            .await
+            .expect("list messages")
+    }
+
+    /// Waits (bounded) until the conversation has at least `n` bot messages; returns them all.
+    pub async fn bot_messages(&self, session: &Session, n: usize) -> Vec<Value> {
+        eventually(Duration::from_secs(20), || async {
+            let messages = self.messages(session).await;
+            let bots: Vec<Value> = messages
+                .into_iter()
+                .filter(|m| m["author"] == "bot")
+                .collect();
+            (bots.len() >= n).then_some(bots)
+        })
+        .await
+    }
+}
+
+/// `POST /v1/webchat/sessions`.
+pub async fn create_session(client: &reqwest::Client, base: &str, tenant: &str) -> Session {
+    let response = client
+        .post(format!("{base}/v1/webchat/sessions"))
+        .json(&json!({ "tenant": tenant }))
+        .send()
+        .await
+        .expect("create session");
+    assert_eq!(response.status(), 201, "create session");
+    let body: Value = response.json().await.expect("session json");
+    Session {
+        token: body["session_token"].as_str().expect("token").to_owned(),
+        conversation_id: body["conversation_id"]
+            .as_str()
+            .expect("conversation")
+            .to_owned(),
+    }
+}
+
+/// `POST /v1/webchat/messages`.
+pub async fn post_message(
+    client: &reqwest::Client,
+    base: &str,
+    session: &Session,
+    client_message_id: &str,
+    text: &str,
+) -> reqwest::Response {
+    try_post_message(client, base, session, client_message_id, text)
+        .await
+        .expect("post message")
+}
+
+/// `POST /v1/webchat/messages`, returning transport errors.
+pub async fn try_post_message(
+    client: &reqwest::Client,
+    base: &str,
+    session: &Session,
+    client_message_id: &str,
+    text: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{base}/v1/webchat/messages"))
+        .bearer_auth(&session.token)
+        .json(&json!({ "client_message_id": client_message_id, "text": text }))
+        .send()
+        .await
+}
+
+/// `GET /v1/webchat/messages` (all pages).
+pub async fn list_messages(
+    client: &reqwest::Client,
+    base: &str,
+    session: &Session,
+) -> reqwest::Result<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let body: Value = client
+            .get(format!("{base}/v1/webchat/messages?after={after}"))
+            .bearer_auth(&session.token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let page = body["messages"].as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            return Ok(all);
+        }
+        after = page.last().and_then(|m| m["id"].as_i64()).unwrap_or(after);
+        all.extend(page);
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -32,12 +32,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     };
     let checks: serde_json::Map<String, serde_json::Value> = report
         .iter()
-        .map(|c| {
-            (
-                c.name.to_owned(),
-                json!({ "ok": c.ok, "detail": c.detail }),
-            )
-        })
+        .map(|c| (c.name.to_owned(), json!({ "ok": c.ok, "detail": c.detail })))
         .collect();
     (
         status,

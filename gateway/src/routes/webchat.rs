@@ -32,7 +32,10 @@ const PING_EVERY: Duration = Duration::from_secs(25);
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/webchat/sessions", post(create_session))
-        .route("/v1/webchat/messages", post(post_message).get(list_messages))
+        .route(
+            "/v1/webchat/messages",
+            post(post_message).get(list_messages),
+        )
         .route("/v1/webchat/ws", get(stream_messages))
 }
 
@@ -55,7 +58,10 @@ async fn create_session(
         ));
     }
     let Some(tenant) = state.store.tenant(&body.tenant).await? else {
-        return Err(ApiError::not_found("tenant_not_found", format!("no tenant `{}`", body.tenant)));
+        return Err(ApiError::not_found(
+            "tenant_not_found",
+            format!("no tenant `{}`", body.tenant),
+        ));
     };
     let locale = match body.locale.as_deref() {
         None => flows::Locale::parse(&tenant.locale).unwrap_or_default(),
@@ -113,7 +119,10 @@ async fn post_message(
     }
     let text = body.text.trim();
     if text.is_empty() {
-        return Err(ApiError::bad_request("empty_message", "text must not be empty"));
+        return Err(ApiError::bad_request(
+            "empty_message",
+            "text must not be empty",
+        ));
     }
     let max = state.config.webchat.max_message_chars;
     let length = text.chars().count();
@@ -173,9 +182,9 @@ async fn stream_messages(
     Query(params): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let token = params
-        .get("token")
-        .ok_or_else(|| ApiError::unauthorized("missing_token", "pass the session token as ?token="))?;
+    let token = params.get("token").ok_or_else(|| {
+        ApiError::unauthorized("missing_token", "pass the session token as ?token=")
+    })?;
     let session = authenticate(&state, token).await?;
     let after = parse_after(&params)?;
     Ok(ws.on_upgrade(move |socket| run_socket(socket, state, session, after)))
@@ -184,11 +193,19 @@ async fn stream_messages(
 /// Pushes the conversation to one browser: first what it missed, then live. Storage is the
 /// source of truth: on every "new message" signal the socket re-reads after the last id it
 /// sent, so messages go out in id order, exactly once per connection, even if signals race.
-async fn run_socket(mut socket: WebSocket, state: AppState, session: WebchatSession, mut last: i64) {
+async fn run_socket(
+    mut socket: WebSocket,
+    state: AppState,
+    session: WebchatSession,
+    mut last: i64,
+) {
     let mut events = state.hub.subscribe(&session.conversation_id);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    if catch_up(&mut socket, &state, &session, &mut last).await.is_err() {
+    if catch_up(&mut socket, &state, &session, &mut last)
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -242,7 +259,13 @@ async fn catch_up(
         };
         let full = page.len() as i64 == PAGE;
         for message in &page {
-            send_event(socket, &WebchatEvent::Message { message: to_webchat(message) }).await?;
+            send_event(
+                socket,
+                &WebchatEvent::Message {
+                    message: to_webchat(message),
+                },
+            )
+            .await?;
             *last = message.id;
         }
         if !full {
@@ -257,10 +280,17 @@ async fn send_event(socket: &mut WebSocket, event: &WebchatEvent) -> Result<(), 
 }
 
 fn parse_after(params: &HashMap<String, String>) -> Result<i64, ApiError> {
-    match params.get("after").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    match params
+        .get("after")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         None => Ok(0),
         Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad_request("invalid_after", "after must be a message id (a non-negative integer)")
+            ApiError::bad_request(
+                "invalid_after",
+                "after must be a message id (a non-negative integer)",
+            )
         }),
     }
 }
@@ -270,14 +300,22 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            ApiError::unauthorized("missing_token", "send `Authorization: Bearer <session_token>`")
+            ApiError::unauthorized(
+                "missing_token",
+                "send `Authorization: Bearer <session_token>`",
+            )
         })?;
     value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("missing_token", "send `Authorization: Bearer <session_token>`"))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_token",
+                "send `Authorization: Bearer <session_token>`",
+            )
+        })
 }
 
 async fn authenticate(state: &AppState, token: &str) -> Result<WebchatSession, ApiError> {

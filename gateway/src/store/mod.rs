@@ -145,7 +145,10 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
-    pub async fn connect(target: &DatabaseTarget, max_connections: u32) -> Result<Self, StoreError> {
+    pub async fn connect(
+        target: &DatabaseTarget,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         match target {
             DatabaseTarget::Sqlite(path) => Self::connect_sqlite(path, max_connections).await,
@@ -166,7 +169,8 @@ impl Store {
 
     async fn connect_sqlite(path: &Path, readers: u32) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
         }
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let pool = |max: u32| {
@@ -217,10 +221,11 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM sapa_migrations")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("v")?;
+        let current: i64 =
+            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM sapa_migrations")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("v")?;
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         if current > supported {
             return Err(StoreError::SchemaTooNew {
@@ -245,12 +250,14 @@ impl Store {
                     name,
                     source,
                 })?;
-            sqlx::query("INSERT INTO sapa_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(*version)
-                .bind(*name)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO sapa_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(*version)
+            .bind(*name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
             applied.push(*version);
         }
         tx.commit().await?;
@@ -276,7 +283,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn upsert_tenant(&self, id: &str, name: &str, locale: &str) -> Result<(), StoreError> {
+    pub async fn upsert_tenant(
+        &self,
+        id: &str,
+        name: &str,
+        locale: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tenants (id, name, locale, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, locale = excluded.locale",
@@ -448,7 +460,10 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn webchat_session(&self, token_hash: &str) -> Result<Option<WebchatSession>, StoreError> {
+    pub async fn webchat_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<WebchatSession>, StoreError> {
         let row = sqlx::query(
             "SELECT s.tenant_id, s.conversation_id, c.channel_account_id FROM webchat_sessions s \
              JOIN conversations c ON c.id = s.conversation_id AND c.tenant_id = s.tenant_id \
@@ -515,7 +530,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn unanswered_questions(&self, tenant_id: &str, limit: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn unanswered_questions(
+        &self,
+        tenant_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT query FROM unanswered_questions WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
         )

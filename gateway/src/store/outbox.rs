@@ -50,7 +50,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn claim_outbox(&self, limit: i64, lease_ms: i64) -> Result<Vec<ClaimedSend>, StoreError> {
+    pub async fn claim_outbox(
+        &self,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedSend>, StoreError> {
         let now = now_ms();
         let lock = match self.dialect {
             Dialect::Sqlite => "",
@@ -106,7 +110,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn mark_sent(&self, send: &ClaimedSend, provider_message_id: Option<&str>) -> Result<(), StoreError> {
+    pub async fn mark_sent(
+        &self,
+        send: &ClaimedSend,
+        provider_message_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
         sqlx::query(
@@ -131,7 +139,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn defer_send(&self, send: &ClaimedSend, not_before_ms: i64) -> Result<(), StoreError> {
+    pub async fn defer_send(
+        &self,
+        send: &ClaimedSend,
+        not_before_ms: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE outbox SET next_attempt_at = $1, locked_until = NULL WHERE id = $2")
             .bind(not_before_ms)
             .bind(send.id)
@@ -144,11 +156,18 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn record_send_failure(&self, send: &ClaimedSend, failure: &OutboxFailure) -> Result<(), StoreError> {
+    pub async fn record_send_failure(
+        &self,
+        send: &ClaimedSend,
+        failure: &OutboxFailure,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
         match failure {
-            OutboxFailure::Retry { next_attempt_at, error } => {
+            OutboxFailure::Retry {
+                next_attempt_at,
+                error,
+            } => {
                 sqlx::query(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, \
                      locked_until = NULL, updated_at = $3 WHERE id = $4",
@@ -161,7 +180,11 @@ impl Store {
                 .await?;
             }
             OutboxFailure::Permanent { error } | OutboxFailure::Dead { error } => {
-                let state = if matches!(failure, OutboxFailure::Dead { .. }) { "dead" } else { "failed" };
+                let state = if matches!(failure, OutboxFailure::Dead { .. }) {
+                    "dead"
+                } else {
+                    "failed"
+                };
                 sqlx::query(
                     "UPDATE outbox SET state = $1, attempts = attempts + 1, last_error = $2, \
                      locked_until = NULL, updated_at = $3 WHERE id = $4",
@@ -204,10 +227,12 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`].
     pub async fn dead_letter_count(&self, tenant_id: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM dead_letters WHERE tenant_id = $1")
-            .bind(tenant_id)
-            .fetch_one(&self.read)
-            .await?
-            .try_get("n")?)
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM dead_letters WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_one(&self.read)
+                .await?
+                .try_get("n")?,
+        )
     }
 }

@@ -18,7 +18,11 @@ async fn sqlite() -> TestStore {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    TestStore { store, _dir: Some(dir), name: "sqlite" }
+    TestStore {
+        store,
+        _dir: Some(dir),
+        name: "sqlite",
+    }
 }
 
 /// A Postgres store in a fresh schema, or `None` when no server is configured (outside CI).
@@ -39,13 +43,22 @@ async fn postgres() -> Option<TestStore> {
     let admin = sqlx::AnyPool::connect(&url)
         .await
         .expect("SAPA_TEST_DATABASE_URL is set but Postgres is unreachable");
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     admin.close().await;
     let sep = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{sep}options[search_path]={schema}");
-    let store = Store::connect(&DatabaseTarget::Postgres(scoped), 4).await.unwrap();
+    let store = Store::connect(&DatabaseTarget::Postgres(scoped), 4)
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
-    Some(TestStore { store, _dir: None, name: "postgres" })
+    Some(TestStore {
+        store,
+        _dir: None,
+        name: "postgres",
+    })
 }
 
 async fn backends() -> Vec<TestStore> {
@@ -61,13 +74,24 @@ async fn webchat_conversation(store: &Store, tenant: &str) -> (String, String) {
         .await
         .unwrap();
     let conversation = store
-        .create_webchat_session(tenant, &account, &format!("hash-{tenant}-{}", uuid::Uuid::new_v4()), "id")
+        .create_webchat_session(
+            tenant,
+            &account,
+            &format!("hash-{tenant}-{}", uuid::Uuid::new_v4()),
+            "id",
+        )
         .await
         .unwrap();
     (account, conversation)
 }
 
-fn item(tenant: &str, account: &str, conversation: &str, external: &str, text: &str) -> InboundItem {
+fn item(
+    tenant: &str,
+    account: &str,
+    conversation: &str,
+    external: &str,
+    text: &str,
+) -> InboundItem {
     InboundItem {
         tenant_id: tenant.into(),
         channel_account_id: account.into(),
@@ -104,7 +128,10 @@ async fn inbox_dedupes_on_the_unique_key_within_and_across_groups() {
         assert!(matches!(first[0], Accepted::New { .. }), "{}", t.name);
         assert_eq!(first[1], Accepted::Duplicate, "{}", t.name);
         assert!(matches!(first[2], Accepted::New { .. }), "{}", t.name);
-        let again = s.accept_inbound(&[item("shop", &account, &conv, "m1", "halo")]).await.unwrap();
+        let again = s
+            .accept_inbound(&[item("shop", &account, &conv, "m1", "halo")])
+            .await
+            .unwrap();
         assert_eq!(again, vec![Accepted::Duplicate], "{}", t.name);
         let messages = s.messages_after("shop", &conv, 0, 100).await.unwrap();
         assert_eq!(messages.len(), 2, "{}", t.name);
@@ -118,10 +145,16 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
     for t in backends().await {
         let s = &t.store;
         let (account, conv) = webchat_conversation(s, "shop").await;
-        s.accept_inbound(&[item("shop", &account, &conv, "m1", "a"), item("shop", &account, &conv, "m2", "b")])
-            .await
-            .unwrap();
-        assert_eq!(s.pending_conversations(10).await.unwrap(), vec![conv.clone()]);
+        s.accept_inbound(&[
+            item("shop", &account, &conv, "m1", "a"),
+            item("shop", &account, &conv, "m2", "b"),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(
+            s.pending_conversations(10).await.unwrap(),
+            vec![conv.clone()]
+        );
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
         assert_eq!(batch.turns.len(), 2);
         let commit = TurnCommit {
@@ -130,25 +163,51 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
             locale: "id",
             abstain_streak: 1,
             handoff_reason: None,
-            replies: vec![TurnReply { text: "jawaban".into(), choices: vec!["Hubungi admin".into()] }],
+            replies: vec![TurnReply {
+                text: "jawaban".into(),
+                choices: vec!["Hubungi admin".into()],
+            }],
             unanswered: vec!["a\nb".into()],
         };
-        assert_eq!(s.commit_turn(&commit).await.unwrap(), TurnOutcome::Committed { outbox_rows: 1 }, "{}", t.name);
+        assert_eq!(
+            s.commit_turn(&commit).await.unwrap(),
+            TurnOutcome::Committed { outbox_rows: 1 },
+            "{}",
+            t.name
+        );
         // Committing the same batch again (a second worker, a retry) changes nothing.
-        assert_eq!(s.commit_turn(&commit).await.unwrap(), TurnOutcome::Stale, "{}", t.name);
+        assert_eq!(
+            s.commit_turn(&commit).await.unwrap(),
+            TurnOutcome::Stale,
+            "{}",
+            t.name
+        );
         assert!(s.load_turn_batch(&conv).await.unwrap().is_none());
         let messages = s.messages_after("shop", &conv, 0, 100).await.unwrap();
         assert_eq!(messages.len(), 3);
         assert_eq!(messages[2].author, "bot");
-        assert_eq!(messages[2].in_reply_to, vec!["m1".to_owned(), "m2".to_owned()]);
+        assert_eq!(
+            messages[2].in_reply_to,
+            vec!["m1".to_owned(), "m2".to_owned()]
+        );
         assert_eq!(messages[2].choices, vec!["Hubungi admin".to_owned()]);
-        assert_eq!(s.unanswered_questions("shop", 10).await.unwrap(), vec!["a\nb".to_owned()]);
+        assert_eq!(
+            s.unanswered_questions("shop", 10).await.unwrap(),
+            vec!["a\nb".to_owned()]
+        );
         let claimed = s.claim_outbox(10, 30_000).await.unwrap();
         assert_eq!(claimed.len(), 1, "{}", t.name);
         assert_eq!(claimed[0].message.text, "jawaban");
-        assert_eq!(claimed[0].message.in_reply_to, vec!["m1".to_owned(), "m2".to_owned()]);
+        assert_eq!(
+            claimed[0].message.in_reply_to,
+            vec!["m1".to_owned(), "m2".to_owned()]
+        );
         // A claimed row is leased: nobody else gets it meanwhile.
-        assert!(s.claim_outbox(10, 30_000).await.unwrap().is_empty(), "{}", t.name);
+        assert!(
+            s.claim_outbox(10, 30_000).await.unwrap().is_empty(),
+            "{}",
+            t.name
+        );
         s.mark_sent(&claimed[0], Some("p1")).await.unwrap();
         let messages = s.messages_after("shop", &conv, 0, 100).await.unwrap();
         assert_eq!(messages[2].status.as_deref(), Some("sent"));
@@ -160,19 +219,31 @@ async fn a_newer_message_supersedes_an_answer_being_committed() {
     for t in backends().await {
         let s = &t.store;
         let (account, conv) = webchat_conversation(s, "shop").await;
-        s.accept_inbound(&[item("shop", &account, &conv, "m1", "a")]).await.unwrap();
+        s.accept_inbound(&[item("shop", &account, &conv, "m1", "a")])
+            .await
+            .unwrap();
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
-        s.accept_inbound(&[item("shop", &account, &conv, "m2", "b")]).await.unwrap();
+        s.accept_inbound(&[item("shop", &account, &conv, "m2", "b")])
+            .await
+            .unwrap();
         let commit = TurnCommit {
             batch: &batch,
             state: "bot",
             locale: "id",
             abstain_streak: 0,
             handoff_reason: None,
-            replies: vec![TurnReply { text: "x".into(), choices: vec![] }],
+            replies: vec![TurnReply {
+                text: "x".into(),
+                choices: vec![],
+            }],
             unanswered: vec![],
         };
-        assert_eq!(s.commit_turn(&commit).await.unwrap(), TurnOutcome::Superseded, "{}", t.name);
+        assert_eq!(
+            s.commit_turn(&commit).await.unwrap(),
+            TurnOutcome::Superseded,
+            "{}",
+            t.name
+        );
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
         assert_eq!(batch.turns.len(), 2, "{}", t.name);
         assert!(s.claim_outbox(10, 30_000).await.unwrap().is_empty());
@@ -185,7 +256,9 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
         let s = &t.store;
         let (account, conv) = webchat_conversation(s, "shop").await;
         for n in 0..2 {
-            s.accept_inbound(&[item("shop", &account, &conv, &format!("m{n}"), "q")]).await.unwrap();
+            s.accept_inbound(&[item("shop", &account, &conv, &format!("m{n}"), "q")])
+                .await
+                .unwrap();
             let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
             let commit = TurnCommit {
                 batch: &batch,
@@ -193,20 +266,45 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                 locale: "id",
                 abstain_streak: 0,
                 handoff_reason: None,
-                replies: vec![TurnReply { text: format!("r{n}"), choices: vec![] }],
+                replies: vec![TurnReply {
+                    text: format!("r{n}"),
+                    choices: vec![],
+                }],
                 unanswered: vec![],
             };
             s.commit_turn(&commit).await.unwrap();
         }
         let first = s.claim_outbox(10, 30_000).await.unwrap();
-        assert_eq!(first.len(), 1, "{}: only the oldest row of a conversation", t.name);
+        assert_eq!(
+            first.len(),
+            1,
+            "{}: only the oldest row of a conversation",
+            t.name
+        );
         assert_eq!(first[0].message.text, "r0");
         // A retry in the future holds back the later message too.
-        s.record_send_failure(&first[0], &OutboxFailure::Retry { next_attempt_at: now_ms() + 60_000, error: "503".into() })
-            .await
-            .unwrap();
-        assert!(s.claim_outbox(10, 30_000).await.unwrap().is_empty(), "{}", t.name);
-        s.record_send_failure(&first[0], &OutboxFailure::Dead { error: "gave up".into() }).await.unwrap();
+        s.record_send_failure(
+            &first[0],
+            &OutboxFailure::Retry {
+                next_attempt_at: now_ms() + 60_000,
+                error: "503".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            s.claim_outbox(10, 30_000).await.unwrap().is_empty(),
+            "{}",
+            t.name
+        );
+        s.record_send_failure(
+            &first[0],
+            &OutboxFailure::Dead {
+                error: "gave up".into(),
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(s.dead_letter_count("shop").await.unwrap(), 1);
         let next = s.claim_outbox(10, 30_000).await.unwrap();
         assert_eq!(next.len(), 1, "{}", t.name);
@@ -223,12 +321,41 @@ async fn tenant_scoping_hides_other_tenants_conversations() {
         let s = &t.store;
         let (account, conv) = webchat_conversation(s, "shop-a").await;
         webchat_conversation(s, "shop-b").await;
-        s.accept_inbound(&[item("shop-a", &account, &conv, "m1", "rahasia")]).await.unwrap();
-        assert_eq!(s.messages_after("shop-a", &conv, 0, 10).await.unwrap().len(), 1);
-        assert!(s.messages_after("shop-b", &conv, 0, 10).await.unwrap().is_empty(), "{}", t.name);
-        assert!(s.conversation_state("shop-b", &conv).await.unwrap().is_none());
-        assert!(s.channel_credentials("shop-b", &account).await.unwrap().is_none());
+        s.accept_inbound(&[item("shop-a", &account, &conv, "m1", "rahasia")])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.messages_after("shop-a", &conv, 0, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            s.messages_after("shop-b", &conv, 0, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            t.name
+        );
+        assert!(
+            s.conversation_state("shop-b", &conv)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.channel_credentials("shop-b", &account)
+                .await
+                .unwrap()
+                .is_none()
+        );
         // An account id cannot be claimed by a second tenant.
-        assert!(s.ensure_channel_account("shop-b", "webchat", "shop-a", "x", None).await.is_err());
+        assert!(
+            s.ensure_channel_account("shop-b", "webchat", "shop-a", "x", None)
+                .await
+                .is_err()
+        );
     }
 }

@@ -107,7 +107,10 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn load_turn_batch(&self, conversation_id: &str) -> Result<Option<TurnBatch>, StoreError> {
+    pub async fn load_turn_batch(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Option<TurnBatch>, StoreError> {
         let pending = sqlx::query(
             "SELECT i.id, i.external_id, i.kind, i.received_at, m.body FROM inbox i \
              JOIN messages m ON m.inbox_id = i.id AND m.conversation_id = i.conversation_id \
@@ -217,12 +220,16 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let in_reply_to: Vec<String> = batch.turns.iter().map(|t| t.external_id.clone()).collect();
-        let in_reply_json = serde_json::to_string(&in_reply_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let in_reply_json =
+            serde_json::to_string(&in_reply_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         for reply in &commit.replies {
             let choices_json = if reply.choices.is_empty() {
                 None
             } else {
-                Some(serde_json::to_string(&reply.choices).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                Some(
+                    serde_json::to_string(&reply.choices)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                )
             };
             let message_id: i64 = sqlx::query(
                 "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, status, created_at) \
@@ -248,7 +255,8 @@ impl Store {
                 created_at_ms: now,
                 idempotency_key: format!("msg-{message_id}"),
             };
-            let payload = serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let payload =
+                serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
                 "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
                  idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \

@@ -5,7 +5,9 @@
 use std::time::Instant;
 
 use channels::webchat::WebchatEvent;
-use flows::{Action, AnswerOutcome, Conversation, ConversationState, CustomerTurn, Locale, TurnKind};
+use flows::{
+    Action, AnswerOutcome, Conversation, ConversationState, CustomerTurn, Locale, TurnKind,
+};
 
 use super::TurnContext;
 use crate::store::{TurnBatch, TurnReply};
@@ -60,7 +62,8 @@ pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
     for action in decision.actions {
         if let Action::Answer { query } = action {
             if batch.channel_kind == "webchat" {
-                ctx.hub.publish(&batch.conversation_id, WebchatEvent::Typing);
+                ctx.hub
+                    .publish(&batch.conversation_id, WebchatEvent::Typing);
             }
             let outcome = lookup(ctx, &batch.tenant_id, &query).await;
             prepared.kind = match &outcome {
@@ -68,7 +71,9 @@ pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
                 AnswerOutcome::NoMatch => "no_match",
                 AnswerOutcome::Failed => "failed",
             };
-            let answered = ctx.engine.on_answer(&decision.conversation, &query, outcome);
+            let answered = ctx
+                .engine
+                .on_answer(&decision.conversation, &query, outcome);
             prepared.conversation = answered.conversation;
             for action in answered.actions {
                 apply(&mut prepared, action);
@@ -105,14 +110,17 @@ async fn lookup(ctx: &TurnContext, tenant_id: &str, query: &str) -> AnswerOutcom
     let question = query.to_owned();
     let top_k = ctx.top_k;
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || knowledge.search(&tenant, &question, top_k)).await;
+    let result =
+        tokio::task::spawn_blocking(move || knowledge.search(&tenant, &question, top_k)).await;
     metrics::histogram!(telemetry::RETRIEVAL_SECONDS).record(started.elapsed().as_secs_f64());
     match result {
         Ok(Ok(hits)) => match hits.into_iter().next() {
             Some(best) if best.relevance >= ctx.min_relevance => {
                 let chunk = best.chunk;
                 let title = match chunk.heading_path.last() {
-                    Some(heading) if *heading != chunk.title => format!("{} — {heading}", chunk.title),
+                    Some(heading) if *heading != chunk.title => {
+                        format!("{} — {heading}", chunk.title)
+                    }
                     _ => chunk.title.clone(),
                 };
                 AnswerOutcome::Passage {

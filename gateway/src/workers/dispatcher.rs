@@ -93,7 +93,11 @@ impl Dispatcher {
         let kind_label = kind_label(&kind);
         let paced = {
             let mut pacer = self.pacer.lock().unwrap_or_else(PoisonError::into_inner);
-            pacer.reserve(PacingPolicy::for_kind(&kind), &send.channel_account_id, &send.message.recipient)
+            pacer.reserve(
+                PacingPolicy::for_kind(&kind),
+                &send.channel_account_id,
+                &send.message.recipient,
+            )
         };
         if let Err(wait) = paced {
             metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "deferred").increment(1);
@@ -104,18 +108,27 @@ impl Dispatcher {
             return;
         }
         let Some(channel) = self.channels.resolve(&send.channel_account_id, &kind) else {
-            self.fail(&send, OutboxFailure::Permanent {
-                error: format!("no {kind} channel is configured for this account"),
-            }, kind_label)
+            self.fail(
+                &send,
+                OutboxFailure::Permanent {
+                    error: format!("no {kind} channel is configured for this account"),
+                },
+                kind_label,
+            )
             .await;
             return;
         };
         let started = Instant::now();
         let result = channel.send(&send.message).await;
-        metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label)
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(delivery) => {
-                if let Err(err) = self.store.mark_sent(&send, delivery.provider_message_id.as_deref()).await {
+                if let Err(err) = self
+                    .store
+                    .mark_sent(&send, delivery.provider_message_id.as_deref())
+                    .await
+                {
                     // The provider has it; a retry after the lease may re-send once (bounded
                     // duplicate window, documented in README).
                     tracing::error!(error = %err, outbox_id = send.id, "recording a delivered send failed");
@@ -123,23 +136,31 @@ impl Dispatcher {
                 }
                 metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "sent").increment(1);
                 let latency = (now_ms() - send.message.created_at_ms).max(0) as f64 / 1000.0;
-                metrics::histogram!(telemetry::DELIVERY_LATENCY_SECONDS, "channel" => kind_label).record(latency);
+                metrics::histogram!(telemetry::DELIVERY_LATENCY_SECONDS, "channel" => kind_label)
+                    .record(latency);
             }
             Err(err) => {
-                let attempt = u32::try_from(send.attempts).unwrap_or(u32::MAX).saturating_add(1);
+                let attempt = u32::try_from(send.attempts)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1);
                 let failure = if !err.is_transient() {
-                    OutboxFailure::Permanent { error: err.to_string() }
+                    OutboxFailure::Permanent {
+                        error: err.to_string(),
+                    }
                 } else if attempt >= self.config.max_attempts {
                     OutboxFailure::Dead {
                         error: format!("gave up after {attempt} attempts: {err}"),
                     }
                 } else {
                     let delay = match &err {
-                        channels::ChannelError::RateLimited { retry_after: Some(wait) } => *wait,
+                        channels::ChannelError::RateLimited {
+                            retry_after: Some(wait),
+                        } => *wait,
                         _ => full_jitter(self.config.retry_base, self.config.retry_cap, attempt),
                     };
                     OutboxFailure::Retry {
-                        next_attempt_at: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                        next_attempt_at: now_ms()
+                            + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
                         error: err.to_string(),
                     }
                 };
@@ -152,13 +173,18 @@ impl Dispatcher {
     async fn fail(&self, send: &ClaimedSend, failure: OutboxFailure, kind_label: &'static str) {
         let outcome = match &failure {
             OutboxFailure::Retry { .. } => {
-                metrics::counter!(telemetry::OUTBOX_RETRIES_TOTAL, "channel" => kind_label).increment(1);
+                metrics::counter!(telemetry::OUTBOX_RETRIES_TOTAL, "channel" => kind_label)
+                    .increment(1);
                 "retry"
             }
             OutboxFailure::Permanent { .. } => "failed",
             OutboxFailure::Dead { .. } => {
-                metrics::counter!(telemetry::DEAD_LETTERS_TOTAL, "channel" => kind_label).increment(1);
-                tracing::error!(outbox_id = send.id, "message dead-lettered after its last attempt");
+                metrics::counter!(telemetry::DEAD_LETTERS_TOTAL, "channel" => kind_label)
+                    .increment(1);
+                tracing::error!(
+                    outbox_id = send.id,
+                    "message dead-lettered after its last attempt"
+                );
                 "dead"
             }
         };
@@ -185,7 +211,9 @@ pub fn full_jitter(base: Duration, cap: Duration, attempt: u32) -> Duration {
     if ceiling.is_zero() {
         return Duration::ZERO;
     }
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+    let millis = u64::try_from(ceiling.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_millis(rand::rng().random_range(0..millis))
 }
 
@@ -199,7 +227,8 @@ mod tests {
         let cap = Duration::from_secs(60);
         for attempt in 1..=10u32 {
             let ceiling = (base * 2u32.pow(attempt - 1)).min(cap);
-            let samples: Vec<Duration> = (0..200).map(|_| full_jitter(base, cap, attempt)).collect();
+            let samples: Vec<Duration> =
+                (0..200).map(|_| full_jitter(base, cap, attempt)).collect();
             assert!(samples.iter().all(|d| *d < ceiling), "attempt {attempt}");
             // Jitter actually spreads retries out instead of synchronising them.
             let distinct: std::collections::HashSet<_> = samples.iter().collect();

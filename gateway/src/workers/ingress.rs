@@ -39,7 +39,13 @@ pub struct Ingress {
 impl Ingress {
     /// Starts the writer task on `tracker`; it stops after `token` is cancelled and the queue
     /// is drained.
-    pub fn spawn(store: Store, lanes: Lanes, hub: std::sync::Arc<Hub>, tracker: &TaskTracker, token: CancellationToken) -> Self {
+    pub fn spawn(
+        store: Store,
+        lanes: Lanes,
+        hub: std::sync::Arc<Hub>,
+        tracker: &TaskTracker,
+        token: CancellationToken,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         tracker.spawn(run(store, lanes, hub, rx, token));
         Self { tx }
@@ -88,7 +94,12 @@ async fn run(
     }
 }
 
-async fn commit_group(store: &Store, lanes: &Lanes, hub: &Hub, group: &mut Vec<(InboundItem, Reply)>) {
+async fn commit_group(
+    store: &Store,
+    lanes: &Lanes,
+    hub: &Hub,
+    group: &mut Vec<(InboundItem, Reply)>,
+) {
     let items: Vec<InboundItem> = group.iter().map(|(item, _)| item.clone()).collect();
     let started = Instant::now();
     let result = store.accept_inbound(&items).await;
@@ -99,7 +110,12 @@ async fn commit_group(store: &Store, lanes: &Lanes, hub: &Hub, group: &mut Vec<(
             for ((item, reply), outcome) in group.drain(..).zip(outcomes) {
                 if let Accepted::New { message } = &outcome {
                     metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "new").increment(1);
-                    hub.publish(&item.conversation_id, WebchatEvent::Message { message: to_webchat(message) });
+                    hub.publish(
+                        &item.conversation_id,
+                        WebchatEvent::Message {
+                            message: to_webchat(message),
+                        },
+                    );
                     lanes.wake(&item.conversation_id, item.kind == "text");
                 } else {
                     metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "duplicate").increment(1);

@@ -45,7 +45,12 @@ struct LanesInner {
 
 impl Lanes {
     /// Lanes that answer at most `max_concurrent` conversations at a time.
-    pub fn new(ctx: Arc<TurnContext>, max_concurrent: usize, tracker: TaskTracker, token: CancellationToken) -> Self {
+    pub fn new(
+        ctx: Arc<TurnContext>,
+        max_concurrent: usize,
+        tracker: TaskTracker,
+        token: CancellationToken,
+    ) -> Self {
         Self {
             inner: Arc::new(LanesInner {
                 lanes: Mutex::new(HashMap::new()),
@@ -82,7 +87,11 @@ impl Lanes {
             // Shutting down: the message is stored and the next start answers it.
             return;
         }
-        let mut lanes = self.inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lanes = self
+            .inner
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = lanes.get(conversation_id) {
             let Some(nudge) = nudge else { return };
             if sender.send(nudge).is_ok() {
@@ -106,7 +115,12 @@ enum Quiet {
     Cancelled,
 }
 
-async fn run_lane(inner: Arc<LanesInner>, conversation_id: String, mut rx: mpsc::UnboundedReceiver<Nudge>, mut debounce: bool) {
+async fn run_lane(
+    inner: Arc<LanesInner>,
+    conversation_id: String,
+    mut rx: mpsc::UnboundedReceiver<Nudge>,
+    mut debounce: bool,
+) {
     let ctx = inner.ctx.clone();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -136,7 +150,9 @@ async fn run_lane(inner: Arc<LanesInner>, conversation_id: String, mut rx: mpsc:
                 continue;
             }
         };
-        let Ok(_permit) = inner.permits.acquire().await else { break };
+        let Ok(_permit) = inner.permits.acquire().await else {
+            break;
+        };
         let prepared = tokio::select! {
             prepared = answer::prepare(&ctx, &batch) => prepared,
             nudge = rx.recv() => {
@@ -184,7 +200,11 @@ async fn run_lane(inner: Arc<LanesInner>, conversation_id: String, mut rx: mpsc:
 }
 
 /// Leaves the lane map unless a nudge raced in; returns whether the lane may stop.
-fn try_exit(inner: &LanesInner, conversation_id: &str, rx: &mut mpsc::UnboundedReceiver<Nudge>) -> bool {
+fn try_exit(
+    inner: &LanesInner,
+    conversation_id: &str,
+    rx: &mut mpsc::UnboundedReceiver<Nudge>,
+) -> bool {
     let mut lanes = inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
     // A nudge sent before we took the lock is in the queue; one sent after finds no lane
     // and starts a new one. Either way no committed message waits without a lane.
@@ -246,7 +266,13 @@ mod tests {
             }
             tx
         });
-        let quiet = wait_quiet(&mut rx, Duration::from_millis(1200), Duration::from_secs(4), &token).await;
+        let quiet = wait_quiet(
+            &mut rx,
+            Duration::from_millis(1200),
+            Duration::from_secs(4),
+            &token,
+        )
+        .await;
         assert!(matches!(quiet, Quiet::Ready));
         // Fragments at 0.8 s and 1.6 s push the answer to 1.6 + 1.2 = 2.8 s.
         assert_eq!(start.elapsed(), Duration::from_millis(2800));
@@ -269,14 +295,26 @@ mod tests {
                 }
             }
         });
-        wait_quiet(&mut rx, Duration::from_millis(1200), Duration::from_secs(4), &token).await;
+        wait_quiet(
+            &mut rx,
+            Duration::from_millis(1200),
+            Duration::from_secs(4),
+            &token,
+        )
+        .await;
         assert_eq!(start.elapsed(), Duration::from_secs(4));
         chatty.abort();
 
         let (tx2, mut rx2) = mpsc::unbounded_channel();
         let start = Instant::now();
         tx2.send(Nudge { debounce: false }).unwrap();
-        wait_quiet(&mut rx2, Duration::from_millis(1200), Duration::from_secs(4), &token).await;
+        wait_quiet(
+            &mut rx2,
+            Duration::from_millis(1200),
+            Duration::from_secs(4),
+            &token,
+        )
+        .await;
         assert_eq!(start.elapsed(), Duration::ZERO);
         drop(tx);
     }

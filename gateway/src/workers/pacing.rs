@@ -55,15 +55,19 @@ impl Pacer {
     ///
     /// # Errors
     /// The wait until a slot frees up.
-    pub fn reserve(&mut self, policy: PacingPolicy, account: &str, recipient: &str) -> Result<(), Duration> {
+    pub fn reserve(
+        &mut self,
+        policy: PacingPolicy,
+        account: &str,
+        recipient: &str,
+    ) -> Result<(), Duration> {
         let now = Instant::now();
         let key = (account.to_owned(), recipient.to_owned());
-        if !policy.per_recipient_gap.is_zero() {
-            if let Some(next) = self.recipients.get(&key) {
-                if *next > now {
-                    return Err(*next - now);
-                }
-            }
+        if !policy.per_recipient_gap.is_zero()
+            && let Some(next) = self.recipients.get(&key)
+            && *next > now
+        {
+            return Err(*next - now);
         }
         if let Some(rate) = policy.per_account_per_sec {
             let rate = f64::from(rate.max(1));
@@ -99,13 +103,19 @@ mod tests {
         let mut pacer = Pacer::default();
         let wa = PacingPolicy::for_kind("whatsapp");
         assert!(pacer.reserve(wa, "n1", "628111").is_ok());
-        assert_eq!(pacer.reserve(wa, "n1", "628111"), Err(Duration::from_secs(6)));
+        assert_eq!(
+            pacer.reserve(wa, "n1", "628111"),
+            Err(Duration::from_secs(6))
+        );
         // 79 more recipients fit in the first second, the 81st message waits.
         for i in 0..79 {
             assert!(pacer.reserve(wa, "n1", &format!("r{i}")).is_ok());
         }
         let wait = pacer.reserve(wa, "n1", "late").unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(13), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(13),
+            "{wait:?}"
+        );
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(pacer.reserve(wa, "n1", "628111").is_ok());
         let web = PacingPolicy::for_kind("webchat");

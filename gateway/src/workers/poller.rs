@@ -14,7 +14,13 @@ use crate::telemetry;
 const SCAN_LIMIT: i64 = 2000;
 
 /// Starts the poller: one scan at start, then every `interval`.
-pub fn spawn(store: Store, lanes: Lanes, interval: Duration, tracker: &TaskTracker, token: CancellationToken) {
+pub fn spawn(
+    store: Store,
+    lanes: Lanes,
+    interval: Duration,
+    tracker: &TaskTracker,
+    token: CancellationToken,
+) {
     tracker.spawn(async move {
         loop {
             match store.pending_conversations(SCAN_LIMIT).await {

@@ -48,7 +48,10 @@ impl QueryTerm {
 
 /// Analyzes text into index tokens: normalized, slang-expanded, stopword-free and stemmed.
 pub fn analyze(text: &str) -> Vec<String> {
-    analyze_groups(text).into_iter().flat_map(|g| g.stems).collect()
+    analyze_groups(text)
+        .into_iter()
+        .flat_map(|g| g.stems)
+        .collect()
 }
 
 /// The candidate stems of one standard word (no slang lookup, no number handling), used to check
@@ -124,10 +127,53 @@ const ENGLISH_MARKERS: &[&str] = &[
     "have", "has", "will", "at", "on", "it", "this", "that", "be", "only", "not", "any",
 ];
 const INDONESIAN_MARKERS: &[&str] = &[
-    "yang", "dan", "di", "ke", "dari", "apa", "apakah", "ada", "bisa", "untuk", "dengan", "saya",
-    "kami", "tidak", "ini", "itu", "atau", "juga", "berapa", "bagaimana", "gimana", "kak", "ya",
-    "gak", "nggak", "ga", "gk", "mau", "dong", "sih", "kalau", "kalo", "aja", "sudah", "udah",
-    "belum", "yg", "brp", "bs", "utk", "pakai", "pake", "boleh", "buat", "nya", "dalam", "akan",
+    "yang",
+    "dan",
+    "di",
+    "ke",
+    "dari",
+    "apa",
+    "apakah",
+    "ada",
+    "bisa",
+    "untuk",
+    "dengan",
+    "saya",
+    "kami",
+    "tidak",
+    "ini",
+    "itu",
+    "atau",
+    "juga",
+    "berapa",
+    "bagaimana",
+    "gimana",
+    "kak",
+    "ya",
+    "gak",
+    "nggak",
+    "ga",
+    "gk",
+    "mau",
+    "dong",
+    "sih",
+    "kalau",
+    "kalo",
+    "aja",
+    "sudah",
+    "udah",
+    "belum",
+    "yg",
+    "brp",
+    "bs",
+    "utk",
+    "pakai",
+    "pake",
+    "boleh",
+    "buat",
+    "nya",
+    "dalam",
+    "akan",
 ];
 
 /// Guesses whether a text is Indonesian or English from its function words; None when it has
@@ -164,7 +210,10 @@ struct Analyzed {
 
 impl Analyzed {
     fn single(word: &str, stem: String) -> Self {
-        Self { word: word.to_owned(), stems: vec![stem] }
+        Self {
+            word: word.to_owned(),
+            stems: vec![stem],
+        }
     }
 }
 
@@ -283,7 +332,11 @@ fn scan(chars: &[char]) -> Vec<Piece> {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
-            pieces.push(Piece { kind: PieceKind::Word(word), start, end: i });
+            pieces.push(Piece {
+                kind: PieceKind::Word(word),
+                start,
+                end: i,
+            });
         } else if c.is_ascii_digit() {
             let start = i;
             while i < n {
@@ -298,9 +351,17 @@ fn scan(chars: &[char]) -> Vec<Piece> {
                 }
             }
             let number: String = chars[start..i].iter().collect();
-            pieces.push(Piece { kind: PieceKind::Number(number), start, end: i });
+            pieces.push(Piece {
+                kind: PieceKind::Number(number),
+                start,
+                end: i,
+            });
         } else if c == '%' {
-            pieces.push(Piece { kind: PieceKind::Percent, start: i, end: i + 1 });
+            pieces.push(Piece {
+                kind: PieceKind::Percent,
+                start: i,
+                end: i + 1,
+            });
             i += 1;
         } else {
             i += 1;
@@ -317,7 +378,9 @@ fn is_combining_mark(c: char) -> bool {
 fn gap_is(chars: &[char], from: usize, to: usize, max: usize) -> bool {
     to >= from
         && to - from <= max
-        && chars[from..to].iter().all(|c| c.is_whitespace() || *c == '.')
+        && chars[from..to]
+            .iter()
+            .all(|c| c.is_whitespace() || *c == '.')
 }
 
 fn amount_multiplier(word: &str) -> Option<f64> {
@@ -361,7 +424,9 @@ fn is_grouped_thousands(number: &str) -> bool {
         if !rest.is_empty()
             && (1..=3).contains(&head.len())
             && head.chars().all(|c| c.is_ascii_digit())
-            && rest.iter().all(|p| p.len() == 3 && p.chars().all(|c| c.is_ascii_digit()))
+            && rest
+                .iter()
+                .all(|p| p.len() == 3 && p.chars().all(|c| c.is_ascii_digit()))
         {
             return true;
         }
@@ -452,7 +517,12 @@ fn analyze_standard_word(word: &str, out: &mut Vec<Analyzed>) {
     if STOPWORDS.contains(word) {
         return;
     }
-    let mut push = |w: &str| out.push(Analyzed { word: w.to_owned(), stems: stem_candidates(w) });
+    let mut push = |w: &str| {
+        out.push(Analyzed {
+            word: w.to_owned(),
+            stems: stem_candidates(w),
+        })
+    };
     if OVERRIDES.contains_key(word) || PROTECTED.contains(word) {
         push(word);
         return;
@@ -559,7 +629,11 @@ fn english_light(word: &str) -> String {
     }
     let mut w = word.to_owned();
     let len = w.len();
-    let prev = |s: &str, back: usize| s.as_bytes().get(s.len().wrapping_sub(back)).map(|b| *b as char);
+    let prev = |s: &str, back: usize| {
+        s.as_bytes()
+            .get(s.len().wrapping_sub(back))
+            .map(|b| *b as char)
+    };
     if len >= 6 && (w.ends_with("ies") || w.ends_with("ied")) {
         w.truncate(len - 3);
         w.push('y');

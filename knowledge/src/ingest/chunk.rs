@@ -53,7 +53,9 @@ pub(super) fn pack_paragraphs(paragraphs: &[String], soft_target: usize) -> Vec<
             chunks.extend(split_section(paragraph));
             continue;
         }
-        if !current.is_empty() && (current_words >= soft_target || current_words + count > MAX_CHUNK_WORDS) {
+        if !current.is_empty()
+            && (current_words >= soft_target || current_words + count > MAX_CHUNK_WORDS)
+        {
             chunks.push(current.join("\n\n"));
             current.clear();
             current_words = 0;
@@ -102,5 +104,9 @@ fn pack(units: &[String], max: usize, overlap: usize) -> Vec<String> {
 }
 
 fn join_lines(lines: &[&str]) -> String {
-    lines.join("\n").trim_matches(['\n', '\r']).trim_end().to_owned()
+    lines
+        .join("\n")
+        .trim_matches(['\n', '\r'])
+        .trim_end()
+        .to_owned()
 }

@@ -53,7 +53,10 @@ fn records(text: &str, delimiter: char) -> Result<Vec<Record>, usize> {
             '\n' => {
                 fields.push(std::mem::take(&mut field));
                 field_started = false;
-                records.push(Record { line: record_line, fields: std::mem::take(&mut fields) });
+                records.push(Record {
+                    line: record_line,
+                    fields: std::mem::take(&mut fields),
+                });
                 line += 1;
                 record_line = line;
             }
@@ -68,31 +71,58 @@ fn records(text: &str, delimiter: char) -> Result<Vec<Record>, usize> {
     }
     if field_started || !fields.is_empty() || !field.is_empty() {
         fields.push(field);
-        records.push(Record { line: record_line, fields });
+        records.push(Record {
+            line: record_line,
+            fields,
+        });
     }
     records.retain(|r| r.fields.iter().any(|f| !f.trim().is_empty()));
     Ok(records)
 }
 
 fn column(header: &[String], names: &[&str]) -> Option<usize> {
-    header.iter().position(|h| names.contains(&h.trim().to_lowercase().as_str()))
+    header
+        .iter()
+        .position(|h| names.contains(&h.trim().to_lowercase().as_str()))
 }
 
 /// Parses a FAQ CSV. The delimiter is `,`, or `;` when the header has no comma (spreadsheets in
 /// Indonesian locale export that way).
-pub(super) fn parse(text: &str, name: &str, fallback_title: &str) -> Result<ParsedDocument, IngestError> {
-    let error = |line: usize, reason: &str| IngestError::Csv { name: name.to_owned(), line, reason: reason.to_owned() };
+pub(super) fn parse(
+    text: &str,
+    name: &str,
+    fallback_title: &str,
+) -> Result<ParsedDocument, IngestError> {
+    let error = |line: usize, reason: &str| IngestError::Csv {
+        name: name.to_owned(),
+        line,
+        reason: reason.to_owned(),
+    };
     let first_line = text.lines().next().unwrap_or_default();
-    let delimiter = if !first_line.contains(',') && first_line.contains(';') { ';' } else { ',' };
-    let records = records(text, delimiter)
-        .map_err(|line| error(line, "a quoted field is never closed; check for a missing \""))?;
+    let delimiter = if !first_line.contains(',') && first_line.contains(';') {
+        ';'
+    } else {
+        ','
+    };
+    let records = records(text, delimiter).map_err(|line| {
+        error(
+            line,
+            "a quoted field is never closed; check for a missing \"",
+        )
+    })?;
     let Some((header, rows)) = records.split_first() else {
-        return Ok(ParsedDocument { title: fallback_title.to_owned(), chunks: Vec::new() });
+        return Ok(ParsedDocument {
+            title: fallback_title.to_owned(),
+            chunks: Vec::new(),
+        });
     };
     let question = column(&header.fields, &["question", "pertanyaan", "q", "tanya"]);
     let answer = column(&header.fields, &["answer", "jawaban", "a", "jawab"]);
     let (Some(question), Some(answer)) = (question, answer) else {
-        return Err(error(header.line, "the first row must be the header `question,answer`"));
+        return Err(error(
+            header.line,
+            "the first row must be the header `question,answer`",
+        ));
     };
     let mut chunks = Vec::new();
     for row in rows {
@@ -107,7 +137,13 @@ pub(super) fn parse(text: &str, name: &str, fallback_title: &str) -> Result<Pars
                 "each row needs both a question and an answer; quote fields that contain commas",
             ));
         }
-        chunks.push(DraftChunk { heading_path: Vec::new(), text: format!("Q: {q}\nA: {a}") });
+        chunks.push(DraftChunk {
+            heading_path: Vec::new(),
+            text: format!("Q: {q}\nA: {a}"),
+        });
     }
-    Ok(ParsedDocument { title: fallback_title.to_owned(), chunks })
+    Ok(ParsedDocument {
+        title: fallback_title.to_owned(),
+        chunks,
+    })
 }

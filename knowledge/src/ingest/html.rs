@@ -4,13 +4,44 @@
 use super::{ParsedDocument, markdown};
 
 /// Elements whose content is never text for readers.
-const SKIPPED: &[&str] = &["script", "style", "noscript", "template", "svg", "head", "iframe", "object"];
+const SKIPPED: &[&str] = &[
+    "script", "style", "noscript", "template", "svg", "head", "iframe", "object",
+];
 
 /// Elements that start a new line.
 const BLOCKS: &[&str] = &[
-    "p", "div", "br", "section", "article", "header", "footer", "main", "nav", "aside", "ul", "ol",
-    "table", "tr", "blockquote", "pre", "dl", "dt", "dd", "form", "hr", "figure", "figcaption",
-    "address", "body", "html", "details", "summary", "caption", "thead", "tbody", "tfoot",
+    "p",
+    "div",
+    "br",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "main",
+    "nav",
+    "aside",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "blockquote",
+    "pre",
+    "dl",
+    "dt",
+    "dd",
+    "form",
+    "hr",
+    "figure",
+    "figcaption",
+    "address",
+    "body",
+    "html",
+    "details",
+    "summary",
+    "caption",
+    "thead",
+    "tbody",
+    "tfoot",
 ];
 
 /// Decodes the common named entities and numeric character references.
@@ -105,7 +136,9 @@ fn to_markdown(html: &str) -> (Option<String>, String) {
             let end_tag = format!("</{name}");
             i = lower[i..].find(&end_tag).map_or(html.len(), |e| {
                 let after = i + e;
-                lower[after..].find('>').map_or(html.len(), |g| after + g + 1)
+                lower[after..]
+                    .find('>')
+                    .map_or(html.len(), |g| after + g + 1)
             });
             continue;
         }

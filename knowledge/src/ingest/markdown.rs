@@ -4,7 +4,11 @@ use super::{DraftChunk, ParsedDocument, chunk, has_content};
 
 /// Parses an ATX heading ("## Title") into its level and cleaned text.
 fn atx_heading(line: &str) -> Option<(usize, String)> {
-    let trimmed = line.strip_prefix("   ").or_else(|| line.strip_prefix("  ")).or_else(|| line.strip_prefix(' ')).unwrap_or(line);
+    let trimmed = line
+        .strip_prefix("   ")
+        .or_else(|| line.strip_prefix("  "))
+        .or_else(|| line.strip_prefix(' '))
+        .unwrap_or(line);
     let level = trimmed.chars().take_while(|c| *c == '#').count();
     if !(1..=6).contains(&level) {
         return None;
@@ -67,7 +71,10 @@ impl Builder {
         }
         let heading_path: Vec<String> = self.stack.iter().map(|(_, h)| h.clone()).collect();
         for piece in chunk::split_section(&text) {
-            self.chunks.push(DraftChunk { heading_path: heading_path.clone(), text: piece });
+            self.chunks.push(DraftChunk {
+                heading_path: heading_path.clone(),
+                text: piece,
+            });
         }
     }
 

@@ -56,10 +56,13 @@ pub(crate) struct ParsedDocument {
 
 /// Parses a document's bytes into chunks.
 pub(crate) fn parse(name: &str, bytes: &[u8]) -> Result<ParsedDocument, IngestError> {
-    let format =
-        Format::from_name(name).ok_or_else(|| IngestError::UnsupportedFormat { name: name.to_owned() })?;
+    let format = Format::from_name(name).ok_or_else(|| IngestError::UnsupportedFormat {
+        name: name.to_owned(),
+    })?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|_| IngestError::NotUtf8 { name: name.to_owned() })?;
+    let text = std::str::from_utf8(bytes).map_err(|_| IngestError::NotUtf8 {
+        name: name.to_owned(),
+    })?;
     let fallback_title = title_from_name(name);
     let parsed = match format {
         Format::Markdown => markdown::parse(text, &fallback_title),
@@ -68,7 +71,9 @@ pub(crate) fn parse(name: &str, bytes: &[u8]) -> Result<ParsedDocument, IngestEr
         Format::Csv => csv::parse(text, name, &fallback_title)?,
     };
     if parsed.chunks.is_empty() {
-        return Err(IngestError::Empty { name: name.to_owned() });
+        return Err(IngestError::Empty {
+            name: name.to_owned(),
+        });
     }
     Ok(parsed)
 }
@@ -79,7 +84,11 @@ fn title_from_name(name: &str) -> String {
     let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
     let title = stem.replace(['-', '_'], " ");
     let title = title.trim();
-    if title.is_empty() { file.to_owned() } else { title.to_owned() }
+    if title.is_empty() {
+        file.to_owned()
+    } else {
+        title.to_owned()
+    }
 }
 
 /// True when the text has something to index.

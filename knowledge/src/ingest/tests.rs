@@ -15,7 +15,11 @@ fn markdown_sections_keep_title_and_heading_path() {
         paths,
         [
             vec!["Profil".to_owned()],
-            vec!["Profil".to_owned(), "Outlet".to_owned(), "Blok M".to_owned()],
+            vec![
+                "Profil".to_owned(),
+                "Outlet".to_owned(),
+                "Blok M".to_owned()
+            ],
             vec!["Profil".to_owned(), "Outlet".to_owned(), "Tebet".to_owned()],
         ]
     );
@@ -33,7 +37,9 @@ fn headings_inside_code_fences_are_text() {
 fn long_sections_split_with_overlap() {
     let mut text = String::from("# Long\n\n");
     for i in 0..120 {
-        text.push_str(&format!("Kalimat nomor {i} berisi beberapa kata tambahan.\n"));
+        text.push_str(&format!(
+            "Kalimat nomor {i} berisi beberapa kata tambahan.\n"
+        ));
     }
     let doc = parse("long.md", text.as_bytes()).unwrap();
     assert!(doc.chunks.len() >= 2, "{}", doc.chunks.len());
@@ -41,7 +47,10 @@ fn long_sections_split_with_overlap() {
         assert!(chunk.text.split_whitespace().count() <= MAX_CHUNK_WORDS);
     }
     let last_line_of_first = doc.chunks[0].text.lines().last().unwrap();
-    assert!(doc.chunks[1].text.contains(last_line_of_first), "no overlap");
+    assert!(
+        doc.chunks[1].text.contains(last_line_of_first),
+        "no overlap"
+    );
 }
 
 #[test]
@@ -49,16 +58,29 @@ fn csv_faq_rows_become_question_answer_chunks() {
     let csv = "question,answer\r\nApakah ada wifi?,\"Ada, gratis.\"\r\n\"Kata \"\"halal\"\"?\",\"Ya,\nMUI.\"\r\n";
     let doc = parse("faq.csv", csv.as_bytes()).unwrap();
     let texts: Vec<&str> = doc.chunks.iter().map(|c| c.text.as_str()).collect();
-    assert_eq!(texts, ["Q: Apakah ada wifi?\nA: Ada, gratis.", "Q: Kata \"halal\"?\nA: Ya,\nMUI."]);
+    assert_eq!(
+        texts,
+        [
+            "Q: Apakah ada wifi?\nA: Ada, gratis.",
+            "Q: Kata \"halal\"?\nA: Ya,\nMUI."
+        ]
+    );
 }
 
 #[test]
 fn csv_errors_say_what_to_fix() {
-    let error = parse("faq.csv", b"pertanyaan;jawaban\nA;\n").unwrap_err().to_string();
-    assert!(error.contains("line 2") && error.contains("both a question and an answer"), "{error}");
+    let error = parse("faq.csv", b"pertanyaan;jawaban\nA;\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("line 2") && error.contains("both a question and an answer"),
+        "{error}"
+    );
     let error = parse("faq.csv", b"q,x\nA,B\n").unwrap_err().to_string();
     assert!(error.contains("header"), "{error}");
-    let error = parse("faq.csv", b"question,answer\n\"open,never closed\n").unwrap_err().to_string();
+    let error = parse("faq.csv", b"question,answer\n\"open,never closed\n")
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("never closed"), "{error}");
 }
 

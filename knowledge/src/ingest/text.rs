@@ -25,7 +25,13 @@ pub(super) fn parse(text: &str, fallback_title: &str) -> ParsedDocument {
     paragraphs.retain(|p| has_content(p));
     let chunks = chunk::pack_paragraphs(&paragraphs, PARAGRAPH_TARGET_WORDS)
         .into_iter()
-        .map(|text| super::DraftChunk { heading_path: Vec::new(), text })
+        .map(|text| super::DraftChunk {
+            heading_path: Vec::new(),
+            text,
+        })
         .collect();
-    ParsedDocument { title: fallback_title.to_owned(), chunks }
+    ParsedDocument {
+        title: fallback_title.to_owned(),
+        chunks,
+    }
 }

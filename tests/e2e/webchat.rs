@@ -1,0 +1,289 @@
+//! The web chat API against the real application.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use sapa_tests::{eventually, spawn_app};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn a_demo_shop_question_is_answered_from_the_knowledge_base() {
+    let app = spawn_app("").await;
+    let session = app.session("demo").await;
+    let response = app
+        .post(&session, "q-1", "jam buka outlet Blok M hari Minggu?")
+        .await;
+    assert_eq!(response.status(), 202);
+    let bots = app.bot_messages(&session, 1).await;
+    let answer = bots[0]["text"].as_str().unwrap();
+    assert!(
+        answer.contains("08.00–23.00"),
+        "answer lacks the Sunday hours: {answer}"
+    );
+    assert_eq!(bots[0]["in_reply_to"], json!(["q-1"]));
+    let messages = app.messages(&session).await;
+    assert_eq!(messages[0]["author"], "customer");
+    assert_eq!(messages[0]["client_message_id"], "q-1");
+    assert!(messages[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_english_question_is_answered_in_english_and_nonsense_gets_a_clarifying_question() {
+    let app = spawn_app("").await;
+    let session = app.session("demo").await;
+    app.post(&session, "e-1", "What payment methods do you accept?")
+        .await;
+    let bots = app.bot_messages(&session, 1).await;
+    let answer = bots[0]["text"].as_str().unwrap();
+    assert!(
+        answer.starts_with("Here is what our information"),
+        "{answer}"
+    );
+    app.post(&session, "e-2", "zxqv plorb wuggle frimble").await;
+    let bots = app.bot_messages(&session, 2).await;
+    let clarify = bots[1]["text"].as_str().unwrap();
+    assert!(
+        clarify.contains("could not find") || clarify.contains("belum menemukan"),
+        "{clarify}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_client_message_id_four_times_is_stored_and_answered_once() {
+    let app = spawn_app("").await;
+    let session = app.session("demo").await;
+    let mut duplicates = 0;
+    for _ in 0..4 {
+        let response = app.post(&session, "dup-1", "apakah ada wifi?").await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        duplicates += usize::from(body["duplicate"] == true);
+    }
+    assert_eq!(duplicates, 3);
+    app.bot_messages(&session, 1).await;
+    // Give a wrongly duplicated answer time to appear before asserting there is none.
+    let settle = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let messages = app.messages(&session).await;
+    let customers = messages
+        .iter()
+        .filter(|m| m["author"] == "customer")
+        .count();
+    let bots = messages.iter().filter(|m| m["author"] == "bot").count();
+    assert_eq!((customers, bots), (1, 1), "{messages:#?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fragments_within_the_debounce_window_get_one_answer() {
+    let app = spawn_app("[conversation]\ndebounce = \"400ms\"\ndebounce_max = \"3s\"\n").await;
+    let session = app.session("demo").await;
+    for (i, text) in ["halo kak", "mau tanya", "outlet depok buka hari minggu?"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            app.post(&session, &format!("f-{i}"), text).await.status(),
+            202
+        );
+    }
+    let bots = app.bot_messages(&session, 1).await;
+    assert_eq!(bots[0]["in_reply_to"], json!(["f-0", "f-1", "f-2"]));
+    assert!(
+        bots[0]["text"].as_str().unwrap().contains("Minggu tutup"),
+        "{}",
+        bots[0]["text"]
+    );
+    let settle = tokio::time::Instant::now() + Duration::from_millis(700);
+    while tokio::time::Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.bot_messages(&session, 1).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn asking_for_a_human_hands_off_and_the_bot_then_stays_silent() {
+    let app = spawn_app("").await;
+    let session = app.session("demo").await;
+    app.post(&session, "h-1", "mau bicara dengan admin").await;
+    let bots = app.bot_messages(&session, 1).await;
+    assert!(
+        bots[0]["text"].as_str().unwrap().contains("admin kami"),
+        "{}",
+        bots[0]["text"]
+    );
+    app.post(&session, "h-2", "jam buka outlet tebet?").await;
+    // The second message is stored (and marked handled) but gets no bot answer.
+    eventually(Duration::from_secs(10), || async {
+        let depth = app
+            .client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        depth
+            .lines()
+            .any(|l| l.starts_with("sapa_answers_total") && l.contains("kind=\"silent\""))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(app.bot_messages(&session, 1).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_websocket_replays_missed_messages_then_pushes_new_ones_in_order() {
+    let app = spawn_app("").await;
+    let session = app.session("demo").await;
+    app.post(&session, "w-1", "apakah ada colokan listrik?")
+        .await;
+    app.bot_messages(&session, 1).await;
+    let ws_url = format!(
+        "{}/v1/webchat/ws?token={}",
+        app.address.replacen("http", "ws", 1),
+        session.token
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let mut seen: Vec<Value> = Vec::new();
+    let next_message = async |socket: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Message::Text(text) = frame {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if event["type"] == "message" {
+                    return event["message"].clone();
+                }
+            }
+        }
+    };
+    // Replay: the question and its answer.
+    seen.push(next_message(&mut socket).await);
+    seen.push(next_message(&mut socket).await);
+    assert_eq!(seen[0]["client_message_id"], "w-1");
+    assert_eq!(seen[1]["author"], "bot");
+    // Live: a new question and its answer arrive without polling.
+    app.post(&session, "w-2", "boleh bawa kucing?").await;
+    seen.push(next_message(&mut socket).await);
+    seen.push(next_message(&mut socket).await);
+    assert_eq!(seen[2]["client_message_id"], "w-2");
+    assert_eq!(seen[3]["in_reply_to"], json!(["w-2"]));
+    let ids: Vec<i64> = seen.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // Reconnecting with ?after= replays only what came later.
+    let after = ws_url.clone() + &format!("&after={}", ids[1]);
+    let (mut again, _) = tokio_tungstenite::connect_async(&after).await.unwrap();
+    assert_eq!(next_message(&mut again).await["id"], seen[2]["id"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_that_say_what_to_fix() {
+    let app = spawn_app("[server]\nmax_body_bytes = 2048\n").await;
+    let client = &app.client;
+    let base = &app.address;
+    let error = |body: Value| {
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let r = client
+        .post(format!("{base}/v1/webchat/sessions"))
+        .json(&json!({"tenant": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error(r.json().await.unwrap()), "tenant_not_found");
+
+    let session = app.session("demo").await;
+    let r = client
+        .post(format!("{base}/v1/webchat/messages"))
+        .bearer_auth("not-a-token")
+        .json(&json!({"client_message_id": "x", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error(r.json().await.unwrap()), "invalid_token");
+
+    let r = client
+        .get(format!("{base}/v1/webchat/messages"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error(r.json().await.unwrap()), "missing_token");
+
+    let big = "x".repeat(4096);
+    let r = client
+        .post(format!("{base}/v1/webchat/messages"))
+        .bearer_auth(&session.token)
+        .json(&json!({"client_message_id": "big", "text": big}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(error(r.json().await.unwrap()), "payload_too_large");
+
+    let r = client
+        .post(format!("{base}/v1/webchat/messages"))
+        .bearer_auth(&session.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error(r.json().await.unwrap()), "invalid_json");
+
+    let r = client
+        .post(format!("{base}/v1/webchat/messages"))
+        .bearer_auth(&session.token)
+        .json(&json!({"client_message_id": "has space", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error(r.json().await.unwrap()), "invalid_client_message_id");
+
+    let r = client
+        .get(format!("{base}/v1/webchat/ws?token=wrong"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    app.stop().await;
+
+    let app = spawn_app("[webchat]\nmax_message_chars = 50\n").await;
+    let session = app.session("demo").await;
+    let r = app.post(&session, "long", &"y".repeat(51)).await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "message_too_long");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit is 50")
+    );
+    app.stop().await;
+}
