@@ -36,6 +36,10 @@ pub struct WebchatMessage {
     /// Quick replies offered with this message.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<String>,
+    /// Delivery state of bot and agent messages: `pending`, `sent`, `delivered`, `read` or
+    /// `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// One event pushed to a conversation's WebSocket subscribers.
@@ -120,6 +124,7 @@ impl Channel for WebchatChannel {
             client_message_id: None,
             in_reply_to: msg.in_reply_to.clone(),
             choices: msg.choices.clone(),
+            status: Some("sent".to_owned()),
         };
         self.hub
             .publish(&msg.conversation_id, WebchatEvent::Message { message });

@@ -359,3 +359,37 @@ async fn tenant_scoping_hides_other_tenants_conversations() {
         );
     }
 }
+
+#[tokio::test]
+async fn channel_credentials_are_stored_encrypted_and_read_back_per_tenant() {
+    for t in backends().await {
+        let s = &t.store;
+        s.upsert_tenant("shop", "Shop", "id").await.unwrap();
+        let secrets = crate::crypto::SecretBox::new(&[7u8; 32]);
+        let sealed = secrets.seal(br#"{"access_token":"EAAG-secret"}"#);
+        let account = s
+            .ensure_channel_account(
+                "shop",
+                "whatsapp",
+                "106540352242922",
+                "WA",
+                Some(sealed.clone()),
+            )
+            .await
+            .unwrap();
+        let stored = s
+            .channel_credentials("shop", &account)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, sealed, "{}", t.name);
+        assert!(
+            !stored.windows(11).any(|w| w == b"EAAG-secret"),
+            "plaintext at rest"
+        );
+        assert_eq!(
+            secrets.open(&stored).unwrap(),
+            br#"{"access_token":"EAAG-secret"}"#
+        );
+    }
+}

@@ -149,5 +149,6 @@ pub fn to_webchat(message: &StoredMessage) -> WebchatMessage {
             .flatten(),
         in_reply_to: message.in_reply_to.clone(),
         choices: message.choices.clone(),
+        status: message.status.clone(),
     }
 }
