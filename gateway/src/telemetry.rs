@@ -13,6 +13,8 @@ use crate::config::{LogFormat, TelemetryConfig};
 pub const INBOUND_TOTAL: &str = "sapa_inbound_messages_total";
 /// Unanswered inbox rows (gauge, refreshed on scrape and by the poller).
 pub const INBOX_DEPTH: &str = "sapa_inbox_depth";
+/// Outbox rows waiting to be sent (gauge, refreshed on scrape).
+pub const OUTBOX_PENDING: &str = "sapa_outbox_pending";
 /// Seconds to commit one group of inbound messages.
 pub const INGRESS_COMMIT_SECONDS: &str = "sapa_ingress_commit_seconds";
 /// Inbound messages per group commit.

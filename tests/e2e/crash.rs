@@ -102,8 +102,8 @@ async fn every_accepted_message_gets_exactly_one_answer_across_sigkills() {
         Some(all)
     })
     .await;
-    // Let any wrongly repeated answer surface before judging.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Nothing left pending: a wrongly repeated answer would already be visible.
+    sapa_tests::settled(&client, &base).await;
     let mut answers_total = 0;
     for (s, session) in sessions.iter().enumerate() {
         let messages = list_messages(&client, &base, session).await.unwrap();

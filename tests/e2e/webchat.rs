@@ -64,11 +64,7 @@ async fn the_same_client_message_id_four_times_is_stored_and_answered_once() {
     }
     assert_eq!(duplicates, 3);
     app.bot_messages(&session, 1).await;
-    // Give a wrongly duplicated answer time to appear before asserting there is none.
-    let settle = tokio::time::Instant::now() + Duration::from_millis(500);
-    while tokio::time::Instant::now() < settle {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.settled().await;
     let messages = app.messages(&session).await;
     let customers = messages
         .iter()
@@ -99,10 +95,7 @@ async fn fragments_within_the_debounce_window_get_one_answer() {
         "{}",
         bots[0]["text"]
     );
-    let settle = tokio::time::Instant::now() + Duration::from_millis(700);
-    while tokio::time::Instant::now() < settle {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.settled().await;
     assert_eq!(app.bot_messages(&session, 1).await.len(), 1);
     app.stop().await;
 }

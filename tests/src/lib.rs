@@ -1,5 +1,17 @@
 //! Test harness for Sapa's end-to-end tests: the real application on port 0 with its own temp
 //! data dir, HTTP and WebSocket clients, and polling helpers with deadlines.
+//!
+//! # Layout
+//! - `src/lib.rs`: `spawn_app` / `spawn_app_with` (in-process app), web chat client helpers,
+//!   `eventually` (polling with a deadline).
+//! - `src/bin/server.rs`: the `sapa` entry point built as `sapa-e2e-server`, so tests can run
+//!   the real binary as a process and SIGKILL it.
+//! - `e2e/`: the one e2e test binary, one module per area.
+//!
+//! # Invariants
+//! - Every test owns its temp data dir and port; tests run in parallel.
+//! - Nothing leaves loopback: providers and models are local fakes.
+//! - No bare sleeps to wait for results: poll with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::future::Future;
@@ -126,6 +138,11 @@ impl TestApp {
             .expect("list messages")
     }
 
+    /// Waits until the app has answered and sent everything it accepted (see [`settled`]).
+    pub async fn settled(&self) {
+        settled(&self.client, &self.address).await;
+    }
+
     /// Waits (bounded) until the conversation has at least `n` bot messages; returns them all.
     pub async fn bot_messages(&self, session: &Session, n: usize) -> Vec<Value> {
         eventually(Duration::from_secs(20), || async {
@@ -138,6 +155,29 @@ impl TestApp {
         })
         .await
     }
+}
+
+/// Waits (bounded) until the server at `base` has nothing left to do: no unanswered inbox row
+/// and no unsent outbox row. After this, no further answer can appear for what was accepted.
+pub async fn settled(client: &reqwest::Client, base: &str) {
+    eventually(Duration::from_secs(30), || async {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let gauge = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        (gauge("sapa_inbox_depth")? == 0.0 && gauge("sapa_outbox_pending")? == 0.0).then_some(())
+    })
+    .await;
 }
 
 /// `POST /v1/webchat/sessions`.

@@ -47,6 +47,9 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(depth) = state.store.inbox_depth().await {
         metrics::gauge!(telemetry::INBOX_DEPTH).set(depth as f64);
     }
+    if let Ok(pending) = state.store.outbox_pending().await {
+        metrics::gauge!(telemetry::OUTBOX_PENDING).set(pending as f64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -547,6 +547,17 @@ impl Store {
             .collect()
     }
 
+    /// Number of outbox rows waiting to be sent (a gauge for `/metrics`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Number of inbox rows not yet answered (a gauge for `/metrics`).
     ///
     /// # Errors
