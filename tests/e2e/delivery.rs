@@ -74,15 +74,7 @@ async fn a_transient_send_failure_is_retried_until_delivered() {
         3,
         "two failures, then delivered"
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("sapa_outbox_retries_total"));
     app.stop().await;
 }
@@ -95,15 +87,7 @@ async fn a_send_that_keeps_failing_is_dead_lettered_after_the_last_attempt() {
     app.post(&session, "d-1", "apakah ada wifi?").await;
     status_of_first_bot_message(&app, &session, "failed").await;
     assert_eq!(channel.calls.load(Ordering::SeqCst), 4, "max_attempts = 4");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()

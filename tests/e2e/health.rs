@@ -8,19 +8,9 @@ use serde_json::Value;
 #[tokio::test]
 async fn health_and_metrics_report_the_message_path() {
     let app = spawn_app("").await;
-    let live = app
-        .client
-        .get(format!("{}/health/live", app.address))
-        .send()
-        .await
-        .unwrap();
+    let live = app.get("/health/live").await;
     assert_eq!(live.status(), 200);
-    let ready = app
-        .client
-        .get(format!("{}/health/ready", app.address))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["ok"], true);
@@ -29,15 +19,7 @@ async fn health_and_metrics_report_the_message_path() {
     app.post(&session, "m-1", "berapa harga kopi susu?").await;
     app.bot_messages(&session, 1).await;
     let metrics = eventually(Duration::from_secs(10), || async {
-        let text = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = app.metrics().await;
         text.contains("sapa_outbox_sends_total").then_some(text)
     })
     .await;
@@ -60,12 +42,7 @@ async fn health_and_metrics_report_the_message_path() {
 async fn readiness_fails_and_names_a_configured_redis_that_is_down() {
     // Port 9 (discard) on loopback: nothing listens there.
     let app = spawn_app("[redis]\nurl = \"redis://127.0.0.1:9\"\n").await;
-    let ready = app
-        .client
-        .get(format!("{}/health/ready", app.address))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["redis"]["ok"], false);
@@ -84,12 +61,7 @@ async fn readiness_reaches_the_real_redis_when_ci_provides_one() {
         return;
     };
     let app = spawn_app(&format!("[redis]\nurl = \"{url}\"\n")).await;
-    let ready = app
-        .client
-        .get(format!("{}/health/ready", app.address))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/health/ready").await;
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["redis"]["ok"], true, "{body}");
     app.stop().await;

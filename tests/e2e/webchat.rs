@@ -114,15 +114,7 @@ async fn asking_for_a_human_hands_off_and_the_bot_then_stays_silent() {
     app.post(&session, "h-2", "jam buka outlet tebet?").await;
     // The second message is stored (and marked handled) but gets no bot answer.
     eventually(Duration::from_secs(10), || async {
-        let depth = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let depth = app.metrics().await;
         depth
             .lines()
             .any(|l| l.starts_with("sapa_answers_total") && l.contains("kind=\"silent\""))

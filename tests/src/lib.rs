@@ -138,6 +138,24 @@ impl TestApp {
             .expect("list messages")
     }
 
+    /// `GET {address}{path}`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// Waits until the app has answered and sent everything it accepted (see [`settled`]).
     pub async fn settled(&self) {
         settled(&self.client, &self.address).await;
