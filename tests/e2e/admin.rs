@@ -324,7 +324,7 @@ async fn deleting_a_document_stops_answers_from_it() {
         .unwrap()
         .to_owned();
     let session = app.session("toko").await;
-    let answer = ask(&app, &session, "d-1", "berapa lama garansi sepatu lari?", 1).await;
+    let answer = ask(&app, &session, "d-1", "garansi sepatu lari berapa bulan?", 1).await;
     assert!(answer.contains("6 bulan"), "{answer}");
 
     let url = format!("{base}/v1/admin/knowledge/documents/{id}");
@@ -336,7 +336,7 @@ async fn deleting_a_document_stops_answers_from_it() {
     assert!(documents(&app, &key).await.is_empty());
     assert!(search(&app, &key, "garansi sepatu lari").await.is_empty());
 
-    let answer = ask(&app, &session, "d-2", "garansi sepatu lari berapa bulan ya?", 2).await;
+    let answer = ask(&app, &session, "d-2", "garansi sepatu lari brp bulan ya?", 2).await;
     assert!(!answer.contains("6 bulan"), "{answer}");
     app.stop().await;
 }
