@@ -56,7 +56,9 @@ pub fn prefix(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(SCHEME)?;
     let (prefix, secret) = rest.split_once('_')?;
     let well_formed = prefix.len() == PREFIX_BYTES * 2
-        && prefix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         && !secret.is_empty();
     well_formed.then_some(prefix)
 }
@@ -89,7 +91,14 @@ mod tests {
         let mut tampered = a.key.clone();
         tampered.push('x');
         assert!(!verify(&tampered, &a.hash));
-        for bad in ["", "sapa_", "sapa_abc_x", "sapa_ABCDEF12_x", "sapa_abcdef12_", "xyz_abcdef12_s"] {
+        for bad in [
+            "",
+            "sapa_",
+            "sapa_abc_x",
+            "sapa_ABCDEF12_x",
+            "sapa_abcdef12_",
+            "xyz_abcdef12_s",
+        ] {
             assert_eq!(prefix(bad), None, "{bad}");
         }
     }

@@ -372,7 +372,9 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
             ApiKeyCommand::Create { tenant } => {
                 let tenant = known(store, tenant).await?;
                 let key = api_key::generate();
-                store.create_api_key(&tenant, &key.prefix, &key.hash).await?;
+                store
+                    .create_api_key(&tenant, &key.prefix, &key.hash)
+                    .await?;
                 println!("{}", key.key);
                 eprintln!(
                     "API key {} created for tenant {tenant}. It is shown only now: store it in a secret manager. Revoke it with `sapa tenant api-key revoke {tenant} {}`.",
@@ -387,7 +389,11 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
                     } else {
                         "active"
                     };
-                    println!("{}\t{state}\tcreated {}", key.prefix, format_ms(key.created_at_ms));
+                    println!(
+                        "{}\t{state}\tcreated {}",
+                        key.prefix,
+                        format_ms(key.created_at_ms)
+                    );
                 }
             }
             ApiKeyCommand::Revoke { tenant, prefix } => {
@@ -414,7 +420,10 @@ async fn known(store: &Store, slug: String) -> anyhow::Result<String> {
 fn format_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 

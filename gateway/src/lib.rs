@@ -25,8 +25,8 @@
 //!   outbound message goes through the outbox.
 //! - **No message text, phone number or secret is logged at info level or above.**
 
-pub mod checks;
 pub mod api_key;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod crypto;

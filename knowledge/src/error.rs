@@ -61,9 +61,7 @@ pub enum IngestError {
         name: String,
     },
     /// A PDF has no text to extract: a scan or pages of images.
-    #[error(
-        "{name:?} has no text layer; OCR the file first (or upload its text as .txt or .md)"
-    )]
+    #[error("{name:?} has no text layer; OCR the file first (or upload its text as .txt or .md)")]
     NoTextLayer {
         /// The document name as given.
         name: String,

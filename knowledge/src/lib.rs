@@ -1,7 +1,7 @@
 //! Knowledge: documents, chunks, the Indonesian/English analyzer and the embedded index.
 //!
-//! A tenant's documents (Markdown, plain text, HTML, CSV FAQ, PDF text layer) are split into heading-aware
-//! chunks, analyzed (slang, stopwords, Indonesian stemming, prices) and indexed with BM25.
+//! A tenant's documents (Markdown, plain text, HTML, CSV FAQ, PDF text layer) are split into
+//! heading-aware chunks, analyzed (slang, stopwords, Indonesian stemming, prices) and indexed with BM25.
 //! [`Knowledge::search`] returns the best chunks with a `relevance` in `[0, 1]`; callers abstain
 //! when no chunk reaches [`DEFAULT_MIN_RELEVANCE`].
 //!

@@ -292,7 +292,10 @@ fn a_pdf_text_layer_is_searchable_and_a_scan_is_refused() {
     let outcome = k
         .ingest_document("t", "paket-catering.pdf", &read("paket-catering.pdf"))
         .unwrap();
-    assert!(matches!(outcome, IngestOutcome::Indexed { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, IngestOutcome::Indexed { .. }),
+        "{outcome:?}"
+    );
     let hits = k.search("t", "harga paket ulang tahun brp?", 3).unwrap();
     assert!(hits[0].chunk.text.contains("Rp 65.000"), "{hits:#?}");
     assert_eq!(hits[0].chunk.title, "Paket Catering 2026");
@@ -302,7 +305,9 @@ fn a_pdf_text_layer_is_searchable_and_a_scan_is_refused() {
         .ingest_document("t", "scan.pdf", &read("scan.pdf"))
         .unwrap_err();
     assert!(
-        error.to_string().contains("no text layer; OCR the file first"),
+        error
+            .to_string()
+            .contains("no text layer; OCR the file first"),
         "{error}"
     );
     assert_eq!(k.list_documents("t").unwrap().len(), 1);

@@ -103,7 +103,10 @@ async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     let body: Value = response.json().await.unwrap();
     (
         status,
-        body["error"]["code"].as_str().unwrap_or_default().to_owned(),
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         body["error"]["message"]
             .as_str()
             .unwrap_or_default()
@@ -229,9 +232,17 @@ async fn a_tenant_api_key_cannot_touch_another_tenants_documents() {
         assert_eq!((status, code.as_str()), (401, "invalid_api_key"), "{key:?}");
     }
     // An unauthenticated upload is refused without being ingested.
-    let (status, code, _) =
-        error_of(upload(&app.client, &base, &tampered, "x.md", b"# X\n\nisi".to_vec()).await)
-            .await;
+    let (status, code, _) = error_of(
+        upload(
+            &app.client,
+            &base,
+            &tampered,
+            "x.md",
+            b"# X\n\nisi".to_vec(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!((status, code.as_str()), (401, "invalid_api_key"));
     assert_eq!(documents(&app, &key_a).await.len(), 1);
     app.stop().await;
@@ -262,14 +273,15 @@ async fn uploads_over_the_limit_or_in_unknown_formats_get_clear_errors() {
     let (status, code, message) =
         error_of(upload(client, &base, &key, "scan.pdf", fixture("scan.pdf")).await).await;
     assert_eq!((status, code.as_str()), (422, "no_text_layer"));
-    assert!(message.contains("no text layer; OCR the file first"), "{message}");
+    assert!(
+        message.contains("no text layer; OCR the file first"),
+        "{message}"
+    );
     let (status, code, _) =
-        error_of(upload(client, &base, &key, "rusak.pdf", b"%PDF-1.4 rusak".to_vec()).await)
-            .await;
+        error_of(upload(client, &base, &key, "rusak.pdf", b"%PDF-1.4 rusak".to_vec()).await).await;
     assert_eq!((status, code.as_str()), (422, "invalid_pdf"));
     let (status, code, message) =
-        error_of(upload(client, &base, &key, "faq.csv", b"judul,isi\na,b\n".to_vec()).await)
-            .await;
+        error_of(upload(client, &base, &key, "faq.csv", b"judul,isi\na,b\n".to_vec()).await).await;
     assert_eq!((status, code.as_str()), (422, "invalid_csv"));
     assert!(message.contains("question,answer"), "{message}");
     let (status, code, _) =
@@ -291,15 +303,8 @@ async fn uploads_over_the_limit_or_in_unknown_formats_get_clear_errors() {
     let (status, code, _) =
         error_of(upload(client, &base, &key, "../etc/x.md", b"# A\n\nisi".to_vec()).await).await;
     assert_eq!((status, code.as_str()), (400, "invalid_name"));
-    let (status, code, _) = error_of(
-        get(
-            client,
-            format!("{base}/v1/admin/knowledge/search?q="),
-            &key,
-        )
-        .await,
-    )
-    .await;
+    let (status, code, _) =
+        error_of(get(client, format!("{base}/v1/admin/knowledge/search?q="), &key).await).await;
     assert_eq!((status, code.as_str()), (400, "missing_query"));
 
     // Nothing of the above was stored; a valid small upload still works.
@@ -324,19 +329,46 @@ async fn deleting_a_document_stops_answers_from_it() {
         .unwrap()
         .to_owned();
     let session = app.session("toko").await;
-    let answer = ask(&app, &session, "d-1", "garansi sepatu lari berapa bulan?", 1).await;
+    let answer = ask(
+        &app,
+        &session,
+        "d-1",
+        "garansi sepatu lari berapa bulan?",
+        1,
+    )
+    .await;
     assert!(answer.contains("6 bulan"), "{answer}");
 
     let url = format!("{base}/v1/admin/knowledge/documents/{id}");
-    let deleted = app.client.delete(&url).bearer_auth(&key).send().await.unwrap();
+    let deleted = app
+        .client
+        .delete(&url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), 204);
-    let (status, code, _) =
-        error_of(app.client.delete(&url).bearer_auth(&key).send().await.unwrap()).await;
+    let (status, code, _) = error_of(
+        app.client
+            .delete(&url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, code.as_str()), (404, "document_not_found"));
     assert!(documents(&app, &key).await.is_empty());
     assert!(search(&app, &key, "garansi sepatu lari").await.is_empty());
 
-    let answer = ask(&app, &session, "d-2", "garansi sepatu lari brp bulan ya?", 2).await;
+    let answer = ask(
+        &app,
+        &session,
+        "d-2",
+        "garansi sepatu lari brp bulan ya?",
+        2,
+    )
+    .await;
     assert!(!answer.contains("6 bulan"), "{answer}");
     app.stop().await;
 }
@@ -362,7 +394,9 @@ async fn cli_tenant_and_api_key_commands_work_with_the_http_api() {
 
     let (ok, stdout, stderr) = sapa(
         &path,
-        &["tenant", "create", "toko-cli", "--name", "Toko CLI", "--locale", "en"],
+        &[
+            "tenant", "create", "toko-cli", "--name", "Toko CLI", "--locale", "en",
+        ],
     )
     .await;
     assert!(ok, "{stderr}");
@@ -401,7 +435,10 @@ async fn cli_tenant_and_api_key_commands_work_with_the_http_api() {
     assert!(!ok, "a failed file fails the command");
     assert!(stdout.contains("sepatu.md: Indexed"), "{stdout}");
     assert!(stdout.contains("paket-catering.pdf: Indexed"), "{stdout}");
-    assert!(stdout.contains("scan.pdf: FAILED") && stdout.contains("OCR the file first"), "{stdout}");
+    assert!(
+        stdout.contains("scan.pdf: FAILED") && stdout.contains("OCR the file first"),
+        "{stdout}"
+    );
     assert!(stdout.contains("3 files, 1 failed"), "{stdout}");
 
     let server = ServerProcess::start(&path, &[]).await;
@@ -422,7 +459,10 @@ async fn cli_tenant_and_api_key_commands_work_with_the_http_api() {
     assert_eq!(response.status(), 201);
 
     let (ok, stdout, _) = sapa(&path, &["tenant", "api-key", "list", "toko-cli"]).await;
-    assert!(ok && stdout.contains(&format!("{prefix}\tactive")), "{stdout}");
+    assert!(
+        ok && stdout.contains(&format!("{prefix}\tactive")),
+        "{stdout}"
+    );
     let (ok, stdout, stderr) =
         sapa(&path, &["tenant", "api-key", "revoke", "toko-cli", &prefix]).await;
     assert!(ok, "{stderr}");
@@ -430,8 +470,7 @@ async fn cli_tenant_and_api_key_commands_work_with_the_http_api() {
     // The running server refuses the revoked key at once.
     let response = client.get(&url).bearer_auth(&key).send().await.unwrap();
     assert_eq!(response.status(), 401);
-    let (ok, _, stderr) =
-        sapa(&path, &["tenant", "api-key", "revoke", "toko-cli", &prefix]).await;
+    let (ok, _, stderr) = sapa(&path, &["tenant", "api-key", "revoke", "toko-cli", &prefix]).await;
     assert!(!ok && stderr.contains("no active API key"), "{stderr}");
     server.kill().await;
 }

@@ -53,7 +53,10 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, A
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(invalid)?;
     let prefix = api_key::prefix(key).ok_or_else(invalid)?;
@@ -76,13 +79,21 @@ where
 {
     tokio::task::spawn_blocking(f).await.map_err(|err| {
         tracing::error!(error = %err, "knowledge task failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     })
 }
 
 fn index_error(err: &knowledge::KnowledgeError) -> ApiError {
     tracing::error!(error = %err, "knowledge index failure");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,7 +135,11 @@ fn ingest_error(err: IngestError) -> ApiError {
         IngestError::Pdf { .. } => unprocessable("invalid_pdf", &err),
         IngestError::Read { .. } | IngestError::Index(_) => {
             tracing::error!(error = %err, "document ingestion failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
         }
     }
 }
@@ -233,7 +248,9 @@ async fn delete_document(
     if !deleted {
         return Err(ApiError::not_found(
             "document_not_found",
-            format!("no document `{id}` in this tenant's knowledge base (see GET /v1/admin/knowledge/documents)"),
+            format!(
+                "no document `{id}` in this tenant's knowledge base (see GET /v1/admin/knowledge/documents)"
+            ),
         ));
     }
     tracing::info!(tenant = %log_tenant, document = %id, "document deleted");

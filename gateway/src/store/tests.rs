@@ -398,7 +398,11 @@ async fn channel_credentials_are_stored_encrypted_and_read_back_per_tenant() {
 async fn api_keys_are_tenant_scoped_and_revocable() {
     for t in backends().await {
         let s = &t.store;
-        assert!(s.create_tenant("key-a", "A", "id").await.unwrap(), "{}", t.name);
+        assert!(
+            s.create_tenant("key-a", "A", "id").await.unwrap(),
+            "{}",
+            t.name
+        );
         assert!(!s.create_tenant("key-a", "Other", "en").await.unwrap());
         assert_eq!(s.tenant("key-a").await.unwrap().unwrap().name, "A");
         s.create_tenant("key-b", "B", "en").await.unwrap();

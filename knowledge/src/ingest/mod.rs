@@ -34,7 +34,8 @@ pub enum Format {
 
 /// The extensions [`Format::from_name`] accepts, as told to uploaders.
 #[cfg(feature = "pdf")]
-pub const SUPPORTED: &str = ".md, .markdown, .txt, .html, .htm, .csv (question,answer) or .pdf (with a text layer)";
+pub const SUPPORTED: &str =
+    ".md, .markdown, .txt, .html, .htm, .csv (question,answer) or .pdf (with a text layer)";
 /// The extensions [`Format::from_name`] accepts, as told to uploaders.
 #[cfg(not(feature = "pdf"))]
 pub const SUPPORTED: &str = ".md, .markdown, .txt, .html, .htm or .csv (question,answer)";

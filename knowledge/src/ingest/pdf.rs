@@ -99,7 +99,10 @@ fn page_text(document: &Document, page_id: lopdf::ObjectId) -> Result<String, lo
                 show(&mut out, encoding, operands.get(2..).unwrap_or_default());
             }
             "Td" | "TD" => {
-                let dy = operands.get(1).and_then(|o| o.as_float().ok()).unwrap_or(0.0);
+                let dy = operands
+                    .get(1)
+                    .and_then(|o| o.as_float().ok())
+                    .unwrap_or(0.0);
                 if dy.abs() > f32::EPSILON {
                     new_line(&mut out);
                 } else {
@@ -128,10 +131,10 @@ fn show(out: &mut String, encoding: Option<&Encoding<'_>>, operands: &[Object]) 
                 }
             }
             Object::Array(items) => show(out, Some(encoding), items),
-            Object::Integer(_) | Object::Real(_) => {
-                if operand.as_float().is_ok_and(|gap| gap < -200.0) {
-                    space(out);
-                }
+            Object::Integer(_) | Object::Real(_)
+                if operand.as_float().is_ok_and(|gap| gap < -200.0) =>
+            {
+                space(out);
             }
             _ => {}
         }
@@ -195,9 +198,14 @@ mod tests {
     #[test]
     fn a_pdf_without_a_text_layer_says_to_ocr_it() {
         let error = parse(&fixture("scan.pdf"), "scan.pdf", "scan").unwrap_err();
-        assert!(matches!(error, IngestError::NoTextLayer { .. }), "{error:?}");
         assert!(
-            error.to_string().contains("no text layer; OCR the file first"),
+            matches!(error, IngestError::NoTextLayer { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("no text layer; OCR the file first"),
             "{error}"
         );
     }
