@@ -278,6 +278,7 @@ fn searches_and_ingests_run_from_many_threads() {
     assert_eq!(k.list_documents("other").unwrap().len(), 20);
 }
 
+#[cfg(feature = "pdf")]
 #[test]
 fn a_pdf_text_layer_is_searchable_and_a_scan_is_refused() {
     let read = |name: &str| {
