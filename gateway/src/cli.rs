@@ -8,9 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use crate::api_key;
 use crate::checks;
-use crate::config::Config;
+use crate::config::{Config, valid_slug};
 use crate::startup::{self, Application, Runtime};
+use crate::store::Store;
 use crate::telemetry;
 
 /// Sapa: an omnichannel conversational AI gateway.
@@ -50,11 +52,60 @@ enum Command {
         #[command(subcommand)]
         command: KbCommand,
     },
+    /// Tenant commands: create and list tenants, manage their API keys.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant (a business) with a web chat channel.
+    Create {
+        /// Tenant slug: lowercase letters, digits and `-`.
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Default bot language.
+        #[arg(long, default_value = "id", value_parser = ["id", "en"])]
+        locale: String,
+    },
+    /// List tenants.
+    List,
+    /// Manage a tenant's API keys (for the admin REST API).
+    #[command(name = "api-key")]
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key; it is printed once and only its hash is stored.
+    Create {
+        /// Tenant slug.
+        tenant: String,
+    },
+    /// List a tenant's keys (prefixes only).
+    List {
+        /// Tenant slug.
+        tenant: String,
+    },
+    /// Revoke a key by its prefix (the 8 characters after `sapa_`).
+    Revoke {
+        /// Tenant slug.
+        tenant: String,
+        /// Key prefix.
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KbCommand {
-    /// Ingest files (Markdown, text, HTML, CSV FAQ) or directories into a tenant's knowledge base.
+    /// Ingest files (Markdown, text, HTML, CSV FAQ, PDF) or directories into a tenant's knowledge base.
     Ingest {
         /// Tenant slug.
         #[arg(long)]
@@ -121,6 +172,7 @@ pub fn run() -> ExitCode {
             Command::Migrate => migrate(config, runtime).await,
             Command::Check => check(config, runtime).await,
             Command::Kb { command } => kb(command, runtime),
+            Command::Tenant { command } => tenant(command, config, runtime).await,
         }
     });
     match result {
@@ -216,12 +268,19 @@ fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
     match command {
         KbCommand::Ingest { tenant, paths } => {
             let files = expand(&paths)?;
-            let total = files.len();
-            let mut done = 0usize;
+            // Drawn on stderr only when it is a terminal; the report below goes to stdout.
+            let progress = indicatif::ProgressBar::new(files.len() as u64);
+            progress.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} files, {elapsed} (eta {eta}) {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
             let report = knowledge.ingest_paths(&tenant, &files, &mut |path| {
-                done += 1;
-                eprintln!("[{done}/{total}] {}", path.display());
+                progress.set_message(path.display().to_string());
+                progress.inc(1);
             });
+            progress.finish_and_clear();
             let mut failed = 0;
             for (path, outcome) in &report.outcomes {
                 match outcome {
@@ -275,6 +334,100 @@ fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn tenant(
+    command: TenantCommand,
+    config: Config,
+    runtime: Runtime,
+) -> anyhow::Result<ExitCode> {
+    let (store, _) = startup::open_store(&config, &runtime).await?;
+    let code = tenant_command(command, &store).await;
+    store.close().await;
+    code
+}
+
+async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result<ExitCode> {
+    match command {
+        TenantCommand::Create { slug, name, locale } => {
+            if !valid_slug(&slug) {
+                anyhow::bail!(
+                    "invalid tenant slug `{slug}`: use lowercase letters, digits and `-` (e.g. `toko-budi`)"
+                );
+            }
+            if name.trim().is_empty() {
+                anyhow::bail!("--name must not be empty");
+            }
+            if !store.create_tenant(&slug, name.trim(), &locale).await? {
+                anyhow::bail!("tenant `{slug}` already exists");
+            }
+            store
+                .ensure_channel_account(&slug, "webchat", &slug, "Web chat", None)
+                .await?;
+            println!("created tenant {slug} ({}, locale {locale})", name.trim());
+        }
+        TenantCommand::List => {
+            for tenant in store.tenants().await? {
+                println!("{}\t{}\t{}", tenant.id, tenant.locale, tenant.name);
+            }
+        }
+        TenantCommand::ApiKey { command } => match command {
+            ApiKeyCommand::Create { tenant } => {
+                let tenant = known(store, tenant).await?;
+                let key = api_key::generate();
+                store
+                    .create_api_key(&tenant, &key.prefix, &key.hash)
+                    .await?;
+                println!("{}", key.key);
+                eprintln!(
+                    "API key {} created for tenant {tenant}. It is shown only now: store it in a secret manager. Revoke it with `sapa tenant api-key revoke {tenant} {}`.",
+                    key.prefix, key.prefix
+                );
+            }
+            ApiKeyCommand::List { tenant } => {
+                let tenant = known(store, tenant).await?;
+                for key in store.api_keys(&tenant).await? {
+                    let state = if key.revoked_at_ms.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{}\t{state}\tcreated {}",
+                        key.prefix,
+                        format_ms(key.created_at_ms)
+                    );
+                }
+            }
+            ApiKeyCommand::Revoke { tenant, prefix } => {
+                let tenant = known(store, tenant).await?;
+                if !store.revoke_api_key(&tenant, &prefix).await? {
+                    anyhow::bail!("tenant `{tenant}` has no active API key with prefix `{prefix}`");
+                }
+                println!("revoked API key {prefix} of tenant {tenant}");
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The slug, when such a tenant exists.
+async fn known(store: &Store, slug: String) -> anyhow::Result<String> {
+    if store.tenant(&slug).await?.is_none() {
+        anyhow::bail!("no tenant `{slug}`; create it with `sapa tenant create {slug} --name NAME`");
+    }
+    Ok(slug)
+}
+
+/// Unix milliseconds as RFC 3339 (UTC).
+fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// Expands directories into the files below them (sorted), keeping files as given.

@@ -44,6 +44,8 @@ pub struct Config {
     pub webchat: WebchatConfig,
     /// Demo tenant seeding.
     pub demo: DemoConfig,
+    /// Admin REST API.
+    pub admin: AdminConfig,
     /// Tenants declared in the file, by slug; applied idempotently at start.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -169,6 +171,14 @@ pub struct LlmConfig {
 pub struct WebchatConfig {
     /// Longest customer message, in characters.
     pub max_message_chars: usize,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Largest document upload to `/v1/admin/knowledge/documents`, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 /// `[demo]`.
@@ -358,6 +368,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.admin.max_upload_bytes < 1024 {
+            problems.push("admin.max_upload_bytes must be at least 1024".to_owned());
         }
         if self.webchat.max_message_chars == 0 {
             problems.push("webchat.max_message_chars must be at least 1".to_owned());

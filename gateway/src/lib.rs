@@ -1,12 +1,13 @@
 //! Gateway: the `sapa` binary's library. HTTP server, configuration, storage, workers, CLI.
 //!
 //! # Layout
-//! - `cli`: the `sapa` command line (`serve`, `migrate`, `check`, `kb …`).
+//! - `cli`: the `sapa` command line (`serve`, `migrate`, `check`, `kb …`, `tenant …`).
+//! - `api_key`: tenant API keys (format, hashing, constant-time verification).
 //! - `config`: defaults → `sapa.toml` → `SAPA_*` environment, validated with every problem
 //!   listed at once.
 //! - `startup`: `Application::build` turns config into running objects; `run_until_stopped`
 //!   serves and drains on shutdown.
-//! - `routes`: the HTTP surface (web chat API + WebSocket, health, metrics).
+//! - `routes`: the HTTP surface (web chat API + WebSocket, admin knowledge API, health, metrics).
 //! - `store`: the only module with SQL (SQLite embedded, Postgres distributed).
 //! - `workers`: inbound group commit, conversation lanes, answering, the outbox dispatcher,
 //!   pacing and the recovery poller.
@@ -24,6 +25,7 @@
 //!   outbound message goes through the outbox.
 //! - **No message text, phone number or secret is logged at info level or above.**
 
+pub mod api_key;
 pub mod checks;
 pub mod cli;
 pub mod config;

@@ -43,9 +43,7 @@ pub enum IngestError {
     #[error("document name must not be empty")]
     EmptyName,
     /// The file extension is not one we can read.
-    #[error(
-        "unsupported file type for {name:?}; upload .md, .markdown, .txt, .html, .htm or .csv (question,answer)"
-    )]
+    #[error("unsupported file type for {name:?}; upload {supported}", supported = crate::ingest::SUPPORTED)]
     UnsupportedFormat {
         /// The document name as given.
         name: String,
@@ -61,6 +59,20 @@ pub enum IngestError {
     Empty {
         /// The document name as given.
         name: String,
+    },
+    /// A PDF has no text to extract: a scan or pages of images.
+    #[error("{name:?} has no text layer; OCR the file first (or upload its text as .txt or .md)")]
+    NoTextLayer {
+        /// The document name as given.
+        name: String,
+    },
+    /// A PDF cannot be read: damaged, not a PDF, or password-protected.
+    #[error("{name:?} {reason}")]
+    Pdf {
+        /// The document name as given.
+        name: String,
+        /// What is wrong and how to fix it.
+        reason: String,
     },
     /// A CSV FAQ file is malformed.
     #[error("{name:?} line {line}: {reason}")]

@@ -305,9 +305,9 @@ impl Knowledge {
     }
 
     /// Ingests one document; the format is chosen from `name`'s extension (.md/.markdown, .txt,
-    /// .html/.htm, .csv as question,answer FAQ). Re-ingesting identical bytes under the same name
-    /// is a no-op ([`IngestOutcome::Unchanged`]); changed bytes replace that document's chunks
-    /// ([`IngestOutcome::Replaced`]).
+    /// .html/.htm, .csv as question,answer FAQ, .pdf text layer). Re-ingesting identical bytes
+    /// under the same name is a no-op ([`IngestOutcome::Unchanged`]); changed bytes replace that
+    /// document's chunks ([`IngestOutcome::Replaced`]).
     ///
     /// # Errors
     /// An unsupported extension, bytes that are not UTF-8, a document without text, a malformed

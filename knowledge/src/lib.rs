@@ -1,13 +1,13 @@
 //! Knowledge: documents, chunks, the Indonesian/English analyzer and the embedded index.
 //!
-//! A tenant's documents (Markdown, plain text, HTML, CSV FAQ) are split into heading-aware
-//! chunks, analyzed (slang, stopwords, Indonesian stemming, prices) and indexed with BM25.
+//! A tenant's documents (Markdown, plain text, HTML, CSV FAQ, PDF text layer) are split into
+//! heading-aware chunks, analyzed (slang, stopwords, Indonesian stemming, prices) and indexed with BM25.
 //! [`Knowledge::search`] returns the best chunks with a `relevance` in `[0, 1]`; callers abstain
 //! when no chunk reaches [`DEFAULT_MIN_RELEVANCE`].
 //!
 //! # Layout
 //! - `analyzer`: the text analysis shared by indexing and querying, and its word lists.
-//! - `ingest`: format detection and parsing into chunks (`markdown`, `html`, `text`, `csv`,
+//! - `ingest`: format detection and parsing into chunks (`markdown`, `html`, `text`, `csv`, `pdf`,
 //!   `chunk` for splitting long sections with overlap).
 //! - `index`: [`Knowledge`], the tantivy index plus per-tenant statistics in memory.
 //! - `relevance`: query planning (IDF weights, typo corrections) and the coverage measure.

@@ -1,6 +1,7 @@
 //! Sapa's end-to-end tests: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod admin;
 mod crash;
 mod delivery;
 mod health;

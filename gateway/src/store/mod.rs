@@ -10,6 +10,7 @@
 //! - Writers to one conversation take its row lock first (`UPDATE conversations …`), so message
 //!   ids within a conversation are assigned and committed in order, even on Postgres.
 
+mod api_keys;
 mod ingress;
 mod outbox;
 mod turns;
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use ingress::{Accepted, InboundItem};
 pub use outbox::{ClaimedSend, OutboxFailure};
 pub use turns::{PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
@@ -27,12 +29,20 @@ pub use turns::{PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
 use crate::config::DatabaseTarget;
 
 /// One migration: version, name, SQLite script, Postgres script.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("migrations/0001_init.sqlite.sql"),
-    include_str!("migrations/0001_init.postgres.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("migrations/0001_init.sqlite.sql"),
+        include_str!("migrations/0001_init.postgres.sql"),
+    ),
+    (
+        3,
+        "api_keys",
+        include_str!("migrations/0003_api_keys.sqlite.sql"),
+        include_str!("migrations/0003_api_keys.postgres.sql"),
+    ),
+];
 
 /// Storage failures, classified for the HTTP edge and the workers.
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +310,29 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    /// Creates a tenant; returns false (and changes nothing) when the slug is taken.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn create_tenant(
+        &self,
+        id: &str,
+        name: &str,
+        locale: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO tenants (id, name, locale, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(locale)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     /// Looks a tenant up by slug.

@@ -393,3 +393,53 @@ async fn channel_credentials_are_stored_encrypted_and_read_back_per_tenant() {
         );
     }
 }
+
+#[tokio::test]
+async fn api_keys_are_tenant_scoped_and_revocable() {
+    for t in backends().await {
+        let s = &t.store;
+        assert!(
+            s.create_tenant("key-a", "A", "id").await.unwrap(),
+            "{}",
+            t.name
+        );
+        assert!(!s.create_tenant("key-a", "Other", "en").await.unwrap());
+        assert_eq!(s.tenant("key-a").await.unwrap().unwrap().name, "A");
+        s.create_tenant("key-b", "B", "en").await.unwrap();
+        s.create_api_key("key-a", "pa1", "hash-a1").await.unwrap();
+        s.create_api_key("key-a", "pa2", "hash-a2").await.unwrap();
+        s.create_api_key("key-b", "pb1", "hash-b1").await.unwrap();
+        // A prefix is unique across tenants, and a key needs an existing tenant.
+        assert!(s.create_api_key("key-b", "pa1", "x").await.is_err());
+        assert!(s.create_api_key("nobody", "pn1", "x").await.is_err());
+
+        let found = s.active_api_key("pa1").await.unwrap().unwrap();
+        assert_eq!(
+            found,
+            StoredApiKey {
+                prefix: "pa1".into(),
+                tenant_id: "key-a".into(),
+                key_hash: "hash-a1".into(),
+            }
+        );
+        let listed: Vec<String> = s
+            .api_keys("key-a")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.prefix)
+            .collect();
+        assert_eq!(listed, ["pa1", "pa2"]);
+
+        // Tenant b cannot revoke a's key.
+        assert!(!s.revoke_api_key("key-b", "pa1").await.unwrap());
+        assert!(s.active_api_key("pa1").await.unwrap().is_some());
+        assert!(s.revoke_api_key("key-a", "pa1").await.unwrap());
+        assert!(!s.revoke_api_key("key-a", "pa1").await.unwrap());
+        assert!(s.active_api_key("pa1").await.unwrap().is_none());
+        assert!(s.active_api_key("pa2").await.unwrap().is_some());
+        let keys = s.api_keys("key-a").await.unwrap();
+        assert!(keys[0].revoked_at_ms.is_some() && keys[1].revoked_at_ms.is_none());
+        assert_eq!(s.api_keys("key-b").await.unwrap().len(), 1);
+    }
+}

@@ -4,6 +4,8 @@ mod chunk;
 mod csv;
 mod html;
 mod markdown;
+#[cfg(feature = "pdf")]
+mod pdf;
 mod text;
 
 use crate::error::IngestError;
@@ -24,7 +26,19 @@ pub enum Format {
     Html,
     /// `.csv`: a FAQ with a `question,answer` header, one chunk per row.
     Csv,
+    /// `.pdf`: the text layer of each page (cargo feature `pdf`, on by default). Scans without
+    /// a text layer are refused; OCR them first.
+    #[cfg(feature = "pdf")]
+    Pdf,
 }
+
+/// The extensions [`Format::from_name`] accepts, as told to uploaders.
+#[cfg(feature = "pdf")]
+pub const SUPPORTED: &str =
+    ".md, .markdown, .txt, .html, .htm, .csv (question,answer) or .pdf (with a text layer)";
+/// The extensions [`Format::from_name`] accepts, as told to uploaders.
+#[cfg(not(feature = "pdf"))]
+pub const SUPPORTED: &str = ".md, .markdown, .txt, .html, .htm or .csv (question,answer)";
 
 impl Format {
     /// The format for a document name, or None when its extension is not supported.
@@ -35,6 +49,8 @@ impl Format {
             "txt" | "text" => Some(Self::Text),
             "html" | "htm" => Some(Self::Html),
             "csv" => Some(Self::Csv),
+            #[cfg(feature = "pdf")]
+            "pdf" => Some(Self::Pdf),
             _ => None,
         }
     }
@@ -59,16 +75,14 @@ pub(crate) fn parse(name: &str, bytes: &[u8]) -> Result<ParsedDocument, IngestEr
     let format = Format::from_name(name).ok_or_else(|| IngestError::UnsupportedFormat {
         name: name.to_owned(),
     })?;
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|_| IngestError::NotUtf8 {
-        name: name.to_owned(),
-    })?;
     let fallback_title = title_from_name(name);
     let parsed = match format {
-        Format::Markdown => markdown::parse(text, &fallback_title),
-        Format::Text => text::parse(text, &fallback_title),
-        Format::Html => html::parse(text, &fallback_title),
-        Format::Csv => csv::parse(text, name, &fallback_title)?,
+        Format::Markdown => markdown::parse(utf8(name, bytes)?, &fallback_title),
+        Format::Text => text::parse(utf8(name, bytes)?, &fallback_title),
+        Format::Html => html::parse(utf8(name, bytes)?, &fallback_title),
+        Format::Csv => csv::parse(utf8(name, bytes)?, name, &fallback_title)?,
+        #[cfg(feature = "pdf")]
+        Format::Pdf => pdf::parse(bytes, name, &fallback_title)?,
     };
     if parsed.chunks.is_empty() {
         return Err(IngestError::Empty {
@@ -76,6 +90,14 @@ pub(crate) fn parse(name: &str, bytes: &[u8]) -> Result<ParsedDocument, IngestEr
         });
     }
     Ok(parsed)
+}
+
+/// The bytes as text, without a UTF-8 byte order mark.
+fn utf8<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, IngestError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|_| IngestError::NotUtf8 {
+        name: name.to_owned(),
+    })
 }
 
 /// "faq-english.md" → "faq english".

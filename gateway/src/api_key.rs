@@ -1,0 +1,105 @@
+//! Tenant API keys: `sapa_<prefix>_<secret>`.
+//!
+//! The prefix (8 lowercase hex digits) is public: it names the key in listings, finds it at
+//! authentication and revokes it. The secret is 32 random bytes (base64url). Only the hex SHA-256
+//! of the whole key is stored, and an incoming key's hash is compared with it in constant time,
+//! so neither a database leak nor response timing reveals a usable key.
+
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const SCHEME: &str = "sapa_";
+const PREFIX_BYTES: usize = 4;
+const SECRET_BYTES: usize = 32;
+
+/// A newly generated key: shown once, then only `hash` and `prefix` are kept.
+#[derive(Clone)]
+pub struct NewApiKey {
+    /// The full key, to give to the tenant once.
+    pub key: String,
+    /// Its public prefix.
+    pub prefix: String,
+    /// Hex SHA-256 of `key`, for storage.
+    pub hash: String,
+}
+
+impl std::fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiKey")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates a key from the OS CSPRNG.
+pub fn generate() -> NewApiKey {
+    let mut prefix = [0u8; PREFIX_BYTES];
+    let mut secret = [0u8; SECRET_BYTES];
+    rand::rng().fill_bytes(&mut prefix);
+    rand::rng().fill_bytes(&mut secret);
+    let prefix = hex::encode(prefix);
+    let key = format!(
+        "{SCHEME}{prefix}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    NewApiKey {
+        hash: hash(&key),
+        prefix,
+        key,
+    }
+}
+
+/// The prefix of a well-formed key, or None.
+pub fn prefix(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(SCHEME)?;
+    let (prefix, secret) = rest.split_once('_')?;
+    let well_formed = prefix.len() == PREFIX_BYTES * 2
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && !secret.is_empty();
+    well_formed.then_some(prefix)
+}
+
+/// Hex SHA-256 of a whole key.
+pub fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// True when `key` hashes to `stored_hash`; constant time in the hash bytes.
+pub fn verify(key: &str, stored_hash: &str) -> bool {
+    hash(key).as_bytes().ct_eq(stored_hash.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_verify_and_differ() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(a.key, b.key);
+        assert!(a.key.starts_with("sapa_"));
+        assert_eq!(prefix(&a.key), Some(a.prefix.as_str()));
+        assert!(verify(&a.key, &a.hash));
+        assert!(!verify(&b.key, &a.hash));
+        assert!(!a.hash.contains(&a.key) && !format!("{a:?}").contains(&a.key));
+        let mut tampered = a.key.clone();
+        tampered.push('x');
+        assert!(!verify(&tampered, &a.hash));
+        for bad in [
+            "",
+            "sapa_",
+            "sapa_abc_x",
+            "sapa_ABCDEF12_x",
+            "sapa_abcdef12_",
+            "xyz_abcdef12_s",
+        ] {
+            assert_eq!(prefix(bad), None, "{bad}");
+        }
+    }
+}
