@@ -231,21 +231,21 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        let current: i64 =
-            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM sapa_migrations")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("v")?;
-        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
-        if current > supported {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                supported,
-            });
+        let applied_before: Vec<i64> = sqlx::query("SELECT version FROM sapa_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("version"))
+            .collect::<Result<_, _>>()?;
+        let supported = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
+        if let Some(found) = applied_before.iter().copied().find(|v| *v > supported) {
+            return Err(StoreError::SchemaTooNew { found, supported });
         }
         let mut applied = Vec::new();
+        // Each migration is applied once, tracked by version (not by the highest version), so
+        // migrations merged out of numeric order still run.
         for (version, name, sqlite, postgres) in MIGRATIONS {
-            if *version <= current {
+            if applied_before.contains(version) {
                 continue;
             }
             let script = match self.dialect {

@@ -443,3 +443,18 @@ async fn api_keys_are_tenant_scoped_and_revocable() {
         assert_eq!(s.api_keys("key-b").await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_migration_missing_below_the_highest_applied_version_is_still_applied() {
+    for t in backends().await {
+        let s = &t.store;
+        // Pretend version 1 was never recorded: the next migrate must run (only) its script
+        // again, which fails on existing tables, proving it is not skipped by a MAX() check.
+        sqlx::query("DELETE FROM sapa_migrations WHERE version = 1")
+            .execute(&s.write)
+            .await
+            .unwrap();
+        let err = s.migrate().await.unwrap_err();
+        assert!(matches!(err, StoreError::Migration { version: 1, .. }), "{}: {err}", t.name);
+    }
+}
