@@ -4,5 +4,6 @@
 mod crash;
 mod delivery;
 mod health;
+mod llm;
 mod process;
 mod webchat;

@@ -2,6 +2,8 @@
 //! data dir, HTTP and WebSocket clients, and polling helpers with deadlines.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+pub mod fake_openai;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
