@@ -41,8 +41,6 @@ pub struct Runtime {
 pub struct Overrides {
     /// Channel adapters by kind, replacing the built-in ones.
     pub channels: Vec<(String, Arc<dyn Channel>)>,
-    /// A language model replacing the one `[llm]` configures.
-    pub llm: Option<Arc<dyn LlmProvider>>,
 }
 
 /// The language model `[llm]` configures; `None` when `llm.base_url` is empty.
@@ -168,7 +166,7 @@ impl Application {
         );
         // A broken prompt template fails the start, not a conversation.
         let prompts = Arc::new(flows::Prompts::load().context("prompt templates")?);
-        let llm = overrides.llm.clone().or_else(|| llm_provider(&config));
+        let llm = llm_provider(&config);
         match &llm {
             Some(llm) => tracing::info!(model = llm.label(), "language model answers enabled"),
             None => tracing::info!("no language model configured: extractive answers"),

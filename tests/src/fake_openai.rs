@@ -126,6 +126,12 @@ impl FakeOpenAi {
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
+            .route(
+                "/v1/models",
+                axum::routing::get(|| async {
+                    axum::Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}))
+                }),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
