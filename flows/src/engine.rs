@@ -1,8 +1,8 @@
 //! The pure decision core: no I/O, no clock, table-tested.
 
 use crate::action::{Action, BotReply, HandoffReason};
-use crate::policy::{ModelAction, ModelReply};
 use crate::lang;
+use crate::policy::{ModelAction, ModelReply};
 use crate::state::{Conversation, ConversationState, Locale};
 use crate::texts;
 
@@ -249,7 +249,7 @@ fn handoff(mut next: Conversation, reason: HandoffReason) -> Decision {
             Action::Reply(BotReply {
                 text: texts::handoff_notice(locale).to_owned(),
                 choices: vec![],
-                        citations: vec![],
+                citations: vec![],
             }),
         ],
     }
@@ -460,12 +460,20 @@ mod tests {
                 citations: vec![]
             })
         );
-        let asked = Engine.on_generated(&c, "q", model(ModelAction::Clarify, "Outlet mana, kak?", &[]));
+        let asked = Engine.on_generated(
+            &c,
+            "q",
+            model(ModelAction::Clarify, "Outlet mana, kak?", &[]),
+        );
         let Action::Reply(reply) = &asked.actions[1] else {
             panic!("expected a reply")
         };
         assert_eq!(reply.text, "Outlet mana, kak?");
-        let second = Engine.on_generated(&first.conversation, "q", model(ModelAction::Clarify, "Yang mana?", &[]));
+        let second = Engine.on_generated(
+            &first.conversation,
+            "q",
+            model(ModelAction::Clarify, "Yang mana?", &[]),
+        );
         let Action::Reply(reply) = &second.actions[1] else {
             panic!("expected a reply")
         };
@@ -485,7 +493,11 @@ mod tests {
                 citations: vec![]
             })
         );
-        let d = Engine.on_generated(&conv(ConversationState::Bot), "q", model(ModelAction::Handoff, "x", &[]));
+        let d = Engine.on_generated(
+            &conv(ConversationState::Bot),
+            "q",
+            model(ModelAction::Handoff, "x", &[]),
+        );
         assert_eq!(
             d.actions[0],
             Action::Handoff {

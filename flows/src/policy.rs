@@ -184,9 +184,7 @@ fn numbers(text: &str) -> Vec<Number> {
                     last.push(c);
                 }
                 i += 1;
-            } else if (c == '.' || c == ',')
-                && i + 1 < chars.len()
-                && chars[i + 1].is_ascii_digit()
+            } else if (c == '.' || c == ',') && i + 1 < chars.len() && chars[i + 1].is_ascii_digit()
             {
                 groups.push(String::new());
                 i += 1;
@@ -328,16 +326,28 @@ mod tests {
 
     #[test]
     fn a_cited_answer_with_its_prices_is_valid() {
-        let r = ok(r#"{"reply":"Es Kopi Susu harganya Rp 25.000, kak.","action":"answer","citations":["menu:0"]}"#);
+        let r = ok(
+            r#"{"reply":"Es Kopi Susu harganya Rp 25.000, kak.","action":"answer","citations":["menu:0"]}"#,
+        );
         assert_eq!(r.action, ModelAction::Answer);
         assert_eq!(r.citations, vec!["menu:0".to_owned()]);
-        for same in ["25rb", "25 ribu", "Rp25.000", "25k", "25.000", "Rp 25.000,00", "25000"] {
+        for same in [
+            "25rb",
+            "25 ribu",
+            "Rp25.000",
+            "25k",
+            "25.000",
+            "Rp 25.000,00",
+            "25000",
+        ] {
             let raw = format!(
                 r#"{{"reply":"Harganya {same} ya.","action":"answer","citations":["menu:0"]}}"#
             );
             assert!(validate(&raw, &[MENU]).is_ok(), "{same}");
         }
-        ok("```json\n{\"reply\":\"Buka jam 08.00 sampai 22.00.\",\"action\":\"answer\",\"citations\":[\"menu:0\"]}\n```");
+        ok(
+            "```json\n{\"reply\":\"Buka jam 08.00 sampai 22.00.\",\"action\":\"answer\",\"citations\":[\"menu:0\"]}\n```",
+        );
     }
 
     #[test]
@@ -347,13 +357,18 @@ mod tests {
                 r#"{{"reply":"Harganya {invented}.","action":"answer","citations":["menu:0"]}}"#
             );
             assert!(
-                matches!(validate(&raw, &[MENU, WIFI]), Err(Rejection::UnsupportedNumber(_))),
+                matches!(
+                    validate(&raw, &[MENU, WIFI]),
+                    Err(Rejection::UnsupportedNumber(_))
+                ),
                 "{invented}"
             );
         }
         // A price from a passage the reply does not cite is not backed either.
         assert!(matches!(
-            err(r#"{"reply":"Wifi gratis, kopi Rp 25.000.","action":"answer","citations":["profil:1"]}"#),
+            err(
+                r#"{"reply":"Wifi gratis, kopi Rp 25.000.","action":"answer","citations":["profil:1"]}"#
+            ),
             Rejection::UnsupportedNumber(_)
         ));
         // Small counts are fine.
@@ -364,7 +379,10 @@ mod tests {
     fn malformed_output_is_rejected() {
         assert_eq!(err("Harga kopi 25rb"), Rejection::NotJson);
         assert_eq!(err("[1,2]"), Rejection::NotJson);
-        assert_eq!(err(r#"{"reply":"  ","action":"answer","citations":["menu:0"]}"#), Rejection::EmptyReply);
+        assert_eq!(
+            err(r#"{"reply":"  ","action":"answer","citations":["menu:0"]}"#),
+            Rejection::EmptyReply
+        );
         assert_eq!(
             err(r#"{"reply":"hai","action":"sell","citations":[]}"#),
             Rejection::UnknownAction("sell".into())
@@ -373,8 +391,14 @@ mod tests {
             err(r#"{"reply":"hai","action":"answer","citations":["made-up:9"]}"#),
             Rejection::UnknownCitation("made-up:9".into())
         );
-        assert_eq!(err(r#"{"reply":"hai","action":"answer","citations":[]}"#), Rejection::Uncited);
-        assert_eq!(err(r#"{"reply":"hai","action":"answer","citations":"menu:0"}"#), Rejection::BadCitations);
+        assert_eq!(
+            err(r#"{"reply":"hai","action":"answer","citations":[]}"#),
+            Rejection::Uncited
+        );
+        assert_eq!(
+            err(r#"{"reply":"hai","action":"answer","citations":"menu:0"}"#),
+            Rejection::BadCitations
+        );
         let clarify = ok(r#"{"reply":"Outlet yang mana, kak?","action":"clarify"}"#);
         assert_eq!(clarify.action, ModelAction::Clarify);
         assert!(clarify.citations.is_empty());

@@ -103,7 +103,11 @@ impl Prompts {
     /// # Errors
     /// When a template fails to render (cannot happen after [`Prompts::load`] checked it,
     /// short of a bug).
-    pub fn render(&self, locale: Locale, ctx: &PromptContext) -> Result<RenderedPrompt, PromptError> {
+    pub fn render(
+        &self,
+        locale: Locale,
+        ctx: &PromptContext,
+    ) -> Result<RenderedPrompt, PromptError> {
         let context = tera::Context::from_serialize(ctx).map_err(|e| PromptError {
             name: "context".to_owned(),
             message: chain(&e),
@@ -188,7 +192,11 @@ mod tests {
         ctx.instructions = String::new();
         ctx.question = "<b>harga & promo</b>".into();
         let rendered = prompts.render(Locale::En, &ctx).unwrap();
-        assert!(!rendered.system.contains("Instructions from the business owner"));
+        assert!(
+            !rendered
+                .system
+                .contains("Instructions from the business owner")
+        );
         assert!(rendered.user.contains("<b>harga & promo</b>"));
     }
 

@@ -427,7 +427,8 @@ impl Config {
             ));
         }
         if self.llm.api_key.expose().chars().any(char::is_control) {
-            problems.push("llm.api_key contains a control character (a trailing newline?)".to_owned());
+            problems
+                .push("llm.api_key contains a control character (a trailing newline?)".to_owned());
         }
         for (slug, tenant) in &self.tenants {
             if !valid_slug(slug) {

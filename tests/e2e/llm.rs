@@ -87,10 +87,8 @@ async fn the_prompt_contains_retrieved_chunks_and_the_answer_cites_them() {
 #[tokio::test]
 async fn streamed_deltas_reach_the_websocket_before_the_final_message() {
     let reply = "Hari Minggu outlet Blok M buka pukul 08.00–23.00. Sampai jumpa, Kak!";
-    let fake = FakeOpenAi::start([
-        hours_answer(reply).chunk_delay(Duration::from_millis(20))
-    ])
-    .await;
+    let fake =
+        FakeOpenAi::start([hours_answer(reply).chunk_delay(Duration::from_millis(20))]).await;
     let app = spawn_app(&fake.config("")).await;
     let session = app.session("demo").await;
     let ws_url = format!(
@@ -179,8 +177,8 @@ async fn a_429_is_retried_and_then_answered() {
     assert_eq!(fake.requests().len(), 3);
     let text = metrics(&app).await;
     assert!(
-        text.lines().any(|l| l.starts_with("sapa_llm_requests_total")
-            && l.contains("outcome=\"retry\"")),
+        text.lines()
+            .any(|l| l.starts_with("sapa_llm_requests_total") && l.contains("outcome=\"retry\"")),
         "{text}"
     );
     app.stop().await;
@@ -195,7 +193,10 @@ async fn a_timeout_produces_the_polite_fallback() {
     let app = spawn_app(&fake.config("timeout = \"400ms\"")).await;
     let started = tokio::time::Instant::now();
     let (session, bots) = ask(&app, "t-1", HOURS_QUESTION).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "not a hard timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "not a hard timeout"
+    );
     assert_eq!(
         bots[0]["text"],
         flows::texts::llm_unavailable(flows::Locale::Id)
@@ -248,10 +249,16 @@ async fn malformed_model_output_is_never_sent() {
     app.post(&session, "m-2", HOURS_QUESTION).await;
     let bots = app.bot_messages(&session, 2).await;
     // Second abstain in a row: offer a human.
-    assert_eq!(bots[1]["text"], flows::texts::offer_human(flows::Locale::Id));
+    assert_eq!(
+        bots[1]["text"],
+        flows::texts::offer_human(flows::Locale::Id)
+    );
     for message in app.messages(&session).await {
         let text = message["text"].as_str().unwrap();
-        assert!(!text.contains("9.000") && !text.contains("24 jam"), "{text}");
+        assert!(
+            !text.contains("9.000") && !text.contains("24 jam"),
+            "{text}"
+        );
     }
     let store = store_of(&app).await;
     assert_eq!(
@@ -276,7 +283,10 @@ async fn an_invented_price_is_rejected() {
         .unwrap()
         .to_owned();
     assert!(prompt.contains("Kopi Susu Gula Aren"), "{prompt}");
-    assert!(!prompt.contains("12.500"), "the test price must not be in the menu");
+    assert!(
+        !prompt.contains("12.500"),
+        "the test price must not be in the menu"
+    );
     assert_eq!(bots[0]["text"], flows::texts::clarify(flows::Locale::Id));
     let all = app.messages(&session).await;
     assert!(

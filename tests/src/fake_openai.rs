@@ -148,10 +148,16 @@ impl FakeOpenAi {
     /// `[llm]` TOML pointing at this server, with short timeouts; `extra` lines are appended
     /// to the section.
     pub fn config(&self, extra: &str) -> String {
-        format!(
-            "[llm]\nbase_url = \"{}\"\nmodel = \"fake-model\"\napi_key = \"sk-test\"\ntimeout = \"5s\"\nmax_retries = 2\nretry_base = \"20ms\"\nretry_cap = \"100ms\"\n{extra}\n",
+        let mut llm: toml::Table = format!(
+            "base_url = \"{}\"\nmodel = \"fake-model\"\napi_key = \"sk-test\"\ntimeout = \"5s\"\nmax_retries = 2\nretry_base = \"20ms\"\nretry_cap = \"100ms\"\n",
             self.base_url
         )
+        .parse()
+        .unwrap();
+        llm.extend(extra.parse::<toml::Table>().unwrap());
+        let mut root = toml::Table::new();
+        root.insert("llm".to_owned(), toml::Value::Table(llm));
+        root.to_string()
     }
 
     /// Request bodies received so far.

@@ -75,8 +75,15 @@ pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
             }
             let answered = match &ctx.llm {
                 Some(llm) => {
-                    generate(ctx, llm.as_ref(), batch, &decision.conversation, &query, &mut prepared)
-                        .await
+                    generate(
+                        ctx,
+                        llm.as_ref(),
+                        batch,
+                        &decision.conversation,
+                        &query,
+                        &mut prepared,
+                    )
+                    .await
                 }
                 None => {
                     let outcome = lookup(ctx, &batch.tenant_id, &query).await;

@@ -166,7 +166,11 @@ impl OpenAiCompatible {
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, retries run out, or `deadline`.
-    async fn with_retries<T, F, Fut>(&self, deadline: Instant, mut attempt: F) -> Result<T, LlmError>
+    async fn with_retries<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut attempt: F,
+    ) -> Result<T, LlmError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, LlmError>>,
@@ -227,13 +231,7 @@ impl LlmProvider for OpenAiCompatible {
         let result = self
             .with_retries(deadline, || {
                 let body = body.clone();
-                async move {
-                    self.client
-                        .chat()
-                        .create(body)
-                        .await
-                        .map_err(map_error)
-                }
+                async move { self.client.chat().create(body).await.map_err(map_error) }
             })
             .await;
         metrics::histogram!(METRIC_REQUEST_SECONDS).record(started.elapsed().as_secs_f64());
@@ -277,8 +275,7 @@ impl LlmProvider for OpenAiCompatible {
         let inner = match opened {
             Ok(inner) => inner,
             Err(err) => {
-                metrics::histogram!(METRIC_REQUEST_SECONDS)
-                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!(METRIC_REQUEST_SECONDS).record(started.elapsed().as_secs_f64());
                 return Err(err);
             }
         };
@@ -305,9 +302,7 @@ struct StreamState {
 }
 
 /// Yields the next delta, enforcing the call's deadline on every read.
-async fn next_delta(
-    mut state: StreamState,
-) -> Option<(Result<ChatDelta, LlmError>, StreamState)> {
+async fn next_delta(mut state: StreamState) -> Option<(Result<ChatDelta, LlmError>, StreamState)> {
     loop {
         if let Some(delta) = state.pending.pop() {
             return Some((Ok(delta), state));
