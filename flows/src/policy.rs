@@ -287,10 +287,11 @@ pub fn partial_reply(partial: &str) -> Option<String> {
                         if hex.len() < 4 {
                             return Some(out);
                         }
-                        match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
-                            Some(ch) => out.push(ch),
-                            // Half of a surrogate pair: skip; the final message is exact.
-                            None => {}
+                        // Half of a surrogate pair is skipped; the final message is exact.
+                        if let Some(ch) =
+                            u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32)
+                        {
+                            out.push(ch);
                         }
                     }
                     other => out.push(other),

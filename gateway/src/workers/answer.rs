@@ -296,16 +296,17 @@ async fn stream_completion(
         match item {
             Ok(ChatDelta::Text(text)) => {
                 content.push_str(&text);
-                if let Some(reply) = flows::policy::partial_reply(&content) {
-                    if reply.len() > published && reply.is_char_boundary(published) {
-                        ctx.hub.publish(
-                            conversation_id,
-                            WebchatEvent::Delta {
-                                text: reply[published..].to_owned(),
-                            },
-                        );
-                        published = reply.len();
-                    }
+                if let Some(reply) = flows::policy::partial_reply(&content)
+                    && reply.len() > published
+                    && reply.is_char_boundary(published)
+                {
+                    ctx.hub.publish(
+                        conversation_id,
+                        WebchatEvent::Delta {
+                            text: reply[published..].to_owned(),
+                        },
+                    );
+                    published = reply.len();
                 }
             }
             Ok(ChatDelta::Usage(u)) => usage = Some(u),
