@@ -40,6 +40,9 @@ pub struct WebchatMessage {
     /// `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Knowledge chunk ids a bot answer rests on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<String>,
 }
 
 /// One event pushed to a conversation's WebSocket subscribers.
@@ -53,6 +56,15 @@ pub enum WebchatEvent {
     },
     /// The assistant is preparing an answer.
     Typing,
+    /// More text of the answer being generated (language model streaming). The stored answer
+    /// follows as a `message` event and replaces the streamed text.
+    Delta {
+        /// Text to append to the answer in progress.
+        text: String,
+    },
+    /// The answer being streamed was dropped (invalid output, a newer customer message, a
+    /// failure): remove the streamed text. What the bot says instead arrives as a `message`.
+    StreamDiscarded,
 }
 
 /// Per-conversation fan-out of [`WebchatEvent`]s to connected browsers.
@@ -125,6 +137,7 @@ impl Channel for WebchatChannel {
             in_reply_to: msg.in_reply_to.clone(),
             choices: msg.choices.clone(),
             status: Some("sent".to_owned()),
+            citations: Vec::new(),
         };
         self.hub
             .publish(&msg.conversation_id, WebchatEvent::Message { message });
@@ -201,7 +214,7 @@ mod tests {
                 assert_eq!(message.id, 7);
                 assert_eq!(message.in_reply_to, vec!["m1".to_owned()]);
             }
-            WebchatEvent::Typing => panic!("unexpected typing event"),
+            other => panic!("unexpected event {other:?}"),
         }
         drop(rx);
         assert_eq!(hub.publish("c1", WebchatEvent::Typing), 0);

@@ -7,6 +7,8 @@ pub struct BotReply {
     pub text: String,
     /// Quick replies offered with it.
     pub choices: Vec<String>,
+    /// Knowledge chunk ids the text rests on (model answers only).
+    pub citations: Vec<String>,
 }
 
 /// Why a conversation goes to a human.
@@ -18,6 +20,8 @@ pub enum HandoffReason {
     RepeatedNoAnswer,
     /// Answering failed (knowledge or LLM error).
     AnswerFailed,
+    /// The language model chose to hand off (complaint, anger, a request for a person).
+    ModelAsked,
 }
 
 impl HandoffReason {
@@ -27,6 +31,7 @@ impl HandoffReason {
             Self::CustomerAsked => "customer_asked",
             Self::RepeatedNoAnswer => "repeated_no_answer",
             Self::AnswerFailed => "answer_failed",
+            Self::ModelAsked => "model_asked",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::action::{Action, BotReply, HandoffReason};
 use crate::lang;
+use crate::policy::{ModelAction, ModelReply};
 use crate::state::{Conversation, ConversationState, Locale};
 use crate::texts;
 
@@ -60,6 +61,17 @@ pub enum AnswerOutcome {
     NoMatch,
     /// The lookup failed (index or model error).
     Failed,
+}
+
+/// What the language model produced for an [`Action::Answer`] with retrieved passages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generation {
+    /// Output that passed [`crate::policy::validate`].
+    Valid(ModelReply),
+    /// Output that failed validation: counts as an abstain, never sent.
+    Rejected,
+    /// The model timed out or failed after retries.
+    Unavailable,
 }
 
 /// The engine's verdict: the next state and what to do.
@@ -125,47 +137,105 @@ impl Engine {
         let mut next = conversation.clone();
         let locale = next.locale;
         match outcome {
-            AnswerOutcome::Passage { title, text, .. } => {
+            AnswerOutcome::Passage {
+                title,
+                text,
+                chunk_id,
+            } => {
                 next.abstain_streak = 0;
                 Decision {
                     conversation: next,
                     actions: vec![Action::Reply(BotReply {
                         text: quoted_answer(locale, &title, &text),
                         choices: vec![],
+                        citations: vec![chunk_id],
                     })],
                 }
             }
-            AnswerOutcome::NoMatch => {
-                next.abstain_streak = next.abstain_streak.saturating_add(1);
-                let record = Action::RecordUnanswered {
-                    query: query.to_owned(),
-                };
-                let reply = if next.abstain_streak == 1 {
-                    BotReply {
-                        text: texts::clarify(locale).to_owned(),
-                        choices: vec![],
-                    }
-                } else {
-                    BotReply {
-                        text: texts::offer_human(locale).to_owned(),
-                        choices: vec![texts::human_choice(locale).to_owned()],
-                    }
-                };
-                Decision {
-                    conversation: next,
-                    actions: vec![record, Action::Reply(reply)],
-                }
-            }
-            AnswerOutcome::Failed => {
-                let mut decision = handoff(next, HandoffReason::AnswerFailed);
-                decision.actions[1] = Action::Reply(BotReply {
-                    text: texts::answer_failed(locale).to_owned(),
-                    choices: vec![],
-                });
-                decision
-            }
+            AnswerOutcome::NoMatch => abstain(next, query, None),
+            AnswerOutcome::Failed => failed(next, texts::answer_failed(locale)),
         }
     }
+
+    /// Turns the language model's output for [`Action::Answer`] into the reply. Only a valid
+    /// answer is sent as written; everything else takes the abstain or failure path.
+    ///
+    /// `conversation` is the one returned by [`Engine::decide`].
+    pub fn on_generated(
+        &self,
+        conversation: &Conversation,
+        query: &str,
+        generation: Generation,
+    ) -> Decision {
+        let mut next = conversation.clone();
+        let locale = next.locale;
+        match generation {
+            Generation::Valid(ModelReply {
+                action: ModelAction::Answer,
+                reply,
+                citations,
+            }) => {
+                next.abstain_streak = 0;
+                Decision {
+                    conversation: next,
+                    actions: vec![Action::Reply(BotReply {
+                        text: reply,
+                        choices: vec![],
+                        citations,
+                    })],
+                }
+            }
+            Generation::Valid(ModelReply {
+                action: ModelAction::Clarify,
+                reply,
+                ..
+            }) => abstain(next, query, Some(reply)),
+            Generation::Valid(ModelReply {
+                action: ModelAction::Handoff,
+                ..
+            }) => handoff(next, HandoffReason::ModelAsked),
+            Generation::Rejected => abstain(next, query, None),
+            Generation::Unavailable => failed(next, texts::llm_unavailable(locale)),
+        }
+    }
+}
+
+/// Nothing answerable: record the question, clarify once (with the model's question when it
+/// asked one), then offer a human.
+fn abstain(mut next: Conversation, query: &str, question: Option<String>) -> Decision {
+    let locale = next.locale;
+    next.abstain_streak = next.abstain_streak.saturating_add(1);
+    let record = Action::RecordUnanswered {
+        query: query.to_owned(),
+    };
+    let reply = if next.abstain_streak == 1 {
+        BotReply {
+            text: question.unwrap_or_else(|| texts::clarify(locale).to_owned()),
+            choices: vec![],
+            citations: vec![],
+        }
+    } else {
+        BotReply {
+            text: texts::offer_human(locale).to_owned(),
+            choices: vec![texts::human_choice(locale).to_owned()],
+            citations: vec![],
+        }
+    };
+    Decision {
+        conversation: next,
+        actions: vec![record, Action::Reply(reply)],
+    }
+}
+
+/// A technical failure: apologise with `text` and hand off.
+fn failed(next: Conversation, text: &str) -> Decision {
+    let mut decision = handoff(next, HandoffReason::AnswerFailed);
+    decision.actions[1] = Action::Reply(BotReply {
+        text: text.to_owned(),
+        choices: vec![],
+        citations: vec![],
+    });
+    decision
 }
 
 fn handoff(mut next: Conversation, reason: HandoffReason) -> Decision {
@@ -179,6 +249,7 @@ fn handoff(mut next: Conversation, reason: HandoffReason) -> Decision {
             Action::Reply(BotReply {
                 text: texts::handoff_notice(locale).to_owned(),
                 choices: vec![],
+                citations: vec![],
             }),
         ],
     }
@@ -287,7 +358,8 @@ mod tests {
             d.actions[1],
             Action::Reply(BotReply {
                 text: texts::handoff_notice(Locale::En).into(),
-                choices: vec![]
+                choices: vec![],
+                citations: vec![]
             })
         );
     }
@@ -335,7 +407,8 @@ mod tests {
             first.actions[1],
             Action::Reply(BotReply {
                 text: texts::clarify(Locale::Id).into(),
-                choices: vec![]
+                choices: vec![],
+                citations: vec![]
             })
         );
         let second = Engine.on_answer(&first.conversation, "q", AnswerOutcome::NoMatch);
@@ -350,6 +423,89 @@ mod tests {
         assert!(matches!(second.actions[0], Action::RecordUnanswered { .. }));
     }
 
+    fn model(action: ModelAction, reply: &str, citations: &[&str]) -> Generation {
+        Generation::Valid(ModelReply {
+            action,
+            reply: reply.into(),
+            citations: citations.iter().map(|c| (*c).to_owned()).collect(),
+        })
+    }
+
+    #[test]
+    fn a_valid_model_answer_is_sent_with_its_citations() {
+        let mut c = conv(ConversationState::Bot);
+        c.abstain_streak = 1;
+        let d = Engine.on_generated(&c, "q", model(ModelAction::Answer, "Buka 08.00", &["a:0"]));
+        assert_eq!(d.conversation.abstain_streak, 0);
+        assert_eq!(
+            d.actions,
+            vec![Action::Reply(BotReply {
+                text: "Buka 08.00".into(),
+                choices: vec![],
+                citations: vec!["a:0".into()]
+            })]
+        );
+    }
+
+    #[test]
+    fn rejected_output_and_model_clarifications_take_the_abstain_path() {
+        let c = conv(ConversationState::Bot);
+        let first = Engine.on_generated(&c, "q", Generation::Rejected);
+        assert_eq!(first.conversation.abstain_streak, 1);
+        assert_eq!(
+            first.actions[1],
+            Action::Reply(BotReply {
+                text: texts::clarify(Locale::Id).into(),
+                choices: vec![],
+                citations: vec![]
+            })
+        );
+        let asked = Engine.on_generated(
+            &c,
+            "q",
+            model(ModelAction::Clarify, "Outlet mana, kak?", &[]),
+        );
+        let Action::Reply(reply) = &asked.actions[1] else {
+            panic!("expected a reply")
+        };
+        assert_eq!(reply.text, "Outlet mana, kak?");
+        let second = Engine.on_generated(
+            &first.conversation,
+            "q",
+            model(ModelAction::Clarify, "Yang mana?", &[]),
+        );
+        let Action::Reply(reply) = &second.actions[1] else {
+            panic!("expected a reply")
+        };
+        assert_eq!(reply.text, texts::offer_human(Locale::Id));
+        assert!(matches!(second.actions[0], Action::RecordUnanswered { .. }));
+    }
+
+    #[test]
+    fn an_unavailable_model_gets_the_polite_fallback_and_a_human() {
+        let d = Engine.on_generated(&conv(ConversationState::Bot), "q", Generation::Unavailable);
+        assert_eq!(d.conversation.state, ConversationState::WaitingHuman);
+        assert_eq!(
+            d.actions[1],
+            Action::Reply(BotReply {
+                text: texts::llm_unavailable(Locale::Id).into(),
+                choices: vec![],
+                citations: vec![]
+            })
+        );
+        let d = Engine.on_generated(
+            &conv(ConversationState::Bot),
+            "q",
+            model(ModelAction::Handoff, "x", &[]),
+        );
+        assert_eq!(
+            d.actions[0],
+            Action::Handoff {
+                reason: HandoffReason::ModelAsked
+            }
+        );
+    }
+
     #[test]
     fn a_failed_lookup_apologises_and_hands_off() {
         let d = Engine.on_answer(&conv(ConversationState::Bot), "q", AnswerOutcome::Failed);
@@ -358,7 +514,8 @@ mod tests {
             d.actions[1],
             Action::Reply(BotReply {
                 text: texts::answer_failed(Locale::Id).into(),
-                choices: vec![]
+                choices: vec![],
+                citations: vec![]
             })
         );
     }

@@ -7,9 +7,14 @@
 //! - `state`: [`ConversationState`], [`Conversation`], [`Locale`].
 //! - `action`: [`Action`], the closed list of everything the bot can do.
 //! - `texts`: every sentence the bot says to customers, in Indonesian (default) and English.
+//! - `policy`: validation of the model's structured answer (citations, no invented prices)
+//!   and reading its `reply` out of a partial stream.
+//! - `prompts`: the model's tera prompts from `prompts/`, compiled at start.
 //! - `lang`: a cheap Indonesian/English detector for customer messages.
 //!
 //! # Invariants
+//! - **Model output is never sent unvalidated**: [`policy::validate`] decides, a rejection
+//!   counts as an abstain.
 //! - **No HTTP, no SQL, no provider, no clock, no randomness.** The gateway does I/O, passes
 //!   in what it found, and executes the returned actions.
 //! - **While a human owns a conversation the engine returns no bot reply.**
@@ -18,9 +23,13 @@
 mod action;
 mod engine;
 pub mod lang;
+pub mod policy;
+pub mod prompts;
 mod state;
 pub mod texts;
 
 pub use action::{Action, BotReply, HandoffReason};
-pub use engine::{AnswerOutcome, CustomerTurn, Decision, Engine, TurnKind};
+pub use engine::{AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind};
+pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
+pub use prompts::{PromptChunk, PromptContext, PromptError, Prompts, RenderedPrompt};
 pub use state::{Conversation, ConversationState, Locale};

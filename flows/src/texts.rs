@@ -75,3 +75,15 @@ pub fn answer_failed(locale: Locale) -> &'static str {
         }
     }
 }
+
+/// Said when the language model is too slow or unavailable: a polite fallback, then a human.
+pub fn llm_unavailable(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Mohon maaf, jawaban kami sedang lebih lama dari biasanya. Pertanyaan Anda sudah kami teruskan ke admin, mohon tunggu sebentar ya."
+        }
+        Locale::En => {
+            "Sorry, our answer is taking longer than usual. Your question has been passed to our team; they will reply here shortly."
+        }
+    }
+}

@@ -160,9 +160,25 @@ pub struct LlmConfig {
     pub model: String,
     /// API key.
     pub api_key: Secret,
-    /// Completion timeout.
+    /// Hard limit for one answer, retries included.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Retries on 429/5xx/connection errors.
+    pub max_retries: u32,
+    /// First retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// Token limit of one answer.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// `json_object`, `json_schema` or `none`.
+    pub response_format: String,
+    /// Stream answers to web chat.
+    pub stream: bool,
 }
 
 /// `[webchat]`.
@@ -197,6 +213,9 @@ pub struct TenantConfig {
     pub name: String,
     /// Default bot language.
     pub locale: String,
+    /// The owner's instructions for the language model.
+    #[serde(default)]
+    pub instructions: String,
 }
 
 /// A secret string whose `Debug` never prints the value.
@@ -398,6 +417,31 @@ impl Config {
             if self.llm.model.is_empty() {
                 problems.push("llm.model must be set when llm.base_url is set".to_owned());
             }
+        }
+        if self.llm.timeout.is_zero() {
+            problems.push("llm.timeout must be more than 0s".to_owned());
+        }
+        if self.llm.retry_cap < self.llm.retry_base {
+            problems.push("llm.retry_cap must be at least llm.retry_base".to_owned());
+        }
+        if self.llm.max_tokens == 0 {
+            problems.push("llm.max_tokens must be at least 1".to_owned());
+        }
+        if !(0.0..=2.0).contains(&self.llm.temperature) {
+            problems.push(format!(
+                "llm.temperature must be between 0 and 2 (got {})",
+                self.llm.temperature
+            ));
+        }
+        if knowledge::llm::ResponseFormatKind::parse(&self.llm.response_format).is_none() {
+            problems.push(format!(
+                "llm.response_format must be \"json_object\", \"json_schema\" or \"none\" (got \"{}\")",
+                self.llm.response_format
+            ));
+        }
+        if self.llm.api_key.expose().chars().any(char::is_control) {
+            problems
+                .push("llm.api_key contains a control character (a trailing newline?)".to_owned());
         }
         for (slug, tenant) in &self.tenants {
             if !valid_slug(slug) {

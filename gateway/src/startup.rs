@@ -15,6 +15,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use knowledge::llm::{LlmProvider, LlmSettings, OpenAiCompatible, ResponseFormatKind};
+
 use crate::config::{Config, DatabaseTarget};
 use crate::crypto::SecretBox;
 use crate::demo;
@@ -39,6 +41,28 @@ pub struct Runtime {
 pub struct Overrides {
     /// Channel adapters by kind, replacing the built-in ones.
     pub channels: Vec<(String, Arc<dyn Channel>)>,
+}
+
+/// The language model `[llm]` configures; `None` when `llm.base_url` is empty.
+pub fn llm_provider(config: &Config) -> Option<Arc<dyn LlmProvider>> {
+    let llm = &config.llm;
+    if llm.base_url.is_empty() {
+        return None;
+    }
+    let settings = LlmSettings {
+        base_url: llm.base_url.clone(),
+        model: llm.model.clone(),
+        api_key: llm.api_key.expose().to_owned(),
+        timeout: llm.timeout,
+        max_retries: llm.max_retries,
+        retry_base: llm.retry_base,
+        retry_cap: llm.retry_cap,
+        max_tokens: llm.max_tokens,
+        temperature: llm.temperature as f32,
+        response_format: ResponseFormatKind::parse(&llm.response_format)
+            .unwrap_or(ResponseFormatKind::JsonObject),
+    };
+    Some(Arc::new(OpenAiCompatible::new(settings)))
 }
 
 /// Shared handles for handlers. Cloning is cheap.
@@ -140,6 +164,13 @@ impl Application {
             config.database_target(&runtime.data_dir),
             DatabaseTarget::Sqlite(_)
         );
+        // A broken prompt template fails the start, not a conversation.
+        let prompts = Arc::new(flows::Prompts::load().context("prompt templates")?);
+        let llm = llm_provider(&config);
+        match &llm {
+            Some(llm) => tracing::info!(model = llm.label(), "language model answers enabled"),
+            None => tracing::info!("no language model configured: extractive answers"),
+        }
         let secrets = SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
         let knowledge = open_knowledge(&runtime)?;
         seed(&config, &store, &knowledge).await?;
@@ -163,6 +194,9 @@ impl Application {
             debounce_max: config.conversation.debounce_max,
             top_k: config.knowledge.top_k,
             min_relevance,
+            llm,
+            prompts,
+            stream_webchat: config.llm.stream,
         });
         let lanes = Lanes::new(
             ctx,
@@ -301,6 +335,9 @@ async fn seed(
             &tenant.name
         };
         store.upsert_tenant(slug, name, &tenant.locale).await?;
+        store
+            .set_tenant_instructions(slug, &tenant.instructions)
+            .await?;
         store
             .ensure_channel_account(slug, "webchat", slug, "Web chat", None)
             .await?;

@@ -12,6 +12,7 @@
 //! - `index`: [`Knowledge`], the tantivy index plus per-tenant statistics in memory.
 //! - `relevance`: query planning (IDF weights, typo corrections) and the coverage measure.
 //! - `document`, `error`: the public data types and error enums.
+//! - `llm`: [`llm::LlmProvider`], the OpenAI-compatible chat client and a scripted double.
 //! - `eval`: recall@k / MRR / abstain accuracy over a JSONL question file.
 //!
 //! # Invariants
@@ -29,6 +30,7 @@ mod error;
 pub mod eval;
 mod index;
 pub mod ingest;
+pub mod llm;
 mod relevance;
 
 pub use document::{Chunk, DocumentInfo, IngestOutcome, IngestReport, ScoredChunk, document_id};

@@ -5,5 +5,6 @@ mod admin;
 mod crash;
 mod delivery;
 mod health;
+mod llm;
 mod process;
 mod webchat;

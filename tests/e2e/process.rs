@@ -118,7 +118,9 @@ async fn migrate_and_check_use_the_data_dir_and_report_each_dependency() {
         "{}",
         String::from_utf8_lossy(&migrate.stderr)
     );
-    assert!(String::from_utf8_lossy(&migrate.stdout).contains("applied migrations [1, "));
+    // Every migration, from the first one, on a fresh database.
+    let stdout = String::from_utf8_lossy(&migrate.stdout);
+    assert!(stdout.contains("applied migrations [1, 2, 3"), "{stdout}");
     assert!(path.join("sapa.db").exists());
     let again = command(&path, &[]).arg("migrate").output().await.unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));

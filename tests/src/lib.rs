@@ -14,6 +14,8 @@
 //! - No bare sleeps to wait for results: poll with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+pub mod fake_openai;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

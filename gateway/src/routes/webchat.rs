@@ -215,7 +215,9 @@ async fn run_socket(
                     Ok(WebchatEvent::Message { .. }) | Err(RecvError::Lagged(_)) => {
                         catch_up(&mut socket, &state, &session, &mut last).await
                     }
-                    Ok(event @ WebchatEvent::Typing) => send_event(&mut socket, &event).await,
+                    Ok(event @ (WebchatEvent::Typing | WebchatEvent::Delta { .. } | WebchatEvent::StreamDiscarded)) => {
+                        send_event(&mut socket, &event).await
+                    }
                     Err(RecvError::Closed) => break,
                 };
                 if result.is_err() {

@@ -97,6 +97,7 @@ impl Store {
                     in_reply_to: Vec::new(),
                     choices: Vec::new(),
                     status: None,
+                    citations: Vec::new(),
                     created_at_ms: item.received_at_ms,
                 },
             };

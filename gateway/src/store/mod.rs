@@ -24,7 +24,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use ingress::{Accepted, InboundItem};
 pub use outbox::{ClaimedSend, OutboxFailure};
-pub use turns::{PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
+pub use turns::{LlmUsage, PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
 
 use crate::config::DatabaseTarget;
 
@@ -35,6 +35,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "init",
         include_str!("migrations/0001_init.sqlite.sql"),
         include_str!("migrations/0001_init.postgres.sql"),
+    ),
+    (
+        2,
+        "llm_usage",
+        include_str!("migrations/0002_llm_usage.sqlite.sql"),
+        include_str!("migrations/0002_llm_usage.postgres.sql"),
     ),
     (
         3,
@@ -110,6 +116,21 @@ pub struct Tenant {
     pub locale: String,
 }
 
+/// One recorded language model completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmUsageRow {
+    /// Conversation it answered.
+    pub conversation_id: String,
+    /// Model name.
+    pub model: String,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
 /// What a web chat session token resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebchatSession {
@@ -138,6 +159,8 @@ pub struct StoredMessage {
     pub choices: Vec<String>,
     /// Delivery state of outbound messages.
     pub status: Option<String>,
+    /// Knowledge chunk ids a bot answer rests on.
+    pub citations: Vec<String>,
     /// Unix milliseconds.
     pub created_at_ms: i64,
 }
@@ -335,6 +358,67 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Stores the owner's instructions for the tenant's prompts (empty clears them).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn set_tenant_instructions(
+        &self,
+        id: &str,
+        instructions: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET instructions = $1 WHERE id = $2")
+            .bind(instructions)
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// The tenant's display name and the owner's prompt instructions.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn tenant_prompt_profile(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT name, instructions FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| -> Result<(String, String), StoreError> {
+            let instructions: Option<String> = r.try_get("instructions")?;
+            Ok((r.try_get("name")?, instructions.unwrap_or_default()))
+        })
+        .transpose()
+    }
+
+    /// Token usage recorded for a tenant, newest first (tenant-scoped).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn llm_usage(&self, tenant_id: &str) -> Result<Vec<LlmUsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT conversation_id, model, prompt_tokens, completion_tokens, created_at FROM llm_usage \
+             WHERE tenant_id = $1 ORDER BY id DESC",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LlmUsageRow {
+                    conversation_id: r.try_get("conversation_id")?,
+                    model: r.try_get("model")?,
+                    prompt_tokens: r.try_get("prompt_tokens")?,
+                    completion_tokens: r.try_get("completion_tokens")?,
+                    created_at_ms: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Looks a tenant up by slug.
     ///
     /// # Errors
@@ -527,7 +611,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, author, body, external_id, in_reply_to, choices, status, created_at FROM messages \
+            "SELECT id, author, body, external_id, in_reply_to, choices, status, citations, created_at FROM messages \
              WHERE tenant_id = $1 AND conversation_id = $2 AND id > $3 ORDER BY id LIMIT $4",
         )
         .bind(tenant_id)
@@ -620,6 +704,7 @@ fn stored_message(r: &AnyRow) -> Result<StoredMessage, StoreError> {
         in_reply_to: json_list(r.try_get("in_reply_to")?)?,
         choices: json_list(r.try_get("choices")?)?,
         status: r.try_get("status")?,
+        citations: json_list(r.try_get("citations")?)?,
         created_at_ms: r.try_get("created_at")?,
     })
 }

@@ -166,8 +166,10 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
             replies: vec![TurnReply {
                 text: "jawaban".into(),
                 choices: vec!["Hubungi admin".into()],
+                citations: vec![],
             }],
             unanswered: vec!["a\nb".into()],
+            llm_usage: vec![],
         };
         assert_eq!(
             s.commit_turn(&commit).await.unwrap(),
@@ -235,8 +237,10 @@ async fn a_newer_message_supersedes_an_answer_being_committed() {
             replies: vec![TurnReply {
                 text: "x".into(),
                 choices: vec![],
+                citations: vec![],
             }],
             unanswered: vec![],
+            llm_usage: vec![],
         };
         assert_eq!(
             s.commit_turn(&commit).await.unwrap(),
@@ -269,8 +273,10 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                 replies: vec![TurnReply {
                     text: format!("r{n}"),
                     choices: vec![],
+                    citations: vec![],
                 }],
                 unanswered: vec![],
+                llm_usage: vec![],
             };
             s.commit_turn(&commit).await.unwrap();
         }
@@ -455,6 +461,10 @@ async fn a_migration_missing_below_the_highest_applied_version_is_still_applied(
             .await
             .unwrap();
         let err = s.migrate().await.unwrap_err();
-        assert!(matches!(err, StoreError::Migration { version: 1, .. }), "{}: {err}", t.name);
+        assert!(
+            matches!(err, StoreError::Migration { version: 1, .. }),
+            "{}: {err}",
+            t.name
+        );
     }
 }

@@ -50,6 +50,19 @@ pub struct TurnReply {
     pub text: String,
     /// Quick replies.
     pub choices: Vec<String>,
+    /// Knowledge chunk ids the text rests on.
+    pub citations: Vec<String>,
+}
+
+/// Tokens one language model completion used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmUsage {
+    /// Model name.
+    pub model: String,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
 }
 
 /// Everything one processed batch changes, committed together.
@@ -69,6 +82,8 @@ pub struct TurnCommit<'a> {
     pub replies: Vec<TurnReply>,
     /// Questions to record as unanswered.
     pub unanswered: Vec<String>,
+    /// Language model usage of this turn.
+    pub llm_usage: Vec<LlmUsage>,
 }
 
 /// How a commit ended.
@@ -231,15 +246,24 @@ impl Store {
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 )
             };
+            let citations_json = if reply.citations.is_empty() {
+                None
+            } else {
+                Some(
+                    serde_json::to_string(&reply.citations)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                )
+            };
             let message_id: i64 = sqlx::query(
-                "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, status, created_at) \
-                 VALUES ($1, $2, 'bot', $3, $4, $5, 'pending', $6) RETURNING id",
+                "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, citations, status, created_at) \
+                 VALUES ($1, $2, 'bot', $3, $4, $5, $6, 'pending', $7) RETURNING id",
             )
             .bind(&batch.tenant_id)
             .bind(&batch.conversation_id)
             .bind(&reply.text)
             .bind(&in_reply_json)
             .bind(choices_json)
+            .bind(citations_json)
             .bind(now)
             .fetch_one(&mut *tx)
             .await?
@@ -280,6 +304,20 @@ impl Store {
             .bind(&batch.tenant_id)
             .bind(&batch.conversation_id)
             .bind(query)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for usage in &commit.llm_usage {
+            sqlx::query(
+                "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&batch.tenant_id)
+            .bind(&batch.conversation_id)
+            .bind(&usage.model)
+            .bind(usage.prompt_tokens)
+            .bind(usage.completion_tokens)
             .bind(now)
             .execute(&mut *tx)
             .await?;

@@ -6,11 +6,15 @@ use std::time::Instant;
 
 use channels::webchat::WebchatEvent;
 use flows::{
-    Action, AnswerOutcome, Conversation, ConversationState, CustomerTurn, Locale, TurnKind,
+    Action, AnswerOutcome, Conversation, ConversationState, CustomerTurn, Generation, GivenChunk,
+    Locale, PromptChunk, PromptContext, TurnKind,
 };
+use futures::StreamExt;
+use knowledge::ScoredChunk;
+use knowledge::llm::{ChatDelta, ChatMessage, ChatRequest, LlmError, LlmProvider, Role, Usage};
 
 use super::TurnContext;
-use crate::store::{TurnBatch, TurnReply};
+use crate::store::{LlmUsage, TurnBatch, TurnReply};
 use crate::telemetry;
 
 /// The answer to a batch, ready to commit.
@@ -24,8 +28,11 @@ pub struct Prepared {
     pub replies: Vec<TurnReply>,
     /// Questions to record as unanswered.
     pub unanswered: Vec<String>,
-    /// Metric label: `passage`, `no_match`, `failed`, `handoff` or `silent`.
+    /// Metric label: `passage`, `no_match`, `failed`, `handoff`, `silent`, or for model answers
+    /// `llm_answer`, `llm_clarify`, `llm_handoff`, `llm_rejected`, `llm_unavailable`.
     pub kind: &'static str,
+    /// Language model usage of this turn.
+    pub llm_usage: Vec<LlmUsage>,
     /// Arrival time of the oldest message answered (Unix ms), for latency metrics.
     pub oldest_received_ms: Option<i64>,
 }
@@ -55,6 +62,7 @@ pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
         replies: Vec::new(),
         unanswered: Vec::new(),
         kind: "silent",
+        llm_usage: Vec::new(),
         oldest_received_ms: batch.turns.first().map(|t| t.received_at_ms),
     };
     let decision = ctx.engine.decide(&conversation, &turns);
@@ -65,15 +73,29 @@ pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
                 ctx.hub
                     .publish(&batch.conversation_id, WebchatEvent::Typing);
             }
-            let outcome = lookup(ctx, &batch.tenant_id, &query).await;
-            prepared.kind = match &outcome {
-                AnswerOutcome::Passage { .. } => "passage",
-                AnswerOutcome::NoMatch => "no_match",
-                AnswerOutcome::Failed => "failed",
+            let answered = match &ctx.llm {
+                Some(llm) => {
+                    generate(
+                        ctx,
+                        llm.as_ref(),
+                        batch,
+                        &decision.conversation,
+                        &query,
+                        &mut prepared,
+                    )
+                    .await
+                }
+                None => {
+                    let outcome = lookup(ctx, &batch.tenant_id, &query).await;
+                    prepared.kind = match &outcome {
+                        AnswerOutcome::Passage { .. } => "passage",
+                        AnswerOutcome::NoMatch => "no_match",
+                        AnswerOutcome::Failed => "failed",
+                    };
+                    ctx.engine
+                        .on_answer(&decision.conversation, &query, outcome)
+                }
             };
-            let answered = ctx
-                .engine
-                .on_answer(&decision.conversation, &query, outcome);
             prepared.conversation = answered.conversation;
             for action in answered.actions {
                 apply(&mut prepared, action);
@@ -90,6 +112,7 @@ fn apply(prepared: &mut Prepared, action: Action) {
         Action::Reply(reply) => prepared.replies.push(TurnReply {
             text: reply.text,
             choices: reply.choices,
+            citations: reply.citations,
         }),
         Action::Handoff { reason } => {
             prepared.handoff_reason = Some(reason.as_str());
@@ -103,8 +126,8 @@ fn apply(prepared: &mut Prepared, action: Action) {
     }
 }
 
-/// Retrieves the best passage for `query` in the tenant's knowledge base.
-async fn lookup(ctx: &TurnContext, tenant_id: &str, query: &str) -> AnswerOutcome {
+/// Retrieves the tenant's best chunks for `query`; `None` when the search failed.
+async fn retrieve(ctx: &TurnContext, tenant_id: &str, query: &str) -> Option<Vec<ScoredChunk>> {
     let knowledge = ctx.knowledge.clone();
     let tenant = tenant_id.to_owned();
     let question = query.to_owned();
@@ -114,30 +137,206 @@ async fn lookup(ctx: &TurnContext, tenant_id: &str, query: &str) -> AnswerOutcom
         tokio::task::spawn_blocking(move || knowledge.search(&tenant, &question, top_k)).await;
     metrics::histogram!(telemetry::RETRIEVAL_SECONDS).record(started.elapsed().as_secs_f64());
     match result {
-        Ok(Ok(hits)) => match hits.into_iter().next() {
+        Ok(Ok(hits)) => Some(hits),
+        Ok(Err(err)) => {
+            tracing::warn!(tenant_id = %tenant_id, error = %err, "knowledge search failed");
+            None
+        }
+        Err(err) => {
+            tracing::error!(tenant_id = %tenant_id, error = %err, "knowledge search panicked");
+            None
+        }
+    }
+}
+
+/// The model's answer: retrieve, abstain below the threshold, otherwise prompt with the
+/// passages above it, validate the structured output, and let the engine decide.
+async fn generate(
+    ctx: &TurnContext,
+    llm: &dyn LlmProvider,
+    batch: &TurnBatch,
+    conversation: &Conversation,
+    query: &str,
+    prepared: &mut Prepared,
+) -> flows::Decision {
+    let Some(hits) = retrieve(ctx, &batch.tenant_id, query).await else {
+        prepared.kind = "failed";
+        return ctx
+            .engine
+            .on_answer(conversation, query, AnswerOutcome::Failed);
+    };
+    // Only passages at or above the threshold reach the model: nothing there, no model call.
+    let chunks: Vec<ScoredChunk> = hits
+        .into_iter()
+        .filter(|h| h.relevance >= ctx.min_relevance)
+        .collect();
+    if chunks.is_empty() {
+        prepared.kind = "no_match";
+        return ctx
+            .engine
+            .on_answer(conversation, query, AnswerOutcome::NoMatch);
+    }
+    let (tenant_name, instructions) = match ctx.store.tenant_prompt_profile(&batch.tenant_id).await
+    {
+        Ok(Some(profile)) => profile,
+        Ok(None) => (batch.tenant_id.clone(), String::new()),
+        Err(err) => {
+            tracing::warn!(tenant_id = %batch.tenant_id, error = %err, "loading tenant instructions failed");
+            prepared.kind = "failed";
+            return ctx
+                .engine
+                .on_answer(conversation, query, AnswerOutcome::Failed);
+        }
+    };
+    let prompt_ctx = PromptContext {
+        tenant_name,
+        instructions,
+        question: query.to_owned(),
+        chunks: chunks
+            .iter()
+            .map(|h| PromptChunk {
+                id: h.chunk.id.clone(),
+                title: chunk_title(&h.chunk),
+                text: h.chunk.text.clone(),
+            })
+            .collect(),
+        abstain_streak: conversation.abstain_streak,
+    };
+    let rendered = match ctx.prompts.render(conversation.locale, &prompt_ctx) {
+        Ok(rendered) => rendered,
+        Err(err) => {
+            tracing::error!(error = %err, "rendering the prompt failed");
+            prepared.kind = "failed";
+            return ctx
+                .engine
+                .on_answer(conversation, query, AnswerOutcome::Failed);
+        }
+    };
+    let request = ChatRequest {
+        messages: vec![
+            ChatMessage {
+                role: Role::System,
+                content: rendered.system,
+            },
+            ChatMessage {
+                role: Role::User,
+                content: rendered.user,
+            },
+        ],
+        json: true,
+    };
+    let stream_to = (ctx.stream_webchat && batch.channel_kind == "webchat")
+        .then_some(batch.conversation_id.as_str());
+    let result = match stream_to {
+        Some(conversation_id) => stream_completion(ctx, llm, &request, conversation_id).await,
+        None => llm.chat(&request).await.map(|r| (r.content, r.usage)),
+    };
+    let generation = match result {
+        Ok((content, usage)) => {
+            if let Some(usage) = usage {
+                prepared.llm_usage.push(LlmUsage {
+                    model: llm.label().to_owned(),
+                    prompt_tokens: i64::from(usage.prompt_tokens),
+                    completion_tokens: i64::from(usage.completion_tokens),
+                });
+            }
+            let given: Vec<GivenChunk<'_>> = prompt_ctx
+                .chunks
+                .iter()
+                .map(|c| GivenChunk {
+                    id: &c.id,
+                    text: &c.text,
+                })
+                .collect();
+            match flows::policy::validate(&content, &given) {
+                Ok(reply) => Generation::Valid(reply),
+                Err(rejection) => {
+                    tracing::warn!(tenant_id = %batch.tenant_id, conversation_id = %batch.conversation_id, %rejection, "model output rejected; abstaining");
+                    Generation::Rejected
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(tenant_id = %batch.tenant_id, conversation_id = %batch.conversation_id, error = %err, "language model unavailable");
+            Generation::Unavailable
+        }
+    };
+    prepared.kind = match &generation {
+        Generation::Valid(r) => match r.action {
+            flows::ModelAction::Answer => "llm_answer",
+            flows::ModelAction::Clarify => "llm_clarify",
+            flows::ModelAction::Handoff => "llm_handoff",
+        },
+        Generation::Rejected => "llm_rejected",
+        Generation::Unavailable => "llm_unavailable",
+    };
+    // Only a valid answer is sent as streamed; anything else replaces the streamed text.
+    let keeps_stream =
+        matches!(&generation, Generation::Valid(r) if r.action == flows::ModelAction::Answer);
+    if let (false, Some(conversation_id)) = (keeps_stream, stream_to) {
+        ctx.hub
+            .publish(conversation_id, WebchatEvent::StreamDiscarded);
+    }
+    ctx.engine.on_generated(conversation, query, generation)
+}
+
+/// Streams a completion, publishing the `reply` field to the conversation's web chat sockets
+/// as it grows. Returns the whole output and its usage.
+async fn stream_completion(
+    ctx: &TurnContext,
+    llm: &dyn LlmProvider,
+    request: &ChatRequest,
+    conversation_id: &str,
+) -> Result<(String, Option<Usage>), LlmError> {
+    let mut stream = llm.chat_stream(request).await?;
+    let mut content = String::new();
+    let mut usage = None;
+    let mut published = 0usize;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(ChatDelta::Text(text)) => {
+                content.push_str(&text);
+                if let Some(reply) = flows::policy::partial_reply(&content)
+                    && reply.len() > published
+                    && reply.is_char_boundary(published)
+                {
+                    ctx.hub.publish(
+                        conversation_id,
+                        WebchatEvent::Delta {
+                            text: reply[published..].to_owned(),
+                        },
+                    );
+                    published = reply.len();
+                }
+            }
+            Ok(ChatDelta::Usage(u)) => usage = Some(u),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok((content, usage))
+}
+
+fn chunk_title(chunk: &knowledge::Chunk) -> String {
+    match chunk.heading_path.last() {
+        Some(heading) if *heading != chunk.title => format!("{} — {heading}", chunk.title),
+        _ => chunk.title.clone(),
+    }
+}
+
+/// Retrieves the best passage for `query` in the tenant's knowledge base.
+async fn lookup(ctx: &TurnContext, tenant_id: &str, query: &str) -> AnswerOutcome {
+    match retrieve(ctx, tenant_id, query).await {
+        Some(hits) => match hits.into_iter().next() {
             Some(best) if best.relevance >= ctx.min_relevance => {
                 let chunk = best.chunk;
-                let title = match chunk.heading_path.last() {
-                    Some(heading) if *heading != chunk.title => {
-                        format!("{} — {heading}", chunk.title)
-                    }
-                    _ => chunk.title.clone(),
-                };
                 AnswerOutcome::Passage {
-                    title,
+                    title: chunk_title(&chunk),
                     text: chunk.text,
                     chunk_id: chunk.id,
                 }
             }
             _ => AnswerOutcome::NoMatch,
         },
-        Ok(Err(err)) => {
-            tracing::warn!(tenant_id = %tenant_id, error = %err, "knowledge search failed");
-            AnswerOutcome::Failed
-        }
-        Err(err) => {
-            tracing::error!(tenant_id = %tenant_id, error = %err, "knowledge search panicked");
-            AnswerOutcome::Failed
-        }
+        None => AnswerOutcome::Failed,
     }
 }

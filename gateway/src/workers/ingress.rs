@@ -150,5 +150,6 @@ pub fn to_webchat(message: &StoredMessage) -> WebchatMessage {
         in_reply_to: message.in_reply_to.clone(),
         choices: message.choices.clone(),
         status: message.status.clone(),
+        citations: message.citations.clone(),
     }
 }

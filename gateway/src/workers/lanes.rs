@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use channels::webchat::WebchatEvent;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -158,6 +159,10 @@ async fn run_lane(
             nudge = rx.recv() => {
                 // Supersede: the customer added something; answer everything together.
                 metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
+                if ctx.llm.is_some() && batch.channel_kind == "webchat" {
+                    // Drop any half-streamed answer from the browser.
+                    ctx.hub.publish(&conversation_id, WebchatEvent::StreamDiscarded);
+                }
                 debounce = nudge.is_some_and(|n| n.debounce);
                 continue;
             }
@@ -170,6 +175,7 @@ async fn run_lane(
             handoff_reason: prepared.handoff_reason,
             replies: prepared.replies,
             unanswered: prepared.unanswered,
+            llm_usage: prepared.llm_usage,
         };
         match ctx.store.commit_turn(&commit).await {
             Ok(TurnOutcome::Committed { outbox_rows }) => {

@@ -40,6 +40,12 @@ pub struct TurnContext {
     pub top_k: usize,
     /// Answer threshold.
     pub min_relevance: f32,
+    /// The language model; `None` means extractive answers.
+    pub llm: Option<Arc<dyn knowledge::llm::LlmProvider>>,
+    /// Compiled prompt templates.
+    pub prompts: Arc<flows::Prompts>,
+    /// Stream model answers to web chat sockets.
+    pub stream_webchat: bool,
 }
 
 /// Channel adapters by account id, with a default per channel kind.

@@ -1,0 +1,211 @@
+//! The language model's prompts: tera templates from `prompts/`, embedded at compile time and
+//! compiled once at start ([`Prompts::load`]), so a broken template fails the start rather
+//! than a conversation. Rendering is pure.
+
+use serde::Serialize;
+
+use crate::state::Locale;
+
+/// Every template, by file name in `prompts/` (`<name>.<locale>.tera`).
+pub const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "system.id.tera",
+        include_str!("../../prompts/system.id.tera"),
+    ),
+    (
+        "system.en.tera",
+        include_str!("../../prompts/system.en.tera"),
+    ),
+    (
+        "answer.id.tera",
+        include_str!("../../prompts/answer.id.tera"),
+    ),
+    (
+        "answer.en.tera",
+        include_str!("../../prompts/answer.en.tera"),
+    ),
+];
+
+/// A knowledge passage given to the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptChunk {
+    /// Chunk id the model cites.
+    pub id: String,
+    /// Document title and heading.
+    pub title: String,
+    /// Passage text.
+    pub text: String,
+}
+
+/// What the templates see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptContext {
+    /// Business name.
+    pub tenant_name: String,
+    /// The owner's instructions (may be empty).
+    pub instructions: String,
+    /// The customer's question (the debounced batch).
+    pub question: String,
+    /// Retrieved passages, best first.
+    pub chunks: Vec<PromptChunk>,
+    /// Consecutive unanswered questions before this one.
+    pub abstain_streak: u32,
+}
+
+/// A rendered prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedPrompt {
+    /// System message.
+    pub system: String,
+    /// User message (passages and question).
+    pub user: String,
+}
+
+/// A template failed to compile or render.
+#[derive(Debug, thiserror::Error)]
+#[error("prompt template {name}: {message}")]
+pub struct PromptError {
+    /// Template file name.
+    pub name: String,
+    /// What is wrong (tera's error chain).
+    pub message: String,
+}
+
+/// The compiled templates.
+#[derive(Debug)]
+pub struct Prompts {
+    tera: tera::Tera,
+}
+
+impl Prompts {
+    /// Compiles every template and renders each once with sample data.
+    ///
+    /// # Errors
+    /// The first template that does not compile or render.
+    pub fn load() -> Result<Self, PromptError> {
+        let mut tera = tera::Tera::default();
+        tera.autoescape_on(vec![]);
+        for (name, text) in TEMPLATES {
+            tera.add_raw_template(name, text).map_err(|e| PromptError {
+                name: (*name).to_owned(),
+                message: chain(&e),
+            })?;
+        }
+        let prompts = Self { tera };
+        for locale in [Locale::Id, Locale::En] {
+            prompts.render(locale, &sample())?;
+        }
+        Ok(prompts)
+    }
+
+    /// Renders the system and user messages in `locale`.
+    ///
+    /// # Errors
+    /// When a template fails to render (cannot happen after [`Prompts::load`] checked it,
+    /// short of a bug).
+    pub fn render(
+        &self,
+        locale: Locale,
+        ctx: &PromptContext,
+    ) -> Result<RenderedPrompt, PromptError> {
+        let context = tera::Context::from_serialize(ctx).map_err(|e| PromptError {
+            name: "context".to_owned(),
+            message: chain(&e),
+        })?;
+        let render = |kind: &str| {
+            let name = format!("{kind}.{}.tera", locale.as_str());
+            self.tera
+                .render(&name, &context)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| PromptError {
+                    name,
+                    message: chain(&e),
+                })
+        };
+        Ok(RenderedPrompt {
+            system: render("system")?,
+            user: render("answer")?,
+        })
+    }
+}
+
+fn sample() -> PromptContext {
+    PromptContext {
+        tenant_name: "Kopi Contoh".to_owned(),
+        instructions: "Sapa pelanggan dengan \"Kak\".".to_owned(),
+        question: "jam buka?".to_owned(),
+        chunks: vec![PromptChunk {
+            id: "doc:0".to_owned(),
+            title: "Profil".to_owned(),
+            text: "Buka 08.00–22.00".to_owned(),
+        }],
+        abstain_streak: 1,
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn every_file_in_prompts_is_registered_and_renders() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let mut registered: Vec<String> = TEMPLATES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        registered.sort();
+        assert_eq!(on_disk, registered, "prompts/ and TEMPLATES differ");
+        for (name, text) in TEMPLATES {
+            let disk = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert_eq!(&disk, text, "{name} is stale");
+        }
+        let prompts = Prompts::load().unwrap();
+        for locale in [Locale::Id, Locale::En] {
+            let rendered = prompts.render(locale, &sample()).unwrap();
+            assert!(rendered.system.contains("Kopi Contoh"));
+            assert!(rendered.system.contains("Sapa pelanggan dengan \"Kak\"."));
+            assert!(rendered.user.contains("[id: doc:0] Profil"));
+            assert!(rendered.user.contains("Buka 08.00–22.00"));
+            assert!(rendered.user.contains("jam buka?"));
+        }
+    }
+
+    #[test]
+    fn owner_instructions_are_optional_and_not_escaped() {
+        let prompts = Prompts::load().unwrap();
+        let mut ctx = sample();
+        ctx.instructions = String::new();
+        ctx.question = "<b>harga & promo</b>".into();
+        let rendered = prompts.render(Locale::En, &ctx).unwrap();
+        assert!(
+            !rendered
+                .system
+                .contains("Instructions from the business owner")
+        );
+        assert!(rendered.user.contains("<b>harga & promo</b>"));
+    }
+
+    #[test]
+    fn a_broken_template_is_reported_with_its_name() {
+        let mut tera = tera::Tera::default();
+        let err = tera
+            .add_raw_template("bad.id.tera", "{% if x %}unclosed")
+            .unwrap_err();
+        assert!(!chain(&err).is_empty());
+    }
+}
