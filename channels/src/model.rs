@@ -319,10 +319,10 @@ impl MessageContent {
                 caption,
                 media,
             } => {
-                let label = media
-                    .filename
-                    .as_deref()
-                    .map_or_else(|| format!("[{}]", kind.as_str()), |f| format!("[{}: {f}]", kind.as_str()));
+                let label = media.filename.as_deref().map_or_else(
+                    || format!("[{}]", kind.as_str()),
+                    |f| format!("[{}: {f}]", kind.as_str()),
+                );
                 match caption.as_deref().and_then(non_empty) {
                     Some(c) => format!("{label} {c}"),
                     None => label,

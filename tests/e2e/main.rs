@@ -6,3 +6,4 @@ mod delivery;
 mod health;
 mod process;
 mod webchat;
+mod whatsapp;

@@ -159,9 +159,10 @@ impl GraphClient {
                 .map(|b| b.error);
             return Err(classify(status, error.as_ref(), None));
         }
-        let info: types::MediaInfo = response.json().await.map_err(|_| ChannelError::Transient {
-            reason: "unreadable media metadata".to_owned(),
-        })?;
+        let info: types::MediaInfo =
+            response.json().await.map_err(|_| ChannelError::Transient {
+                reason: "unreadable media metadata".to_owned(),
+            })?;
         let file = self
             .http
             .get(&info.url)
@@ -195,7 +196,11 @@ fn sha256_matches(bytes: &[u8], expected: &str) -> bool {
     let expected = expected.trim();
     hex::decode(expected)
         .ok()
-        .or_else(|| base64::engine::general_purpose::STANDARD.decode(expected).ok())
+        .or_else(|| {
+            base64::engine::general_purpose::STANDARD
+                .decode(expected)
+                .ok()
+        })
         .is_some_and(|e| e.as_slice() == digest.as_slice())
 }
 

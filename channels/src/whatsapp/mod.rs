@@ -130,11 +130,9 @@ impl Channel for WhatsappChannel {
             return self.reengage(msg).await;
         }
         match self.send_bodies(message_bodies(msg)).await {
-            Err(ChannelError::Permanent { code: Some(code), .. })
-                if code == api::REENGAGEMENT_CODE.to_string() =>
-            {
-                self.reengage(msg).await
-            }
+            Err(ChannelError::Permanent {
+                code: Some(code), ..
+            }) if code == api::REENGAGEMENT_CODE.to_string() => self.reengage(msg).await,
             other => other,
         }
     }
@@ -166,8 +164,7 @@ pub fn message_bodies(msg: &OutboundMessage) -> Vec<Value> {
         choices.iter().all(|c| seen.insert(c.as_str()))
     };
     if !choices.is_empty() && unique && body_chars > 0 {
-        if choices.len() <= MAX_BUTTONS && fits(MAX_BUTTON_TITLE) && body_chars <= MAX_BUTTON_BODY
-        {
+        if choices.len() <= MAX_BUTTONS && fits(MAX_BUTTON_TITLE) && body_chars <= MAX_BUTTON_BODY {
             let buttons: Vec<Value> = choices
                 .iter()
                 .enumerate()
@@ -245,10 +242,7 @@ pub fn split_text(text: &str, max: usize) -> Vec<String> {
     let mut parts = Vec::new();
     let mut rest = text.trim();
     while rest.chars().count() > max {
-        let cut_byte = rest
-            .char_indices()
-            .nth(max)
-            .map_or(rest.len(), |(i, _)| i);
+        let cut_byte = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
         let window = &rest[..cut_byte];
         let min_keep = window.len() / 2;
         let at = ["\n\n", "\n", " "]

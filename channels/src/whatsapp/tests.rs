@@ -199,7 +199,9 @@ fn location_contacts_reaction_unsupported_unknown() {
 
     assert_eq!(
         only("unsupported.json").content,
-        MessageContent::Unsupported { code: Some(131_051) }
+        MessageContent::Unsupported {
+            code: Some(131_051)
+        }
     );
 
     // An unknown future type never drops the normal text next to it.
@@ -235,7 +237,10 @@ fn statuses_decode_with_errors() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].provider_message_id, "wamid.OUT0006");
     assert_eq!(sent[0].state, DeliveryState::Sent);
-    assert_eq!(statuses("status_delivered.json")[0].state, DeliveryState::Delivered);
+    assert_eq!(
+        statuses("status_delivered.json")[0].state,
+        DeliveryState::Delivered
+    );
     assert_eq!(statuses("status_read.json")[0].state, DeliveryState::Read);
     let ooo: Vec<DeliveryState> = statuses("status_out_of_order.json")
         .iter()
@@ -243,7 +248,11 @@ fn statuses_decode_with_errors() {
         .collect();
     assert_eq!(
         ooo,
-        [DeliveryState::Read, DeliveryState::Delivered, DeliveryState::Sent]
+        [
+            DeliveryState::Read,
+            DeliveryState::Delivered,
+            DeliveryState::Sent
+        ]
     );
     let failed = &statuses("status_failed_131047.json")[0];
     assert_eq!(failed.state, DeliveryState::Failed);
@@ -306,12 +315,20 @@ fn signature_is_over_the_raw_bytes() {
     assert!(!verify_signature(b"other-secret", &body, Some(&header)));
     assert!(!verify_signature(b"app-secret", &body, None));
     assert!(!verify_signature(b"app-secret", &body, Some("sha256=zz")));
-    assert!(!verify_signature(b"app-secret", &body, Some(header.trim_start_matches("sha256="))));
+    assert!(!verify_signature(
+        b"app-secret",
+        &body,
+        Some(header.trim_start_matches("sha256="))
+    ));
     // Re-serialized JSON (same meaning, other bytes) fails.
     let reserialized =
         serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).unwrap()).unwrap();
     assert_ne!(reserialized, body);
-    assert!(!verify_signature(b"app-secret", &reserialized, Some(&header)));
+    assert!(!verify_signature(
+        b"app-secret",
+        &reserialized,
+        Some(&header)
+    ));
 }
 
 #[test]
@@ -328,7 +345,10 @@ fn challenge_needs_subscribe_and_the_token() {
         verify_challenge(Some("unsubscribe"), Some("tok"), Some("1"), "tok"),
         None
     );
-    assert_eq!(verify_challenge(Some("subscribe"), Some(""), Some("1"), ""), None);
+    assert_eq!(
+        verify_challenge(Some("subscribe"), Some(""), Some("1"), ""),
+        None
+    );
 }
 
 fn outbound(text: &str, choices: &[&str]) -> OutboundMessage {
@@ -352,7 +372,10 @@ fn choices_pick_buttons_then_list_then_numbered_text() {
     let b = message_bodies(&outbound("Mau dibantu admin?", &["Ya", "Tidak"]));
     assert_eq!(b.len(), 1);
     assert_eq!(b[0]["interactive"]["type"], "button");
-    assert_eq!(b[0]["interactive"]["action"]["buttons"][1]["reply"]["title"], "Tidak");
+    assert_eq!(
+        b[0]["interactive"]["action"]["buttons"][1]["reply"]["title"],
+        "Tidak"
+    );
     assert_eq!(b[0]["context"]["message_id"], "wamid.IN1");
     assert_eq!(b[0]["to"], "6281311112222");
 
@@ -370,7 +393,12 @@ fn choices_pick_buttons_then_list_then_numbered_text() {
     let long_title = ["Judul pilihan yang sangat panjang sekali"];
     let t = message_bodies(&outbound("Pilih", &long_title));
     assert_eq!(t[0]["type"], "text");
-    assert!(t[0]["text"]["body"].as_str().unwrap().ends_with("\n1. Judul pilihan yang sangat panjang sekali"));
+    assert!(
+        t[0]["text"]["body"]
+            .as_str()
+            .unwrap()
+            .ends_with("\n1. Judul pilihan yang sangat panjang sekali")
+    );
 
     let eleven: Vec<String> = (0..11).map(|i| format!("opsi {i}")).collect();
     let refs: Vec<&str> = eleven.iter().map(String::as_str).collect();
@@ -430,7 +458,11 @@ fn account_debug_redacts_secrets() {
         reengagement_language: "id".into(),
     };
     let debug = format!("{account:?}");
-    assert!(!debug.contains("s3cret-app") && !debug.contains("EAAG-token") && !debug.contains("verify-me"));
+    assert!(
+        !debug.contains("s3cret-app")
+            && !debug.contains("EAAG-token")
+            && !debug.contains("verify-me")
+    );
     let channel = WhatsappChannel::new(reqwest::Client::new(), &account);
     assert!(!format!("{channel:?}").contains("EAAG-token"));
 }

@@ -7,8 +7,8 @@ use subtle::ConstantTimeEq;
 
 use super::types;
 use crate::model::{
-    ContactCard, DeliveryState, InboundEvent, InboundMessage, MediaKind, MediaRef,
-    MessageContent, ProviderError, StatusUpdate,
+    ContactCard, DeliveryState, InboundEvent, InboundMessage, MediaKind, MediaRef, MessageContent,
+    ProviderError, StatusUpdate,
 };
 
 /// The header carrying the body's HMAC-SHA256.

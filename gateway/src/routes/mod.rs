@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod webchat;
+pub mod whatsapp;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -17,6 +18,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(webchat::router())
+        .merge(whatsapp::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
