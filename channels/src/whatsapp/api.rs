@@ -176,12 +176,12 @@ impl GraphClient {
             return Err(classify(status, None, None));
         }
         let bytes = file.bytes().await.map_err(network_error)?.to_vec();
-        if let Some(expected) = info.sha256.as_deref() {
-            if !sha256_matches(&bytes, expected) {
-                return Err(ChannelError::Transient {
-                    reason: "media sha256 mismatch".to_owned(),
-                });
-            }
+        if let Some(expected) = info.sha256.as_deref()
+            && !sha256_matches(&bytes, expected)
+        {
+            return Err(ChannelError::Transient {
+                reason: "media sha256 mismatch".to_owned(),
+            });
         }
         Ok(MediaFile {
             mime_type: info.mime_type,
