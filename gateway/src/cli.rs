@@ -242,6 +242,14 @@ async fn channel(
         anyhow::bail!("--phone-number-id must be the numeric Graph API phone number id");
     }
     let (store, _) = startup::open_store(config, &runtime).await?;
+    if let Some(declared) = config.tenants.get(&tenant) {
+        let name = if declared.name.is_empty() {
+            &tenant
+        } else {
+            &declared.name
+        };
+        store.upsert_tenant(&tenant, name, &declared.locale).await?;
+    }
     if store.tenant(&tenant).await?.is_none() {
         anyhow::bail!(
             "no tenant `{tenant}` (declare it under [tenants.{tenant}] in sapa.toml and start the server once)"

@@ -374,3 +374,84 @@ async fn whatsapp_every_fixture_is_accepted_and_only_answerable_ones_are_answere
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn whatsapp_channel_add_stores_sealed_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sapa.toml"),
+        "[tenants.shop]\nname = \"Shop\"\nlocale = \"id\"\n",
+    )
+    .unwrap();
+    let key = "42".repeat(32);
+    let output = crate::process::command(
+        dir.path(),
+        &[
+            ("SAPA_SECRET_KEY", key.as_str()),
+            ("SAPA_WHATSAPP_APP_SECRET", "cli-app-secret"),
+            ("SAPA_WHATSAPP_ACCESS_TOKEN", "cli-access-token"),
+            ("SAPA_WHATSAPP_VERIFY_TOKEN", "cli-verify-token"),
+        ],
+    )
+    .args([
+        "channel",
+        "add",
+        "whatsapp",
+        "--tenant",
+        "shop",
+        "--phone-number-id",
+        "123456789",
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("123456789"), "{stdout}");
+    assert!(!stdout.contains("cli-access-token"), "{stdout}");
+    let store = gateway::store::Store::connect(
+        &gateway::config::DatabaseTarget::Sqlite(dir.path().join("sapa.db")),
+        1,
+    )
+    .await
+    .unwrap();
+    let accounts = store.channel_accounts_of_kind("whatsapp").await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].tenant_id, "shop");
+    let sealed = accounts[0].credentials.clone().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("cli-access-token"),
+        "credentials are encrypted at rest"
+    );
+    let secrets = gateway::crypto::SecretBox::load(Some(&key), dir.path(), false).unwrap();
+    let account: channels::whatsapp::WhatsappAccount =
+        serde_json::from_slice(&secrets.open(&sealed).unwrap()).unwrap();
+    assert_eq!(account.access_token, "cli-access-token");
+    assert_eq!(account.phone_number_id, "123456789");
+    // An unknown tenant is refused with a hint.
+    let unknown = crate::process::command(dir.path(), &[("SAPA_SECRET_KEY", key.as_str())])
+        .args([
+            "channel",
+            "add",
+            "whatsapp",
+            "--tenant",
+            "nope",
+            "--phone-number-id",
+            "1",
+            "--app-secret",
+            "a",
+            "--access-token",
+            "b",
+            "--verify-token",
+            "c",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tenant `nope`"));
+}
