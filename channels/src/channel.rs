@@ -18,6 +18,11 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`ChannelError::is_transient`] tells the dispatcher whether a retry can succeed.
     async fn send(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError>;
+
+    /// Shows `recipient` that an answer is being prepared, acknowledging the customer message
+    /// `last_message_id` (WhatsApp: mark read + typing indicator). Best effort; the default
+    /// does nothing.
+    async fn typing(&self, _recipient: &str, _last_message_id: &str) {}
 }
 
 /// Why a send failed, classified so the dispatcher can decide to retry or give up.

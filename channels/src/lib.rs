@@ -3,6 +3,8 @@
 //! # Layout
 //! - `model`: provider-independent inbound and outbound message types.
 //! - `channel`: the [`Channel`] trait every adapter implements, and [`ChannelError`].
+//! - `whatsapp`: WhatsApp Cloud API: webhook signature check and decoding, Graph API client,
+//!   [`whatsapp::WhatsappChannel`].
 //! - `webchat`: the browser channel; its "provider API" is the in-process [`webchat::Hub`]
 //!   that pushes messages to connected WebSocket clients.
 //!
@@ -17,6 +19,8 @@ pub mod channel;
 pub mod model;
 #[cfg(feature = "webchat")]
 pub mod webchat;
+#[cfg(feature = "whatsapp")]
+pub mod whatsapp;
 
 pub use channel::{Channel, ChannelError};
-pub use model::{ChannelKind, Delivery, OutboundMessage};
+pub use model::{ChannelKind, Delivery, InboundEvent, OutboundMessage};

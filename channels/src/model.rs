@@ -105,6 +105,328 @@ pub struct OutboundMessage {
     pub created_at_ms: i64,
     /// Unique per logical send; lets receivers drop a re-send after a crash.
     pub idempotency_key: String,
+    /// When the customer last wrote (Unix ms), for channels with a reply window (WhatsApp's
+    /// 24-hour customer service window). `None`: unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_last_seen_ms: Option<i64>,
+    /// Send this pre-approved template instead of `text` (WhatsApp business-initiated
+    /// messages). Channels without templates send `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Template>,
+}
+
+/// A provider-approved message template with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    /// Template name (case-sensitive).
+    pub name: String,
+    /// Language code of the approved translation, e.g. `id` or `en_US`.
+    pub language: String,
+    /// Values for the body placeholders `{{1}}`, `{{2}}`, … in order.
+    #[serde(default)]
+    pub body_params: Vec<String>,
+}
+
+/// One event a provider webhook reported, normalized. Channels return these; the gateway maps
+/// the provider account to a tenant and stores them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboundEvent {
+    /// A customer wrote, tapped, reacted or shared something.
+    Message(InboundMessage),
+    /// Delivery progress of a message we sent.
+    Status(StatusUpdate),
+}
+
+/// A customer message as the provider reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    /// The provider id of the message (WhatsApp `wamid.…`); the dedupe key.
+    pub external_id: String,
+    /// The customer's address on the provider (WhatsApp `wa_id`).
+    pub from: String,
+    /// The customer's profile name, when the provider sent one.
+    pub sender_name: Option<String>,
+    /// Provider timestamp, Unix seconds.
+    pub timestamp_s: i64,
+    /// The provider id of our message this one replies to (tapped button, quoted message).
+    pub reply_to: Option<String>,
+    /// What the customer sent.
+    pub content: MessageContent,
+}
+
+/// The content of an inbound message, one variant per kind we understand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageContent {
+    /// Typed text.
+    Text {
+        /// The text.
+        body: String,
+    },
+    /// A tapped reply button, list row or template quick-reply button.
+    Choice {
+        /// The id or payload we attached to the option.
+        id: String,
+        /// The option's visible title.
+        title: String,
+        /// List rows' description.
+        description: Option<String>,
+    },
+    /// An image, video, audio, voice note, document or sticker.
+    Media {
+        /// Which kind.
+        kind: MediaKind,
+        /// Where to fetch it.
+        media: MediaRef,
+        /// Caption typed with the media (image, video, document).
+        caption: Option<String>,
+    },
+    /// A shared location pin.
+    Location {
+        /// Latitude in degrees.
+        latitude: f64,
+        /// Longitude in degrees.
+        longitude: f64,
+        /// Place name.
+        name: Option<String>,
+        /// Street address.
+        address: Option<String>,
+    },
+    /// Shared contact cards.
+    Contacts {
+        /// One entry per card.
+        cards: Vec<ContactCard>,
+    },
+    /// A reaction to one of our messages; `emoji: None` means the reaction was removed.
+    Reaction {
+        /// The reacted-to message.
+        message_id: String,
+        /// The emoji.
+        emoji: Option<String>,
+    },
+    /// The provider could not show us this message (e.g. WhatsApp error 131051).
+    Unsupported {
+        /// The provider's error code, if any.
+        code: Option<i64>,
+    },
+    /// A message type this version does not know yet.
+    Unknown {
+        /// The provider's type name.
+        kind: String,
+    },
+}
+
+/// Kinds of media a customer can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// A photo.
+    Image,
+    /// A video.
+    Video,
+    /// An audio file.
+    Audio,
+    /// A recorded voice note.
+    Voice,
+    /// A file.
+    Document,
+    /// A sticker.
+    Sticker,
+}
+
+impl MediaKind {
+    /// The stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::Voice => "voice",
+            Self::Document => "document",
+            Self::Sticker => "sticker",
+        }
+    }
+}
+
+/// A provider-hosted media object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRef {
+    /// Provider media id (fetch it through the provider API).
+    pub id: String,
+    /// MIME type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// SHA-256 of the file as the provider reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// File name (documents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// One shared contact card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactCard {
+    /// Formatted name.
+    pub name: String,
+    /// Phone numbers.
+    pub phones: Vec<String>,
+}
+
+/// How a message reaches the conversation engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnHint {
+    /// Typed text: debounced, answered.
+    Text,
+    /// A tapped option: answered at once.
+    Choice,
+}
+
+impl MessageContent {
+    /// Stable name of the content kind (storage, metrics).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Text { .. } => "text",
+            Self::Choice { .. } => "choice",
+            Self::Media { kind, .. } => kind.as_str(),
+            Self::Location { .. } => "location",
+            Self::Contacts { .. } => "contacts",
+            Self::Reaction { .. } => "reaction",
+            Self::Unsupported { .. } => "unsupported",
+            Self::Unknown { .. } => "unknown",
+        }
+    }
+
+    /// The text the bot should answer, if this message asks for an answer: typed text, the
+    /// title of a tapped option, or a media caption. Reactions, locations, contact cards and
+    /// media without caption are stored for agents but not answered.
+    pub fn answer_text(&self) -> Option<(&str, TurnHint)> {
+        let text = match self {
+            Self::Text { body } => return non_empty(body).map(|t| (t, TurnHint::Text)),
+            Self::Choice { title, .. } => return non_empty(title).map(|t| (t, TurnHint::Choice)),
+            Self::Media { caption, .. } => caption.as_deref(),
+            _ => None,
+        };
+        text.and_then(non_empty).map(|t| (t, TurnHint::Text))
+    }
+
+    /// A one-line text for the conversation history (what agents see).
+    pub fn display_text(&self) -> String {
+        match self {
+            Self::Text { body } => body.clone(),
+            Self::Choice { title, .. } => title.clone(),
+            Self::Media {
+                kind,
+                caption,
+                media,
+            } => {
+                let label = media.filename.as_deref().map_or_else(
+                    || format!("[{}]", kind.as_str()),
+                    |f| format!("[{}: {f}]", kind.as_str()),
+                );
+                match caption.as_deref().and_then(non_empty) {
+                    Some(c) => format!("{label} {c}"),
+                    None => label,
+                }
+            }
+            Self::Location {
+                latitude,
+                longitude,
+                name,
+                address,
+            } => {
+                let place = [name.as_deref(), address.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if place.is_empty() {
+                    format!("[location {latitude}, {longitude}]")
+                } else {
+                    format!("[location {latitude}, {longitude}] {place}")
+                }
+            }
+            Self::Contacts { cards } => format!(
+                "[contact: {}]",
+                cards
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Self::Reaction { emoji, .. } => match emoji {
+                Some(e) => format!("[reaction {e}]"),
+                None => "[reaction removed]".to_owned(),
+            },
+            Self::Unsupported { .. } => "[unsupported message]".to_owned(),
+            Self::Unknown { kind } => format!("[unsupported message type {kind}]"),
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    let t = s.trim();
+    (!t.is_empty()).then_some(t)
+}
+
+/// Delivery progress of an outbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Accepted by the provider's servers.
+    Sent,
+    /// Reached the customer's device.
+    Delivered,
+    /// Opened by the customer.
+    Read,
+    /// Could not be delivered.
+    Failed,
+}
+
+impl DeliveryState {
+    /// The stable lowercase name (stored in `messages.status`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Progress rank: a status only ever replaces one of lower rank
+    /// (`pending` 0 < sent < failed < delivered < read).
+    pub fn rank(self) -> i64 {
+        match self {
+            Self::Sent => 1,
+            Self::Failed => 2,
+            Self::Delivered => 3,
+            Self::Read => 4,
+        }
+    }
+}
+
+/// A provider's report on one of our messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// The provider message id we recorded when sending.
+    pub provider_message_id: String,
+    /// The customer's address.
+    pub recipient: String,
+    /// New state.
+    pub state: DeliveryState,
+    /// Provider timestamp, Unix seconds.
+    pub timestamp_s: i64,
+    /// For `failed`: the provider's error code and title.
+    pub error: Option<ProviderError>,
+}
+
+/// An error the provider reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderError {
+    /// Numeric code (WhatsApp: 131047, 131026, …).
+    pub code: i64,
+    /// Short title, log-safe.
+    pub title: String,
 }
 
 /// What the provider said when it accepted a message.

@@ -207,6 +207,8 @@ mod tests {
             in_reply_to: vec!["m1".into()],
             created_at_ms: 0,
             idempotency_key: "k".into(),
+            customer_last_seen_ms: None,
+            template: None,
         };
         channel.send(&msg).await.unwrap();
         match rx.recv().await.unwrap() {

@@ -57,6 +57,11 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Channel account commands.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +105,50 @@ enum ApiKeyCommand {
         tenant: String,
         /// Key prefix.
         prefix: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelCommand {
+    /// Add (or update) a channel account of a tenant.
+    Add {
+        #[command(subcommand)]
+        channel: AddChannel,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AddChannel {
+    /// A WhatsApp Cloud API number. Secrets are stored encrypted; pass them through the
+    /// environment variables rather than flags to keep them out of shell history.
+    Whatsapp {
+        /// Tenant slug (must exist).
+        #[arg(long)]
+        tenant: String,
+        /// Graph API phone number id.
+        #[arg(long)]
+        phone_number_id: String,
+        /// App secret (webhook signature key).
+        #[arg(long, env = "SAPA_WHATSAPP_APP_SECRET", hide_env_values = true)]
+        app_secret: String,
+        /// Access token used to send.
+        #[arg(long, env = "SAPA_WHATSAPP_ACCESS_TOKEN", hide_env_values = true)]
+        access_token: String,
+        /// Webhook verify token.
+        #[arg(long, env = "SAPA_WHATSAPP_VERIFY_TOKEN", hide_env_values = true)]
+        verify_token: String,
+        /// Graph API base URL.
+        #[arg(long, default_value = channels::whatsapp::config::DEFAULT_API_BASE)]
+        api_base_url: String,
+        /// Graph API version.
+        #[arg(long, default_value = channels::whatsapp::config::DEFAULT_API_VERSION)]
+        api_version: String,
+        /// Template sent when the 24-hour window is closed.
+        #[arg(long)]
+        reengagement_template: Option<String>,
+        /// Language code of the re-engagement template.
+        #[arg(long, default_value = "id")]
+        reengagement_language: String,
     },
 }
 
@@ -173,6 +222,7 @@ pub fn run() -> ExitCode {
             Command::Check => check(config, runtime).await,
             Command::Kb { command } => kb(command, runtime),
             Command::Tenant { command } => tenant(command, config, runtime).await,
+            Command::Channel { command } => channel(command, &config, runtime).await,
         }
     });
     match result {
@@ -221,6 +271,67 @@ async fn serve(
         );
     }
     app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn channel(
+    command: ChannelCommand,
+    config: &Config,
+    runtime: Runtime,
+) -> anyhow::Result<ExitCode> {
+    let ChannelCommand::Add {
+        channel:
+            AddChannel::Whatsapp {
+                tenant,
+                phone_number_id,
+                app_secret,
+                access_token,
+                verify_token,
+                api_base_url,
+                api_version,
+                reengagement_template,
+                reengagement_language,
+            },
+    } = command;
+    if phone_number_id.is_empty() || !phone_number_id.chars().all(|c| c.is_ascii_digit()) {
+        anyhow::bail!("--phone-number-id must be the numeric Graph API phone number id");
+    }
+    let (store, _) = startup::open_store(config, &runtime).await?;
+    if let Some(declared) = config.tenants.get(&tenant) {
+        let name = if declared.name.is_empty() {
+            &tenant
+        } else {
+            &declared.name
+        };
+        store.upsert_tenant(&tenant, name, &declared.locale).await?;
+    }
+    if store.tenant(&tenant).await?.is_none() {
+        anyhow::bail!(
+            "no tenant `{tenant}` (declare it under [tenants.{tenant}] in sapa.toml and start the server once)"
+        );
+    }
+    let embedded = matches!(
+        config.database_target(&runtime.data_dir),
+        crate::config::DatabaseTarget::Sqlite(_)
+    );
+    let secrets =
+        crate::crypto::SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
+    let account = channels::whatsapp::WhatsappAccount {
+        phone_number_id,
+        app_secret,
+        access_token,
+        verify_token,
+        api_base_url,
+        api_version,
+        reengagement_template: reengagement_template.filter(|t| !t.is_empty()),
+        reengagement_language,
+    };
+    let id = crate::whatsapp::save_account(&store, &secrets, &tenant, &account).await?;
+    store.close().await;
+    println!(
+        "whatsapp number {} added to tenant {tenant} (account {id}); restart the server to use it",
+        account.phone_number_id
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -216,6 +216,47 @@ pub struct TenantConfig {
     /// The owner's instructions for the language model.
     #[serde(default)]
     pub instructions: String,
+    /// The tenant's WhatsApp Cloud API number, if any.
+    #[serde(default)]
+    pub whatsapp: Option<TenantWhatsapp>,
+}
+
+/// `[tenants.<slug>.whatsapp]`: one WhatsApp Cloud API number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantWhatsapp {
+    /// Graph API phone number id.
+    pub phone_number_id: String,
+    /// App secret (webhook signature key).
+    pub app_secret: Secret,
+    /// Graph API access token.
+    pub access_token: Secret,
+    /// Webhook verification token.
+    pub verify_token: Secret,
+    /// Graph API base URL.
+    #[serde(default = "default_graph_base")]
+    pub api_base_url: String,
+    /// Graph API version.
+    #[serde(default = "default_graph_version")]
+    pub api_version: String,
+    /// Template sent when the 24-hour window is closed; empty: none.
+    #[serde(default)]
+    pub reengagement_template: String,
+    /// Language of that template.
+    #[serde(default = "default_template_language")]
+    pub reengagement_language: String,
+}
+
+fn default_graph_base() -> String {
+    "https://graph.facebook.com".to_owned()
+}
+
+fn default_graph_version() -> String {
+    "v23.0".to_owned()
+}
+
+fn default_template_language() -> String {
+    "id".to_owned()
 }
 
 /// A secret string whose `Debug` never prints the value.
@@ -448,6 +489,35 @@ impl Config {
                 problems.push(format!(
                     "tenants.{slug}: a tenant slug uses lowercase letters, digits and `-` only (max 40)"
                 ));
+            }
+            if let Some(wa) = &tenant.whatsapp {
+                if wa.phone_number_id.is_empty()
+                    || !wa.phone_number_id.chars().all(|c| c.is_ascii_digit())
+                {
+                    problems.push(format!(
+                        "tenants.{slug}.whatsapp.phone_number_id must be the numeric Graph API phone number id"
+                    ));
+                }
+                for (key, value) in [
+                    ("app_secret", &wa.app_secret),
+                    ("access_token", &wa.access_token),
+                    ("verify_token", &wa.verify_token),
+                ] {
+                    if value.expose().is_empty() {
+                        problems.push(format!(
+                            "tenants.{slug}.whatsapp.{key} must be set (prefer the SAPA_TENANTS__{}__WHATSAPP__{} environment variable)",
+                            slug.to_uppercase().replace('-', "_"),
+                            key.to_uppercase()
+                        ));
+                    }
+                }
+                if !(wa.api_base_url.starts_with("http://")
+                    || wa.api_base_url.starts_with("https://"))
+                {
+                    problems.push(format!(
+                        "tenants.{slug}.whatsapp.api_base_url must be an http:// or https:// URL"
+                    ));
+                }
             }
             if flows::Locale::parse(&tenant.locale).is_none() {
                 problems.push(format!(

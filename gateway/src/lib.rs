@@ -36,4 +36,5 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod whatsapp;
 pub mod workers;

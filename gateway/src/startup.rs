@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use channels::Channel;
 use channels::webchat::{Hub, WebchatChannel};
+use channels::whatsapp::WhatsappChannel;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -96,6 +97,8 @@ pub struct Services {
     pub metrics: PrometheusHandle,
     /// Secrets at rest.
     pub secrets: SecretBox,
+    /// WhatsApp numbers by phone_number_id (webhook routing).
+    pub whatsapp: Arc<crate::whatsapp::WhatsappAccounts>,
     /// Cancelled when the server begins shutting down (closes WebSockets).
     pub shutdown: CancellationToken,
 }
@@ -174,6 +177,12 @@ impl Application {
         let secrets = SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
         let knowledge = open_knowledge(&runtime)?;
         seed(&config, &store, &knowledge).await?;
+        crate::whatsapp::seed(&config, &store, &secrets).await?;
+        let whatsapp = Arc::new(crate::whatsapp::load(&store, &secrets).await?);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?;
 
         let hub = Arc::new(Hub::default());
         let dispatcher_wake = Arc::new(Notify::new());
@@ -184,7 +193,20 @@ impl Application {
         } else {
             config.knowledge.min_relevance as f32
         };
+        let mut registry = ChannelRegistry::default();
+        registry.insert_kind("webchat", Arc::new(WebchatChannel::new(hub.clone())));
+        for route in whatsapp.routes() {
+            registry.insert_account(
+                &route.account_id,
+                Arc::new(WhatsappChannel::new(http.clone(), &route.account)),
+            );
+        }
+        for (kind, channel) in overrides.channels {
+            registry.insert_kind(&kind, channel);
+        }
+        let registry = Arc::new(registry);
         let ctx = Arc::new(TurnContext {
+            channels: registry.clone(),
             store: store.clone(),
             knowledge: knowledge.clone(),
             engine: flows::Engine,
@@ -219,12 +241,7 @@ impl Application {
             work.1.clone(),
         );
 
-        let mut registry = ChannelRegistry::default();
-        registry.insert_kind("webchat", Arc::new(WebchatChannel::new(hub.clone())));
-        for (kind, channel) in overrides.channels {
-            registry.insert_kind(&kind, channel);
-        }
-        Dispatcher::new(store.clone(), Arc::new(registry), config.dispatcher.clone()).spawn(
+        Dispatcher::new(store.clone(), registry, config.dispatcher.clone()).spawn(
             dispatcher_wake,
             &delivery.0,
             delivery.1.clone(),
@@ -239,10 +256,6 @@ impl Application {
                 )
             })?;
         let address = listener.local_addr()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")?;
         let state = AppState(Arc::new(Services {
             config,
             store,
@@ -252,6 +265,7 @@ impl Application {
             http,
             metrics: telemetry::prometheus(),
             secrets,
+            whatsapp,
             shutdown: CancellationToken::new(),
         }));
         Ok(Self {

@@ -38,6 +38,15 @@ pub const SEND_SECONDS: &str = "sapa_send_seconds";
 /// Seconds from answer commit to the send being acknowledged by the provider.
 pub const DELIVERY_LATENCY_SECONDS: &str = "sapa_delivery_latency_seconds";
 
+/// WhatsApp webhook deliveries, by outcome (`accepted`, `bad_signature`, `undecodable`,
+/// `unavailable`).
+pub const WHATSAPP_WEBHOOKS_TOTAL: &str = "sapa_whatsapp_webhooks_total";
+/// WhatsApp webhook values or events not processed, by reason (`unknown_number`,
+/// `wrong_app_secret`, `undecodable`, `provider_error`).
+pub const WHATSAPP_DROPPED_TOTAL: &str = "sapa_whatsapp_dropped_total";
+/// Provider delivery statuses, by outcome (`applied`, `stale`).
+pub const DELIVERY_STATUSES_TOTAL: &str = "sapa_delivery_statuses_total";
+
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global tracing subscriber. Call once, from `main`.

@@ -8,3 +8,4 @@ mod health;
 mod llm;
 mod process;
 mod webchat;
+mod whatsapp;

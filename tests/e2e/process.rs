@@ -120,7 +120,10 @@ async fn migrate_and_check_use_the_data_dir_and_report_each_dependency() {
     );
     // Every migration, from the first one, on a fresh database.
     let stdout = String::from_utf8_lossy(&migrate.stdout);
-    assert!(stdout.contains("applied migrations [1, 2, 3"), "{stdout}");
+    assert!(
+        stdout.contains("applied migrations [1, 2, 3, 4]"),
+        "{stdout}"
+    );
     assert!(path.join("sapa.db").exists());
     let again = command(&path, &[]).arg("migrate").output().await.unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));

@@ -14,6 +14,7 @@
 //! - No bare sleeps to wait for results: poll with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+pub mod fake_graph;
 pub mod fake_openai;
 
 use std::future::Future;
@@ -290,5 +291,61 @@ where
             "condition not met within {deadline:?}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The test WhatsApp number (the fixtures' `phone_number_id`).
+pub const WA_NUMBER: &str = "106540352242922";
+/// The test app secret.
+pub const WA_APP_SECRET: &str = "test-app-secret";
+/// The test access token.
+pub const WA_ACCESS_TOKEN: &str = "test-access-token";
+/// The test verify token.
+pub const WA_VERIFY_TOKEN: &str = "test-verify-token";
+
+/// Config for the `demo` tenant with a WhatsApp number pointing at `graph_base`; `extra`
+/// keys go into `[tenants.demo.whatsapp]`.
+pub fn whatsapp_config(graph_base: &str, extra_whatsapp: &str) -> String {
+    format!(
+        "[tenants.demo]\nname = \"Kopi Nusantara\"\nlocale = \"id\"\n[tenants.demo.whatsapp]\n\
+         phone_number_id = \"{WA_NUMBER}\"\napp_secret = \"{WA_APP_SECRET}\"\n\
+         access_token = \"{WA_ACCESS_TOKEN}\"\nverify_token = \"{WA_VERIFY_TOKEN}\"\n\
+         api_base_url = \"{graph_base}\"\napi_version = \"v23.0\"\n{extra_whatsapp}\n"
+    )
+}
+
+/// A WhatsApp fixture's exact bytes.
+pub fn wa_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../channels/src/whatsapp/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+impl TestApp {
+    /// POSTs `body` to the WhatsApp webhook signed with `secret`.
+    pub async fn whatsapp_post(&self, body: &[u8], secret: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/webhooks/whatsapp", self.address))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                channels::whatsapp::webhook::sign(secret.as_bytes(), body),
+            )
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("webhook post")
+    }
+
+    /// Opens the app's SQLite store (read side of assertions).
+    pub async fn store(&self) -> gateway::store::Store {
+        gateway::store::Store::connect(
+            &gateway::config::DatabaseTarget::Sqlite(self.data_dir.path().join("sapa.db")),
+            2,
+        )
+        .await
+        .expect("open store")
     }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod health;
 pub mod webchat;
+pub mod whatsapp;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(webchat::router())
         .merge(admin::router(max_upload))
+        .merge(whatsapp::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())

@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::config::valid_slug;
 use crate::error::{ApiError, ApiJson};
 use crate::startup::AppState;
-use crate::store::{Accepted, InboundItem, StoreError, WebchatSession, now_ms};
+use crate::store::{Accepted, InboundItem, InboundTarget, StoreError, WebchatSession, now_ms};
 use crate::workers::ingress::{IngressError, to_webchat};
 
 /// Messages returned per page by `GET /v1/webchat/messages`.
@@ -136,15 +136,18 @@ async fn post_message(
     let item = InboundItem {
         tenant_id: session.tenant_id.clone(),
         channel_account_id: session.channel_account_id.clone(),
-        conversation_id: session.conversation_id.clone(),
+        target: InboundTarget::Conversation(session.conversation_id.clone()),
         external_id: client_id.to_owned(),
         text: text.to_owned(),
         kind: "text",
+        answer: true,
+        content_kind: None,
+        media: None,
         received_at_ms: now_ms(),
         channel_kind: "webchat",
     };
     match state.ingress.accept(item).await {
-        Ok(Accepted::New { message }) => Ok((
+        Ok(Accepted::New { message, .. }) => Ok((
             StatusCode::ACCEPTED,
             axum::Json(json!({ "duplicate": false, "message": to_webchat(&message) })),
         )

@@ -1,8 +1,39 @@
 //! Inbound messages: inbox insert (the dedupe) plus the customer's message, many per transaction.
+//! Provider channels (WhatsApp) do not know the conversation up front: their items name the
+//! contact, and the contact and its open conversation are resolved inside the same transaction.
 
 use sqlx::Row;
 
 use super::{Store, StoreError, StoredMessage};
+
+/// The customer on a provider channel, to resolve into a contact and open conversation.
+#[derive(Debug, Clone)]
+pub struct ContactRef {
+    /// The customer's provider address (WhatsApp `wa_id`), unique per channel account.
+    pub external_id: String,
+    /// Profile name, if the provider sent one.
+    pub display_name: Option<String>,
+    /// Locale of a newly created conversation.
+    pub locale: String,
+}
+
+/// Where an inbound message belongs.
+#[derive(Debug, Clone)]
+pub enum InboundTarget {
+    /// A known conversation (web chat sessions).
+    Conversation(String),
+    /// Find or create the contact and its open conversation (provider channels).
+    Contact(ContactRef),
+}
+
+impl InboundTarget {
+    fn lock_key(&self) -> &str {
+        match self {
+            Self::Conversation(id) => id,
+            Self::Contact(contact) => &contact.external_id,
+        }
+    }
+}
 
 /// One customer message to accept.
 #[derive(Debug, Clone)]
@@ -11,14 +42,21 @@ pub struct InboundItem {
     pub tenant_id: String,
     /// Channel account it arrived on.
     pub channel_account_id: String,
-    /// Conversation it belongs to.
-    pub conversation_id: String,
+    /// Conversation it belongs to, or the contact to resolve it from.
+    pub target: InboundTarget,
     /// Provider or client id; unique per channel account.
     pub external_id: String,
-    /// Text.
+    /// Text (for non-text content, a one-line description for agents).
     pub text: String,
     /// `text`, `choice` or `command`.
     pub kind: &'static str,
+    /// Whether the bot should answer it; `false` stores it (deduped, visible to agents)
+    /// without waking a lane (reactions, locations, media without caption).
+    pub answer: bool,
+    /// Content kind (`text`, `image`, `location`, …) when it is not plain text.
+    pub content_kind: Option<&'static str>,
+    /// Media metadata as JSON (provider media id, MIME type, hash, file name).
+    pub media: Option<String>,
     /// Unix milliseconds.
     pub received_at_ms: i64,
     /// Channel kind, for metrics.
@@ -30,6 +68,8 @@ pub struct InboundItem {
 pub enum Accepted {
     /// Stored for the first time.
     New {
+        /// The conversation it was stored in.
+        conversation_id: String,
         /// The stored customer message.
         message: StoredMessage,
     },
@@ -45,22 +85,40 @@ impl Store {
     /// [`StoreError::Unavailable`]: the caller must not acknowledge any of the items.
     pub async fn accept_inbound(&self, items: &[InboundItem]) -> Result<Vec<Accepted>, StoreError> {
         let mut order: Vec<usize> = (0..items.len()).collect();
-        // Lock conversations in one global order so concurrent group commits cannot deadlock.
-        order.sort_by(|a, b| items[*a].conversation_id.cmp(&items[*b].conversation_id));
+        // Lock conversations in one global order so concurrent group commits cannot deadlock;
+        // a stable sort keeps one customer's messages in arrival order.
+        order.sort_by(|a, b| items[*a].target.lock_key().cmp(items[*b].target.lock_key()));
         let mut results = vec![Accepted::Duplicate; items.len()];
         let mut tx = self.write.begin().await?;
         for index in order {
             let item = &items[index];
+            let conversation_id = match &item.target {
+                InboundTarget::Conversation(id) => id.clone(),
+                InboundTarget::Contact(contact) => {
+                    let seen = sqlx::query(
+                        "SELECT id FROM inbox WHERE channel_account_id = $1 AND external_id = $2",
+                    )
+                    .bind(&item.channel_account_id)
+                    .bind(&item.external_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if seen.is_some() {
+                        continue;
+                    }
+                    resolve_conversation(&mut tx, item, contact).await?
+                }
+            };
             let inserted = sqlx::query(
-                "INSERT INTO inbox (tenant_id, channel_account_id, external_id, conversation_id, kind, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel_account_id, external_id) DO NOTHING RETURNING id",
+                "INSERT INTO inbox (tenant_id, channel_account_id, external_id, conversation_id, kind, received_at, processed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel_account_id, external_id) DO NOTHING RETURNING id",
             )
             .bind(&item.tenant_id)
             .bind(&item.channel_account_id)
             .bind(&item.external_id)
-            .bind(&item.conversation_id)
+            .bind(&conversation_id)
             .bind(item.kind)
             .bind(item.received_at_ms)
+            .bind((!item.answer).then_some(item.received_at_ms))
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = inserted else {
@@ -71,24 +129,27 @@ impl Store {
                 "UPDATE conversations SET last_inbound_at = $1, updated_at = $1 WHERE id = $2 AND tenant_id = $3",
             )
             .bind(item.received_at_ms)
-            .bind(&item.conversation_id)
+            .bind(&conversation_id)
             .bind(&item.tenant_id)
             .execute(&mut *tx)
             .await?;
             let message_id: i64 = sqlx::query(
-                "INSERT INTO messages (tenant_id, conversation_id, author, body, external_id, inbox_id, created_at) \
-                 VALUES ($1, $2, 'customer', $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO messages (tenant_id, conversation_id, author, body, external_id, inbox_id, content_kind, media, created_at) \
+                 VALUES ($1, $2, 'customer', $3, $4, $5, $6, $7, $8) RETURNING id",
             )
             .bind(&item.tenant_id)
-            .bind(&item.conversation_id)
+            .bind(&conversation_id)
             .bind(&item.text)
             .bind(&item.external_id)
             .bind(inbox_id)
+            .bind(item.content_kind)
+            .bind(item.media.as_deref())
             .bind(item.received_at_ms)
             .fetch_one(&mut *tx)
             .await?
             .try_get("id")?;
             results[index] = Accepted::New {
+                conversation_id,
                 message: StoredMessage {
                     id: message_id,
                     author: "customer".to_owned(),
@@ -105,4 +166,54 @@ impl Store {
         tx.commit().await?;
         Ok(results)
     }
+}
+
+/// Upserts the contact (keeping its latest profile name) and returns its open conversation,
+/// creating one in `bot` state when it has none. The contact upsert takes the contact's row
+/// lock, so concurrent writers for one customer never create two open conversations.
+async fn resolve_conversation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    item: &InboundItem,
+    contact: &ContactRef,
+) -> Result<String, StoreError> {
+    let contact_id: String = sqlx::query(
+        "INSERT INTO contacts (id, tenant_id, channel_account_id, external_id, display_name, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel_account_id, external_id) \
+         DO UPDATE SET display_name = COALESCE(excluded.display_name, contacts.display_name), unreachable = 0 \
+         RETURNING id",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&item.tenant_id)
+    .bind(&item.channel_account_id)
+    .bind(&contact.external_id)
+    .bind(contact.display_name.as_deref())
+    .bind(item.received_at_ms)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    let open = sqlx::query(
+        "SELECT id FROM conversations WHERE tenant_id = $1 AND contact_id = $2 AND state <> 'closed' \
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(&item.tenant_id)
+    .bind(&contact_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = open {
+        return Ok(row.try_get("id")?);
+    }
+    let conversation_id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO conversations (id, tenant_id, channel_account_id, contact_id, state, locale, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'bot', $5, $6, $6)",
+    )
+    .bind(&conversation_id)
+    .bind(&item.tenant_id)
+    .bind(&item.channel_account_id)
+    .bind(&contact_id)
+    .bind(&contact.locale)
+    .bind(item.received_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(conversation_id)
 }

@@ -22,7 +22,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
-pub use ingress::{Accepted, InboundItem};
+pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget};
 pub use outbox::{ClaimedSend, OutboxFailure};
 pub use turns::{LlmUsage, PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
 
@@ -47,6 +47,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "api_keys",
         include_str!("migrations/0003_api_keys.sqlite.sql"),
         include_str!("migrations/0003_api_keys.postgres.sql"),
+    ),
+    (
+        4,
+        "whatsapp",
+        include_str!("migrations/0004_whatsapp.sqlite.sql"),
+        include_str!("migrations/0004_whatsapp.postgres.sql"),
     ),
 ];
 
@@ -140,6 +146,36 @@ pub struct WebchatSession {
     pub conversation_id: String,
     /// The tenant's web chat channel account.
     pub channel_account_id: String,
+}
+
+/// A channel account with its (encrypted) credentials.
+#[derive(Debug, Clone)]
+pub struct ChannelAccount {
+    /// Account id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Provider-side id (WhatsApp phone_number_id).
+    pub external_id: String,
+    /// Sealed credentials.
+    pub credentials: Option<Vec<u8>>,
+}
+
+/// A provider's delivery report, ready to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryStatus<'a> {
+    /// The provider's id of our message.
+    pub provider_message_id: &'a str,
+    /// `sent`, `delivered`, `read` or `failed`.
+    pub state: &'a str,
+    /// Progress rank of `state` (see `channels::model::DeliveryState::rank`).
+    pub rank: i64,
+    /// Provider time of the status, Unix ms.
+    pub at_ms: i64,
+    /// Provider error code of a failure.
+    pub error_code: Option<&'a str>,
+    /// Log-safe failure reason.
+    pub error: Option<&'a str>,
 }
 
 /// A stored message as the APIs present it.
@@ -520,6 +556,142 @@ impl Store {
             Some(r) => r.try_get::<Option<Vec<u8>>, _>("credentials")?,
             None => None,
         })
+    }
+
+    /// Replaces the stored (encrypted) credentials of a tenant's channel account.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn set_channel_credentials(
+        &self,
+        tenant_id: &str,
+        account_id: &str,
+        credentials: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE channel_accounts SET credentials = $1 WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(credentials)
+        .bind(tenant_id)
+        .bind(account_id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Every account of channel `kind` across tenants, for wiring adapters at start-up (the
+    /// one cross-tenant read: each row carries its tenant, and nothing else is read with it).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn channel_accounts_of_kind(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<ChannelAccount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, external_id, credentials FROM channel_accounts WHERE kind = $1 ORDER BY id",
+        )
+        .bind(kind)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChannelAccount {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    external_id: r.try_get("external_id")?,
+                    credentials: r.try_get("credentials")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies a provider delivery status to the message we sent as `provider_message_id`
+    /// through `channel_account_id`. Statuses only move forward (`sent` < `failed` <
+    /// `delivered` < `read`), so out-of-order or replayed webhooks never move one back.
+    /// Returns whether the stored status changed (false: stale, duplicate or unknown id).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn apply_delivery_status(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        update: &DeliveryStatus<'_>,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE messages SET status = $1, status_at = $2, \
+             error_code = COALESCE($3, error_code), error = COALESCE($4, error) \
+             WHERE tenant_id = $5 AND id = (SELECT message_id FROM outbox \
+                 WHERE tenant_id = $5 AND channel_account_id = $6 AND provider_message_id = $7 \
+                 ORDER BY id DESC LIMIT 1) \
+             AND (CASE COALESCE(status, 'pending') WHEN 'sent' THEN 1 WHEN 'failed' THEN 2 \
+                  WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 0 END) < $8",
+        )
+        .bind(update.state)
+        .bind(update.at_ms)
+        .bind(update.error_code)
+        .bind(update.error)
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(update.provider_message_id)
+        .bind(update.rank)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Status, error code and provider status time of the message we sent as
+    /// `provider_message_id` (tests, console).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn message_delivery(
+        &self,
+        tenant_id: &str,
+        provider_message_id: &str,
+    ) -> Result<Option<(Option<String>, Option<String>, Option<i64>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.status, m.error_code, m.status_at FROM messages m JOIN outbox o \
+             ON o.message_id = m.id AND o.tenant_id = m.tenant_id \
+             WHERE m.tenant_id = $1 AND o.provider_message_id = $2 ORDER BY o.id DESC LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(provider_message_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| -> Result<_, StoreError> {
+            Ok((
+                r.try_get("status")?,
+                r.try_get("error_code")?,
+                r.try_get("status_at")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Why the tenant's most recent failed outbound messages failed, newest first (what agents
+    /// see next to a failed message).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn failed_messages(
+        &self,
+        tenant_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(error, '') AS error FROM messages WHERE tenant_id = $1 AND status = 'failed' \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("error").map_err(StoreError::from))
+            .collect()
     }
 
     /// Creates a contact, a conversation in `bot` state and a session whose token hashes to

@@ -95,10 +95,13 @@ fn item(
     InboundItem {
         tenant_id: tenant.into(),
         channel_account_id: account.into(),
-        conversation_id: conversation.into(),
+        target: InboundTarget::Conversation(conversation.into()),
         external_id: external.into(),
         text: text.into(),
         kind: "text",
+        answer: true,
+        content_kind: None,
+        media: None,
         received_at_ms: now_ms(),
         channel_kind: "webchat",
     }
@@ -450,6 +453,35 @@ async fn api_keys_are_tenant_scoped_and_revocable() {
     }
 }
 
+fn wa_item(tenant: &str, account: &str, wa_id: &str, external: &str, answer: bool) -> InboundItem {
+    InboundItem {
+        tenant_id: tenant.into(),
+        channel_account_id: account.into(),
+        target: InboundTarget::Contact(ContactRef {
+            external_id: wa_id.into(),
+            display_name: Some("Rina".into()),
+            locale: "id".into(),
+        }),
+        external_id: external.into(),
+        text: "halo".into(),
+        kind: "text",
+        answer,
+        content_kind: (!answer).then_some("reaction"),
+        media: None,
+        received_at_ms: now_ms(),
+        channel_kind: "whatsapp",
+    }
+}
+
+fn conversation_of(accepted: &Accepted) -> String {
+    match accepted {
+        Accepted::New {
+            conversation_id, ..
+        } => conversation_id.clone(),
+        Accepted::Duplicate => panic!("expected a new message"),
+    }
+}
+
 #[tokio::test]
 async fn a_migration_missing_below_the_highest_applied_version_is_still_applied() {
     for t in backends().await {
@@ -466,5 +498,147 @@ async fn a_migration_missing_below_the_highest_applied_version_is_still_applied(
             "{}: {err}",
             t.name
         );
+    }
+}
+
+#[tokio::test]
+async fn provider_messages_resolve_one_open_conversation_per_contact() {
+    for t in backends().await {
+        let s = &t.store;
+        s.upsert_tenant("wa", "Shop", "id").await.unwrap();
+        let account = s
+            .ensure_channel_account("wa", "whatsapp", "1065", "WA", Some(vec![1, 2]))
+            .await
+            .unwrap();
+        let first = s
+            .accept_inbound(&[
+                wa_item("wa", &account, "628111", "wamid.1", true),
+                wa_item("wa", &account, "628111", "wamid.2", true),
+                wa_item("wa", &account, "628222", "wamid.3", true),
+                wa_item("wa", &account, "628111", "wamid.1", true),
+            ])
+            .await
+            .unwrap();
+        let c1 = conversation_of(&first[0]);
+        assert_eq!(conversation_of(&first[1]), c1, "{}", t.name);
+        assert_ne!(conversation_of(&first[2]), c1, "{}", t.name);
+        assert_eq!(first[3], Accepted::Duplicate, "{}", t.name);
+        // A later group finds the same open conversation; replays stay duplicates.
+        let later = s
+            .accept_inbound(&[
+                wa_item("wa", &account, "628111", "wamid.4", false),
+                wa_item("wa", &account, "628111", "wamid.2", true),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(conversation_of(&later[0]), c1, "{}", t.name);
+        assert_eq!(later[1], Accepted::Duplicate, "{}", t.name);
+        // The stored-only reaction is not pending for the bot.
+        let batch = s.load_turn_batch(&c1).await.unwrap().unwrap();
+        let pending: Vec<&str> = batch.turns.iter().map(|p| p.external_id.as_str()).collect();
+        assert_eq!(pending, ["wamid.1", "wamid.2"], "{}", t.name);
+        assert_eq!(batch.recipient, "628111", "{}", t.name);
+        assert_eq!(batch.channel_kind, "whatsapp", "{}", t.name);
+        assert_eq!(
+            s.channel_credentials("wa", &account).await.unwrap(),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            s.channel_accounts_of_kind("whatsapp").await.unwrap().len(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn delivery_statuses_only_move_forward() {
+    for t in backends().await {
+        let s = &t.store;
+        s.upsert_tenant("wa2", "Shop", "id").await.unwrap();
+        let account = s
+            .ensure_channel_account("wa2", "whatsapp", "2065", "WA", None)
+            .await
+            .unwrap();
+        let accepted = s
+            .accept_inbound(&[wa_item("wa2", &account, "628333", "wamid.in", true)])
+            .await
+            .unwrap();
+        let conv = conversation_of(&accepted[0]);
+        let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
+        let commit = TurnCommit {
+            batch: &batch,
+            state: "bot",
+            locale: "id",
+            abstain_streak: 0,
+            handoff_reason: None,
+            replies: vec![TurnReply {
+                text: "jawaban".into(),
+                choices: vec![],
+                citations: vec![],
+            }],
+            unanswered: vec![],
+            llm_usage: vec![],
+        };
+        s.commit_turn(&commit).await.unwrap();
+        let claimed = s.claim_outbox(10, 30_000).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", t.name);
+        assert!(claimed[0].message.customer_last_seen_ms.is_some());
+        s.mark_sent(&claimed[0], Some("wamid.OUT")).await.unwrap();
+        let status = |state: &'static str, rank: i64, at_ms: i64| DeliveryStatus {
+            provider_message_id: "wamid.OUT",
+            state,
+            rank,
+            at_ms,
+            error_code: None,
+            error: None,
+        };
+        assert!(
+            s.apply_delivery_status("wa2", &account, &status("read", 4, 3000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.apply_delivery_status("wa2", &account, &status("delivered", 3, 2000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.apply_delivery_status("wa2", &account, &status("sent", 1, 1000))
+                .await
+                .unwrap()
+        );
+        let failed = DeliveryStatus {
+            error_code: Some("131026"),
+            error: Some("undeliverable"),
+            ..status("failed", 2, 4000)
+        };
+        assert!(
+            !s.apply_delivery_status("wa2", &account, &failed)
+                .await
+                .unwrap()
+        );
+        // Another tenant cannot touch it; unknown ids change nothing.
+        assert!(
+            !s.apply_delivery_status("shop", &account, &status("read", 4, 1))
+                .await
+                .unwrap()
+        );
+        let unknown = DeliveryStatus {
+            provider_message_id: "wamid.NOPE",
+            ..status("read", 4, 1)
+        };
+        assert!(
+            !s.apply_delivery_status("wa2", &account, &unknown)
+                .await
+                .unwrap()
+        );
+        let (state, code, at) = s
+            .message_delivery("wa2", "wamid.OUT")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.as_deref(), Some("read"), "{}", t.name);
+        assert_eq!(code, None);
+        assert_eq!(at, Some(3000));
     }
 }

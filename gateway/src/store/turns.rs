@@ -235,6 +235,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let in_reply_to: Vec<String> = batch.turns.iter().map(|t| t.external_id.clone()).collect();
+        let last_seen = batch.turns.iter().map(|t| t.received_at_ms).max();
         let in_reply_json =
             serde_json::to_string(&in_reply_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         for reply in &commit.replies {
@@ -278,6 +279,8 @@ impl Store {
                 in_reply_to: in_reply_to.clone(),
                 created_at_ms: now,
                 idempotency_key: format!("msg-{message_id}"),
+                customer_last_seen_ms: last_seen,
+                template: None,
             };
             let payload =
                 serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -72,6 +72,15 @@ pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
             if batch.channel_kind == "webchat" {
                 ctx.hub
                     .publish(&batch.conversation_id, WebchatEvent::Typing);
+            } else if let (Some(channel), Some(last)) = (
+                ctx.channels
+                    .resolve(&batch.channel_account_id, &batch.channel_kind),
+                batch.turns.last(),
+            ) {
+                // Best effort (mark read + typing); never delays the answer.
+                let recipient = batch.recipient.clone();
+                let last = last.external_id.clone();
+                tokio::spawn(async move { channel.typing(&recipient, &last).await });
             }
             let answered = match &ctx.llm {
                 Some(llm) => {

@@ -108,15 +108,23 @@ async fn commit_group(
     match result {
         Ok(outcomes) => {
             for ((item, reply), outcome) in group.drain(..).zip(outcomes) {
-                if let Accepted::New { message } = &outcome {
+                if let Accepted::New {
+                    conversation_id,
+                    message,
+                } = &outcome
+                {
                     metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "new").increment(1);
-                    hub.publish(
-                        &item.conversation_id,
-                        WebchatEvent::Message {
-                            message: to_webchat(message),
-                        },
-                    );
-                    lanes.wake(&item.conversation_id, item.kind == "text");
+                    if item.channel_kind == "webchat" {
+                        hub.publish(
+                            conversation_id,
+                            WebchatEvent::Message {
+                                message: to_webchat(message),
+                            },
+                        );
+                    }
+                    if item.answer {
+                        lanes.wake(conversation_id, item.kind == "text");
+                    }
                 } else {
                     metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "duplicate").increment(1);
                 }

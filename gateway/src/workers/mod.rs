@@ -30,6 +30,8 @@ pub struct TurnContext {
     pub engine: flows::Engine,
     /// Web chat fan-out (typing indicators).
     pub hub: Arc<Hub>,
+    /// Channel adapters (provider typing indicators).
+    pub channels: Arc<ChannelRegistry>,
     /// Wakes the dispatcher after a commit.
     pub dispatcher_wake: Arc<Notify>,
     /// Quiet time before answering.

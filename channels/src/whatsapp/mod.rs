@@ -1,0 +1,263 @@
+//! WhatsApp Cloud API channel.
+//!
+//! - [`webhook`]: signature check over the raw body, verification handshake, decoding of every
+//!   message type into [`crate::model::InboundEvent`]s (pure).
+//! - [`api`]: the Graph API client (send, mark read + typing, media download).
+//! - [`config`]: one number's settings and secrets.
+//! - [`WhatsappChannel`]: the [`Channel`] the dispatcher sends through. It picks the message
+//!   shape (text, reply buttons, list, numbered fallback), never sends free-form text outside
+//!   the 24-hour customer service window, and switches to the configured re-engagement
+//!   template when the window is closed (or the API says so with error 131047).
+
+pub mod api;
+pub mod config;
+pub(crate) mod types;
+pub mod webhook;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub use api::GraphClient;
+pub use config::WhatsappAccount;
+
+use crate::channel::{Channel, ChannelError};
+use crate::model::{ChannelKind, Delivery, OutboundMessage, Template};
+
+/// Longest text body.
+pub const MAX_TEXT_CHARS: usize = 4096;
+/// Reply buttons per message.
+pub const MAX_BUTTONS: usize = 3;
+/// Longest reply button title.
+pub const MAX_BUTTON_TITLE: usize = 20;
+/// Longest body of a reply-button message.
+pub const MAX_BUTTON_BODY: usize = 1024;
+/// Rows of a list message, across sections.
+pub const MAX_LIST_ROWS: usize = 10;
+/// Longest list row title.
+pub const MAX_ROW_TITLE: usize = 24;
+/// The customer service window.
+pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The WhatsApp channel of one business number.
+#[derive(Debug, Clone)]
+pub struct WhatsappChannel {
+    client: GraphClient,
+    reengagement: Option<Template>,
+}
+
+impl WhatsappChannel {
+    /// A channel for `account`, sending through `http`.
+    pub fn new(http: reqwest::Client, account: &WhatsappAccount) -> Self {
+        Self {
+            client: GraphClient::new(http, account),
+            reengagement: account
+                .reengagement_template
+                .as_ref()
+                .filter(|name| !name.is_empty())
+                .map(|name| Template {
+                    name: name.clone(),
+                    language: account.reengagement_language.clone(),
+                    body_params: Vec::new(),
+                }),
+        }
+    }
+
+    /// The Graph API client.
+    pub fn client(&self) -> &GraphClient {
+        &self.client
+    }
+
+    async fn send_bodies(&self, bodies: Vec<Value>) -> Result<Delivery, ChannelError> {
+        let mut last = None;
+        for body in bodies {
+            last = Some(self.client.send(body).await?);
+        }
+        Ok(Delivery {
+            provider_message_id: last,
+        })
+    }
+
+    async fn reengage(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError> {
+        match &self.reengagement {
+            Some(template) => {
+                let wamid = self
+                    .client
+                    .send(template_body(&msg.recipient, template))
+                    .await?;
+                Ok(Delivery {
+                    provider_message_id: Some(wamid),
+                })
+            }
+            None => Err(ChannelError::Permanent {
+                code: Some(api::REENGAGEMENT_CODE.to_string()),
+                reason: "24-hour customer service window closed and no re-engagement template is configured (whatsapp.reengagement_template)".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Whether a free-form message may still be sent at `now_ms`.
+pub fn window_open(customer_last_seen_ms: Option<i64>, now_ms: i64) -> bool {
+    let window = i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX);
+    customer_last_seen_ms.is_none_or(|seen| now_ms.saturating_sub(seen) < window)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[async_trait::async_trait]
+impl Channel for WhatsappChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Whatsapp
+    }
+
+    async fn send(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError> {
+        if let Some(template) = &msg.template {
+            let wamid = self
+                .client
+                .send(template_body(&msg.recipient, template))
+                .await?;
+            return Ok(Delivery {
+                provider_message_id: Some(wamid),
+            });
+        }
+        if !window_open(msg.customer_last_seen_ms, now_ms()) {
+            return self.reengage(msg).await;
+        }
+        match self.send_bodies(message_bodies(msg)).await {
+            Err(ChannelError::Permanent {
+                code: Some(code), ..
+            }) if code == api::REENGAGEMENT_CODE.to_string() => self.reengage(msg).await,
+            other => other,
+        }
+    }
+
+    async fn typing(&self, _recipient: &str, last_message_id: &str) {
+        if let Err(err) = self.client.mark_read(last_message_id, true).await {
+            tracing::debug!(error = %err, "whatsapp typing indicator failed");
+        }
+    }
+}
+
+/// The Graph API bodies for one outbound message, in send order: one message unless the text
+/// exceeds 4,096 characters. Choices become reply buttons (≤3, titles ≤20), else a list
+/// (≤10 rows, titles ≤24), else a numbered list in the text.
+pub fn message_bodies(msg: &OutboundMessage) -> Vec<Value> {
+    let to = msg.recipient.as_str();
+    let context = msg.in_reply_to.last().filter(|id| id.starts_with("wamid."));
+    let with_context = |mut body: Value| {
+        if let Some(id) = context {
+            body["context"] = json!({ "message_id": id });
+        }
+        body
+    };
+    let choices = &msg.choices;
+    let body_chars = msg.text.chars().count();
+    let fits = |max: usize| choices.iter().all(|c| c.chars().count() <= max);
+    let unique = {
+        let mut seen = std::collections::HashSet::new();
+        choices.iter().all(|c| seen.insert(c.as_str()))
+    };
+    if !choices.is_empty() && unique && body_chars > 0 {
+        if choices.len() <= MAX_BUTTONS && fits(MAX_BUTTON_TITLE) && body_chars <= MAX_BUTTON_BODY {
+            let buttons: Vec<Value> = choices
+                .iter()
+                .enumerate()
+                .map(|(i, title)| {
+                    json!({"type": "reply", "reply": {"id": format!("choice:{i}"), "title": title}})
+                })
+                .collect();
+            return vec![with_context(json!({
+                "to": to,
+                "type": "interactive",
+                "interactive": {
+                    "type": "button",
+                    "body": {"text": msg.text},
+                    "action": {"buttons": buttons},
+                },
+            }))];
+        }
+        if choices.len() <= MAX_LIST_ROWS && fits(MAX_ROW_TITLE) && body_chars <= MAX_TEXT_CHARS {
+            let rows: Vec<Value> = choices
+                .iter()
+                .enumerate()
+                .map(|(i, title)| json!({"id": format!("choice:{i}"), "title": title}))
+                .collect();
+            return vec![with_context(json!({
+                "to": to,
+                "type": "interactive",
+                "interactive": {
+                    "type": "list",
+                    "body": {"text": msg.text},
+                    "action": {"button": "Pilih", "sections": [{"title": "Pilihan", "rows": rows}]},
+                },
+            }))];
+        }
+    }
+    let mut text = msg.text.clone();
+    if !choices.is_empty() {
+        for (i, choice) in choices.iter().enumerate() {
+            text.push_str(&format!("\n{}. {choice}", i + 1));
+        }
+    }
+    split_text(&text, MAX_TEXT_CHARS)
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let body = json!({
+                "to": to,
+                "type": "text",
+                "text": {"body": part, "preview_url": false},
+            });
+            if i == 0 { with_context(body) } else { body }
+        })
+        .collect()
+}
+
+/// A template message body.
+pub fn template_body(to: &str, template: &Template) -> Value {
+    let mut tpl = json!({
+        "name": template.name,
+        "language": {"code": template.language},
+    });
+    if !template.body_params.is_empty() {
+        let params: Vec<Value> = template
+            .body_params
+            .iter()
+            .map(|p| json!({"type": "text", "text": p}))
+            .collect();
+        tpl["components"] = json!([{"type": "body", "parameters": params}]);
+    }
+    json!({"to": to, "type": "template", "template": tpl})
+}
+
+/// Splits `text` into parts of at most `max` characters, preferring paragraph, line, then
+/// word boundaries. Text that fits is returned whole.
+pub fn split_text(text: &str, max: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text.trim();
+    while rest.chars().count() > max {
+        let cut_byte = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..cut_byte];
+        let min_keep = window.len() / 2;
+        let at = ["\n\n", "\n", " "]
+            .iter()
+            .find_map(|sep| window.rfind(sep).filter(|&i| i >= min_keep))
+            .unwrap_or(cut_byte);
+        let (head, tail) = rest.split_at(at);
+        parts.push(head.trim_end().to_owned());
+        rest = tail.trim_start();
+    }
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(rest.to_owned());
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! WhatsApp accounts: declared in `sapa.toml` or added with `sapa channel add whatsapp`,
+//! stored encrypted on the channel account, loaded at start into the webhook routing table
+//! (phone_number_id → tenant account) and the dispatcher's channel registry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use channels::whatsapp::WhatsappAccount;
+
+use crate::config::{Config, TenantWhatsapp};
+use crate::crypto::SecretBox;
+use crate::store::Store;
+
+/// One number, resolved to its tenant and account.
+#[derive(Debug)]
+pub struct WhatsappRoute {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Channel account id.
+    pub account_id: String,
+    /// Locale of new conversations.
+    pub locale: String,
+    /// Settings and secrets.
+    pub account: WhatsappAccount,
+}
+
+/// Webhook routing table.
+#[derive(Debug, Default)]
+pub struct WhatsappAccounts {
+    by_number: HashMap<String, Arc<WhatsappRoute>>,
+}
+
+impl WhatsappAccounts {
+    /// The route of a phone_number_id.
+    pub fn get(&self, phone_number_id: &str) -> Option<&Arc<WhatsappRoute>> {
+        self.by_number.get(phone_number_id)
+    }
+
+    /// All routes.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<WhatsappRoute>> {
+        self.by_number.values()
+    }
+
+    /// Whether no number is configured.
+    pub fn is_empty(&self) -> bool {
+        self.by_number.is_empty()
+    }
+}
+
+/// The account settings a tenant's `[whatsapp]` table declares.
+pub fn account_from_config(wa: &TenantWhatsapp) -> WhatsappAccount {
+    WhatsappAccount {
+        phone_number_id: wa.phone_number_id.clone(),
+        app_secret: wa.app_secret.expose().to_owned(),
+        access_token: wa.access_token.expose().to_owned(),
+        verify_token: wa.verify_token.expose().to_owned(),
+        api_base_url: wa.api_base_url.clone(),
+        api_version: wa.api_version.clone(),
+        reengagement_template: Some(wa.reengagement_template.clone()).filter(|t| !t.is_empty()),
+        reengagement_language: wa.reengagement_language.clone(),
+    }
+}
+
+/// Creates or updates the tenant's WhatsApp account with `account`'s settings, sealed with
+/// `secrets`; returns the account id.
+///
+/// # Errors
+/// Storage failures, or the number belonging to another tenant.
+pub async fn save_account(
+    store: &Store,
+    secrets: &SecretBox,
+    tenant_id: &str,
+    account: &WhatsappAccount,
+) -> anyhow::Result<String> {
+    let sealed = secrets.seal(&serde_json::to_vec(account)?);
+    let id = store
+        .ensure_channel_account(
+            tenant_id,
+            "whatsapp",
+            &account.phone_number_id,
+            "WhatsApp",
+            Some(sealed.clone()),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot save WhatsApp number {} for tenant {tenant_id}",
+                account.phone_number_id
+            )
+        })?;
+    store
+        .set_channel_credentials(tenant_id, &id, &sealed)
+        .await?;
+    Ok(id)
+}
+
+/// Saves every `[tenants.<slug>.whatsapp]` of the configuration.
+///
+/// # Errors
+/// Storage failures.
+pub async fn seed(config: &Config, store: &Store, secrets: &SecretBox) -> anyhow::Result<()> {
+    for (slug, tenant) in &config.tenants {
+        if let Some(wa) = &tenant.whatsapp {
+            save_account(store, secrets, slug, &account_from_config(wa)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads and decrypts every stored WhatsApp account.
+///
+/// # Errors
+/// Storage failures, or credentials sealed with another key (wrong `SAPA_SECRET_KEY`).
+pub async fn load(store: &Store, secrets: &SecretBox) -> anyhow::Result<WhatsappAccounts> {
+    let locales: HashMap<String, String> = store
+        .tenants()
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.locale))
+        .collect();
+    let mut accounts = WhatsappAccounts::default();
+    for row in store.channel_accounts_of_kind("whatsapp").await? {
+        let Some(sealed) = row.credentials else {
+            tracing::warn!(account_id = %row.id, "WhatsApp account without credentials; skipped");
+            continue;
+        };
+        let plain = secrets.open(&sealed).with_context(|| {
+            format!(
+                "cannot decrypt the credentials of WhatsApp number {} (is SAPA_SECRET_KEY the key they were stored with?)",
+                row.external_id
+            )
+        })?;
+        let account: WhatsappAccount = serde_json::from_slice(&plain).with_context(|| {
+            format!("corrupt credentials of WhatsApp number {}", row.external_id)
+        })?;
+        let route = WhatsappRoute {
+            locale: locales
+                .get(&row.tenant_id)
+                .cloned()
+                .unwrap_or_else(|| "id".to_owned()),
+            tenant_id: row.tenant_id,
+            account_id: row.id,
+            account,
+        };
+        accounts.by_number.insert(row.external_id, Arc::new(route));
+    }
+    Ok(accounts)
+}

@@ -1,0 +1,457 @@
+//! WhatsApp Cloud API channel end to end: signed webhooks in over HTTP, answers out to a fake
+//! Graph API over HTTP.
+
+use std::time::Duration;
+
+use gateway::startup::Overrides;
+use sapa_tests::fake_graph::FakeGraph;
+use sapa_tests::{
+    TestApp, WA_ACCESS_TOKEN, WA_APP_SECRET, WA_NUMBER, WA_VERIFY_TOKEN, eventually,
+    spawn_app_with, wa_fixture, whatsapp_config,
+};
+use serde_json::{Value, json};
+
+const CUSTOMER: &str = "6281311112222";
+
+async fn start(extra_whatsapp: &str, extra: &str) -> (TestApp, FakeGraph) {
+    let graph = FakeGraph::start().await;
+    let config = format!(
+        "{}{extra}",
+        whatsapp_config(&graph.base_url, extra_whatsapp)
+    );
+    let app = spawn_app_with(&config, Overrides::default(), None).await;
+    (app, graph)
+}
+
+async fn wait_sends(graph: &FakeGraph, n: usize) -> Vec<sapa_tests::fake_graph::GraphRequest> {
+    eventually(Duration::from_secs(20), || async {
+        let sends = graph.sends();
+        (sends.len() >= n).then_some(sends)
+    })
+    .await
+}
+
+/// A webhook body with one text message.
+fn text_body(wamid: &str, from: &str, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
+            "contacts": [{"profile": {"name": "Rina"}, "wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": "1763791200", "type": "text", "text": {"body": text}}]
+        }}]}]
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn whatsapp_verification_handshake_echoes_the_challenge() {
+    let (app, _graph) = start("", "").await;
+    let url = |token: &str| {
+        format!(
+            "{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
+            app.address
+        )
+    };
+    let ok = app.client.get(url(WA_VERIFY_TOKEN)).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(
+        ok.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let bad = app.client.get(url("wrong")).send().await.unwrap();
+    assert_eq!(bad.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_text_is_answered_from_the_knowledge_base() {
+    let (app, graph) = start("", "").await;
+    let response = app
+        .whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    assert_eq!(response.status(), 200);
+    let sends = wait_sends(&graph, 1).await;
+    let send = &sends[0];
+    assert_eq!(send.path, format!("/v23.0/{WA_NUMBER}/messages"));
+    assert_eq!(
+        send.authorization.as_deref(),
+        Some(format!("Bearer {WA_ACCESS_TOKEN}").as_str())
+    );
+    assert_eq!(send.body["to"], CUSTOMER);
+    assert_eq!(send.body["messaging_product"], "whatsapp");
+    assert_eq!(send.body["type"], "text");
+    let text = send.body["text"]["body"].as_str().unwrap();
+    // The demo knowledge base's opening hours answer the Sunday question.
+    assert!(text.contains("Minggu"), "{text}");
+    assert!(
+        send.body["context"]["message_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("wamid.HBgN")
+    );
+    // Mark-read + typing indicator was sent for the customer's message.
+    let reads: Vec<Value> = graph
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_mark_read())
+        .map(|r| r.body)
+        .collect();
+    assert!(
+        reads
+            .iter()
+            .any(|b| b["typing_indicator"]["type"] == "text"),
+        "{reads:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_replayed_delivery_is_answered_once() {
+    let (app, graph) = start("", "").await;
+    let body = wa_fixture("text.json");
+    // Meta's retries of one delivery, at 0 s, 1 s and 5 s scaled down by five.
+    for gap in [0, 0, 200, 1000] {
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        let response = app.whatsapp_post(&body, WA_APP_SECRET).await;
+        assert_eq!(response.status(), 200);
+    }
+    wait_sends(&graph, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(graph.sends().len(), 1, "{:?}", graph.sends());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_bad_signatures_are_rejected_and_store_nothing() {
+    let (app, graph) = start("", "").await;
+    let body = wa_fixture("text.json");
+    let wrong = app.whatsapp_post(&body, "not-the-app-secret").await;
+    assert_eq!(wrong.status(), 401);
+    let error: Value = wrong.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_signature");
+    // Same JSON, re-serialized: other bytes, so the original signature does not match.
+    let reserialized =
+        serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()).unwrap();
+    let response = app
+        .client
+        .post(format!("{}/webhooks/whatsapp", app.address))
+        .header(
+            "x-hub-signature-256",
+            channels::whatsapp::webhook::sign(WA_APP_SECRET.as_bytes(), &body),
+        )
+        .body(reserialized)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let unsigned = app
+        .client
+        .post(format!("{}/webhooks/whatsapp", app.address))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(graph.sends().is_empty());
+    // Nothing was stored: the genuine delivery is new and gets its answer.
+    assert_eq!(app.whatsapp_post(&body, WA_APP_SECRET).await.status(), 200);
+    wait_sends(&graph, 1).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_fragments_within_the_debounce_window_get_one_answer() {
+    let (app, graph) = start("", "[conversation]\ndebounce = \"800ms\"\n").await;
+    for (i, fragment) in ["kak", "mau tanya", "bisa bayar pake qris gk?"]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let body = text_body(&format!("wamid.FRAG{i}"), CUSTOMER, fragment);
+        assert_eq!(app.whatsapp_post(&body, WA_APP_SECRET).await.status(), 200);
+    }
+    let sends = wait_sends(&graph, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(graph.sends().len(), 1, "{:?}", graph.sends());
+    let text = sends[0].body["text"]["body"].as_str().unwrap();
+    assert!(text.contains("QRIS"), "{text}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_statuses_move_forward_only_and_never_trigger_the_bot() {
+    let (app, graph) = start("", "").await;
+    graph.script_wamid("wamid.OUT0007");
+    assert_eq!(
+        app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+            .await
+            .status(),
+        200
+    );
+    wait_sends(&graph, 1).await;
+    let store = app.store().await;
+    eventually(Duration::from_secs(10), || async {
+        let d = store
+            .message_delivery("demo", "wamid.OUT0007")
+            .await
+            .unwrap();
+        (d.and_then(|d| d.0).as_deref() == Some("sent")).then_some(())
+    })
+    .await;
+    let response = app
+        .whatsapp_post(&wa_fixture("status_out_of_order.json"), WA_APP_SECRET)
+        .await;
+    assert_eq!(response.status(), 200);
+    let (status, code, at) = store
+        .message_delivery("demo", "wamid.OUT0007")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("read"));
+    assert_eq!(code, None);
+    assert_eq!(at, Some(1_763_791_805_000));
+    // Replaying the older statuses changes nothing.
+    app.whatsapp_post(&wa_fixture("status_out_of_order.json"), WA_APP_SECRET)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(graph.sends().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_failed_status_records_the_error_code() {
+    let (app, graph) = start("", "").await;
+    graph.script_wamid("wamid.OUT0009");
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    wait_sends(&graph, 1).await;
+    let store = app.store().await;
+    eventually(Duration::from_secs(10), || async {
+        store
+            .message_delivery("demo", "wamid.OUT0009")
+            .await
+            .unwrap()
+            .and_then(|d| d.0)
+            .filter(|s| s == "sent")
+    })
+    .await;
+    let response = app
+        .whatsapp_post(&wa_fixture("status_failed_131026.json"), WA_APP_SECRET)
+        .await;
+    assert_eq!(response.status(), 200);
+    let (status, code, _) = store
+        .message_delivery("demo", "wamid.OUT0009")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("failed"));
+    assert_eq!(code.as_deref(), Some("131026"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_rate_limit_is_retried_and_delivered() {
+    let (app, graph) = start("", "[dispatcher]\nretry_base = \"50ms\"\n").await;
+    graph.script(
+        429,
+        json!({"error": {"message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429}}),
+    );
+    graph.script(500, json!({"error": {"message": "oops", "code": 1}}));
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    let sends = wait_sends(&graph, 3).await;
+    assert_eq!(sends[0].body, sends[2].body);
+    assert_eq!(graph.delivered(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(graph.sends().len(), 3);
+    app.stop().await;
+}
+
+fn reengagement_error() -> Value {
+    json!({"error": {"message": "(#131047) Re-engagement message", "type": "OAuthException", "code": 131047,
+        "error_data": {"messaging_product": "whatsapp", "details": "more than 24 hours"}}})
+}
+
+#[tokio::test]
+async fn whatsapp_closed_window_sends_the_reengagement_template() {
+    let (app, graph) = start(
+        "reengagement_template = \"follow_up_1\"\nreengagement_language = \"id\"\n",
+        "",
+    )
+    .await;
+    graph.script(400, reengagement_error());
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    let sends = wait_sends(&graph, 2).await;
+    assert_eq!(sends[0].body["type"], "text");
+    assert_eq!(sends[1].body["type"], "template");
+    assert_eq!(sends[1].body["to"], CUSTOMER);
+    assert_eq!(sends[1].body["template"]["name"], "follow_up_1");
+    assert_eq!(sends[1].body["template"]["language"]["code"], "id");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(graph.sends().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_closed_window_without_template_fails_visibly_without_retry() {
+    let (app, graph) = start("", "").await;
+    graph.script(400, reengagement_error());
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    wait_sends(&graph, 1).await;
+    let store = app.store().await;
+    let reason = eventually(Duration::from_secs(10), || async {
+        let failed = store.failed_messages("demo", 10).await.unwrap();
+        failed.into_iter().next()
+    })
+    .await;
+    assert!(reason.contains("24-hour"), "{reason}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(graph.sends().len(), 1, "no retry of a permanent failure");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_every_fixture_is_accepted_and_only_answerable_ones_are_answered() {
+    let (app, graph) = start("", "").await;
+    for name in [
+        "interactive_button_reply.json",
+        "interactive_list_reply.json",
+        "template_button.json",
+        "image.json",
+        "audio_voice.json",
+        "document.json",
+        "location.json",
+        "contacts.json",
+        "reaction.json",
+        "unsupported.json",
+        "unknown_type.json",
+        "multi_entry.json",
+        "value_errors.json",
+        "non_message_field.json",
+        "other_number.json",
+        "status_sent.json",
+        "status_delivered.json",
+        "status_read.json",
+        "status_failed_131047.json",
+    ] {
+        let response = app.whatsapp_post(&wa_fixture(name), WA_APP_SECRET).await;
+        assert_eq!(response.status(), 200, "{name}");
+    }
+    // Answerable: the unknown_type text, both multi_entry texts (two customers), and the
+    // Rina conversation's choices/captions are batched per conversation.
+    let sends = wait_sends(&graph, 3).await;
+    let recipients: std::collections::HashSet<String> = sends
+        .iter()
+        .map(|s| s.body["to"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(recipients.contains("6285600001111"), "{recipients:?}");
+    assert!(recipients.contains("6287700002222"), "{recipients:?}");
+    assert!(recipients.contains(CUSTOMER), "{recipients:?}");
+    // The unknown number's customer message is never answered by anyone.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sapa_whatsapp_dropped_total{reason=\"unknown_number\"}"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_channel_add_stores_sealed_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sapa.toml"),
+        "[tenants.shop]\nname = \"Shop\"\nlocale = \"id\"\n",
+    )
+    .unwrap();
+    let key = "42".repeat(32);
+    let output = crate::process::command(
+        dir.path(),
+        &[
+            ("SAPA_SECRET_KEY", key.as_str()),
+            ("SAPA_WHATSAPP_APP_SECRET", "cli-app-secret"),
+            ("SAPA_WHATSAPP_ACCESS_TOKEN", "cli-access-token"),
+            ("SAPA_WHATSAPP_VERIFY_TOKEN", "cli-verify-token"),
+        ],
+    )
+    .args([
+        "channel",
+        "add",
+        "whatsapp",
+        "--tenant",
+        "shop",
+        "--phone-number-id",
+        "123456789",
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("123456789"), "{stdout}");
+    assert!(!stdout.contains("cli-access-token"), "{stdout}");
+    let store = gateway::store::Store::connect(
+        &gateway::config::DatabaseTarget::Sqlite(dir.path().join("sapa.db")),
+        1,
+    )
+    .await
+    .unwrap();
+    let accounts = store.channel_accounts_of_kind("whatsapp").await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].tenant_id, "shop");
+    let sealed = accounts[0].credentials.clone().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("cli-access-token"),
+        "credentials are encrypted at rest"
+    );
+    let secrets = gateway::crypto::SecretBox::load(Some(&key), dir.path(), false).unwrap();
+    let account: channels::whatsapp::WhatsappAccount =
+        serde_json::from_slice(&secrets.open(&sealed).unwrap()).unwrap();
+    assert_eq!(account.access_token, "cli-access-token");
+    assert_eq!(account.phone_number_id, "123456789");
+    // An unknown tenant is refused with a hint.
+    let unknown = crate::process::command(dir.path(), &[("SAPA_SECRET_KEY", key.as_str())])
+        .args([
+            "channel",
+            "add",
+            "whatsapp",
+            "--tenant",
+            "nope",
+            "--phone-number-id",
+            "1",
+            "--app-secret",
+            "a",
+            "--access-token",
+            "b",
+            "--verify-token",
+            "c",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tenant `nope`"));
+}
