@@ -464,14 +464,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.map(|r| -> Result<Tenant, StoreError> {
-            Ok(Tenant {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                locale: r.try_get("locale")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(tenant_row).transpose()
     }
 
     /// All tenants, by slug.
@@ -482,15 +475,7 @@ impl Store {
         let rows = sqlx::query("SELECT id, name, locale FROM tenants ORDER BY id")
             .fetch_all(&self.read)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Tenant {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    locale: r.try_get("locale")?,
-                })
-            })
-            .collect()
+        rows.iter().map(tenant_row).collect()
     }
 
     /// Returns the id of the tenant's channel account `(kind, external_id)`, creating it if
@@ -865,6 +850,14 @@ fn json_list(raw: Option<String>) -> Result<Vec<String>, StoreError> {
         Some(s) if s.is_empty() => Ok(Vec::new()),
         Some(s) => serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())),
     }
+}
+
+fn tenant_row(r: &AnyRow) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        locale: r.try_get("locale")?,
+    })
 }
 
 fn stored_message(r: &AnyRow) -> Result<StoredMessage, StoreError> {
