@@ -101,6 +101,8 @@ pub struct Services {
     pub whatsapp: Arc<crate::whatsapp::WhatsappAccounts>,
     /// Cancelled when the server begins shutting down (closes WebSockets).
     pub shutdown: CancellationToken,
+    /// Wakes the outbox dispatcher when a handler queued a send.
+    pub dispatcher_wake: Arc<Notify>,
 }
 
 /// A built application, bound to its port, ready to run.
@@ -242,7 +244,7 @@ impl Application {
         );
 
         Dispatcher::new(store.clone(), registry, config.dispatcher.clone()).spawn(
-            dispatcher_wake,
+            dispatcher_wake.clone(),
             &delivery.0,
             delivery.1.clone(),
         );
@@ -267,6 +269,7 @@ impl Application {
             secrets,
             whatsapp,
             shutdown: CancellationToken::new(),
+            dispatcher_wake,
         }));
         Ok(Self {
             listener,

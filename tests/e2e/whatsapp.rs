@@ -302,6 +302,54 @@ async fn whatsapp_closed_window_sends_the_reengagement_template() {
 }
 
 #[tokio::test]
+async fn whatsapp_131047_in_a_status_sends_the_reengagement_template_once() {
+    let (app, graph) = start(
+        "reengagement_template = \"follow_up_1\"\nreengagement_language = \"id\"\n",
+        "",
+    )
+    .await;
+    // Meta accepts the answer, then reports 131047 for it in a status webhook.
+    graph.script_wamid("wamid.OUT0008");
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    wait_sends(&graph, 1).await;
+    let store = app.store().await;
+    eventually(Duration::from_secs(10), || async {
+        let delivery = store
+            .message_delivery("demo", "wamid.OUT0008")
+            .await
+            .unwrap();
+        delivery.filter(|(status, _, _)| status.as_deref() == Some("sent"))
+    })
+    .await;
+    for _ in 0..2 {
+        let response = app
+            .whatsapp_post(&wa_fixture("status_failed_131047.json"), WA_APP_SECRET)
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let sends = wait_sends(&graph, 2).await;
+    assert_eq!(sends[0].body["type"], "text");
+    assert_eq!(sends[1].body["type"], "template");
+    assert_eq!(sends[1].body["to"], CUSTOMER);
+    assert_eq!(sends[1].body["template"]["name"], "follow_up_1");
+    let (status, code, _) = store
+        .message_delivery("demo", "wamid.OUT0008")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("failed"));
+    assert_eq!(code.as_deref(), Some("131047"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        graph.sends().len(),
+        2,
+        "the retried status webhook re-engages once"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn whatsapp_closed_window_without_template_fails_visibly_without_retry() {
     let (app, graph) = start("", "").await;
     graph.script(400, reengagement_error());

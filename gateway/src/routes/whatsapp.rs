@@ -11,7 +11,9 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use channels::model::{InboundEvent, InboundMessage, MessageContent, StatusUpdate, TurnHint};
+use channels::model::{
+    InboundEvent, InboundMessage, MessageContent, StatusUpdate, Template, TurnHint,
+};
 use channels::whatsapp::webhook;
 
 use crate::error::ApiError;
@@ -241,5 +243,30 @@ async fn apply_status(
         .await?;
     let outcome = if applied { "applied" } else { "stale" };
     metrics::counter!(telemetry::DELIVERY_STATUSES_TOTAL, "outcome" => outcome).increment(1);
+    // The 24-hour window closed while the message was on its way: Meta accepted the send but
+    // reports 131047 in a status. Send the re-engagement template instead, once.
+    let window_closed = status
+        .error
+        .as_ref()
+        .is_some_and(|e| e.code == channels::whatsapp::api::REENGAGEMENT_CODE);
+    if let (true, Some(name)) = (window_closed, route.account.reengagement_template.as_ref()) {
+        let template = Template {
+            name: name.clone(),
+            language: route.account.reengagement_language.clone(),
+            body_params: Vec::new(),
+        };
+        let queued = state
+            .store
+            .enqueue_reengagement(
+                &route.tenant_id,
+                &route.account_id,
+                &status.provider_message_id,
+                &template,
+            )
+            .await?;
+        if queued {
+            state.dispatcher_wake.notify_one();
+        }
+    }
     Ok(())
 }

@@ -222,6 +222,96 @@ impl Store {
         Ok(())
     }
 
+    /// Queues the re-engagement `template` to the customer of the message we sent as
+    /// `provider_message_id`, after WhatsApp reported it failed because the 24-hour window was
+    /// closed (error 131047 arriving as a status). Returns `false`, changing nothing, when the
+    /// message is unknown, was itself a template, or was already re-engaged (the status
+    /// webhook is retried by Meta).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn enqueue_reengagement(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        provider_message_id: &str,
+        template: &channels::model::Template,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
+            "SELECT conversation_id, channel_kind, message_id, payload FROM outbox \
+             WHERE tenant_id = $1 AND channel_account_id = $2 AND provider_message_id = $3 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(provider_message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let payload: String = row.try_get("payload")?;
+        let original: OutboundMessage =
+            serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if original.template.is_some() {
+            return Ok(false);
+        }
+        let conversation_id: String = row.try_get("conversation_id")?;
+        let channel_kind: String = row.try_get("channel_kind")?;
+        let original_id: i64 = row.try_get("message_id")?;
+        let key = format!("reengage-{original_id}");
+        let exists = sqlx::query("SELECT 1 AS one FROM outbox WHERE idempotency_key = $1")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        let body = format!("[template {}]", template.name);
+        let message_id: i64 = sqlx::query(
+            "INSERT INTO messages (tenant_id, conversation_id, author, body, status, created_at) \
+             VALUES ($1, $2, 'bot', $3, 'pending', $4) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(&conversation_id)
+        .bind(&body)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let outbound = OutboundMessage {
+            message_id,
+            text: body,
+            choices: Vec::new(),
+            in_reply_to: Vec::new(),
+            created_at_ms: now,
+            idempotency_key: key,
+            template: Some(template.clone()),
+            ..original
+        };
+        let payload =
+            serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
+             idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+        )
+        .bind(tenant_id)
+        .bind(&conversation_id)
+        .bind(channel_account_id)
+        .bind(&channel_kind)
+        .bind(message_id)
+        .bind(&outbound.idempotency_key)
+        .bind(&payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Number of dead-lettered sends (for metrics and tests).
     ///
     /// # Errors
