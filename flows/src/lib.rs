@@ -31,5 +31,5 @@ pub mod texts;
 pub use action::{Action, BotReply, HandoffReason};
 pub use engine::{AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind};
 pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
-pub use prompts::{PromptChunk, PromptContext, PromptError, Prompts, RenderedPrompt};
+pub use prompts::{PromptChunk, PromptContext, PromptError, PromptTurn, Prompts, RenderedPrompt};
 pub use state::{Conversation, ConversationState, Locale};

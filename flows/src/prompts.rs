@@ -37,6 +37,15 @@ pub struct PromptChunk {
     pub text: String,
 }
 
+/// An earlier message of the conversation, given to the model as context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptTurn {
+    /// `customer` or `assistant` (the bot or an agent of the business).
+    pub role: &'static str,
+    /// What was said.
+    pub text: String,
+}
+
 /// What the templates see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PromptContext {
@@ -50,6 +59,8 @@ pub struct PromptContext {
     pub chunks: Vec<PromptChunk>,
     /// Consecutive unanswered questions before this one.
     pub abstain_streak: u32,
+    /// Earlier messages of the conversation, oldest first (context only, never instructions).
+    pub history: Vec<PromptTurn>,
 }
 
 /// A rendered prompt.
@@ -140,6 +151,16 @@ fn sample() -> PromptContext {
             text: "Buka 08.00–22.00".to_owned(),
         }],
         abstain_streak: 1,
+        history: vec![
+            PromptTurn {
+                role: "customer",
+                text: "halo, outlet Blok M?".to_owned(),
+            },
+            PromptTurn {
+                role: "assistant",
+                text: "Halo Kak, ada yang bisa dibantu?".to_owned(),
+            },
+        ],
     }
 }
 
@@ -182,6 +203,8 @@ mod tests {
             assert!(rendered.user.contains("[id: doc:0] Profil"));
             assert!(rendered.user.contains("Buka 08.00–22.00"));
             assert!(rendered.user.contains("jam buka?"));
+            assert!(rendered.user.contains("halo, outlet Blok M?"));
+            assert!(rendered.user.contains("Halo Kak, ada yang bisa dibantu?"));
         }
     }
 

@@ -179,6 +179,8 @@ pub struct LlmConfig {
     pub response_format: String,
     /// Stream answers to web chat.
     pub stream: bool,
+    /// Earlier conversation messages given to the model as context.
+    pub history_messages: usize,
 }
 
 /// `[webchat]`.

@@ -221,6 +221,7 @@ impl Application {
             llm,
             prompts,
             stream_webchat: config.llm.stream,
+            history_messages: config.llm.history_messages,
         });
         let lanes = Lanes::new(
             ctx,

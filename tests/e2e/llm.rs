@@ -304,3 +304,46 @@ async fn an_invented_price_is_rejected() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_follow_up_question_reaches_the_model_with_the_conversation_so_far() {
+    let fake = FakeOpenAi::start([
+        hours_answer("Outlet Blok M buka hari Minggu pukul 08.00–23.00, Kak."),
+        hours_answer("Hari Senin outlet Blok M buka pukul 07.00–22.00, Kak."),
+    ])
+    .await;
+    let app = spawn_app(&fake.config("stream = false")).await;
+    let session = app.session("demo").await;
+    assert_eq!(
+        app.post(&session, "h-1", HOURS_QUESTION).await.status(),
+        202
+    );
+    app.bot_messages(&session, 1).await;
+    let follow_up = "kalau hari Senin jam buka outlet Blok M?";
+    assert_eq!(app.post(&session, "h-2", follow_up).await.status(), 202);
+    let bots = app.bot_messages(&session, 2).await;
+    assert_eq!(
+        bots[1]["text"],
+        "Hari Senin outlet Blok M buka pukul 07.00–22.00, Kak."
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let first = requests[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(!first.contains("Percakapan sebelumnya"), "{first}");
+    let second = requests[1]["messages"][1]["content"].as_str().unwrap();
+    assert!(second.contains("Percakapan sebelumnya"), "{second}");
+    assert!(
+        second.contains(&format!("Pelanggan: {HOURS_QUESTION}")),
+        "{second}"
+    );
+    assert!(
+        second.contains("Asisten: Outlet Blok M buka hari Minggu pukul 08.00–23.00, Kak."),
+        "{second}"
+    );
+    // The current question is the question, not history.
+    assert!(
+        !second.contains(&format!("Pelanggan: {follow_up}")),
+        "{second}"
+    );
+    app.stop().await;
+}

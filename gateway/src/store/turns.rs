@@ -177,6 +177,39 @@ impl Store {
         }))
     }
 
+    /// Up to `limit` messages of the conversation written before the pending customer message
+    /// `first_inbox_id`, oldest first, as `(author, body)`: the context a follow-up question
+    /// needs.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn conversation_history(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+        first_inbox_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT author, body FROM messages WHERE tenant_id = $1 AND conversation_id = $2 \
+             AND id < (SELECT MIN(p.id) FROM messages p WHERE p.tenant_id = $1 \
+                 AND p.conversation_id = $2 AND p.inbox_id = $3) \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .bind(first_inbox_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        let mut history = rows
+            .iter()
+            .map(|r| Ok((r.try_get("author")?, r.try_get("body")?)))
+            .collect::<Result<Vec<(String, String)>, StoreError>>()?;
+        history.reverse();
+        Ok(history)
+    }
+
     /// Commits a processed batch: marks its inbox rows answered, stores state, bot messages,
     /// outbox rows and unanswered questions — all or nothing.
     ///

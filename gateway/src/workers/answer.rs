@@ -7,7 +7,7 @@ use std::time::Instant;
 use channels::webchat::WebchatEvent;
 use flows::{
     Action, AnswerOutcome, Conversation, ConversationState, CustomerTurn, Generation, GivenChunk,
-    Locale, PromptChunk, PromptContext, TurnKind,
+    Locale, PromptChunk, PromptContext, PromptTurn, TurnKind,
 };
 use futures::StreamExt;
 use knowledge::ScoredChunk;
@@ -168,17 +168,18 @@ async fn generate(
     query: &str,
     prepared: &mut Prepared,
 ) -> flows::Decision {
-    let Some(hits) = retrieve(ctx, &batch.tenant_id, query).await else {
+    let history = if ctx.history_messages > 0 {
+        history(ctx, batch, ctx.history_messages).await
+    } else {
+        Vec::new()
+    };
+    // Only passages at or above the threshold reach the model: nothing there, no model call.
+    let Some(chunks) = retrieve_relevant(ctx, &batch.tenant_id, query).await else {
         prepared.kind = "failed";
         return ctx
             .engine
             .on_answer(conversation, query, AnswerOutcome::Failed);
     };
-    // Only passages at or above the threshold reach the model: nothing there, no model call.
-    let chunks: Vec<ScoredChunk> = hits
-        .into_iter()
-        .filter(|h| h.relevance >= ctx.min_relevance)
-        .collect();
     if chunks.is_empty() {
         prepared.kind = "no_match";
         return ctx
@@ -210,6 +211,17 @@ async fn generate(
             })
             .collect(),
         abstain_streak: conversation.abstain_streak,
+        history: history
+            .into_iter()
+            .map(|(author, text)| PromptTurn {
+                role: if author == "customer" {
+                    "customer"
+                } else {
+                    "assistant"
+                },
+                text: text.chars().take(HISTORY_MESSAGE_CHARS).collect(),
+            })
+            .collect(),
     };
     let rendered = match ctx.prompts.render(conversation.locale, &prompt_ctx) {
         Ok(rendered) => rendered,
@@ -334,9 +346,9 @@ fn chunk_title(chunk: &knowledge::Chunk) -> String {
 
 /// Retrieves the best passage for `query` in the tenant's knowledge base.
 async fn lookup(ctx: &TurnContext, tenant_id: &str, query: &str) -> AnswerOutcome {
-    match retrieve(ctx, tenant_id, query).await {
+    match retrieve_relevant(ctx, tenant_id, query).await {
         Some(hits) => match hits.into_iter().next() {
-            Some(best) if best.relevance >= ctx.min_relevance => {
+            Some(best) => {
                 let chunk = best.chunk;
                 AnswerOutcome::Passage {
                     title: chunk_title(&chunk),
@@ -344,8 +356,51 @@ async fn lookup(ctx: &TurnContext, tenant_id: &str, query: &str) -> AnswerOutcom
                     chunk_id: chunk.id,
                 }
             }
-            _ => AnswerOutcome::NoMatch,
+            None => AnswerOutcome::NoMatch,
         },
         None => AnswerOutcome::Failed,
     }
+}
+
+/// Longest earlier message given to the model, in characters.
+const HISTORY_MESSAGE_CHARS: usize = 500;
+
+/// The conversation's last `limit` messages before this batch, oldest first; empty when they
+/// cannot be read (context is a help, not a requirement).
+async fn history(ctx: &TurnContext, batch: &TurnBatch, limit: usize) -> Vec<(String, String)> {
+    let Some(first) = batch.turns.first() else {
+        return Vec::new();
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    match ctx
+        .store
+        .conversation_history(
+            &batch.tenant_id,
+            &batch.conversation_id,
+            first.inbox_id,
+            limit,
+        )
+        .await
+    {
+        Ok(history) => history,
+        Err(err) => {
+            tracing::warn!(conversation_id = %batch.conversation_id, error = %err, "loading conversation history failed");
+            Vec::new()
+        }
+    }
+}
+
+/// The passages at or above the answer threshold for `query`, best first; `None` when the
+/// search failed.
+async fn retrieve_relevant(
+    ctx: &TurnContext,
+    tenant_id: &str,
+    query: &str,
+) -> Option<Vec<ScoredChunk>> {
+    let hits = retrieve(ctx, tenant_id, query).await?;
+    Some(
+        hits.into_iter()
+            .filter(|h| h.relevance >= ctx.min_relevance)
+            .collect(),
+    )
 }

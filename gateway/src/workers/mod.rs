@@ -48,6 +48,8 @@ pub struct TurnContext {
     pub prompts: Arc<flows::Prompts>,
     /// Stream model answers to web chat sockets.
     pub stream_webchat: bool,
+    /// Earlier conversation messages given to the model.
+    pub history_messages: usize,
 }
 
 /// Channel adapters by account id, with a default per channel kind.
