@@ -210,13 +210,13 @@ fn abstain(mut next: Conversation, query: &str, question: Option<String>) -> Dec
     };
     let reply = if next.abstain_streak == 1 {
         BotReply {
-            text: question.unwrap_or_else(|| texts::clarify(locale).to_owned()),
+            text: question.unwrap_or_else(|| texts::clarify(locale)),
             choices: vec![],
             citations: vec![],
         }
     } else {
         BotReply {
-            text: texts::offer_human(locale).to_owned(),
+            text: texts::offer_human(locale),
             choices: vec![texts::human_choice(locale).to_owned()],
             citations: vec![],
         }
@@ -247,7 +247,7 @@ fn handoff(mut next: Conversation, reason: HandoffReason) -> Decision {
         actions: vec![
             Action::Handoff { reason },
             Action::Reply(BotReply {
-                text: texts::handoff_notice(locale).to_owned(),
+                text: texts::handoff_notice(locale),
                 choices: vec![],
                 citations: vec![],
             }),
@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(
             d.actions[1],
             Action::Reply(BotReply {
-                text: texts::handoff_notice(Locale::En).into(),
+                text: texts::handoff_notice(Locale::En),
                 choices: vec![],
                 citations: vec![]
             })
@@ -406,7 +406,7 @@ mod tests {
         assert_eq!(
             first.actions[1],
             Action::Reply(BotReply {
-                text: texts::clarify(Locale::Id).into(),
+                text: texts::clarify(Locale::Id),
                 choices: vec![],
                 citations: vec![]
             })
@@ -455,7 +455,7 @@ mod tests {
         assert_eq!(
             first.actions[1],
             Action::Reply(BotReply {
-                text: texts::clarify(Locale::Id).into(),
+                text: texts::clarify(Locale::Id),
                 choices: vec![],
                 citations: vec![]
             })

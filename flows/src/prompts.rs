@@ -73,7 +73,7 @@ pub struct RenderedPrompt {
 }
 
 /// A template failed to compile or render.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("prompt template {name}: {message}")]
 pub struct PromptError {
     /// Template file name.
@@ -106,6 +106,7 @@ impl Prompts {
         for locale in [Locale::Id, Locale::En] {
             prompts.render(locale, &sample())?;
         }
+        crate::texts::check()?;
         Ok(prompts)
     }
 
@@ -164,7 +165,7 @@ fn sample() -> PromptContext {
     }
 }
 
-fn chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -188,10 +189,17 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         on_disk.sort();
-        let mut registered: Vec<String> = TEMPLATES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let all: Vec<&(&str, &str)> = TEMPLATES
+            .iter()
+            .chain(crate::texts::MESSAGE_TEMPLATES)
+            .collect();
+        let mut registered: Vec<String> = all.iter().map(|(n, _)| (*n).to_owned()).collect();
         registered.sort();
-        assert_eq!(on_disk, registered, "prompts/ and TEMPLATES differ");
-        for (name, text) in TEMPLATES {
+        assert_eq!(
+            on_disk, registered,
+            "prompts/ and the registered templates differ"
+        );
+        for (name, text) in all {
             let disk = std::fs::read_to_string(dir.join(name)).unwrap();
             assert_eq!(&disk, text, "{name} is stale");
         }

@@ -1,6 +1,89 @@
-//! Every sentence the bot says to customers, in Indonesian and English.
+//! Every sentence the bot says to customers, in Indonesian and English. The ones owners most
+//! often reword (clarify, no answer, handoff) are tera templates in `prompts/`, embedded at
+//! compile time and checked at start by [`crate::Prompts::load`].
 
+use std::sync::LazyLock;
+
+use crate::prompts::{PromptError, chain};
 use crate::state::Locale;
+
+/// The customer message templates, by file name in `prompts/` (`<name>.<locale>.tera`).
+pub const MESSAGE_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "clarify.id.tera",
+        include_str!("../../prompts/clarify.id.tera"),
+    ),
+    (
+        "clarify.en.tera",
+        include_str!("../../prompts/clarify.en.tera"),
+    ),
+    (
+        "no_answer.id.tera",
+        include_str!("../../prompts/no_answer.id.tera"),
+    ),
+    (
+        "no_answer.en.tera",
+        include_str!("../../prompts/no_answer.en.tera"),
+    ),
+    (
+        "handoff.id.tera",
+        include_str!("../../prompts/handoff.id.tera"),
+    ),
+    (
+        "handoff.en.tera",
+        include_str!("../../prompts/handoff.en.tera"),
+    ),
+];
+
+static MESSAGES: LazyLock<Result<tera::Tera, PromptError>> = LazyLock::new(|| {
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    for (name, text) in MESSAGE_TEMPLATES {
+        tera.add_raw_template(name, text).map_err(|e| PromptError {
+            name: (*name).to_owned(),
+            message: chain(&e),
+        })?;
+    }
+    Ok(tera)
+});
+
+fn render(name: &str, locale: Locale) -> Result<String, PromptError> {
+    let file = format!("{name}.{}.tera", locale.as_str());
+    let tera = MESSAGES.as_ref().map_err(Clone::clone)?;
+    tera.render(&file, &tera::Context::new())
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| PromptError {
+            name: file,
+            message: chain(&e),
+        })
+}
+
+/// Compiles and renders every customer message template once (start-up check).
+///
+/// # Errors
+/// The first template that does not compile or render, or renders empty.
+pub fn check() -> Result<(), PromptError> {
+    for name in ["clarify", "no_answer", "handoff"] {
+        for locale in [Locale::Id, Locale::En] {
+            if render(name, locale)?.is_empty() {
+                return Err(PromptError {
+                    name: format!("{name}.{}.tera", locale.as_str()),
+                    message: "renders empty".to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A customer message template rendered in `locale`. [`check`] ran at start, so this cannot
+/// fail short of a bug; if it does, a neutral sentence is better than no reply.
+fn message(name: &str, locale: Locale) -> String {
+    render(name, locale).unwrap_or_else(|_| match locale {
+        Locale::Id => "Mohon maaf, ada kendala. Ketik \"admin\" untuk dibantu tim kami.".to_owned(),
+        Locale::En => "Sorry, something went wrong. Type \"agent\" to reach our team.".to_owned(),
+    })
+}
 
 /// Opening line of an answer quoted from the knowledge base.
 pub fn quote_intro(locale: Locale, title: &str) -> String {
@@ -20,28 +103,15 @@ pub fn quote_outro(locale: Locale) -> &'static str {
     }
 }
 
-/// Asked once when nothing in the knowledge base matches.
-pub fn clarify(locale: Locale) -> &'static str {
-    match locale {
-        Locale::Id => {
-            "Maaf, saya belum menemukan jawabannya. Bisa dijelaskan sedikit lebih detail? Misalnya nama outlet, menu atau layanan yang dimaksud."
-        }
-        Locale::En => {
-            "Sorry, I could not find that yet. Could you tell me a bit more, for example which outlet, menu item or service you mean?"
-        }
-    }
+/// Asked once when nothing in the knowledge base matches (`prompts/clarify.*.tera`).
+pub fn clarify(locale: Locale) -> String {
+    message("clarify", locale)
 }
 
-/// Said when the bot still cannot answer after clarifying: offers a human.
-pub fn offer_human(locale: Locale) -> &'static str {
-    match locale {
-        Locale::Id => {
-            "Maaf, saya belum bisa menjawab pertanyaan itu. Mau saya sambungkan dengan admin kami? Ketik \"admin\"."
-        }
-        Locale::En => {
-            "Sorry, I cannot answer that. Shall I connect you with our team? Type \"agent\"."
-        }
-    }
+/// Said when the bot still cannot answer after clarifying: offers a human
+/// (`prompts/no_answer.*.tera`).
+pub fn offer_human(locale: Locale) -> String {
+    message("no_answer", locale)
 }
 
 /// The quick reply that asks for a human.
@@ -52,16 +122,9 @@ pub fn human_choice(locale: Locale) -> &'static str {
     }
 }
 
-/// Said when the conversation is handed to a human.
-pub fn handoff_notice(locale: Locale) -> &'static str {
-    match locale {
-        Locale::Id => {
-            "Baik, percakapan ini saya teruskan ke admin kami. Mohon tunggu, tim kami akan segera membalas di sini."
-        }
-        Locale::En => {
-            "Sure, I am passing this conversation to our team. Please wait, someone will reply here shortly."
-        }
-    }
+/// Said when the conversation is handed to a human (`prompts/handoff.*.tera`).
+pub fn handoff_notice(locale: Locale) -> String {
+    message("handoff", locale)
 }
 
 /// Said when answering failed for a technical reason.
@@ -85,5 +148,25 @@ pub fn llm_unavailable(locale: Locale) -> &'static str {
         Locale::En => {
             "Sorry, our answer is taking longer than usual. Your question has been passed to our team; they will reply here shortly."
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn customer_message_templates_render_in_both_languages() {
+        check().unwrap();
+        for render in [clarify, offer_human, handoff_notice] {
+            let id = render(Locale::Id);
+            let en = render(Locale::En);
+            assert!(!id.is_empty() && !en.is_empty());
+            assert_ne!(id, en);
+            assert!(!id.contains("{#") && !id.contains("#}"), "{id}");
+        }
+        assert!(clarify(Locale::Id).starts_with("Maaf, saya belum menemukan"));
+        assert!(offer_human(Locale::En).contains("\"agent\""));
     }
 }
