@@ -208,6 +208,7 @@ impl Application {
         }
         let registry = Arc::new(registry);
         let ctx = Arc::new(TurnContext {
+            committer: crate::workers::committer::Committer::spawn(store.clone(), &work.0),
             channels: registry.clone(),
             store: store.clone(),
             knowledge: knowledge.clone(),

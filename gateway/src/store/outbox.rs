@@ -115,22 +115,38 @@ impl Store {
         send: &ClaimedSend,
         provider_message_id: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.mark_sent_many(&[(send, provider_message_id)]).await
+    }
+
+    /// Records several successful sends in one transaction (the dispatcher's batch).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; none was recorded.
+    pub async fn mark_sent_many(
+        &self,
+        sent: &[(&ClaimedSend, Option<&str>)],
+    ) -> Result<(), StoreError> {
+        if sent.is_empty() {
+            return Ok(());
+        }
         let now = now_ms();
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = $1, \
-             locked_until = NULL, last_error = NULL, updated_at = $2 WHERE id = $3",
-        )
-        .bind(provider_message_id)
-        .bind(now)
-        .bind(send.id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE messages SET status = 'sent' WHERE id = $1 AND tenant_id = $2")
-            .bind(send.message.message_id)
-            .bind(&send.tenant_id)
+        for (send, provider_message_id) in sent {
+            sqlx::query(
+                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = $1, \
+                 locked_until = NULL, last_error = NULL, updated_at = $2 WHERE id = $3",
+            )
+            .bind(*provider_message_id)
+            .bind(now)
+            .bind(send.id)
             .execute(&mut *tx)
             .await?;
+            sqlx::query("UPDATE messages SET status = 'sent' WHERE id = $1 AND tenant_id = $2")
+                .bind(send.message.message_id)
+                .bind(&send.tenant_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -216,151 +216,188 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`]; nothing was stored and the batch stays pending.
     pub async fn commit_turn(&self, commit: &TurnCommit<'_>) -> Result<TurnOutcome, StoreError> {
-        let batch = commit.batch;
-        let Some(max_inbox_id) = batch.turns.iter().map(|t| t.inbox_id).max() else {
-            return Ok(TurnOutcome::Stale);
-        };
+        let mut outcomes = self.commit_turns(std::slice::from_ref(commit)).await?;
+        Ok(outcomes.pop().unwrap_or(TurnOutcome::Stale))
+    }
+
+    /// Commits the batches of several conversations in one transaction (group commit); each
+    /// gets its own outcome, in input order: a superseded or stale batch stores nothing and
+    /// does not affect the others.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; nothing was stored and every batch stays pending.
+    pub async fn commit_turns(
+        &self,
+        commits: &[TurnCommit<'_>],
+    ) -> Result<Vec<TurnOutcome>, StoreError> {
+        let mut order: Vec<usize> = (0..commits.len()).collect();
+        // Take conversation locks in one global order so concurrent group commits (several
+        // replicas on Postgres) cannot deadlock.
+        order.sort_by(|a, b| {
+            commits[*a]
+                .batch
+                .conversation_id
+                .cmp(&commits[*b].batch.conversation_id)
+        });
         let now = now_ms();
+        let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
         let mut tx = self.write.begin().await?;
-        // Taking the conversation's row lock first serializes writers to this conversation.
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND tenant_id = $3")
-            .bind(now)
-            .bind(&batch.conversation_id)
-            .bind(&batch.tenant_id)
-            .execute(&mut *tx)
-            .await?;
-        let newer: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM inbox WHERE conversation_id = $1 AND processed_at IS NULL AND id > $2",
-        )
-        .bind(&batch.conversation_id)
-        .bind(max_inbox_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-        if newer > 0 {
-            tx.rollback().await?;
-            return Ok(TurnOutcome::Superseded);
-        }
-        let marked = sqlx::query(
-            "UPDATE inbox SET processed_at = $1 WHERE conversation_id = $2 AND processed_at IS NULL AND id <= $3",
-        )
-        .bind(now)
-        .bind(&batch.conversation_id)
-        .bind(max_inbox_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if marked != batch.turns.len() as u64 {
-            // Another worker (another replica, or a lane that lost its lease) got here first.
-            tx.rollback().await?;
-            return Ok(TurnOutcome::Stale);
-        }
-        sqlx::query(
-            "UPDATE conversations SET state = $1, locale = $2, abstain_streak = $3, \
-             handoff_reason = COALESCE($4, handoff_reason) WHERE id = $5 AND tenant_id = $6",
-        )
-        .bind(commit.state)
-        .bind(commit.locale)
-        .bind(commit.abstain_streak)
-        .bind(commit.handoff_reason)
-        .bind(&batch.conversation_id)
-        .bind(&batch.tenant_id)
-        .execute(&mut *tx)
-        .await?;
-        let in_reply_to: Vec<String> = batch.turns.iter().map(|t| t.external_id.clone()).collect();
-        let last_seen = batch.turns.iter().map(|t| t.received_at_ms).max();
-        let in_reply_json =
-            serde_json::to_string(&in_reply_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        for reply in &commit.replies {
-            let choices_json = if reply.choices.is_empty() {
-                None
-            } else {
-                Some(
-                    serde_json::to_string(&reply.choices)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                )
-            };
-            let citations_json = if reply.citations.is_empty() {
-                None
-            } else {
-                Some(
-                    serde_json::to_string(&reply.citations)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                )
-            };
-            let message_id: i64 = sqlx::query(
-                "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, citations, status, created_at) \
-                 VALUES ($1, $2, 'bot', $3, $4, $5, $6, 'pending', $7) RETURNING id",
-            )
-            .bind(&batch.tenant_id)
-            .bind(&batch.conversation_id)
-            .bind(&reply.text)
-            .bind(&in_reply_json)
-            .bind(choices_json)
-            .bind(citations_json)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("id")?;
-            let outbound = OutboundMessage {
-                message_id,
-                conversation_id: batch.conversation_id.clone(),
-                recipient: batch.recipient.clone(),
-                author: Author::Bot,
-                text: reply.text.clone(),
-                choices: reply.choices.clone(),
-                in_reply_to: in_reply_to.clone(),
-                created_at_ms: now,
-                idempotency_key: format!("msg-{message_id}"),
-                customer_last_seen_ms: last_seen,
-                template: None,
-            };
-            let payload =
-                serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
-                 idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
-            )
-            .bind(&batch.tenant_id)
-            .bind(&batch.conversation_id)
-            .bind(&batch.channel_account_id)
-            .bind(&batch.channel_kind)
-            .bind(message_id)
-            .bind(&outbound.idempotency_key)
-            .bind(&payload)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for query in &commit.unanswered {
-            sqlx::query(
-                "INSERT INTO unanswered_questions (tenant_id, conversation_id, query, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&batch.tenant_id)
-            .bind(&batch.conversation_id)
-            .bind(query)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for usage in &commit.llm_usage {
-            sqlx::query(
-                "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&batch.tenant_id)
-            .bind(&batch.conversation_id)
-            .bind(&usage.model)
-            .bind(usage.prompt_tokens)
-            .bind(usage.completion_tokens)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for index in order {
+            outcomes[index] = commit_one(&mut tx, &commits[index], now).await?;
         }
         tx.commit().await?;
-        Ok(TurnOutcome::Committed {
-            outbox_rows: commit.replies.len(),
-        })
+        Ok(outcomes)
     }
+}
+
+/// One batch's changes inside a group transaction. It decides superseded/stale before it
+/// writes anything but the conversation's lock, so skipping it leaves nothing behind.
+async fn commit_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    commit: &TurnCommit<'_>,
+    now: i64,
+) -> Result<TurnOutcome, StoreError> {
+    let batch = commit.batch;
+    let Some(max_inbox_id) = batch.turns.iter().map(|t| t.inbox_id).max() else {
+        return Ok(TurnOutcome::Stale);
+    };
+    // Taking the conversation's row lock first serializes writers to this conversation.
+    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND tenant_id = $3")
+        .bind(now)
+        .bind(&batch.conversation_id)
+        .bind(&batch.tenant_id)
+        .execute(&mut **tx)
+        .await?;
+    let counts = sqlx::query(
+        "SELECT COALESCE(SUM(CASE WHEN id > $2 THEN 1 ELSE 0 END), 0) AS newer, \
+         COALESCE(SUM(CASE WHEN id <= $2 THEN 1 ELSE 0 END), 0) AS mine \
+         FROM inbox WHERE conversation_id = $1 AND processed_at IS NULL",
+    )
+    .bind(&batch.conversation_id)
+    .bind(max_inbox_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let newer: i64 = counts.try_get("newer")?;
+    let mine: i64 = counts.try_get("mine")?;
+    if newer > 0 {
+        return Ok(TurnOutcome::Superseded);
+    }
+    if mine != batch.turns.len() as i64 {
+        // Another worker (another replica, or a lane that lost its lease) got here first.
+        return Ok(TurnOutcome::Stale);
+    }
+    sqlx::query(
+        "UPDATE inbox SET processed_at = $1 WHERE conversation_id = $2 AND processed_at IS NULL AND id <= $3",
+    )
+    .bind(now)
+    .bind(&batch.conversation_id)
+    .bind(max_inbox_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE conversations SET state = $1, locale = $2, abstain_streak = $3, \
+         handoff_reason = COALESCE($4, handoff_reason) WHERE id = $5 AND tenant_id = $6",
+    )
+    .bind(commit.state)
+    .bind(commit.locale)
+    .bind(commit.abstain_streak)
+    .bind(commit.handoff_reason)
+    .bind(&batch.conversation_id)
+    .bind(&batch.tenant_id)
+    .execute(&mut **tx)
+    .await?;
+    let in_reply_to: Vec<String> = batch.turns.iter().map(|t| t.external_id.clone()).collect();
+    let last_seen = batch.turns.iter().map(|t| t.received_at_ms).max();
+    let in_reply_json =
+        serde_json::to_string(&in_reply_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    for reply in &commit.replies {
+        let choices_json = if reply.choices.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&reply.choices)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )
+        };
+        let citations_json = if reply.citations.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&reply.citations)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )
+        };
+        let message_id: i64 = sqlx::query(
+            "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, citations, status, created_at) \
+             VALUES ($1, $2, 'bot', $3, $4, $5, $6, 'pending', $7) RETURNING id",
+        )
+        .bind(&batch.tenant_id)
+        .bind(&batch.conversation_id)
+        .bind(&reply.text)
+        .bind(&in_reply_json)
+        .bind(choices_json)
+        .bind(citations_json)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?;
+        let outbound = OutboundMessage {
+            message_id,
+            conversation_id: batch.conversation_id.clone(),
+            recipient: batch.recipient.clone(),
+            author: Author::Bot,
+            text: reply.text.clone(),
+            choices: reply.choices.clone(),
+            in_reply_to: in_reply_to.clone(),
+            created_at_ms: now,
+            idempotency_key: format!("msg-{message_id}"),
+            customer_last_seen_ms: last_seen,
+            template: None,
+        };
+        let payload =
+            serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
+             idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+        )
+        .bind(&batch.tenant_id)
+        .bind(&batch.conversation_id)
+        .bind(&batch.channel_account_id)
+        .bind(&batch.channel_kind)
+        .bind(message_id)
+        .bind(&outbound.idempotency_key)
+        .bind(&payload)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for query in &commit.unanswered {
+        sqlx::query(
+            "INSERT INTO unanswered_questions (tenant_id, conversation_id, query, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&batch.tenant_id)
+        .bind(&batch.conversation_id)
+        .bind(query)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for usage in &commit.llm_usage {
+        sqlx::query(
+            "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&batch.tenant_id)
+        .bind(&batch.conversation_id)
+        .bind(&usage.model)
+        .bind(usage.prompt_tokens)
+        .bind(usage.completion_tokens)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(TurnOutcome::Committed {
+        outbox_rows: commit.replies.len(),
+    })
 }

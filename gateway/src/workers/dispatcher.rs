@@ -84,11 +84,38 @@ impl Dispatcher {
                 return handled;
             }
             handled += claimed.len();
-            futures::future::join_all(claimed.into_iter().map(|send| self.send_one(send))).await;
+            let sent: Vec<(ClaimedSend, Option<String>)> =
+                futures::future::join_all(claimed.into_iter().map(|send| self.send_one(send)))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            self.record_sent(&sent).await;
         }
     }
 
-    async fn send_one(&self, send: ClaimedSend) {
+    /// Records the batch's successful sends in one transaction.
+    async fn record_sent(&self, sent: &[(ClaimedSend, Option<String>)]) {
+        let rows: Vec<(&ClaimedSend, Option<&str>)> =
+            sent.iter().map(|(s, id)| (s, id.as_deref())).collect();
+        if let Err(err) = self.store.mark_sent_many(&rows).await {
+            // The provider has them; a retry after the lease may re-send once (bounded
+            // duplicate window, documented in README).
+            tracing::error!(error = %err, count = rows.len(), "recording delivered sends failed");
+            return;
+        }
+        for (send, _) in sent {
+            let kind_label = kind_label(&send.channel_kind);
+            metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "sent").increment(1);
+            let latency = (now_ms() - send.message.created_at_ms).max(0) as f64 / 1000.0;
+            metrics::histogram!(telemetry::DELIVERY_LATENCY_SECONDS, "channel" => kind_label)
+                .record(latency);
+        }
+    }
+
+    /// Sends one claimed row; a success is returned for [`Self::record_sent`], anything else
+    /// is recorded here.
+    async fn send_one(&self, send: ClaimedSend) -> Option<(ClaimedSend, Option<String>)> {
         let kind = send.channel_kind.clone();
         let kind_label = kind_label(&kind);
         let paced = {
@@ -105,7 +132,7 @@ impl Dispatcher {
             if let Err(err) = self.store.defer_send(&send, not_before).await {
                 tracing::warn!(error = %err, "deferring a paced send failed");
             }
-            return;
+            return None;
         }
         let Some(channel) = self.channels.resolve(&send.channel_account_id, &kind) else {
             self.fail(
@@ -116,29 +143,14 @@ impl Dispatcher {
                 kind_label,
             )
             .await;
-            return;
+            return None;
         };
         let started = Instant::now();
         let result = channel.send(&send.message).await;
         metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label)
             .record(started.elapsed().as_secs_f64());
         match result {
-            Ok(delivery) => {
-                if let Err(err) = self
-                    .store
-                    .mark_sent(&send, delivery.provider_message_id.as_deref())
-                    .await
-                {
-                    // The provider has it; a retry after the lease may re-send once (bounded
-                    // duplicate window, documented in README).
-                    tracing::error!(error = %err, outbox_id = send.id, "recording a delivered send failed");
-                    return;
-                }
-                metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "sent").increment(1);
-                let latency = (now_ms() - send.message.created_at_ms).max(0) as f64 / 1000.0;
-                metrics::histogram!(telemetry::DELIVERY_LATENCY_SECONDS, "channel" => kind_label)
-                    .record(latency);
-            }
+            Ok(delivery) => Some((send, delivery.provider_message_id)),
             Err(err) => {
                 let attempt = u32::try_from(send.attempts)
                     .unwrap_or(u32::MAX)
@@ -166,6 +178,7 @@ impl Dispatcher {
                 };
                 tracing::warn!(outbox_id = send.id, channel_kind = %kind, attempt, error = %err, "send failed");
                 self.fail(&send, failure, kind_label).await;
+                None
             }
         }
     }

@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use super::TurnContext;
 use super::answer;
-use crate::store::{TurnCommit, TurnOutcome, now_ms};
+use super::committer::FinishedTurn;
+use crate::store::{TurnOutcome, now_ms};
 use crate::telemetry;
 
 /// A wake-up for a lane: a customer message was stored.
@@ -167,8 +168,8 @@ async fn run_lane(
                 continue;
             }
         };
-        let commit = TurnCommit {
-            batch: &batch,
+        let turn = FinishedTurn {
+            batch,
             state: prepared.conversation.state.as_str(),
             locale: prepared.conversation.locale.as_str(),
             abstain_streak: i64::from(prepared.conversation.abstain_streak),
@@ -177,7 +178,7 @@ async fn run_lane(
             unanswered: prepared.unanswered,
             llm_usage: prepared.llm_usage,
         };
-        match ctx.store.commit_turn(&commit).await {
+        match ctx.committer.commit(turn).await {
             Ok(TurnOutcome::Committed { outbox_rows }) => {
                 backoff = Duration::from_millis(100);
                 metrics::counter!(telemetry::ANSWERS_TOTAL, "kind" => prepared.kind).increment(1);

@@ -3,6 +3,7 @@
 //! through one `CancellationToken`.
 
 pub mod answer;
+pub mod committer;
 pub mod dispatcher;
 pub mod ingress;
 pub mod lanes;
@@ -32,6 +33,8 @@ pub struct TurnContext {
     pub hub: Arc<Hub>,
     /// Channel adapters (provider typing indicators).
     pub channels: Arc<ChannelRegistry>,
+    /// Group commit of finished turns.
+    pub committer: committer::Committer,
     /// Wakes the dispatcher after a commit.
     pub dispatcher_wake: Arc<Notify>,
     /// Quiet time before answering.

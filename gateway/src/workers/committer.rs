@@ -1,0 +1,114 @@
+//! Group commit for answers: lanes hand their finished turns to one task, which commits
+//! everything queued so far in one transaction and answers each lane with its own outcome.
+//! Under load this turns hundreds of small transactions (and their WAL page writes) into a
+//! few; with one lane it is a plain commit.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use crate::store::{LlmUsage, Store, StoreError, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
+
+/// Most turns committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// A finished turn, owned so it can cross to the committer task.
+#[derive(Debug, Clone)]
+pub struct FinishedTurn {
+    /// The batch it answers.
+    pub batch: TurnBatch,
+    /// New state.
+    pub state: &'static str,
+    /// New locale.
+    pub locale: &'static str,
+    /// New abstain streak.
+    pub abstain_streak: i64,
+    /// Set when the conversation was handed to a human.
+    pub handoff_reason: Option<&'static str>,
+    /// Bot messages, in order.
+    pub replies: Vec<TurnReply>,
+    /// Questions to record as unanswered.
+    pub unanswered: Vec<String>,
+    /// Language model usage.
+    pub llm_usage: Vec<LlmUsage>,
+}
+
+impl FinishedTurn {
+    fn as_commit(&self) -> TurnCommit<'_> {
+        TurnCommit {
+            batch: &self.batch,
+            state: self.state,
+            locale: self.locale,
+            abstain_streak: self.abstain_streak,
+            handoff_reason: self.handoff_reason,
+            replies: self.replies.clone(),
+            unanswered: self.unanswered.clone(),
+            llm_usage: self.llm_usage.clone(),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<TurnOutcome, StoreError>>;
+
+/// Handle for committing finished turns.
+#[derive(Debug, Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<(FinishedTurn, Reply)>,
+}
+
+impl Committer {
+    /// Starts the committer task on `tracker`. It stops when every handle is dropped, after
+    /// committing what was queued.
+    pub fn spawn(store: Store, tracker: &TaskTracker) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_GROUP * 4);
+        tracker.spawn(run(store, rx));
+        Self { tx }
+    }
+
+    /// Commits one turn (grouped with whatever other lanes finished meanwhile).
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing was stored; the batch stays pending.
+    pub async fn commit(&self, turn: FinishedTurn) -> Result<TurnOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((turn, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<(FinishedTurn, Reply)>) {
+    let mut group: Vec<(FinishedTurn, Reply)> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.recv().await {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(item) => group.push(item),
+                Err(_) => break,
+            }
+        }
+        let commits: Vec<TurnCommit<'_>> = group.iter().map(|(t, _)| t.as_commit()).collect();
+        let result = store.commit_turns(&commits).await;
+        drop(commits);
+        match result {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(err) if group.len() == 1 => {
+                if let Some((_, reply)) = group.pop() {
+                    let _ = reply.send(Err(err));
+                }
+            }
+            Err(_) => {
+                // Commit one by one so a single failing turn does not hold back the others.
+                for (turn, reply) in group.drain(..) {
+                    let _ = reply.send(store.commit_turn(&turn.as_commit()).await);
+                }
+            }
+        }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::PoolClosed)
+}
