@@ -25,6 +25,12 @@
 //!   outbound message goes through the outbox.
 //! - **No message text, phone number or secret is logged at info level or above.**
 
+/// mimalloc instead of the system allocator: the message path allocates per request on many
+/// threads, where glibc malloc's arena locking and consolidation showed up in profiles. Every
+/// binary that links the gateway (the `sapa` binary, tests, benchmarks) uses it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api_key;
 pub mod checks;
 pub mod cli;
