@@ -146,7 +146,8 @@ fn chat_id_string(v: &Value) -> String {
 
 /// The chat id as Telegram wants it: a number when it is one.
 fn chat_id_value(chat: &str) -> Value {
-    chat.parse::<i64>().map_or_else(|_| json!(chat), |n| json!(n))
+    chat.parse::<i64>()
+        .map_or_else(|_| json!(chat), |n| json!(n))
 }
 
 #[async_trait::async_trait]

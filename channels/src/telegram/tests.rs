@@ -331,8 +331,16 @@ fn split_prefers_paragraphs_then_sentences() {
     let long = "Ini kalimat yang cukup panjang untuk diuji. ".repeat(120); // 5,280 chars
     let parts = split_text(&long, MAX_TEXT_UNITS);
     assert_eq!(parts.len(), 2);
-    assert!(parts[0].ends_with('.'), "{}", &parts[0][parts[0].len() - 20..]);
-    assert!(parts.iter().all(|p| p.encode_utf16().count() <= MAX_TEXT_UNITS));
+    assert!(
+        parts[0].ends_with('.'),
+        "{}",
+        &parts[0][parts[0].len() - 20..]
+    );
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.encode_utf16().count() <= MAX_TEXT_UNITS)
+    );
     assert_eq!(
         parts.join(" ").split_whitespace().collect::<Vec<_>>(),
         long.split_whitespace().collect::<Vec<_>>()
@@ -414,7 +422,10 @@ fn account_debug_hides_secrets_and_bot_id_comes_from_the_token() {
     };
     assert_eq!(account.bot_id(), Some(7_000_000_001));
     let debug = format!("{account:?}");
-    assert!(!debug.contains("AAH-secret") && !debug.contains("hook\""), "{debug}");
+    assert!(
+        !debug.contains("AAH-secret") && !debug.contains("hook\""),
+        "{debug}"
+    );
     let bad = TelegramAccount {
         bot_token: "nonsense".into(),
         ..account

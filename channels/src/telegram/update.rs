@@ -266,8 +266,8 @@ fn customer_message(m: types::Message, bot: &BotIdentity) -> CustomerMessage {
             read.text
         });
         let caption = caption.filter(|c| !c.is_empty());
-        let media = |kind: MediaKind, file: &types::File, caption: Option<String>| {
-            MessageContent::Media {
+        let media =
+            |kind: MediaKind, file: &types::File, caption: Option<String>| MessageContent::Media {
                 kind,
                 media: MediaRef {
                     id: file.file_id.clone(),
@@ -276,8 +276,7 @@ fn customer_message(m: types::Message, bot: &BotIdentity) -> CustomerMessage {
                     filename: file.file_name.clone(),
                 },
                 caption,
-            }
-        };
+            };
         if let Some(photo) = m
             .photo
             .iter()
