@@ -267,15 +267,13 @@ impl TelegramInbound {
                     && title.is_empty()
                     && let (Some(index), Some(sent)) =
                         (format::choice_reference(id), &message.message.reply_to)
-                {
-                    if let Some(choice) = self
+                    && let Some(choice) = self
                         .store
                         .sent_choice(&route.tenant_id, &route.account_id, sent, index)
                         .await
                         .map_err(store_err)?
-                    {
-                        *title = choice;
-                    }
+                {
+                    *title = choice;
                 }
                 self.accept(route, message).await?;
             }

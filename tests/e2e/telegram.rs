@@ -100,7 +100,7 @@ async fn telegram_text_gets_a_knowledge_answer_as_escaped_html() {
     assert!(
         typing
             .iter()
-            .any(|c| c.body["action"] == "typing" && c.body["chat_id"] == CHAT.to_string()),
+            .any(|c| c.body["action"] == "typing" && c.body["chat_id"] == CHAT),
         "{typing:?}"
     );
     app.stop().await;
@@ -194,7 +194,7 @@ async fn telegram_long_answer_arrives_as_two_messages_in_order() {
     let llm = FakeOpenAi::start([hours_answer(answer.clone())]).await;
     let (app, fake) = start("", &llm.config("")).await;
     post_ok(&app, &text_update(3, CHAT, 11, HOURS_QUESTION, "id")).await;
-    let sends = wait_calls(&fake, "sendMessage", 2).await;
+    wait_calls(&fake, "sendMessage", 2).await;
     app.settled().await;
     let sends: Vec<TelegramCall> = fake.calls_of("sendMessage");
     assert_eq!(sends.len(), 2);

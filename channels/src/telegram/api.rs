@@ -224,7 +224,7 @@ impl BotApi {
         let _: bool = self
             .call(
                 "sendChatAction",
-                &json!({"chat_id": chat_id, "action": "typing"}),
+                &json!({"chat_id": chat_id.parse::<i64>().map_or_else(|_| json!(chat_id), |n| json!(n)), "action": "typing"}),
                 None,
             )
             .await?;

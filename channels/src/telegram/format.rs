@@ -49,16 +49,15 @@ pub fn split_text(text: &str, max: usize) -> Vec<String> {
         let paragraph = window.rfind("\n\n").filter(|&i| i >= min_keep);
         let sentence = || {
             window
-                .match_indices(['.', '!', '?', '…'])
+                .rmatch_indices(['.', '!', '?', '…'])
                 .map(|(i, m)| i + m.len())
-                .filter(|&end| {
+                .find(|&end| {
                     end >= min_keep
                         && window[end..]
                             .chars()
                             .next()
                             .is_some_and(char::is_whitespace)
                 })
-                .last()
         };
         let line = || window.rfind('\n').filter(|&i| i >= min_keep);
         let word = || window.rfind(' ').filter(|&i| i >= min_keep);

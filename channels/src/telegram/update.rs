@@ -384,10 +384,8 @@ fn read_text(text: &str, entities: &[types::Entity], bot: &BotIdentity) -> ReadT
                     cuts.push((range, String::new()));
                 }
             }
-            "text_mention" => {
-                if entity.user.as_ref().is_some_and(|u| u.id == bot.id) {
-                    mentioned = true;
-                }
+            "text_mention" if entity.user.as_ref().is_some_and(|u| u.id == bot.id) => {
+                mentioned = true;
             }
             "bot_command" if entity.offset == 0 => {
                 command = true;
