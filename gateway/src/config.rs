@@ -960,6 +960,41 @@ mod tests {
     }
 
     #[test]
+    fn telegram_bots_are_validated_with_fixes_named() {
+        let ok = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.telegram]\n\
+             bot_token = \"123:abc\"\nmode = \"polling\"\npoll_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        let tg = ok.tenants["shop"].telegram.as_ref().unwrap();
+        assert_eq!(tg.poll_timeout, Duration::from_secs(2));
+        assert_eq!(tg.api_base_url, "https://api.telegram.org");
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.telegram]\n\
+             bot_token = \"nope\"\nwebhook_secret = \"has space\"\napi_base_url = \"ftp://x\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "tenants.shop.telegram.bot_token must be the BotFather token",
+            "SAPA_TENANTS__SHOP__TELEGRAM__BOT_TOKEN",
+            "tenants.shop.telegram.webhook_secret must be 1-256 characters",
+            "tenants.shop.telegram.api_base_url must be an http:// or https:// URL",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+        }
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.telegram]\n\
+             bot_token = \"1:a\"\nmode = \"push\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("telegram.mode must be \"webhook\" or \"polling\"")
+        );
+    }
+
+    #[test]
     fn all_problems_are_reported_at_once_each_naming_its_key() {
         let file = r#"
             [server]

@@ -453,3 +453,111 @@ async fn telegram_long_polling_answers_and_resumes_after_the_stored_offset() {
     assert_eq!(fake.calls_of("sendMessage").len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn telegram_channel_add_stores_sealed_credentials_and_the_bot_serves() {
+    let fake = FakeTelegram::start().await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let tenant = "[tenants.shop]\nname = \"Shop\"\nlocale = \"id\"\n";
+    std::fs::write(dir.path().join("sapa.toml"), tenant).unwrap();
+    let key = "42".repeat(32);
+    let add = |envs: Vec<(&'static str, String)>, args: Vec<String>| {
+        let dir = dir.clone();
+        async move {
+            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            crate::process::command(dir.path(), &envs)
+                .args(["channel", "add", "telegram"])
+                .args(args)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["--tenant", "shop", "--api-base-url", fake.base_url.as_str()]
+            .iter()
+            .chain(extra)
+            .map(|s| (*s).to_owned())
+            .collect()
+    };
+    // Webhook mode needs a valid secret.
+    let refused = add(
+        vec![
+            ("SAPA_SECRET_KEY", key.clone()),
+            ("SAPA_TELEGRAM_BOT_TOKEN", BOT_TOKEN.to_owned()),
+        ],
+        args(&[]),
+    )
+    .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--webhook-secret"));
+    let output = add(
+        vec![
+            ("SAPA_SECRET_KEY", key.clone()),
+            ("SAPA_TELEGRAM_BOT_TOKEN", BOT_TOKEN.to_owned()),
+        ],
+        args(&["--mode", "polling", "--poll-timeout", "1"]),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&BOT_ID.to_string()) && stdout.contains("polling"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("AAtest-token"), "{stdout}");
+    {
+        let store = gateway::store::Store::connect(
+            &gateway::config::DatabaseTarget::Sqlite(dir.path().join("sapa.db")),
+            1,
+        )
+        .await
+        .unwrap();
+        let accounts = store.channel_accounts_of_kind("telegram").await.unwrap();
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(accounts[0].tenant_id, "shop");
+        let sealed = accounts[0].credentials.clone().unwrap();
+        assert!(!String::from_utf8_lossy(&sealed).contains("AAtest-token"));
+        let secrets = gateway::crypto::SecretBox::load(Some(&key), dir.path(), false).unwrap();
+        let account: channels::telegram::TelegramAccount =
+            serde_json::from_slice(&secrets.open(&sealed).unwrap()).unwrap();
+        assert_eq!(account.bot_token, BOT_TOKEN);
+        assert_eq!(account.mode, channels::telegram::UpdateMode::Polling);
+        store.close().await;
+    }
+    // The server picks the bot up at start and answers through long polling.
+    let app = spawn_app_with(tenant, Overrides::default(), Some(dir)).await;
+    fake.push_update(text_update_json(900, 4242, 1, "halo", "id"));
+    let sends = wait_calls(&fake, "sendMessage", 1).await;
+    assert_eq!(sends[0].body["chat_id"], 4242);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn telegram_typing_is_refreshed_while_a_slow_answer_is_produced() {
+    let llm = FakeOpenAi::start([
+        hours_answer(format!("Outlet Blok M buka hari Minggu {HOURS}."))
+            .delayed(Duration::from_millis(4500)),
+    ])
+    .await;
+    let (app, fake) = start("", &llm.config("")).await;
+    post_ok(&app, &text_update(9, CHAT, 40, HOURS_QUESTION, "id")).await;
+    let sends = wait_calls(&fake, "sendMessage", 1).await;
+    let typing: Vec<TelegramCall> = fake
+        .calls_of("sendChatAction")
+        .into_iter()
+        .filter(|c| c.at < sends[0].at)
+        .collect();
+    // Shown at once and repeated 4 s later (one action lasts at most 5 s).
+    assert!(typing.len() >= 2, "{typing:?}");
+    let gap = typing[1].at.duration_since(typing[0].at);
+    assert!(
+        gap >= Duration::from_millis(3900) && gap < Duration::from_secs(5),
+        "{gap:?}"
+    );
+    app.stop().await;
+}
