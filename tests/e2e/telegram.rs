@@ -561,3 +561,27 @@ async fn telegram_typing_is_refreshed_while_a_slow_answer_is_produced() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn telegram_callback_referencing_a_stored_choice_is_resolved_server_side() {
+    let (app, fake) = start("", "").await;
+    post_ok(&app, &text_update(4, CHAT, 20, "xqzv blorp wug", "id")).await;
+    wait_calls(&fake, "sendMessage", 1).await;
+    post_ok(&app, &text_update(5, CHAT, 21, "zzgrp vlox", "id")).await;
+    let sends = wait_calls(&fake, "sendMessage", 2).await;
+    let offer_id = sends[1].sent_message_id.unwrap();
+    app.settled().await;
+    // `i:0` names choice 0 of our message; the update carries no keyboard to read it from.
+    let callback = json!({"update_id": 6, "callback_query": {
+        "id": "cbq-2", "chat_instance": "1", "data": "i:0",
+        "from": {"id": CHAT, "is_bot": false, "first_name": "Dewi", "language_code": "id"},
+        "message": {"message_id": offer_id, "date": 0, "chat": {"id": CHAT, "type": "private"}}}});
+    post_ok(&app, &serde_json::to_vec(&callback).unwrap()).await;
+    wait_calls(&fake, "answerCallbackQuery", 1).await;
+    let sends = wait_calls(&fake, "sendMessage", 3).await;
+    assert_eq!(
+        sends[2].body["text"],
+        flows::texts::handoff_notice(flows::Locale::Id)
+    );
+    app.stop().await;
+}

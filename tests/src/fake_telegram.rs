@@ -35,6 +35,8 @@ pub struct TelegramCall {
     pub body: Value,
     /// When it arrived.
     pub at: Instant,
+    /// The `message_id` the fake answered a successful send with.
+    pub sent_message_id: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -133,12 +135,17 @@ async fn handle(State(state): State<Arc<FakeState>>, uri: Uri, body: Bytes) -> R
         .and_then(|rest| rest.split_once('/'))
         .unwrap_or(("", path));
     let (token, method) = (token.to_owned(), method.to_owned());
-    state.calls.lock().unwrap().push(TelegramCall {
-        token: token.clone(),
-        method: method.clone(),
-        body: body.clone(),
-        at,
-    });
+    let index = {
+        let mut calls = state.calls.lock().unwrap();
+        calls.push(TelegramCall {
+            token: token.clone(),
+            method: method.clone(),
+            body: body.clone(),
+            at,
+            sent_message_id: None,
+        });
+        calls.len() - 1
+    };
     if token != BOT_TOKEN {
         return reply(
             401,
@@ -162,6 +169,7 @@ async fn handle(State(state): State<Arc<FakeState>>, uri: Uri, body: Bytes) -> R
         "sendMessage" | "sendPhoto" | "sendDocument" | "sendVoice" | "sendVideo" | "sendAudio"
         | "sendSticker" => {
             let id = state.ids.fetch_add(1, Ordering::Relaxed);
+            state.calls.lock().unwrap()[index].sent_message_id = Some(id);
             let chat = body["chat_id"].as_i64().unwrap_or_default();
             ok(json!({"message_id": id, "date": 1_763_792_000,
                       "chat": {"id": chat, "type": if chat < 0 { "supergroup" } else { "private" }},

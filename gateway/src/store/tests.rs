@@ -740,6 +740,44 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
             Some("halo lagi"),
             "{n}"
         );
+        // Choices of a sent bot message can be looked up by its provider id (long inline
+        // keyboard payloads reference them by index).
+        let batch = s.load_turn_batch(&conversation).await.unwrap().unwrap();
+        let long = "Saya ingin berbicara dengan admin tentang pesanan katering besar".to_owned();
+        let commit = TurnCommit {
+            batch: &batch,
+            state: "bot",
+            locale: "id",
+            abstain_streak: 0,
+            handoff_reason: None,
+            replies: vec![TurnReply {
+                text: "Pilih:".into(),
+                choices: vec!["Ya".into(), long.clone()],
+                citations: vec![],
+            }],
+            unanswered: vec![],
+            llm_usage: vec![],
+        };
+        s.commit_turn(&commit).await.unwrap();
+        let claimed = s.claim_outbox(10, 30_000).await.unwrap();
+        s.mark_sent(&claimed[0], Some("5123:77")).await.unwrap();
+        assert_eq!(
+            s.sent_choice("tg", &account, "5123:77", 1).await.unwrap(),
+            Some(long),
+            "{n}"
+        );
+        assert_eq!(
+            s.sent_choice("tg", &account, "5123:77", 5).await.unwrap(),
+            None,
+            "{n}"
+        );
+        assert_eq!(
+            s.sent_choice("other", &account, "5123:77", 1)
+                .await
+                .unwrap(),
+            None,
+            "{n}"
+        );
         // A group that became a supergroup keeps its contact.
         assert!(
             s.move_contact("tg", &account, "5123", "-1005123")
