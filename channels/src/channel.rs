@@ -50,7 +50,17 @@ pub enum ChannelError {
     },
 }
 
+/// The [`ChannelError::Permanent`] code an adapter uses when the customer can no longer be
+/// reached on this channel (blocked the bot, left, deleted the account). The gateway then
+/// marks the contact unreachable: no further sends until the customer writes again.
+pub const UNREACHABLE_CODE: &str = "recipient_unreachable";
+
 impl ChannelError {
+    /// Whether the provider said the recipient cannot be reached any more.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Permanent { code: Some(code), .. } if code == UNREACHABLE_CODE)
+    }
+
     /// Whether retrying the same send later can succeed.
     pub fn is_transient(&self) -> bool {
         match self {

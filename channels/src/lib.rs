@@ -5,6 +5,8 @@
 //! - `channel`: the [`Channel`] trait every adapter implements, and [`ChannelError`].
 //! - `whatsapp`: WhatsApp Cloud API: webhook signature check and decoding, Graph API client,
 //!   [`whatsapp::WhatsappChannel`].
+//! - `telegram`: Telegram Bot API: webhook secret check and update decoding, a thin Bot API
+//!   client, HTML escaping and splitting, [`telegram::TelegramChannel`].
 //! - `webchat`: the browser channel; its "provider API" is the in-process [`webchat::Hub`]
 //!   that pushes messages to connected WebSocket clients.
 //!
@@ -17,6 +19,8 @@
 
 pub mod channel;
 pub mod model;
+#[cfg(feature = "telegram")]
+pub mod telegram;
 #[cfg(feature = "webchat")]
 pub mod webchat;
 #[cfg(feature = "whatsapp")]

@@ -91,9 +91,22 @@ impl Engine {
     /// Decides what to do with a debounced batch of customer messages.
     pub fn decide(&self, conversation: &Conversation, batch: &[CustomerTurn]) -> Decision {
         let mut next = conversation.clone();
+        // Slash commands: `/start` and `/help` greet; any other command reads as its words.
+        let mut greet = false;
         let text = batch
             .iter()
-            .map(|turn| turn.text.trim())
+            .filter_map(|turn| match turn.kind {
+                TurnKind::Command => {
+                    let (command, args) = split_command(&turn.text);
+                    if matches!(command.as_str(), "start" | "help") {
+                        greet = true;
+                        None
+                    } else {
+                        Some(format!("{command} {args}").trim().to_owned())
+                    }
+                }
+                TurnKind::Text | TurnKind::Choice => Some(turn.text.trim().to_owned()),
+            })
             .filter(|t| !t.is_empty())
             .collect::<Vec<_>>()
             .join("\n");
@@ -108,18 +121,27 @@ impl Engine {
             },
             ConversationState::Bot | ConversationState::Closed => {
                 next.state = ConversationState::Bot;
+                let mut actions: Vec<Action> = Vec::new();
+                if greet {
+                    actions.push(Action::Reply(BotReply {
+                        text: texts::greeting(next.locale).to_owned(),
+                        choices: vec![],
+                        citations: vec![],
+                    }));
+                }
                 if text.is_empty() {
                     return Decision {
                         conversation: next,
-                        actions: vec![],
+                        actions,
                     };
                 }
                 if asks_for_human(&text) {
                     return handoff(next, HandoffReason::CustomerAsked);
                 }
+                actions.push(Action::Answer { query: text });
                 Decision {
                     conversation: next,
-                    actions: vec![Action::Answer { query: text }],
+                    actions,
                 }
             }
         }
@@ -255,6 +277,14 @@ fn handoff(mut next: Conversation, reason: HandoffReason) -> Decision {
     }
 }
 
+/// `/start@bot deep-link` → (`start`, `deep-link`).
+fn split_command(text: &str) -> (String, &str) {
+    let text = text.trim().trim_start_matches('/');
+    let (head, args) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let command = head.split('@').next().unwrap_or_default().to_lowercase();
+    (command, args.trim())
+}
+
 /// A short message that names a person to talk to ("admin", "mau bicara dengan cs", "agent
 /// please"). Long questions that merely mention "admin" are still answered by the bot.
 fn asks_for_human(text: &str) -> bool {
@@ -290,6 +320,43 @@ fn quoted_answer(locale: Locale, title: &str, passage: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn start_command_greets_in_the_conversation_language() {
+        let command = |text: &str| CustomerTurn {
+            text: text.to_owned(),
+            kind: TurnKind::Command,
+        };
+        for locale in [Locale::Id, Locale::En] {
+            let conversation = Conversation {
+                locale,
+                ..Conversation::default()
+            };
+            let decision = Engine.decide(&conversation, &[command("/start")]);
+            assert_eq!(
+                decision.actions,
+                vec![Action::Reply(BotReply {
+                    text: texts::greeting(locale).to_owned(),
+                    choices: vec![],
+                    citations: vec![],
+                })]
+            );
+        }
+        // Another command is read as its words; `/start` with a question also answers it.
+        let decision = Engine.decide(&Conversation::default(), &[command("/harga@kopi_bot kopi")]);
+        assert_eq!(
+            decision.actions,
+            vec![Action::Answer {
+                query: "harga kopi".into()
+            }]
+        );
+        let decision = Engine.decide(
+            &Conversation::default(),
+            &[command("/start"), turn("jam buka hari Minggu?")],
+        );
+        assert_eq!(decision.actions.len(), 2);
+        assert!(matches!(decision.actions[1], Action::Answer { .. }));
+    }
 
     fn turn(text: &str) -> CustomerTurn {
         CustomerTurn {

@@ -85,6 +85,18 @@ fn message(name: &str, locale: Locale) -> String {
     })
 }
 
+/// The greeting sent for `/start`.
+pub fn greeting(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Halo! Saya asisten virtual kami. Silakan tanyakan apa saja tentang produk, harga, jam buka atau pesanan Anda. Ketik \"admin\" kapan saja untuk dibantu tim kami."
+        }
+        Locale::En => {
+            "Hello! I am our virtual assistant. Ask me anything about our products, prices, opening hours or your order. Type \"agent\" at any time to talk to our team."
+        }
+    }
+}
+
 /// Opening line of an answer quoted from the knowledge base.
 pub fn quote_intro(locale: Locale, title: &str) -> String {
     match locale {

@@ -150,6 +150,36 @@ enum AddChannel {
         #[arg(long, default_value = "id")]
         reengagement_language: String,
     },
+    /// A Telegram bot. Secrets are stored encrypted; pass them through the environment
+    /// variables rather than flags to keep them out of shell history.
+    Telegram {
+        /// Tenant slug (must exist).
+        #[arg(long)]
+        tenant: String,
+        /// The token from @BotFather (`<bot id>:<secret>`).
+        #[arg(long, env = "SAPA_TELEGRAM_BOT_TOKEN", hide_env_values = true)]
+        bot_token: String,
+        /// `webhook` (Telegram POSTs to /webhooks/telegram/<bot id>) or `polling` (getUpdates).
+        #[arg(long, default_value = "webhook")]
+        mode: String,
+        /// The webhook's secret token (1-256 of A-Z a-z 0-9 _ -); required in webhook mode.
+        #[arg(
+            long,
+            env = "SAPA_TELEGRAM_WEBHOOK_SECRET",
+            hide_env_values = true,
+            default_value = ""
+        )]
+        webhook_secret: String,
+        /// Bot API base URL.
+        #[arg(long, default_value = channels::telegram::config::DEFAULT_API_BASE)]
+        api_base_url: String,
+        /// Long-polling timeout of one getUpdates call, in seconds.
+        #[arg(long, default_value_t = channels::telegram::config::DEFAULT_POLL_TIMEOUT_S)]
+        poll_timeout: u64,
+        /// The bot's username without `@` (empty: asked with getMe at start).
+        #[arg(long, default_value = "")]
+        bot_username: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,21 +309,56 @@ async fn channel(
     config: &Config,
     runtime: Runtime,
 ) -> anyhow::Result<ExitCode> {
-    let ChannelCommand::Add {
-        channel:
-            AddChannel::Whatsapp {
-                tenant,
-                phone_number_id,
-                app_secret,
-                access_token,
-                verify_token,
-                api_base_url,
-                api_version,
-                reengagement_template,
-                reengagement_language,
-            },
-    } = command;
-    if phone_number_id.is_empty() || !phone_number_id.chars().all(|c| c.is_ascii_digit()) {
+    let ChannelCommand::Add { channel: add } = command;
+    let tenant = match &add {
+        AddChannel::Whatsapp { tenant, .. } | AddChannel::Telegram { tenant, .. } => tenant.clone(),
+    };
+    let telegram = match &add {
+        AddChannel::Telegram {
+            bot_token,
+            mode,
+            webhook_secret,
+            api_base_url,
+            poll_timeout,
+            bot_username,
+            ..
+        } => {
+            let Some(mode) = channels::telegram::UpdateMode::parse(mode) else {
+                anyhow::bail!("--mode must be `webhook` or `polling`");
+            };
+            if mode == channels::telegram::UpdateMode::Webhook
+                && !channels::telegram::config::valid_webhook_secret(webhook_secret)
+            {
+                anyhow::bail!(
+                    "--webhook-secret (or SAPA_TELEGRAM_WEBHOOK_SECRET) must be 1-256 characters of A-Z a-z 0-9 _ - in webhook mode"
+                );
+            }
+            if !(api_base_url.starts_with("http://") || api_base_url.starts_with("https://")) {
+                anyhow::bail!("--api-base-url must be an http:// or https:// URL");
+            }
+            if *poll_timeout > 50 {
+                anyhow::bail!("--poll-timeout must be at most 50 seconds");
+            }
+            let account = channels::telegram::TelegramAccount {
+                bot_token: bot_token.clone(),
+                webhook_secret: webhook_secret.clone(),
+                api_base_url: api_base_url.clone(),
+                mode,
+                poll_timeout_s: *poll_timeout,
+                bot_username: bot_username.trim_start_matches('@').to_owned(),
+            };
+            if account.bot_id().is_none() {
+                anyhow::bail!("--bot-token must be the BotFather token `<bot id>:<secret>`");
+            }
+            Some(account)
+        }
+        AddChannel::Whatsapp { .. } => None,
+    };
+    if let AddChannel::Whatsapp {
+        phone_number_id, ..
+    } = &add
+        && (phone_number_id.is_empty() || !phone_number_id.chars().all(|c| c.is_ascii_digit()))
+    {
         anyhow::bail!("--phone-number-id must be the numeric Graph API phone number id");
     }
     let (store, _) = startup::open_store(config, &runtime).await?;
@@ -316,6 +381,30 @@ async fn channel(
     );
     let secrets =
         crate::crypto::SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
+    if let Some(account) = telegram {
+        let id = crate::telegram::save_account(&store, &secrets, &tenant, &account).await?;
+        store.close().await;
+        println!(
+            "telegram bot {} added to tenant {tenant} (account {id}, {} mode); restart the server to use it",
+            account.bot_id().unwrap_or_default(),
+            account.mode.as_str()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let AddChannel::Whatsapp {
+        phone_number_id,
+        app_secret,
+        access_token,
+        verify_token,
+        api_base_url,
+        api_version,
+        reengagement_template,
+        reengagement_language,
+        ..
+    } = add
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let account = channels::whatsapp::WhatsappAccount {
         phone_number_id,
         app_secret,

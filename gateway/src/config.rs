@@ -221,6 +221,44 @@ pub struct TenantConfig {
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
+    /// The tenant's Telegram bot, if any.
+    #[serde(default)]
+    pub telegram: Option<TenantTelegram>,
+}
+
+/// `[tenants.<slug>.telegram]`: one Telegram bot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantTelegram {
+    /// BotFather token.
+    pub bot_token: Secret,
+    /// `webhook` or `polling`.
+    #[serde(default = "default_telegram_mode")]
+    pub mode: String,
+    /// `secret_token` of the webhook.
+    #[serde(default)]
+    pub webhook_secret: Secret,
+    /// Bot API base URL.
+    #[serde(default = "default_telegram_base")]
+    pub api_base_url: String,
+    /// `getUpdates` long-poll timeout.
+    #[serde(default = "default_poll_timeout", with = "humantime_serde")]
+    pub poll_timeout: Duration,
+    /// The bot's username (group mentions); empty: from getMe.
+    #[serde(default)]
+    pub bot_username: String,
+}
+
+fn default_telegram_mode() -> String {
+    "webhook".to_owned()
+}
+
+fn default_telegram_base() -> String {
+    "https://api.telegram.org".to_owned()
+}
+
+fn default_poll_timeout() -> Duration {
+    Duration::from_secs(25)
 }
 
 /// `[tenants.<slug>.whatsapp]`: one WhatsApp Cloud API number.
@@ -518,6 +556,54 @@ impl Config {
                 {
                     problems.push(format!(
                         "tenants.{slug}.whatsapp.api_base_url must be an http:// or https:// URL"
+                    ));
+                }
+            }
+            if let Some(tg) = &tenant.telegram {
+                let env = |key: &str| {
+                    format!(
+                        "SAPA_TENANTS__{}__TELEGRAM__{}",
+                        slug.to_uppercase().replace('-', "_"),
+                        key.to_uppercase()
+                    )
+                };
+                let token = tg.bot_token.expose();
+                let token_ok = token.split_once(':').is_some_and(|(id, secret)| {
+                    !secret.is_empty() && id.parse::<i64>().is_ok_and(|n| n > 0)
+                });
+                if !token_ok {
+                    problems.push(format!(
+                        "tenants.{slug}.telegram.bot_token must be the BotFather token `<bot id>:<secret>` (prefer the {} environment variable)",
+                        env("bot_token")
+                    ));
+                }
+                match channels::telegram::UpdateMode::parse(&tg.mode) {
+                    Some(channels::telegram::UpdateMode::Webhook) => {
+                        if !channels::telegram::config::valid_webhook_secret(
+                            tg.webhook_secret.expose(),
+                        ) {
+                            problems.push(format!(
+                                "tenants.{slug}.telegram.webhook_secret must be 1-256 characters of A-Z a-z 0-9 _ - in webhook mode (prefer the {} environment variable), or set mode = \"polling\"",
+                                env("webhook_secret")
+                            ));
+                        }
+                    }
+                    Some(channels::telegram::UpdateMode::Polling) => {}
+                    None => problems.push(format!(
+                        "tenants.{slug}.telegram.mode must be \"webhook\" or \"polling\" (got \"{}\")",
+                        tg.mode
+                    )),
+                }
+                if !(tg.api_base_url.starts_with("http://")
+                    || tg.api_base_url.starts_with("https://"))
+                {
+                    problems.push(format!(
+                        "tenants.{slug}.telegram.api_base_url must be an http:// or https:// URL"
+                    ));
+                }
+                if tg.poll_timeout > Duration::from_secs(50) {
+                    problems.push(format!(
+                        "tenants.{slug}.telegram.poll_timeout must be at most 50s"
                     ));
                 }
             }
@@ -873,6 +959,41 @@ mod tests {
         let mut problems = vec![];
         schema.check_table(&example, "", "example", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn telegram_bots_are_validated_with_fixes_named() {
+        let ok = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.telegram]\n\
+             bot_token = \"123:abc\"\nmode = \"polling\"\npoll_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        let tg = ok.tenants["shop"].telegram.as_ref().unwrap();
+        assert_eq!(tg.poll_timeout, Duration::from_secs(2));
+        assert_eq!(tg.api_base_url, "https://api.telegram.org");
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.telegram]\n\
+             bot_token = \"nope\"\nwebhook_secret = \"has space\"\napi_base_url = \"ftp://x\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "tenants.shop.telegram.bot_token must be the BotFather token",
+            "SAPA_TENANTS__SHOP__TELEGRAM__BOT_TOKEN",
+            "tenants.shop.telegram.webhook_secret must be 1-256 characters",
+            "tenants.shop.telegram.api_base_url must be an http:// or https:// URL",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+        }
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.telegram]\n\
+             bot_token = \"1:a\"\nmode = \"push\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("telegram.mode must be \"webhook\" or \"polling\"")
+        );
     }
 
     #[test]

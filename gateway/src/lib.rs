@@ -41,6 +41,7 @@ pub mod error;
 pub mod routes;
 pub mod startup;
 pub mod store;
+pub mod telegram;
 pub mod telemetry;
 pub mod whatsapp;
 pub mod workers;

@@ -99,6 +99,8 @@ pub struct Services {
     pub secrets: SecretBox,
     /// WhatsApp numbers by phone_number_id (webhook routing).
     pub whatsapp: Arc<crate::whatsapp::WhatsappAccounts>,
+    /// Telegram bots by bot id (webhook routing).
+    pub telegram: Arc<crate::telegram::TelegramAccounts>,
     /// Cancelled when the server begins shutting down (closes WebSockets).
     pub shutdown: CancellationToken,
     /// Wakes the outbox dispatcher when a handler queued a send.
@@ -185,6 +187,8 @@ impl Application {
             .timeout(Duration::from_secs(30))
             .build()
             .context("cannot build the HTTP client")?;
+        crate::telegram::seed(&config, &store, &secrets).await?;
+        let telegram = Arc::new(crate::telegram::load(&store, &secrets, &http).await?);
 
         let hub = Arc::new(Hub::default());
         let dispatcher_wake = Arc::new(Notify::new());
@@ -202,6 +206,9 @@ impl Application {
                 &route.account_id,
                 Arc::new(WhatsappChannel::new(http.clone(), &route.account)),
             );
+        }
+        for route in telegram.routes() {
+            registry.insert_account(&route.account_id, Arc::new(route.channel.clone()));
         }
         for (kind, channel) in overrides.channels {
             registry.insert_kind(&kind, channel);
@@ -237,6 +244,16 @@ impl Application {
             &work.0,
             work.1.clone(),
         );
+        crate::telegram::start(
+            &telegram,
+            &crate::telegram::TelegramInbound {
+                store: store.clone(),
+                ingress: ingress.clone(),
+            },
+            &config.server.public_url,
+            &work.0,
+            &work.1,
+        );
         poller::spawn(
             store.clone(),
             lanes,
@@ -270,6 +287,7 @@ impl Application {
             metrics: telemetry::prometheus(),
             secrets,
             whatsapp,
+            telegram,
             shutdown: CancellationToken::new(),
             dispatcher_wake,
         }));

@@ -44,6 +44,10 @@ pub const WHATSAPP_WEBHOOKS_TOTAL: &str = "sapa_whatsapp_webhooks_total";
 /// WhatsApp webhook values or events not processed, by reason (`unknown_number`,
 /// `wrong_app_secret`, `undecodable`, `provider_error`).
 pub const WHATSAPP_DROPPED_TOTAL: &str = "sapa_whatsapp_dropped_total";
+/// Telegram updates received (webhook or long polling), by outcome (`accepted`,
+/// `bad_secret`, `undecodable`, `unavailable`, `ignored`, `not_addressed`, `edited`,
+/// `blocked`, `unblocked`, `migrated`).
+pub const TELEGRAM_UPDATES_TOTAL: &str = "sapa_telegram_updates_total";
 /// Provider delivery statuses, by outcome (`applied`, `stale`).
 pub const DELIVERY_STATUSES_TOTAL: &str = "sapa_delivery_statuses_total";
 

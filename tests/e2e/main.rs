@@ -7,5 +7,6 @@ mod delivery;
 mod health;
 mod llm;
 mod process;
+mod telegram;
 mod webchat;
 mod whatsapp;

@@ -4,6 +4,8 @@
 //! # Layout
 //! - `src/lib.rs`: `spawn_app` / `spawn_app_with` (in-process app), web chat client helpers,
 //!   `eventually` (polling with a deadline).
+//! - `src/fake_graph.rs`, `src/fake_telegram.rs`, `src/fake_openai.rs`: provider fakes over
+//!   real HTTP on loopback.
 //! - `src/bin/server.rs`: the `sapa` entry point built as `sapa-e2e-server`, so tests can run
 //!   the real binary as a process and SIGKILL it.
 //! - `e2e/`: the one e2e test binary, one module per area.
@@ -16,6 +18,7 @@
 
 pub mod fake_graph;
 pub mod fake_openai;
+pub mod fake_telegram;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -347,5 +350,47 @@ impl TestApp {
         )
         .await
         .expect("open store")
+    }
+}
+
+/// The test Telegram webhook secret.
+pub const TG_WEBHOOK_SECRET: &str = "test-webhook_secret";
+
+/// Config for the `demo` tenant with a Telegram bot pointing at `api_base`; `extra_telegram`
+/// keys go into `[tenants.demo.telegram]`.
+pub fn telegram_config(api_base: &str, extra_telegram: &str) -> String {
+    format!(
+        "[tenants.demo]\nname = \"Kopi Nusantara\"\nlocale = \"id\"\n[tenants.demo.telegram]\n\
+         bot_token = \"{}\"\nwebhook_secret = \"{TG_WEBHOOK_SECRET}\"\n\
+         api_base_url = \"{api_base}\"\n{extra_telegram}\n",
+        fake_telegram::BOT_TOKEN
+    )
+}
+
+/// A Telegram fixture's exact bytes.
+pub fn tg_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../channels/src/telegram/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+impl TestApp {
+    /// POSTs `body` to the Telegram webhook of the test bot with `secret` (`None`: no header).
+    pub async fn telegram_post(&self, body: &[u8], secret: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!(
+                "{}/webhooks/telegram/{}",
+                self.address,
+                fake_telegram::BOT_ID
+            ))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(secret) = secret {
+            request = request.header("x-telegram-bot-api-secret-token", secret);
+        }
+        request.send().await.expect("webhook post")
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod telegram;
 pub mod webchat;
 pub mod whatsapp;
 
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webchat::router())
         .merge(admin::router(max_upload))
         .merge(whatsapp::router())
+        .merge(telegram::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())

@@ -11,6 +11,7 @@
 //!   ids within a conversation are assigned and committed in order, even on Postgres.
 
 mod api_keys;
+mod contacts;
 mod ingress;
 mod outbox;
 mod turns;
@@ -53,6 +54,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "whatsapp",
         include_str!("migrations/0004_whatsapp.sqlite.sql"),
         include_str!("migrations/0004_whatsapp.postgres.sql"),
+    ),
+    (
+        5,
+        "telegram",
+        include_str!("migrations/0005_telegram.sqlite.sql"),
+        include_str!("migrations/0005_telegram.postgres.sql"),
     ),
 ];
 

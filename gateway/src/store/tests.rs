@@ -642,3 +642,161 @@ async fn delivery_statuses_only_move_forward() {
         assert_eq!(at, Some(3000));
     }
 }
+
+#[tokio::test]
+async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
+    for t in backends().await {
+        let s = &t.store;
+        let n = t.name;
+        s.upsert_tenant("tg", "Shop", "id").await.unwrap();
+        s.upsert_tenant("other", "Other", "id").await.unwrap();
+        let account = s
+            .ensure_channel_account("tg", "telegram", "7000000001", "Telegram", None)
+            .await
+            .unwrap();
+        let first = s
+            .accept_inbound(&[wa_item("tg", &account, "5123", "5123:1", true)])
+            .await
+            .unwrap();
+        let conversation = conversation_of(&first[0]);
+        // Blocked, then unblocked by writing again.
+        assert!(
+            s.set_contact_reachable("tg", &account, "5123", false)
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            s.conversation_unreachable("tg", &conversation)
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        // Another tenant cannot see or change it.
+        assert!(
+            !s.conversation_unreachable("other", &conversation)
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            !s.set_contact_reachable("other", &account, "5123", true)
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        s.accept_inbound(&[wa_item("tg", &account, "5123", "5123:2", true)])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.contact_unreachable("tg", &account, "5123").await.unwrap(),
+            Some(false),
+            "{n}"
+        );
+        s.mark_conversation_unreachable("tg", &conversation)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.contact_unreachable("tg", &account, "5123").await.unwrap(),
+            Some(true),
+            "{n}"
+        );
+        // Shared phone number.
+        s.set_contact_phone("tg", &account, "5123", "6281311112222")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.contact_phone("tg", &account, "5123")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("6281311112222"),
+            "{n}"
+        );
+        // Edits replace the stored text of a known message only.
+        assert!(
+            s.edit_inbound_text("tg", &account, "5123:1", "halo lagi")
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            !s.edit_inbound_text("tg", &account, "5123:9", "x")
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            !s.edit_inbound_text("other", &account, "5123:1", "x")
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert_eq!(
+            s.inbound_text("tg", &account, "5123:1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("halo lagi"),
+            "{n}"
+        );
+        // Choices of a sent bot message can be looked up by its provider id (long inline
+        // keyboard payloads reference them by index).
+        let batch = s.load_turn_batch(&conversation).await.unwrap().unwrap();
+        let long = "Saya ingin berbicara dengan admin tentang pesanan katering besar".to_owned();
+        let commit = TurnCommit {
+            batch: &batch,
+            state: "bot",
+            locale: "id",
+            abstain_streak: 0,
+            handoff_reason: None,
+            replies: vec![TurnReply {
+                text: "Pilih:".into(),
+                choices: vec!["Ya".into(), long.clone()],
+                citations: vec![],
+            }],
+            unanswered: vec![],
+            llm_usage: vec![],
+        };
+        s.commit_turn(&commit).await.unwrap();
+        let claimed = s.claim_outbox(10, 30_000).await.unwrap();
+        s.mark_sent(&claimed[0], Some("5123:77")).await.unwrap();
+        assert_eq!(
+            s.sent_choice("tg", &account, "5123:77", 1).await.unwrap(),
+            Some(long),
+            "{n}"
+        );
+        assert_eq!(
+            s.sent_choice("tg", &account, "5123:77", 5).await.unwrap(),
+            None,
+            "{n}"
+        );
+        assert_eq!(
+            s.sent_choice("other", &account, "5123:77", 1)
+                .await
+                .unwrap(),
+            None,
+            "{n}"
+        );
+        // A group that became a supergroup keeps its contact.
+        assert!(
+            s.move_contact("tg", &account, "5123", "-1005123")
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert_eq!(
+            s.contact_phone("tg", &account, "-1005123")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("6281311112222"),
+            "{n}"
+        );
+        // The poll offset only moves forward.
+        assert_eq!(s.poll_offset(&account).await.unwrap(), 0, "{n}");
+        s.set_poll_offset(&account, 42).await.unwrap();
+        s.set_poll_offset(&account, 40).await.unwrap();
+        assert_eq!(s.poll_offset(&account).await.unwrap(), 42, "{n}");
+    }
+}

@@ -134,6 +134,30 @@ impl Dispatcher {
             }
             return None;
         }
+        if kind != "webchat" {
+            match self
+                .store
+                .conversation_unreachable(&send.tenant_id, &send.message.conversation_id)
+                .await
+            {
+                Ok(true) => {
+                    self.fail(
+                        &send,
+                        OutboxFailure::Permanent {
+                            error: "not sent: the customer blocked the bot or left the chat"
+                                .to_owned(),
+                        },
+                        kind_label,
+                    )
+                    .await;
+                    return None;
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "checking the recipient's reachability failed; sending anyway");
+                }
+            }
+        }
         let Some(channel) = self.channels.resolve(&send.channel_account_id, &kind) else {
             self.fail(
                 &send,
@@ -152,6 +176,17 @@ impl Dispatcher {
         match result {
             Ok(delivery) => Some((send, delivery.provider_message_id)),
             Err(err) => {
+                if err.is_unreachable()
+                    && let Err(store_err) = self
+                        .store
+                        .mark_conversation_unreachable(
+                            &send.tenant_id,
+                            &send.message.conversation_id,
+                        )
+                        .await
+                {
+                    tracing::warn!(error = %store_err, "marking the recipient unreachable failed");
+                }
                 let attempt = u32::try_from(send.attempts)
                     .unwrap_or(u32::MAX)
                     .saturating_add(1);

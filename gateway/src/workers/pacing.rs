@@ -118,6 +118,17 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(pacer.reserve(wa, "n1", "628111").is_ok());
+        // Telegram: one message per second per chat, 30 per second per bot.
+        let tg = PacingPolicy::for_kind("telegram");
+        assert!(pacer.reserve(tg, "bot", "5123").is_ok());
+        assert_eq!(
+            pacer.reserve(tg, "bot", "5123"),
+            Err(Duration::from_secs(1))
+        );
+        for i in 0..29 {
+            assert!(pacer.reserve(tg, "bot", &format!("c{i}")).is_ok());
+        }
+        assert!(pacer.reserve(tg, "bot", "c-late").is_err());
         let web = PacingPolicy::for_kind("webchat");
         for _ in 0..1000 {
             assert!(pacer.reserve(web, "w", "s").is_ok());

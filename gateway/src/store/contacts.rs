@@ -1,0 +1,294 @@
+//! Provider contacts: reachability (a customer who blocked the bot gets no sends), shared
+//! phone numbers, chat migrations, edited messages, stored choices, and the Telegram
+//! long-polling offset of a channel account.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// Marks the contact `(channel_account_id, external_id)` reachable or not; returns whether
+    /// a contact was found. A customer's next message marks them reachable again.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn set_contact_reachable(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        external_id: &str,
+        reachable: bool,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE contacts SET unreachable = $1 WHERE tenant_id = $2 AND channel_account_id = $3 AND external_id = $4",
+        )
+        .bind(i64::from(!reachable))
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(external_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Marks the contact of a conversation unreachable (the provider said so when sending).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn mark_conversation_unreachable(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE contacts SET unreachable = 1 WHERE tenant_id = $1 AND id = \
+             (SELECT contact_id FROM conversations WHERE tenant_id = $1 AND id = $2)",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the customer of a conversation is marked unreachable.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn conversation_unreachable(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.unreachable FROM conversations c JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
+             WHERE c.tenant_id = $1 AND c.id = $2",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64, _>("unreachable")? != 0,
+            None => false,
+        })
+    }
+
+    /// Stores the phone number the customer shared (their own contact card).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn set_contact_phone(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        external_id: &str,
+        phone: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE contacts SET phone = $1 WHERE tenant_id = $2 AND channel_account_id = $3 AND external_id = $4",
+        )
+        .bind(phone)
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(external_id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The phone number a contact shared, if any (identity, OTP).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn contact_phone(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT phone FROM contacts WHERE tenant_id = $1 AND channel_account_id = $2 AND external_id = $3",
+        )
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(external_id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get("phone")?,
+            None => None,
+        })
+    }
+
+    /// Whether the contact is marked unreachable (`None`: no such contact).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn contact_unreachable(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        external_id: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let row = sqlx::query(
+            "SELECT unreachable FROM contacts WHERE tenant_id = $1 AND channel_account_id = $2 AND external_id = $3",
+        )
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(external_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| Ok(r.try_get::<i64, _>("unreachable")? != 0))
+            .transpose()
+    }
+
+    /// Moves a contact to a new provider address (a Telegram group that became a supergroup).
+    /// Nothing happens when the new address already has a contact.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn move_contact(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        from_external_id: &str,
+        to_external_id: &str,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "SELECT id FROM contacts WHERE channel_account_id = $1 AND external_id = $2",
+        )
+        .bind(channel_account_id)
+        .bind(to_external_id)
+        .fetch_optional(&self.write)
+        .await?;
+        if taken.is_some() {
+            return Ok(false);
+        }
+        let changed = sqlx::query(
+            "UPDATE contacts SET external_id = $1 WHERE tenant_id = $2 AND channel_account_id = $3 AND external_id = $4",
+        )
+        .bind(to_external_id)
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(from_external_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Replaces the stored text of a customer message the customer edited; the message is not
+    /// answered again (an unanswered one is answered with the new text). Returns whether the
+    /// message was known.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn edit_inbound_text(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        external_id: &str,
+        text: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE messages SET body = $1 WHERE tenant_id = $2 AND author = 'customer' AND inbox_id = \
+             (SELECT id FROM inbox WHERE tenant_id = $2 AND channel_account_id = $3 AND external_id = $4)",
+        )
+        .bind(text)
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(external_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// The text of customer message `external_id` (tests, console).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn inbound_text(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.body FROM messages m JOIN inbox i ON i.id = m.inbox_id \
+             WHERE m.tenant_id = $1 AND i.channel_account_id = $2 AND i.external_id = $3",
+        )
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(external_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| r.try_get("body").map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Choice `index` of the bot message sent as `provider_message_id` through the account
+    /// (inline keyboard buttons whose text did not fit in `callback_data`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn sent_choice(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        provider_message_id: &str,
+        index: usize,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.choices FROM messages m JOIN outbox o ON o.message_id = m.id AND o.tenant_id = m.tenant_id \
+             WHERE o.tenant_id = $1 AND o.channel_account_id = $2 AND o.provider_message_id = $3 \
+             ORDER BY o.id DESC LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(provider_message_id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let choices: Option<String> = row.try_get("choices")?;
+        Ok(choices
+            .and_then(|c| serde_json::from_str::<Vec<String>>(&c).ok())
+            .and_then(|c| c.into_iter().nth(index)))
+    }
+
+    /// The next `getUpdates` offset of a channel account (0 when never polled).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn poll_offset(&self, channel_account_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT poll_offset FROM channel_accounts WHERE id = $1")
+            .bind(channel_account_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<i64>, _>("poll_offset")?.unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// Stores the next `getUpdates` offset (only ever moves forward).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn set_poll_offset(
+        &self,
+        channel_account_id: &str,
+        offset: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE channel_accounts SET poll_offset = $1 WHERE id = $2 AND (poll_offset IS NULL OR poll_offset < $1)",
+        )
+        .bind(offset)
+        .bind(channel_account_id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+}
