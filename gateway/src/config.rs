@@ -187,6 +187,10 @@ pub struct LlmConfig {
 pub struct WebchatConfig {
     /// Longest customer message, in characters.
     pub max_message_chars: usize,
+    /// Messages one session may post per minute; 0: no limit.
+    pub messages_per_minute_per_session: u32,
+    /// Requests to `/v1/webchat/*` one IP address may make per minute; 0: no limit.
+    pub requests_per_minute_per_ip: u32,
 }
 
 /// `[admin]`.
@@ -203,6 +207,12 @@ pub struct AdminConfig {
 pub struct DemoConfig {
     /// Seed the `demo` tenant and its knowledge base.
     pub enabled: bool,
+    /// Widget accent colour of the demo tenant.
+    pub color: String,
+    /// Widget greeting of the demo tenant.
+    pub greeting: String,
+    /// Websites that may embed the demo tenant's widget.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[tenants.<slug>]`.
@@ -216,6 +226,15 @@ pub struct TenantConfig {
     /// The owner's instructions for the language model.
     #[serde(default)]
     pub instructions: String,
+    /// Widget accent colour (`#rgb` or `#rrggbb`).
+    #[serde(default = "default_widget_color")]
+    pub color: String,
+    /// Widget greeting; empty: the built-in one.
+    #[serde(default)]
+    pub greeting: String,
+    /// Origins whose pages may use the widget and the web chat API.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
@@ -245,6 +264,13 @@ pub struct TenantWhatsapp {
     /// Language of that template.
     #[serde(default = "default_template_language")]
     pub reengagement_language: String,
+}
+
+/// The widget colour of tenants that set none.
+pub const DEFAULT_WIDGET_COLOR: &str = "#0f766e";
+
+fn default_widget_color() -> String {
+    DEFAULT_WIDGET_COLOR.to_owned()
 }
 
 fn default_graph_base() -> String {
@@ -519,6 +545,13 @@ impl Config {
                     ));
                 }
             }
+            check_widget(
+                &format!("tenants.{slug}"),
+                &tenant.color,
+                &tenant.greeting,
+                &tenant.allowed_origins,
+                &mut problems,
+            );
             if flows::Locale::parse(&tenant.locale).is_none() {
                 problems.push(format!(
                     "tenants.{slug}.locale must be \"id\" or \"en\" (got \"{}\")",
@@ -526,6 +559,13 @@ impl Config {
                 ));
             }
         }
+        check_widget(
+            "demo",
+            &self.demo.color,
+            &self.demo.greeting,
+            &self.demo.allowed_origins,
+            &mut problems,
+        );
         if problems.is_empty() {
             Ok(())
         } else {
@@ -572,6 +612,36 @@ impl Config {
             self.demo.enabled
         )
     }
+}
+
+/// Checks one tenant's widget keys under `prefix` (`tenants.shop` or `demo`).
+fn check_widget(
+    prefix: &str,
+    color: &str,
+    greeting: &str,
+    origins: &[String],
+    problems: &mut Vec<String>,
+) {
+    if !valid_color(color) {
+        problems.push(format!(
+            "{prefix}.color must be a hex colour such as \"#0f766e\" or \"#07e\" (got \"{color}\")"
+        ));
+    }
+    if greeting.chars().count() > 500 {
+        problems.push(format!("{prefix}.greeting must be at most 500 characters"));
+    }
+    for origin in origins {
+        if let Err(why) = crate::origin::OriginPattern::parse(origin) {
+            problems.push(format!("{prefix}.allowed_origins: {why}"));
+        }
+    }
+}
+
+/// Whether `color` is `#rgb` or `#rrggbb`.
+pub fn valid_color(color: &str) -> bool {
+    color
+        .strip_prefix('#')
+        .is_some_and(|hex| matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Replaces a URL's password with `***`.
@@ -715,7 +785,15 @@ impl Schema<'_> {
                     return;
                 }
             },
-            Value::Table(_) | Value::Array(_) | Value::Datetime(_) => {
+            // Lists (allowed_origins) come as comma-separated values.
+            Value::Array(_) => Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            Value::Table(_) | Value::Datetime(_) => {
                 problems.push(format!(
                     "environment {name}: `{}` is a section; set one of its keys instead",
                     parts.join(".")
@@ -803,6 +881,10 @@ fn type_problem(expected: &Value, actual: &Value) -> Option<String> {
         }
         (Value::Float(_), Value::Float(_) | Value::Integer(_))
         | (Value::Boolean(_), Value::Boolean(_)) => None,
+        (Value::Array(_), Value::Array(items)) => items
+            .iter()
+            .any(|item| !item.is_str())
+            .then(|| "must be a list of strings".to_owned()),
         (expected, actual) => Some(format!(
             "must be {} (got {})",
             type_name(expected),
