@@ -1030,6 +1030,60 @@ mod tests {
     }
 
     #[test]
+    fn widget_keys_are_checked_and_lists_can_come_from_the_environment() {
+        let config = Config::from_sources(
+            Some((
+                "f",
+                "[tenants.shop]\nname = \"Shop\"\nlocale = \"id\"\ncolor = \"#abc\"\nallowed_origins = [\"https://shop.example\"]\n",
+            )),
+            &env(&[(
+                "SAPA_DEMO__ALLOWED_ORIGINS",
+                "https://a.example, http://localhost:3000",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(config.tenants["shop"].color, "#abc");
+        assert_eq!(config.tenants["shop"].greeting, "");
+        assert_eq!(
+            config.tenants["shop"].allowed_origins,
+            vec!["https://shop.example"]
+        );
+        assert_eq!(
+            config.demo.allowed_origins,
+            vec!["https://a.example", "http://localhost:3000"]
+        );
+        assert_eq!(config.webchat.messages_per_minute_per_session, 20);
+
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\nallowed_origins = [3]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`tenants.shop.allowed_origins` must be a list of strings"),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\ncolor = \"red\"\nallowed_origins = [\"shop.example\"]\n[demo]\nallowed_origins = [\"https://x.example/path\"]\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("tenants.shop.color must be a hex colour"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tenants.shop.allowed_origins: `shop.example` is not an origin"),
+            "{text}"
+        );
+        assert!(
+            text.contains("demo.allowed_origins: `https://x.example/path` is not an origin"),
+            "{text}"
+        );
+        assert_eq!(err.problems.len(), 3, "{text}");
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug_output() {
         let config =
             Config::from_sources(None, &env(&[("SAPA_LLM__API_KEY", "sk-secret")])).unwrap();

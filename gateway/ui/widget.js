@@ -340,7 +340,7 @@
   function updateBadge() {
     badge.hidden = state.unread === 0;
     badge.textContent = String(state.unread);
-    var label = T.open + ' — ' + state.name;
+    var label = state.config ? T.open + ' — ' + state.name : T.open;
     attr(launcher, 'aria-label', state.unread ? label + ' (' + fill(T.unread, { n: state.unread }) + ')' : label);
   }
 

@@ -230,9 +230,11 @@ test('the embedded widget on an allowed website', async (t) => {
       await page.goto(allowedSite.url);
       const launcher = w(page, '.launcher');
       await launcher.waitFor({ state: 'visible' });
-      assert.equal(await launcher.getAttribute('aria-label'), 'Buka chat — Kopi Nusantara (demo)');
+      await eventually('the tenant name in the launcher label', async () =>
+        (await launcher.getAttribute('aria-label')) === 'Buka chat — Kopi Nusantara (demo)');
       // The page forces hotpink buttons; the shadow root keeps the tenant's colour.
-      assert.equal(await launcher.evaluate((b) => getComputedStyle(b).backgroundColor), 'rgb(111, 78, 55)');
+      await eventually('the tenant colour', async () =>
+        (await launcher.evaluate((b) => getComputedStyle(b).backgroundColor)) === 'rgb(111, 78, 55)');
       assert.doesNotMatch(await launcher.evaluate((b) => getComputedStyle(b).fontFamily), /Georgia/);
       const leaked = await page.evaluate(() =>
         Object.keys(window).filter((k) => !window.__initialKeys.includes(k) && !['__initialKeys', '__csp'].includes(k)));
@@ -242,8 +244,8 @@ test('the embedded widget on an allowed website', async (t) => {
     await t.test('opens with the tenant name and greeting and focuses the input', async () => {
       await w(page, '.launcher').click();
       await w(page, '.panel').waitFor({ state: 'visible' });
-      assert.equal(await w(page, '.title').textContent(), 'Kopi Nusantara (demo)');
-      assert.match(await w(page, '.greeting').textContent(), /selamat datang di Kopi Nusantara/);
+      await eventually('the tenant name', async () => (await w(page, '.title').textContent()) === 'Kopi Nusantara (demo)');
+      await eventually('the tenant greeting', async () => /selamat datang di Kopi Nusantara/.test(await w(page, '.greeting').textContent()));
       assert.equal(await w(page, '.launcher').getAttribute('aria-expanded'), 'true');
       const focused = await page.evaluate(() => document.querySelector('[data-sapa-widget]').shadowRoot.activeElement?.id);
       assert.equal(focused, 'sapa-input');
@@ -367,7 +369,8 @@ test('mobile layout in English', async () => {
     await page.goto(`${allowedSite.url}/en`);
     const launcher = w(page, '.launcher');
     await launcher.waitFor();
-    assert.equal(await launcher.getAttribute('aria-label'), 'Open chat — Kopi Nusantara (demo)');
+    await eventually('the tenant name in the launcher label', async () =>
+      (await launcher.getAttribute('aria-label')) === 'Open chat — Kopi Nusantara (demo)');
     await launcher.tap();
     const panel = w(page, '.panel');
     await panel.waitFor();

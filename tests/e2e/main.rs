@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod admin;
+mod browser;
 mod crash;
 mod delivery;
 mod health;
@@ -9,3 +10,4 @@ mod llm;
 mod process;
 mod webchat;
 mod whatsapp;
+mod widget;
