@@ -399,7 +399,8 @@
     state.unavailable = true;
     if (state.ws) state.ws.close();
     clearTimeout(state.timer);
-    presence.textContent = '';
+    presence.hidden = true;
+    greeting.hidden = true;
     banner.hidden = true;
     input.disabled = true;
     showNotice(T.unavailable);

@@ -28,10 +28,15 @@ const OFFLINE_QUESTION = 'berapa harga kopi susu gula aren?';
 const XSS = '<img src=x onerror=alert(1)>';
 const LINK_TEXT = 'tautan https://example.com/zzqx?a=1 qwfp zxcv javascript:alert(1)';
 
+const STREAMED_REPLY = 'Hari Minggu outlet Blok M buka pukul 08.00–23.00 WIB. Sampai jumpa, Kak!';
+
 let tmp;
 let sapa;
 let sapaPort;
 let sapaUrl;
+let llmSapa;
+let llmSapaUrl;
+let fakeLlm;
 let allowedSite;
 let deniedSite;
 let browser;
@@ -70,13 +75,15 @@ async function eventually(what, check, timeout = 20_000) {
   }
 }
 
-/** Starts `sapa serve` on the fixed port and resolves once it listens. */
-function startSapa() {
+/** Starts `sapa serve` (config `<name>.toml`, data dir `<name>-data`) on `port` and resolves
+ *  once it listens. */
+function startSapa(name = 'sapa', port = sapaPort) {
   return new Promise((resolve, reject) => {
-    const logFile = fs.openSync(path.join(tmp, 'sapa.log'), 'a');
+    const logFile = fs.openSync(path.join(tmp, `${name}.log`), 'a');
+    fs.mkdirSync(path.join(tmp, `${name}-data`), { recursive: true });
     const child = spawn(
       SAPA_BIN,
-      ['--config', path.join(tmp, 'sapa.toml'), '--data-dir', path.join(tmp, 'data'), 'serve', '--bind', `127.0.0.1:${sapaPort}`],
+      ['--config', path.join(tmp, `${name}.toml`), '--data-dir', path.join(tmp, `${name}-data`), 'serve', '--bind', `127.0.0.1:${port}`],
       {
         cwd: tmp,
         env: { PATH: process.env.PATH, SAPA_TELEMETRY__FILTER: 'warn', RUST_BACKTRACE: '1' },
@@ -94,7 +101,7 @@ function startSapa() {
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`sapa exited (${code ?? signal}) before listening:\n${out}\n${tail('sapa.log')}`));
+      reject(new Error(`sapa exited (${code ?? signal}) before listening:\n${out}\n${tail(`${name}.log`)}`));
     });
   });
 }
@@ -138,6 +145,51 @@ function site(lang) {
 <p>Ada pertanyaan? Klik tombol chat di pojok kanan bawah.</p><button type="button">Tombol halaman</button></main>
 <script src="${sapaUrl}/widget.js" data-tenant="demo" async></script>
 </body></html>`);
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A fake OpenAI-compatible model: waits, then streams a JSON answer citing the passage with
+ *  the Sunday hours, a few characters at a time. */
+function fakeOpenAi() {
+  return http.createServer(async (req, res) => {
+    if (req.method !== 'POST' || !req.url.endsWith('/chat/completions')) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const request = JSON.parse(body);
+    const user = request.messages.find((m) => m.role === 'user')?.content ?? '';
+    const passages = [];
+    for (const line of user.split('\n')) {
+      const id = /^\[id: ([^\]]+)\]/.exec(line);
+      if (id) passages.push({ id: id[1], text: '' });
+      else if (passages.length) passages[passages.length - 1].text += `${line}\n`;
+    }
+    const cited = passages.find((p) => p.text.includes('08.00–23.00'))?.id ?? 'missing';
+    const content = JSON.stringify({ reply: STREAMED_REPLY, action: 'answer', citations: [cited] });
+    const usage = { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 };
+    const base = { id: 'chatcmpl-fake', created: 1_700_000_000, model: 'fake-model' };
+    if (!request.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage }));
+      return;
+    }
+    await sleep(1500); // "thinking": the widget shows the typing indicator
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const send = (event) => res.write(`data: ${typeof event === 'string' ? event : JSON.stringify(event)}\n\n`);
+    const chars = Array.from(content);
+    for (let i = 0; i < chars.length; i += 6) {
+      send({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: chars.slice(i, i + 6).join('') }, finish_reason: null }] });
+      await sleep(150);
+    }
+    send({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+    send({ ...base, object: 'chat.completion.chunk', choices: [], usage });
+    send('[DONE]');
+    res.end();
   });
 }
 
@@ -193,7 +245,6 @@ before(async () => {
   assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
   fs.mkdirSync(SHOTS, { recursive: true });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sapa-browser-'));
-  fs.mkdirSync(path.join(tmp, 'data'));
   sapaPort = await freePort();
   sapaUrl = `http://127.0.0.1:${sapaPort}`;
   const allowedServer = site('id');
@@ -208,6 +259,17 @@ before(async () => {
   );
   log(`sapa ${sapaUrl}, allowed site ${allowedSite.url}, other site ${deniedSite.url}, data ${tmp}`);
   sapa = await startSapa();
+  // A second server answering with a (fake) language model, for typing and streaming.
+  fakeLlm = fakeOpenAi();
+  const llmUrl = await listen(fakeLlm);
+  const llmPort = await freePort();
+  llmSapaUrl = `http://127.0.0.1:${llmPort}`;
+  fs.writeFileSync(
+    path.join(tmp, 'llm.toml'),
+    `[conversation]\ndebounce = "0s"\n` +
+      `[llm]\nbase_url = "${llmUrl}/v1"\nmodel = "fake-model"\napi_key = "sk-test"\ntimeout = "20s"\n`,
+  );
+  llmSapa = await startSapa('llm', llmPort);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
@@ -217,6 +279,8 @@ before(async () => {
 after(async () => {
   await browser?.close().catch(() => {});
   await killSapa().catch(() => {});
+  llmSapa?.kill('SIGKILL');
+  fakeLlm?.close();
   allowedSite?.server.close();
   deniedSite?.server.close();
   if (tmp && !process.env.KEEP_TMP) fs.rmSync(tmp, { recursive: true, force: true });
@@ -403,6 +467,12 @@ test('the message length limit is shown before sending', async () => {
     assert.equal(await page.locator('li.msg.customer').count(), 0);
     await input.fill('a'.repeat(2000));
     assert.equal(await w(page, '.send').isDisabled(), false);
+    // Screen readers: named controls and a live log of the conversation.
+    assert.equal(await page.getByRole('button', { name: 'Kirim pesan' }).count(), 1);
+    assert.equal(await page.getByRole('button', { name: 'Tutup chat' }).count(), 1);
+    assert.equal(await page.getByRole('textbox', { name: 'Pesan Anda' }).count(), 1);
+    assert.equal(await page.getByRole('log', { name: 'Percakapan' }).getAttribute('aria-live'), 'polite');
+    assert.equal(await page.getByRole('dialog', { name: 'Kopi Nusantara (demo)' }).count(), 1);
     // Keyboard: Escape closes the panel and gives focus back to the launcher.
     await input.press('Escape');
     await w(page, '.panel').waitFor({ state: 'hidden' });
@@ -426,6 +496,33 @@ test('the hosted chat page /chat/demo', async () => {
     await sendMessage(page, QUESTION);
     await botWith(page, '08.00').waitFor({ timeout: ANSWER_TIMEOUT });
     await page.screenshot({ path: path.join(SHOTS, 'chat-page.png') });
+    assert.deepEqual(await cspViolations(page), []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('typing indicator, then the answer streamed as the model writes it', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await newPage(context);
+  try {
+    await page.goto(`${llmSapaUrl}/chat/demo`);
+    await eventually('online', async () => (await w(page, '.presence').textContent()) === 'Online');
+    await sendMessage(page, QUESTION);
+    const typing = w(page, '.typing');
+    await typing.waitFor({ state: 'visible', timeout: 15_000 });
+    const stream = w(page, '.streaming');
+    await stream.waitFor({ state: 'visible', timeout: 15_000 });
+    const partial = await stream.textContent();
+    log('streamed so far:', partial);
+    assert.ok(partial.length > 0 && partial.length < STREAMED_REPLY.length, `partial text: ${partial}`);
+    assert.ok(STREAMED_REPLY.startsWith(partial), `streamed text is the reply, not JSON: ${partial}`);
+    assert.equal(await typing.isVisible(), false);
+    await page.screenshot({ path: path.join(SHOTS, 'widget-streaming.png') });
+    const final = botWith(page, 'Sampai jumpa');
+    await final.waitFor({ timeout: ANSWER_TIMEOUT });
+    assert.equal(await final.textContent(), STREAMED_REPLY);
+    await stream.waitFor({ state: 'hidden' });
     assert.deepEqual(await cspViolations(page), []);
   } finally {
     await context.close();
