@@ -25,6 +25,7 @@ const ANSWER_TIMEOUT = 45_000;
 
 const QUESTION = 'jam buka outlet Blok M hari Minggu?';
 const OFFLINE_QUESTION = 'berapa harga kopi susu gula aren?';
+const OTHER_DEVICE_QUESTION = 'bisa bayar pakai qris?';
 const XSS = '<img src=x onerror=alert(1)>';
 const LINK_TEXT = 'tautan https://example.com/zzqx?a=1 qwfp zxcv javascript:alert(1)';
 
@@ -341,12 +342,16 @@ test('the embedded widget on an allowed website', async (t) => {
       assert.equal(await customerWith(page, QUESTION).count(), 1);
     });
 
-    await t.test('queues a message while the server is down and delivers it after reconnecting', async () => {
+    await t.test('queues a message while the server is down, delivers it after reconnecting and replays what was missed', async () => {
       await eventually('online', async () => (await w(page, '.presence').textContent()) === 'Online');
       await killSapa('SIGKILL');
       log('sapa killed');
       await w(page, '.banner').waitFor({ state: 'visible', timeout: 10_000 });
       assert.equal(await w(page, '.presence').textContent(), 'Offline');
+      // Keep this page cut off (its catch-up and sends fail; the socket opens only after a
+      // successful catch-up) while the server comes back.
+      const cut = `${sapaUrl}/v1/webchat/messages**`;
+      await page.route(cut, (route) => route.abort('connectionrefused'));
       await sendMessage(page, OFFLINE_QUESTION);
       const pending = page.locator('li.msg.customer', { hasText: OFFLINE_QUESTION });
       await eventually('the message queued', async () => (await pending.locator('.state').textContent()) === 'Menunggu koneksi');
@@ -355,11 +360,29 @@ test('the embedded widget on an allowed website', async (t) => {
       assert.equal(outbox[0].text, OFFLINE_QUESTION);
       sapa = await startSapa();
       log('sapa restarted');
+      // Meanwhile the same conversation continues from another device and gets an answer.
+      const { token } = await storage(page, 'session');
+      const other = await fetch(`${sapaUrl}/v1/webchat/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ client_message_id: 'other-device-1', text: OTHER_DEVICE_QUESTION }),
+      });
+      assert.equal(other.status, 202);
+      await eventually('the other device answered', async () =>
+        (await serverMessages(token)).some((m) => m.author === 'bot' && (m.in_reply_to || []).includes('other-device-1')), ANSWER_TIMEOUT);
+      assert.equal(await w(page, '.banner').isVisible(), true, 'still offline');
+      assert.equal(await customerWith(page, OTHER_DEVICE_QUESTION).count(), 0);
+      await page.unroute(cut);
+      log('page reconnected');
       await w(page, '.banner').waitFor({ state: 'hidden', timeout: 40_000 });
+      // Replayed: what happened while this page was away...
+      await customerWith(page, OTHER_DEVICE_QUESTION).waitFor({ timeout: 10_000 });
+      await botWith(page, 'QRIS').waitFor({ timeout: 10_000 });
+      // ...and the queued message went out and was answered.
       await botWith(page, '22.000').waitFor({ timeout: ANSWER_TIMEOUT });
+      assert.equal(await customerWith(page, OTHER_DEVICE_QUESTION).count(), 1);
       assert.equal(await customerWith(page, OFFLINE_QUESTION).count(), 1);
       assert.deepEqual(await storage(page, 'outbox'), []);
-      const { token } = await storage(page, 'session');
       const stored = (await serverMessages(token)).filter((m) => m.text === OFFLINE_QUESTION);
       assert.equal(stored.length, 1, 'stored once');
       assert.equal(stored[0].client_message_id, outbox[0].cid, 'same client_message_id');
