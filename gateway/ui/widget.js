@@ -379,7 +379,13 @@
     state.online = online;
     wrap.classList.toggle('offline', !online);
     presence.textContent = online ? T.online : T.offline;
-    banner.hidden = online || state.unavailable;
+    clearTimeout(state.bannerTimer);
+    if (online || state.unavailable) {
+      banner.hidden = true;
+    } else if (banner.hidden) {
+      // A reconnect within a second or two needs no banner.
+      state.bannerTimer = setTimeout(function () { banner.hidden = state.online || state.unavailable; }, 1500);
+    }
     if (!online) {
       hideTyping();
       clearStream();
