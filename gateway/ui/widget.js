@@ -211,7 +211,10 @@
     link.href = apiBase + '/widget.css';
     wrap = el('div', 'sapa' + (pageMode ? ' page open' : ''));
     wrap.hidden = true;
-    link.onload = link.onerror = function () { wrap.hidden = false; };
+    link.onload = link.onerror = function () {
+      wrap.hidden = false;
+      scrollDown(true);
+    };
 
     launcher = attr(el('button', 'launcher'), 'type', 'button');
     attr(launcher, 'aria-expanded', 'false');
@@ -530,6 +533,7 @@
       if (pending) log.removeChild(pending);
     }
     if (log.querySelector('li[data-id="' + m.id + '"]')) return;
+    var stick = atEnd() || author === 'customer';
     var li = item(author, m.text, m.created_at);
     li.setAttribute('data-id', String(m.id));
     if (author === 'customer') {
@@ -558,7 +562,7 @@
       if (state.history.length > HISTORY_KEEP) state.history = state.history.slice(-HISTORY_KEEP);
       save('history', state.history);
     }
-    scrollDown(author === 'customer');
+    scrollDown(stick);
   }
 
   function renderChips(choices) {
@@ -577,29 +581,35 @@
   }
 
   function showTyping() {
+    var stick = atEnd();
     typing.hidden = false;
     clearTimeout(state.typingTimer);
     state.typingTimer = setTimeout(hideTyping, 60000);
-    scrollDown(false);
+    scrollDown(stick);
   }
   function hideTyping() {
     clearTimeout(state.typingTimer);
     typing.hidden = true;
   }
   function appendStream(text) {
+    var stick = atEnd();
     hideTyping();
     streamItem.hidden = false;
     streamBubble.textContent += text;
-    scrollDown(false);
+    scrollDown(stick);
   }
   function clearStream() {
     streamBubble.textContent = '';
     streamItem.hidden = true;
   }
 
-  function scrollDown(force) {
-    var near = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
-    if (force || near) scroller.scrollTop = scroller.scrollHeight;
+  /** Whether the reader is at (or near) the end of the conversation: measure before adding. */
+  function atEnd() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  }
+  /** Scrolls to the end if `stick` (the reader was there, or it is their own message). */
+  function scrollDown(stick) {
+    if (stick) scroller.scrollTop = scroller.scrollHeight;
   }
 
   // ---- network ----

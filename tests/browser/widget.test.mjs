@@ -326,6 +326,8 @@ test('the embedded widget on an allowed website', async (t) => {
       const state = page.locator('li.msg.customer', { hasText: QUESTION }).locator('.state');
       await eventually('the question marked answered', async () => (await state.textContent()) === 'Dibalas');
       assert.equal(await w(page, 'time').first().evaluate((t) => /^\d{2}[.:]\d{2}$/.test(t.textContent)), true);
+      await eventually('the answer scrolled into view', async () =>
+        w(page, '.scroll').evaluate((s) => s.scrollHeight - s.scrollTop - s.clientHeight < 2));
       await page.screenshot({ path: path.join(SHOTS, 'widget-desktop.png') });
     });
 
