@@ -295,7 +295,9 @@ async fn serve(
     println!("  health:   {base}/health/ready");
     println!("  metrics:  {base}/metrics");
     println!("  web chat: {base}/v1/webchat/sessions (POST), /v1/webchat/messages, /v1/webchat/ws");
+    println!("  widget:   <script src=\"{base}/widget.js\" data-tenant=\"TENANT\" async></script>");
     if demo {
+        println!("  chat:     {base}/chat/demo");
         println!(
             "  try it:   curl -s -XPOST {base}/v1/webchat/sessions -H 'content-type: application/json' -d '{{\"tenant\":\"demo\"}}'"
         );

@@ -189,6 +189,10 @@ pub struct LlmConfig {
 pub struct WebchatConfig {
     /// Longest customer message, in characters.
     pub max_message_chars: usize,
+    /// Messages one session may post per minute; 0: no limit.
+    pub messages_per_minute_per_session: u32,
+    /// Requests to `/v1/webchat/*` one IP address may make per minute; 0: no limit.
+    pub requests_per_minute_per_ip: u32,
 }
 
 /// `[admin]`.
@@ -205,6 +209,12 @@ pub struct AdminConfig {
 pub struct DemoConfig {
     /// Seed the `demo` tenant and its knowledge base.
     pub enabled: bool,
+    /// Widget accent colour of the demo tenant.
+    pub color: String,
+    /// Widget greeting of the demo tenant.
+    pub greeting: String,
+    /// Websites that may embed the demo tenant's widget.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[tenants.<slug>]`.
@@ -218,6 +228,15 @@ pub struct TenantConfig {
     /// The owner's instructions for the language model.
     #[serde(default)]
     pub instructions: String,
+    /// Widget accent colour (`#rgb` or `#rrggbb`).
+    #[serde(default = "default_widget_color")]
+    pub color: String,
+    /// Widget greeting; empty: the built-in one.
+    #[serde(default)]
+    pub greeting: String,
+    /// Origins whose pages may use the widget and the web chat API.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
@@ -285,6 +304,13 @@ pub struct TenantWhatsapp {
     /// Language of that template.
     #[serde(default = "default_template_language")]
     pub reengagement_language: String,
+}
+
+/// The widget colour of tenants that set none.
+pub const DEFAULT_WIDGET_COLOR: &str = "#0f766e";
+
+fn default_widget_color() -> String {
+    DEFAULT_WIDGET_COLOR.to_owned()
 }
 
 fn default_graph_base() -> String {
@@ -607,6 +633,13 @@ impl Config {
                     ));
                 }
             }
+            check_widget(
+                &format!("tenants.{slug}"),
+                &tenant.color,
+                &tenant.greeting,
+                &tenant.allowed_origins,
+                &mut problems,
+            );
             if flows::Locale::parse(&tenant.locale).is_none() {
                 problems.push(format!(
                     "tenants.{slug}.locale must be \"id\" or \"en\" (got \"{}\")",
@@ -614,6 +647,13 @@ impl Config {
                 ));
             }
         }
+        check_widget(
+            "demo",
+            &self.demo.color,
+            &self.demo.greeting,
+            &self.demo.allowed_origins,
+            &mut problems,
+        );
         if problems.is_empty() {
             Ok(())
         } else {
@@ -660,6 +700,36 @@ impl Config {
             self.demo.enabled
         )
     }
+}
+
+/// Checks one tenant's widget keys under `prefix` (`tenants.shop` or `demo`).
+fn check_widget(
+    prefix: &str,
+    color: &str,
+    greeting: &str,
+    origins: &[String],
+    problems: &mut Vec<String>,
+) {
+    if !valid_color(color) {
+        problems.push(format!(
+            "{prefix}.color must be a hex colour such as \"#0f766e\" or \"#07e\" (got \"{color}\")"
+        ));
+    }
+    if greeting.chars().count() > 500 {
+        problems.push(format!("{prefix}.greeting must be at most 500 characters"));
+    }
+    for origin in origins {
+        if let Err(why) = crate::origin::OriginPattern::parse(origin) {
+            problems.push(format!("{prefix}.allowed_origins: {why}"));
+        }
+    }
+}
+
+/// Whether `color` is `#rgb` or `#rrggbb`.
+pub fn valid_color(color: &str) -> bool {
+    color
+        .strip_prefix('#')
+        .is_some_and(|hex| matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Replaces a URL's password with `***`.
@@ -803,7 +873,15 @@ impl Schema<'_> {
                     return;
                 }
             },
-            Value::Table(_) | Value::Array(_) | Value::Datetime(_) => {
+            // Lists (allowed_origins) come as comma-separated values.
+            Value::Array(_) => Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            Value::Table(_) | Value::Datetime(_) => {
                 problems.push(format!(
                     "environment {name}: `{}` is a section; set one of its keys instead",
                     parts.join(".")
@@ -891,6 +969,10 @@ fn type_problem(expected: &Value, actual: &Value) -> Option<String> {
         }
         (Value::Float(_), Value::Float(_) | Value::Integer(_))
         | (Value::Boolean(_), Value::Boolean(_)) => None,
+        (Value::Array(_), Value::Array(items)) => items
+            .iter()
+            .any(|item| !item.is_str())
+            .then(|| "must be a list of strings".to_owned()),
         (expected, actual) => Some(format!(
             "must be {} (got {})",
             type_name(expected),
@@ -1068,6 +1150,60 @@ mod tests {
         assert!(text.contains("database.url must be"), "{text}");
         assert!(text.contains("tenants.Bad_Slug: a tenant slug"), "{text}");
         assert!(text.contains("tenants.Bad_Slug.locale must be"), "{text}");
+    }
+
+    #[test]
+    fn widget_keys_are_checked_and_lists_can_come_from_the_environment() {
+        let config = Config::from_sources(
+            Some((
+                "f",
+                "[tenants.shop]\nname = \"Shop\"\nlocale = \"id\"\ncolor = \"#abc\"\nallowed_origins = [\"https://shop.example\"]\n",
+            )),
+            &env(&[(
+                "SAPA_DEMO__ALLOWED_ORIGINS",
+                "https://a.example, http://localhost:3000",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(config.tenants["shop"].color, "#abc");
+        assert_eq!(config.tenants["shop"].greeting, "");
+        assert_eq!(
+            config.tenants["shop"].allowed_origins,
+            vec!["https://shop.example"]
+        );
+        assert_eq!(
+            config.demo.allowed_origins,
+            vec!["https://a.example", "http://localhost:3000"]
+        );
+        assert_eq!(config.webchat.messages_per_minute_per_session, 20);
+
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\nallowed_origins = [3]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`tenants.shop.allowed_origins` must be a list of strings"),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\ncolor = \"red\"\nallowed_origins = [\"shop.example\"]\n[demo]\nallowed_origins = [\"https://x.example/path\"]\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("tenants.shop.color must be a hex colour"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tenants.shop.allowed_origins: `shop.example` is not an origin"),
+            "{text}"
+        );
+        assert!(
+            text.contains("demo.allowed_origins: `https://x.example/path` is not an origin"),
+            "{text}"
+        );
+        assert_eq!(err.problems.len(), 3, "{text}");
     }
 
     #[test]

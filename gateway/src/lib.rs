@@ -38,6 +38,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod error;
+pub mod origin;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -325,7 +325,9 @@ impl Application {
         let shutdown = self.state.shutdown.clone();
         let store = self.state.store.clone();
         let router = crate::routes::router(self.state);
-        let server = axum::serve(self.listener, router)
+        // Peer addresses feed the per-IP rate limit of the web chat API.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         server.await.context("HTTP server failed")?;
         tracing::info!("stopped accepting requests; finishing in-flight conversations");

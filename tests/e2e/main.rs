@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod admin;
+mod browser;
 mod crash;
 mod delivery;
 mod health;
@@ -10,3 +11,4 @@ mod process;
 mod telegram;
 mod webchat;
 mod whatsapp;
+mod widget;

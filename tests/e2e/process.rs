@@ -12,13 +12,17 @@ pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sapa-e2e-server"))
 }
 
-/// A command for the binary with a clean environment: only what the test passes.
+/// A command for the binary with a clean environment: only what the test passes (and web chat
+/// rate limits off).
 pub fn command(data_dir: &Path, envs: &[(&str, &str)]) -> Command {
     let mut command = Command::new(binary());
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SAPA_TELEMETRY__FILTER", "warn")
+        // Load tests post and poll far faster than a customer.
+        .env("SAPA_WEBCHAT__MESSAGES_PER_MINUTE_PER_SESSION", "0")
+        .env("SAPA_WEBCHAT__REQUESTS_PER_MINUTE_PER_IP", "0")
         .arg("--data-dir")
         .arg(data_dir)
         .current_dir(data_dir)

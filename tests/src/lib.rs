@@ -51,9 +51,10 @@ pub struct Session {
     pub conversation_id: String,
 }
 
-/// Test configuration: no debounce, quiet logs. `extra` is appended TOML.
+/// Test configuration: no debounce, quiet logs, no web chat rate limits (tests poll and post
+/// fast; `widget.rs` sets its own limits). `extra` is appended TOML.
 pub fn test_config(extra: &str) -> Config {
-    let base = "[server]\nbind = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[conversation]\ndebounce = \"0s\"\npoll_interval = \"200ms\"\n[dispatcher]\npoll_interval = \"50ms\"\n";
+    let base = "[server]\nbind = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[conversation]\ndebounce = \"0s\"\npoll_interval = \"200ms\"\n[dispatcher]\npoll_interval = \"50ms\"\n[webchat]\nmessages_per_minute_per_session = 0\nrequests_per_minute_per_ip = 0\n";
     Config::from_toml(&merge_toml(base, extra)).expect("test config")
 }
 

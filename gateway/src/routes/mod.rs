@@ -2,12 +2,17 @@
 
 pub mod admin;
 pub mod health;
+pub mod limits;
 pub mod telegram;
 pub mod webchat;
 pub mod whatsapp;
+pub mod widget;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -15,13 +20,22 @@ use crate::startup::AppState;
 
 /// The whole router. Layers, outermost first: tracing (method + path only; no bodies), panic →
 /// 500, body limit (→ 413 in our JSON shape via `ApiJson`). The admin routes set their own,
-/// larger body limit (`admin.max_upload_bytes`), which wins over the default one.
+/// larger body limit (`admin.max_upload_bytes`), which wins over the default one. The web chat
+/// API (`/v1/webchat/*`) also goes through CORS (origin allowlists) and the per-IP rate limit;
+/// its handlers find the per-session limiter as an extension.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     let max_upload = state.config.admin.max_upload_bytes;
+    let limits = Arc::new(limits::Limits::new(&state.config.webchat));
+    let webchat = webchat::router()
+        .merge(widget::api_router())
+        .layer(from_fn_with_state(limits.clone(), limits::per_ip))
+        .layer(from_fn_with_state(state.clone(), crate::origin::cors))
+        .layer(Extension(limits));
     Router::new()
         .merge(health::router())
-        .merge(webchat::router())
+        .merge(webchat)
+        .merge(widget::router())
         .merge(admin::router(max_upload))
         .merge(whatsapp::router())
         .merge(telegram::router())

@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use base64::Engine as _;
 use channels::webchat::{WebchatEvent, WebchatMessage};
 use rand::RngCore;
@@ -19,6 +21,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::config::valid_slug;
 use crate::error::{ApiError, ApiJson};
+use crate::origin;
+use crate::routes::limits::{Limits, rate_limited};
 use crate::startup::AppState;
 use crate::store::{Accepted, InboundItem, InboundTarget, StoreError, WebchatSession, now_ms};
 use crate::workers::ingress::{IngressError, to_webchat};
@@ -49,6 +53,7 @@ struct CreateSession {
 
 async fn create_session(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<CreateSession>,
 ) -> Result<Response, ApiError> {
     if !valid_slug(&body.tenant) {
@@ -63,6 +68,7 @@ async fn create_session(
             format!("no tenant `{}`", body.tenant),
         ));
     };
+    origin::enforce(&headers, &state.config, &tenant.id)?;
     let locale = match body.locale.as_deref() {
         None => flows::Locale::parse(&tenant.locale).unwrap_or_default(),
         Some(raw) => flows::Locale::parse(raw).ok_or_else(|| {
@@ -101,10 +107,12 @@ struct PostMessage {
 
 async fn post_message(
     State(state): State<AppState>,
+    Extension(limits): Extension<Arc<Limits>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<Response, ApiError> {
     let session = authenticate(&state, bearer(&headers)?).await?;
+    origin::enforce(&headers, &state.config, &session.tenant_id)?;
     let client_id = body.client_message_id.trim();
     if client_id.is_empty()
         || client_id.len() > 100
@@ -132,6 +140,9 @@ async fn post_message(
             "message_too_long",
             format!("text is {length} characters; the limit is {max}"),
         ));
+    }
+    if let Err(wait) = limits.check_session(&session.conversation_id) {
+        return Ok(rate_limited(wait, "too many messages in this conversation"));
     }
     let item = InboundItem {
         tenant_id: session.tenant_id.clone(),
@@ -171,6 +182,7 @@ async fn list_messages(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let session = authenticate(&state, bearer(&headers)?).await?;
+    origin::enforce(&headers, &state.config, &session.tenant_id)?;
     let after = parse_after(&params)?;
     let messages = state
         .store
@@ -182,6 +194,7 @@ async fn list_messages(
 
 async fn stream_messages(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -189,6 +202,8 @@ async fn stream_messages(
         ApiError::unauthorized("missing_token", "pass the session token as ?token=")
     })?;
     let session = authenticate(&state, token).await?;
+    // Browsers do not apply CORS to WebSockets: the Origin check is the only guard.
+    origin::enforce(&headers, &state.config, &session.tenant_id)?;
     let after = parse_after(&params)?;
     Ok(ws.on_upgrade(move |socket| run_socket(socket, state, session, after)))
 }
