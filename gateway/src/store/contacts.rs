@@ -75,6 +75,36 @@ impl Store {
         })
     }
 
+    /// Which of `conversation_ids` belong to a customer marked unreachable (the dispatcher's
+    /// check for a whole claimed batch, in one query).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn unreachable_conversations(
+        &self,
+        conversation_ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        if conversation_ids.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let placeholders: Vec<String> = (1..=conversation_ids.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        let sql = format!(
+            "SELECT c.id FROM conversations c JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
+             WHERE k.unreachable <> 0 AND c.id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in conversation_ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(StoreError::from))
+            .collect()
+    }
+
     /// Stores the phone number the customer shared (their own contact card).
     ///
     /// # Errors

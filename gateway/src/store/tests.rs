@@ -672,6 +672,12 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
                 .unwrap(),
             "{n}"
         );
+        let batch = s
+            .unreachable_conversations(&[conversation.as_str(), "no-such-conversation"])
+            .await
+            .unwrap();
+        assert_eq!(batch.len(), 1, "{n}");
+        assert!(batch.contains(&conversation), "{n}");
         // Another tenant cannot see or change it.
         assert!(
             !s.conversation_unreachable("other", &conversation)

@@ -84,12 +84,28 @@ impl Dispatcher {
                 return handled;
             }
             handled += claimed.len();
+            // Customers who blocked the bot or left get nothing (one query per batch).
+            let provider: Vec<&str> = claimed
+                .iter()
+                .filter(|c| c.channel_kind != "webchat")
+                .map(|c| c.message.conversation_id.as_str())
+                .collect();
+            let unreachable = match self.store.unreachable_conversations(&provider).await {
+                Ok(set) => set,
+                Err(err) => {
+                    tracing::warn!(error = %err, "checking recipients' reachability failed; sending anyway");
+                    std::collections::HashSet::new()
+                }
+            };
             let sent: Vec<(ClaimedSend, Option<String>)> =
-                futures::future::join_all(claimed.into_iter().map(|send| self.send_one(send)))
-                    .await
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                futures::future::join_all(claimed.into_iter().map(|send| {
+                    let reachable = !unreachable.contains(&send.message.conversation_id);
+                    self.send_one(send, reachable)
+                }))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
             self.record_sent(&sent).await;
         }
     }
@@ -115,7 +131,11 @@ impl Dispatcher {
 
     /// Sends one claimed row; a success is returned for [`Self::record_sent`], anything else
     /// is recorded here.
-    async fn send_one(&self, send: ClaimedSend) -> Option<(ClaimedSend, Option<String>)> {
+    async fn send_one(
+        &self,
+        send: ClaimedSend,
+        reachable: bool,
+    ) -> Option<(ClaimedSend, Option<String>)> {
         let kind = send.channel_kind.clone();
         let kind_label = kind_label(&kind);
         let paced = {
@@ -134,29 +154,16 @@ impl Dispatcher {
             }
             return None;
         }
-        if kind != "webchat" {
-            match self
-                .store
-                .conversation_unreachable(&send.tenant_id, &send.message.conversation_id)
-                .await
-            {
-                Ok(true) => {
-                    self.fail(
-                        &send,
-                        OutboxFailure::Permanent {
-                            error: "not sent: the customer blocked the bot or left the chat"
-                                .to_owned(),
-                        },
-                        kind_label,
-                    )
-                    .await;
-                    return None;
-                }
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "checking the recipient's reachability failed; sending anyway");
-                }
-            }
+        if !reachable {
+            self.fail(
+                &send,
+                OutboxFailure::Permanent {
+                    error: "not sent: the customer blocked the bot or left the chat".to_owned(),
+                },
+                kind_label,
+            )
+            .await;
+            return None;
         }
         let Some(channel) = self.channels.resolve(&send.channel_account_id, &kind) else {
             self.fail(
