@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::EvalError;
-use crate::{DEFAULT_MIN_RELEVANCE, Knowledge, ScoredChunk};
+use crate::{DEFAULT_MIN_RELEVANCE, Retriever, ScoredChunk, SearchQuery};
 
 /// Results retrieved per question; MRR is computed over this depth.
 pub const EVAL_DEPTH: usize = 10;
@@ -73,7 +73,7 @@ pub struct EvalMiss {
 ///
 /// # Errors
 /// A malformed line or a failed search.
-pub fn run(k: &Knowledge, tenant: &str, jsonl: &str) -> Result<EvalReport, EvalError> {
+pub fn run(k: &dyn Retriever, tenant: &str, jsonl: &str) -> Result<EvalReport, EvalError> {
     run_with_threshold(k, tenant, jsonl, DEFAULT_MIN_RELEVANCE)
 }
 
@@ -82,7 +82,7 @@ pub fn run(k: &Knowledge, tenant: &str, jsonl: &str) -> Result<EvalReport, EvalE
 /// # Errors
 /// A malformed line or a failed search.
 pub fn run_with_threshold(
-    k: &Knowledge,
+    k: &dyn Retriever,
     tenant: &str,
     jsonl: &str,
     min_relevance: f32,
@@ -104,7 +104,7 @@ pub fn run_with_threshold(
             .id
             .clone()
             .unwrap_or_else(|| format!("line {line_number}"));
-        let results = k.search(tenant, &case.query, EVAL_DEPTH)?;
+        let results = k.retrieve(tenant, &SearchQuery::text(&case.query), EVAL_DEPTH)?;
         let top = summarize(&results);
         let best_relevance = results.iter().map(|r| r.relevance).fold(0.0f32, f32::max);
         if case.abstain {
