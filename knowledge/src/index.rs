@@ -427,21 +427,43 @@ impl Knowledge {
         blocking(move || k.write_document(document, vectors)).await
     }
 
-    /// Embeds the chunks of an unchanged document that has no vectors of the embedder's model
-    /// (embedding failed earlier, or the embedder is new).
+    /// Embeds every document of the tenant that has no vectors of the embedder's model
+    /// (embedding failed at ingest, or the embedder is new). Returns how many documents got
+    /// vectors; 0 without an embedder. Embedding failures are logged and counted, not returned.
+    ///
+    /// # Errors
+    /// An empty tenant id or an index failure.
+    pub async fn embed_missing(&self, tenant: &str) -> Result<usize, KnowledgeError> {
+        let Some(embedder) = self.embedder.clone() else {
+            return Ok(0);
+        };
+        let mut embedded = 0;
+        for document in self.list_documents(tenant)? {
+            if self
+                .backfill_vectors(embedder.as_ref(), tenant, &document.name)
+                .await?
+            {
+                embedded += 1;
+            }
+        }
+        Ok(embedded)
+    }
+
+    /// Embeds the chunks of an indexed document that has no vectors of the embedder's model;
+    /// true when vectors were added.
     async fn backfill_vectors(
         &self,
         embedder: &dyn Embedder,
         tenant: &str,
         name: &str,
-    ) -> Result<(), IngestError> {
+    ) -> Result<bool, KnowledgeError> {
         let model = embedder.model().to_owned();
         let missing = {
             let (k, t, n, m) = (self.clone(), tenant.to_owned(), name.to_owned(), model.clone());
             blocking(move || k.missing_vectors(&t, &n, &m)).await?
         };
         let Some((id, sha256, chunks)) = missing else {
-            return Ok(());
+            return Ok(false);
         };
         let texts: Vec<String> = chunks.iter().map(embedding_text).collect();
         match embed::embed_batched(embedder, &texts).await {
@@ -450,14 +472,14 @@ impl Knowledge {
                 let tenant = tenant.to_owned();
                 let ids = chunks.into_iter().map(|c| c.id).collect();
                 blocking(move || k.store_vectors(&tenant, &id, &sha256, &model, ids, vectors))
-                    .await?;
+                    .await
             }
             Err(error) => {
                 metrics::counter!(METRIC_EMBED_FALLBACKS_TOTAL, "stage" => "ingest").increment(1);
                 tracing::warn!(%error, document = name, "embedding failed; document stays BM25 only");
+                Ok(false)
             }
         }
-        Ok(())
     }
 
     /// An indexed document of `name` without vectors of `model`: its id, content hash and
@@ -488,7 +510,8 @@ impl Knowledge {
         Ok(Some((id, sha256, chunks)))
     }
 
-    /// Stores vectors for an indexed document if its content is still `sha256`.
+    /// Stores vectors for an indexed document if its content is still `sha256`; true when
+    /// stored.
     fn store_vectors(
         &self,
         tenant: &str,
@@ -497,23 +520,22 @@ impl Knowledge {
         model: &str,
         chunk_ids: Vec<String>,
         vectors: Vec<Vec<f32>>,
-    ) -> Result<(), KnowledgeError> {
+    ) -> Result<bool, KnowledgeError> {
         let _writer = self.inner.lock_writer()?;
-        let current = self
-            .inner
-            .tenants_read()
-            .get(tenant)
-            .and_then(|t| t.documents.get(id))
-            .is_some_and(|d| d.sha256 == sha256);
-        if !current {
-            return Ok(());
+        if !self.inner.is_unchanged(tenant, id, sha256) {
+            return Ok(false);
         }
-        if let Some(v) = doc_vectors(sha256, model, chunk_ids, vectors)
-            && let Err(error) = self.inner.dense.put(tenant, id, v)
-        {
-            tracing::warn!(%error, document_id = id, "cannot write vectors; document stays BM25 only");
+        let Some(v) = doc_vectors(sha256, model, chunk_ids, vectors) else {
+            tracing::warn!(document_id = id, "vectors do not match the chunks; document stays BM25 only");
+            return Ok(false);
+        };
+        match self.inner.dense.put(tenant, id, v) {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                tracing::warn!(%error, document_id = id, "cannot write vectors; document stays BM25 only");
+                Ok(false)
+            }
         }
-        Ok(())
     }
 
     /// Parses and analyzes a document for [`Knowledge::write_document`]; `None` when the same
