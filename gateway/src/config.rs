@@ -552,8 +552,9 @@ impl Config {
                 problems.push("embeddings.base_url must be an http:// or https:// URL".to_owned());
             }
             if emb.model.is_empty() {
-                problems
-                    .push("embeddings.model must be set when embeddings.base_url is set".to_owned());
+                problems.push(
+                    "embeddings.model must be set when embeddings.base_url is set".to_owned(),
+                );
             }
         }
         if emb.timeout.is_zero() {
@@ -1264,10 +1265,19 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("embeddings.base_url must be an http"), "{text}");
+        assert!(
+            text.contains("embeddings.base_url must be an http"),
+            "{text}"
+        );
         assert!(text.contains("embeddings.model must be set"), "{text}");
-        assert!(text.contains("embeddings.batch_size must be between"), "{text}");
-        assert!(text.contains("embeddings.min_similarity must be between"), "{text}");
+        assert!(
+            text.contains("embeddings.batch_size must be between"),
+            "{text}"
+        );
+        assert!(
+            text.contains("embeddings.min_similarity must be between"),
+            "{text}"
+        );
         let config = Config::from_sources(
             None,
             &env(&[

@@ -163,7 +163,10 @@ pub fn open_knowledge(config: &Config, runtime: &Runtime) -> anyhow::Result<know
         .with_context(|| format!("cannot open knowledge index at {}", dir.display()))?;
     Ok(match embedder(config) {
         Some(embedder) => {
-            tracing::info!(model = embedder.model(), "embeddings enabled: hybrid retrieval");
+            tracing::info!(
+                model = embedder.model(),
+                "embeddings enabled: hybrid retrieval"
+            );
             knowledge.with_embedder(embedder, config.embeddings.min_similarity as f32)
         }
         None => knowledge,

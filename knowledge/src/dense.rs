@@ -78,7 +78,10 @@ impl DenseStore {
                         continue;
                     }
                     match read_file(&path) {
-                        Ok((header, vectors)) if tenant_dir_name(&header.tenant).as_os_str() == tenant_dir.file_name().unwrap_or_default() => {
+                        Ok((header, vectors))
+                            if tenant_dir_name(&header.tenant).as_os_str()
+                                == tenant_dir.file_name().unwrap_or_default() =>
+                        {
                             tenants
                                 .entry(header.tenant)
                                 .or_default()
@@ -318,7 +321,9 @@ mod tests {
             store
                 .put("a", "d1", doc(&["d1:0", "d1:1"], vec![1.0, 0.0, 0.0, 1.0]))
                 .unwrap();
-            store.put("b", "d2", doc(&["d2:0"], vec![1.0, 0.0])).unwrap();
+            store
+                .put("b", "d2", doc(&["d2:0"], vec![1.0, 0.0]))
+                .unwrap();
         }
         let store = DenseStore::open(Some(dir.path().to_owned())).unwrap();
         assert_eq!(store.count("a"), 2);
@@ -339,7 +344,9 @@ mod tests {
     fn a_damaged_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let store = DenseStore::open(Some(dir.path().to_owned())).unwrap();
-        store.put("a", "d1", doc(&["d1:0"], vec![1.0, 0.0])).unwrap();
+        store
+            .put("a", "d1", doc(&["d1:0"], vec![1.0, 0.0]))
+            .unwrap();
         let path = store.path("a", "d1").unwrap();
         let mut bytes = fs::read(&path).unwrap();
         bytes.truncate(bytes.len() - 2);

@@ -171,8 +171,7 @@ impl Embedder for OpenAiEmbedder {
         metrics::histogram!(METRIC_EMBED_SECONDS).record(started.elapsed().as_secs_f64());
         let response = match result {
             Err(_) => {
-                metrics::counter!(METRIC_EMBED_REQUESTS_TOTAL, "outcome" => "timeout")
-                    .increment(1);
+                metrics::counter!(METRIC_EMBED_REQUESTS_TOTAL, "outcome" => "timeout").increment(1);
                 return Err(EmbedError::Timeout(self.settings.timeout));
             }
             Ok(Err(err)) => {
@@ -219,7 +218,9 @@ fn check_vectors(mut vectors: Vec<Vec<f32>>, expected: usize) -> Result<Vec<Vec<
 
 fn map_error(err: OpenAIError) -> EmbedError {
     let text = match err {
-        OpenAIError::ApiError(api) => format!("HTTP {}: {}", api.status_code, api.api_error.message),
+        OpenAIError::ApiError(api) => {
+            format!("HTTP {}: {}", api.status_code, api.api_error.message)
+        }
         OpenAIError::JSONDeserialize(e, _) => {
             return EmbedError::Protocol(e.to_string());
         }

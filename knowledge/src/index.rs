@@ -75,7 +75,10 @@ impl fmt::Debug for Knowledge {
         f.debug_struct("Knowledge")
             .field("location", &self.inner.location)
             .field("tenants", &tenants)
-            .field("embedder", &self.embedder.as_ref().map(|e| e.model().to_owned()))
+            .field(
+                "embedder",
+                &self.embedder.as_ref().map(|e| e.model().to_owned()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -333,12 +336,11 @@ impl Knowledge {
             .try_into()?;
         let tenants = load_tenants(&reader.searcher(), &fields)?;
         let dense_dir = location.as_ref().map(|dir| dir.join("dense"));
-        let dense = DenseStore::open(dense_dir.clone()).map_err(|source| {
-            KnowledgeError::CreateDir {
+        let dense =
+            DenseStore::open(dense_dir.clone()).map_err(|source| KnowledgeError::CreateDir {
                 path: dense_dir.unwrap_or_default(),
                 source,
-            }
-        })?;
+            })?;
         // Vectors written for content the text index does not hold (a crash between the two
         // writes) are dropped: those documents count as not embedded.
         dense.retain(|tenant, id, sha256| {
@@ -459,7 +461,12 @@ impl Knowledge {
     ) -> Result<bool, KnowledgeError> {
         let model = embedder.model().to_owned();
         let missing = {
-            let (k, t, n, m) = (self.clone(), tenant.to_owned(), name.to_owned(), model.clone());
+            let (k, t, n, m) = (
+                self.clone(),
+                tenant.to_owned(),
+                name.to_owned(),
+                model.clone(),
+            );
             blocking(move || k.missing_vectors(&t, &n, &m)).await?
         };
         let Some((id, sha256, chunks)) = missing else {
@@ -471,8 +478,7 @@ impl Knowledge {
                 let k = self.clone();
                 let tenant = tenant.to_owned();
                 let ids = chunks.into_iter().map(|c| c.id).collect();
-                blocking(move || k.store_vectors(&tenant, &id, &sha256, &model, ids, vectors))
-                    .await
+                blocking(move || k.store_vectors(&tenant, &id, &sha256, &model, ids, vectors)).await
             }
             Err(error) => {
                 metrics::counter!(METRIC_EMBED_FALLBACKS_TOTAL, "stage" => "ingest").increment(1);
@@ -526,7 +532,10 @@ impl Knowledge {
             return Ok(false);
         }
         let Some(v) = doc_vectors(sha256, model, chunk_ids, vectors) else {
-            tracing::warn!(document_id = id, "vectors do not match the chunks; document stays BM25 only");
+            tracing::warn!(
+                document_id = id,
+                "vectors do not match the chunks; document stays BM25 only"
+            );
             return Ok(false);
         };
         match self.inner.dense.put(tenant, id, v) {

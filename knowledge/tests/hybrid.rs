@@ -297,6 +297,9 @@ async fn hybrid_retrieval_keeps_recall_at_5_and_abstentions_on_the_demo_kb() {
         println!("{file} (hybrid, hashed embedder)\n{report}");
         assert!(report.recall_at_5 >= 0.95, "{file}\n{report}");
         assert!(report.abstain_accuracy >= 0.8, "{file}\n{report}");
-        assert!(report.false_abstain * 10 <= report.answerable, "{file}\n{report}");
+        assert!(
+            report.false_abstain * 10 <= report.answerable,
+            "{file}\n{report}"
+        );
     }
 }

@@ -78,10 +78,7 @@ async fn documents_and_questions_are_embedded_and_a_paraphrase_is_answered() {
     assert_eq!(body["outcome"], "indexed");
     // Every chunk was sent to the embeddings endpoint at upload.
     let embedded = fake.embedded_texts();
-    assert!(
-        embedded.iter().any(|t| t.contains(PASSAGE)),
-        "{embedded:?}"
-    );
+    assert!(embedded.iter().any(|t| t.contains(PASSAGE)), "{embedded:?}");
     assert!(
         embedded.iter().any(|t| t.contains("Parkir motor gratis")),
         "{embedded:?}"
@@ -136,7 +133,10 @@ async fn without_embeddings_or_during_an_outage_bm25_alone_does_not_answer_the_p
     // An upload during the outage is still indexed (for BM25); uploading the same bytes once
     // the endpoint is back adds its vectors, and the paraphrase is answered.
     let other = "# Menu\n\n## Kue\nKue lapis legit tersedia setiap hari.\n";
-    assert_eq!(upload(&app, &key, "menu.md", other).await["outcome"], "indexed");
+    assert_eq!(
+        upload(&app, &key, "menu.md", other).await["outcome"],
+        "indexed"
+    );
     fake.set_embeddings_down(false);
     assert_eq!(
         upload(&app, &key, "menu.md", other).await["outcome"],

@@ -305,8 +305,8 @@ async fn search(
             limit,
         )
     })
-        .await?
-        .map_err(|e| index_error(&e))?;
+    .await?
+    .map_err(|e| index_error(&e))?;
     let results: Vec<serde_json::Value> = hits
         .into_iter()
         .map(|hit| {
