@@ -217,8 +217,16 @@ impl DenseStore {
                 scored.push((cosine, id));
             }
         }
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        scored.truncate(n);
+        let order =
+            |a: &(f32, &str), b: &(f32, &str)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1));
+        if n == 0 {
+            return Vec::new();
+        }
+        if scored.len() > n {
+            scored.select_nth_unstable_by(n - 1, order);
+            scored.truncate(n);
+        }
+        scored.sort_by(order);
         scored
             .into_iter()
             .map(|(c, id)| (id.to_owned(), c))

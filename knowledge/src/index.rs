@@ -1307,3 +1307,25 @@ impl Retriever for Knowledge {
         Knowledge::write_document(self, document, vectors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::semantic_relevance;
+    use crate::DEFAULT_MIN_RELEVANCE;
+
+    #[test]
+    fn semantic_relevance_reaches_the_answer_threshold_exactly_at_min_similarity() {
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-6;
+        assert!(close(semantic_relevance(0.75, 0.75), DEFAULT_MIN_RELEVANCE));
+        assert!(close(semantic_relevance(1.0, 0.75), 1.0));
+        assert!(close(semantic_relevance(0.0, 0.75), 0.0));
+        assert!(close(semantic_relevance(-0.3, 0.75), 0.0));
+        assert!(semantic_relevance(0.749, 0.75) < DEFAULT_MIN_RELEVANCE);
+        let mut last = -1.0;
+        for step in 0..=100 {
+            let r = semantic_relevance(step as f32 / 100.0, 0.6);
+            assert!(r >= last, "not monotonic at {step}");
+            last = r;
+        }
+    }
+}
