@@ -458,6 +458,24 @@ async fn check(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
             check.detail
         );
     }
+    // Embeddings: one real request, which also proves the model name. Not part of
+    // `/health/ready`: without embeddings the bot still answers (BM25 alone).
+    if let Some(embedder) = startup::embedder(&config) {
+        let url = &config.embeddings.base_url;
+        match embedder.embed(&["ping".to_owned()]).await {
+            Ok(vectors) => println!(
+                "embeddings: ok ({url} model {} answered, {} dimensions)",
+                embedder.model(),
+                vectors.first().map_or(0, Vec::len)
+            ),
+            Err(err) => {
+                failed = true;
+                println!(
+                    "embeddings: FAILED ({url}: {err}; check embeddings.base_url, embeddings.model and SAPA_EMBEDDINGS__API_KEY)"
+                );
+            }
+        }
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
