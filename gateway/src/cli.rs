@@ -250,7 +250,7 @@ pub fn run() -> ExitCode {
             Command::Serve { bind } => serve(config, runtime, bind).await,
             Command::Migrate => migrate(config, runtime).await,
             Command::Check => check(config, runtime).await,
-            Command::Kb { command } => kb(command, runtime),
+            Command::Kb { command } => kb(command, &config, runtime).await,
             Command::Tenant { command } => tenant(command, config, runtime).await,
             Command::Channel { command } => channel(command, &config, runtime).await,
         }
@@ -458,6 +458,24 @@ async fn check(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
             check.detail
         );
     }
+    // Embeddings: one real request, which also proves the model name. Not part of
+    // `/health/ready`: without embeddings the bot still answers (BM25 alone).
+    if let Some(embedder) = startup::embedder(&config) {
+        let url = &config.embeddings.base_url;
+        match embedder.embed(&["ping".to_owned()]).await {
+            Ok(vectors) => println!(
+                "embeddings: ok ({url} model {} answered, {} dimensions)",
+                embedder.model(),
+                vectors.first().map_or(0, Vec::len)
+            ),
+            Err(err) => {
+                failed = true;
+                println!(
+                    "embeddings: FAILED ({url}: {err}; check embeddings.base_url, embeddings.model and SAPA_EMBEDDINGS__API_KEY)"
+                );
+            }
+        }
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -465,8 +483,8 @@ async fn check(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
-    let knowledge = startup::open_knowledge(&runtime)?;
+async fn kb(command: KbCommand, config: &Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    let knowledge = startup::open_knowledge(config, &runtime)?;
     match command {
         KbCommand::Ingest { tenant, paths } => {
             let files = expand(&paths)?;
@@ -478,10 +496,25 @@ fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let report = knowledge.ingest_paths(&tenant, &files, &mut |path| {
+            // With `[embeddings]`, chunks are embedded too (and documents ingested earlier
+            // without vectors get them); an embedding failure still indexes for BM25.
+            let mut report = knowledge::IngestReport::default();
+            for path in &files {
                 progress.set_message(path.display().to_string());
+                let name = path.file_name().map_or_else(
+                    || path.to_string_lossy().into_owned(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                let outcome = match std::fs::read(path) {
+                    Ok(bytes) => knowledge.ingest(&tenant, &name, bytes).await,
+                    Err(source) => Err(knowledge::IngestError::Read {
+                        path: path.clone(),
+                        source,
+                    }),
+                };
+                report.outcomes.push((path.clone(), outcome));
                 progress.inc(1);
-            });
+            }
             progress.finish_and_clear();
             let mut failed = 0;
             for (path, outcome) in &report.outcomes {
@@ -506,7 +539,12 @@ fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
             limit,
             json,
         } => {
-            let hits = knowledge.search(&tenant, &query, limit)?;
+            let vector = knowledge.embed_query(&query).await;
+            let hits = knowledge.search_with(
+                &tenant,
+                &knowledge::SearchQuery::hybrid(&query, vector.as_ref()),
+                limit,
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else {
@@ -527,7 +565,32 @@ fn kb(command: KbCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
         KbCommand::Eval { tenant, file, json } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let report = knowledge::eval::run(&knowledge, &tenant, &text)?;
+            let report = match knowledge.embedder() {
+                None => knowledge::eval::run(&knowledge, &tenant, &text)?,
+                Some(embedder) => {
+                    // Hybrid: embed every question first, then run the (blocking) evaluation.
+                    let queries = knowledge::eval::queries(&text)?;
+                    let vectors = knowledge::embed::embed_batched(embedder.as_ref(), &queries)
+                        .await
+                        .context("cannot embed the evaluation questions")?;
+                    let model = embedder.model().to_owned();
+                    let by_query: std::collections::HashMap<String, Vec<f32>> =
+                        queries.into_iter().zip(vectors).collect();
+                    eprintln!("hybrid retrieval (embeddings: {model})");
+                    knowledge::eval::run_hybrid(
+                        &knowledge,
+                        &tenant,
+                        &text,
+                        knowledge::DEFAULT_MIN_RELEVANCE,
+                        &|q| {
+                            by_query.get(q).map(|v| knowledge::QueryVector {
+                                model: model.clone(),
+                                values: v.clone(),
+                            })
+                        },
+                    )?
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

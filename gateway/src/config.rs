@@ -40,6 +40,8 @@ pub struct Config {
     pub knowledge: KnowledgeConfig,
     /// Optional OpenAI-compatible LLM.
     pub llm: LlmConfig,
+    /// Optional OpenAI-compatible embeddings (hybrid retrieval).
+    pub embeddings: EmbeddingsConfig,
     /// Web chat channel.
     pub webchat: WebchatConfig,
     /// Demo tenant seeding.
@@ -181,6 +183,25 @@ pub struct LlmConfig {
     pub stream: bool,
     /// Earlier conversation messages given to the model as context.
     pub history_messages: usize,
+}
+
+/// `[embeddings]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    /// Base URL; empty means BM25 retrieval alone.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// API key.
+    pub api_key: Secret,
+    /// Limit for one request, retries included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most texts per request.
+    pub batch_size: usize,
+    /// Cosine from which a vector match alone counts as relevant.
+    pub min_similarity: f64,
 }
 
 /// `[webchat]`.
@@ -524,6 +545,37 @@ impl Config {
             if self.llm.model.is_empty() {
                 problems.push("llm.model must be set when llm.base_url is set".to_owned());
             }
+        }
+        let emb = &self.embeddings;
+        if !emb.base_url.is_empty() {
+            if !(emb.base_url.starts_with("http://") || emb.base_url.starts_with("https://")) {
+                problems.push("embeddings.base_url must be an http:// or https:// URL".to_owned());
+            }
+            if emb.model.is_empty() {
+                problems.push(
+                    "embeddings.model must be set when embeddings.base_url is set".to_owned(),
+                );
+            }
+        }
+        if emb.timeout.is_zero() {
+            problems.push("embeddings.timeout must be more than 0s".to_owned());
+        }
+        if !(1..=2048).contains(&emb.batch_size) {
+            problems.push(format!(
+                "embeddings.batch_size must be between 1 and 2048 (got {})",
+                emb.batch_size
+            ));
+        }
+        if !(emb.min_similarity > 0.0 && emb.min_similarity < 1.0) {
+            problems.push(format!(
+                "embeddings.min_similarity must be between 0 and 1, exclusive (got {})",
+                emb.min_similarity
+            ));
+        }
+        if emb.api_key.expose().chars().any(char::is_control) {
+            problems.push(
+                "embeddings.api_key contains a control character (a trailing newline?)".to_owned(),
+            );
         }
         if self.llm.timeout.is_zero() {
             problems.push("llm.timeout must be more than 0s".to_owned());
@@ -1204,6 +1256,40 @@ mod tests {
             "{text}"
         );
         assert_eq!(err.problems.len(), 3, "{text}");
+    }
+
+    #[test]
+    fn embedding_settings_are_checked_and_the_key_redacted() {
+        let err = Config::from_toml(
+            "[embeddings]\nbase_url = \"localhost:11434\"\nbatch_size = 0\nmin_similarity = 1.5\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("embeddings.base_url must be an http"),
+            "{text}"
+        );
+        assert!(text.contains("embeddings.model must be set"), "{text}");
+        assert!(
+            text.contains("embeddings.batch_size must be between"),
+            "{text}"
+        );
+        assert!(
+            text.contains("embeddings.min_similarity must be between"),
+            "{text}"
+        );
+        let config = Config::from_sources(
+            None,
+            &env(&[
+                ("SAPA_EMBEDDINGS__BASE_URL", "http://127.0.0.1:11434/v1"),
+                ("SAPA_EMBEDDINGS__MODEL", "nomic-embed-text"),
+                ("SAPA_EMBEDDINGS__API_KEY", "sk-embed-secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.embeddings.model, "nomic-embed-text");
+        assert_eq!(config.embeddings.batch_size, 64);
+        assert!(!format!("{config:?}").contains("sk-embed-secret"));
     }
 
     #[test]

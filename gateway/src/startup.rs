@@ -135,14 +135,42 @@ pub async fn open_store(config: &Config, runtime: &Runtime) -> anyhow::Result<(S
     Ok((store, applied))
 }
 
-/// Opens the knowledge index under the data dir.
+/// The embedding model `[embeddings]` configures; `None` when `embeddings.base_url` is empty.
+pub fn embedder(config: &Config) -> Option<Arc<dyn knowledge::embed::Embedder>> {
+    let e = &config.embeddings;
+    if e.base_url.is_empty() {
+        return None;
+    }
+    Some(Arc::new(knowledge::embed::OpenAiEmbedder::new(
+        knowledge::embed::EmbedderSettings {
+            base_url: e.base_url.clone(),
+            model: e.model.clone(),
+            api_key: e.api_key.expose().to_owned(),
+            timeout: e.timeout,
+            batch_size: e.batch_size,
+        },
+    )))
+}
+
+/// Opens the knowledge index under the data dir, with the `[embeddings]` model if configured
+/// (hybrid retrieval).
 ///
 /// # Errors
 /// When the index cannot be opened.
-pub fn open_knowledge(runtime: &Runtime) -> anyhow::Result<knowledge::Knowledge> {
+pub fn open_knowledge(config: &Config, runtime: &Runtime) -> anyhow::Result<knowledge::Knowledge> {
     let dir = runtime.data_dir.join("index");
-    knowledge::Knowledge::open(&dir)
-        .with_context(|| format!("cannot open knowledge index at {}", dir.display()))
+    let knowledge = knowledge::Knowledge::open(&dir)
+        .with_context(|| format!("cannot open knowledge index at {}", dir.display()))?;
+    Ok(match embedder(config) {
+        Some(embedder) => {
+            tracing::info!(
+                model = embedder.model(),
+                "embeddings enabled: hybrid retrieval"
+            );
+            knowledge.with_embedder(embedder, config.embeddings.min_similarity as f32)
+        }
+        None => knowledge,
+    })
 }
 
 impl Application {
@@ -179,7 +207,7 @@ impl Application {
             None => tracing::info!("no language model configured: extractive answers"),
         }
         let secrets = SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
-        let knowledge = open_knowledge(&runtime)?;
+        let knowledge = open_knowledge(&config, &runtime)?;
         seed(&config, &store, &knowledge).await?;
         crate::whatsapp::seed(&config, &store, &secrets).await?;
         let whatsapp = Arc::new(crate::whatsapp::load(&store, &secrets).await?);
@@ -386,19 +414,19 @@ async fn seed(
         store
             .ensure_channel_account(demo::TENANT, "webchat", demo::TENANT, "Web chat", None)
             .await?;
-        let knowledge = knowledge.clone();
-        let ingested = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-            if !knowledge.list_documents(demo::TENANT)?.is_empty() {
-                return Ok(0);
-            }
+        // Ingested once; with embeddings, documents still without vectors get them here.
+        let mut ingested = 0;
+        if knowledge.list_documents(demo::TENANT)?.is_empty() {
             for (name, text) in demo::KNOWLEDGE_BASE {
                 knowledge
-                    .ingest_document(demo::TENANT, name, text.as_bytes())
+                    .ingest(demo::TENANT, name, text.as_bytes().to_vec())
+                    .await
                     .with_context(|| format!("demo document {name}"))?;
             }
-            Ok(demo::KNOWLEDGE_BASE.len())
-        })
-        .await??;
+            ingested = demo::KNOWLEDGE_BASE.len();
+        } else {
+            knowledge.embed_missing(demo::TENANT).await?;
+        }
         if ingested > 0 {
             tracing::info!(documents = ingested, "demo knowledge base ingested");
         }

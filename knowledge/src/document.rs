@@ -31,11 +31,13 @@ pub struct Chunk {
 pub struct ScoredChunk {
     /// The matching chunk.
     pub chunk: Chunk,
-    /// Ranking score (BM25 with tenant statistics, weighted by `relevance`); only comparable
-    /// within one result list.
+    /// Ranking score (BM25 with tenant statistics, weighted by `relevance`; in hybrid search
+    /// the reciprocal-rank-fusion score of the BM25 and dense lists); only comparable within one
+    /// result list.
     pub score: f32,
     /// How much of the question this chunk covers, in `[0, 1]`: the IDF-weighted share of the
-    /// question's informative words found in the chunk. Compare with
+    /// question's informative words found in the chunk (in hybrid search, at least the
+    /// semantic relevance of its cosine, see [`crate::Knowledge::search_with`]). Compare with
     /// [`crate::DEFAULT_MIN_RELEVANCE`] to decide whether to answer.
     pub relevance: f32,
 }

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::EvalError;
-use crate::{DEFAULT_MIN_RELEVANCE, Knowledge, ScoredChunk};
+use crate::{DEFAULT_MIN_RELEVANCE, QueryVector, Retriever, ScoredChunk, SearchQuery};
 
 /// Results retrieved per question; MRR is computed over this depth.
 pub const EVAL_DEPTH: usize = 10;
@@ -73,7 +73,7 @@ pub struct EvalMiss {
 ///
 /// # Errors
 /// A malformed line or a failed search.
-pub fn run(k: &Knowledge, tenant: &str, jsonl: &str) -> Result<EvalReport, EvalError> {
+pub fn run(k: &dyn Retriever, tenant: &str, jsonl: &str) -> Result<EvalReport, EvalError> {
     run_with_threshold(k, tenant, jsonl, DEFAULT_MIN_RELEVANCE)
 }
 
@@ -82,10 +82,44 @@ pub fn run(k: &Knowledge, tenant: &str, jsonl: &str) -> Result<EvalReport, EvalE
 /// # Errors
 /// A malformed line or a failed search.
 pub fn run_with_threshold(
-    k: &Knowledge,
+    k: &dyn Retriever,
     tenant: &str,
     jsonl: &str,
     min_relevance: f32,
+) -> Result<EvalReport, EvalError> {
+    run_hybrid(k, tenant, jsonl, min_relevance, &|_| None)
+}
+
+/// The questions of an evaluation file, in order (to embed them before [`run_hybrid`]).
+///
+/// # Errors
+/// A malformed line.
+pub fn queries(jsonl: &str) -> Result<Vec<String>, EvalError> {
+    let mut out = Vec::new();
+    for (number, line) in jsonl.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let case: Case = serde_json::from_str(line).map_err(|source| EvalError::Parse {
+            line: number + 1,
+            source,
+        })?;
+        out.push(case.query);
+    }
+    Ok(out)
+}
+
+/// Runs the evaluation with hybrid retrieval: `vector` gives each question's embedding
+/// (`None` searches that question by BM25 alone).
+///
+/// # Errors
+/// A malformed line or a failed search.
+pub fn run_hybrid(
+    k: &dyn Retriever,
+    tenant: &str,
+    jsonl: &str,
+    min_relevance: f32,
+    vector: &dyn Fn(&str) -> Option<QueryVector>,
 ) -> Result<EvalReport, EvalError> {
     let mut answerable = 0usize;
     let (mut at_1, mut at_5, mut reciprocal, mut false_abstain) = (0usize, 0usize, 0.0f64, 0usize);
@@ -104,7 +138,12 @@ pub fn run_with_threshold(
             .id
             .clone()
             .unwrap_or_else(|| format!("line {line_number}"));
-        let results = k.search(tenant, &case.query, EVAL_DEPTH)?;
+        let query_vector = vector(&case.query);
+        let results = k.retrieve(
+            tenant,
+            &SearchQuery::hybrid(&case.query, query_vector.as_ref()),
+            EVAL_DEPTH,
+        )?;
         let top = summarize(&results);
         let best_relevance = results.iter().map(|r| r.relevance).fold(0.0f32, f32::max);
         if case.abstain {

@@ -8,6 +8,7 @@ mod delivery;
 mod health;
 mod llm;
 mod process;
+mod retrieval;
 mod telegram;
 mod webchat;
 mod whatsapp;

@@ -1,6 +1,10 @@
 //! A fake OpenAI-compatible chat-completions server: an axum app on port 0 that answers from a
 //! queue of scripted replies (JSON or SSE stream, status codes, delays) and logs every request
 //! body, so tests exercise the real client over real HTTP.
+//!
+//! It also serves `POST /v1/embeddings` with deterministic vectors: a hashed bag of analyzed
+//! tokens ([`knowledge::embed::HashEmbedder`]) whose synonym table makes chosen paraphrases
+//! point the same way as the passages they paraphrase.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,6 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
+use knowledge::embed::HashEmbedder;
 use serde_json::{Value, json};
 
 type ContentFn = Arc<dyn Fn(&Value) -> String + Send + Sync>;
@@ -89,10 +94,12 @@ impl Reply {
     }
 }
 
-#[derive(Default)]
 struct FakeState {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Value>>,
+    embedder: Mutex<HashEmbedder>,
+    embedding_inputs: Mutex<Vec<String>>,
+    embeddings_down: std::sync::atomic::AtomicBool,
 }
 
 /// The running fake server.
@@ -123,9 +130,13 @@ impl FakeOpenAi {
         let state = Arc::new(FakeState {
             script: Mutex::new(script.into_iter().collect()),
             requests: Mutex::new(Vec::new()),
+            embedder: Mutex::new(HashEmbedder::new(256)),
+            embedding_inputs: Mutex::new(Vec::new()),
+            embeddings_down: std::sync::atomic::AtomicBool::new(false),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
+            .route("/v1/embeddings", post(embeddings))
             .route(
                 "/v1/models",
                 axum::routing::get(|| async {
@@ -164,6 +175,75 @@ impl FakeOpenAi {
     pub fn requests(&self) -> Vec<Value> {
         self.state.requests.lock().unwrap().clone()
     }
+
+    /// `[embeddings]` TOML pointing at this server (model `fake-embed`).
+    pub fn embeddings_config(&self) -> String {
+        format!(
+            "[embeddings]\nbase_url = \"{}\"\nmodel = \"fake-embed\"\napi_key = \"sk-test\"\ntimeout = \"5s\"\nbatch_size = 4\n",
+            self.base_url
+        )
+    }
+
+    /// Replaces the embedding function (e.g. one with a synonym table).
+    pub fn embed_with(&self, embedder: HashEmbedder) {
+        *self.state.embedder.lock().unwrap() = embedder;
+    }
+
+    /// While set, `/v1/embeddings` answers 503.
+    pub fn set_embeddings_down(&self, down: bool) {
+        self.state
+            .embeddings_down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every text embedded so far (all inputs of all `/v1/embeddings` requests, in order).
+    pub fn embedded_texts(&self) -> Vec<String> {
+        self.state.embedding_inputs.lock().unwrap().clone()
+    }
+}
+
+async fn embeddings(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if state
+        .embeddings_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        let body = json!({"error": {"message": "scripted 503", "type": "server_error", "param": null, "code": null}});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if inputs.is_empty() {
+        let body = json!({"error": {"message": "input must be a string or an array of strings", "type": "invalid_request_error", "param": "input", "code": null}});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    state
+        .embedding_inputs
+        .lock()
+        .unwrap()
+        .extend(inputs.iter().cloned());
+    let embedder = state.embedder.lock().unwrap().clone();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            json!({"object": "embedding", "index": index, "embedding": embedder.vector(text)})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "model": request["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response()
 }
 
 /// The knowledge passages of a prompt built from `prompts/answer.*.tera`: `(id, text)`.

@@ -190,13 +190,16 @@ async fn upload_document(
     let (outcome, documents) = {
         let tenant = tenant.clone();
         let name = name.clone();
-        blocking(move || {
-            let outcome = knowledge.ingest_document(&tenant, &name, &bytes)?;
-            let documents = knowledge.list_documents(&tenant)?;
-            Ok::<_, IngestError>((outcome, documents))
-        })
-        .await?
-        .map_err(ingest_error)?
+        // Parsing and index writes run on the blocking pool; with `[embeddings]` the chunks are
+        // embedded too (an embedding failure still indexes the document for BM25).
+        let outcome = knowledge
+            .ingest(&tenant, &name, bytes.to_vec())
+            .await
+            .map_err(ingest_error)?;
+        let documents = blocking(move || knowledge.list_documents(&tenant))
+            .await?
+            .map_err(|e| ingest_error(e.into()))?;
+        (outcome, documents)
     };
     let id = knowledge::document_id(&tenant, &name);
     let document = documents.into_iter().find(|d| d.id == id);
@@ -294,9 +297,16 @@ async fn search(
         state.config.knowledge.min_relevance
     };
     let knowledge = state.knowledge.clone();
-    let hits = blocking(move || knowledge.search(&tenant, &query, limit))
-        .await?
-        .map_err(|e| index_error(&e))?;
+    let vector = knowledge.embed_query(&query).await;
+    let hits = blocking(move || {
+        knowledge.search_with(
+            &tenant,
+            &knowledge::SearchQuery::hybrid(&query, vector.as_ref()),
+            limit,
+        )
+    })
+    .await?
+    .map_err(|e| index_error(&e))?;
     let results: Vec<serde_json::Value> = hits
         .into_iter()
         .map(|hit| {

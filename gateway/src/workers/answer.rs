@@ -135,15 +135,24 @@ fn apply(prepared: &mut Prepared, action: Action) {
     }
 }
 
-/// Retrieves the tenant's best chunks for `query`; `None` when the search failed.
+/// Retrieves the tenant's best chunks for `query`; `None` when the search failed. With
+/// `[embeddings]` the question is embedded first (hybrid search); when that fails the search
+/// uses BM25 alone.
 async fn retrieve(ctx: &TurnContext, tenant_id: &str, query: &str) -> Option<Vec<ScoredChunk>> {
     let knowledge = ctx.knowledge.clone();
     let tenant = tenant_id.to_owned();
     let question = query.to_owned();
     let top_k = ctx.top_k;
     let started = Instant::now();
-    let result =
-        tokio::task::spawn_blocking(move || knowledge.search(&tenant, &question, top_k)).await;
+    let vector = knowledge.embed_query(query).await;
+    let result = tokio::task::spawn_blocking(move || {
+        knowledge.search_with(
+            &tenant,
+            &knowledge::SearchQuery::hybrid(&question, vector.as_ref()),
+            top_k,
+        )
+    })
+    .await;
     metrics::histogram!(telemetry::RETRIEVAL_SECONDS).record(started.elapsed().as_secs_f64());
     match result {
         Ok(Ok(hits)) => Some(hits),
