@@ -3,7 +3,7 @@
 use channels::model::{Author, OutboundMessage};
 use sqlx::Row;
 
-use super::{Store, StoreError, now_ms};
+use super::{Dialect, Store, StoreError, now_ms};
 
 /// One pending customer message of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +243,7 @@ impl Store {
         let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
         let mut tx = self.write.begin().await?;
         for index in order {
-            outcomes[index] = commit_one(&mut tx, &commits[index], now).await?;
+            outcomes[index] = commit_one(&mut tx, &commits[index], now, self.dialect).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -256,18 +256,22 @@ async fn commit_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     commit: &TurnCommit<'_>,
     now: i64,
+    dialect: Dialect,
 ) -> Result<TurnOutcome, StoreError> {
     let batch = commit.batch;
     let Some(max_inbox_id) = batch.turns.iter().map(|t| t.inbox_id).max() else {
         return Ok(TurnOutcome::Stale);
     };
-    // Taking the conversation's row lock first serializes writers to this conversation.
-    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND tenant_id = $3")
-        .bind(now)
-        .bind(&batch.conversation_id)
-        .bind(&batch.tenant_id)
-        .execute(&mut **tx)
-        .await?;
+    if dialect == Dialect::Postgres {
+        // Taking the conversation's row lock first serializes replicas writing to this
+        // conversation. SQLite has one writer connection: the transaction is already exclusive.
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2 AND tenant_id = $3")
+            .bind(now)
+            .bind(&batch.conversation_id)
+            .bind(&batch.tenant_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     let counts = sqlx::query(
         "SELECT COALESCE(SUM(CASE WHEN id > $2 THEN 1 ELSE 0 END), 0) AS newer, \
          COALESCE(SUM(CASE WHEN id <= $2 THEN 1 ELSE 0 END), 0) AS mine \
@@ -296,12 +300,13 @@ async fn commit_one(
     .await?;
     sqlx::query(
         "UPDATE conversations SET state = $1, locale = $2, abstain_streak = $3, \
-         handoff_reason = COALESCE($4, handoff_reason) WHERE id = $5 AND tenant_id = $6",
+         handoff_reason = COALESCE($4, handoff_reason), updated_at = $5 WHERE id = $6 AND tenant_id = $7",
     )
     .bind(commit.state)
     .bind(commit.locale)
     .bind(commit.abstain_streak)
     .bind(commit.handoff_reason)
+    .bind(now)
     .bind(&batch.conversation_id)
     .bind(&batch.tenant_id)
     .execute(&mut **tx)

@@ -8,8 +8,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::store::{LlmUsage, Store, StoreError, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
 
-/// Most turns committed in one transaction.
-const MAX_GROUP: usize = 256;
+/// Most turns committed in one transaction: large enough to amortize the commit, small enough
+/// that a webhook's inbox commit never waits long behind it for the single SQLite writer.
+const MAX_GROUP: usize = 32;
 
 /// A finished turn, owned so it can cross to the committer task.
 #[derive(Debug, Clone)]

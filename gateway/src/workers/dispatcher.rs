@@ -16,6 +16,9 @@ use crate::config::DispatcherConfig;
 use crate::store::{ClaimedSend, Dialect, OutboxFailure, Store, now_ms};
 use crate::telemetry;
 
+/// Successful sends recorded per transaction.
+const SENT_PER_COMMIT: usize = 64;
+
 /// A claimed row stays reserved this long; a crashed sender's rows become claimable after it.
 const LEASE_MS: i64 = 30_000;
 
@@ -110,8 +113,15 @@ impl Dispatcher {
         }
     }
 
-    /// Records the batch's successful sends in one transaction.
+    /// Records the batch's successful sends, a few dozen per transaction (short enough that
+    /// an inbound commit never waits long for the writer).
     async fn record_sent(&self, sent: &[(ClaimedSend, Option<String>)]) {
+        for part in sent.chunks(SENT_PER_COMMIT) {
+            self.record_sent_part(part).await;
+        }
+    }
+
+    async fn record_sent_part(&self, sent: &[(ClaimedSend, Option<String>)]) {
         let rows: Vec<(&ClaimedSend, Option<&str>)> =
             sent.iter().map(|(s, id)| (s, id.as_deref())).collect();
         if let Err(err) = self.store.mark_sent_many(&rows).await {
