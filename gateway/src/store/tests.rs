@@ -806,7 +806,7 @@ async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
     use channels::model::{Author, MediaKind, MediaSource, OutboundMedia};
     for t in backends().await {
         let s = &t.store;
-        let (_, conv) = webchat_conversation(s, "shop").await;
+        let (account, conv) = webchat_conversation(s, "shop").await;
         webchat_conversation(s, "other").await;
         let media = OutboundMedia {
             kind: MediaKind::Image,
@@ -834,6 +834,11 @@ async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
                 .as_deref(),
             Some("webchat")
         );
+        // The customer wrote: the queued message carries that time (WhatsApp's window).
+        let inbound = item("shop", &account, &conv, "c1", "menu?");
+        s.accept_inbound(std::slice::from_ref(&inbound))
+            .await
+            .unwrap();
         let first = s
             .enqueue_agent_message("shop", &conv, "Ini menunya", Some(&media))
             .await
@@ -847,7 +852,8 @@ async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
             .unwrap();
         assert!(second.message_id > first.message_id);
         let stored = s.messages_after("shop", &conv, 0, 10).await.unwrap();
-        assert_eq!(stored.len(), 2, "{}", t.name);
+        assert_eq!(stored.len(), 3, "{}", t.name);
+        let stored = &stored[1..];
         assert_eq!(stored[0].author, "agent");
         assert_eq!(
             stored[0].body,
@@ -862,6 +868,7 @@ async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
         assert_eq!(message.author, Author::Agent);
         assert_eq!(message.text, "Ini menunya");
         assert_eq!(message.media.as_ref(), Some(&media));
+        assert_eq!(message.customer_last_seen_ms, Some(inbound.received_at_ms));
         s.mark_sent(&claimed[0], None).await.unwrap();
         let claimed = s.claim_outbox(10, 30_000).await.unwrap();
         assert_eq!(claimed[0].message.message_id, second.message_id);
