@@ -509,12 +509,24 @@ async fn customer_conversation(app: &TestApp, graph: &FakeGraph) -> String {
     app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
         .await;
     wait_sends(graph, 1).await;
-    app.store()
-        .await
-        .latest_conversation_of("demo", "whatsapp", CUSTOMER)
+    let key = app.api_key("demo").await;
+    let found: Value = app
+        .client
+        .get(format!(
+            "{}/v1/admin/conversations?channel=whatsapp&customer={CUSTOMER}",
+            app.address
+        ))
+        .bearer_auth(&key)
+        .send()
         .await
         .unwrap()
+        .json()
+        .await
+        .unwrap();
+    found["conversation_id"]
+        .as_str()
         .expect("conversation")
+        .to_owned()
 }
 
 #[tokio::test]
@@ -601,6 +613,24 @@ async fn whatsapp_admin_messages_with_invalid_media_get_422_and_send_nothing() {
             "{error}"
         );
     }
+    // Conversation lookup: unknown customer, bad query.
+    let lookup = |query: &'static str| {
+        app.client
+            .get(format!("{}/v1/admin/conversations?{query}", app.address))
+            .bearer_auth(&key)
+            .send()
+    };
+    assert_eq!(
+        lookup("channel=whatsapp&customer=6280000000000")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        lookup("channel=fax&customer=1").await.unwrap().status(),
+        400
+    );
     // Unknown conversation, no key, another tenant's key.
     let missing = app
         .admin_send(&key, "no-such-conversation", &json!({"text": "halo"}))

@@ -41,6 +41,7 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
             delete(delete_document),
         )
         .route("/v1/admin/knowledge/search", get(search))
+        .route("/v1/admin/conversations", get(find_conversation))
         .route(
             "/v1/admin/conversations/{conversation_id}/messages",
             post(send_message),
@@ -535,6 +536,52 @@ async fn send_message(
         })),
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindConversationParams {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    customer: Option<String>,
+}
+
+/// `GET /v1/admin/conversations?channel=whatsapp&customer=6281311112222`: the tenant's most
+/// recent conversation with that customer (WhatsApp `wa_id`, Telegram chat id).
+async fn find_conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<FindConversationParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authenticate(&state, &headers).await?;
+    let Query(params) = params.map_err(query_error)?;
+    let channel = params.channel.as_deref().map(str::trim).unwrap_or_default();
+    let customer = params
+        .customer
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default();
+    if !matches!(channel, "whatsapp" | "telegram") || customer.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "pass `?channel=whatsapp|telegram&customer=<wa_id or chat id>`",
+        ));
+    }
+    let conversation_id = state
+        .store
+        .latest_conversation_of(&tenant, channel, customer)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "conversation_not_found",
+                format!("this tenant has no {channel} conversation with `{customer}`"),
+            )
+        })?;
+    Ok(
+        axum::Json(json!({ "conversation_id": conversation_id, "channel": channel }))
+            .into_response(),
+    )
 }
 
 #[cfg(test)]

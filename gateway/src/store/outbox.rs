@@ -362,7 +362,7 @@ impl Store {
     }
 
     /// The tenant's most recent conversation with the customer `external_id` (phone number,
-    /// chat id) on a `channel_kind` account (tests, console).
+    /// chat id) on a `channel_kind` account (the admin API's conversation lookup).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
