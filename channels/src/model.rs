@@ -113,6 +113,92 @@ pub struct OutboundMessage {
     /// messages). Channels without templates send `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<Template>,
+    /// A photo, file, … to send with (or instead of) `text`. Adapters that support captions
+    /// use `text` as the caption when the media has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<OutboundMedia>,
+}
+
+impl OutboundMessage {
+    /// The message as one plain text, for channels and views without media: `text`, then a
+    /// line describing the media (with its URL when it has one).
+    pub fn display_text(&self) -> String {
+        let Some(media) = &self.media else {
+            return self.text.clone();
+        };
+        let line = media.display_line();
+        if self.text.trim().is_empty() {
+            line
+        } else {
+            format!("{}\n{line}", self.text)
+        }
+    }
+}
+
+/// Media the gateway sends to a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMedia {
+    /// Which kind (decides the provider call: photo, document, …).
+    pub kind: MediaKind,
+    /// Where the provider gets the file.
+    pub source: MediaSource,
+    /// Caption shown with the media (image, video, document; Telegram also audio and voice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    /// File name shown for documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+impl OutboundMedia {
+    /// One line for text-only views: `[document: menu.pdf] caption https://…`.
+    pub fn display_line(&self) -> String {
+        let mut line = match self.filename.as_deref().and_then(non_empty) {
+            Some(name) => format!("[{}: {name}]", self.kind.as_str()),
+            None => format!("[{}]", self.kind.as_str()),
+        };
+        if let Some(caption) = self.caption.as_deref().and_then(non_empty) {
+            line.push(' ');
+            line.push_str(caption);
+        }
+        if let MediaSource::Url(url) = &self.source {
+            line.push(' ');
+            line.push_str(url);
+        }
+        line
+    }
+}
+
+/// Where a provider fetches outbound media from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaSource {
+    /// A media id on the provider (WhatsApp media id, Telegram `file_id`): only valid on the
+    /// channel account that issued it.
+    ProviderId(String),
+    /// A public `http(s)` URL the provider downloads.
+    Url(String),
+}
+
+/// Longest media URL accepted.
+pub const MAX_MEDIA_URL_CHARS: usize = 2048;
+
+/// Whether `url` is an absolute `http://` or `https://` URL with a host and no whitespace or
+/// control characters (what providers accept as a media link).
+pub fn is_http_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    url.chars().count() <= MAX_MEDIA_URL_CHARS
+        && !host.is_empty()
+        && !host.starts_with(['@', ':'])
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// A provider-approved message template with its parameters.
@@ -215,7 +301,7 @@ pub enum MessageContent {
     },
 }
 
-/// Kinds of media a customer can send.
+/// Kinds of media a customer can send or receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
@@ -234,6 +320,21 @@ pub enum MediaKind {
 }
 
 impl MediaKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [Self; 6] = [
+        Self::Image,
+        Self::Video,
+        Self::Audio,
+        Self::Voice,
+        Self::Document,
+        Self::Sticker,
+    ];
+
+    /// Parses the stable lowercase name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// The stable lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -434,4 +535,81 @@ pub struct ProviderError {
 pub struct Delivery {
     /// The provider's id for the sent message (wamid, Telegram message id), if it returns one.
     pub provider_message_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn only_http_urls_with_a_host_are_media_links() {
+        for ok in [
+            "https://cdn.example.com/menu.jpg",
+            "HTTP://example.com",
+            "https://example.com:8443/a?b=c#d",
+        ] {
+            assert!(is_http_url(ok), "{ok}");
+        }
+        for bad in [
+            "ftp://example.com/a.jpg",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "https://",
+            "https:///path",
+            "https://exa mple.com/a.jpg",
+            "https://example.com/a\n.jpg",
+            "example.com/a.jpg",
+            "",
+        ] {
+            assert!(!is_http_url(bad), "{bad:?}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_MEDIA_URL_CHARS));
+        assert!(!is_http_url(&long));
+    }
+
+    #[test]
+    fn display_text_describes_media_with_its_url() {
+        let mut msg = OutboundMessage {
+            message_id: 1,
+            conversation_id: "c".into(),
+            recipient: "r".into(),
+            author: Author::Agent,
+            text: "Ini menunya".into(),
+            choices: vec![],
+            in_reply_to: vec![],
+            created_at_ms: 0,
+            idempotency_key: "k".into(),
+            customer_last_seen_ms: None,
+            template: None,
+            media: Some(OutboundMedia {
+                kind: MediaKind::Document,
+                source: MediaSource::Url("https://example.com/menu.pdf".into()),
+                caption: None,
+                filename: Some("menu.pdf".into()),
+            }),
+        };
+        assert_eq!(
+            msg.display_text(),
+            "Ini menunya\n[document: menu.pdf] https://example.com/menu.pdf"
+        );
+        msg.text.clear();
+        msg.media = Some(OutboundMedia {
+            kind: MediaKind::Image,
+            source: MediaSource::ProviderId("123".into()),
+            caption: Some("Promo".into()),
+            filename: None,
+        });
+        assert_eq!(msg.display_text(), "[image] Promo");
+        assert_eq!(MediaKind::parse("sticker"), Some(MediaKind::Sticker));
+        assert_eq!(MediaKind::parse("gif"), None);
+    }
+
+    #[test]
+    fn stored_payloads_without_media_still_parse() {
+        let old = r#"{"message_id":1,"conversation_id":"c","recipient":"r","author":"bot","text":"t","choices":[],"in_reply_to":[],"created_at_ms":0,"idempotency_key":"k"}"#;
+        let msg: OutboundMessage = serde_json::from_str(old).unwrap();
+        assert!(msg.media.is_none());
+        assert!(!serde_json::to_string(&msg).unwrap().contains("media"));
+    }
 }

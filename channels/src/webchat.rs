@@ -131,7 +131,8 @@ impl Channel for WebchatChannel {
         let message = WebchatMessage {
             id: msg.message_id,
             author: msg.author,
-            text: msg.text.clone(),
+            // The browser shows text only: media becomes a line with its URL.
+            text: msg.display_text(),
             created_at: rfc3339_millis(msg.created_at_ms),
             client_message_id: None,
             in_reply_to: msg.in_reply_to.clone(),
@@ -209,12 +210,29 @@ mod tests {
             idempotency_key: "k".into(),
             customer_last_seen_ms: None,
             template: None,
+            media: None,
         };
         channel.send(&msg).await.unwrap();
         match rx.recv().await.unwrap() {
             WebchatEvent::Message { message } => {
                 assert_eq!(message.id, 7);
                 assert_eq!(message.in_reply_to, vec!["m1".to_owned()]);
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+        let with_media = OutboundMessage {
+            media: Some(crate::model::OutboundMedia {
+                kind: crate::model::MediaKind::Image,
+                source: crate::model::MediaSource::Url("https://example.com/a.jpg".into()),
+                caption: None,
+                filename: None,
+            }),
+            ..msg
+        };
+        channel.send(&with_media).await.unwrap();
+        match rx.recv().await.unwrap() {
+            WebchatEvent::Message { message } => {
+                assert_eq!(message.text, "halo\n[image] https://example.com/a.jpg");
             }
             other => panic!("unexpected event {other:?}"),
         }

@@ -474,3 +474,41 @@ async fn cli_tenant_and_api_key_commands_work_with_the_http_api() {
     assert!(!ok && stderr.contains("no active API key"), "{stderr}");
     server.kill().await;
 }
+
+#[tokio::test]
+async fn admin_agent_message_with_media_reaches_the_web_chat_as_a_text_line() {
+    let app = spawn_app(&tenants_toml(&["toko"])).await;
+    let key = api_key(&app, "toko").await;
+    let session = app.session("toko").await;
+    let response = app
+        .admin_send(
+            &key,
+            &session.conversation_id,
+            &serde_json::json!({"text": "Ini katalog kami",
+                                "media": {"kind": "document", "url": "https://toko.test/katalog.pdf", "filename": "katalog.pdf"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let text = sapa_tests::eventually(std::time::Duration::from_secs(10), || async {
+        app.messages(&session).await.into_iter().find_map(|m| {
+            (m["author"] == "agent" && m["status"] == "sent")
+                .then(|| m["text"].as_str().unwrap_or_default().to_owned())
+        })
+    })
+    .await;
+    assert_eq!(
+        text,
+        "Ini katalog kami\n[document: katalog.pdf] https://toko.test/katalog.pdf"
+    );
+    // Web chat has no provider media ids.
+    let by_id = app
+        .admin_send(
+            &key,
+            &session.conversation_id,
+            &serde_json::json!({"media": {"kind": "image", "id": "123"}}),
+        )
+        .await;
+    let (status, code, _) = error_of(by_id).await;
+    assert_eq!((status, code.as_str()), (422, "unsupported_media_source"));
+    app.stop().await;
+}

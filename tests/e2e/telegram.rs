@@ -585,3 +585,55 @@ async fn telegram_callback_referencing_a_stored_choice_is_resolved_server_side()
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn telegram_admin_document_by_file_id_is_sent_as_send_document_with_caption() {
+    let (app, fake) = start("", "").await;
+    post_ok(&app, &text_update(1, CHAT, 1, "/start", "id")).await;
+    wait_calls(&fake, "sendMessage", 1).await;
+    let conversation = app
+        .store()
+        .await
+        .latest_conversation_of("demo", "telegram", &CHAT.to_string())
+        .await
+        .unwrap()
+        .expect("conversation");
+    let key = app.api_key("demo").await;
+    let response = app
+        .admin_send(
+            &key,
+            &conversation,
+            &json!({"text": "Daftar harga <terbaru> & promo",
+                    "media": {"kind": "document", "id": "BQACAgIAAxkBAAIBZ2VkZXQ", "filename": "harga.pdf"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted["channel"], "telegram");
+    let message_id = accepted["message_id"].as_i64().unwrap();
+    let calls = wait_calls(&fake, "sendDocument", 1).await;
+    assert_eq!(calls[0].token, BOT_TOKEN);
+    assert_eq!(
+        calls[0].body,
+        json!({
+            "chat_id": CHAT,
+            "document": "BQACAgIAAxkBAAIBZ2VkZXQ",
+            "caption": "Daftar harga &lt;terbaru&gt; &amp; promo",
+            "parse_mode": "HTML",
+        })
+    );
+    let store = app.store().await;
+    eventually(Duration::from_secs(10), || async {
+        let messages = store
+            .messages_after("demo", &conversation, 0, 50)
+            .await
+            .unwrap();
+        messages
+            .into_iter()
+            .find(|m| m.id == message_id && m.status.as_deref() == Some("sent"))
+    })
+    .await;
+    // The caption went with the document: no extra text message.
+    assert_eq!(fake.calls_of("sendMessage").len(), 1);
+    app.stop().await;
+}

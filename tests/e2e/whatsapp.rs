@@ -503,3 +503,161 @@ async fn whatsapp_channel_add_stores_sealed_credentials() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tenant `nope`"));
 }
+
+/// The conversation the fixture customer's text created, once the bot answered it.
+async fn customer_conversation(app: &TestApp, graph: &FakeGraph) -> String {
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    wait_sends(graph, 1).await;
+    let key = app.api_key("demo").await;
+    let found: Value = app
+        .client
+        .get(format!(
+            "{}/v1/admin/conversations?channel=whatsapp&customer={CUSTOMER}",
+            app.address
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    found["conversation_id"]
+        .as_str()
+        .expect("conversation")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn whatsapp_admin_image_by_url_reaches_the_graph_api_with_the_text_as_caption() {
+    let (app, graph) = start("", "").await;
+    let conversation = customer_conversation(&app, &graph).await;
+    let key = app.api_key("demo").await;
+    let response = app
+        .admin_send(
+            &key,
+            &conversation,
+            &json!({"text": "Ini menu hari ini", "media": {"kind": "image", "url": "https://cdn.kopinusantara.test/menu.jpg"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted["status"], "pending");
+    assert_eq!(accepted["channel"], "whatsapp");
+    let message_id = accepted["message_id"].as_i64().unwrap();
+    let sends = wait_sends(&graph, 2).await;
+    assert_eq!(sends[1].path, format!("/v23.0/{WA_NUMBER}/messages"));
+    assert_eq!(
+        sends[1].body,
+        json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": CUSTOMER,
+            "type": "image",
+            "image": {"link": "https://cdn.kopinusantara.test/menu.jpg", "caption": "Ini menu hari ini"},
+        })
+    );
+    // Stored as the agent's message and marked sent.
+    let store = app.store().await;
+    let stored = eventually(Duration::from_secs(10), || async {
+        let messages = store
+            .messages_after("demo", &conversation, 0, 50)
+            .await
+            .unwrap();
+        messages
+            .into_iter()
+            .find(|m| m.id == message_id && m.status.as_deref() == Some("sent"))
+    })
+    .await;
+    assert_eq!(stored.author, "agent");
+    assert_eq!(
+        stored.body,
+        "Ini menu hari ini\n[image] https://cdn.kopinusantara.test/menu.jpg"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_admin_messages_with_invalid_media_get_422_and_send_nothing() {
+    let (app, graph) = start("", "").await;
+    let conversation = customer_conversation(&app, &graph).await;
+    let key = app.api_key("demo").await;
+    let cases = [
+        (
+            json!({"media": {"kind": "image", "url": "ftp://cdn.kopinusantara.test/menu.jpg"}}),
+            "invalid_media_url",
+        ),
+        (
+            json!({"media": {"kind": "gif", "url": "https://cdn.kopinusantara.test/a.gif"}}),
+            "invalid_media_kind",
+        ),
+        (
+            json!({"media": {"kind": "image", "url": "https://a.test/a.jpg", "id": "123"}}),
+            "invalid_media_source",
+        ),
+        (
+            json!({"media": {"kind": "audio", "id": "123", "caption": "dengar"}}),
+            "invalid_caption",
+        ),
+        (json!({"text": " "}), "empty_message"),
+        (json!({"text": "halo", "colour": "red"}), "invalid_field"),
+    ];
+    for (body, code) in cases {
+        let response = app.admin_send(&key, &conversation, &body).await;
+        assert_eq!(response.status(), 422, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{body}: {error}");
+        assert!(
+            !error["error"]["message"].as_str().unwrap().is_empty(),
+            "{error}"
+        );
+    }
+    // Conversation lookup: unknown customer, bad query.
+    let lookup = |query: &'static str| {
+        app.client
+            .get(format!("{}/v1/admin/conversations?{query}", app.address))
+            .bearer_auth(&key)
+            .send()
+    };
+    assert_eq!(
+        lookup("channel=whatsapp&customer=6280000000000")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        lookup("channel=fax&customer=1").await.unwrap().status(),
+        400
+    );
+    // Unknown conversation, no key, another tenant's key.
+    let missing = app
+        .admin_send(&key, "no-such-conversation", &json!({"text": "halo"}))
+        .await;
+    assert_eq!(missing.status(), 404);
+    let anonymous = app
+        .client
+        .post(format!(
+            "{}/v1/admin/conversations/{conversation}/messages",
+            app.address
+        ))
+        .json(&json!({"text": "halo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    app.store()
+        .await
+        .upsert_tenant("lain", "Toko Lain", "id")
+        .await
+        .unwrap();
+    let other_key = app.api_key("lain").await;
+    let foreign = app
+        .admin_send(&other_key, &conversation, &json!({"text": "halo"}))
+        .await;
+    assert_eq!(foreign.status(), 404);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(graph.sends().len(), 1, "only the bot's answer was sent");
+    app.stop().await;
+}

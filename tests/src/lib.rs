@@ -343,6 +343,39 @@ impl TestApp {
             .expect("webhook post")
     }
 
+    /// Creates an API key for `tenant` directly in the app's database, as
+    /// `sapa tenant api-key create` does.
+    pub async fn api_key(&self, tenant: &str) -> String {
+        let store = self.store().await;
+        let key = gateway::api_key::generate();
+        store
+            .create_api_key(tenant, &key.prefix, &key.hash)
+            .await
+            .expect("create api key");
+        store.close().await;
+        key.key
+    }
+
+    /// `POST /v1/admin/conversations/{conversation_id}/messages` with `body`, authenticated
+    /// with `key`.
+    pub async fn admin_send(
+        &self,
+        key: &str,
+        conversation_id: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!(
+                "{}/v1/admin/conversations/{conversation_id}/messages",
+                self.address
+            ))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("admin send")
+    }
+
     /// Opens the app's SQLite store (read side of assertions).
     pub async fn store(&self) -> gateway::store::Store {
         gateway::store::Store::connect(

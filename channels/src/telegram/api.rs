@@ -199,20 +199,9 @@ impl BotApi {
         file_id_or_url: &str,
         caption: Option<&str>,
     ) -> Result<Sent, ApiFailure> {
-        let (method, field) = match kind {
-            MediaKind::Image => ("sendPhoto", "photo"),
-            MediaKind::Video => ("sendVideo", "video"),
-            MediaKind::Audio => ("sendAudio", "audio"),
-            MediaKind::Voice => ("sendVoice", "voice"),
-            MediaKind::Document => ("sendDocument", "document"),
-            MediaKind::Sticker => ("sendSticker", "sticker"),
-        };
-        let mut body = json!({ "chat_id": chat_id, field: file_id_or_url });
-        if let Some(caption) = caption.filter(|c| !c.is_empty()) {
-            let caption: String = caption.chars().take(1024).collect();
-            body["caption"] = json!(super::format::escape_html(&caption));
-            body["parse_mode"] = json!("HTML");
-        }
+        let (method, _) = super::media_method(kind);
+        let caption = caption.map(|c| c.chars().take(1024).collect::<String>());
+        let body = super::media_body(&json!(chat_id), kind, file_id_or_url, caption.as_deref());
         self.send(method, &body).await
     }
 

@@ -32,7 +32,9 @@ pub use api::BotApi;
 pub use config::{TelegramAccount, UpdateMode};
 
 use crate::channel::{Channel, ChannelError};
-use crate::model::{ChannelKind, Delivery, OutboundMessage};
+use crate::model::{
+    ChannelKind, Delivery, MediaKind, MediaSource, OutboundMedia, OutboundMessage, is_http_url,
+};
 use api::ApiFailure;
 
 /// How often the typing action is repeated while an answer is produced (it lasts ≤ 5 s).
@@ -100,8 +102,9 @@ impl TelegramChannel {
         lock(&self.state.typing).remove(chat);
     }
 
-    /// Sends one prepared body, following a chat migration once.
-    async fn send_body(&self, mut body: Value) -> Result<api::Sent, ChannelError> {
+    /// Makes one prepared call, following a chat migration once.
+    async fn send_body(&self, call: ApiCall) -> Result<api::Sent, ChannelError> {
+        let ApiCall { method, mut body } = call;
         if let Some(wait) = self.flood_wait() {
             return Err(ChannelError::RateLimited {
                 retry_after: Some(wait),
@@ -109,7 +112,7 @@ impl TelegramChannel {
         }
         let mut migrated = false;
         loop {
-            match self.api.send("sendMessage", &body).await {
+            match self.api.send(method, &body).await {
                 Ok(sent) => return Ok(sent),
                 Err(ApiFailure::Api {
                     migrate_to_chat_id: Some(to),
@@ -159,7 +162,7 @@ impl Channel for TelegramChannel {
     async fn send(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError> {
         let chat = self.chat_of(&msg.recipient);
         self.stop_typing(&chat);
-        let bodies = message_bodies(msg, &chat);
+        let bodies = outbound_calls(msg, &chat)?;
         let done = lock(&self.state.progress)
             .get(&msg.message_id)
             .copied()
@@ -228,12 +231,7 @@ pub fn message_bodies(msg: &OutboundMessage, chat: &str) -> Vec<Value> {
     };
     let parts = format::split_text(&text, format::MAX_TEXT_UNITS);
     let count = parts.len();
-    let reply_to = msg
-        .in_reply_to
-        .last()
-        .and_then(|id| id.split_once(':'))
-        .filter(|(c, _)| *c == chat && c.starts_with('-'))
-        .and_then(|(_, m)| m.parse::<i64>().ok());
+    let reply_to = group_reply_to(msg, chat);
     parts
         .into_iter()
         .enumerate()
@@ -250,20 +248,165 @@ pub fn message_bodies(msg: &OutboundMessage, chat: &str) -> Vec<Value> {
                 body["reply_parameters"] =
                     json!({"message_id": message_id, "allow_sending_without_reply": true});
             }
-            if i + 1 == count && !msg.choices.is_empty() {
-                let rows: Vec<Value> = msg
-                    .choices
-                    .iter()
-                    .enumerate()
-                    .map(|(n, choice)| {
-                        json!([{"text": choice, "callback_data": format::callback_data(n, choice)}])
-                    })
-                    .collect();
-                body["reply_markup"] = json!({ "inline_keyboard": rows });
+            if i + 1 == count
+                && let Some(keyboard) = keyboard(&msg.choices)
+            {
+                body["reply_markup"] = keyboard;
             }
             body
         })
         .collect()
+}
+
+/// One Bot API call: the method and its JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiCall {
+    /// `sendMessage`, `sendPhoto`, …
+    pub method: &'static str,
+    /// The JSON body.
+    pub body: Value,
+}
+
+/// Longest media caption, in UTF-16 code units after entity parsing.
+pub const MAX_CAPTION_UNITS: usize = 1024;
+
+/// Whether Telegram shows a caption with this kind of media (all but stickers).
+pub fn caption_supported(kind: MediaKind) -> bool {
+    kind != MediaKind::Sticker
+}
+
+/// The send method and its file field for a media kind.
+pub fn media_method(kind: MediaKind) -> (&'static str, &'static str) {
+    match kind {
+        MediaKind::Image => ("sendPhoto", "photo"),
+        MediaKind::Video => ("sendVideo", "video"),
+        MediaKind::Audio => ("sendAudio", "audio"),
+        MediaKind::Voice => ("sendVoice", "voice"),
+        MediaKind::Document => ("sendDocument", "document"),
+        MediaKind::Sticker => ("sendSticker", "sticker"),
+    }
+}
+
+/// The body of a media send: the `file_id` or URL in the kind's field (Telegram fetches
+/// URLs itself), the caption HTML-escaped.
+pub fn media_body(chat: &Value, kind: MediaKind, file: &str, caption: Option<&str>) -> Value {
+    let (_, field) = media_method(kind);
+    let mut body = json!({ "chat_id": chat, field: file });
+    if let Some(caption) = caption.filter(|c| !c.is_empty()) {
+        body["caption"] = json!(format::escape_html(caption));
+        body["parse_mode"] = json!("HTML");
+    }
+    body
+}
+
+fn units(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// The Bot API calls for one outbound message, in send order.
+///
+/// Without media: the [`message_bodies`] as `sendMessage` calls. With media: first
+/// `sendPhoto`/`sendVideo`/`sendAudio`/`sendVoice`/`sendDocument`/`sendSticker` with the
+/// `file_id` or URL; the media's caption, or else the text, is its caption when the kind has
+/// captions and it fits in 1,024 UTF-16 units. Text that did not become the caption (and a
+/// caption that was too long) follows as `sendMessage`. Choices go, as an inline keyboard, on
+/// the last call.
+///
+/// # Errors
+/// [`ChannelError::Permanent`] for a media URL that is not `http(s)` or an empty file id.
+pub fn outbound_calls(msg: &OutboundMessage, chat: &str) -> Result<Vec<ApiCall>, ChannelError> {
+    let text_calls = |msg: &OutboundMessage| {
+        message_bodies(msg, chat)
+            .into_iter()
+            .map(|body| ApiCall {
+                method: "sendMessage",
+                body,
+            })
+            .collect::<Vec<_>>()
+    };
+    let Some(media) = &msg.media else {
+        return Ok(text_calls(msg));
+    };
+    let file = media_file(media)?;
+    let captioned = caption_supported(media.kind);
+    let fits = |c: &str| units(c) <= MAX_CAPTION_UNITS;
+    let own_caption = media
+        .caption
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let text = msg.text.trim();
+    let mut follow_up = Vec::new();
+    let caption = match own_caption {
+        Some(c) if captioned && fits(c) => Some(c),
+        Some(c) => {
+            follow_up.push(c);
+            None
+        }
+        None if captioned && !text.is_empty() && fits(text) => Some(text),
+        None => None,
+    };
+    if caption != Some(text) && !text.is_empty() {
+        follow_up.push(text);
+    }
+    let (method, _) = media_method(media.kind);
+    let mut body = media_body(&chat_id_value(chat), media.kind, file, caption);
+    if let Some(message_id) = group_reply_to(msg, chat) {
+        body["reply_parameters"] =
+            json!({"message_id": message_id, "allow_sending_without_reply": true});
+    }
+    if follow_up.is_empty() {
+        if let Some(keyboard) = keyboard(&msg.choices) {
+            body["reply_markup"] = keyboard;
+        }
+        return Ok(vec![ApiCall { method, body }]);
+    }
+    let rest = OutboundMessage {
+        text: follow_up.join("\n\n"),
+        in_reply_to: Vec::new(),
+        media: None,
+        ..msg.clone()
+    };
+    let mut calls = vec![ApiCall { method, body }];
+    calls.extend(text_calls(&rest));
+    Ok(calls)
+}
+
+fn media_file(media: &OutboundMedia) -> Result<&str, ChannelError> {
+    match &media.source {
+        MediaSource::ProviderId(id) if !id.trim().is_empty() => Ok(id.trim()),
+        MediaSource::ProviderId(_) => Err(ChannelError::Permanent {
+            code: None,
+            reason: "media file_id is empty".to_owned(),
+        }),
+        MediaSource::Url(url) if is_http_url(url) => Ok(url),
+        MediaSource::Url(_) => Err(ChannelError::Permanent {
+            code: None,
+            reason: "media URL must be an absolute http(s) URL".to_owned(),
+        }),
+    }
+}
+
+/// In groups, the customer message (`chat:message_id`) an answer replies to.
+fn group_reply_to(msg: &OutboundMessage, chat: &str) -> Option<i64> {
+    msg.in_reply_to
+        .last()
+        .and_then(|id| id.split_once(':'))
+        .filter(|(c, _)| *c == chat && c.starts_with('-'))
+        .and_then(|(_, m)| m.parse::<i64>().ok())
+}
+
+/// The inline keyboard for `choices` (one button per row), if any.
+fn keyboard(choices: &[String]) -> Option<Value> {
+    if choices.is_empty() {
+        return None;
+    }
+    let rows: Vec<Value> = choices
+        .iter()
+        .enumerate()
+        .map(|(n, choice)| json!([{"text": choice, "callback_data": format::callback_data(n, choice)}]))
+        .collect();
+    Some(json!({ "inline_keyboard": rows }))
 }
 
 #[cfg(test)]

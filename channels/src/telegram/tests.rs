@@ -379,7 +379,131 @@ fn outbound(text: &str, choices: &[&str]) -> OutboundMessage {
         idempotency_key: "msg-7".into(),
         customer_last_seen_ms: None,
         template: None,
+        media: None,
     }
+}
+
+fn with_media(text: &str, kind: MediaKind, source: MediaSource) -> OutboundMessage {
+    OutboundMessage {
+        media: Some(OutboundMedia {
+            kind,
+            source,
+            caption: None,
+            filename: None,
+        }),
+        ..outbound(text, &[])
+    }
+}
+
+#[test]
+fn media_kinds_map_to_their_send_methods() {
+    for (kind, method, field) in [
+        (MediaKind::Image, "sendPhoto", "photo"),
+        (MediaKind::Video, "sendVideo", "video"),
+        (MediaKind::Audio, "sendAudio", "audio"),
+        (MediaKind::Voice, "sendVoice", "voice"),
+        (MediaKind::Document, "sendDocument", "document"),
+        (MediaKind::Sticker, "sendSticker", "sticker"),
+    ] {
+        let calls = outbound_calls(
+            &with_media("", kind, MediaSource::ProviderId("AgACAgIAAxk".into())),
+            CHAT,
+        )
+        .unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].method, method);
+        assert_eq!(calls[0].body["chat_id"], 5_123_456_789_i64);
+        assert_eq!(calls[0].body[field], "AgACAgIAAxk");
+        assert!(calls[0].body.get("caption").is_none());
+    }
+}
+
+#[test]
+fn text_becomes_the_escaped_html_caption() {
+    let calls = outbound_calls(
+        &with_media(
+            "Menu <baru> & promo",
+            MediaKind::Image,
+            MediaSource::Url("https://cdn.example.com/menu.jpg".into()),
+        ),
+        CHAT,
+    )
+    .unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].method, "sendPhoto");
+    assert_eq!(calls[0].body["photo"], "https://cdn.example.com/menu.jpg");
+    assert_eq!(calls[0].body["caption"], "Menu &lt;baru&gt; &amp; promo");
+    assert_eq!(calls[0].body["parse_mode"], "HTML");
+}
+
+#[test]
+fn own_caption_wins_and_the_text_follows_with_the_keyboard() {
+    let mut msg = with_media(
+        "Mau pesan?",
+        MediaKind::Document,
+        MediaSource::ProviderId("BQACAgIAAxk".into()),
+    );
+    msg.choices = vec!["Ya".into()];
+    if let Some(media) = msg.media.as_mut() {
+        media.caption = Some("Daftar harga".into());
+    }
+    let calls = outbound_calls(&msg, CHAT).unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].method, "sendDocument");
+    assert_eq!(calls[0].body["caption"], "Daftar harga");
+    assert!(calls[0].body.get("reply_markup").is_none());
+    assert_eq!(calls[1].method, "sendMessage");
+    assert_eq!(calls[1].body["text"], "Mau pesan?");
+    assert_eq!(
+        calls[1].body["reply_markup"]["inline_keyboard"][0][0]["text"],
+        "Ya"
+    );
+}
+
+#[test]
+fn captions_over_1024_units_and_sticker_text_go_in_a_message() {
+    let long = "kata ".repeat(250);
+    let calls = outbound_calls(
+        &with_media(
+            &long,
+            MediaKind::Video,
+            MediaSource::Url("https://cdn.example.com/a.mp4".into()),
+        ),
+        CHAT,
+    )
+    .unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].method, "sendVideo");
+    assert!(calls[0].body.get("caption").is_none());
+    assert_eq!(calls[1].body["text"], long.trim());
+
+    let calls = outbound_calls(
+        &with_media(
+            "Halo!",
+            MediaKind::Sticker,
+            MediaSource::ProviderId("CAACAgIAAxk".into()),
+        ),
+        CHAT,
+    )
+    .unwrap();
+    assert_eq!(
+        calls.iter().map(|c| c.method).collect::<Vec<_>>(),
+        vec!["sendSticker", "sendMessage"]
+    );
+    assert!(calls[0].body.get("caption").is_none());
+}
+
+#[test]
+fn non_http_media_urls_are_refused_for_good() {
+    let msg = with_media(
+        "x",
+        MediaKind::Image,
+        MediaSource::Url("file:///etc/passwd".into()),
+    );
+    assert!(matches!(
+        outbound_calls(&msg, CHAT),
+        Err(ChannelError::Permanent { .. })
+    ));
 }
 
 #[test]

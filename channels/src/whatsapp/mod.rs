@@ -22,7 +22,10 @@ pub use api::GraphClient;
 pub use config::WhatsappAccount;
 
 use crate::channel::{Channel, ChannelError};
-use crate::model::{ChannelKind, Delivery, OutboundMessage, Template};
+use crate::model::{
+    ChannelKind, Delivery, MediaKind, MediaSource, OutboundMedia, OutboundMessage, Template,
+    is_http_url,
+};
 
 /// Longest text body.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -32,6 +35,8 @@ pub const MAX_BUTTONS: usize = 3;
 pub const MAX_BUTTON_TITLE: usize = 20;
 /// Longest body of a reply-button message.
 pub const MAX_BUTTON_BODY: usize = 1024;
+/// Longest media caption.
+pub const MAX_CAPTION_CHARS: usize = 1024;
 /// Rows of a list message, across sections.
 pub const MAX_LIST_ROWS: usize = 10;
 /// Longest list row title.
@@ -129,7 +134,7 @@ impl Channel for WhatsappChannel {
         if !window_open(msg.customer_last_seen_ms, now_ms()) {
             return self.reengage(msg).await;
         }
-        match self.send_bodies(message_bodies(msg)).await {
+        match self.send_bodies(message_bodies(msg)?).await {
             Err(ChannelError::Permanent {
                 code: Some(code), ..
             }) if code == api::REENGAGEMENT_CODE.to_string() => self.reengage(msg).await,
@@ -144,12 +149,115 @@ impl Channel for WhatsappChannel {
     }
 }
 
-/// The Graph API bodies for one outbound message, in send order: one message unless the text
-/// exceeds 4,096 characters. Choices become reply buttons (≤3, titles ≤20), else a list
-/// (≤10 rows, titles ≤24), else a numbered list in the text.
-pub fn message_bodies(msg: &OutboundMessage) -> Vec<Value> {
-    let to = msg.recipient.as_str();
+/// The Graph API bodies for one outbound message, in send order.
+///
+/// Without media: one message unless the text exceeds 4,096 characters. Choices become reply
+/// buttons (≤3, titles ≤20), else a list (≤10 rows, titles ≤24), else a numbered list in the
+/// text.
+///
+/// With media: the media message first (`{"id": …}` or `{"link": "https://…"}`). The text
+/// becomes its caption when the kind has captions (image, video, document), the media has no
+/// caption of its own, the text fits in 1,024 characters and there are no choices; otherwise
+/// the text (with its choices) follows as its own message. A caption over 1,024 characters is
+/// sent as a text message after the media.
+///
+/// # Errors
+/// [`ChannelError::Permanent`] for a media link that is not an `http(s)` URL or an empty
+/// media id.
+pub fn message_bodies(msg: &OutboundMessage) -> Result<Vec<Value>, ChannelError> {
     let context = msg.in_reply_to.last().filter(|id| id.starts_with("wamid."));
+    let Some(media) = &msg.media else {
+        return Ok(text_bodies(msg, &msg.text, context));
+    };
+    let captioned = caption_supported(media.kind);
+    let fits = |c: &str| c.chars().count() <= MAX_CAPTION_CHARS;
+    let own_caption = media
+        .caption
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let text = msg.text.trim();
+    let mut follow_up = Vec::new();
+    let caption = match own_caption {
+        Some(c) if captioned && fits(c) => Some(c),
+        Some(c) => {
+            follow_up.push(c);
+            None
+        }
+        None if captioned && !text.is_empty() && fits(text) && msg.choices.is_empty() => Some(text),
+        None => None,
+    };
+    if caption != Some(text) && !text.is_empty() {
+        follow_up.push(text);
+    }
+    let mut body = json!({
+        "to": msg.recipient,
+        "type": wire_kind(media.kind),
+    });
+    body[wire_kind(media.kind)] = media_object(media, caption)?;
+    if let Some(id) = context {
+        body["context"] = json!({ "message_id": id });
+    }
+    let mut bodies = vec![body];
+    if !follow_up.is_empty() || !msg.choices.is_empty() {
+        bodies.extend(text_bodies(msg, &follow_up.join("\n\n"), None));
+    }
+    Ok(bodies)
+}
+
+/// Whether WhatsApp shows a caption with this kind of media.
+pub fn caption_supported(kind: MediaKind) -> bool {
+    matches!(
+        kind,
+        MediaKind::Image | MediaKind::Video | MediaKind::Document
+    )
+}
+
+/// The Graph API message type of a media kind (voice notes are audio messages).
+fn wire_kind(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Image => "image",
+        MediaKind::Video => "video",
+        MediaKind::Audio | MediaKind::Voice => "audio",
+        MediaKind::Document => "document",
+        MediaKind::Sticker => "sticker",
+    }
+}
+
+/// The `image`/`document`/… object: `id` or `link`, caption and file name where allowed.
+fn media_object(media: &OutboundMedia, caption: Option<&str>) -> Result<Value, ChannelError> {
+    let mut object = match &media.source {
+        MediaSource::ProviderId(id) if !id.trim().is_empty() => json!({ "id": id.trim() }),
+        MediaSource::ProviderId(_) => {
+            return Err(ChannelError::Permanent {
+                code: None,
+                reason: "media id is empty".to_owned(),
+            });
+        }
+        MediaSource::Url(url) if is_http_url(url) => json!({ "link": url }),
+        MediaSource::Url(_) => {
+            return Err(ChannelError::Permanent {
+                code: None,
+                reason: "media link must be an absolute http(s) URL".to_owned(),
+            });
+        }
+    };
+    if let Some(caption) = caption {
+        object["caption"] = json!(caption);
+    }
+    if media.kind == MediaKind::Document
+        && let Some(name) = media.filename.as_deref().map(str::trim)
+        && !name.is_empty()
+    {
+        object["filename"] = json!(name);
+    }
+    Ok(object)
+}
+
+/// Text bodies of `text` with the message's choices; `context` quotes a customer message on
+/// the first one.
+fn text_bodies(msg: &OutboundMessage, text: &str, context: Option<&String>) -> Vec<Value> {
+    let to = msg.recipient.as_str();
     let with_context = |mut body: Value| {
         if let Some(id) = context {
             body["context"] = json!({ "message_id": id });
@@ -157,7 +265,7 @@ pub fn message_bodies(msg: &OutboundMessage) -> Vec<Value> {
         body
     };
     let choices = &msg.choices;
-    let body_chars = msg.text.chars().count();
+    let body_chars = text.chars().count();
     let fits = |max: usize| choices.iter().all(|c| c.chars().count() <= max);
     let unique = {
         let mut seen = std::collections::HashSet::new();
@@ -177,7 +285,7 @@ pub fn message_bodies(msg: &OutboundMessage) -> Vec<Value> {
                 "type": "interactive",
                 "interactive": {
                     "type": "button",
-                    "body": {"text": msg.text},
+                    "body": {"text": text},
                     "action": {"buttons": buttons},
                 },
             }))];
@@ -193,13 +301,13 @@ pub fn message_bodies(msg: &OutboundMessage) -> Vec<Value> {
                 "type": "interactive",
                 "interactive": {
                     "type": "list",
-                    "body": {"text": msg.text},
+                    "body": {"text": text},
                     "action": {"button": "Pilih", "sections": [{"title": "Pilihan", "rows": rows}]},
                 },
             }))];
         }
     }
-    let mut text = msg.text.clone();
+    let mut text = text.to_owned();
     if !choices.is_empty() {
         for (i, choice) in choices.iter().enumerate() {
             text.push_str(&format!("\n{}. {choice}", i + 1));

@@ -3,8 +3,8 @@
 use super::webhook::{decode, sign, verify_challenge, verify_signature};
 use super::*;
 use crate::model::{
-    Author, DeliveryState, InboundEvent, InboundMessage, MediaKind, MessageContent, StatusUpdate,
-    TurnHint,
+    Author, DeliveryState, InboundEvent, InboundMessage, MediaKind, MediaSource, MessageContent,
+    OutboundMedia, StatusUpdate, TurnHint,
 };
 
 const NUMBER: &str = "106540352242922";
@@ -364,12 +364,126 @@ fn outbound(text: &str, choices: &[&str]) -> OutboundMessage {
         idempotency_key: "msg-1".into(),
         customer_last_seen_ms: None,
         template: None,
+        media: None,
+    }
+}
+
+fn with_media(text: &str, kind: MediaKind, source: MediaSource) -> OutboundMessage {
+    OutboundMessage {
+        media: Some(OutboundMedia {
+            kind,
+            source,
+            caption: None,
+            filename: None,
+        }),
+        ..outbound(text, &[])
+    }
+}
+
+#[test]
+fn image_by_link_takes_the_text_as_caption() {
+    let msg = with_media(
+        "Menu hari ini",
+        MediaKind::Image,
+        MediaSource::Url("https://cdn.example.com/menu.jpg".into()),
+    );
+    let bodies = message_bodies(&msg).unwrap();
+    assert_eq!(
+        bodies,
+        vec![serde_json::json!({
+            "to": "6281311112222",
+            "type": "image",
+            "image": {"link": "https://cdn.example.com/menu.jpg", "caption": "Menu hari ini"},
+            "context": {"message_id": "wamid.IN1"},
+        })]
+    );
+}
+
+#[test]
+fn document_by_id_keeps_its_caption_and_file_name_and_sends_the_text_after() {
+    let mut msg = with_media(
+        "Silakan dicek ya",
+        MediaKind::Document,
+        MediaSource::ProviderId("1013859600285441".into()),
+    );
+    if let Some(media) = msg.media.as_mut() {
+        media.caption = Some("Daftar harga".into());
+        media.filename = Some("harga.pdf".into());
+    }
+    let bodies = message_bodies(&msg).unwrap();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0]["type"], "document");
+    assert_eq!(
+        bodies[0]["document"],
+        serde_json::json!({"id": "1013859600285441", "caption": "Daftar harga", "filename": "harga.pdf"})
+    );
+    assert_eq!(bodies[1]["type"], "text");
+    assert_eq!(bodies[1]["text"]["body"], "Silakan dicek ya");
+    // Only the first message quotes the customer.
+    assert!(bodies[1].get("context").is_none());
+}
+
+#[test]
+fn audio_and_stickers_have_no_caption_so_the_text_follows() {
+    for (kind, wire) in [
+        (MediaKind::Audio, "audio"),
+        (MediaKind::Voice, "audio"),
+        (MediaKind::Sticker, "sticker"),
+    ] {
+        let msg = with_media("Dengarkan ini", kind, MediaSource::ProviderId("42".into()));
+        let bodies = message_bodies(&msg).unwrap();
+        assert_eq!(bodies.len(), 2, "{kind:?}");
+        assert_eq!(bodies[0]["type"], wire);
+        assert_eq!(bodies[0][wire], serde_json::json!({"id": "42"}));
+        assert_eq!(bodies[1]["text"]["body"], "Dengarkan ini");
+    }
+    // Media alone is one message.
+    let alone = with_media("", MediaKind::Sticker, MediaSource::ProviderId("42".into()));
+    assert_eq!(message_bodies(&alone).unwrap().len(), 1);
+}
+
+#[test]
+fn long_text_or_choices_are_not_captions() {
+    let long = "kata ".repeat(300);
+    let msg = with_media(
+        &long,
+        MediaKind::Image,
+        MediaSource::Url("https://cdn.example.com/a.jpg".into()),
+    );
+    let bodies = message_bodies(&msg).unwrap();
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies[0]["image"].get("caption").is_none());
+    assert_eq!(bodies[1]["text"]["body"], long.trim());
+
+    let mut msg = with_media(
+        "Mau pesan?",
+        MediaKind::Image,
+        MediaSource::Url("https://cdn.example.com/a.jpg".into()),
+    );
+    msg.choices = vec!["Ya".into(), "Tidak".into()];
+    let bodies = message_bodies(&msg).unwrap();
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies[0]["image"].get("caption").is_none());
+    assert_eq!(bodies[1]["interactive"]["type"], "button");
+    assert_eq!(bodies[1]["interactive"]["body"]["text"], "Mau pesan?");
+}
+
+#[test]
+fn non_http_media_links_are_refused_for_good() {
+    for url in ["ftp://example.com/a.jpg", "file:///tmp/a.jpg", "a.jpg"] {
+        let msg = with_media("", MediaKind::Image, MediaSource::Url(url.into()));
+        match message_bodies(&msg) {
+            Err(ChannelError::Permanent { reason, .. }) => {
+                assert!(reason.contains("http"), "{reason}");
+            }
+            other => panic!("{url}: {other:?}"),
+        }
     }
 }
 
 #[test]
 fn choices_pick_buttons_then_list_then_numbered_text() {
-    let b = message_bodies(&outbound("Mau dibantu admin?", &["Ya", "Tidak"]));
+    let b = message_bodies(&outbound("Mau dibantu admin?", &["Ya", "Tidak"])).unwrap();
     assert_eq!(b.len(), 1);
     assert_eq!(b[0]["interactive"]["type"], "button");
     assert_eq!(
@@ -380,7 +494,7 @@ fn choices_pick_buttons_then_list_then_numbered_text() {
     assert_eq!(b[0]["to"], "6281311112222");
 
     let four = ["a", "b", "c", "d"];
-    let l = message_bodies(&outbound("Pilih", &four));
+    let l = message_bodies(&outbound("Pilih", &four)).unwrap();
     assert_eq!(l[0]["interactive"]["type"], "list");
     assert_eq!(
         l[0]["interactive"]["action"]["sections"][0]["rows"]
@@ -391,7 +505,7 @@ fn choices_pick_buttons_then_list_then_numbered_text() {
     );
 
     let long_title = ["Judul pilihan yang sangat panjang sekali"];
-    let t = message_bodies(&outbound("Pilih", &long_title));
+    let t = message_bodies(&outbound("Pilih", &long_title)).unwrap();
     assert_eq!(t[0]["type"], "text");
     assert!(
         t[0]["text"]["body"]
@@ -402,18 +516,21 @@ fn choices_pick_buttons_then_list_then_numbered_text() {
 
     let eleven: Vec<String> = (0..11).map(|i| format!("opsi {i}")).collect();
     let refs: Vec<&str> = eleven.iter().map(String::as_str).collect();
-    assert_eq!(message_bodies(&outbound("Pilih", &refs))[0]["type"], "text");
+    assert_eq!(
+        message_bodies(&outbound("Pilih", &refs)).unwrap()[0]["type"],
+        "text"
+    );
 }
 
 #[test]
 fn text_splits_only_beyond_the_limit() {
     let exact = "a".repeat(MAX_TEXT_CHARS);
-    assert_eq!(message_bodies(&outbound(&exact, &[])).len(), 1);
+    assert_eq!(message_bodies(&outbound(&exact, &[])).unwrap().len(), 1);
     let long = format!("{}\n\n{}", "kata ".repeat(700), "lagi ".repeat(300));
     let parts = split_text(&long, MAX_TEXT_CHARS);
     assert_eq!(parts.len(), 2);
     assert!(parts.iter().all(|p| p.chars().count() <= MAX_TEXT_CHARS));
-    let bodies = message_bodies(&outbound(&long, &[]));
+    let bodies = message_bodies(&outbound(&long, &[])).unwrap();
     assert_eq!(bodies.len(), 2);
     assert!(bodies[1].get("context").is_none());
     // Multi-byte text splits on characters, not bytes.

@@ -1,4 +1,5 @@
-//! The admin REST API for a tenant's knowledge base: upload, list, delete and search documents.
+//! The admin REST API of a tenant: its knowledge base (upload, list, delete and search
+//! documents) and sending messages to customers as an agent (text and media).
 //!
 //! Every request carries `Authorization: Bearer <api key>` (created with
 //! `sapa tenant api-key create TENANT`); the key decides the tenant, so a key can only ever see and
@@ -13,13 +14,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
+use channels::model::{MediaKind, MediaSource, OutboundMedia, is_http_url};
 use knowledge::{IngestError, IngestOutcome};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api_key;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
 use crate::startup::AppState;
 
 /// Most chunks `GET /v1/admin/knowledge/search` returns.
@@ -39,6 +41,11 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
             delete(delete_document),
         )
         .route("/v1/admin/knowledge/search", get(search))
+        .route("/v1/admin/conversations", get(find_conversation))
+        .route(
+            "/v1/admin/conversations/{conversation_id}/messages",
+            post(send_message),
+        )
         .layer(DefaultBodyLimit::max(max_upload_bytes))
 }
 
@@ -324,4 +331,362 @@ async fn search(
         })
         .collect();
     Ok(axum::Json(json!({ "min_relevance": min_relevance, "results": results })).into_response())
+}
+
+/// Longest agent message text, in characters.
+const MAX_TEXT_CHARS: usize = 4096;
+/// Longest media caption, in characters (WhatsApp's and Telegram's limit).
+const MAX_CAPTION_CHARS: usize = 1024;
+/// Longest provider media id, in bytes.
+const MAX_MEDIA_ID_BYTES: usize = 512;
+/// Longest document file name, in characters.
+const MAX_FILENAME_CHARS: usize = 240;
+
+/// `POST /v1/admin/conversations/{id}/messages` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessageBody {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    media: Option<MediaBody>,
+}
+
+/// The `media` object: `kind` and exactly one of `url` / `id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaBody {
+    kind: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    caption: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+/// Checks an agent message for a conversation on `channel_kind`; returns its text and media.
+fn validate_message(
+    body: SendMessageBody,
+    channel_kind: &str,
+) -> Result<(String, Option<OutboundMedia>), ApiError> {
+    let text = body.text.as_deref().map(str::trim).unwrap_or_default();
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(unprocessable(
+            "text_too_long",
+            format!(
+                "`text` is longer than {MAX_TEXT_CHARS} characters; split it into several messages"
+            ),
+        ));
+    }
+    let media = body
+        .media
+        .map(|m| validate_media(m, channel_kind))
+        .transpose()?;
+    if text.is_empty() && media.is_none() {
+        return Err(unprocessable(
+            "empty_message",
+            "send a non-empty `text`, a `media` object, or both",
+        ));
+    }
+    Ok((text.to_owned(), media))
+}
+
+fn validate_media(media: MediaBody, channel_kind: &str) -> Result<OutboundMedia, ApiError> {
+    let kinds = MediaKind::ALL.map(MediaKind::as_str).join(", ");
+    let kind = MediaKind::parse(media.kind.trim()).ok_or_else(|| {
+        unprocessable(
+            "invalid_media_kind",
+            format!("`media.kind` must be one of {kinds}"),
+        )
+    })?;
+    let source = match (media.url, media.id) {
+        (Some(url), None) => {
+            let url = url.trim().to_owned();
+            if !is_http_url(&url) {
+                return Err(unprocessable(
+                    "invalid_media_url",
+                    format!(
+                        "`media.url` must be an absolute http:// or https:// URL (at most {} characters, no spaces) that the provider can download",
+                        channels::model::MAX_MEDIA_URL_CHARS
+                    ),
+                ));
+            }
+            MediaSource::Url(url)
+        }
+        (None, Some(id)) => {
+            let id = id.trim().to_owned();
+            if id.is_empty()
+                || id.len() > MAX_MEDIA_ID_BYTES
+                || id.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(unprocessable(
+                    "invalid_media_id",
+                    format!(
+                        "`media.id` must be a provider media id (WhatsApp media id or Telegram file_id) of 1-{MAX_MEDIA_ID_BYTES} bytes without spaces"
+                    ),
+                ));
+            }
+            if channel_kind == "webchat" {
+                return Err(unprocessable(
+                    "unsupported_media_source",
+                    "web chat conversations have no provider media ids; send `media.url` instead",
+                ));
+            }
+            MediaSource::ProviderId(id)
+        }
+        _ => {
+            return Err(unprocessable(
+                "invalid_media_source",
+                "give exactly one of `media.url` (an https URL) or `media.id` (a provider media id)",
+            ));
+        }
+    };
+    let caption = media
+        .caption
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if let Some(caption) = &caption {
+        if !matches!(
+            kind,
+            MediaKind::Image | MediaKind::Video | MediaKind::Document
+        ) {
+            return Err(unprocessable(
+                "invalid_caption",
+                format!(
+                    "{} messages have no caption; put the words in `text` (sent as its own message)",
+                    kind.as_str()
+                ),
+            ));
+        }
+        if caption.chars().count() > MAX_CAPTION_CHARS {
+            return Err(unprocessable(
+                "invalid_caption",
+                format!(
+                    "`media.caption` is longer than {MAX_CAPTION_CHARS} characters; put longer text in `text`"
+                ),
+            ));
+        }
+    }
+    let filename = media
+        .filename
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty());
+    if let Some(name) = &filename
+        && (kind != MediaKind::Document
+            || name.chars().count() > MAX_FILENAME_CHARS
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control))
+    {
+        return Err(unprocessable(
+            "invalid_filename",
+            format!(
+                "`media.filename` is only for documents: a plain file name of at most {MAX_FILENAME_CHARS} characters, without `/` or `\\`"
+            ),
+        ));
+    }
+    Ok(OutboundMedia {
+        kind,
+        source,
+        caption,
+        filename,
+    })
+}
+
+/// `POST /v1/admin/conversations/{conversation_id}/messages` with
+/// `{"text": "...", "media": {"kind": "image", "url": "https://..."}}`: stores the message as
+/// the agent's and queues it for the customer (202; the dispatcher sends it).
+async fn send_message(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(conversation_id): Path<String>,
+    body: Result<ApiJson<SendMessageBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    let tenant = authenticate(&state, &headers).await?;
+    let ApiJson(body) = body?;
+    let not_found = || {
+        ApiError::not_found(
+            "conversation_not_found",
+            format!("this tenant has no conversation `{conversation_id}`"),
+        )
+    };
+    let channel_kind = state
+        .store
+        .conversation_channel_kind(&tenant, &conversation_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let (text, media) = validate_message(body, &channel_kind)?;
+    let queued = state
+        .store
+        .enqueue_agent_message(&tenant, &conversation_id, &text, media.as_ref())
+        .await?
+        .ok_or_else(not_found)?;
+    state.dispatcher_wake.notify_one();
+    tracing::info!(
+        tenant = %tenant,
+        conversation = %conversation_id,
+        message_id = queued.message_id,
+        channel = %queued.channel_kind,
+        media = media.as_ref().map_or("none", |m| m.kind.as_str()),
+        "agent message queued"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({
+            "message_id": queued.message_id,
+            "conversation_id": conversation_id,
+            "channel": queued.channel_kind,
+            "status": "pending",
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindConversationParams {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    customer: Option<String>,
+}
+
+/// `GET /v1/admin/conversations?channel=whatsapp&customer=6281311112222`: the tenant's most
+/// recent conversation with that customer (WhatsApp `wa_id`, Telegram chat id).
+async fn find_conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<FindConversationParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authenticate(&state, &headers).await?;
+    let Query(params) = params.map_err(query_error)?;
+    let channel = params.channel.as_deref().map(str::trim).unwrap_or_default();
+    let customer = params
+        .customer
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default();
+    if !matches!(channel, "whatsapp" | "telegram") || customer.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "pass `?channel=whatsapp|telegram&customer=<wa_id or chat id>`",
+        ));
+    }
+    let conversation_id = state
+        .store
+        .latest_conversation_of(&tenant, channel, customer)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "conversation_not_found",
+                format!("this tenant has no {channel} conversation with `{customer}`"),
+            )
+        })?;
+    Ok(
+        axum::Json(json!({ "conversation_id": conversation_id, "channel": channel }))
+            .into_response(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn body(value: serde_json::Value) -> SendMessageBody {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn error_code(value: serde_json::Value, channel: &str) -> &'static str {
+        let err = validate_message(body(value), channel).unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        err.code()
+    }
+
+    #[test]
+    fn valid_messages_become_text_and_media() {
+        let (text, media) = validate_message(
+            body(json!({"text": " Menu ", "media": {"kind": "image", "url": "https://cdn.example.com/m.jpg"}})),
+            "whatsapp",
+        )
+        .unwrap();
+        assert_eq!(text, "Menu");
+        let media = media.unwrap();
+        assert_eq!(media.kind, MediaKind::Image);
+        assert_eq!(
+            media.source,
+            MediaSource::Url("https://cdn.example.com/m.jpg".into())
+        );
+        let (text, media) = validate_message(
+            body(json!({"media": {"kind": "document", "id": "BQACAgIAAxk", "caption": "Harga", "filename": "harga.pdf"}})),
+            "telegram",
+        )
+        .unwrap();
+        assert!(text.is_empty());
+        let media = media.unwrap();
+        assert_eq!(media.source, MediaSource::ProviderId("BQACAgIAAxk".into()));
+        assert_eq!(media.filename.as_deref(), Some("harga.pdf"));
+    }
+
+    #[test]
+    fn invalid_messages_say_what_to_fix() {
+        let cases = [
+            (json!({}), "empty_message"),
+            (json!({"text": "   "}), "empty_message"),
+            (
+                json!({"text": "x".repeat(MAX_TEXT_CHARS + 1)}),
+                "text_too_long",
+            ),
+            (
+                json!({"media": {"kind": "gif", "url": "https://a.b/c"}}),
+                "invalid_media_kind",
+            ),
+            (json!({"media": {"kind": "image"}}), "invalid_media_source"),
+            (
+                json!({"media": {"kind": "image", "url": "https://a.b/c", "id": "1"}}),
+                "invalid_media_source",
+            ),
+            (
+                json!({"media": {"kind": "image", "url": "ftp://a.b/c"}}),
+                "invalid_media_url",
+            ),
+            (
+                json!({"media": {"kind": "image", "url": "javascript:alert(1)"}}),
+                "invalid_media_url",
+            ),
+            (
+                json!({"media": {"kind": "image", "id": "a b"}}),
+                "invalid_media_id",
+            ),
+            (
+                json!({"media": {"kind": "audio", "id": "1", "caption": "x"}}),
+                "invalid_caption",
+            ),
+            (
+                json!({"media": {"kind": "image", "id": "1", "caption": "x".repeat(1025)}}),
+                "invalid_caption",
+            ),
+            (
+                json!({"media": {"kind": "image", "id": "1", "filename": "a.jpg"}}),
+                "invalid_filename",
+            ),
+            (
+                json!({"media": {"kind": "document", "id": "1", "filename": "../a.pdf"}}),
+                "invalid_filename",
+            ),
+        ];
+        for (value, code) in cases {
+            assert_eq!(error_code(value.clone(), "whatsapp"), code, "{value}");
+        }
+        assert_eq!(
+            error_code(json!({"media": {"kind": "image", "id": "1"}}), "webchat"),
+            "unsupported_media_source"
+        );
+    }
 }

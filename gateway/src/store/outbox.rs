@@ -1,6 +1,6 @@
 //! The outbox: claimed by the dispatcher, one in-flight row per conversation, in order.
 
-use channels::model::OutboundMessage;
+use channels::model::{Author, MediaSource, OutboundMedia, OutboundMessage};
 use sqlx::Row;
 
 use super::{Dialect, Store, StoreError, now_ms};
@@ -20,6 +20,15 @@ pub struct ClaimedSend {
     pub attempts: i64,
     /// What to send.
     pub message: OutboundMessage,
+}
+
+/// A message an agent or integration queued for a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// The stored message's id.
+    pub message_id: i64,
+    /// `webchat`, `whatsapp` or `telegram`.
+    pub channel_kind: String,
 }
 
 /// How a send attempt failed.
@@ -305,6 +314,7 @@ impl Store {
             created_at_ms: now,
             idempotency_key: key,
             template: Some(template.clone()),
+            media: None,
             ..original
         };
         let payload =
@@ -326,6 +336,173 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The channel kind (`webchat`, `whatsapp`, `telegram`) of a conversation of `tenant_id`;
+    /// `None` when the tenant has no such conversation.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn conversation_channel_kind(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT a.kind FROM conversations c JOIN channel_accounts a \
+             ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             WHERE c.tenant_id = $1 AND c.id = $2",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| r.try_get("kind").map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// The tenant's most recent conversation with the customer `external_id` (phone number,
+    /// chat id) on a `channel_kind` account (the admin API's conversation lookup).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn latest_conversation_of(
+        &self,
+        tenant_id: &str,
+        channel_kind: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.id FROM conversations c \
+             JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
+             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             WHERE c.tenant_id = $1 AND a.kind = $2 AND k.external_id = $3 \
+             ORDER BY c.created_at DESC, c.id DESC LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(channel_kind)
+        .bind(external_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| r.try_get("id").map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Stores a message written by an agent (or an integration) in a conversation of
+    /// `tenant_id` and queues it for the customer, in one transaction: the dispatcher sends it
+    /// like any other (in order after earlier messages, WhatsApp's 24-hour window applies, as
+    /// of the customer's last message). The stored body is `text` plus a line describing the
+    /// media, which is what agents and the web chat see. `None`: the tenant has no such
+    /// conversation; nothing was stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; nothing was stored.
+    pub async fn enqueue_agent_message(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+        text: &str,
+        media: Option<&OutboundMedia>,
+    ) -> Result<Option<QueuedMessage>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        // The conversation's row lock first, as every writer to a conversation does.
+        let locked = sqlx::query(
+            "UPDATE conversations SET updated_at = $1 WHERE id = $2 AND tenant_id = $3",
+        )
+        .bind(now)
+        .bind(conversation_id)
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if locked == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
+             c.last_inbound_at FROM conversations c \
+             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
+             WHERE c.id = $1 AND c.tenant_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::Corrupt(format!(
+                "conversation {conversation_id} has no channel account or contact"
+            )));
+        };
+        let channel_account_id: String = row.try_get("channel_account_id")?;
+        let channel_kind: String = row.try_get("channel_kind")?;
+        let mut outbound = OutboundMessage {
+            message_id: 0,
+            conversation_id: conversation_id.to_owned(),
+            recipient: row.try_get("recipient")?,
+            author: Author::Agent,
+            text: text.to_owned(),
+            choices: Vec::new(),
+            in_reply_to: Vec::new(),
+            created_at_ms: now,
+            idempotency_key: String::new(),
+            customer_last_seen_ms: row.try_get("last_inbound_at")?,
+            template: None,
+            media: media.cloned(),
+        };
+        let media_json = media
+            .map(|m| {
+                let mut value = serde_json::json!({
+                    "kind": m.kind.as_str(),
+                    "caption": m.caption,
+                    "filename": m.filename,
+                });
+                match &m.source {
+                    MediaSource::ProviderId(id) => value["id"] = serde_json::json!(id),
+                    MediaSource::Url(url) => value["url"] = serde_json::json!(url),
+                }
+                serde_json::to_string(&value)
+            })
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let message_id: i64 = sqlx::query(
+            "INSERT INTO messages (tenant_id, conversation_id, author, body, content_kind, media, status, created_at) \
+             VALUES ($1, $2, 'agent', $3, $4, $5, 'pending', $6) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .bind(outbound.display_text())
+        .bind(media.map(|m| m.kind.as_str()))
+        .bind(media_json)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        outbound.message_id = message_id;
+        outbound.idempotency_key = format!("msg-{message_id}");
+        let payload =
+            serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
+             idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .bind(&channel_account_id)
+        .bind(&channel_kind)
+        .bind(message_id)
+        .bind(&outbound.idempotency_key)
+        .bind(&payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(QueuedMessage {
+            message_id,
+            channel_kind,
+        }))
     }
 
     /// Number of dead-lettered sends (for metrics and tests).

@@ -806,3 +806,78 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
         assert_eq!(s.poll_offset(&account).await.unwrap(), 42, "{n}");
     }
 }
+
+#[tokio::test]
+async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
+    use channels::model::{Author, MediaKind, MediaSource, OutboundMedia};
+    for t in backends().await {
+        let s = &t.store;
+        let (account, conv) = webchat_conversation(s, "shop").await;
+        webchat_conversation(s, "other").await;
+        let media = OutboundMedia {
+            kind: MediaKind::Image,
+            source: MediaSource::Url("https://cdn.example.com/menu.jpg".into()),
+            caption: None,
+            filename: None,
+        };
+        // Another tenant cannot queue into (or even see) the conversation.
+        assert!(
+            s.enqueue_agent_message("other", &conv, "x", None)
+                .await
+                .unwrap()
+                .is_none(),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.conversation_channel_kind("other", &conv).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            s.conversation_channel_kind("shop", &conv)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("webchat")
+        );
+        // The customer wrote: the queued message carries that time (WhatsApp's window).
+        let inbound = item("shop", &account, &conv, "c1", "menu?");
+        s.accept_inbound(std::slice::from_ref(&inbound))
+            .await
+            .unwrap();
+        let first = s
+            .enqueue_agent_message("shop", &conv, "Ini menunya", Some(&media))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.channel_kind, "webchat");
+        let second = s
+            .enqueue_agent_message("shop", &conv, "Ada lagi?", None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(second.message_id > first.message_id);
+        let stored = s.messages_after("shop", &conv, 0, 10).await.unwrap();
+        assert_eq!(stored.len(), 3, "{}", t.name);
+        let stored = &stored[1..];
+        assert_eq!(stored[0].author, "agent");
+        assert_eq!(
+            stored[0].body,
+            "Ini menunya\n[image] https://cdn.example.com/menu.jpg"
+        );
+        assert_eq!(stored[0].status.as_deref(), Some("pending"));
+        // One row per conversation at a time, oldest first; the payload carries the media.
+        let claimed = s.claim_outbox(10, 30_000).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", t.name);
+        let message = &claimed[0].message;
+        assert_eq!(message.message_id, first.message_id);
+        assert_eq!(message.author, Author::Agent);
+        assert_eq!(message.text, "Ini menunya");
+        assert_eq!(message.media.as_ref(), Some(&media));
+        assert_eq!(message.customer_last_seen_ms, Some(inbound.received_at_ms));
+        s.mark_sent(&claimed[0], None).await.unwrap();
+        let claimed = s.claim_outbox(10, 30_000).await.unwrap();
+        assert_eq!(claimed[0].message.message_id, second.message_id);
+        assert!(claimed[0].message.media.is_none());
+    }
+}

@@ -358,6 +358,7 @@ async fn commit_one(
             idempotency_key: format!("msg-{message_id}"),
             customer_last_seen_ms: last_seen,
             template: None,
+            media: None,
         };
         let payload =
             serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
