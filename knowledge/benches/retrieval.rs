@@ -18,6 +18,8 @@ const WORDS_PER_SECTION: usize = 60;
 const QUERIES: usize = 2_000;
 const WARMUP_QUERIES: usize = 100;
 const P99_BUDGET: Duration = Duration::from_millis(15);
+/// Vector size of the hybrid run (small sentence-embedding models: 384).
+const HYBRID_DIM: usize = 384;
 
 /// Indonesian small-shop vocabulary, with a few English words mixed in as customers do.
 const WORDS: &[&str] = &[
@@ -249,9 +251,68 @@ fn main() {
         "retrieval: {QUERIES} queries (top 5) on {chunks} chunks, one thread: p50 {p50:.2?}, p95 {p95:.2?}, p99 {p99:.2?}, max {max:.2?}; {:.0} queries/s; {empty} without results",
         QUERIES as f64 / wall.as_secs_f64()
     );
-    if p99 > P99_BUDGET {
-        eprintln!("retrieval p99 {p99:.2?} is over the {P99_BUDGET:?} budget");
+    let hybrid_p99 = hybrid(&documents, &queries);
+    let mut over = false;
+    for (name, p99) in [("retrieval", p99), ("hybrid retrieval", hybrid_p99)] {
+        if p99 > P99_BUDGET {
+            eprintln!("{name} p99 {p99:.2?} is over the {P99_BUDGET:?} budget");
+            over = true;
+        }
+    }
+    if over {
         std::process::exit(1);
     }
-    println!("retrieval p99 within the {P99_BUDGET:?} budget");
+    println!("retrieval and hybrid retrieval p99 within the {P99_BUDGET:?} budget");
+}
+
+/// The same knowledge base and questions with an embedder configured: BM25 and an exact
+/// cosine scan over every chunk vector, fused by RRF. Embedding (the model's time) is done
+/// before timing; what is timed is the search. Returns its p99.
+fn hybrid(documents: &[(String, String)], queries: &[String]) -> Duration {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let embedder = std::sync::Arc::new(knowledge::embed::HashEmbedder::new(HYBRID_DIM));
+    let k = Knowledge::open(dir.path())
+        .unwrap()
+        .with_embedder(embedder, knowledge::DEFAULT_MIN_SIMILARITY);
+    let start = Instant::now();
+    for (name, text) in documents {
+        runtime
+            .block_on(k.ingest(TENANT, name, text.as_bytes().to_vec()))
+            .unwrap();
+    }
+    let ingest = start.elapsed();
+    let vectors: Vec<Option<knowledge::QueryVector>> = queries
+        .iter()
+        .map(|q| runtime.block_on(k.embed_query(q)))
+        .collect();
+    let search = |q: &str, v: &Option<knowledge::QueryVector>| {
+        k.search_with(TENANT, &knowledge::SearchQuery::hybrid(q, v.as_ref()), 5)
+            .unwrap()
+    };
+    for (q, v) in queries.iter().zip(&vectors).take(WARMUP_QUERIES) {
+        std::hint::black_box(search(q, v));
+    }
+    let mut timings = Vec::with_capacity(queries.len());
+    for (q, v) in queries.iter().zip(&vectors) {
+        let start = Instant::now();
+        std::hint::black_box(search(q, v));
+        timings.push(start.elapsed());
+    }
+    timings.sort();
+    let (p50, p95, p99) = (
+        percentile(&timings, 0.50),
+        percentile(&timings, 0.95),
+        percentile(&timings, 0.99),
+    );
+    println!(
+        "hybrid retrieval (BM25 + exact {HYBRID_DIM}-dim cosine over every chunk, RRF): ingestion with embedding {:.2} s; {} queries: p50 {p50:.2?}, p95 {p95:.2?}, p99 {p99:.2?}, max {:.2?}",
+        ingest.as_secs_f64(),
+        queries.len(),
+        timings[timings.len() - 1]
+    );
+    p99
 }
