@@ -9,7 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use channels::model::{MessageContent, TurnHint};
+use channels::model::MessageContent;
 use channels::telegram::api::ApiFailure;
 use channels::telegram::update::{BotIdentity, CustomerMessage, Event, Update};
 use channels::telegram::{TelegramAccount, TelegramChannel, UpdateMode, format};
@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, TenantTelegram};
 use crate::crypto::SecretBox;
-use crate::store::{ContactRef, InboundItem, InboundTarget, Store, now_ms};
+use crate::store::{ContactRef, InboundItem, InboundTarget, Store, StoredContent, now_ms};
 use crate::telemetry;
 use crate::workers::ingress::Ingress;
 
@@ -330,36 +330,11 @@ impl TelegramInbound {
 
 fn inbound_item(route: &TelegramRoute, cm: CustomerMessage) -> InboundItem {
     let message = cm.message;
-    let answer = message.content.answer_text();
-    let (text, kind) = match answer {
-        Some((text, _)) if cm.command => (text.to_owned(), "command"),
-        Some((text, TurnHint::Choice)) => (text.to_owned(), "choice"),
-        Some((text, TurnHint::Text)) => (text.to_owned(), "text"),
-        None => (message.content.display_text(), "text"),
-    };
-    let media = match &message.content {
-        MessageContent::Media { kind, media, .. } => serde_json::to_string(&serde_json::json!({
-            "kind": kind.as_str(),
-            "id": media.id,
-            "mime_type": media.mime_type,
-            "filename": media.filename,
-        }))
-        .ok(),
-        MessageContent::Location {
-            latitude,
-            longitude,
-            name,
-            address,
-        } => serde_json::to_string(&serde_json::json!({
-            "kind": "location", "latitude": latitude, "longitude": longitude,
-            "name": name, "address": address,
-        }))
-        .ok(),
-        _ => None,
-    };
-    let content_kind = match &message.content {
-        MessageContent::Text { .. } => None,
-        other => Some(other.kind_name()),
+    let content = StoredContent::of(&message.content);
+    let kind = if cm.command && content.answer {
+        "command"
+    } else {
+        content.kind
     };
     InboundItem {
         tenant_id: route.tenant_id.clone(),
@@ -370,11 +345,11 @@ fn inbound_item(route: &TelegramRoute, cm: CustomerMessage) -> InboundItem {
             locale: locale_for(cm.language.as_deref(), &route.locale),
         }),
         external_id: message.external_id,
-        text,
+        text: content.text,
         kind,
-        answer: answer.is_some(),
-        content_kind,
-        media,
+        answer: content.answer,
+        content_kind: content.content_kind,
+        media: content.media,
         received_at_ms: now_ms(),
         channel_kind: "telegram",
     }

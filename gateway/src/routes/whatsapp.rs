@@ -11,14 +11,12 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use channels::model::{
-    InboundEvent, InboundMessage, MessageContent, StatusUpdate, Template, TurnHint,
-};
+use channels::model::{InboundEvent, InboundMessage, StatusUpdate, Template};
 use channels::whatsapp::webhook;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
-use crate::store::{ContactRef, DeliveryStatus, InboundItem, InboundTarget, now_ms};
+use crate::store::{ContactRef, DeliveryStatus, InboundItem, InboundTarget, StoredContent, now_ms};
 use crate::telemetry;
 use crate::whatsapp::WhatsappRoute;
 
@@ -163,37 +161,7 @@ fn inbound_item(
     message: InboundMessage,
     received_at_ms: i64,
 ) -> InboundItem {
-    let answer = message.content.answer_text();
-    let (text, kind) = match answer {
-        Some((text, TurnHint::Choice)) => (text.to_owned(), "choice"),
-        Some((text, TurnHint::Text)) => (text.to_owned(), "text"),
-        None => (message.content.display_text(), "text"),
-    };
-    let media = match &message.content {
-        MessageContent::Media { kind, media, .. } => serde_json::to_string(&serde_json::json!({
-            "kind": kind.as_str(),
-            "id": media.id,
-            "mime_type": media.mime_type,
-            "sha256": media.sha256,
-            "filename": media.filename,
-        }))
-        .ok(),
-        MessageContent::Location {
-            latitude,
-            longitude,
-            name,
-            address,
-        } => serde_json::to_string(&serde_json::json!({
-            "kind": "location", "latitude": latitude, "longitude": longitude,
-            "name": name, "address": address,
-        }))
-        .ok(),
-        _ => None,
-    };
-    let content_kind = match &message.content {
-        MessageContent::Text { .. } => None,
-        other => Some(other.kind_name()),
-    };
+    let content = StoredContent::of(&message.content);
     InboundItem {
         tenant_id: route.tenant_id.clone(),
         channel_account_id: route.account_id.clone(),
@@ -203,11 +171,11 @@ fn inbound_item(
             locale: route.locale.clone(),
         }),
         external_id: message.external_id,
-        text,
-        kind,
-        answer: answer.is_some(),
-        content_kind,
-        media,
+        text: content.text,
+        kind: content.kind,
+        answer: content.answer,
+        content_kind: content.content_kind,
+        media: content.media,
         received_at_ms,
         channel_kind: "whatsapp",
     }

@@ -63,6 +63,69 @@ pub struct InboundItem {
     pub channel_kind: &'static str,
 }
 
+/// How a provider message's content is stored: what the bot reads, whether it answers, and the
+/// content kind and media metadata agents see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredContent {
+    /// Text (for non-text content without a caption, a one-line description for agents).
+    pub text: String,
+    /// `text` or `choice` (a tapped button or list row).
+    pub kind: &'static str,
+    /// Whether the bot answers it (false: reactions, locations, media without caption).
+    pub answer: bool,
+    /// Content kind when it is not plain text.
+    pub content_kind: Option<&'static str>,
+    /// Media or location metadata as JSON.
+    pub media: Option<String>,
+}
+
+impl StoredContent {
+    /// The stored form of `content`.
+    pub fn of(content: &channels::model::MessageContent) -> Self {
+        use channels::model::{MessageContent, TurnHint};
+        let answer = content.answer_text();
+        let (text, kind) = match answer {
+            Some((text, TurnHint::Choice)) => (text.to_owned(), "choice"),
+            Some((text, TurnHint::Text)) => (text.to_owned(), "text"),
+            None => (content.display_text(), "text"),
+        };
+        let media = match content {
+            MessageContent::Media { kind, media, .. } => {
+                serde_json::to_string(&serde_json::json!({
+                    "kind": kind.as_str(),
+                    "id": media.id,
+                    "mime_type": media.mime_type,
+                    "sha256": media.sha256,
+                    "filename": media.filename,
+                }))
+                .ok()
+            }
+            MessageContent::Location {
+                latitude,
+                longitude,
+                name,
+                address,
+            } => serde_json::to_string(&serde_json::json!({
+                "kind": "location", "latitude": latitude, "longitude": longitude,
+                "name": name, "address": address,
+            }))
+            .ok(),
+            _ => None,
+        };
+        let content_kind = match content {
+            MessageContent::Text { .. } => None,
+            other => Some(other.kind_name()),
+        };
+        Self {
+            text,
+            kind,
+            answer: answer.is_some(),
+            content_kind,
+            media,
+        }
+    }
+}
+
 /// What happened to one [`InboundItem`].
 // A short-lived per-request value, almost always `New`: boxing would add an allocation per
 // inbound message for no memory saved.

@@ -23,7 +23,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
-pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget};
+pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use outbox::{ClaimedSend, OutboxFailure, QueuedMessage};
 pub use turns::{LlmUsage, PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
 
