@@ -24,7 +24,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget};
-pub use outbox::{ClaimedSend, OutboxFailure, QueuedMessage};
+pub use outbox::{ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage};
 pub use turns::{LlmUsage, PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
 
 use crate::config::DatabaseTarget;

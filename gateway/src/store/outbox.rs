@@ -5,6 +5,18 @@ use sqlx::Row;
 
 use super::{Dialect, Store, StoreError, now_ms};
 
+/// Where a customer's media file can be fetched (`Store::inbound_media`).
+#[derive(Debug, Clone)]
+pub struct InboundMediaRef {
+    /// `messages.media`: JSON with `kind`, `id` (provider media id), `mime_type`, `sha256`,
+    /// `filename` (or a location, which has no file).
+    pub media: String,
+    /// The channel account the message arrived through.
+    pub channel_account_id: String,
+    /// Its kind (`whatsapp`, `telegram`, …).
+    pub channel_kind: String,
+}
+
 /// An outbox row claimed for sending.
 #[derive(Debug, Clone)]
 pub struct ClaimedSend {
@@ -378,6 +390,37 @@ impl Store {
         .await?;
         row.map(|r| r.try_get("kind").map_err(StoreError::from))
             .transpose()
+    }
+
+    /// The media a customer sent in message `message_id` of the tenant (the JSON stored in
+    /// `messages.media`, with the channel account it arrived through); `None` when the tenant
+    /// has no such message or the message carries no media file.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn inbound_media(
+        &self,
+        tenant_id: &str,
+        message_id: i64,
+    ) -> Result<Option<InboundMediaRef>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.media, c.channel_account_id, a.kind FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id AND c.tenant_id = m.tenant_id \
+             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             WHERE m.tenant_id = $1 AND m.id = $2 AND m.author = 'customer' AND m.media IS NOT NULL",
+        )
+        .bind(tenant_id)
+        .bind(message_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| -> Result<_, StoreError> {
+            Ok(InboundMediaRef {
+                media: r.try_get("media")?,
+                channel_account_id: r.try_get("channel_account_id")?,
+                channel_kind: r.try_get("kind")?,
+            })
+        })
+        .transpose()
     }
 
     /// The tenant's most recent conversation with the customer `external_id` (phone number,
