@@ -630,8 +630,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT u.message_id, (SELECT COUNT(*) FROM outbox_parts q WHERE q.outbox_id = u.outbox_id) AS parts \
-             FROM ({}) u ORDER BY u.outbox_id DESC LIMIT 1",
-            SENT_LOOKUP
+             FROM ({SENT_LOOKUP}) u ORDER BY u.outbox_id DESC LIMIT 1"
         ))
         .bind(tenant_id)
         .bind(channel_account_id)
