@@ -534,7 +534,12 @@ pub struct ProviderError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
     /// The provider's id for the sent message (wamid, Telegram message id), if it returns one.
+    /// When one outbound message went out as several provider messages (a long text split in
+    /// parts, media followed by its text), this is the id of the last one.
     pub provider_message_id: Option<String>,
+    /// The ids of the earlier provider messages of a message sent in several parts, in send
+    /// order (empty for a single send). Status updates may refer to any of them.
+    pub extra_provider_message_ids: Vec<String>,
 }
 
 #[cfg(test)]

@@ -56,7 +56,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message =
-            if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
+            // 502 and 503 messages say what failed upstream and are written for the caller;
+            // other server errors may carry internals.
+            if self.status.is_server_error()
+                && !matches!(
+                    self.status,
+                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY
+                )
+            {
                 "internal error".to_owned()
             } else {
                 self.message

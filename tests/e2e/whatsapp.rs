@@ -661,3 +661,321 @@ async fn whatsapp_admin_messages_with_invalid_media_get_422_and_send_nothing() {
     assert_eq!(graph.sends().len(), 1, "only the bot's answer was sent");
     app.stop().await;
 }
+
+/// The image fixture's media id.
+const IMAGE_MEDIA_ID: &str = "1234567890123456";
+
+/// A webhook body with one status for `wamid`.
+fn status_body(wamid: &str, status: &str, timestamp: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
+            "statuses": [{"id": wamid, "status": status, "timestamp": timestamp, "recipient_id": CUSTOMER}]
+        }}]}]
+    }))
+    .unwrap()
+}
+
+/// The image fixture with its `sha256` replaced (the fixture's hash is of no real file).
+fn image_body_with_sha(sha256: &str) -> Vec<u8> {
+    let mut body: Value = serde_json::from_slice(&wa_fixture("image.json")).unwrap();
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["sha256"] = json!(sha256);
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// The stored id of the customer's image message (`wamid.IMG01`).
+async fn image_message_id(app: &TestApp) -> i64 {
+    let key = app.api_key("demo").await;
+    let found: Value = app
+        .client
+        .get(format!(
+            "{}/v1/admin/conversations?channel=whatsapp&customer={CUSTOMER}",
+            app.address
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conversation = found["conversation_id"].as_str().expect("conversation");
+    let store = app.store().await;
+    let messages = store
+        .messages_after("demo", conversation, 0, 50)
+        .await
+        .unwrap();
+    messages
+        .iter()
+        .find(|m| m.external_id.as_deref() == Some("wamid.IMG01"))
+        .expect("image message stored")
+        .id
+}
+
+async fn get_media(app: &TestApp, key: Option<&str>, message_id: &str) -> reqwest::Response {
+    let mut request = app.client.get(format!(
+        "{}/v1/admin/messages/{message_id}/media",
+        app.address
+    ));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.unwrap()
+}
+
+async fn error_code(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn whatsapp_image_caption_is_answered_as_text() {
+    let (app, graph) = start("", "").await;
+    let response = app
+        .whatsapp_post(&wa_fixture("image.json"), WA_APP_SECRET)
+        .await;
+    assert_eq!(response.status(), 200);
+    let sends = wait_sends(&graph, 1).await;
+    assert_eq!(sends[0].body["to"], CUSTOMER);
+    assert_eq!(sends[0].body["context"]["message_id"], "wamid.IMG01");
+    // The caption was the customer's words for the bot: the stored turn is the caption.
+    let store = app.store().await;
+    let id = image_message_id(&app).await;
+    let conversation = store
+        .latest_conversation_of("demo", "whatsapp", CUSTOMER)
+        .await
+        .unwrap()
+        .unwrap();
+    let messages = store
+        .messages_after("demo", &conversation, 0, 50)
+        .await
+        .unwrap();
+    let image = messages.iter().find(|m| m.id == id).unwrap();
+    assert!(image.body.contains("ini struknya kak"), "{}", image.body);
+    assert!(
+        messages.iter().any(|m| m.author == "bot"),
+        "the caption was answered: {messages:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_admin_downloads_customer_media_through_the_graph_api() {
+    let (app, graph) = start("", "").await;
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    graph.add_media(IMAGE_MEDIA_ID, "image/jpeg", &bytes);
+    let sha = sapa_tests::fake_graph::media_sha256(&bytes);
+    let response = app
+        .whatsapp_post(&image_body_with_sha(&sha), WA_APP_SECRET)
+        .await;
+    assert_eq!(response.status(), 200);
+    let id = image_message_id(&app).await;
+    let key = app.api_key("demo").await;
+    let response = get_media(&app, Some(&key), &id.to_string()).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "image/jpeg");
+    assert_eq!(
+        headers["content-disposition"],
+        format!(
+            "attachment; filename=\"image-{IMAGE_MEDIA_ID}.jpg\"; filename*=UTF-8''image-{IMAGE_MEDIA_ID}.jpg"
+        )
+    );
+    assert_eq!(headers["cache-control"], "private");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
+    // Both steps carried the number's access token; the metadata step named the number.
+    let downloads: Vec<_> = graph
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(downloads.len(), 2, "{downloads:?}");
+    assert_eq!(downloads[0].path, format!("/v23.0/{IMAGE_MEDIA_ID}"));
+    assert_eq!(
+        downloads[1].path,
+        format!("/media-download/{IMAGE_MEDIA_ID}")
+    );
+    for d in &downloads {
+        assert_eq!(
+            d.authorization.as_deref(),
+            Some(format!("Bearer {WA_ACCESS_TOKEN}").as_str())
+        );
+    }
+    // The fake refuses a download without the token, as Meta does.
+    let anonymous = app
+        .client
+        .get(format!(
+            "{}/media-download/{IMAGE_MEDIA_ID}",
+            graph.base_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let reached = |graph: &FakeGraph| {
+        graph
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count()
+    };
+    let before = reached(&graph);
+    // No key → 401; another tenant's key, unknown ids and messages without media → 404.
+    assert_eq!(get_media(&app, None, &id.to_string()).await.status(), 401);
+    app.store()
+        .await
+        .upsert_tenant("lain", "Toko Lain", "id")
+        .await
+        .unwrap();
+    let other_key = app.api_key("lain").await;
+    let (status, code, _) =
+        error_code(get_media(&app, Some(&other_key), &id.to_string()).await).await;
+    assert_eq!((status, code.as_str()), (404, "media_not_found"));
+    for missing in ["999999", "abc", &(id + 1).to_string()] {
+        let (status, code, _) = error_code(get_media(&app, Some(&key), missing).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (404, "media_not_found"),
+            "{missing}"
+        );
+    }
+    assert_eq!(
+        reached(&graph),
+        before,
+        "refused requests never reach WhatsApp"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_admin_media_download_reports_expired_and_corrupt_files() {
+    let (app, graph) = start("", "").await;
+    // The fixture's sha256 belongs to no file the fake serves.
+    let response = app
+        .whatsapp_post(&wa_fixture("image.json"), WA_APP_SECRET)
+        .await;
+    assert_eq!(response.status(), 200);
+    let id = image_message_id(&app).await.to_string();
+    let key = app.api_key("demo").await;
+    // WhatsApp no longer knows the media id.
+    let (status, code, message) = error_code(get_media(&app, Some(&key), &id).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (502, "media_unavailable"),
+        "{message}"
+    );
+    assert!(message.contains("expired"), "{message}");
+    // The file downloads, but its bytes do not match the webhook's hash.
+    graph.add_media(IMAGE_MEDIA_ID, "image/jpeg", b"not the customer's photo");
+    let (status, code, message) = error_code(get_media(&app, Some(&key), &id).await).await;
+    assert_eq!((status, code.as_str()), (502, "media_corrupt"), "{message}");
+    assert!(message.contains("SHA-256"), "{message}");
+    // Nor when the metadata's own hash is wrong.
+    let bytes = b"the real photo".to_vec();
+    let sha = sapa_tests::fake_graph::media_sha256(&bytes);
+    graph.add_media_with_sha(IMAGE_MEDIA_ID, "image/jpeg", &bytes, "AAAA");
+    let other = app
+        .whatsapp_post(
+            &String::from_utf8(image_body_with_sha(&sha))
+                .unwrap()
+                .replace("wamid.IMG01", "wamid.IMG02")
+                .into_bytes(),
+            WA_APP_SECRET,
+        )
+        .await;
+    assert_eq!(other.status(), 200);
+    let store = app.store().await;
+    let conversation = store
+        .latest_conversation_of("demo", "whatsapp", CUSTOMER)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .messages_after("demo", &conversation, 0, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.external_id.as_deref() == Some("wamid.IMG02"))
+        .unwrap()
+        .id;
+    let (status, code, _) =
+        error_code(get_media(&app, Some(&key), &second.to_string()).await).await;
+    assert_eq!((status, code.as_str()), (502, "media_corrupt"));
+    // With a consistent file it downloads.
+    graph.add_media(IMAGE_MEDIA_ID, "image/jpeg", &bytes);
+    let ok = get_media(&app, Some(&key), &second.to_string()).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.bytes().await.unwrap().to_vec(), bytes);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_read_status_of_the_first_part_of_a_split_answer_marks_it_read() {
+    let long_reply = "Outlet Blok M buka hari Minggu pukul 08.00–23.00, Kak. ".repeat(95);
+    assert!(long_reply.chars().count() > 5_000);
+    let reply = long_reply.clone();
+    let llm =
+        sapa_tests::fake_openai::FakeOpenAi::start([sapa_tests::fake_openai::Reply::computed(
+            move |request| {
+                let id = sapa_tests::fake_openai::chunk_containing(request, "08.00–23.00")
+                    .unwrap_or_else(|| "missing".into());
+                json!({"reply": reply, "action": "answer", "citations": [id]}).to_string()
+            },
+        )])
+        .await;
+    let (app, graph) = start("", &llm.config("stream = false")).await;
+    graph.script_wamid("wamid.PART1");
+    graph.script_wamid("wamid.PART2");
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    let sends = wait_sends(&graph, 2).await;
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    let parts: Vec<&str> = sends
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap())
+        .collect();
+    assert!(parts.iter().all(|p| p.chars().count() <= 4096), "{parts:?}");
+    assert_eq!(
+        parts.join(" "),
+        long_reply.trim(),
+        "split at a word boundary"
+    );
+    let store = app.store().await;
+    eventually(Duration::from_secs(10), || async {
+        store
+            .message_delivery("demo", "wamid.PART2")
+            .await
+            .unwrap()
+            .and_then(|d| d.0)
+            .filter(|s| s == "sent")
+    })
+    .await;
+    // Only the first part is reported read: the message is read.
+    let response = app
+        .whatsapp_post(
+            &status_body("wamid.PART1", "read", "1763791805"),
+            WA_APP_SECRET,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    for part in ["wamid.PART1", "wamid.PART2"] {
+        let (status, _, at) = store.message_delivery("demo", part).await.unwrap().unwrap();
+        assert_eq!(status.as_deref(), Some("read"), "{part}");
+        assert_eq!(at, Some(1_763_791_805_000));
+    }
+    app.stop().await;
+}

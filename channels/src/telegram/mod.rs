@@ -167,12 +167,12 @@ impl Channel for TelegramChannel {
             .get(&msg.message_id)
             .copied()
             .unwrap_or(0);
-        let mut last = None;
+        let mut ids = Vec::new();
         for (i, body) in bodies.into_iter().enumerate().skip(done) {
             match self.send_body(body).await {
                 Ok(sent) => {
                     lock(&self.state.progress).insert(msg.message_id, i + 1);
-                    last = Some(update::message_key(sent.chat_id, sent.message_id));
+                    ids.push(update::message_key(sent.chat_id, sent.message_id));
                 }
                 Err(err) => {
                     if !err.is_transient() {
@@ -183,8 +183,10 @@ impl Channel for TelegramChannel {
             }
         }
         lock(&self.state.progress).remove(&msg.message_id);
+        let last = ids.pop();
         Ok(Delivery {
             provider_message_id: last,
+            extra_provider_message_ids: ids,
         })
     }
 

@@ -137,11 +137,20 @@ impl GraphClient {
     }
 
     /// Downloads inbound media in two steps (metadata, then the file with the same bearer
-    /// token) and checks its SHA-256 against what the API reported.
+    /// token; the lookaside URL is only valid for 5 minutes, so both steps run back to back)
+    /// and checks the bytes against the SHA-256 the API reported and `expected_sha256` (the
+    /// webhook's), when given. Files over `max_bytes` are refused without reading them whole.
     ///
     /// # Errors
-    /// The classified failure; a hash mismatch is [`ChannelError::Transient`] (re-fetch).
-    pub async fn download_media(&self, media_id: &str) -> Result<MediaFile, ChannelError> {
+    /// [`MediaError::Graph`] with the classified failure (an unknown or expired media id is
+    /// [`ChannelError::Permanent`]), [`MediaError::Corrupt`] for a hash mismatch,
+    /// [`MediaError::TooLarge`] over the limit.
+    pub async fn download_media(
+        &self,
+        media_id: &str,
+        expected_sha256: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<MediaFile, MediaError> {
         let response = self
             .http
             .get(format!("{}/{media_id}", self.base))
@@ -157,37 +166,75 @@ impl GraphClient {
                 .await
                 .ok()
                 .map(|b| b.error);
-            return Err(classify(status, error.as_ref(), None));
+            return Err(MediaError::Graph(classify(status, error.as_ref(), None)));
         }
         let info: types::MediaInfo =
             response.json().await.map_err(|_| ChannelError::Transient {
                 reason: "unreadable media metadata".to_owned(),
             })?;
-        let file = self
+        if let Some(size) = info.size()
+            && size > max_bytes
+        {
+            return Err(MediaError::TooLarge { limit: max_bytes });
+        }
+        let mut file = self
             .http
             .get(&info.url)
             .bearer_auth(&self.token)
             .header(reqwest::header::USER_AGENT, "sapa")
+            .timeout(DOWNLOAD_TIMEOUT)
             .send()
             .await
             .map_err(network_error)?;
         let status = file.status();
         if !status.is_success() {
-            return Err(classify(status, None, None));
+            return Err(MediaError::Graph(classify(status, None, None)));
         }
-        let bytes = file.bytes().await.map_err(network_error)?.to_vec();
-        if let Some(expected) = info.sha256.as_deref()
-            && !sha256_matches(&bytes, expected)
+        if file.content_length().is_some_and(|len| len > max_bytes) {
+            return Err(MediaError::TooLarge { limit: max_bytes });
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = file.chunk().await.map_err(network_error)? {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(MediaError::TooLarge { limit: max_bytes });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let hashes = [info.sha256.as_deref(), expected_sha256];
+        if hashes
+            .into_iter()
+            .flatten()
+            .filter(|h| !h.trim().is_empty())
+            .any(|h| !sha256_matches(&bytes, h))
         {
-            return Err(ChannelError::Transient {
-                reason: "media sha256 mismatch".to_owned(),
-            });
+            return Err(MediaError::Corrupt);
         }
         Ok(MediaFile {
             mime_type: info.mime_type,
             bytes,
         })
     }
+}
+
+/// How long the file download (step 2) may take; large documents need more than the
+/// client's default timeout.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Why inbound media could not be downloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The Graph API or the media host refused or failed.
+    #[error("{0}")]
+    Graph(#[from] ChannelError),
+    /// The bytes do not match the announced SHA-256.
+    #[error("media sha256 mismatch")]
+    Corrupt,
+    /// The file is larger than the caller accepts.
+    #[error("media larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// Whether `expected` (hex or base64, as Meta has used both) is the SHA-256 of `bytes`.

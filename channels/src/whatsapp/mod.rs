@@ -74,12 +74,14 @@ impl WhatsappChannel {
     }
 
     async fn send_bodies(&self, bodies: Vec<Value>) -> Result<Delivery, ChannelError> {
-        let mut last = None;
+        let mut ids = Vec::with_capacity(bodies.len());
         for body in bodies {
-            last = Some(self.client.send(body).await?);
+            ids.push(self.client.send(body).await?);
         }
+        let last = ids.pop();
         Ok(Delivery {
             provider_message_id: last,
+            extra_provider_message_ids: ids,
         })
     }
 
@@ -92,6 +94,7 @@ impl WhatsappChannel {
                     .await?;
                 Ok(Delivery {
                     provider_message_id: Some(wamid),
+                    extra_provider_message_ids: Vec::new(),
                 })
             }
             None => Err(ChannelError::Permanent {
@@ -129,6 +132,7 @@ impl Channel for WhatsappChannel {
                 .await?;
             return Ok(Delivery {
                 provider_message_id: Some(wamid),
+                extra_provider_message_ids: Vec::new(),
             });
         }
         if !window_open(msg.customer_last_seen_ms, now_ms()) {

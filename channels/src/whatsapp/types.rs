@@ -244,4 +244,18 @@ pub(crate) struct MediaInfo {
     pub(crate) mime_type: Option<String>,
     #[serde(default)]
     pub(crate) sha256: Option<String>,
+    /// A decimal string (documented) or a number.
+    #[serde(default)]
+    pub(crate) file_size: Option<serde_json::Value>,
+}
+
+impl MediaInfo {
+    /// The announced size in bytes, when readable.
+    pub(crate) fn size(&self) -> Option<u64> {
+        match self.file_size.as_ref()? {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
 }

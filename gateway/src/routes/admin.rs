@@ -7,6 +7,9 @@
 //! `?name=`, limited by `admin.max_upload_bytes`; ingestion runs on the server's shared index
 //! (the one writer of the index directory) in a blocking task, and the bot answers from a new
 //! document as soon as the upload returns.
+//!
+//! Media a customer sent on WhatsApp is stored as metadata only; `GET
+//! /v1/admin/messages/{id}/media` fetches the file from the Graph API on demand.
 
 use axum::Router;
 use axum::body::Body;
@@ -15,7 +18,10 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use channels::ChannelError;
 use channels::model::{MediaKind, MediaSource, OutboundMedia, is_http_url};
+use channels::whatsapp::GraphClient;
+use channels::whatsapp::api::MediaError;
 use knowledge::{IngestError, IngestOutcome};
 use serde::Deserialize;
 use serde_json::json;
@@ -46,6 +52,7 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
             "/v1/admin/conversations/{conversation_id}/messages",
             post(send_message),
         )
+        .route("/v1/admin/messages/{message_id}/media", get(message_media))
         .layer(DefaultBodyLimit::max(max_upload_bytes))
 }
 
@@ -548,6 +555,214 @@ async fn send_message(
         .into_response())
 }
 
+/// Largest inbound media file the admin API downloads (WhatsApp's limit, for documents).
+const MAX_INBOUND_MEDIA_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The media metadata stored with a customer message (`messages.media`).
+#[derive(Debug, Deserialize)]
+struct StoredMedia {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    mime_type: Option<String>,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+}
+
+/// `GET /v1/admin/messages/{message_id}/media`: the file a customer sent in message
+/// `message_id` (the `message_id` of the stored message), downloaded from the provider now
+/// (WhatsApp: media URL, then the bearer download, SHA-256 checked). Always an attachment
+/// with `nosniff`, so a customer's file never renders as a page of this origin.
+async fn message_media(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(message_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = authenticate(&state, &headers).await?;
+    let not_found = || {
+        ApiError::not_found(
+            "media_not_found",
+            format!("this tenant has no customer message `{message_id}` with a media file"),
+        )
+    };
+    let id: i64 = message_id.trim().parse().map_err(|_| not_found())?;
+    let stored = state
+        .store
+        .inbound_media(&tenant, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let media: StoredMedia = serde_json::from_str(&stored.media).map_err(|_| not_found())?;
+    let media_id = media
+        .id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(not_found)?;
+    if stored.channel_kind != "whatsapp" {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "media_download_unsupported",
+            format!(
+                "downloading customer media is supported for WhatsApp messages; this message came through {}",
+                stored.channel_kind
+            ),
+        ));
+    }
+    let unavailable =
+        |message: String| ApiError::new(StatusCode::BAD_GATEWAY, "media_unavailable", message);
+    if !is_safe_media_id(media_id) {
+        return Err(unavailable(
+            "the stored WhatsApp media id is malformed; the file cannot be fetched".to_owned(),
+        ));
+    }
+    let route = state
+        .whatsapp
+        .routes()
+        .find(|r| r.account_id == stored.channel_account_id && r.tenant_id == tenant)
+        .ok_or_else(|| {
+            unavailable(
+                "the WhatsApp number this message arrived on is no longer configured, so its media cannot be fetched".to_owned(),
+            )
+        })?;
+    let client = GraphClient::new(state.http.clone(), &route.account);
+    let file = client
+        .download_media(media_id, media.sha256.as_deref(), MAX_INBOUND_MEDIA_BYTES)
+        .await
+        .map_err(|err| {
+            tracing::warn!(tenant = %tenant, message_id = id, error = %err, "inbound media download failed");
+            match err {
+                MediaError::Corrupt => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "media_corrupt",
+                    "the file WhatsApp returned does not match the SHA-256 it announced; retry later",
+                ),
+                MediaError::TooLarge { limit } => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "media_too_large",
+                    format!("the file is larger than {} MB, the most this API downloads", limit / (1024 * 1024)),
+                ),
+                MediaError::Graph(ChannelError::Permanent { reason, .. }) => unavailable(format!(
+                    "WhatsApp refused to give the file ({reason}); the media id may have expired (WhatsApp keeps customer media only for a limited time) or the access token lacks permission"
+                )),
+                MediaError::Graph(other) => unavailable(format!(
+                    "WhatsApp could not be reached or failed ({other}); retry later"
+                )),
+            }
+        })?;
+    let mime = file
+        .mime_type
+        .as_deref()
+        .or(media.mime_type.as_deref())
+        .and_then(safe_mime)
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let kind = media.kind.as_deref().unwrap_or("media");
+    let filename = media
+        .filename
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map_or_else(
+            || format!("{kind}-{media_id}.{}", extension_of(&mime)),
+            str::to_owned,
+        );
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CONTENT_DISPOSITION, content_disposition(&filename)),
+            (header::CACHE_CONTROL, "private".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        file.bytes,
+    )
+        .into_response())
+}
+
+/// Whether a stored media id is safe to put in a Graph API path (WhatsApp ids are digits).
+fn is_safe_media_id(id: &str) -> bool {
+    id.len() <= MAX_MEDIA_ID_BYTES
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// `type/subtype[; params]` from the provider, or `None` when it is not a plausible MIME type.
+fn safe_mime(mime: &str) -> Option<String> {
+    let mime = mime.trim().to_ascii_lowercase();
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    let (kind, sub) = essence.split_once('/')?;
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+    };
+    let printable = mime.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    (mime.len() <= 200 && token(kind) && token(sub) && printable && !mime.contains(['"', '\\']))
+        .then_some(mime)
+}
+
+/// A file extension for a MIME type (`bin` when unknown).
+fn extension_of(mime: &str) -> &'static str {
+    match mime.split(';').next().unwrap_or_default().trim() {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "video/mp4" => "mp4",
+        "video/3gpp" => "3gp",
+        "audio/ogg" => "ogg",
+        "audio/mpeg" => "mp3",
+        "audio/aac" => "aac",
+        "audio/amr" => "amr",
+        "audio/mp4" => "m4a",
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        _ => "bin",
+    }
+}
+
+/// `attachment` with an ASCII `filename` (anything else replaced by `_`) and the exact name
+/// as RFC 5987 `filename*`; path separators, quotes and control characters never get through.
+fn content_disposition(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| {
+            if matches!(c, '/' | '\\' | '"') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(MAX_FILENAME_CHARS)
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.');
+    let cleaned = if cleaned.is_empty() { "media" } else { cleaned };
+    let ascii: String = cleaned
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " .-_()+,".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for byte in cleaned.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FindConversationParams {
@@ -688,5 +903,32 @@ mod tests {
             error_code(json!({"media": {"kind": "image", "id": "1"}}), "webchat"),
             "unsupported_media_source"
         );
+    }
+
+    #[test]
+    fn media_headers_are_safe() {
+        assert_eq!(
+            content_disposition("struk \"bulan\"/../ini.pdf"),
+            "attachment; filename=\"struk _bulan__.._ini.pdf\"; filename*=UTF-8''struk%20_bulan__.._ini.pdf"
+        );
+        assert_eq!(
+            content_disposition("harga kopi ☕.pdf"),
+            "attachment; filename=\"harga kopi _.pdf\"; filename*=UTF-8''harga%20kopi%20%E2%98%95.pdf"
+        );
+        assert_eq!(
+            content_disposition("..\r\n"),
+            "attachment; filename=\"media\"; filename*=UTF-8''media"
+        );
+        assert_eq!(safe_mime("image/JPEG").as_deref(), Some("image/jpeg"));
+        assert_eq!(
+            safe_mime("audio/ogg; codecs=opus").as_deref(),
+            Some("audio/ogg; codecs=opus")
+        );
+        assert_eq!(safe_mime("text/html\r\nx: y"), None);
+        assert_eq!(safe_mime("nonsense"), None);
+        assert_eq!(extension_of("image/jpeg"), "jpg");
+        assert!(is_safe_media_id("1234567890123456"));
+        assert!(!is_safe_media_id("../me"));
+        assert!(!is_safe_media_id("1?x=y"));
     }
 }

@@ -24,7 +24,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
-pub use outbox::{ClaimedSend, OutboxFailure, QueuedMessage};
+pub use outbox::{ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage};
 pub use turns::{LlmUsage, PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
 
 use crate::config::DatabaseTarget;
@@ -61,7 +61,21 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("migrations/0005_telegram.sqlite.sql"),
         include_str!("migrations/0005_telegram.postgres.sql"),
     ),
+    (
+        6,
+        "outbox_parts",
+        include_str!("migrations/0006_outbox_parts.sqlite.sql"),
+        include_str!("migrations/0006_outbox_parts.postgres.sql"),
+    ),
 ];
+
+/// The outbox rows (`outbox_id`, `message_id`) sent through account `$2` of tenant `$1` whose
+/// last part (`outbox.provider_message_id`) or an earlier part (`outbox_parts`) has provider id
+/// `$3`. Two indexed lookups joined with `UNION ALL`, to use as a subquery.
+pub(crate) const SENT_LOOKUP: &str = "SELECT o.id AS outbox_id, o.message_id FROM outbox o \
+     WHERE o.tenant_id = $1 AND o.channel_account_id = $2 AND o.provider_message_id = $3 \
+     UNION ALL SELECT o.id AS outbox_id, o.message_id FROM outbox_parts p JOIN outbox o ON o.id = p.outbox_id \
+     WHERE p.tenant_id = $1 AND p.channel_account_id = $2 AND p.provider_message_id = $3";
 
 /// Storage failures, classified for the HTTP edge and the workers.
 #[derive(Debug, thiserror::Error)]
@@ -599,9 +613,12 @@ impl Store {
     }
 
     /// Applies a provider delivery status to the message we sent as `provider_message_id`
-    /// through `channel_account_id`. Statuses only move forward (`sent` < `failed` <
-    /// `delivered` < `read`), so out-of-order or replayed webhooks never move one back.
-    /// Returns whether the stored status changed (false: stale, duplicate or unknown id).
+    /// through `channel_account_id` (the id of any part of a message sent in several parts).
+    /// Statuses only move forward (`sent` < `failed` < `delivered` < `read`), so out-of-order
+    /// or replayed webhooks never move one back. A message sent in several parts is
+    /// `delivered`/`read` as soon as one part is, and `failed` (for good) when any part
+    /// failed. Returns whether the stored status changed (false: stale, duplicate or unknown
+    /// id).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
@@ -611,22 +628,38 @@ impl Store {
         channel_account_id: &str,
         update: &DeliveryStatus<'_>,
     ) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
+        let row = sqlx::query(&format!(
+            "SELECT u.message_id, (SELECT COUNT(*) FROM outbox_parts q WHERE q.outbox_id = u.outbox_id) AS parts \
+             FROM ({SENT_LOOKUP}) u ORDER BY u.outbox_id DESC LIMIT 1"
+        ))
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(update.provider_message_id)
+        .fetch_optional(&self.write)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let message_id: i64 = row.try_get("message_id")?;
+        let parts: i64 = row.try_get("parts")?;
+        let rank = "(CASE COALESCE(status, 'pending') WHEN 'sent' THEN 1 WHEN 'failed' THEN 2 \
+                    WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 0 END)";
+        let condition = match (parts > 0, update.state == "failed") {
+            (false, _) => format!("{rank} < $7"),
+            (true, true) => "COALESCE(status, 'pending') <> 'failed' AND $7 > 0".to_owned(),
+            (true, false) => format!("COALESCE(status, 'pending') <> 'failed' AND {rank} < $7"),
+        };
+        let changed = sqlx::query(&format!(
             "UPDATE messages SET status = $1, status_at = $2, \
              error_code = COALESCE($3, error_code), error = COALESCE($4, error) \
-             WHERE tenant_id = $5 AND id = (SELECT message_id FROM outbox \
-                 WHERE tenant_id = $5 AND channel_account_id = $6 AND provider_message_id = $7 \
-                 ORDER BY id DESC LIMIT 1) \
-             AND (CASE COALESCE(status, 'pending') WHEN 'sent' THEN 1 WHEN 'failed' THEN 2 \
-                  WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 0 END) < $8",
-        )
+             WHERE tenant_id = $5 AND id = $6 AND {condition}"
+        ))
         .bind(update.state)
         .bind(update.at_ms)
         .bind(update.error_code)
         .bind(update.error)
         .bind(tenant_id)
-        .bind(channel_account_id)
-        .bind(update.provider_message_id)
+        .bind(message_id)
         .bind(update.rank)
         .execute(&self.write)
         .await?
@@ -647,7 +680,9 @@ impl Store {
         let row = sqlx::query(
             "SELECT m.status, m.error_code, m.status_at FROM messages m JOIN outbox o \
              ON o.message_id = m.id AND o.tenant_id = m.tenant_id \
-             WHERE m.tenant_id = $1 AND o.provider_message_id = $2 ORDER BY o.id DESC LIMIT 1",
+             WHERE m.tenant_id = $1 AND (o.provider_message_id = $2 OR o.id IN \
+                 (SELECT p.outbox_id FROM outbox_parts p WHERE p.tenant_id = $1 AND p.provider_message_id = $2)) \
+             ORDER BY o.id DESC LIMIT 1",
         )
         .bind(tenant_id)
         .bind(provider_message_id)

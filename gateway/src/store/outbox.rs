@@ -1,9 +1,21 @@
 //! The outbox: claimed by the dispatcher, one in-flight row per conversation, in order.
 
-use channels::model::{Author, MediaSource, OutboundMedia, OutboundMessage};
+use channels::model::{Author, Delivery, MediaSource, OutboundMedia, OutboundMessage};
 use sqlx::Row;
 
 use super::{Dialect, Store, StoreError, now_ms};
+
+/// Where a customer's media file can be fetched (`Store::inbound_media`).
+#[derive(Debug, Clone)]
+pub struct InboundMediaRef {
+    /// `messages.media`: JSON with `kind`, `id` (provider media id), `mime_type`, `sha256`,
+    /// `filename` (or a location, which has no file).
+    pub media: String,
+    /// The channel account the message arrived through.
+    pub channel_account_id: String,
+    /// Its kind (`whatsapp`, `telegram`, …).
+    pub channel_kind: String,
+}
 
 /// An outbox row claimed for sending.
 #[derive(Debug, Clone)]
@@ -124,32 +136,50 @@ impl Store {
         send: &ClaimedSend,
         provider_message_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.mark_sent_many(&[(send, provider_message_id)]).await
+        let delivery = Delivery {
+            provider_message_id: provider_message_id.map(str::to_owned),
+            extra_provider_message_ids: Vec::new(),
+        };
+        self.mark_sent_many(&[(send, &delivery)]).await
     }
 
-    /// Records several successful sends in one transaction (the dispatcher's batch).
+    /// Records several successful sends in one transaction (the dispatcher's batch). The
+    /// last provider id goes on the outbox row; the ids of earlier parts (a long text sent as
+    /// several messages) go to `outbox_parts`, so a status for any part finds the message.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`]; none was recorded.
     pub async fn mark_sent_many(
         &self,
-        sent: &[(&ClaimedSend, Option<&str>)],
+        sent: &[(&ClaimedSend, &Delivery)],
     ) -> Result<(), StoreError> {
         if sent.is_empty() {
             return Ok(());
         }
         let now = now_ms();
         let mut tx = self.write.begin().await?;
-        for (send, provider_message_id) in sent {
+        for (send, delivery) in sent {
             sqlx::query(
                 "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = $1, \
                  locked_until = NULL, last_error = NULL, updated_at = $2 WHERE id = $3",
             )
-            .bind(*provider_message_id)
+            .bind(delivery.provider_message_id.as_deref())
             .bind(now)
             .bind(send.id)
             .execute(&mut *tx)
             .await?;
+            for part in &delivery.extra_provider_message_ids {
+                sqlx::query(
+                    "INSERT INTO outbox_parts (tenant_id, channel_account_id, provider_message_id, outbox_id) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&send.tenant_id)
+                .bind(&send.channel_account_id)
+                .bind(part)
+                .bind(send.id)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query("UPDATE messages SET status = 'sent' WHERE id = $1 AND tenant_id = $2")
                 .bind(send.message.message_id)
                 .bind(&send.tenant_id)
@@ -264,11 +294,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "SELECT conversation_id, channel_kind, message_id, payload FROM outbox \
-             WHERE tenant_id = $1 AND channel_account_id = $2 AND provider_message_id = $3 \
-             ORDER BY id DESC LIMIT 1",
-        )
+             WHERE tenant_id = $1 AND id = (SELECT u.outbox_id FROM ({}) u \
+                 ORDER BY u.outbox_id DESC LIMIT 1)",
+            super::SENT_LOOKUP
+        ))
         .bind(tenant_id)
         .bind(channel_account_id)
         .bind(provider_message_id)
@@ -359,6 +390,37 @@ impl Store {
         .await?;
         row.map(|r| r.try_get("kind").map_err(StoreError::from))
             .transpose()
+    }
+
+    /// The media a customer sent in message `message_id` of the tenant (the JSON stored in
+    /// `messages.media`, with the channel account it arrived through); `None` when the tenant
+    /// has no such message or the message carries no media file.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn inbound_media(
+        &self,
+        tenant_id: &str,
+        message_id: i64,
+    ) -> Result<Option<InboundMediaRef>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.media, c.channel_account_id, a.kind FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id AND c.tenant_id = m.tenant_id \
+             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             WHERE m.tenant_id = $1 AND m.id = $2 AND m.author = 'customer' AND m.media IS NOT NULL",
+        )
+        .bind(tenant_id)
+        .bind(message_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| -> Result<_, StoreError> {
+            Ok(InboundMediaRef {
+                media: r.try_get("media")?,
+                channel_account_id: r.try_get("channel_account_id")?,
+                channel_kind: r.try_get("kind")?,
+            })
+        })
+        .transpose()
     }
 
     /// The tenant's most recent conversation with the customer `external_id` (phone number,

@@ -644,6 +644,160 @@ async fn delivery_statuses_only_move_forward() {
 }
 
 #[tokio::test]
+async fn statuses_of_any_part_of_a_split_message_reach_it() {
+    for t in backends().await {
+        let s = &t.store;
+        let n = t.name;
+        s.upsert_tenant("wa3", "Shop", "id").await.unwrap();
+        s.upsert_tenant("other3", "Other", "id").await.unwrap();
+        let account = s
+            .ensure_channel_account("wa3", "whatsapp", "2066", "WA", None)
+            .await
+            .unwrap();
+        let accepted = s
+            .accept_inbound(&[wa_item("wa3", &account, "628444", "wamid.in3", true)])
+            .await
+            .unwrap();
+        let conv = conversation_of(&accepted[0]);
+        let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
+        let commit = TurnCommit {
+            batch: &batch,
+            state: "bot",
+            locale: "id",
+            abstain_streak: 0,
+            handoff_reason: None,
+            replies: vec![TurnReply {
+                text: "jawaban panjang".into(),
+                choices: vec![],
+                citations: vec![],
+            }],
+            unanswered: vec![],
+            llm_usage: vec![],
+        };
+        s.commit_turn(&commit).await.unwrap();
+        let claimed = s.claim_outbox(10, 30_000).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{n}");
+        let delivery = channels::model::Delivery {
+            provider_message_id: Some("wamid.PART3".into()),
+            extra_provider_message_ids: vec!["wamid.PART1".into(), "wamid.PART2".into()],
+        };
+        s.mark_sent_many(&[(&claimed[0], &delivery)]).await.unwrap();
+        let status =
+            |id: &'static str, state: &'static str, rank: i64, at_ms: i64| DeliveryStatus {
+                provider_message_id: id,
+                state,
+                rank,
+                at_ms,
+                error_code: None,
+                error: None,
+            };
+        // Every part finds the message.
+        for part in ["wamid.PART1", "wamid.PART2", "wamid.PART3"] {
+            let (state, _, _) = s.message_delivery("wa3", part).await.unwrap().unwrap();
+            assert_eq!(state.as_deref(), Some("sent"), "{n} {part}");
+        }
+        // The first part is delivered: the message is delivered.
+        assert!(
+            s.apply_delivery_status(
+                "wa3",
+                &account,
+                &status("wamid.PART1", "delivered", 3, 1000)
+            )
+            .await
+            .unwrap(),
+            "{n}"
+        );
+        // Another tenant, or another account, cannot touch it through a part id.
+        assert!(
+            !s.apply_delivery_status("other3", &account, &status("wamid.PART1", "read", 4, 1500))
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            !s.apply_delivery_status(
+                "wa3",
+                "no-such-account",
+                &status("wamid.PART2", "read", 4, 1500)
+            )
+            .await
+            .unwrap(),
+            "{n}"
+        );
+        // A later part only reports `sent`/`delivered`: never moves it back.
+        assert!(
+            !s.apply_delivery_status("wa3", &account, &status("wamid.PART3", "sent", 1, 1100))
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            s.apply_delivery_status("wa3", &account, &status("wamid.PART2", "read", 4, 2000))
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        let (state, _, at) = s
+            .message_delivery("wa3", "wamid.PART3")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.as_deref(), Some("read"), "{n}");
+        assert_eq!(at, Some(2000), "{n}");
+        // One part failed: the customer misses part of the message, so it is failed, for good.
+        let failed = DeliveryStatus {
+            error_code: Some("131047"),
+            error: Some("window closed"),
+            ..status("wamid.PART3", "failed", 2, 3000)
+        };
+        assert!(
+            s.apply_delivery_status("wa3", &account, &failed)
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            !s.apply_delivery_status("wa3", &account, &failed)
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            !s.apply_delivery_status("wa3", &account, &status("wamid.PART1", "read", 4, 4000))
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        let (state, code, at) = s
+            .message_delivery("wa3", "wamid.PART1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.as_deref(), Some("failed"), "{n}");
+        assert_eq!(code.as_deref(), Some("131047"), "{n}");
+        assert_eq!(at, Some(3000), "{n}");
+        // The re-engagement template is found through an earlier part too, once.
+        let template = channels::model::Template {
+            name: "reengage".into(),
+            language: "id".into(),
+            body_params: vec![],
+        };
+        assert!(
+            s.enqueue_reengagement("wa3", &account, "wamid.PART1", &template)
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            !s.enqueue_reengagement("wa3", &account, "wamid.PART2", &template)
+                .await
+                .unwrap(),
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
     for t in backends().await {
         let s = &t.store;

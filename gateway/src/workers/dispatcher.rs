@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use channels::model::Delivery;
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -100,7 +101,7 @@ impl Dispatcher {
                     std::collections::HashSet::new()
                 }
             };
-            let sent: Vec<(ClaimedSend, Option<String>)> =
+            let sent: Vec<(ClaimedSend, Delivery)> =
                 futures::future::join_all(claimed.into_iter().map(|send| {
                     let reachable = !unreachable.contains(&send.message.conversation_id);
                     self.send_one(send, reachable)
@@ -115,15 +116,14 @@ impl Dispatcher {
 
     /// Records the batch's successful sends, a few dozen per transaction (short enough that
     /// an inbound commit never waits long for the writer).
-    async fn record_sent(&self, sent: &[(ClaimedSend, Option<String>)]) {
+    async fn record_sent(&self, sent: &[(ClaimedSend, Delivery)]) {
         for part in sent.chunks(SENT_PER_COMMIT) {
             self.record_sent_part(part).await;
         }
     }
 
-    async fn record_sent_part(&self, sent: &[(ClaimedSend, Option<String>)]) {
-        let rows: Vec<(&ClaimedSend, Option<&str>)> =
-            sent.iter().map(|(s, id)| (s, id.as_deref())).collect();
+    async fn record_sent_part(&self, sent: &[(ClaimedSend, Delivery)]) {
+        let rows: Vec<(&ClaimedSend, &Delivery)> = sent.iter().map(|(s, d)| (s, d)).collect();
         if let Err(err) = self.store.mark_sent_many(&rows).await {
             // The provider has them; a retry after the lease may re-send once (bounded
             // duplicate window, documented in README).
@@ -145,7 +145,7 @@ impl Dispatcher {
         &self,
         send: ClaimedSend,
         reachable: bool,
-    ) -> Option<(ClaimedSend, Option<String>)> {
+    ) -> Option<(ClaimedSend, Delivery)> {
         let kind = send.channel_kind.clone();
         let kind_label = kind_label(&kind);
         let paced = {
@@ -191,7 +191,7 @@ impl Dispatcher {
         metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label)
             .record(started.elapsed().as_secs_f64());
         match result {
-            Ok(delivery) => Some((send, delivery.provider_message_id)),
+            Ok(delivery) => Some((send, delivery)),
             Err(err) => {
                 if err.is_unreachable()
                     && let Err(store_err) = self
