@@ -348,22 +348,14 @@ impl Store {
             media: None,
             ..original
         };
-        let payload =
-            serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
-             idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+        queue_outbound(
+            &mut tx,
+            tenant_id,
+            channel_account_id,
+            &channel_kind,
+            &outbound,
+            now,
         )
-        .bind(tenant_id)
-        .bind(&conversation_id)
-        .bind(channel_account_id)
-        .bind(&channel_kind)
-        .bind(message_id)
-        .bind(&outbound.idempotency_key)
-        .bind(&payload)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(true)
@@ -543,22 +535,14 @@ impl Store {
         .try_get("id")?;
         outbound.message_id = message_id;
         outbound.idempotency_key = format!("msg-{message_id}");
-        let payload =
-            serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
-             idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+        queue_outbound(
+            &mut tx,
+            tenant_id,
+            &channel_account_id,
+            &channel_kind,
+            &outbound,
+            now,
         )
-        .bind(tenant_id)
-        .bind(conversation_id)
-        .bind(&channel_account_id)
-        .bind(&channel_kind)
-        .bind(message_id)
-        .bind(&outbound.idempotency_key)
-        .bind(&payload)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Some(QueuedMessage {
@@ -580,4 +564,34 @@ impl Store {
                 .try_get("n")?,
         )
     }
+}
+
+/// Queues `outbound` (its conversation, message id and idempotency key) for sending through
+/// `channel_account_id`, inside the caller's transaction: the one way a row enters the outbox.
+pub(super) async fn queue_outbound(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &str,
+    channel_account_id: &str,
+    channel_kind: &str,
+    outbound: &OutboundMessage,
+    now: i64,
+) -> Result<(), StoreError> {
+    let payload =
+        serde_json::to_string(outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
+         idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+    )
+    .bind(tenant_id)
+    .bind(&outbound.conversation_id)
+    .bind(channel_account_id)
+    .bind(channel_kind)
+    .bind(outbound.message_id)
+    .bind(&outbound.idempotency_key)
+    .bind(&payload)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

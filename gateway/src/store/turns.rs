@@ -3,6 +3,7 @@
 use channels::model::{Author, OutboundMessage};
 use sqlx::Row;
 
+use super::outbox::queue_outbound;
 use super::{Dialect, Store, StoreError, now_ms};
 
 /// One pending customer message of a batch.
@@ -360,22 +361,14 @@ async fn commit_one(
             template: None,
             media: None,
         };
-        let payload =
-            serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
-             idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+        queue_outbound(
+            tx,
+            &batch.tenant_id,
+            &batch.channel_account_id,
+            &batch.channel_kind,
+            &outbound,
+            now,
         )
-        .bind(&batch.tenant_id)
-        .bind(&batch.conversation_id)
-        .bind(&batch.channel_account_id)
-        .bind(&batch.channel_kind)
-        .bind(message_id)
-        .bind(&outbound.idempotency_key)
-        .bind(&payload)
-        .bind(now)
-        .execute(&mut **tx)
         .await?;
     }
     for query in &commit.unanswered {
