@@ -290,6 +290,7 @@ impl Application {
             work.1.clone(),
         );
 
+        poller::spawn_checkpointer(store.clone(), &delivery.0, delivery.1.clone());
         Dispatcher::new(store.clone(), registry, config.dispatcher.clone()).spawn(
             dispatcher_wake.clone(),
             &delivery.0,

@@ -116,6 +116,26 @@ async fn migrations_are_idempotent() {
 }
 
 #[tokio::test]
+async fn the_writer_leaves_the_log_to_the_checkpointer() {
+    let t = sqlite().await;
+    let s = &t.store;
+    let (account, conv) = webchat_conversation(s, "shop").await;
+    for i in 0..400 {
+        s.accept_inbound(&[item("shop", &account, &conv, &format!("c{i}"), "halo")])
+            .await
+            .unwrap();
+    }
+    // The writer does not checkpoint on its own (SQLite's default would at 1,000 frames): its
+    // commits are all still in the log...
+    let (log, done) = s.checkpoint().await.unwrap();
+    assert!(log > 1000, "{log} frames: the writer checkpointed");
+    // ...until the checkpoint copies them, without anyone reading in between.
+    assert_eq!(done, log);
+    let (log, done) = s.checkpoint().await.unwrap();
+    assert_eq!(done, log);
+}
+
+#[tokio::test]
 async fn inbox_dedupes_on_the_unique_key_within_and_across_groups() {
     for t in backends().await {
         let s = &t.store;

@@ -41,3 +41,26 @@ pub fn spawn(
         }
     });
 }
+
+/// How often the embedded database's write-ahead log is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Starts the checkpointer (embedded mode): keeps SQLite's write-ahead log short from a reader
+/// connection, so the writer never pays for the checkpoint's fsync (see
+/// [`Store::checkpoint`]).
+pub fn spawn_checkpointer(store: Store, tracker: &TaskTracker, token: CancellationToken) {
+    if store.dialect() != crate::store::Dialect::Sqlite {
+        return;
+    }
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+                () = token.cancelled() => break,
+            }
+            if let Err(err) = store.checkpoint().await {
+                tracing::warn!(error = %err, "checkpointing the database log failed");
+            }
+        }
+    });
+}

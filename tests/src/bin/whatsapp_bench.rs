@@ -5,7 +5,9 @@
 //! `cargo run --release -p sapa-tests --bin whatsapp-bench -- [RATE] [SECONDS] [NUMBERS]`
 //! (defaults 1000 msg/s, 10 s, 16 numbers). Each number is its own tenant (WhatsApp paces a
 //! number at 80 msg/s, so higher rates need several numbers), each with the demo knowledge
-//! base; every message comes from a distinct customer. Debounce is 0.
+//! base; every message comes from a distinct customer. Debounce is 0. The load starts
+//! `BENCH_SETTLE_SECS` (default 3) after start-up, once the set-up ingest's index merges are
+//! done; `BENCH_SLOW=1` prints every acknowledgement over 10 ms with its send time.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::collections::HashMap;
@@ -66,6 +68,12 @@ async fn main() {
         ));
     }
     let app = spawn_app_with(&config, Overrides::default(), Some(data_dir)).await;
+    // Measure the steady state: let the index merges started by the set-up ingest finish.
+    let settle: u64 = std::env::var("BENCH_SETTLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    tokio::time::sleep(Duration::from_secs(settle)).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()
@@ -112,7 +120,11 @@ async fn main() {
                 .await
                 .is_ok_and(|r| r.status() == 200);
             if ok {
-                acks.lock().await.push(t0.elapsed());
+                let ack = t0.elapsed();
+                if std::env::var_os("BENCH_SLOW").is_some() && ack > Duration::from_millis(10) {
+                    eprintln!("slow ack {:?} at {:.3}s", ack, (t0 - start).as_secs_f64());
+                }
+                acks.lock().await.push(ack);
             } else {
                 failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
