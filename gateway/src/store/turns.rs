@@ -127,17 +127,23 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Option<TurnBatch>, StoreError> {
+        // One read: the pending messages, each with its conversation's routing and state.
         let pending = sqlx::query(
-            "SELECT i.id, i.external_id, i.kind, i.received_at, m.body FROM inbox i \
+            "SELECT i.id, i.external_id, i.kind, i.received_at, m.body, \
+             c.tenant_id, c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
+             c.state, c.locale, c.abstain_streak FROM inbox i \
              JOIN messages m ON m.inbox_id = i.id AND m.conversation_id = i.conversation_id \
+             JOIN conversations c ON c.id = i.conversation_id \
+             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
              WHERE i.conversation_id = $1 AND i.processed_at IS NULL ORDER BY i.id",
         )
         .bind(conversation_id)
         .fetch_all(&self.read)
         .await?;
-        if pending.is_empty() {
+        let Some(row) = pending.first() else {
             return Ok(None);
-        }
+        };
         let turns = pending
             .iter()
             .map(|r| {
@@ -150,21 +156,6 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let row = sqlx::query(
-            "SELECT c.tenant_id, c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
-             c.state, c.locale, c.abstain_streak FROM conversations c \
-             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
-             JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
-             WHERE c.id = $1",
-        )
-        .bind(conversation_id)
-        .fetch_optional(&self.read)
-        .await?;
-        let Some(row) = row else {
-            return Err(StoreError::Corrupt(format!(
-                "inbox rows reference missing conversation {conversation_id}"
-            )));
-        };
         Ok(Some(TurnBatch {
             tenant_id: row.try_get("tenant_id")?,
             conversation_id: conversation_id.to_owned(),

@@ -17,6 +17,9 @@ use crate::config::DispatcherConfig;
 use crate::store::{ClaimedSend, Dialect, OutboxFailure, Store, now_ms};
 use crate::telemetry;
 
+/// Claimed batches being sent or recorded at once.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
+
 /// Successful sends recorded per transaction.
 const SENT_PER_COMMIT: usize = 64;
 
@@ -72,7 +75,14 @@ impl Dispatcher {
     /// Sends everything due now; returns how many rows were handled.
     pub async fn drain(&self) -> usize {
         let mut handled = 0;
+        // Batches in flight: while one waits for its sends or for the writer to record them,
+        // the next is claimed. Safe for ordering: a conversation's next row is claimable only
+        // after the previous one is recorded as sent.
+        let mut inflight = tokio::task::JoinSet::new();
         loop {
+            while inflight.len() >= MAX_BATCHES_IN_FLIGHT {
+                let _ = inflight.join_next().await;
+            }
             let claimed = match self
                 .store
                 .claim_outbox(i64::from(self.config.batch_size), LEASE_MS)
@@ -81,37 +91,48 @@ impl Dispatcher {
                 Ok(claimed) => claimed,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming outbox rows failed");
+                    while inflight.join_next().await.is_some() {}
                     return handled;
                 }
             };
             if claimed.is_empty() {
-                return handled;
+                // A batch still in flight may free its conversations' next rows.
+                if inflight.join_next().await.is_none() {
+                    return handled;
+                }
+                continue;
             }
             handled += claimed.len();
-            // Customers who blocked the bot or left get nothing (one query per batch).
-            let provider: Vec<&str> = claimed
-                .iter()
-                .filter(|c| c.channel_kind != "webchat")
-                .map(|c| c.message.conversation_id.as_str())
-                .collect();
-            let unreachable = match self.store.unreachable_conversations(&provider).await {
-                Ok(set) => set,
-                Err(err) => {
-                    tracing::warn!(error = %err, "checking recipients' reachability failed; sending anyway");
-                    std::collections::HashSet::new()
-                }
-            };
-            let sent: Vec<(ClaimedSend, Delivery)> =
-                futures::future::join_all(claimed.into_iter().map(|send| {
-                    let reachable = !unreachable.contains(&send.message.conversation_id);
-                    self.send_one(send, reachable)
-                }))
-                .await
-                .into_iter()
-                .flatten()
-                .collect();
-            self.record_sent(&sent).await;
+            let this = self.clone();
+            inflight.spawn(async move { this.deliver_batch(claimed).await });
         }
+    }
+
+    /// Sends one claimed batch and records what was sent.
+    async fn deliver_batch(&self, claimed: Vec<ClaimedSend>) {
+        // Customers who blocked the bot or left get nothing (one query per batch).
+        let provider: Vec<&str> = claimed
+            .iter()
+            .filter(|c| c.channel_kind != "webchat")
+            .map(|c| c.message.conversation_id.as_str())
+            .collect();
+        let unreachable = match self.store.unreachable_conversations(&provider).await {
+            Ok(set) => set,
+            Err(err) => {
+                tracing::warn!(error = %err, "checking recipients' reachability failed; sending anyway");
+                std::collections::HashSet::new()
+            }
+        };
+        let sent: Vec<(ClaimedSend, Delivery)> =
+            futures::future::join_all(claimed.into_iter().map(|send| {
+                let reachable = !unreachable.contains(&send.message.conversation_id);
+                self.send_one(send, reachable)
+            }))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        self.record_sent(&sent).await;
     }
 
     /// Records the batch's successful sends, a few dozen per transaction (short enough that
