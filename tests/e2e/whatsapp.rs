@@ -187,6 +187,28 @@ async fn whatsapp_fragments_within_the_debounce_window_get_one_answer() {
 }
 
 #[tokio::test]
+async fn whatsapp_a_status_arriving_before_the_send_is_recorded_is_applied_later() {
+    let (app, graph) = start("", "").await;
+    // Meta can report a message's progress before our send's bookkeeping committed: here the
+    // `delivered` status comes first, for the id the next answer will get.
+    graph.script_wamid("wamid.EARLY");
+    let mut early: Value = serde_json::from_slice(&wa_fixture("status_delivered.json")).unwrap();
+    early["entry"][0]["changes"][0]["value"]["statuses"][0]["id"] = json!("wamid.EARLY");
+    let early = serde_json::to_vec(&early).unwrap();
+    assert_eq!(app.whatsapp_post(&early, WA_APP_SECRET).await.status(), 200);
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    wait_sends(&graph, 1).await;
+    let store = app.store().await;
+    eventually(Duration::from_secs(10), || async {
+        let delivery = store.message_delivery("demo", "wamid.EARLY").await.unwrap();
+        delivery.filter(|(status, _, _)| status.as_deref() == Some("delivered"))
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn whatsapp_statuses_move_forward_only_and_never_trigger_the_bot() {
     let (app, graph) = start("", "").await;
     graph.script_wamid("wamid.OUT0007");

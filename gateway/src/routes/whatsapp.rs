@@ -181,11 +181,58 @@ fn inbound_item(
     }
 }
 
+/// Delays after which a status for a message we have not recorded as sent yet is tried again
+/// (Meta can report `sent` before our send's bookkeeping committed).
+const LATE_STATUS_RETRIES: [std::time::Duration; 4] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(15),
+    std::time::Duration::from_secs(60),
+];
+
+/// What applying one status did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusOutcome {
+    /// The message moved forward.
+    Applied,
+    /// The message is already at this state or further.
+    Stale,
+    /// No message of ours has this id (yet).
+    Unknown,
+}
+
 async fn apply_status(
+    state: &AppState,
+    route: &std::sync::Arc<WhatsappRoute>,
+    status: &StatusUpdate,
+) -> Result<(), ApiError> {
+    if apply_status_once(state, route, status).await? == StatusOutcome::Unknown {
+        // Possibly ours but not recorded yet: try again a little later, off the request.
+        let (state, route, status) = (state.clone(), route.clone(), status.clone());
+        tokio::spawn(async move {
+            for delay in LATE_STATUS_RETRIES {
+                tokio::time::sleep(delay).await;
+                match apply_status_once(&state, &route, &status).await {
+                    Ok(StatusOutcome::Unknown) => {}
+                    Ok(_) => return,
+                    Err(err) => {
+                        tracing::debug!(error = ?err, "late whatsapp status not applied");
+                        return;
+                    }
+                }
+            }
+            metrics::counter!(telemetry::DELIVERY_STATUSES_TOTAL, "outcome" => "unknown")
+                .increment(1);
+        });
+    }
+    Ok(())
+}
+
+async fn apply_status_once(
     state: &AppState,
     route: &WhatsappRoute,
     status: &StatusUpdate,
-) -> Result<(), ApiError> {
+) -> Result<StatusOutcome, ApiError> {
     let code = status.error.as_ref().map(|e| e.code.to_string());
     let reason = status.error.as_ref().map(|e| {
         format!(
@@ -209,6 +256,15 @@ async fn apply_status(
             },
         )
         .await?;
+    if !applied
+        && state
+            .store
+            .message_delivery(&route.tenant_id, &status.provider_message_id)
+            .await?
+            .is_none()
+    {
+        return Ok(StatusOutcome::Unknown);
+    }
     let outcome = if applied { "applied" } else { "stale" };
     metrics::counter!(telemetry::DELIVERY_STATUSES_TOTAL, "outcome" => outcome).increment(1);
     // The 24-hour window closed while the message was on its way: Meta accepted the send but
@@ -236,5 +292,9 @@ async fn apply_status(
             state.dispatcher_wake.notify_one();
         }
     }
-    Ok(())
+    Ok(if applied {
+        StatusOutcome::Applied
+    } else {
+        StatusOutcome::Stale
+    })
 }
