@@ -40,6 +40,7 @@ pub mod demo;
 pub mod error;
 pub mod origin;
 pub mod routes;
+pub mod routing;
 pub mod startup;
 pub mod store;
 pub mod telegram;

@@ -55,28 +55,8 @@ impl TelegramRoute {
     }
 }
 
-/// Webhook routing table.
-#[derive(Debug, Default)]
-pub struct TelegramAccounts {
-    by_bot: HashMap<String, Arc<TelegramRoute>>,
-}
-
-impl TelegramAccounts {
-    /// The route of a bot id (the path segment of `/webhooks/telegram/{bot_id}`).
-    pub fn get(&self, bot_id: &str) -> Option<&Arc<TelegramRoute>> {
-        self.by_bot.get(bot_id)
-    }
-
-    /// All routes.
-    pub fn routes(&self) -> impl Iterator<Item = &Arc<TelegramRoute>> {
-        self.by_bot.values()
-    }
-
-    /// Whether no bot is configured.
-    pub fn is_empty(&self) -> bool {
-        self.by_bot.is_empty()
-    }
-}
+/// Webhook routing table: bot id (the path segment of `/webhooks/telegram/{bot_id}`) → route.
+pub type TelegramAccounts = crate::routing::Routes<TelegramRoute>;
 
 /// The account settings a tenant's `[telegram]` table declares.
 pub fn account_from_config(tg: &TenantTelegram) -> TelegramAccount {
@@ -179,7 +159,7 @@ pub async fn load(
             account,
             bot: RwLock::new(bot),
         };
-        accounts.by_bot.insert(row.external_id, Arc::new(route));
+        accounts.insert(row.external_id, route);
     }
     Ok(accounts)
 }

@@ -3,7 +3,6 @@
 //! (phone_number_id → tenant account) and the dispatcher's channel registry.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use channels::whatsapp::WhatsappAccount;
@@ -25,28 +24,8 @@ pub struct WhatsappRoute {
     pub account: WhatsappAccount,
 }
 
-/// Webhook routing table.
-#[derive(Debug, Default)]
-pub struct WhatsappAccounts {
-    by_number: HashMap<String, Arc<WhatsappRoute>>,
-}
-
-impl WhatsappAccounts {
-    /// The route of a phone_number_id.
-    pub fn get(&self, phone_number_id: &str) -> Option<&Arc<WhatsappRoute>> {
-        self.by_number.get(phone_number_id)
-    }
-
-    /// All routes.
-    pub fn routes(&self) -> impl Iterator<Item = &Arc<WhatsappRoute>> {
-        self.by_number.values()
-    }
-
-    /// Whether no number is configured.
-    pub fn is_empty(&self) -> bool {
-        self.by_number.is_empty()
-    }
-}
+/// Webhook routing table: phone_number_id → route.
+pub type WhatsappAccounts = crate::routing::Routes<WhatsappRoute>;
 
 /// The account settings a tenant's `[whatsapp]` table declares.
 pub fn account_from_config(wa: &TenantWhatsapp) -> WhatsappAccount {
@@ -143,7 +122,7 @@ pub async fn load(store: &Store, secrets: &SecretBox) -> anyhow::Result<Whatsapp
             account_id: row.id,
             account,
         };
-        accounts.by_number.insert(row.external_id, Arc::new(route));
+        accounts.insert(row.external_id, route);
     }
     Ok(accounts)
 }
