@@ -540,6 +540,9 @@ pub struct Delivery {
     /// The ids of the earlier provider messages of a message sent in several parts, in send
     /// order (empty for a single send). Status updates may refer to any of them.
     pub extra_provider_message_ids: Vec<String>,
+    /// The recipient's new address when the provider said it moved while sending (a Telegram
+    /// group upgraded to a supergroup: `migrate_to_chat_id`); the gateway updates the contact.
+    pub recipient_moved_to: Option<String>,
 }
 
 #[cfg(test)]

@@ -145,7 +145,7 @@ impl Channel for WebchatChannel {
         // Offline browsers fetch the stored message on reconnect, so "no subscriber" is success.
         Ok(Delivery {
             provider_message_id: Some(msg.idempotency_key.clone()),
-            extra_provider_message_ids: Vec::new(),
+            ..Delivery::default()
         })
     }
 }

@@ -31,7 +31,7 @@ impl Channel for FlakyChannel {
         } else {
             Ok(Delivery {
                 provider_message_id: Some(format!("p-{call}")),
-                extra_provider_message_ids: Vec::new(),
+                ..Delivery::default()
             })
         }
     }

@@ -307,6 +307,44 @@ async fn telegram_403_blocked_marks_the_contact_unreachable_until_they_write_aga
 }
 
 #[tokio::test]
+async fn telegram_chat_migration_learned_while_sending_moves_the_contact() {
+    let (app, fake) = start("", "").await;
+    let supergroup: i64 = -100_777_000_111;
+    fake.script(
+        "sendMessage",
+        400,
+        json!({"ok": false, "error_code": 400,
+               "description": "Bad Request: group chat was upgraded to a supergroup chat",
+               "parameters": {"migrate_to_chat_id": supergroup}}),
+    );
+    post_ok(&app, &text_update(9, CHAT, 31, HOURS_QUESTION, "id")).await;
+    let sends = wait_calls(&fake, "sendMessage", 2).await;
+    assert_eq!(
+        sends[1].body["chat_id"], supergroup,
+        "the answer followed the chat"
+    );
+    app.settled().await;
+    let account = account_id(&app).await;
+    let store = app.store().await;
+    // Stored: later sends (also after a restart) go to the supergroup.
+    assert_eq!(
+        store
+            .contact_unreachable("demo", &account, &supergroup.to_string())
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        store
+            .contact_unreachable("demo", &account, &CHAT.to_string())
+            .await
+            .unwrap(),
+        None
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn telegram_edit_updates_the_stored_text_without_a_second_answer() {
     let (app, fake) = start("", "").await;
     post_ok(&app, &tg_fixture("message_text.json")).await;

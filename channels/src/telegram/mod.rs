@@ -184,9 +184,11 @@ impl Channel for TelegramChannel {
         }
         lock(&self.state.progress).remove(&msg.message_id);
         let last = ids.pop();
+        let now = self.chat_of(&msg.recipient);
         Ok(Delivery {
             provider_message_id: last,
             extra_provider_message_ids: ids,
+            recipient_moved_to: (now != msg.recipient).then_some(now),
         })
     }
 

@@ -82,6 +82,7 @@ impl WhatsappChannel {
         Ok(Delivery {
             provider_message_id: last,
             extra_provider_message_ids: ids,
+            ..Delivery::default()
         })
     }
 
@@ -94,7 +95,7 @@ impl WhatsappChannel {
                     .await?;
                 Ok(Delivery {
                     provider_message_id: Some(wamid),
-                    extra_provider_message_ids: Vec::new(),
+                    ..Delivery::default()
                 })
             }
             None => Err(ChannelError::Permanent {
@@ -132,7 +133,7 @@ impl Channel for WhatsappChannel {
                 .await?;
             return Ok(Delivery {
                 provider_message_id: Some(wamid),
-                extra_provider_message_ids: Vec::new(),
+                ..Delivery::default()
             });
         }
         if !window_open(msg.customer_last_seen_ms, now_ms()) {

@@ -138,7 +138,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let delivery = Delivery {
             provider_message_id: provider_message_id.map(str::to_owned),
-            extra_provider_message_ids: Vec::new(),
+            ..Delivery::default()
         };
         self.mark_sent_many(&[(send, &delivery)]).await
     }
@@ -185,6 +185,21 @@ impl Store {
                 .bind(&send.tenant_id)
                 .execute(&mut *tx)
                 .await?;
+            if let Some(to) = &delivery.recipient_moved_to {
+                // The customer's chat moved (a Telegram group became a supergroup): later
+                // messages go to the new address, also after a restart.
+                sqlx::query(
+                    "UPDATE contacts SET external_id = $1 WHERE tenant_id = $2 AND channel_account_id = $3 \
+                     AND external_id = $4 AND NOT EXISTS \
+                     (SELECT 1 FROM contacts t WHERE t.channel_account_id = $3 AND t.external_id = $1)",
+                )
+                .bind(to)
+                .bind(&send.tenant_id)
+                .bind(&send.channel_account_id)
+                .bind(&send.message.recipient)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

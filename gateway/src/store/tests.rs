@@ -700,6 +700,7 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
         let delivery = channels::model::Delivery {
             provider_message_id: Some("wamid.PART3".into()),
             extra_provider_message_ids: vec!["wamid.PART1".into(), "wamid.PART2".into()],
+            ..channels::model::Delivery::default()
         };
         s.mark_sent_many(&[(&claimed[0], &delivery)]).await.unwrap();
         let status =
