@@ -202,6 +202,8 @@ pub struct EmbeddingsConfig {
     pub batch_size: usize,
     /// Cosine from which a vector match alone counts as relevant.
     pub min_similarity: f64,
+    /// Weight of the vector ranking in the fusion (BM25 has 1).
+    pub dense_weight: f64,
 }
 
 /// `[webchat]`.
@@ -564,6 +566,12 @@ impl Config {
             problems.push(format!(
                 "embeddings.batch_size must be between 1 and 2048 (got {})",
                 emb.batch_size
+            ));
+        }
+        if !(0.0..=1.0).contains(&emb.dense_weight) {
+            problems.push(format!(
+                "embeddings.dense_weight must be between 0 and 1 (got {})",
+                emb.dense_weight
             ));
         }
         if !(emb.min_similarity > 0.0 && emb.min_similarity < 1.0) {
@@ -1261,7 +1269,7 @@ mod tests {
     #[test]
     fn embedding_settings_are_checked_and_the_key_redacted() {
         let err = Config::from_toml(
-            "[embeddings]\nbase_url = \"localhost:11434\"\nbatch_size = 0\nmin_similarity = 1.5\n",
+            "[embeddings]\nbase_url = \"localhost:11434\"\nbatch_size = 0\nmin_similarity = 1.5\ndense_weight = 2.0\n",
         )
         .unwrap_err();
         let text = err.to_string();
@@ -1276,6 +1284,10 @@ mod tests {
         );
         assert!(
             text.contains("embeddings.min_similarity must be between"),
+            "{text}"
+        );
+        assert!(
+            text.contains("embeddings.dense_weight must be between 0 and 1"),
             "{text}"
         );
         let config = Config::from_sources(

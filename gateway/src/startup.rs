@@ -167,7 +167,9 @@ pub fn open_knowledge(config: &Config, runtime: &Runtime) -> anyhow::Result<know
                 model = embedder.model(),
                 "embeddings enabled: hybrid retrieval"
             );
-            knowledge.with_embedder(embedder, config.embeddings.min_similarity as f32)
+            knowledge
+                .with_embedder(embedder, config.embeddings.min_similarity as f32)
+                .with_dense_weight(config.embeddings.dense_weight as f32)
         }
         None => knowledge,
     })

@@ -58,6 +58,7 @@ pub struct Knowledge {
     inner: Arc<Inner>,
     embedder: Option<Arc<dyn Embedder>>,
     min_similarity: f32,
+    dense_weight: f32,
 }
 
 struct Inner {
@@ -310,6 +311,14 @@ impl Knowledge {
         self
     }
 
+    /// Weight of the dense list in the fusion (the BM25 list has weight 1): each chunk scores
+    /// `1/(k + rank)` from BM25 plus `weight/(k + rank)` from its vector. 1 is plain RRF; lower
+    /// lets the analyzer's ranking lead and vectors break ties and add paraphrases.
+    pub fn with_dense_weight(mut self, weight: f32) -> Self {
+        self.dense_weight = weight.clamp(0.0, 1.0);
+        self
+    }
+
     /// The configured embedder, if any.
     pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
         self.embedder.as_ref()
@@ -360,6 +369,7 @@ impl Knowledge {
             }),
             embedder: None,
             min_similarity: DEFAULT_MIN_SIMILARITY,
+            dense_weight: 1.0,
         })
     }
 
@@ -915,8 +925,9 @@ impl Knowledge {
         let searcher = self.inner.reader.searcher();
         for (rank, (chunk_id, cosine)) in dense.into_iter().enumerate() {
             let semantic = semantic_relevance(cosine, self.min_similarity);
+            let dense_score = self.dense_weight * rrf(rank);
             if let Some(hit) = fused.get_mut(&chunk_id) {
-                hit.score += rrf(rank);
+                hit.score += dense_score;
                 hit.relevance = hit.relevance.max(semantic);
                 continue;
             }
@@ -929,7 +940,7 @@ impl Knowledge {
                 chunk_id,
                 ScoredChunk {
                     chunk,
-                    score: rrf(rank),
+                    score: dense_score,
                     relevance: coverage.max(semantic),
                 },
             );

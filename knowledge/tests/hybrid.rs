@@ -303,3 +303,40 @@ async fn hybrid_retrieval_keeps_recall_at_5_and_abstentions_on_the_demo_kb() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_dense_weight_decides_how_much_vectors_count_in_the_fusion() {
+    let question = "parkir doggy allowed patio";
+    // What a chunk at keyword rank `i` scores from the keyword list alone.
+    let keyword_only = |i: usize| 1.0 / (knowledge::RRF_K + i as f32 + 1.0);
+    let fused = |k: &Knowledge, vector: &knowledge::QueryVector| {
+        k.search_with("t", &SearchQuery::hybrid(question, Some(vector)), 5)
+            .unwrap()
+    };
+    let plain = pets_kb(knowledge::DEFAULT_MIN_SIMILARITY).await;
+    let lexical = plain.search("t", question, 5).unwrap();
+    assert_eq!(lexical[0].chunk.document_name, "parkir.md", "{lexical:?}");
+    let vector = plain.embed_query(question).await.unwrap();
+    // Weight 0: the keyword order and scores stand; vectors only add candidates after them.
+    let keyword_led = pets_kb(knowledge::DEFAULT_MIN_SIMILARITY)
+        .await
+        .with_dense_weight(0.0);
+    let led = fused(&keyword_led, &vector);
+    for (i, hit) in lexical.iter().enumerate() {
+        assert_eq!(led[i].chunk.id, hit.chunk.id, "{led:?}");
+        assert!((led[i].score - keyword_only(i)).abs() < 1e-9, "{led:?}");
+    }
+    // Weight 1 (plain RRF): the vector ranking adds to the keyword one.
+    let both = fused(&plain, &vector);
+    assert!(both[0].score > keyword_only(0) + 1e-6, "{both:?}");
+    // In between, in proportion.
+    let half = pets_kb(knowledge::DEFAULT_MIN_SIMILARITY)
+        .await
+        .with_dense_weight(0.5);
+    let half = fused(&half, &vector);
+    let extra = |hits: &[knowledge::ScoredChunk]| hits[0].score - keyword_only(0);
+    assert!(
+        (extra(&half) * 2.0 - extra(&both)).abs() < 1e-6,
+        "{half:?} {both:?}"
+    );
+}
