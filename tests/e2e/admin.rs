@@ -415,8 +415,11 @@ async fn cli_tenant_and_api_key_commands_work_with_the_http_api() {
     assert!(stderr.contains("shown only now"), "{stderr}");
     let prefix = gateway::api_key::prefix(&key).unwrap().to_owned();
     // Only the hash is stored: the key's secret is nowhere in the database file.
-    let database = std::fs::read(path.join("sapa.db")).unwrap();
-    let secret = key.rsplit('_').next().unwrap().as_bytes();
+    let mut database = std::fs::read(path.join("sapa.db")).unwrap();
+    database.extend(std::fs::read(path.join("sapa.db-wal")).unwrap_or_default());
+    // The secret is everything after `sapa_<prefix>_` (it may itself contain `_`).
+    let secret = key[format!("sapa_{prefix}_").len()..].as_bytes();
+    assert!(secret.len() >= 32, "{key}");
     assert!(!database.windows(secret.len()).any(|w| w == secret));
     let (ok, _, stderr) = sapa(&path, &["tenant", "api-key", "create", "nobody"]).await;
     assert!(!ok && stderr.contains("no tenant `nobody`"), "{stderr}");
