@@ -418,7 +418,7 @@ async fn cli_tenant_and_api_key_commands_work_with_the_http_api() {
     let mut database = std::fs::read(path.join("sapa.db")).unwrap();
     database.extend(std::fs::read(path.join("sapa.db-wal")).unwrap_or_default());
     // The secret is everything after `sapa_<prefix>_` (it may itself contain `_`).
-    let secret = key[format!("sapa_{prefix}_").len()..].as_bytes();
+    let secret = &key.as_bytes()[format!("sapa_{prefix}_").len()..];
     assert!(secret.len() >= 32, "{key}");
     assert!(!database.windows(secret.len()).any(|w| w == secret));
     let (ok, _, stderr) = sapa(&path, &["tenant", "api-key", "create", "nobody"]).await;
