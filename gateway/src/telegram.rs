@@ -4,7 +4,6 @@
 //! (`routes::telegram`) or by a long-polling worker per bot; both go through
 //! [`TelegramInbound::handle`] into the inbox (dedupe by account + message id).
 
-use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -124,42 +123,25 @@ pub async fn load(
     secrets: &SecretBox,
     http: &reqwest::Client,
 ) -> anyhow::Result<TelegramAccounts> {
-    let locales: HashMap<String, String> = store
-        .tenants()
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t.locale))
-        .collect();
     let mut accounts = TelegramAccounts::default();
-    for row in store.channel_accounts_of_kind("telegram").await? {
-        let Some(sealed) = row.credentials else {
-            tracing::warn!(account_id = %row.id, "Telegram account without credentials; skipped");
-            continue;
-        };
-        let plain = secrets.open(&sealed).with_context(|| {
-            format!(
-                "cannot decrypt the credentials of Telegram bot {} (is SAPA_SECRET_KEY the key they were stored with?)",
-                row.external_id
-            )
-        })?;
-        let account: TelegramAccount = serde_json::from_slice(&plain)
-            .with_context(|| format!("corrupt credentials of Telegram bot {}", row.external_id))?;
+    for loaded in
+        crate::routing::load_accounts::<TelegramAccount>(store, secrets, "telegram", "Telegram bot")
+            .await?
+    {
+        let account = loaded.account;
         let bot = BotIdentity {
             id: account.bot_id().unwrap_or_default(),
             username: account.bot_username.clone(),
         };
         let route = TelegramRoute {
-            locale: locales
-                .get(&row.tenant_id)
-                .cloned()
-                .unwrap_or_else(|| "id".to_owned()),
-            tenant_id: row.tenant_id,
-            account_id: row.id,
+            locale: loaded.locale,
+            tenant_id: loaded.tenant_id,
+            account_id: loaded.account_id,
             channel: TelegramChannel::new(http.clone(), &account),
             account,
             bot: RwLock::new(bot),
         };
-        accounts.insert(row.external_id, route);
+        accounts.insert(loaded.external_id, route);
     }
     Ok(accounts)
 }

@@ -2,8 +2,6 @@
 //! stored encrypted on the channel account, loaded at start into the webhook routing table
 //! (phone_number_id → tenant account) and the dispatcher's channel registry.
 
-use std::collections::HashMap;
-
 use anyhow::Context as _;
 use channels::whatsapp::WhatsappAccount;
 
@@ -92,37 +90,22 @@ pub async fn seed(config: &Config, store: &Store, secrets: &SecretBox) -> anyhow
 /// # Errors
 /// Storage failures, or credentials sealed with another key (wrong `SAPA_SECRET_KEY`).
 pub async fn load(store: &Store, secrets: &SecretBox) -> anyhow::Result<WhatsappAccounts> {
-    let locales: HashMap<String, String> = store
-        .tenants()
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t.locale))
-        .collect();
     let mut accounts = WhatsappAccounts::default();
-    for row in store.channel_accounts_of_kind("whatsapp").await? {
-        let Some(sealed) = row.credentials else {
-            tracing::warn!(account_id = %row.id, "WhatsApp account without credentials; skipped");
-            continue;
-        };
-        let plain = secrets.open(&sealed).with_context(|| {
-            format!(
-                "cannot decrypt the credentials of WhatsApp number {} (is SAPA_SECRET_KEY the key they were stored with?)",
-                row.external_id
-            )
-        })?;
-        let account: WhatsappAccount = serde_json::from_slice(&plain).with_context(|| {
-            format!("corrupt credentials of WhatsApp number {}", row.external_id)
-        })?;
+    for loaded in crate::routing::load_accounts::<WhatsappAccount>(
+        store,
+        secrets,
+        "whatsapp",
+        "WhatsApp number",
+    )
+    .await?
+    {
         let route = WhatsappRoute {
-            locale: locales
-                .get(&row.tenant_id)
-                .cloned()
-                .unwrap_or_else(|| "id".to_owned()),
-            tenant_id: row.tenant_id,
-            account_id: row.id,
-            account,
+            locale: loaded.locale,
+            tenant_id: loaded.tenant_id,
+            account_id: loaded.account_id,
+            account: loaded.account,
         };
-        accounts.insert(row.external_id, route);
+        accounts.insert(loaded.external_id, route);
     }
     Ok(accounts)
 }
