@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::model::{ChannelKind, Delivery, OutboundMessage};
+use crate::model::{ChannelKind, Delivery, OutboundMessage, Template};
+use crate::pacing::PacingPolicy;
 
 /// One configured account on one messaging provider.
 ///
@@ -23,6 +24,70 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     /// `last_message_id` (WhatsApp: mark read + typing indicator). Best effort; the default
     /// does nothing.
     async fn typing(&self, _recipient: &str, _last_message_id: &str) {}
+
+    /// How fast this account may send (the provider's limits, from the account's settings).
+    /// The default is unlimited.
+    fn pacing(&self) -> PacingPolicy {
+        PacingPolicy::UNLIMITED
+    }
+
+    /// Acknowledges an inbound event once it is stored, with the token the provider decoded
+    /// ([`crate::provider::Inbound::ack`]; Telegram: `answerCallbackQuery`). Best effort; the
+    /// default does nothing.
+    async fn acknowledge(&self, _token: &str) {}
+
+    /// Follows a contact whose provider address changed (see
+    /// [`crate::provider::Event::ContactMoved`]). The default keeps no per-contact state.
+    fn contact_moved(&self, _from: &str, _to: &str) {}
+
+    /// The template to send instead when a provider reports that the conversation window
+    /// closed while a message was on its way (WhatsApp 131047). The default has none.
+    fn reengagement_template(&self) -> Option<Template> {
+        None
+    }
+
+    /// Downloads a customer's media by the provider's media id, checking `sha256` when given
+    /// and refusing files over `max_bytes`.
+    ///
+    /// # Errors
+    /// [`MediaError::Unsupported`] by default; otherwise why the file could not be fetched.
+    async fn download_media(
+        &self,
+        _media_id: &str,
+        _sha256: Option<&str>,
+        _max_bytes: u64,
+    ) -> Result<MediaFile, MediaError> {
+        Err(MediaError::Unsupported)
+    }
+}
+
+/// A downloaded media file.
+#[derive(Debug, Clone)]
+pub struct MediaFile {
+    /// MIME type reported by the provider.
+    pub mime_type: Option<String>,
+    /// The bytes (SHA-256 verified when the provider reported a hash).
+    pub bytes: Vec<u8>,
+}
+
+/// Why inbound media could not be downloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// This channel cannot download customer media.
+    #[error("media download is not supported by this channel")]
+    Unsupported,
+    /// The provider API or the media host refused or failed.
+    #[error("{0}")]
+    Provider(#[from] ChannelError),
+    /// The bytes do not match the announced SHA-256.
+    #[error("media sha256 mismatch")]
+    Corrupt,
+    /// The file is larger than the caller accepts.
+    #[error("media larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// Why a send failed, classified so the dispatcher can decide to retry or give up.

@@ -19,6 +19,8 @@
 
 pub mod channel;
 pub mod model;
+pub mod pacing;
+pub mod provider;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 #[cfg(feature = "webchat")]
@@ -26,5 +28,7 @@ pub mod webchat;
 #[cfg(feature = "whatsapp")]
 pub mod whatsapp;
 
-pub use channel::{Channel, ChannelError};
+pub use channel::{Channel, ChannelError, MediaError, MediaFile};
 pub use model::{ChannelKind, Delivery, InboundEvent, OutboundMessage};
+pub use pacing::PacingPolicy;
+pub use provider::{ChannelPlugin, Provider};

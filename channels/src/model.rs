@@ -6,8 +6,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Which messaging provider a channel account talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// The one place where channel kinds meet their strings (storage, routes, logs, metrics). The
+/// built-in kinds are variants; a channel added outside this crate (a test provider, a plugin)
+/// names itself with [`ChannelKind::custom`], which registers the name so that it parses back
+/// from storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChannelKind {
     /// The embeddable browser widget and hosted chat page.
     Webchat,
@@ -15,16 +19,53 @@ pub enum ChannelKind {
     Whatsapp,
     /// Telegram Bot API.
     Telegram,
+    /// A channel registered through [`ChannelKind::custom`].
+    Custom(&'static str),
 }
 
+/// Names registered by [`ChannelKind::custom`]. A handful per process; never shrinks.
+static CUSTOM_KINDS: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+
 impl ChannelKind {
+    /// The built-in kinds.
+    pub const BUILT_IN: [ChannelKind; 3] = [Self::Webchat, Self::Whatsapp, Self::Telegram];
+
     /// The stable lowercase name used in storage, routes, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Webchat => "webchat",
             Self::Whatsapp => "whatsapp",
             Self::Telegram => "telegram",
+            Self::Custom(name) => name,
         }
+    }
+
+    /// A kind defined outside this crate, registered so that [`str::parse`] knows it.
+    ///
+    /// # Errors
+    /// When `name` is a built-in kind's name or not 1-32 characters of `a-z 0-9 _`.
+    pub fn custom(name: &'static str) -> Result<Self, UnknownChannelKind> {
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid || Self::BUILT_IN.iter().any(|k| k.as_str() == name) {
+            return Err(UnknownChannelKind(name.to_owned()));
+        }
+        let mut kinds = CUSTOM_KINDS
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !kinds.contains(&name) {
+            kinds.push(name);
+        }
+        Ok(Self::Custom(name))
+    }
+
+    /// Whether messages of this kind go to a browser session (web chat) rather than to a
+    /// provider address: no contact, no pacing, no provider typing indicator.
+    pub fn is_webchat(self) -> bool {
+        self == Self::Webchat
     }
 }
 
@@ -43,12 +84,29 @@ impl FromStr for ChannelKind {
     type Err = UnknownChannelKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "webchat" => Ok(Self::Webchat),
-            "whatsapp" => Ok(Self::Whatsapp),
-            "telegram" => Ok(Self::Telegram),
-            other => Err(UnknownChannelKind(other.to_owned())),
+        if let Some(kind) = Self::BUILT_IN.into_iter().find(|k| k.as_str() == s) {
+            return Ok(kind);
         }
+        CUSTOM_KINDS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|name| **name == s)
+            .map(|name| Self::Custom(name))
+            .ok_or_else(|| UnknownChannelKind(s.to_owned()))
+    }
+}
+
+impl Serialize for ChannelKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 

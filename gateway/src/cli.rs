@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use channels::ChannelKind;
+
 use crate::api_key;
 use crate::checks;
 use crate::config::{Config, valid_slug};
@@ -312,56 +314,67 @@ async fn channel(
     runtime: Runtime,
 ) -> anyhow::Result<ExitCode> {
     let ChannelCommand::Add { channel: add } = command;
-    let tenant = match &add {
-        AddChannel::Whatsapp { tenant, .. } | AddChannel::Telegram { tenant, .. } => tenant.clone(),
-    };
-    let telegram = match &add {
+    let (tenant, kind, settings) = match add {
+        AddChannel::Whatsapp {
+            tenant,
+            phone_number_id,
+            app_secret,
+            access_token,
+            verify_token,
+            api_base_url,
+            api_version,
+            reengagement_template,
+            reengagement_language,
+        } => (
+            tenant,
+            ChannelKind::Whatsapp,
+            serde_json::json!({
+                "phone_number_id": phone_number_id,
+                "app_secret": app_secret,
+                "access_token": access_token,
+                "verify_token": verify_token,
+                "api_base_url": api_base_url,
+                "api_version": api_version,
+                "reengagement_template": reengagement_template.filter(|t| !t.is_empty()),
+                "reengagement_language": reengagement_language,
+            }),
+        ),
         AddChannel::Telegram {
+            tenant,
             bot_token,
             mode,
             webhook_secret,
             api_base_url,
             poll_timeout,
             bot_username,
-            ..
-        } => {
-            let Some(mode) = channels::telegram::UpdateMode::parse(mode) else {
-                anyhow::bail!("--mode must be `webhook` or `polling`");
-            };
-            if mode == channels::telegram::UpdateMode::Webhook
-                && !channels::telegram::config::valid_webhook_secret(webhook_secret)
-            {
-                anyhow::bail!(
-                    "--webhook-secret (or SAPA_TELEGRAM_WEBHOOK_SECRET) must be 1-256 characters of A-Z a-z 0-9 _ - in webhook mode"
-                );
-            }
-            if !(api_base_url.starts_with("http://") || api_base_url.starts_with("https://")) {
-                anyhow::bail!("--api-base-url must be an http:// or https:// URL");
-            }
-            if *poll_timeout > 50 {
-                anyhow::bail!("--poll-timeout must be at most 50 seconds");
-            }
-            let account = channels::telegram::TelegramAccount {
-                bot_token: bot_token.clone(),
-                webhook_secret: webhook_secret.clone(),
-                api_base_url: api_base_url.clone(),
-                mode,
-                poll_timeout_s: *poll_timeout,
-                bot_username: bot_username.trim_start_matches('@').to_owned(),
-            };
-            if account.bot_id().is_none() {
-                anyhow::bail!("--bot-token must be the BotFather token `<bot id>:<secret>`");
-            }
-            Some(account)
-        }
-        AddChannel::Whatsapp { .. } => None,
+        } => (
+            tenant,
+            ChannelKind::Telegram,
+            serde_json::json!({
+                "bot_token": bot_token,
+                "mode": mode,
+                "webhook_secret": webhook_secret,
+                "api_base_url": api_base_url,
+                "poll_timeout_s": poll_timeout,
+                "bot_username": bot_username,
+            }),
+        ),
     };
-    if let AddChannel::Whatsapp {
-        phone_number_id, ..
-    } = &add
-        && (phone_number_id.is_empty() || !phone_number_id.chars().all(|c| c.is_ascii_digit()))
-    {
-        anyhow::bail!("--phone-number-id must be the numeric Graph API phone number id");
+    let plugins = crate::accounts::Plugins::default();
+    // Refuse bad settings before touching the database.
+    let plugin = plugins
+        .get(kind)
+        .with_context(|| format!("no channel plugin for `{kind}`"))?;
+    if let Err(why) = plugin.account_key(&settings) {
+        // The plugin names its settings; on the command line they are flags.
+        let mut why = why;
+        if let serde_json::Value::Object(fields) = &settings
+            && let Some(name) = fields.keys().find(|name| why.starts_with(name.as_str()))
+        {
+            let flag = format!("--{}", name.trim_end_matches("_s").replace('_', "-"));
+            why = format!("{flag}{}", &why[name.len()..]);
+        }
+        anyhow::bail!("{why}");
     }
     let (store, _) = startup::open_store(config, &runtime).await?;
     if let Some(declared) = config.tenants.get(&tenant) {
@@ -383,45 +396,11 @@ async fn channel(
     );
     let secrets =
         crate::crypto::SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
-    if let Some(account) = telegram {
-        let id = crate::telegram::save_account(&store, &secrets, &tenant, &account).await?;
-        store.close().await;
-        println!(
-            "telegram bot {} added to tenant {tenant} (account {id}, {} mode); restart the server to use it",
-            account.bot_id().unwrap_or_default(),
-            account.mode.as_str()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let AddChannel::Whatsapp {
-        phone_number_id,
-        app_secret,
-        access_token,
-        verify_token,
-        api_base_url,
-        api_version,
-        reengagement_template,
-        reengagement_language,
-        ..
-    } = add
-    else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    let account = channels::whatsapp::WhatsappAccount {
-        phone_number_id,
-        app_secret,
-        access_token,
-        verify_token,
-        api_base_url,
-        api_version,
-        reengagement_template: reengagement_template.filter(|t| !t.is_empty()),
-        reengagement_language,
-    };
-    let id = crate::whatsapp::save_account(&store, &secrets, &tenant, &account).await?;
+    let (id, key) =
+        crate::accounts::save(&store, &secrets, &plugins, &tenant, kind, settings).await?;
     store.close().await;
     println!(
-        "whatsapp number {} added to tenant {tenant} (account {id}); restart the server to use it",
-        account.phone_number_id
+        "{kind} account {key} added to tenant {tenant} (account {id}); restart the server to use it"
     );
     Ok(ExitCode::SUCCESS)
 }

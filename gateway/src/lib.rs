@@ -31,19 +31,16 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod accounts;
 pub mod api_key;
 pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
-pub mod error;
-pub mod origin;
-pub mod routes;
-pub mod routing;
+pub mod http;
 pub mod startup;
+pub mod state;
 pub mod store;
-pub mod telegram;
 pub mod telemetry;
-pub mod whatsapp;
 pub mod workers;

@@ -1,16 +1,13 @@
 //! Building and running the application: the one place that turns config into objects.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use channels::Channel;
 use channels::webchat::{Hub, WebchatChannel};
-use channels::whatsapp::WhatsappChannel;
-use metrics_exporter_prometheus::PrometheusHandle;
+use channels::{Channel, ChannelKind, ChannelPlugin};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +18,7 @@ use knowledge::llm::{LlmProvider, LlmSettings, OpenAiCompatible, ResponseFormatK
 use crate::config::{Config, DatabaseTarget};
 use crate::crypto::SecretBox;
 use crate::demo;
+use crate::state::{AppState, Services};
 use crate::store::Store;
 use crate::telemetry;
 use crate::workers::dispatcher::Dispatcher;
@@ -41,7 +39,12 @@ pub struct Runtime {
 #[derive(Debug, Default)]
 pub struct Overrides {
     /// Channel adapters by kind, replacing the built-in ones.
-    pub channels: Vec<(String, Arc<dyn Channel>)>,
+    pub channels: Vec<(ChannelKind, Arc<dyn Channel>)>,
+    /// Channel plugins added to (or replacing) the built-in ones.
+    pub plugins: Vec<Arc<dyn ChannelPlugin>>,
+    /// Channel accounts saved at start, as `(tenant, kind, settings)`, like the channel
+    /// tables of `sapa.toml` (the tenant must exist).
+    pub accounts: Vec<(String, ChannelKind, serde_json::Value)>,
 }
 
 /// The language model `[llm]` configures; `None` when `llm.base_url` is empty.
@@ -64,47 +67,6 @@ pub fn llm_provider(config: &Config) -> Option<Arc<dyn LlmProvider>> {
             .unwrap_or(ResponseFormatKind::JsonObject),
     };
     Some(Arc::new(OpenAiCompatible::new(settings)))
-}
-
-/// Shared handles for handlers. Cloning is cheap.
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<Services>);
-
-impl Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-/// What handlers use.
-#[derive(Debug)]
-pub struct Services {
-    /// Effective configuration.
-    pub config: Config,
-    /// Storage.
-    pub store: Store,
-    /// Knowledge index.
-    pub knowledge: knowledge::Knowledge,
-    /// Web chat fan-out.
-    pub hub: Arc<Hub>,
-    /// Inbound group commit.
-    pub ingress: Ingress,
-    /// Outbound HTTP (health checks, providers).
-    pub http: reqwest::Client,
-    /// Prometheus renderer.
-    pub metrics: PrometheusHandle,
-    /// Secrets at rest.
-    pub secrets: SecretBox,
-    /// WhatsApp numbers by phone_number_id (webhook routing).
-    pub whatsapp: Arc<crate::whatsapp::WhatsappAccounts>,
-    /// Telegram bots by bot id (webhook routing).
-    pub telegram: Arc<crate::telegram::TelegramAccounts>,
-    /// Cancelled when the server begins shutting down (closes WebSockets).
-    pub shutdown: CancellationToken,
-    /// Wakes the outbox dispatcher when a handler queued a send.
-    pub dispatcher_wake: Arc<Notify>,
 }
 
 /// A built application, bound to its port, ready to run.
@@ -211,14 +173,19 @@ impl Application {
         let secrets = SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
         let knowledge = open_knowledge(&config, &runtime)?;
         seed(&config, &store, &knowledge).await?;
-        crate::whatsapp::seed(&config, &store, &secrets).await?;
-        let whatsapp = Arc::new(crate::whatsapp::load(&store, &secrets).await?);
+        let mut plugins = crate::accounts::Plugins::default();
+        for plugin in overrides.plugins {
+            plugins.register(plugin);
+        }
+        crate::accounts::seed(&config, &store, &secrets, &plugins).await?;
+        for (tenant, kind, settings) in overrides.accounts {
+            crate::accounts::save(&store, &secrets, &plugins, &tenant, kind, settings).await?;
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .context("cannot build the HTTP client")?;
-        crate::telegram::seed(&config, &store, &secrets).await?;
-        let telegram = Arc::new(crate::telegram::load(&store, &secrets, &http).await?);
+        let accounts = Arc::new(crate::accounts::load(&store, &secrets, &plugins, &http).await?);
 
         let hub = Arc::new(Hub::default());
         let dispatcher_wake = Arc::new(Notify::new());
@@ -230,18 +197,15 @@ impl Application {
             config.knowledge.min_relevance as f32
         };
         let mut registry = ChannelRegistry::default();
-        registry.insert_kind("webchat", Arc::new(WebchatChannel::new(hub.clone())));
-        for route in whatsapp.routes() {
-            registry.insert_account(
-                &route.account_id,
-                Arc::new(WhatsappChannel::new(http.clone(), &route.account)),
-            );
-        }
-        for route in telegram.routes() {
-            registry.insert_account(&route.account_id, Arc::new(route.channel.clone()));
+        registry.insert_kind(
+            ChannelKind::Webchat,
+            Arc::new(WebchatChannel::new(hub.clone())),
+        );
+        for route in accounts.routes() {
+            registry.insert_account(&route.account_id, route.channel.clone());
         }
         for (kind, channel) in overrides.channels {
-            registry.insert_kind(&kind, channel);
+            registry.insert_kind(kind, channel);
         }
         let registry = Arc::new(registry);
         let ctx = Arc::new(TurnContext {
@@ -274,16 +238,16 @@ impl Application {
             &work.0,
             work.1.clone(),
         );
-        crate::telegram::start(
-            &telegram,
-            &crate::telegram::TelegramInbound {
-                store: store.clone(),
-                ingress: ingress.clone(),
-            },
-            &config.server.public_url,
-            &work.0,
-            &work.1,
-        );
+        let inbound = crate::workers::inbound::InboundEvents {
+            store: store.clone(),
+            ingress: ingress.clone(),
+            dispatcher_wake: dispatcher_wake.clone(),
+        };
+        crate::workers::pull::spawn(&accounts, &inbound, &work.0, &work.1);
+        for provider in accounts.providers() {
+            let (provider, public_url) = (provider.clone(), config.server.public_url.clone());
+            tokio::spawn(async move { provider.start(&public_url).await });
+        }
         poller::spawn(
             store.clone(),
             lanes,
@@ -317,8 +281,8 @@ impl Application {
             http,
             metrics: telemetry::prometheus(),
             secrets,
-            whatsapp,
-            telegram,
+            accounts,
+            inbound,
             shutdown: CancellationToken::new(),
             dispatcher_wake,
         }));
@@ -355,7 +319,7 @@ impl Application {
         let grace = self.state.config.server.shutdown_grace;
         let shutdown = self.state.shutdown.clone();
         let store = self.state.store.clone();
-        let router = crate::routes::router(self.state);
+        let router = crate::http::router(self.state);
         // Peer addresses feed the per-IP rate limit of the web chat API.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, service)

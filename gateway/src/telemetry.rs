@@ -38,16 +38,15 @@ pub const SEND_SECONDS: &str = "sapa_send_seconds";
 /// Seconds from answer commit to the send being acknowledged by the provider.
 pub const DELIVERY_LATENCY_SECONDS: &str = "sapa_delivery_latency_seconds";
 
-/// WhatsApp webhook deliveries, by outcome (`accepted`, `bad_signature`, `undecodable`,
-/// `unavailable`).
-pub const WHATSAPP_WEBHOOKS_TOTAL: &str = "sapa_whatsapp_webhooks_total";
-/// WhatsApp webhook values or events not processed, by reason (`unknown_number`,
-/// `wrong_app_secret`, `undecodable`, `provider_error`).
-pub const WHATSAPP_DROPPED_TOTAL: &str = "sapa_whatsapp_dropped_total";
-/// Telegram updates received (webhook or long polling), by outcome (`accepted`,
-/// `bad_secret`, `undecodable`, `unavailable`, `ignored`, `not_addressed`, `edited`,
-/// `blocked`, `unblocked`, `migrated`).
-pub const TELEGRAM_UPDATES_TOTAL: &str = "sapa_telegram_updates_total";
+/// Provider webhook requests, by `channel` and outcome (`accepted`, `bad_signature`,
+/// `undecodable`, `unavailable`).
+pub const WEBHOOKS_TOTAL: &str = "sapa_webhooks_total";
+/// Parts of authentic webhooks not processed, by `channel` and reason (`unknown_account`,
+/// `wrong_credentials`, `undecodable`, `provider_error`).
+pub const WEBHOOK_DROPPED_TOTAL: &str = "sapa_webhook_dropped_total";
+/// Inbound provider events (webhook or pulled), by `channel` and outcome (`accepted`,
+/// `unavailable`, `ignored`, `edited`, `blocked`, `unblocked`, `migrated`).
+pub const INBOUND_EVENTS_TOTAL: &str = "sapa_inbound_events_total";
 /// Provider delivery statuses, by outcome (`applied`, `stale`).
 pub const DELIVERY_STATUSES_TOTAL: &str = "sapa_delivery_statuses_total";
 

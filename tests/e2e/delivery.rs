@@ -45,7 +45,8 @@ fn flaky(failures: usize) -> (Arc<FlakyChannel>, Overrides) {
         calls: AtomicUsize::new(0),
     });
     let overrides = Overrides {
-        channels: vec![("webchat".to_owned(), channel.clone() as Arc<dyn Channel>)],
+        channels: vec![(ChannelKind::Webchat, channel.clone() as Arc<dyn Channel>)],
+        ..Overrides::default()
     };
     (channel, overrides)
 }

@@ -7,6 +7,7 @@ mod crash;
 mod delivery;
 mod health;
 mod llm;
+mod plugin;
 mod process;
 mod retrieval;
 mod telegram;

@@ -632,7 +632,7 @@ async fn telegram_admin_document_by_file_id_is_sent_as_send_document_with_captio
     let conversation = app
         .store()
         .await
-        .latest_conversation_of("demo", "telegram", &CHAT.to_string())
+        .latest_conversation_of("demo", channels::ChannelKind::Telegram, &CHAT.to_string())
         .await
         .unwrap()
         .expect("conversation");

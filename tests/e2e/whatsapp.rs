@@ -439,7 +439,9 @@ async fn whatsapp_every_fixture_is_accepted_and_only_answerable_ones_are_answere
         .await
         .unwrap();
     assert!(
-        metrics.contains("sapa_whatsapp_dropped_total{reason=\"unknown_number\"}"),
+        metrics.contains(
+            "sapa_webhook_dropped_total{channel=\"whatsapp\",reason=\"unknown_account\"}"
+        ),
         "{metrics}"
     );
     app.stop().await;
@@ -777,7 +779,7 @@ async fn whatsapp_image_caption_is_answered_as_text() {
     let store = app.store().await;
     let id = image_message_id(&app).await;
     let conversation = store
-        .latest_conversation_of("demo", "whatsapp", CUSTOMER)
+        .latest_conversation_of("demo", channels::ChannelKind::Whatsapp, CUSTOMER)
         .await
         .unwrap()
         .unwrap();
@@ -922,7 +924,7 @@ async fn whatsapp_admin_media_download_reports_expired_and_corrupt_files() {
     assert_eq!(other.status(), 200);
     let store = app.store().await;
     let conversation = store
-        .latest_conversation_of("demo", "whatsapp", CUSTOMER)
+        .latest_conversation_of("demo", channels::ChannelKind::Whatsapp, CUSTOMER)
         .await
         .unwrap()
         .unwrap();

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod config;
 pub mod format;
+pub mod provider;
 pub(crate) mod types;
 pub mod update;
 
@@ -35,12 +36,19 @@ use crate::channel::{Channel, ChannelError};
 use crate::model::{
     ChannelKind, Delivery, MediaKind, MediaSource, OutboundMedia, OutboundMessage, is_http_url,
 };
+use crate::pacing::PacingPolicy;
 use api::ApiFailure;
 
 /// How often the typing action is repeated while an answer is produced (it lasts ≤ 5 s).
 pub const TYPING_REFRESH: Duration = Duration::from_secs(4);
 /// Longest the typing action is kept up without an answer being sent.
 pub const TYPING_MAX: Duration = Duration::from_secs(60);
+
+/// Bot API limits: 30 messages/s per bot and 1 message/s per chat.
+pub const PACING: PacingPolicy = PacingPolicy {
+    per_account_per_sec: Some(30),
+    per_recipient_gap: Duration::from_secs(1),
+};
 
 /// The Telegram channel of one bot.
 #[derive(Debug, Clone)]
@@ -221,6 +229,19 @@ impl Channel for TelegramChannel {
                 typing.remove(&chat);
             }
         });
+    }
+    fn pacing(&self) -> PacingPolicy {
+        PACING
+    }
+
+    async fn acknowledge(&self, callback_query_id: &str) {
+        if let Err(err) = self.api.answer_callback_query(callback_query_id).await {
+            tracing::debug!(error = ?err, "answerCallbackQuery failed");
+        }
+    }
+
+    fn contact_moved(&self, from: &str, to: &str) {
+        self.chat_migrated(from, to);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Graph API client: send messages, mark as read, fetch media. Classifies every failure by
 //! WhatsApp error code (protocols §1.9).
 
+pub use crate::channel::{MediaError, MediaFile};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -29,15 +30,6 @@ impl std::fmt::Debug for GraphClient {
             .field("token", &"[redacted]")
             .finish_non_exhaustive()
     }
-}
-
-/// A downloaded media file.
-#[derive(Debug, Clone)]
-pub struct MediaFile {
-    /// MIME type reported by the Graph API.
-    pub mime_type: Option<String>,
-    /// The bytes (SHA-256 verified when the API reported a hash).
-    pub bytes: Vec<u8>,
 }
 
 impl GraphClient {
@@ -142,7 +134,7 @@ impl GraphClient {
     /// webhook's), when given. Files over `max_bytes` are refused without reading them whole.
     ///
     /// # Errors
-    /// [`MediaError::Graph`] with the classified failure (an unknown or expired media id is
+    /// [`MediaError::Provider`] with the classified failure (an unknown or expired media id is
     /// [`ChannelError::Permanent`]), [`MediaError::Corrupt`] for a hash mismatch,
     /// [`MediaError::TooLarge`] over the limit.
     pub async fn download_media(
@@ -166,7 +158,7 @@ impl GraphClient {
                 .await
                 .ok()
                 .map(|b| b.error);
-            return Err(MediaError::Graph(classify(status, error.as_ref(), None)));
+            return Err(MediaError::Provider(classify(status, error.as_ref(), None)));
         }
         let info: types::MediaInfo =
             response.json().await.map_err(|_| ChannelError::Transient {
@@ -188,7 +180,7 @@ impl GraphClient {
             .map_err(network_error)?;
         let status = file.status();
         if !status.is_success() {
-            return Err(MediaError::Graph(classify(status, None, None)));
+            return Err(MediaError::Provider(classify(status, None, None)));
         }
         if file.content_length().is_some_and(|len| len > max_bytes) {
             return Err(MediaError::TooLarge { limit: max_bytes });
@@ -219,23 +211,6 @@ impl GraphClient {
 /// How long the file download (step 2) may take; large documents need more than the
 /// client's default timeout.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Why inbound media could not be downloaded.
-#[derive(Debug, thiserror::Error)]
-pub enum MediaError {
-    /// The Graph API or the media host refused or failed.
-    #[error("{0}")]
-    Graph(#[from] ChannelError),
-    /// The bytes do not match the announced SHA-256.
-    #[error("media sha256 mismatch")]
-    Corrupt,
-    /// The file is larger than the caller accepts.
-    #[error("media larger than {limit} bytes")]
-    TooLarge {
-        /// The limit, in bytes.
-        limit: u64,
-    },
-}
 
 /// Whether `expected` (hex or base64, as Meta has used both) is the SHA-256 of `bytes`.
 fn sha256_matches(bytes: &[u8], expected: &str) -> bool {

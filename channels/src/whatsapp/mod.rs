@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod provider;
 pub(crate) mod types;
 pub mod webhook;
 
@@ -21,11 +22,12 @@ use serde_json::{Value, json};
 pub use api::GraphClient;
 pub use config::WhatsappAccount;
 
-use crate::channel::{Channel, ChannelError};
+use crate::channel::{Channel, ChannelError, MediaError, MediaFile};
 use crate::model::{
     ChannelKind, Delivery, MediaKind, MediaSource, OutboundMedia, OutboundMessage, Template,
     is_http_url,
 };
+use crate::pacing::PacingPolicy;
 
 /// Longest text body.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -41,6 +43,12 @@ pub const MAX_CAPTION_CHARS: usize = 1024;
 pub const MAX_LIST_ROWS: usize = 10;
 /// Longest list row title.
 pub const MAX_ROW_TITLE: usize = 24;
+/// Meta's default throughput of a number (80 messages/s) and about one message per 6 s to
+/// the same customer.
+pub const PACING: PacingPolicy = PacingPolicy {
+    per_account_per_sec: Some(80),
+    per_recipient_gap: Duration::from_secs(6),
+};
 /// The customer service window.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -49,6 +57,7 @@ pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub struct WhatsappChannel {
     client: GraphClient,
     reengagement: Option<Template>,
+    pacing: PacingPolicy,
 }
 
 impl WhatsappChannel {
@@ -65,6 +74,7 @@ impl WhatsappChannel {
                     language: account.reengagement_language.clone(),
                     body_params: Vec::new(),
                 }),
+            pacing: PACING,
         }
     }
 
@@ -151,6 +161,25 @@ impl Channel for WhatsappChannel {
         if let Err(err) = self.client.mark_read(last_message_id, true).await {
             tracing::debug!(error = %err, "whatsapp typing indicator failed");
         }
+    }
+
+    fn pacing(&self) -> PacingPolicy {
+        self.pacing
+    }
+
+    fn reengagement_template(&self) -> Option<Template> {
+        self.reengagement.clone()
+    }
+
+    async fn download_media(
+        &self,
+        media_id: &str,
+        sha256: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<MediaFile, MediaError> {
+        self.client
+            .download_media(media_id, sha256, max_bytes)
+            .await
     }
 }
 

@@ -59,8 +59,8 @@ pub struct InboundItem {
     pub media: Option<String>,
     /// Unix milliseconds.
     pub received_at_ms: i64,
-    /// Channel kind, for metrics.
-    pub channel_kind: &'static str,
+    /// Channel kind.
+    pub channel_kind: channels::ChannelKind,
 }
 
 /// How a provider message's content is stored: what the bot reads, whether it answers, and the

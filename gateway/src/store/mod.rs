@@ -19,6 +19,7 @@ mod turns;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use channels::ChannelKind;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -26,8 +27,6 @@ pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use outbox::{ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage};
 pub use turns::{LlmUsage, PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
-
-use crate::config::DatabaseTarget;
 
 /// One migration: version, name, SQLite script, Postgres script.
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
@@ -111,6 +110,22 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         Self::Unavailable(err)
     }
+}
+
+/// Reads a channel kind column.
+pub(crate) fn channel_kind_of(row: &AnyRow, column: &str) -> Result<ChannelKind, StoreError> {
+    let name: String = row.try_get(column)?;
+    name.parse()
+        .map_err(|e: channels::model::UnknownChannelKind| StoreError::Corrupt(e.to_string()))
+}
+
+/// Which database backend a URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// SQLite at this file path.
+    Sqlite(std::path::PathBuf),
+    /// Postgres at this URL.
+    Postgres(String),
 }
 
 /// SQL dialect of the connected database.

@@ -1,5 +1,6 @@
 //! The outbox: claimed by the dispatcher, one in-flight row per conversation, in order.
 
+use channels::ChannelKind;
 use channels::model::{Author, Delivery, MediaSource, OutboundMedia, OutboundMessage};
 use sqlx::Row;
 
@@ -13,8 +14,8 @@ pub struct InboundMediaRef {
     pub media: String,
     /// The channel account the message arrived through.
     pub channel_account_id: String,
-    /// Its kind (`whatsapp`, `telegram`, …).
-    pub channel_kind: String,
+    /// Its kind.
+    pub channel_kind: ChannelKind,
 }
 
 /// An outbox row claimed for sending.
@@ -26,8 +27,8 @@ pub struct ClaimedSend {
     pub tenant_id: String,
     /// Channel account to send through.
     pub channel_account_id: String,
-    /// `webchat`, `whatsapp` or `telegram`.
-    pub channel_kind: String,
+    /// The channel kind.
+    pub channel_kind: ChannelKind,
     /// Attempts made before this one.
     pub attempts: i64,
     /// What to send.
@@ -39,8 +40,8 @@ pub struct ClaimedSend {
 pub struct QueuedMessage {
     /// The stored message's id.
     pub message_id: i64,
-    /// `webchat`, `whatsapp` or `telegram`.
-    pub channel_kind: String,
+    /// The channel kind.
+    pub channel_kind: ChannelKind,
 }
 
 /// How a send attempt failed.
@@ -104,7 +105,7 @@ impl Store {
                     id: r.try_get("id")?,
                     tenant_id: r.try_get("tenant_id")?,
                     channel_account_id: r.try_get("channel_account_id")?,
-                    channel_kind: r.try_get("channel_kind")?,
+                    channel_kind: super::channel_kind_of(r, "channel_kind")?,
                     attempts: r.try_get("attempts")?,
                     message: serde_json::from_str(&payload)
                         .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
@@ -330,7 +331,7 @@ impl Store {
             return Ok(false);
         }
         let conversation_id: String = row.try_get("conversation_id")?;
-        let channel_kind: String = row.try_get("channel_kind")?;
+        let channel_kind = super::channel_kind_of(&row, "channel_kind")?;
         let original_id: i64 = row.try_get("message_id")?;
         let key = format!("reengage-{original_id}");
         let exists = sqlx::query("SELECT 1 AS one FROM outbox WHERE idempotency_key = $1")
@@ -367,7 +368,7 @@ impl Store {
             &mut tx,
             tenant_id,
             channel_account_id,
-            &channel_kind,
+            channel_kind,
             &outbound,
             now,
         )
@@ -385,7 +386,7 @@ impl Store {
         &self,
         tenant_id: &str,
         conversation_id: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<ChannelKind>, StoreError> {
         let row = sqlx::query(
             "SELECT a.kind FROM conversations c JOIN channel_accounts a \
              ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
@@ -395,8 +396,7 @@ impl Store {
         .bind(conversation_id)
         .fetch_optional(&self.read)
         .await?;
-        row.map(|r| r.try_get("kind").map_err(StoreError::from))
-            .transpose()
+        row.map(|r| super::channel_kind_of(&r, "kind")).transpose()
     }
 
     /// The media a customer sent in message `message_id` of the tenant (the JSON stored in
@@ -424,7 +424,7 @@ impl Store {
             Ok(InboundMediaRef {
                 media: r.try_get("media")?,
                 channel_account_id: r.try_get("channel_account_id")?,
-                channel_kind: r.try_get("kind")?,
+                channel_kind: super::channel_kind_of(&r, "kind")?,
             })
         })
         .transpose()
@@ -438,7 +438,7 @@ impl Store {
     pub async fn latest_conversation_of(
         &self,
         tenant_id: &str,
-        channel_kind: &str,
+        channel_kind: ChannelKind,
         external_id: &str,
     ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
@@ -449,7 +449,7 @@ impl Store {
              ORDER BY c.created_at DESC, c.id DESC LIMIT 1",
         )
         .bind(tenant_id)
-        .bind(channel_kind)
+        .bind(channel_kind.as_str())
         .bind(external_id)
         .fetch_optional(&self.read)
         .await?;
@@ -505,7 +505,7 @@ impl Store {
             )));
         };
         let channel_account_id: String = row.try_get("channel_account_id")?;
-        let channel_kind: String = row.try_get("channel_kind")?;
+        let channel_kind = super::channel_kind_of(&row, "channel_kind")?;
         let mut outbound = OutboundMessage {
             message_id: 0,
             conversation_id: conversation_id.to_owned(),
@@ -554,7 +554,7 @@ impl Store {
             &mut tx,
             tenant_id,
             &channel_account_id,
-            &channel_kind,
+            channel_kind,
             &outbound,
             now,
         )
@@ -587,7 +587,7 @@ pub(super) async fn queue_outbound(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &str,
     channel_account_id: &str,
-    channel_kind: &str,
+    channel_kind: ChannelKind,
     outbound: &OutboundMessage,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -601,7 +601,7 @@ pub(super) async fn queue_outbound(
     .bind(tenant_id)
     .bind(&outbound.conversation_id)
     .bind(channel_account_id)
-    .bind(channel_kind)
+    .bind(channel_kind.as_str())
     .bind(outbound.message_id)
     .bind(&outbound.idempotency_key)
     .bind(&payload)

@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::config::DatabaseTarget;
+use channels::ChannelKind;
+
+use super::DatabaseTarget;
 
 /// A store for one test, with whatever it needs cleaned up.
 struct TestStore {
@@ -103,7 +105,7 @@ fn item(
         content_kind: None,
         media: None,
         received_at_ms: now_ms(),
-        channel_kind: "webchat",
+        channel_kind: ChannelKind::Webchat,
     }
 }
 
@@ -489,7 +491,7 @@ fn wa_item(tenant: &str, account: &str, wa_id: &str, external: &str, answer: boo
         content_kind: (!answer).then_some("reaction"),
         media: None,
         received_at_ms: now_ms(),
-        channel_kind: "whatsapp",
+        channel_kind: ChannelKind::Whatsapp,
     }
 }
 
@@ -558,7 +560,7 @@ async fn provider_messages_resolve_one_open_conversation_per_contact() {
         let pending: Vec<&str> = batch.turns.iter().map(|p| p.external_id.as_str()).collect();
         assert_eq!(pending, ["wamid.1", "wamid.2"], "{}", t.name);
         assert_eq!(batch.recipient, "628111", "{}", t.name);
-        assert_eq!(batch.channel_kind, "whatsapp", "{}", t.name);
+        assert_eq!(batch.channel_kind, ChannelKind::Whatsapp, "{}", t.name);
         assert_eq!(
             s.channel_credentials("wa", &account).await.unwrap(),
             Some(vec![1, 2])
@@ -1009,11 +1011,8 @@ async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
             None
         );
         assert_eq!(
-            s.conversation_channel_kind("shop", &conv)
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("webchat")
+            s.conversation_channel_kind("shop", &conv).await.unwrap(),
+            Some(ChannelKind::Webchat)
         );
         // The customer wrote: the queued message carries that time (WhatsApp's window).
         let inbound = item("shop", &account, &conv, "c1", "menu?");
@@ -1025,7 +1024,7 @@ async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(first.channel_kind, "webchat");
+        assert_eq!(first.channel_kind, ChannelKind::Webchat);
         let second = s
             .enqueue_agent_message("shop", &conv, "Ada lagi?", None)
             .await

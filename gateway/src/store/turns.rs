@@ -31,7 +31,7 @@ pub struct TurnBatch {
     /// Channel account id.
     pub channel_account_id: String,
     /// `webchat`, `whatsapp` or `telegram`.
-    pub channel_kind: String,
+    pub channel_kind: channels::ChannelKind,
     /// The customer's address on the channel.
     pub recipient: String,
     /// Stored conversation state.
@@ -160,7 +160,7 @@ impl Store {
             tenant_id: row.try_get("tenant_id")?,
             conversation_id: conversation_id.to_owned(),
             channel_account_id: row.try_get("channel_account_id")?,
-            channel_kind: row.try_get("channel_kind")?,
+            channel_kind: super::channel_kind_of(row, "channel_kind")?,
             recipient: row.try_get("recipient")?,
             state: row.try_get("state")?,
             locale: row.try_get("locale")?,
@@ -356,7 +356,7 @@ async fn commit_one(
             tx,
             &batch.tenant_id,
             &batch.channel_account_id,
-            &batch.channel_kind,
+            batch.channel_kind,
             &outbound,
             now,
         )

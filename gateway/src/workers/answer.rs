@@ -69,12 +69,12 @@ pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
     prepared.conversation = decision.conversation.clone();
     for action in decision.actions {
         if let Action::Answer { query } = action {
-            if batch.channel_kind == "webchat" {
+            if batch.channel_kind.is_webchat() {
                 ctx.hub
                     .publish(&batch.conversation_id, WebchatEvent::Typing);
             } else if let (Some(channel), Some(last)) = (
                 ctx.channels
-                    .resolve(&batch.channel_account_id, &batch.channel_kind),
+                    .resolve(&batch.channel_account_id, batch.channel_kind),
                 batch.turns.last(),
             ) {
                 // Best effort (mark read + typing); never delays the answer.
@@ -255,7 +255,7 @@ async fn generate(
         ],
         json: true,
     };
-    let stream_to = (ctx.stream_webchat && batch.channel_kind == "webchat")
+    let stream_to = (ctx.stream_webchat && batch.channel_kind.is_webchat())
         .then_some(batch.conversation_id.as_str());
     let result = match stream_to {
         Some(conversation_id) => stream_completion(ctx, llm, &request, conversation_id).await,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ChannelRegistry;
-use super::pacing::{Pacer, PacingPolicy};
+use super::pacing::Pacer;
 use crate::config::DispatcherConfig;
 use crate::store::{ClaimedSend, Dialect, OutboxFailure, Store, now_ms};
 use crate::telemetry;
@@ -113,7 +113,7 @@ impl Dispatcher {
         // Customers who blocked the bot or left get nothing (one query per batch).
         let provider: Vec<&str> = claimed
             .iter()
-            .filter(|c| c.channel_kind != "webchat")
+            .filter(|c| !c.channel_kind.is_webchat())
             .map(|c| c.message.conversation_id.as_str())
             .collect();
         let unreachable = match self.store.unreachable_conversations(&provider).await {
@@ -152,7 +152,7 @@ impl Dispatcher {
             return;
         }
         for (send, _) in sent {
-            let kind_label = kind_label(&send.channel_kind);
+            let kind_label = send.channel_kind.as_str();
             metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "sent").increment(1);
             let latency = (now_ms() - send.message.created_at_ms).max(0) as f64 / 1000.0;
             metrics::histogram!(telemetry::DELIVERY_LATENCY_SECONDS, "channel" => kind_label)
@@ -167,12 +167,23 @@ impl Dispatcher {
         send: ClaimedSend,
         reachable: bool,
     ) -> Option<(ClaimedSend, Delivery)> {
-        let kind = send.channel_kind.clone();
-        let kind_label = kind_label(&kind);
+        let kind = send.channel_kind;
+        let kind_label = kind.as_str();
+        let Some(channel) = self.channels.resolve(&send.channel_account_id, kind) else {
+            self.fail(
+                &send,
+                OutboxFailure::Permanent {
+                    error: format!("no {kind} channel is configured for this account"),
+                },
+                kind_label,
+            )
+            .await;
+            return None;
+        };
         let paced = {
             let mut pacer = self.pacer.lock().unwrap_or_else(PoisonError::into_inner);
             pacer.reserve(
-                PacingPolicy::for_kind(&kind),
+                channel.pacing(),
                 &send.channel_account_id,
                 &send.message.recipient,
             )
@@ -196,17 +207,6 @@ impl Dispatcher {
             .await;
             return None;
         }
-        let Some(channel) = self.channels.resolve(&send.channel_account_id, &kind) else {
-            self.fail(
-                &send,
-                OutboxFailure::Permanent {
-                    error: format!("no {kind} channel is configured for this account"),
-                },
-                kind_label,
-            )
-            .await;
-            return None;
-        };
         let started = Instant::now();
         let result = channel.send(&send.message).await;
         metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label)
@@ -278,15 +278,6 @@ impl Dispatcher {
         if let Err(err) = self.store.record_send_failure(send, &failure).await {
             tracing::warn!(error = %err, outbox_id = send.id, "recording a failed send failed");
         }
-    }
-}
-
-fn kind_label(kind: &str) -> &'static str {
-    match kind {
-        "whatsapp" => "whatsapp",
-        "telegram" => "telegram",
-        "webchat" => "webchat",
-        _ => "other",
     }
 }
 

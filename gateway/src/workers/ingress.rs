@@ -113,8 +113,8 @@ async fn commit_group(
                     message,
                 } = &outcome
                 {
-                    metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "new").increment(1);
-                    if item.channel_kind == "webchat" {
+                    metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind.as_str(), "outcome" => "new").increment(1);
+                    if item.channel_kind.is_webchat() {
                         hub.publish(
                             conversation_id,
                             WebchatEvent::Message {
@@ -126,7 +126,7 @@ async fn commit_group(
                         lanes.wake(conversation_id, item.kind == "text");
                     }
                 } else {
-                    metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "duplicate").increment(1);
+                    metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind.as_str(), "outcome" => "duplicate").increment(1);
                 }
                 let _ = reply.send(Ok(outcome));
             }
@@ -134,7 +134,7 @@ async fn commit_group(
         Err(err) => {
             log_store_error(&err);
             for (item, reply) in group.drain(..) {
-                metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind, "outcome" => "error").increment(1);
+                metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind.as_str(), "outcome" => "error").increment(1);
                 let _ = reply.send(Err(IngressError::Unavailable));
             }
         }

@@ -160,7 +160,7 @@ async fn run_lane(
             nudge = rx.recv() => {
                 // Supersede: the customer added something; answer everything together.
                 metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
-                if ctx.llm.is_some() && batch.channel_kind == "webchat" {
+                if ctx.llm.is_some() && batch.channel_kind.is_webchat() {
                     // Drop any half-streamed answer from the browser.
                     ctx.hub.publish(&conversation_id, WebchatEvent::StreamDiscarded);
                 }

@@ -5,17 +5,19 @@
 pub mod answer;
 pub mod committer;
 pub mod dispatcher;
+pub mod inbound;
 pub mod ingress;
 pub mod lanes;
 pub mod pacing;
 pub mod poller;
+pub mod pull;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use channels::Channel;
 use channels::webchat::Hub;
+use channels::{Channel, ChannelKind};
 use tokio::sync::Notify;
 
 use crate::store::Store;
@@ -58,14 +60,14 @@ pub struct TurnContext {
 /// Channel adapters by account id, with a default per channel kind.
 #[derive(Debug, Default, Clone)]
 pub struct ChannelRegistry {
-    by_kind: HashMap<String, Arc<dyn Channel>>,
+    by_kind: HashMap<ChannelKind, Arc<dyn Channel>>,
     by_account: HashMap<String, Arc<dyn Channel>>,
 }
 
 impl ChannelRegistry {
     /// Registers the adapter used for every account of `kind` without its own.
-    pub fn insert_kind(&mut self, kind: &str, channel: Arc<dyn Channel>) {
-        self.by_kind.insert(kind.to_owned(), channel);
+    pub fn insert_kind(&mut self, kind: ChannelKind, channel: Arc<dyn Channel>) {
+        self.by_kind.insert(kind, channel);
     }
 
     /// Registers the adapter of one channel account.
@@ -74,10 +76,10 @@ impl ChannelRegistry {
     }
 
     /// The adapter for an account.
-    pub fn resolve(&self, account_id: &str, kind: &str) -> Option<Arc<dyn Channel>> {
+    pub fn resolve(&self, account_id: &str, kind: ChannelKind) -> Option<Arc<dyn Channel>> {
         self.by_account
             .get(account_id)
-            .or_else(|| self.by_kind.get(kind))
+            .or_else(|| self.by_kind.get(&kind))
             .cloned()
     }
 }

@@ -4,37 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use channels::PacingPolicy;
 use tokio::time::Instant;
-
-/// Limits for one channel kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PacingPolicy {
-    /// Messages per second per account; `None` means unlimited.
-    pub per_account_per_sec: Option<u32>,
-    /// Minimum time between two messages to the same recipient.
-    pub per_recipient_gap: Duration,
-}
-
-impl PacingPolicy {
-    /// The policy for a channel kind: WhatsApp ≤ 80/s per number and about one message per
-    /// 6 s per customer; Telegram 30/s per bot and 1/s per chat; web chat unlimited.
-    pub fn for_kind(kind: &str) -> Self {
-        match kind {
-            "whatsapp" => Self {
-                per_account_per_sec: Some(80),
-                per_recipient_gap: Duration::from_secs(6),
-            },
-            "telegram" => Self {
-                per_account_per_sec: Some(30),
-                per_recipient_gap: Duration::from_secs(1),
-            },
-            _ => Self {
-                per_account_per_sec: None,
-                per_recipient_gap: Duration::ZERO,
-            },
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Bucket {
@@ -101,7 +72,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn recipient_gap_and_account_rate_are_enforced() {
         let mut pacer = Pacer::default();
-        let wa = PacingPolicy::for_kind("whatsapp");
+        let wa = channels::whatsapp::PACING;
         assert!(pacer.reserve(wa, "n1", "628111").is_ok());
         assert_eq!(
             pacer.reserve(wa, "n1", "628111"),
@@ -119,7 +90,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(pacer.reserve(wa, "n1", "628111").is_ok());
         // Telegram: one message per second per chat, 30 per second per bot.
-        let tg = PacingPolicy::for_kind("telegram");
+        let tg = channels::telegram::PACING;
         assert!(pacer.reserve(tg, "bot", "5123").is_ok());
         assert_eq!(
             pacer.reserve(tg, "bot", "5123"),
@@ -129,7 +100,7 @@ mod tests {
             assert!(pacer.reserve(tg, "bot", &format!("c{i}")).is_ok());
         }
         assert!(pacer.reserve(tg, "bot", "c-late").is_err());
-        let web = PacingPolicy::for_kind("webchat");
+        let web = PacingPolicy::UNLIMITED;
         for _ in 0..1000 {
             assert!(pacer.reserve(web, "w", "s").is_ok());
         }

@@ -20,15 +20,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use channels::ChannelError;
 use channels::model::{MediaKind, MediaSource, OutboundMedia, is_http_url};
-use channels::whatsapp::GraphClient;
-use channels::whatsapp::api::MediaError;
+use channels::{ChannelKind, MediaError};
 use knowledge::{IngestError, IngestOutcome};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api_key;
-use crate::error::{ApiError, ApiJson};
-use crate::startup::AppState;
+use crate::http::error::{ApiError, ApiJson};
+use crate::state::AppState;
 
 /// Most chunks `GET /v1/admin/knowledge/search` returns.
 const MAX_SEARCH_LIMIT: usize = 50;
@@ -381,7 +380,7 @@ fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
 /// Checks an agent message for a conversation on `channel_kind`; returns its text and media.
 fn validate_message(
     body: SendMessageBody,
-    channel_kind: &str,
+    channel_kind: ChannelKind,
 ) -> Result<(String, Option<OutboundMedia>), ApiError> {
     let text = body.text.as_deref().map(str::trim).unwrap_or_default();
     if text.chars().count() > MAX_TEXT_CHARS {
@@ -405,7 +404,7 @@ fn validate_message(
     Ok((text.to_owned(), media))
 }
 
-fn validate_media(media: MediaBody, channel_kind: &str) -> Result<OutboundMedia, ApiError> {
+fn validate_media(media: MediaBody, channel_kind: ChannelKind) -> Result<OutboundMedia, ApiError> {
     let kinds = MediaKind::ALL.map(MediaKind::as_str).join(", ");
     let kind = MediaKind::parse(media.kind.trim()).ok_or_else(|| {
         unprocessable(
@@ -440,7 +439,7 @@ fn validate_media(media: MediaBody, channel_kind: &str) -> Result<OutboundMedia,
                     ),
                 ));
             }
-            if channel_kind == "webchat" {
+            if channel_kind.is_webchat() {
                 return Err(unprocessable(
                     "unsupported_media_source",
                     "web chat conversations have no provider media ids; send `media.url` instead",
@@ -528,7 +527,7 @@ async fn send_message(
         .conversation_channel_kind(&tenant, &conversation_id)
         .await?
         .ok_or_else(not_found)?;
-    let (text, media) = validate_message(body, &channel_kind)?;
+    let (text, media) = validate_message(body, channel_kind)?;
     let queued = state
         .store
         .enqueue_agent_message(&tenant, &conversation_id, &text, media.as_ref())
@@ -602,39 +601,34 @@ async fn message_media(
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .ok_or_else(not_found)?;
-    if stored.channel_kind != "whatsapp" {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "media_download_unsupported",
-            format!(
-                "downloading customer media is supported for WhatsApp messages; this message came through {}",
-                stored.channel_kind
-            ),
-        ));
-    }
     let unavailable =
         |message: String| ApiError::new(StatusCode::BAD_GATEWAY, "media_unavailable", message);
     if !is_safe_media_id(media_id) {
         return Err(unavailable(
-            "the stored WhatsApp media id is malformed; the file cannot be fetched".to_owned(),
+            "the stored media id is malformed; the file cannot be fetched".to_owned(),
         ));
     }
+    let kind = stored.channel_kind;
     let route = state
-        .whatsapp
-        .routes()
-        .find(|r| r.account_id == stored.channel_account_id && r.tenant_id == tenant)
+        .accounts
+        .by_account_id(&stored.channel_account_id)
+        .filter(|r| r.tenant_id == tenant)
         .ok_or_else(|| {
-            unavailable(
-                "the WhatsApp number this message arrived on is no longer configured, so its media cannot be fetched".to_owned(),
-            )
+            unavailable(format!(
+                "the {kind} account this message arrived on is no longer configured, so its media cannot be fetched"
+            ))
         })?;
-    let client = GraphClient::new(state.http.clone(), &route.account);
-    let file = client
+    let file = route.channel
         .download_media(media_id, media.sha256.as_deref(), MAX_INBOUND_MEDIA_BYTES)
         .await
         .map_err(|err| {
             tracing::warn!(tenant = %tenant, message_id = id, error = %err, "inbound media download failed");
             match err {
+                MediaError::Unsupported => ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "media_download_unsupported",
+                    format!("downloading customer media is not supported for {kind} messages"),
+                ),
                 MediaError::Corrupt => ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "media_corrupt",
@@ -645,10 +639,10 @@ async fn message_media(
                     "media_too_large",
                     format!("the file is larger than {} MB, the most this API downloads", limit / (1024 * 1024)),
                 ),
-                MediaError::Graph(ChannelError::Permanent { reason, .. }) => unavailable(format!(
+                MediaError::Provider(ChannelError::Permanent { reason, .. }) => unavailable(format!(
                     "WhatsApp refused to give the file ({reason}); the media id may have expired (WhatsApp keeps customer media only for a limited time) or the access token lacks permission"
                 )),
-                MediaError::Graph(other) => unavailable(format!(
+                MediaError::Provider(other) => unavailable(format!(
                     "WhatsApp could not be reached or failed ({other}); retry later"
                 )),
             }
@@ -787,15 +781,19 @@ async fn find_conversation(
         .as_deref()
         .map(str::trim)
         .unwrap_or_default();
-    if !matches!(channel, "whatsapp" | "telegram") || customer.is_empty() {
+    let kind = channel
+        .parse::<ChannelKind>()
+        .ok()
+        .filter(|kind| !kind.is_webchat() && state.accounts.provider(kind.as_str()).is_some());
+    let (Some(kind), false) = (kind, customer.is_empty()) else {
         return Err(ApiError::bad_request(
             "invalid_query",
             "pass `?channel=whatsapp|telegram&customer=<wa_id or chat id>`",
         ));
-    }
+    };
     let conversation_id = state
         .store
-        .latest_conversation_of(&tenant, channel, customer)
+        .latest_conversation_of(&tenant, kind, customer)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
@@ -818,7 +816,7 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn error_code(value: serde_json::Value, channel: &str) -> &'static str {
+    fn error_code(value: serde_json::Value, channel: ChannelKind) -> &'static str {
         let err = validate_message(body(value), channel).unwrap_err();
         assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
         err.code()
@@ -828,7 +826,7 @@ mod tests {
     fn valid_messages_become_text_and_media() {
         let (text, media) = validate_message(
             body(json!({"text": " Menu ", "media": {"kind": "image", "url": "https://cdn.example.com/m.jpg"}})),
-            "whatsapp",
+            ChannelKind::Whatsapp,
         )
         .unwrap();
         assert_eq!(text, "Menu");
@@ -840,7 +838,7 @@ mod tests {
         );
         let (text, media) = validate_message(
             body(json!({"media": {"kind": "document", "id": "BQACAgIAAxk", "caption": "Harga", "filename": "harga.pdf"}})),
-            "telegram",
+            ChannelKind::Telegram,
         )
         .unwrap();
         assert!(text.is_empty());
@@ -897,10 +895,17 @@ mod tests {
             ),
         ];
         for (value, code) in cases {
-            assert_eq!(error_code(value.clone(), "whatsapp"), code, "{value}");
+            assert_eq!(
+                error_code(value.clone(), ChannelKind::Whatsapp),
+                code,
+                "{value}"
+            );
         }
         assert_eq!(
-            error_code(json!({"media": {"kind": "image", "id": "1"}}), "webchat"),
+            error_code(
+                json!({"media": {"kind": "image", "id": "1"}}),
+                ChannelKind::Webchat
+            ),
             "unsupported_media_source"
         );
     }

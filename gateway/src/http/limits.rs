@@ -18,7 +18,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::config::WebchatConfig;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 

@@ -13,9 +13,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::config::valid_slug;
-use crate::error::ApiError;
-use crate::origin::{self, WidgetSettings};
-use crate::startup::AppState;
+use crate::http::error::ApiError;
+use crate::http::origin::{self, WidgetSettings};
+use crate::state::AppState;
 
 /// The widget script (plain JavaScript, no build step).
 pub const WIDGET_JS: &str = include_str!("../../ui/widget.js");

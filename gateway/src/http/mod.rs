@@ -1,11 +1,12 @@
-//! The HTTP surface: one module per area, all returning [`crate::error::ApiError`] on failure.
+//! The HTTP surface: one module per area, all returning [`crate::http::error::ApiError`] on failure.
 
 pub mod admin;
+pub mod error;
 pub mod health;
 pub mod limits;
-pub mod telegram;
+pub mod origin;
 pub mod webchat;
-pub mod whatsapp;
+pub mod webhooks;
 pub mod widget;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The whole router. Layers, outermost first: tracing (method + path only; no bodies), panic →
 /// 500, body limit (→ 413 in our JSON shape via `ApiJson`). The admin routes set their own,
@@ -30,15 +31,14 @@ pub fn router(state: AppState) -> Router {
     let webchat = webchat::router()
         .merge(widget::api_router())
         .layer(from_fn_with_state(limits.clone(), limits::per_ip))
-        .layer(from_fn_with_state(state.clone(), crate::origin::cors))
+        .layer(from_fn_with_state(state.clone(), crate::http::origin::cors))
         .layer(Extension(limits));
     Router::new()
         .merge(health::router())
         .merge(webchat)
         .merge(widget::router())
         .merge(admin::router(max_upload))
-        .merge(whatsapp::router())
-        .merge(telegram::router())
+        .merge(webhooks::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())

@@ -20,10 +20,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::config::valid_slug;
-use crate::error::{ApiError, ApiJson};
-use crate::origin;
-use crate::routes::limits::{Limits, rate_limited};
-use crate::startup::AppState;
+use crate::http::error::{ApiError, ApiJson};
+use crate::http::limits::{Limits, rate_limited};
+use crate::http::origin;
+use crate::state::AppState;
 use crate::store::{Accepted, InboundItem, InboundTarget, StoreError, WebchatSession, now_ms};
 use crate::workers::ingress::{IngressError, to_webchat};
 
@@ -155,7 +155,7 @@ async fn post_message(
         content_kind: None,
         media: None,
         received_at_ms: now_ms(),
-        channel_kind: "webchat",
+        channel_kind: channels::ChannelKind::Webchat,
     };
     match state.ingress.accept(item).await {
         Ok(Accepted::New { message, .. }) => Ok((

@@ -13,10 +13,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::{Table, Value};
 
+pub use crate::store::DatabaseTarget;
+
+pub mod origin;
+
 /// Compiled-in defaults; every operator-settable key appears here.
-pub const DEFAULTS: &str = include_str!("../config/default.toml");
+pub const DEFAULTS: &str = include_str!("../../config/default.toml");
 /// The keys of one `[tenants.<slug>]` table.
-pub const TENANT_TEMPLATE: &str = include_str!("../config/tenant.toml");
+pub const TENANT_TEMPLATE: &str = include_str!("../../config/tenant.toml");
 /// Prefix of configuration environment variables.
 const ENV_PREFIX: &str = "SAPA_";
 
@@ -268,6 +272,43 @@ pub struct TenantConfig {
     pub telegram: Option<TenantTelegram>,
 }
 
+impl TenantConfig {
+    /// The tenant's channel accounts as `(kind, settings)`, in the shape the kind's
+    /// [`channels::ChannelPlugin`] validates (see [`crate::accounts`]).
+    pub fn channel_settings(&self) -> Vec<(channels::ChannelKind, serde_json::Value)> {
+        let mut out = Vec::new();
+        if let Some(wa) = &self.whatsapp {
+            out.push((
+                channels::ChannelKind::Whatsapp,
+                serde_json::json!({
+                    "phone_number_id": wa.phone_number_id,
+                    "app_secret": wa.app_secret.expose(),
+                    "access_token": wa.access_token.expose(),
+                    "verify_token": wa.verify_token.expose(),
+                    "api_base_url": wa.api_base_url,
+                    "api_version": wa.api_version,
+                    "reengagement_template": Some(&wa.reengagement_template).filter(|t| !t.is_empty()),
+                    "reengagement_language": wa.reengagement_language,
+                }),
+            ));
+        }
+        if let Some(tg) = &self.telegram {
+            out.push((
+                channels::ChannelKind::Telegram,
+                serde_json::json!({
+                    "bot_token": tg.bot_token.expose(),
+                    "webhook_secret": tg.webhook_secret.expose(),
+                    "api_base_url": tg.api_base_url,
+                    "mode": tg.mode,
+                    "poll_timeout_s": tg.poll_timeout.as_secs(),
+                    "bot_username": tg.bot_username.trim_start_matches('@'),
+                }),
+            ));
+        }
+        out
+    }
+}
+
 /// `[tenants.<slug>.telegram]`: one Telegram bot.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -399,15 +440,6 @@ impl ConfigError {
             problems: vec![problem],
         }
     }
-}
-
-/// Which database backend a URL selects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseTarget {
-    /// SQLite at this file path.
-    Sqlite(PathBuf),
-    /// Postgres at this URL.
-    Postgres(String),
 }
 
 impl Config {
@@ -779,7 +811,7 @@ fn check_widget(
         problems.push(format!("{prefix}.greeting must be at most 500 characters"));
     }
     for origin in origins {
-        if let Err(why) = crate::origin::OriginPattern::parse(origin) {
+        if let Err(why) = origin::OriginPattern::parse(origin) {
             problems.push(format!("{prefix}.allowed_origins: {why}"));
         }
     }
@@ -1084,14 +1116,14 @@ mod tests {
         let config = Config::from_sources(None, &[]).unwrap();
         assert_eq!(config.server.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(config.conversation.debounce, Duration::from_millis(1200));
-        let example = Config::from_toml(include_str!("../config/example.toml")).unwrap();
+        let example = Config::from_toml(include_str!("../../config/example.toml")).unwrap();
         assert_eq!(example.tenants["kopi-nusantara"].name, "Kopi Nusantara");
         assert!(!example.demo.enabled);
     }
 
     #[test]
     fn every_example_key_is_documented_in_the_defaults() {
-        let example: Table = include_str!("../config/example.toml").parse().unwrap();
+        let example: Table = include_str!("../../config/example.toml").parse().unwrap();
         let defaults: Table = DEFAULTS.parse().unwrap();
         let tenant: Table = TENANT_TEMPLATE.parse().unwrap();
         let schema = Schema {

@@ -8,7 +8,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::checks;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry;
 
 /// Health and metrics routes.

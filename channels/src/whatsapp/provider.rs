@@ -1,0 +1,181 @@
+//! The WhatsApp plugin: one [`WhatsappProvider`] for every number (Meta posts all numbers of
+//! an app to one URL, `/webhooks/whatsapp`, and each change names its `phone_number_id`), and a
+//! [`WhatsappChannel`] per number.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{WhatsappAccount, WhatsappChannel, webhook};
+use crate::channel::Channel;
+use crate::model::{ChannelKind, InboundEvent};
+use crate::provider::{
+    AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Event, Inbound, Plugged,
+    Provider, Verified, WebhookRequest,
+};
+
+/// Largest webhook body Meta sends (~3 MB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Validates and builds WhatsApp numbers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WhatsappPlugin;
+
+impl ChannelPlugin for WhatsappPlugin {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Whatsapp
+    }
+
+    fn account_key(&self, settings: &serde_json::Value) -> Result<String, String> {
+        let account = parse(settings)?;
+        Ok(account.phone_number_id)
+    }
+
+    fn build(&self, accounts: Vec<AccountSpec>, http: &reqwest::Client) -> Result<Plugged, String> {
+        let mut numbers = HashMap::new();
+        let mut channels: Vec<(String, Arc<dyn Channel>)> = Vec::new();
+        for spec in accounts {
+            let account = parse(&spec.settings)?;
+            channels.push((
+                spec.key.clone(),
+                Arc::new(WhatsappChannel::new(http.clone(), &account)),
+            ));
+            numbers.insert(spec.key, account);
+        }
+        Ok(Plugged {
+            provider: Arc::new(WhatsappProvider { numbers }),
+            channels,
+        })
+    }
+}
+
+/// Parses and checks one number's settings.
+fn parse(settings: &serde_json::Value) -> Result<WhatsappAccount, String> {
+    let account: WhatsappAccount = serde_json::from_value(settings.clone())
+        .map_err(|e| format!("invalid WhatsApp settings: {e}"))?;
+    if account.phone_number_id.is_empty()
+        || !account.phone_number_id.chars().all(|c| c.is_ascii_digit())
+    {
+        return Err("phone_number_id must be the numeric Graph API phone number id".to_owned());
+    }
+    for (name, value) in [
+        ("app_secret", &account.app_secret),
+        ("access_token", &account.access_token),
+        ("verify_token", &account.verify_token),
+    ] {
+        if value.trim().is_empty() {
+            return Err(format!("{name} must not be empty"));
+        }
+    }
+    if !(account.api_base_url.starts_with("http://")
+        || account.api_base_url.starts_with("https://"))
+    {
+        return Err("api_base_url must be an http:// or https:// URL".to_owned());
+    }
+    Ok(account)
+}
+
+/// The inbound side of every configured WhatsApp number.
+#[derive(Debug)]
+pub struct WhatsappProvider {
+    numbers: HashMap<String, WhatsappAccount>,
+}
+
+impl Provider for WhatsappProvider {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Whatsapp
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        MAX_BODY_BYTES
+    }
+
+    fn handshake(&self, query: &[(String, String)]) -> Option<String> {
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let (mode, token, challenge) = (
+            param("hub.mode"),
+            param("hub.verify_token"),
+            param("hub.challenge"),
+        );
+        // Check every number (no early exit) so timing does not reveal which token matched.
+        let mut answer = None;
+        for account in self.numbers.values() {
+            if let Some(c) =
+                webhook::verify_challenge(mode, token, challenge, &account.verify_token)
+            {
+                answer = Some(c.to_owned());
+            }
+        }
+        answer
+    }
+
+    fn verify(&self, request: &WebhookRequest<'_>) -> Verified {
+        let signature = request
+            .headers
+            .get(webhook::SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok());
+        // Numbers of one Meta app share a secret, so each distinct secret is checked once.
+        let mut checked: HashMap<&str, bool> = HashMap::new();
+        for account in self.numbers.values() {
+            let secret = account.app_secret.as_str();
+            if !checked.contains_key(secret) {
+                let ok = webhook::verify_signature(secret.as_bytes(), request.body, signature);
+                checked.insert(secret, ok);
+            }
+        }
+        let signed: Vec<String> = self
+            .numbers
+            .iter()
+            .filter(|(_, a)| checked.get(a.app_secret.as_str()).copied().unwrap_or(false))
+            .map(|(key, _)| key.clone())
+            .collect();
+        if signed.is_empty() {
+            Verified::Rejected {
+                code: "invalid_signature",
+                message: "X-Hub-Signature-256 does not match the body",
+            }
+        } else {
+            Verified::Accounts(signed)
+        }
+    }
+
+    fn decode(&self, request: &WebhookRequest<'_>) -> Result<Decoded, DecodeError> {
+        let delivery = webhook::decode(request.body).map_err(|e| DecodeError(e.to_string()))?;
+        let mut decoded = Decoded::default();
+        for value in delivery.values {
+            decoded.undecodable += value.undecodable;
+            decoded.provider_errors.extend(
+                value
+                    .errors
+                    .into_iter()
+                    .map(|e| (e.code, e.title.chars().take(120).collect())),
+            );
+            if value.phone_number_id.is_empty() {
+                continue;
+            }
+            let events = value
+                .events
+                .into_iter()
+                .map(|event| match event {
+                    InboundEvent::Message(message) => Event::Message(Inbound::plain(message)),
+                    InboundEvent::Status(status) => Event::Status {
+                        window_closed: status
+                            .error
+                            .as_ref()
+                            .is_some_and(|e| e.code == super::api::REENGAGEMENT_CODE),
+                        update: status,
+                    },
+                })
+                .collect();
+            decoded.accounts.push(AccountEvents {
+                account: value.phone_number_id,
+                events,
+            });
+        }
+        Ok(decoded)
+    }
+}

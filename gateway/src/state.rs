@@ -1,0 +1,56 @@
+//! The shared handles HTTP handlers work with: [`AppState`], built once by
+//! [`crate::startup::Application::build`].
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use channels::webchat::Hub;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::store::Store;
+use crate::workers::ingress::Ingress;
+
+/// Shared handles for handlers. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState(pub(crate) Arc<Services>);
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What handlers use.
+#[derive(Debug)]
+pub struct Services {
+    /// Effective configuration.
+    pub config: Config,
+    /// Storage.
+    pub store: Store,
+    /// Knowledge index.
+    pub knowledge: knowledge::Knowledge,
+    /// Web chat fan-out.
+    pub hub: Arc<Hub>,
+    /// Inbound group commit.
+    pub ingress: Ingress,
+    /// Outbound HTTP (health checks, providers).
+    pub http: reqwest::Client,
+    /// Prometheus renderer.
+    pub metrics: PrometheusHandle,
+    /// Secrets at rest.
+    pub secrets: SecretBox,
+    /// Provider channel accounts: providers by kind, routes by provider key and account id.
+    pub accounts: Arc<crate::accounts::Accounts>,
+    /// Applies decoded provider events (webhooks).
+    pub inbound: crate::workers::inbound::InboundEvents,
+    /// Cancelled when the server begins shutting down (closes WebSockets).
+    pub shutdown: CancellationToken,
+    /// Wakes the outbox dispatcher when a handler queued a send.
+    pub dispatcher_wake: Arc<Notify>,
+}
