@@ -360,6 +360,7 @@ async fn channel(
             }),
         ),
     };
+    let settings_mode = settings["mode"].as_str().map(str::to_owned);
     let plugins = crate::accounts::Plugins::default();
     // Refuse bad settings before touching the database.
     let plugin = plugins
@@ -399,8 +400,11 @@ async fn channel(
     let (id, key) =
         crate::accounts::save(&store, &secrets, &plugins, &tenant, kind, settings).await?;
     store.close().await;
+    let mode = settings_mode
+        .map(|m| format!(", {m} mode"))
+        .unwrap_or_default();
     println!(
-        "{kind} account {key} added to tenant {tenant} (account {id}); restart the server to use it"
+        "{kind} account {key} added to tenant {tenant} (account {id}{mode}); restart the server to use it"
     );
     Ok(ExitCode::SUCCESS)
 }
