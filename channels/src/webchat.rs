@@ -67,6 +67,19 @@ pub enum WebchatEvent {
     StreamDiscarded,
 }
 
+/// Publish/subscribe of [`WebchatEvent`]s per conversation: what the web chat channel needs
+/// to reach the browsers. [`Hub`] is the in-process implementation; a distributed deployment
+/// puts a shared bus behind the same trait (the gateway's `coord` seam), so a socket on one
+/// replica sees what another replica sends.
+pub trait EventBus: Send + Sync + std::fmt::Debug {
+    /// Subscribes to a conversation's events.
+    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<WebchatEvent>;
+
+    /// Publishes an event to the conversation's subscribers (best effort: a browser that
+    /// misses it catches up from storage).
+    fn publish(&self, conversation_id: &str, event: WebchatEvent);
+}
+
 /// Per-conversation fan-out of [`WebchatEvent`]s to connected browsers.
 #[derive(Debug, Default)]
 pub struct Hub {
@@ -108,16 +121,26 @@ impl Hub {
     }
 }
 
+impl EventBus for Hub {
+    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<WebchatEvent> {
+        Hub::subscribe(self, conversation_id)
+    }
+
+    fn publish(&self, conversation_id: &str, event: WebchatEvent) {
+        Hub::publish(self, conversation_id, event);
+    }
+}
+
 /// The web chat channel: delivering a message means pushing it to the conversation's sockets.
 #[derive(Debug, Clone)]
 pub struct WebchatChannel {
-    hub: Arc<Hub>,
+    bus: Arc<dyn EventBus>,
 }
 
 impl WebchatChannel {
-    /// A channel publishing into `hub`.
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub }
+    /// A channel publishing into `bus`.
+    pub fn new(bus: Arc<dyn EventBus>) -> Self {
+        Self { bus }
     }
 }
 
@@ -140,7 +163,7 @@ impl Channel for WebchatChannel {
             status: Some("sent".to_owned()),
             citations: Vec::new(),
         };
-        self.hub
+        self.bus
             .publish(&msg.conversation_id, WebchatEvent::Message { message });
         // Offline browsers fetch the stored message on reconnect, so "no subscriber" is success.
         Ok(Delivery {

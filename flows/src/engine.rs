@@ -36,6 +36,27 @@ pub enum TurnKind {
     Command,
 }
 
+impl TurnKind {
+    /// The stable name used in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Choice => "choice",
+            Self::Command => "command",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Self::Text),
+            "choice" => Some(Self::Choice),
+            "command" => Some(Self::Command),
+            _ => None,
+        }
+    }
+}
+
 /// One customer message in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerTurn {

@@ -610,7 +610,7 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
                 anyhow::bail!("tenant `{slug}` already exists");
             }
             store
-                .ensure_channel_account(&slug, "webchat", &slug, "Web chat", None)
+                .ensure_channel_account(&slug, ChannelKind::Webchat, &slug, "Web chat", None)
                 .await?;
             println!("created tenant {slug} ({}, locale {locale})", name.trim());
         }

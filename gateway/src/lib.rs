@@ -36,6 +36,7 @@ pub mod api_key;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod coord;
 pub mod crypto;
 pub mod demo;
 pub mod http;

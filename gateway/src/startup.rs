@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use channels::webchat::{Hub, WebchatChannel};
+use channels::webchat::WebchatChannel;
+
+use crate::coord::Coord;
 use channels::{Channel, ChannelKind, ChannelPlugin};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -187,7 +189,7 @@ impl Application {
             .context("cannot build the HTTP client")?;
         let accounts = Arc::new(crate::accounts::load(&store, &secrets, &plugins, &http).await?);
 
-        let hub = Arc::new(Hub::default());
+        let coord: Arc<dyn Coord> = Arc::new(crate::coord::Local::new(&config.webchat));
         let dispatcher_wake = Arc::new(Notify::new());
         let work = (TaskTracker::new(), CancellationToken::new());
         let delivery = (TaskTracker::new(), CancellationToken::new());
@@ -199,7 +201,7 @@ impl Application {
         let mut registry = ChannelRegistry::default();
         registry.insert_kind(
             ChannelKind::Webchat,
-            Arc::new(WebchatChannel::new(hub.clone())),
+            Arc::new(WebchatChannel::new(coord.clone())),
         );
         for route in accounts.routes() {
             registry.insert_account(&route.account_id, route.channel.clone());
@@ -214,7 +216,7 @@ impl Application {
             store: store.clone(),
             knowledge: knowledge.clone(),
             engine: flows::Engine,
-            hub: hub.clone(),
+            coord: coord.clone(),
             dispatcher_wake: dispatcher_wake.clone(),
             debounce: config.conversation.debounce,
             debounce_max: config.conversation.debounce_max,
@@ -234,7 +236,7 @@ impl Application {
         let ingress = Ingress::spawn(
             store.clone(),
             lanes.clone(),
-            hub.clone(),
+            coord.clone(),
             &work.0,
             work.1.clone(),
         );
@@ -257,11 +259,13 @@ impl Application {
         );
 
         poller::spawn_checkpointer(store.clone(), &delivery.0, delivery.1.clone());
-        Dispatcher::new(store.clone(), registry, config.dispatcher.clone()).spawn(
-            dispatcher_wake.clone(),
-            &delivery.0,
-            delivery.1.clone(),
-        );
+        Dispatcher::new(
+            store.clone(),
+            registry,
+            coord.clone(),
+            config.dispatcher.clone(),
+        )
+        .spawn(dispatcher_wake.clone(), &delivery.0, delivery.1.clone());
 
         let listener = TcpListener::bind(config.server.bind)
             .await
@@ -276,7 +280,7 @@ impl Application {
             config,
             store,
             knowledge,
-            hub,
+            coord,
             ingress,
             http,
             metrics: telemetry::prometheus(),
@@ -373,13 +377,19 @@ async fn seed(
             .set_tenant_instructions(slug, &tenant.instructions)
             .await?;
         store
-            .ensure_channel_account(slug, "webchat", slug, "Web chat", None)
+            .ensure_channel_account(slug, ChannelKind::Webchat, slug, "Web chat", None)
             .await?;
     }
     if config.demo.enabled {
         store.upsert_tenant(demo::TENANT, demo::NAME, "id").await?;
         store
-            .ensure_channel_account(demo::TENANT, "webchat", demo::TENANT, "Web chat", None)
+            .ensure_channel_account(
+                demo::TENANT,
+                ChannelKind::Webchat,
+                demo::TENANT,
+                "Web chat",
+                None,
+            )
             .await?;
         // Ingested once; with embeddings, documents still without vectors get them here.
         let mut ingested = 0;

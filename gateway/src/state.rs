@@ -4,12 +4,12 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use channels::webchat::Hub;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::coord::Coord;
 use crate::crypto::SecretBox;
 use crate::store::Store;
 use crate::workers::ingress::Ingress;
@@ -35,8 +35,8 @@ pub struct Services {
     pub store: Store,
     /// Knowledge index.
     pub knowledge: knowledge::Knowledge,
-    /// Web chat fan-out.
-    pub hub: Arc<Hub>,
+    /// Coordination: leases, shared rate limits, pacing, web chat pub/sub.
+    pub coord: Arc<dyn Coord>,
     /// Inbound group commit.
     pub ingress: Ingress,
     /// Outbound HTTP (health checks, providers).

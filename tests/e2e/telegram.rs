@@ -60,7 +60,10 @@ async fn post_ok(app: &TestApp, body: &[u8]) {
 
 async fn account_id(app: &TestApp) -> String {
     let store = app.store().await;
-    let accounts = store.channel_accounts_of_kind("telegram").await.unwrap();
+    let accounts = store
+        .channel_accounts_of_kind(channels::ChannelKind::Telegram)
+        .await
+        .unwrap();
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0].external_id, BOT_ID.to_string());
     accounts[0].id.clone()
@@ -555,7 +558,10 @@ async fn telegram_channel_add_stores_sealed_credentials_and_the_bot_serves() {
         )
         .await
         .unwrap();
-        let accounts = store.channel_accounts_of_kind("telegram").await.unwrap();
+        let accounts = store
+            .channel_accounts_of_kind(channels::ChannelKind::Telegram)
+            .await
+            .unwrap();
         assert_eq!(accounts.len(), 1);
         assert_eq!(accounts[0].tenant_id, "shop");
         let sealed = accounts[0].credentials.clone().unwrap();

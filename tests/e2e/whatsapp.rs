@@ -491,7 +491,10 @@ async fn whatsapp_channel_add_stores_sealed_credentials() {
     )
     .await
     .unwrap();
-    let accounts = store.channel_accounts_of_kind("whatsapp").await.unwrap();
+    let accounts = store
+        .channel_accounts_of_kind(channels::ChannelKind::Whatsapp)
+        .await
+        .unwrap();
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0].tenant_id, "shop");
     let sealed = accounts[0].credentials.clone().unwrap();

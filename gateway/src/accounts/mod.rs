@@ -139,7 +139,7 @@ pub async fn save(
     let id = store
         .ensure_channel_account(
             tenant_id,
-            kind.as_str(),
+            kind,
             &key,
             display_name(kind),
             Some(sealed.clone()),
@@ -202,7 +202,7 @@ pub async fn load(
         let kind = plugin.kind();
         let mut specs = Vec::new();
         let mut rows = Vec::new();
-        for row in store.channel_accounts_of_kind(kind.as_str()).await? {
+        for row in store.channel_accounts_of_kind(kind).await? {
             let Some(sealed) = &row.credentials else {
                 tracing::warn!(account_id = %row.id, %kind, "account without credentials; skipped");
                 continue;

@@ -9,11 +9,9 @@ pub mod webchat;
 pub mod webhooks;
 pub mod widget;
 
-use std::sync::Arc;
-
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -23,16 +21,14 @@ use crate::state::AppState;
 /// 500, body limit (→ 413 in our JSON shape via `ApiJson`). The admin routes set their own,
 /// larger body limit (`admin.max_upload_bytes`), which wins over the default one. The web chat
 /// API (`/v1/webchat/*`) also goes through CORS (origin allowlists) and the per-IP rate limit;
-/// its handlers find the per-session limiter as an extension.
+/// its handlers count the per-session limit through the coordination seam.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     let max_upload = state.config.admin.max_upload_bytes;
-    let limits = Arc::new(limits::Limits::new(&state.config.webchat));
     let webchat = webchat::router()
         .merge(widget::api_router())
-        .layer(from_fn_with_state(limits.clone(), limits::per_ip))
-        .layer(from_fn_with_state(state.clone(), crate::http::origin::cors))
-        .layer(Extension(limits));
+        .layer(from_fn_with_state(state.coord.clone(), limits::per_ip))
+        .layer(from_fn_with_state(state.clone(), crate::http::origin::cors));
     Router::new()
         .merge(health::router())
         .merge(webchat)

@@ -3,15 +3,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use std::sync::Arc;
-
+use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
 use base64::Engine as _;
+use channels::ChannelKind;
 use channels::webchat::{WebchatEvent, WebchatMessage};
 use rand::RngCore;
 use serde::Deserialize;
@@ -20,8 +19,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::config::valid_slug;
+use crate::coord::RateLimit;
 use crate::http::error::{ApiError, ApiJson};
-use crate::http::limits::{Limits, rate_limited};
+use crate::http::limits::rate_limited;
 use crate::http::origin;
 use crate::state::AppState;
 use crate::store::{Accepted, InboundItem, InboundTarget, StoreError, WebchatSession, now_ms};
@@ -77,7 +77,13 @@ async fn create_session(
     };
     let account = state
         .store
-        .ensure_channel_account(&tenant.id, "webchat", &tenant.id, "Web chat", None)
+        .ensure_channel_account(
+            &tenant.id,
+            ChannelKind::Webchat,
+            &tenant.id,
+            "Web chat",
+            None,
+        )
         .await?;
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
@@ -107,7 +113,6 @@ struct PostMessage {
 
 async fn post_message(
     State(state): State<AppState>,
-    Extension(limits): Extension<Arc<Limits>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<Response, ApiError> {
@@ -141,7 +146,11 @@ async fn post_message(
             format!("text is {length} characters; the limit is {max}"),
         ));
     }
-    if let Err(wait) = limits.check_session(&session.conversation_id) {
+    if let Err(wait) = state
+        .coord
+        .check_rate(RateLimit::WebchatSession, &session.conversation_id)
+        .await
+    {
         return Ok(rate_limited(wait, "too many messages in this conversation"));
     }
     let item = InboundItem {
@@ -150,7 +159,7 @@ async fn post_message(
         target: InboundTarget::Conversation(session.conversation_id.clone()),
         external_id: client_id.to_owned(),
         text: text.to_owned(),
-        kind: "text",
+        kind: flows::TurnKind::Text,
         answer: true,
         content_kind: None,
         media: None,
@@ -217,7 +226,7 @@ async fn run_socket(
     session: WebchatSession,
     mut last: i64,
 ) {
-    let mut events = state.hub.subscribe(&session.conversation_id);
+    let mut events = state.coord.subscribe(&session.conversation_id);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     if catch_up(&mut socket, &state, &session, &mut last)

@@ -48,8 +48,8 @@ pub struct InboundItem {
     pub external_id: String,
     /// Text (for non-text content, a one-line description for agents).
     pub text: String,
-    /// `text`, `choice` or `command`.
-    pub kind: &'static str,
+    /// How it was produced (typed, a button, a command).
+    pub kind: flows::TurnKind,
     /// Whether the bot should answer it; `false` stores it (deduped, visible to agents)
     /// without waking a lane (reactions, locations, media without caption).
     pub answer: bool,
@@ -69,8 +69,8 @@ pub struct InboundItem {
 pub struct StoredContent {
     /// Text (for non-text content without a caption, a one-line description for agents).
     pub text: String,
-    /// `text` or `choice` (a tapped button or list row).
-    pub kind: &'static str,
+    /// Typed text or a choice (a tapped button or list row).
+    pub kind: flows::TurnKind,
     /// Whether the bot answers it (false: reactions, locations, media without caption).
     pub answer: bool,
     /// Content kind when it is not plain text.
@@ -85,9 +85,9 @@ impl StoredContent {
         use channels::model::{MessageContent, TurnHint};
         let answer = content.answer_text();
         let (text, kind) = match answer {
-            Some((text, TurnHint::Choice)) => (text.to_owned(), "choice"),
-            Some((text, TurnHint::Text)) => (text.to_owned(), "text"),
-            None => (content.display_text(), "text"),
+            Some((text, TurnHint::Choice)) => (text.to_owned(), flows::TurnKind::Choice),
+            Some((text, TurnHint::Text)) => (text.to_owned(), flows::TurnKind::Text),
+            None => (content.display_text(), flows::TurnKind::Text),
         };
         let media = match content {
             MessageContent::Media { kind, media, .. } => {
@@ -182,7 +182,7 @@ impl Store {
             .bind(&item.channel_account_id)
             .bind(&item.external_id)
             .bind(&conversation_id)
-            .bind(item.kind)
+            .bind(item.kind.as_str())
             .bind(item.received_at_ms)
             .bind((!item.answer).then_some(item.received_at_ms))
             .fetch_optional(&mut *tx)

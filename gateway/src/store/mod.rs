@@ -26,7 +26,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use outbox::{ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage};
-pub use turns::{LlmUsage, PendingTurn, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
+pub use turns::{LlmUsage, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
 
 /// One migration: version, name, SQLite script, Postgres script.
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
@@ -550,7 +550,7 @@ impl Store {
     pub async fn ensure_channel_account(
         &self,
         tenant_id: &str,
-        kind: &str,
+        kind: ChannelKind,
         external_id: &str,
         name: &str,
         credentials: Option<Vec<u8>>,
@@ -562,7 +562,7 @@ impl Store {
         )
         .bind(&id)
         .bind(tenant_id)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(external_id)
         .bind(name)
         .bind(credentials)
@@ -572,7 +572,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT id, tenant_id FROM channel_accounts WHERE kind = $1 AND external_id = $2",
         )
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(external_id)
         .fetch_one(&self.write)
         .await?;
@@ -635,12 +635,12 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn channel_accounts_of_kind(
         &self,
-        kind: &str,
+        kind: ChannelKind,
     ) -> Result<Vec<ChannelAccount>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, tenant_id, external_id, credentials FROM channel_accounts WHERE kind = $1 ORDER BY id",
         )
-        .bind(kind)
+        .bind(kind.as_str())
         .fetch_all(&self.read)
         .await?;
         rows.iter()

@@ -72,7 +72,7 @@ async fn backends() -> Vec<TestStore> {
 async fn webchat_conversation(store: &Store, tenant: &str) -> (String, String) {
     store.upsert_tenant(tenant, "Shop", "id").await.unwrap();
     let account = store
-        .ensure_channel_account(tenant, "webchat", tenant, "Web chat", None)
+        .ensure_channel_account(tenant, ChannelKind::Webchat, tenant, "Web chat", None)
         .await
         .unwrap();
     let conversation = store
@@ -100,7 +100,7 @@ fn item(
         target: InboundTarget::Conversation(conversation.into()),
         external_id: external.into(),
         text: text.into(),
-        kind: "text",
+        kind: flows::TurnKind::Text,
         answer: true,
         content_kind: None,
         media: None,
@@ -182,11 +182,12 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
         );
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
         assert_eq!(batch.turns.len(), 2);
-        let commit = TurnCommit {
-            batch: &batch,
-            state: "bot",
-            locale: "id",
-            abstain_streak: 1,
+        let commit = Turn {
+            conversation: flows::Conversation {
+                state: flows::ConversationState::Bot,
+                locale: flows::Locale::Id,
+                abstain_streak: 1,
+            },
             handoff_reason: None,
             replies: vec![TurnReply {
                 text: "jawaban".into(),
@@ -195,6 +196,7 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
             }],
             unanswered: vec!["a\nb".into()],
             llm_usage: vec![],
+            ..Turn::new(batch.clone())
         };
         assert_eq!(
             s.commit_turn(&commit).await.unwrap(),
@@ -253,11 +255,12 @@ async fn a_newer_message_supersedes_an_answer_being_committed() {
         s.accept_inbound(&[item("shop", &account, &conv, "m2", "b")])
             .await
             .unwrap();
-        let commit = TurnCommit {
-            batch: &batch,
-            state: "bot",
-            locale: "id",
-            abstain_streak: 0,
+        let commit = Turn {
+            conversation: flows::Conversation {
+                state: flows::ConversationState::Bot,
+                locale: flows::Locale::Id,
+                abstain_streak: 0,
+            },
             handoff_reason: None,
             replies: vec![TurnReply {
                 text: "x".into(),
@@ -266,6 +269,7 @@ async fn a_newer_message_supersedes_an_answer_being_committed() {
             }],
             unanswered: vec![],
             llm_usage: vec![],
+            ..Turn::new(batch.clone())
         };
         assert_eq!(
             s.commit_turn(&commit).await.unwrap(),
@@ -289,11 +293,12 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                 .await
                 .unwrap();
             let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
-            let commit = TurnCommit {
-                batch: &batch,
-                state: "bot",
-                locale: "id",
-                abstain_streak: 0,
+            let commit = Turn {
+                conversation: flows::Conversation {
+                    state: flows::ConversationState::Bot,
+                    locale: flows::Locale::Id,
+                    abstain_streak: 0,
+                },
                 handoff_reason: None,
                 replies: vec![TurnReply {
                     text: format!("r{n}"),
@@ -302,6 +307,7 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                 }],
                 unanswered: vec![],
                 llm_usage: vec![],
+                ..Turn::new(batch.clone())
             };
             s.commit_turn(&commit).await.unwrap();
         }
@@ -384,7 +390,7 @@ async fn tenant_scoping_hides_other_tenants_conversations() {
         );
         // An account id cannot be claimed by a second tenant.
         assert!(
-            s.ensure_channel_account("shop-b", "webchat", "shop-a", "x", None)
+            s.ensure_channel_account("shop-b", ChannelKind::Webchat, "shop-a", "x", None)
                 .await
                 .is_err()
         );
@@ -401,7 +407,7 @@ async fn channel_credentials_are_stored_encrypted_and_read_back_per_tenant() {
         let account = s
             .ensure_channel_account(
                 "shop",
-                "whatsapp",
+                ChannelKind::Whatsapp,
                 "106540352242922",
                 "WA",
                 Some(sealed.clone()),
@@ -486,7 +492,7 @@ fn wa_item(tenant: &str, account: &str, wa_id: &str, external: &str, answer: boo
         }),
         external_id: external.into(),
         text: "halo".into(),
-        kind: "text",
+        kind: flows::TurnKind::Text,
         answer,
         content_kind: (!answer).then_some("reaction"),
         media: None,
@@ -529,7 +535,7 @@ async fn provider_messages_resolve_one_open_conversation_per_contact() {
         let s = &t.store;
         s.upsert_tenant("wa", "Shop", "id").await.unwrap();
         let account = s
-            .ensure_channel_account("wa", "whatsapp", "1065", "WA", Some(vec![1, 2]))
+            .ensure_channel_account("wa", ChannelKind::Whatsapp, "1065", "WA", Some(vec![1, 2]))
             .await
             .unwrap();
         let first = s
@@ -566,7 +572,10 @@ async fn provider_messages_resolve_one_open_conversation_per_contact() {
             Some(vec![1, 2])
         );
         assert_eq!(
-            s.channel_accounts_of_kind("whatsapp").await.unwrap().len(),
+            s.channel_accounts_of_kind(ChannelKind::Whatsapp)
+                .await
+                .unwrap()
+                .len(),
             1
         );
     }
@@ -578,7 +587,7 @@ async fn delivery_statuses_only_move_forward() {
         let s = &t.store;
         s.upsert_tenant("wa2", "Shop", "id").await.unwrap();
         let account = s
-            .ensure_channel_account("wa2", "whatsapp", "2065", "WA", None)
+            .ensure_channel_account("wa2", ChannelKind::Whatsapp, "2065", "WA", None)
             .await
             .unwrap();
         let accepted = s
@@ -587,11 +596,12 @@ async fn delivery_statuses_only_move_forward() {
             .unwrap();
         let conv = conversation_of(&accepted[0]);
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
-        let commit = TurnCommit {
-            batch: &batch,
-            state: "bot",
-            locale: "id",
-            abstain_streak: 0,
+        let commit = Turn {
+            conversation: flows::Conversation {
+                state: flows::ConversationState::Bot,
+                locale: flows::Locale::Id,
+                abstain_streak: 0,
+            },
             handoff_reason: None,
             replies: vec![TurnReply {
                 text: "jawaban".into(),
@@ -600,6 +610,7 @@ async fn delivery_statuses_only_move_forward() {
             }],
             unanswered: vec![],
             llm_usage: vec![],
+            ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
         let claimed = s.claim_outbox(10, 30_000).await.unwrap();
@@ -673,7 +684,7 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
         s.upsert_tenant("wa3", "Shop", "id").await.unwrap();
         s.upsert_tenant("other3", "Other", "id").await.unwrap();
         let account = s
-            .ensure_channel_account("wa3", "whatsapp", "2066", "WA", None)
+            .ensure_channel_account("wa3", ChannelKind::Whatsapp, "2066", "WA", None)
             .await
             .unwrap();
         let accepted = s
@@ -682,11 +693,12 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
             .unwrap();
         let conv = conversation_of(&accepted[0]);
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
-        let commit = TurnCommit {
-            batch: &batch,
-            state: "bot",
-            locale: "id",
-            abstain_streak: 0,
+        let commit = Turn {
+            conversation: flows::Conversation {
+                state: flows::ConversationState::Bot,
+                locale: flows::Locale::Id,
+                abstain_streak: 0,
+            },
             handoff_reason: None,
             replies: vec![TurnReply {
                 text: "jawaban panjang".into(),
@@ -695,6 +707,7 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
             }],
             unanswered: vec![],
             llm_usage: vec![],
+            ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
         let claimed = s.claim_outbox(10, 30_000).await.unwrap();
@@ -828,7 +841,7 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
         s.upsert_tenant("tg", "Shop", "id").await.unwrap();
         s.upsert_tenant("other", "Other", "id").await.unwrap();
         let account = s
-            .ensure_channel_account("tg", "telegram", "7000000001", "Telegram", None)
+            .ensure_channel_account("tg", ChannelKind::Telegram, "7000000001", "Telegram", None)
             .await
             .unwrap();
         let first = s
@@ -927,11 +940,12 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
         // keyboard payloads reference them by index).
         let batch = s.load_turn_batch(&conversation).await.unwrap().unwrap();
         let long = "Saya ingin berbicara dengan admin tentang pesanan katering besar".to_owned();
-        let commit = TurnCommit {
-            batch: &batch,
-            state: "bot",
-            locale: "id",
-            abstain_streak: 0,
+        let commit = Turn {
+            conversation: flows::Conversation {
+                state: flows::ConversationState::Bot,
+                locale: flows::Locale::Id,
+                abstain_streak: 0,
+            },
             handoff_reason: None,
             replies: vec![TurnReply {
                 text: "Pilih:".into(),
@@ -940,6 +954,7 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
             }],
             unanswered: vec![],
             llm_usage: vec![],
+            ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
         let claimed = s.claim_outbox(10, 30_000).await.unwrap();

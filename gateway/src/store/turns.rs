@@ -1,7 +1,9 @@
 //! Conversation turns: load a conversation's pending batch, commit its outcome atomically.
 
 use channels::model::{Author, OutboundMessage};
+use flows::{Conversation, ConversationState, Locale, TurnKind};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::outbox::queue_outbound;
 use super::{Dialect, Store, StoreError, now_ms};
@@ -13,8 +15,8 @@ pub struct PendingTurn {
     pub inbox_id: i64,
     /// Client or provider message id.
     pub external_id: String,
-    /// `text`, `choice` or `command`.
-    pub kind: String,
+    /// How it was produced (typed, a button, a command).
+    pub kind: TurnKind,
     /// Text.
     pub text: String,
     /// Arrival time, Unix milliseconds.
@@ -30,16 +32,12 @@ pub struct TurnBatch {
     pub conversation_id: String,
     /// Channel account id.
     pub channel_account_id: String,
-    /// `webchat`, `whatsapp` or `telegram`.
+    /// The channel it runs on.
     pub channel_kind: channels::ChannelKind,
     /// The customer's address on the channel.
     pub recipient: String,
-    /// Stored conversation state.
-    pub state: String,
-    /// Stored locale.
-    pub locale: String,
-    /// Consecutive unanswered questions.
-    pub abstain_streak: i64,
+    /// Who answers, in which language, and the abstain streak, as stored.
+    pub conversation: Conversation,
     /// Pending messages, in arrival order.
     pub turns: Vec<PendingTurn>,
 }
@@ -66,25 +64,45 @@ pub struct LlmUsage {
     pub completion_tokens: i64,
 }
 
-/// Everything one processed batch changes, committed together.
+/// One turn from answer to commit: the batch it answers and everything it changes, committed
+/// together. The lane builds it (`workers::answer::prepare`), the committer stores it.
 #[derive(Debug, Clone)]
-pub struct TurnCommit<'a> {
+pub struct Turn {
     /// The batch this answers.
-    pub batch: &'a TurnBatch,
-    /// New state.
-    pub state: &'a str,
-    /// New locale.
-    pub locale: &'a str,
-    /// New abstain streak.
-    pub abstain_streak: i64,
+    pub batch: TurnBatch,
+    /// The conversation after this turn (state, locale, abstain streak).
+    pub conversation: Conversation,
     /// Set when the conversation was handed to a human.
-    pub handoff_reason: Option<&'a str>,
+    pub handoff_reason: Option<&'static str>,
     /// Bot messages, in order.
     pub replies: Vec<TurnReply>,
     /// Questions to record as unanswered.
     pub unanswered: Vec<String>,
     /// Language model usage of this turn.
     pub llm_usage: Vec<LlmUsage>,
+    /// Metric label: `passage`, `no_match`, `failed`, `handoff`, `silent`, or for model answers
+    /// `llm_answer`, `llm_clarify`, `llm_handoff`, `llm_rejected`, `llm_unavailable`.
+    pub kind: &'static str,
+}
+
+impl Turn {
+    /// A turn that changes nothing yet: the batch's conversation as stored, no replies.
+    pub fn new(batch: TurnBatch) -> Self {
+        Self {
+            conversation: batch.conversation.clone(),
+            batch,
+            handoff_reason: None,
+            replies: Vec::new(),
+            unanswered: Vec::new(),
+            llm_usage: Vec::new(),
+            kind: "silent",
+        }
+    }
+
+    /// Arrival time of the oldest message answered (Unix ms), for latency metrics.
+    pub fn oldest_received_ms(&self) -> Option<i64> {
+        self.batch.turns.first().map(|t| t.received_at_ms)
+    }
 }
 
 /// How a commit ended.
@@ -147,10 +165,13 @@ impl Store {
         let turns = pending
             .iter()
             .map(|r| {
+                let kind: String = r.try_get("kind")?;
                 Ok(PendingTurn {
                     inbox_id: r.try_get("id")?,
                     external_id: r.try_get("external_id")?,
-                    kind: r.try_get("kind")?,
+                    kind: TurnKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown inbox message kind {kind:?}"))
+                    })?,
                     text: r.try_get("body")?,
                     received_at_ms: r.try_get("received_at")?,
                 })
@@ -162,9 +183,7 @@ impl Store {
             channel_account_id: row.try_get("channel_account_id")?,
             channel_kind: super::channel_kind_of(row, "channel_kind")?,
             recipient: row.try_get("recipient")?,
-            state: row.try_get("state")?,
-            locale: row.try_get("locale")?,
-            abstain_streak: row.try_get("abstain_streak")?,
+            conversation: conversation_of(row)?,
             turns,
         }))
     }
@@ -207,8 +226,8 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`]; nothing was stored and the batch stays pending.
-    pub async fn commit_turn(&self, commit: &TurnCommit<'_>) -> Result<TurnOutcome, StoreError> {
-        let mut outcomes = self.commit_turns(std::slice::from_ref(commit)).await?;
+    pub async fn commit_turn(&self, turn: &Turn) -> Result<TurnOutcome, StoreError> {
+        let mut outcomes = self.commit_turns(&[turn]).await?;
         Ok(outcomes.pop().unwrap_or(TurnOutcome::Stale))
     }
 
@@ -218,10 +237,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`]; nothing was stored and every batch stays pending.
-    pub async fn commit_turns(
-        &self,
-        commits: &[TurnCommit<'_>],
-    ) -> Result<Vec<TurnOutcome>, StoreError> {
+    pub async fn commit_turns(&self, commits: &[&Turn]) -> Result<Vec<TurnOutcome>, StoreError> {
         let mut order: Vec<usize> = (0..commits.len()).collect();
         // Take conversation locks in one global order so concurrent group commits (several
         // replicas on Postgres) cannot deadlock.
@@ -235,7 +251,7 @@ impl Store {
         let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
         let mut tx = self.write.begin().await?;
         for index in order {
-            outcomes[index] = commit_one(&mut tx, &commits[index], now, self.dialect).await?;
+            outcomes[index] = commit_one(&mut tx, commits[index], now, self.dialect).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -246,11 +262,11 @@ impl Store {
 /// writes anything but the conversation's lock, so skipping it leaves nothing behind.
 async fn commit_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    commit: &TurnCommit<'_>,
+    commit: &Turn,
     now: i64,
     dialect: Dialect,
 ) -> Result<TurnOutcome, StoreError> {
-    let batch = commit.batch;
+    let batch = &commit.batch;
     let Some(max_inbox_id) = batch.turns.iter().map(|t| t.inbox_id).max() else {
         return Ok(TurnOutcome::Stale);
     };
@@ -294,9 +310,9 @@ async fn commit_one(
         "UPDATE conversations SET state = $1, locale = $2, abstain_streak = $3, \
          handoff_reason = COALESCE($4, handoff_reason), updated_at = $5 WHERE id = $6 AND tenant_id = $7",
     )
-    .bind(commit.state)
-    .bind(commit.locale)
-    .bind(commit.abstain_streak)
+    .bind(commit.conversation.state.as_str())
+    .bind(commit.conversation.locale.as_str())
+    .bind(i64::from(commit.conversation.abstain_streak))
     .bind(commit.handoff_reason)
     .bind(now)
     .bind(&batch.conversation_id)
@@ -389,5 +405,21 @@ async fn commit_one(
     }
     Ok(TurnOutcome::Committed {
         outbox_rows: commit.replies.len(),
+    })
+}
+
+/// The stored conversation (`state`, `locale`, `abstain_streak` columns); an unknown state or
+/// locale is corruption, not a default.
+fn conversation_of(row: &AnyRow) -> Result<Conversation, StoreError> {
+    let state: String = row.try_get("state")?;
+    let locale: String = row.try_get("locale")?;
+    let abstain_streak: i64 = row.try_get("abstain_streak")?;
+    Ok(Conversation {
+        state: ConversationState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown conversation state {state:?}")))?,
+        locale: Locale::parse(&locale).ok_or_else(|| {
+            StoreError::Corrupt(format!("unknown conversation locale {locale:?}"))
+        })?,
+        abstain_streak: u32::try_from(abstain_streak).unwrap_or(0),
     })
 }

@@ -6,97 +6,42 @@ use std::time::Instant;
 
 use channels::webchat::WebchatEvent;
 use flows::{
-    Action, AnswerOutcome, Conversation, ConversationState, CustomerTurn, Generation, GivenChunk,
-    Locale, PromptChunk, PromptContext, PromptTurn, TurnKind,
+    Action, AnswerOutcome, Conversation, CustomerTurn, Generation, GivenChunk, PromptChunk,
+    PromptContext, PromptTurn,
 };
 use futures::StreamExt;
 use knowledge::ScoredChunk;
 use knowledge::llm::{ChatDelta, ChatMessage, ChatRequest, LlmError, LlmProvider, Role, Usage};
 
 use super::TurnContext;
-use crate::store::{LlmUsage, TurnBatch, TurnReply};
+use crate::store::{LlmUsage, Turn, TurnBatch, TurnReply};
 use crate::telemetry;
 
-/// The answer to a batch, ready to commit.
-#[derive(Debug)]
-pub struct Prepared {
-    /// The conversation after this turn.
-    pub conversation: Conversation,
-    /// Set when the turn handed the conversation to a human.
-    pub handoff_reason: Option<&'static str>,
-    /// Bot messages.
-    pub replies: Vec<TurnReply>,
-    /// Questions to record as unanswered.
-    pub unanswered: Vec<String>,
-    /// Metric label: `passage`, `no_match`, `failed`, `handoff`, `silent`, or for model answers
-    /// `llm_answer`, `llm_clarify`, `llm_handoff`, `llm_rejected`, `llm_unavailable`.
-    pub kind: &'static str,
-    /// Language model usage of this turn.
-    pub llm_usage: Vec<LlmUsage>,
-    /// Arrival time of the oldest message answered (Unix ms), for latency metrics.
-    pub oldest_received_ms: Option<i64>,
-}
-
-/// Runs the engine over `batch`, consulting the knowledge base when it asks to.
-pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
-    let conversation = Conversation {
-        state: ConversationState::parse(&batch.state).unwrap_or(ConversationState::Bot),
-        locale: Locale::parse(&batch.locale).unwrap_or_default(),
-        abstain_streak: u32::try_from(batch.abstain_streak).unwrap_or(0),
-    };
+/// Runs the engine over `batch`, consulting the knowledge base when it asks to; the result is
+/// the [`Turn`] to commit.
+pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
+    let conversation = batch.conversation.clone();
     let turns: Vec<CustomerTurn> = batch
         .turns
         .iter()
         .map(|t| CustomerTurn {
             text: t.text.clone(),
-            kind: match t.kind.as_str() {
-                "choice" => TurnKind::Choice,
-                "command" => TurnKind::Command,
-                _ => TurnKind::Text,
-            },
+            kind: t.kind,
         })
         .collect();
-    let mut prepared = Prepared {
-        conversation: conversation.clone(),
-        handoff_reason: None,
-        replies: Vec::new(),
-        unanswered: Vec::new(),
-        kind: "silent",
-        llm_usage: Vec::new(),
-        oldest_received_ms: batch.turns.first().map(|t| t.received_at_ms),
-    };
+    let mut turn = Turn::new(batch);
     let decision = ctx.engine.decide(&conversation, &turns);
-    prepared.conversation = decision.conversation.clone();
+    turn.conversation = decision.conversation.clone();
     for action in decision.actions {
         if let Action::Answer { query } = action {
-            if batch.channel_kind.is_webchat() {
-                ctx.hub
-                    .publish(&batch.conversation_id, WebchatEvent::Typing);
-            } else if let (Some(channel), Some(last)) = (
-                ctx.channels
-                    .resolve(&batch.channel_account_id, batch.channel_kind),
-                batch.turns.last(),
-            ) {
-                // Best effort (mark read + typing); never delays the answer.
-                let recipient = batch.recipient.clone();
-                let last = last.external_id.clone();
-                tokio::spawn(async move { channel.typing(&recipient, &last).await });
-            }
+            show_typing(ctx, &turn.batch);
             let answered = match &ctx.llm {
                 Some(llm) => {
-                    generate(
-                        ctx,
-                        llm.as_ref(),
-                        batch,
-                        &decision.conversation,
-                        &query,
-                        &mut prepared,
-                    )
-                    .await
+                    generate(ctx, llm.as_ref(), &decision.conversation, &query, &mut turn).await
                 }
                 None => {
-                    let outcome = lookup(ctx, &batch.tenant_id, &query).await;
-                    prepared.kind = match &outcome {
+                    let outcome = lookup(ctx, &turn.batch.tenant_id, &query).await;
+                    turn.kind = match &outcome {
                         AnswerOutcome::Passage { .. } => "passage",
                         AnswerOutcome::NoMatch => "no_match",
                         AnswerOutcome::Failed => "failed",
@@ -105,31 +50,48 @@ pub async fn prepare(ctx: &TurnContext, batch: &TurnBatch) -> Prepared {
                         .on_answer(&decision.conversation, &query, outcome)
                 }
             };
-            prepared.conversation = answered.conversation;
+            turn.conversation = answered.conversation;
             for action in answered.actions {
-                apply(&mut prepared, action);
+                apply(&mut turn, action);
             }
         } else {
-            apply(&mut prepared, action);
+            apply(&mut turn, action);
         }
     }
-    prepared
+    turn
 }
 
-fn apply(prepared: &mut Prepared, action: Action) {
+/// Shows the customer that an answer is coming: a typing event on web chat, otherwise the
+/// channel's mark-read + typing (best effort; never delays the answer).
+fn show_typing(ctx: &TurnContext, batch: &TurnBatch) {
+    if batch.channel_kind.is_webchat() {
+        ctx.coord
+            .publish(&batch.conversation_id, WebchatEvent::Typing);
+    } else if let (Some(channel), Some(last)) = (
+        ctx.channels
+            .resolve(&batch.channel_account_id, batch.channel_kind),
+        batch.turns.last(),
+    ) {
+        let recipient = batch.recipient.clone();
+        let last = last.external_id.clone();
+        tokio::spawn(async move { channel.typing(&recipient, &last).await });
+    }
+}
+
+fn apply(turn: &mut Turn, action: Action) {
     match action {
-        Action::Reply(reply) => prepared.replies.push(TurnReply {
+        Action::Reply(reply) => turn.replies.push(TurnReply {
             text: reply.text,
             choices: reply.choices,
             citations: reply.citations,
         }),
         Action::Handoff { reason } => {
-            prepared.handoff_reason = Some(reason.as_str());
-            if prepared.kind == "silent" {
-                prepared.kind = "handoff";
+            turn.handoff_reason = Some(reason.as_str());
+            if turn.kind == "silent" {
+                turn.kind = "handoff";
             }
         }
-        Action::RecordUnanswered { query } => prepared.unanswered.push(query),
+        Action::RecordUnanswered { query } => turn.unanswered.push(query),
         // The engine never asks for a second lookup from `on_answer`.
         Action::Answer { .. } => {}
     }
@@ -172,36 +134,37 @@ async fn retrieve(ctx: &TurnContext, tenant_id: &str, query: &str) -> Option<Vec
 async fn generate(
     ctx: &TurnContext,
     llm: &dyn LlmProvider,
-    batch: &TurnBatch,
     conversation: &Conversation,
     query: &str,
-    prepared: &mut Prepared,
+    turn: &mut Turn,
 ) -> flows::Decision {
+    let batch = &turn.batch;
+    let (tenant_id, conversation_id) = (batch.tenant_id.clone(), batch.conversation_id.clone());
+    let stream_to = ctx.stream_webchat && batch.channel_kind.is_webchat();
     let history = if ctx.history_messages > 0 {
         history(ctx, batch, ctx.history_messages).await
     } else {
         Vec::new()
     };
     // Only passages at or above the threshold reach the model: nothing there, no model call.
-    let Some(chunks) = retrieve_relevant(ctx, &batch.tenant_id, query).await else {
-        prepared.kind = "failed";
+    let Some(chunks) = retrieve_relevant(ctx, &tenant_id, query).await else {
+        turn.kind = "failed";
         return ctx
             .engine
             .on_answer(conversation, query, AnswerOutcome::Failed);
     };
     if chunks.is_empty() {
-        prepared.kind = "no_match";
+        turn.kind = "no_match";
         return ctx
             .engine
             .on_answer(conversation, query, AnswerOutcome::NoMatch);
     }
-    let (tenant_name, instructions) = match ctx.store.tenant_prompt_profile(&batch.tenant_id).await
-    {
+    let (tenant_name, instructions) = match ctx.store.tenant_prompt_profile(&tenant_id).await {
         Ok(Some(profile)) => profile,
-        Ok(None) => (batch.tenant_id.clone(), String::new()),
+        Ok(None) => (tenant_id.clone(), String::new()),
         Err(err) => {
-            tracing::warn!(tenant_id = %batch.tenant_id, error = %err, "loading tenant instructions failed");
-            prepared.kind = "failed";
+            tracing::warn!(tenant_id = %tenant_id, error = %err, "loading tenant instructions failed");
+            turn.kind = "failed";
             return ctx
                 .engine
                 .on_answer(conversation, query, AnswerOutcome::Failed);
@@ -236,7 +199,7 @@ async fn generate(
         Ok(rendered) => rendered,
         Err(err) => {
             tracing::error!(error = %err, "rendering the prompt failed");
-            prepared.kind = "failed";
+            turn.kind = "failed";
             return ctx
                 .engine
                 .on_answer(conversation, query, AnswerOutcome::Failed);
@@ -255,8 +218,7 @@ async fn generate(
         ],
         json: true,
     };
-    let stream_to = (ctx.stream_webchat && batch.channel_kind.is_webchat())
-        .then_some(batch.conversation_id.as_str());
+    let stream_to = stream_to.then_some(conversation_id.as_str());
     let result = match stream_to {
         Some(conversation_id) => stream_completion(ctx, llm, &request, conversation_id).await,
         None => llm.chat(&request).await.map(|r| (r.content, r.usage)),
@@ -264,7 +226,7 @@ async fn generate(
     let generation = match result {
         Ok((content, usage)) => {
             if let Some(usage) = usage {
-                prepared.llm_usage.push(LlmUsage {
+                turn.llm_usage.push(LlmUsage {
                     model: llm.label().to_owned(),
                     prompt_tokens: i64::from(usage.prompt_tokens),
                     completion_tokens: i64::from(usage.completion_tokens),
@@ -281,17 +243,17 @@ async fn generate(
             match flows::policy::validate(&content, &given) {
                 Ok(reply) => Generation::Valid(reply),
                 Err(rejection) => {
-                    tracing::warn!(tenant_id = %batch.tenant_id, conversation_id = %batch.conversation_id, %rejection, "model output rejected; abstaining");
+                    tracing::warn!(tenant_id = %tenant_id, conversation_id = %conversation_id, %rejection, "model output rejected; abstaining");
                     Generation::Rejected
                 }
             }
         }
         Err(err) => {
-            tracing::warn!(tenant_id = %batch.tenant_id, conversation_id = %batch.conversation_id, error = %err, "language model unavailable");
+            tracing::warn!(tenant_id = %tenant_id, conversation_id = %conversation_id, error = %err, "language model unavailable");
             Generation::Unavailable
         }
     };
-    prepared.kind = match &generation {
+    turn.kind = match &generation {
         Generation::Valid(r) => match r.action {
             flows::ModelAction::Answer => "llm_answer",
             flows::ModelAction::Clarify => "llm_clarify",
@@ -304,7 +266,7 @@ async fn generate(
     let keeps_stream =
         matches!(&generation, Generation::Valid(r) if r.action == flows::ModelAction::Answer);
     if let (false, Some(conversation_id)) = (keeps_stream, stream_to) {
-        ctx.hub
+        ctx.coord
             .publish(conversation_id, WebchatEvent::StreamDiscarded);
     }
     ctx.engine.on_generated(conversation, query, generation)
@@ -330,7 +292,7 @@ async fn stream_completion(
                     && reply.len() > published
                     && reply.is_char_boundary(published)
                 {
-                    ctx.hub.publish(
+                    ctx.coord.publish(
                         conversation_id,
                         WebchatEvent::Delta {
                             text: reply[published..].to_owned(),

@@ -6,54 +6,18 @@
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::store::{LlmUsage, Store, StoreError, TurnBatch, TurnCommit, TurnOutcome, TurnReply};
+use crate::store::{Store, StoreError, Turn, TurnOutcome};
 
 /// Most turns committed in one transaction: large enough to amortize the commit, small enough
 /// that a webhook's inbox commit never waits long behind it for the single SQLite writer.
 const MAX_GROUP: usize = 32;
-
-/// A finished turn, owned so it can cross to the committer task.
-#[derive(Debug, Clone)]
-pub struct FinishedTurn {
-    /// The batch it answers.
-    pub batch: TurnBatch,
-    /// New state.
-    pub state: &'static str,
-    /// New locale.
-    pub locale: &'static str,
-    /// New abstain streak.
-    pub abstain_streak: i64,
-    /// Set when the conversation was handed to a human.
-    pub handoff_reason: Option<&'static str>,
-    /// Bot messages, in order.
-    pub replies: Vec<TurnReply>,
-    /// Questions to record as unanswered.
-    pub unanswered: Vec<String>,
-    /// Language model usage.
-    pub llm_usage: Vec<LlmUsage>,
-}
-
-impl FinishedTurn {
-    fn as_commit(&self) -> TurnCommit<'_> {
-        TurnCommit {
-            batch: &self.batch,
-            state: self.state,
-            locale: self.locale,
-            abstain_streak: self.abstain_streak,
-            handoff_reason: self.handoff_reason,
-            replies: self.replies.clone(),
-            unanswered: self.unanswered.clone(),
-            llm_usage: self.llm_usage.clone(),
-        }
-    }
-}
 
 type Reply = oneshot::Sender<Result<TurnOutcome, StoreError>>;
 
 /// Handle for committing finished turns.
 #[derive(Debug, Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<(FinishedTurn, Reply)>,
+    tx: mpsc::Sender<(Turn, Reply)>,
 }
 
 impl Committer {
@@ -69,15 +33,15 @@ impl Committer {
     ///
     /// # Errors
     /// [`StoreError`] when nothing was stored; the batch stays pending.
-    pub async fn commit(&self, turn: FinishedTurn) -> Result<TurnOutcome, StoreError> {
+    pub async fn commit(&self, turn: Turn) -> Result<TurnOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send((turn, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<(FinishedTurn, Reply)>) {
-    let mut group: Vec<(FinishedTurn, Reply)> = Vec::with_capacity(MAX_GROUP);
+async fn run(store: Store, mut rx: mpsc::Receiver<(Turn, Reply)>) {
+    let mut group: Vec<(Turn, Reply)> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.recv().await {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -86,7 +50,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<(FinishedTurn, Reply)>) {
                 Err(_) => break,
             }
         }
-        let commits: Vec<TurnCommit<'_>> = group.iter().map(|(t, _)| t.as_commit()).collect();
+        let commits: Vec<&Turn> = group.iter().map(|(t, _)| t).collect();
         let result = store.commit_turns(&commits).await;
         drop(commits);
         match result {
@@ -103,7 +67,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<(FinishedTurn, Reply)>) {
             Err(_) => {
                 // Commit one by one so a single failing turn does not hold back the others.
                 for (turn, reply) in group.drain(..) {
-                    let _ = reply.send(store.commit_turn(&turn.as_commit()).await);
+                    let _ = reply.send(store.commit_turn(&turn).await);
                 }
             }
         }

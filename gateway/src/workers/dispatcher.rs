@@ -2,7 +2,7 @@
 //! outcome. Transient failures retry with capped full-jitter backoff; after the last attempt
 //! the message is dead-lettered and counted (alert on `sapa_dead_letters_total`).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use channels::model::Delivery;
@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ChannelRegistry;
-use super::pacing::Pacer;
 use crate::config::DispatcherConfig;
+use crate::coord::Coord;
 use crate::store::{ClaimedSend, Dialect, OutboxFailure, Store, now_ms};
 use crate::telemetry;
 
@@ -32,17 +32,22 @@ pub struct Dispatcher {
     store: Store,
     channels: Arc<ChannelRegistry>,
     config: DispatcherConfig,
-    pacer: Arc<Mutex<Pacer>>,
+    coord: Arc<dyn Coord>,
 }
 
 impl Dispatcher {
     /// A dispatcher over `store` sending through `channels`.
-    pub fn new(store: Store, channels: Arc<ChannelRegistry>, config: DispatcherConfig) -> Self {
+    pub fn new(
+        store: Store,
+        channels: Arc<ChannelRegistry>,
+        coord: Arc<dyn Coord>,
+        config: DispatcherConfig,
+    ) -> Self {
         Self {
             store,
             channels,
             config,
-            pacer: Arc::new(Mutex::new(Pacer::default())),
+            coord,
         }
     }
 
@@ -180,14 +185,14 @@ impl Dispatcher {
             .await;
             return None;
         };
-        let paced = {
-            let mut pacer = self.pacer.lock().unwrap_or_else(PoisonError::into_inner);
-            pacer.reserve(
+        let paced = self
+            .coord
+            .reserve_send(
                 channel.pacing(),
                 &send.channel_account_id,
                 &send.message.recipient,
             )
-        };
+            .await;
         if let Err(wait) = paced {
             metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "deferred").increment(1);
             let not_before = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);

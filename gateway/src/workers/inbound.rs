@@ -286,7 +286,7 @@ fn inbound_item(route: &Route, inbound: Inbound) -> InboundItem {
     let message = inbound.message;
     let content = StoredContent::of(&message.content);
     let kind = if inbound.command && content.answer {
-        "command"
+        flows::TurnKind::Command
     } else {
         content.kind
     };

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use channels::webchat::{Hub, WebchatEvent, WebchatMessage};
+use channels::webchat::{EventBus, WebchatEvent, WebchatMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,12 +42,12 @@ impl Ingress {
     pub fn spawn(
         store: Store,
         lanes: Lanes,
-        hub: std::sync::Arc<Hub>,
+        coord: std::sync::Arc<dyn crate::coord::Coord>,
         tracker: &TaskTracker,
         token: CancellationToken,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tracker.spawn(run(store, lanes, hub, rx, token));
+        tracker.spawn(run(store, lanes, coord, rx, token));
         Self { tx }
     }
 
@@ -68,7 +68,7 @@ impl Ingress {
 async fn run(
     store: Store,
     lanes: Lanes,
-    hub: std::sync::Arc<Hub>,
+    coord: std::sync::Arc<dyn crate::coord::Coord>,
     mut rx: mpsc::Receiver<(InboundItem, Reply)>,
     token: CancellationToken,
 ) {
@@ -90,14 +90,14 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_group(&store, &lanes, &hub, &mut group).await;
+        commit_group(&store, &lanes, coord.as_ref(), &mut group).await;
     }
 }
 
 async fn commit_group(
     store: &Store,
     lanes: &Lanes,
-    hub: &Hub,
+    bus: &dyn EventBus,
     group: &mut Vec<(InboundItem, Reply)>,
 ) {
     let items: Vec<InboundItem> = group.iter().map(|(item, _)| item.clone()).collect();
@@ -115,7 +115,7 @@ async fn commit_group(
                 {
                     metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind.as_str(), "outcome" => "new").increment(1);
                     if item.channel_kind.is_webchat() {
-                        hub.publish(
+                        bus.publish(
                             conversation_id,
                             WebchatEvent::Message {
                                 message: to_webchat(message),
@@ -123,7 +123,7 @@ async fn commit_group(
                         );
                     }
                     if item.answer {
-                        lanes.wake(conversation_id, item.kind == "text");
+                        lanes.wake(conversation_id, item.kind == flows::TurnKind::Text);
                     }
                 } else {
                     metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind.as_str(), "outcome" => "duplicate").increment(1);

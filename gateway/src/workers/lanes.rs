@@ -19,7 +19,6 @@ use tokio_util::task::TaskTracker;
 
 use super::TurnContext;
 use super::answer;
-use super::committer::FinishedTurn;
 use crate::store::{TurnOutcome, now_ms};
 use crate::telemetry;
 
@@ -117,9 +116,32 @@ enum Quiet {
     Cancelled,
 }
 
+/// A lane holds the conversation's lease (the coordination seam) while it runs, so one
+/// worker in the deployment answers a conversation at a time.
 async fn run_lane(
     inner: Arc<LanesInner>,
     conversation_id: String,
+    rx: mpsc::UnboundedReceiver<Nudge>,
+    debounce: bool,
+) {
+    let coord = inner.ctx.coord.clone();
+    let mut backoff = Duration::from_millis(100);
+    while !coord.acquire_lease(&conversation_id).await {
+        // Another holder (a lane that is just stopping, or another replica) has it.
+        if pause(&inner.token, &mut backoff).await {
+            let mut lanes = inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+            lanes.remove(&conversation_id);
+            return;
+        }
+    }
+    answer_while_pending(&inner, &conversation_id, rx, debounce).await;
+    coord.release_lease(&conversation_id).await;
+}
+
+/// Answers the conversation's batches until nothing is pending; leaves the lane map on exit.
+async fn answer_while_pending(
+    inner: &LanesInner,
+    conversation_id: &str,
     mut rx: mpsc::UnboundedReceiver<Nudge>,
     mut debounce: bool,
 ) {
@@ -136,10 +158,10 @@ async fn run_lane(
             }
         }
         debounce = false;
-        let batch = match ctx.store.load_turn_batch(&conversation_id).await {
+        let batch = match ctx.store.load_turn_batch(conversation_id).await {
             Ok(Some(batch)) => batch,
             Ok(None) => {
-                if try_exit(&inner, &conversation_id, &mut rx) {
+                if try_exit(inner, conversation_id, &mut rx) {
                     return;
                 }
                 continue;
@@ -155,34 +177,26 @@ async fn run_lane(
         let Ok(_permit) = inner.permits.acquire().await else {
             break;
         };
-        let prepared = tokio::select! {
-            prepared = answer::prepare(&ctx, &batch) => prepared,
+        let on_webchat = batch.channel_kind.is_webchat();
+        let turn = tokio::select! {
+            turn = answer::prepare(&ctx, batch) => turn,
             nudge = rx.recv() => {
                 // Supersede: the customer added something; answer everything together.
                 metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
-                if ctx.llm.is_some() && batch.channel_kind.is_webchat() {
+                if ctx.llm.is_some() && on_webchat {
                     // Drop any half-streamed answer from the browser.
-                    ctx.hub.publish(&conversation_id, WebchatEvent::StreamDiscarded);
+                    ctx.coord.publish(conversation_id, WebchatEvent::StreamDiscarded);
                 }
                 debounce = nudge.is_some_and(|n| n.debounce);
                 continue;
             }
         };
-        let turn = FinishedTurn {
-            batch,
-            state: prepared.conversation.state.as_str(),
-            locale: prepared.conversation.locale.as_str(),
-            abstain_streak: i64::from(prepared.conversation.abstain_streak),
-            handoff_reason: prepared.handoff_reason,
-            replies: prepared.replies,
-            unanswered: prepared.unanswered,
-            llm_usage: prepared.llm_usage,
-        };
+        let (kind, oldest_received_ms) = (turn.kind, turn.oldest_received_ms());
         match ctx.committer.commit(turn).await {
             Ok(TurnOutcome::Committed { outbox_rows }) => {
                 backoff = Duration::from_millis(100);
-                metrics::counter!(telemetry::ANSWERS_TOTAL, "kind" => prepared.kind).increment(1);
-                if let Some(oldest) = prepared.oldest_received_ms {
+                metrics::counter!(telemetry::ANSWERS_TOTAL, "kind" => kind).increment(1);
+                if let Some(oldest) = oldest_received_ms {
                     let waited = (now_ms() - oldest).max(0) as f64 / 1000.0;
                     metrics::histogram!(telemetry::ANSWER_LATENCY_SECONDS).record(waited);
                 }
@@ -203,7 +217,7 @@ async fn run_lane(
         }
     }
     let mut lanes = inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
-    lanes.remove(&conversation_id);
+    lanes.remove(conversation_id);
 }
 
 /// Leaves the lane map unless a nudge raced in; returns whether the lane may stop.

@@ -8,7 +8,6 @@ pub mod dispatcher;
 pub mod inbound;
 pub mod ingress;
 pub mod lanes;
-pub mod pacing;
 pub mod poller;
 pub mod pull;
 
@@ -16,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use channels::webchat::Hub;
 use channels::{Channel, ChannelKind};
 use tokio::sync::Notify;
 
@@ -31,8 +29,8 @@ pub struct TurnContext {
     pub knowledge: knowledge::Knowledge,
     /// The pure decision core.
     pub engine: flows::Engine,
-    /// Web chat fan-out (typing indicators).
-    pub hub: Arc<Hub>,
+    /// Coordination: conversation leases and web chat pub/sub (typing, streaming).
+    pub coord: Arc<dyn crate::coord::Coord>,
     /// Channel adapters (provider typing indicators).
     pub channels: Arc<ChannelRegistry>,
     /// Group commit of finished turns.

@@ -15,7 +15,7 @@ struct Bucket {
 
 /// Decides whether a send may go now or when it may.
 #[derive(Debug, Default)]
-pub struct Pacer {
+pub(super) struct Pacer {
     accounts: HashMap<String, Bucket>,
     recipients: HashMap<(String, String), Instant>,
 }
@@ -26,7 +26,7 @@ impl Pacer {
     ///
     /// # Errors
     /// The wait until a slot frees up.
-    pub fn reserve(
+    pub(super) fn reserve(
         &mut self,
         policy: PacingPolicy,
         account: &str,

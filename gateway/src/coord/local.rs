@@ -1,0 +1,109 @@
+//! [`Local`]: the in-process [`Coord`] of embedded mode.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use channels::PacingPolicy;
+use channels::webchat::{EventBus, Hub, WebchatEvent};
+use tokio::sync::broadcast;
+
+use super::limits::Limiters;
+use super::{Coord, Pacer, RateLimit};
+use crate::config::WebchatConfig;
+
+/// Leases, limiters, pacer and pub/sub of one process.
+#[derive(Debug)]
+pub struct Local {
+    leases: Mutex<HashSet<String>>,
+    limiters: Limiters,
+    pacer: Mutex<Pacer>,
+    hub: Hub,
+}
+
+impl Local {
+    /// In-process coordination with the web chat limits of `config`.
+    pub fn new(config: &WebchatConfig) -> Self {
+        Self {
+            leases: Mutex::new(HashSet::new()),
+            limiters: Limiters::new(config),
+            pacer: Mutex::new(Pacer::default()),
+            hub: Hub::default(),
+        }
+    }
+}
+
+impl EventBus for Local {
+    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<WebchatEvent> {
+        self.hub.subscribe(conversation_id)
+    }
+
+    fn publish(&self, conversation_id: &str, event: WebchatEvent) {
+        self.hub.publish(conversation_id, event);
+    }
+}
+
+#[async_trait::async_trait]
+impl Coord for Local {
+    async fn acquire_lease(&self, conversation_id: &str) -> bool {
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(conversation_id.to_owned())
+    }
+
+    async fn release_lease(&self, conversation_id: &str) {
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(conversation_id);
+    }
+
+    async fn check_rate(&self, limit: RateLimit, key: &str) -> Result<(), Duration> {
+        self.limiters.check(limit, key)
+    }
+
+    async fn reserve_send(
+        &self,
+        policy: PacingPolicy,
+        account: &str,
+        recipient: &str,
+    ) -> Result<(), Duration> {
+        self.pacer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reserve(policy, account, recipient)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn unlimited() -> WebchatConfig {
+        WebchatConfig {
+            max_message_chars: 10,
+            messages_per_minute_per_session: 0,
+            requests_per_minute_per_ip: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lease_has_one_holder_until_released() {
+        let coord = Local::new(&unlimited());
+        assert!(coord.acquire_lease("c1").await);
+        assert!(!coord.acquire_lease("c1").await);
+        assert!(coord.acquire_lease("c2").await);
+        coord.release_lease("c1").await;
+        assert!(coord.acquire_lease("c1").await);
+    }
+
+    #[tokio::test]
+    async fn events_reach_subscribers_through_the_bus() {
+        let coord: std::sync::Arc<dyn Coord> = std::sync::Arc::new(Local::new(&unlimited()));
+        let mut rx = coord.subscribe("c1");
+        coord.publish("c1", WebchatEvent::Typing);
+        assert!(matches!(rx.recv().await.unwrap(), WebchatEvent::Typing));
+    }
+}

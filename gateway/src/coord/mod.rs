@@ -1,0 +1,50 @@
+//! The coordination seam: what the replicas of one deployment must agree on — who answers a
+//! conversation (leases), shared rate limits, outbound pacing state, and web chat pub/sub.
+//!
+//! [`Local`] keeps all of it in this process (embedded mode: one replica). A distributed
+//! implementation (Redis) goes behind the same [`Coord`] trait; callers — lanes, the
+//! dispatcher's pacer, the HTTP limiters and the web chat sockets — only see the trait.
+
+mod limits;
+mod local;
+mod pacing;
+
+use std::time::Duration;
+
+use channels::PacingPolicy;
+use channels::webchat::EventBus;
+
+pub use limits::RateLimit;
+pub use local::Local;
+use pacing::Pacer;
+
+/// Shared coordination state. Pub/sub of web chat events comes from the [`EventBus`]
+/// supertrait, so the web chat channel can publish through the same object.
+#[async_trait::async_trait]
+pub trait Coord: EventBus {
+    /// Takes the lease of `conversation_id`: while held, this replica is the only one
+    /// preparing answers for it. `false` when another holder has it (try again later; the
+    /// recovery poller brings the conversation back).
+    async fn acquire_lease(&self, conversation_id: &str) -> bool;
+
+    /// Gives the lease back (the lane stopped).
+    async fn release_lease(&self, conversation_id: &str);
+
+    /// Counts one event against `limit` for `key`: `Err(wait)` when over the limit.
+    ///
+    /// # Errors
+    /// How long until `key` may try again.
+    async fn check_rate(&self, limit: RateLimit, key: &str) -> Result<(), Duration>;
+
+    /// Reserves a send slot for (`account`, `recipient`) under the channel's `policy`:
+    /// `Ok(())` to send now, `Err(wait)` to try again after `wait`.
+    ///
+    /// # Errors
+    /// The wait until a slot frees up.
+    async fn reserve_send(
+        &self,
+        policy: PacingPolicy,
+        account: &str,
+        recipient: &str,
+    ) -> Result<(), Duration>;
+}
