@@ -11,7 +11,8 @@
 //! - `analyzer`: the text analysis shared by indexing and querying, and its word lists.
 //! - `ingest`: format detection and parsing into chunks (`markdown`, `html`, `text`, `csv`, `pdf`,
 //!   `chunk` for splitting long sections with overlap).
-//! - `index`: [`Knowledge`], the tantivy index plus per-tenant statistics in memory, hybrid search.
+//! - `index`: [`Knowledge`], the tantivy index (`schema`), per-tenant statistics in memory
+//!   (`stats`), ingest, embedding backfill and hybrid search with fusion (`search`).
 //! - `dense`: the exact per-tenant dense-vector index and its files.
 //! - `embed`: [`embed::Embedder`], the OpenAI-compatible embeddings client and a hashed test double.
 //! - `retriever`: [`Retriever`], the index boundary a second backend (Qdrant) would implement.
