@@ -15,7 +15,8 @@
 //!   (`stats`), ingest, embedding backfill and hybrid search with fusion (`search`).
 //! - `dense`: the exact per-tenant dense-vector index and its files.
 //! - `embed`: [`embed::Embedder`], the OpenAI-compatible embeddings client and a hashed test double.
-//! - `retriever`: [`Retriever`], the index boundary a second backend (Qdrant) would implement.
+//! - `retriever`: [`Retriever`] (read path) and [`KnowledgeBase`] (write path), the index
+//!   boundary a second backend (Qdrant) would implement.
 //! - `relevance`: query planning (IDF weights, typo corrections) and the coverage measure.
 //! - `document`, `error`: the public data types and error enums.
 //! - `llm`: [`llm::LlmProvider`], the OpenAI-compatible chat client and a scripted double.
@@ -49,7 +50,7 @@ pub use document::{Chunk, DocumentInfo, IngestOutcome, IngestReport, ScoredChunk
 pub use error::{EvalError, IngestError, KnowledgeError};
 pub use eval::EvalReport;
 pub use index::{ChunkVectors, DEFAULT_MIN_SIMILARITY, Knowledge, PreparedDocument, RRF_K};
-pub use retriever::{QueryVector, Retriever, SearchQuery};
+pub use retriever::{KnowledgeBase, QueryVector, Retriever, SearchQuery};
 
 /// Relevance under which the caller should not answer from the knowledge base (clarify or hand
 /// off instead). See [`ScoredChunk::relevance`].

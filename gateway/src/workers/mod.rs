@@ -28,7 +28,7 @@ pub struct TurnContext {
     /// Storage.
     pub store: Store,
     /// Retrieval.
-    pub knowledge: knowledge::Knowledge,
+    pub knowledge: Arc<dyn knowledge::Retriever>,
     /// The pure decision core.
     pub engine: flows::Engine,
     /// Web chat fan-out (typing indicators).

@@ -19,6 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use async_trait::async_trait;
 use tantivy::directory::MmapDirectory;
 use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
@@ -27,7 +28,7 @@ use crate::dense::DenseStore;
 use crate::document::{DocumentInfo, IngestOutcome, ScoredChunk};
 use crate::embed::Embedder;
 use crate::error::{IngestError, KnowledgeError};
-use crate::retriever::{Retriever, SearchQuery};
+use crate::retriever::{KnowledgeBase, QueryVector, Retriever, SearchQuery};
 use schema::{Fields, TOKENIZER, schema};
 use stats::load_tenants;
 
@@ -221,6 +222,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     }
 }
 
+#[async_trait]
 impl Retriever for Knowledge {
     fn retrieve(
         &self,
@@ -229,6 +231,30 @@ impl Retriever for Knowledge {
         limit: usize,
     ) -> Result<Vec<ScoredChunk>, KnowledgeError> {
         self.search_with(tenant, query, limit)
+    }
+
+    async fn embed_query(&self, query: &str) -> Option<QueryVector> {
+        Knowledge::embed_query(self, query).await
+    }
+
+    fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        Knowledge::embedder(self)
+    }
+}
+
+#[async_trait]
+impl KnowledgeBase for Knowledge {
+    async fn ingest(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<IngestOutcome, IngestError> {
+        Knowledge::ingest(self, tenant, name, bytes).await
+    }
+
+    async fn embed_missing(&self, tenant: &str) -> Result<usize, KnowledgeError> {
+        Knowledge::embed_missing(self, tenant).await
     }
 
     fn list_documents(&self, tenant: &str) -> Result<Vec<DocumentInfo>, KnowledgeError> {
