@@ -523,7 +523,7 @@ async fn kb(command: KbCommand, config: &Config, runtime: Runtime) -> anyhow::Re
             json,
         } => {
             let vector = knowledge.embed_query(&query).await;
-            let hits = knowledge.search_with(
+            let hits = knowledge.retrieve(
                 &tenant,
                 &knowledge::SearchQuery::hybrid(&query, vector.as_ref()),
                 limit,
@@ -549,7 +549,7 @@ async fn kb(command: KbCommand, config: &Config, runtime: Runtime) -> anyhow::Re
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let report = match knowledge.embedder() {
-                None => knowledge::eval::run(&knowledge, &tenant, &text)?,
+                None => knowledge::eval::run(knowledge.as_ref(), &tenant, &text)?,
                 Some(embedder) => {
                     // Hybrid: embed every question first, then run the (blocking) evaluation.
                     let queries = knowledge::eval::queries(&text)?;
@@ -561,7 +561,7 @@ async fn kb(command: KbCommand, config: &Config, runtime: Runtime) -> anyhow::Re
                         queries.into_iter().zip(vectors).collect();
                     eprintln!("hybrid retrieval (embeddings: {model})");
                     knowledge::eval::run_hybrid(
-                        &knowledge,
+                        knowledge.as_ref(),
                         &tenant,
                         &text,
                         knowledge::DEFAULT_MIN_RELEVANCE,

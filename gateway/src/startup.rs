@@ -121,11 +121,14 @@ pub fn embedder(config: &Config) -> Option<Arc<dyn knowledge::embed::Embedder>> 
 ///
 /// # Errors
 /// When the index cannot be opened.
-pub fn open_knowledge(config: &Config, runtime: &Runtime) -> anyhow::Result<knowledge::Knowledge> {
+pub fn open_knowledge(
+    config: &Config,
+    runtime: &Runtime,
+) -> anyhow::Result<Arc<dyn knowledge::KnowledgeBase>> {
     let dir = runtime.data_dir.join("index");
     let knowledge = knowledge::Knowledge::open(&dir)
         .with_context(|| format!("cannot open knowledge index at {}", dir.display()))?;
-    Ok(match embedder(config) {
+    Ok(Arc::new(match embedder(config) {
         Some(embedder) => {
             tracing::info!(
                 model = embedder.model(),
@@ -136,7 +139,7 @@ pub fn open_knowledge(config: &Config, runtime: &Runtime) -> anyhow::Result<know
                 .with_dense_weight(config.embeddings.dense_weight as f32)
         }
         None => knowledge,
-    })
+    }))
 }
 
 impl Application {
@@ -174,7 +177,7 @@ impl Application {
         }
         let secrets = SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
         let knowledge = open_knowledge(&config, &runtime)?;
-        seed(&config, &store, &knowledge).await?;
+        seed(&config, &store, knowledge.as_ref()).await?;
         let mut plugins = crate::accounts::Plugins::default();
         for plugin in overrides.plugins {
             plugins.register(plugin);
@@ -364,7 +367,7 @@ impl Application {
 async fn seed(
     config: &Config,
     store: &Store,
-    knowledge: &knowledge::Knowledge,
+    knowledge: &dyn knowledge::KnowledgeBase,
 ) -> anyhow::Result<()> {
     for (slug, tenant) in &config.tenants {
         let name = if tenant.name.is_empty() {

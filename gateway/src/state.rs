@@ -33,8 +33,8 @@ pub struct Services {
     pub config: Config,
     /// Storage.
     pub store: Store,
-    /// Knowledge index.
-    pub knowledge: knowledge::Knowledge,
+    /// Knowledge index: search, ingest, delete.
+    pub knowledge: Arc<dyn knowledge::KnowledgeBase>,
     /// Coordination: leases, shared rate limits, pacing, web chat pub/sub.
     pub coord: Arc<dyn Coord>,
     /// Inbound group commit.

@@ -11,10 +11,12 @@
 //! - `analyzer`: the text analysis shared by indexing and querying, and its word lists.
 //! - `ingest`: format detection and parsing into chunks (`markdown`, `html`, `text`, `csv`, `pdf`,
 //!   `chunk` for splitting long sections with overlap).
-//! - `index`: [`Knowledge`], the tantivy index plus per-tenant statistics in memory, hybrid search.
+//! - `index`: [`Knowledge`], the tantivy index (`schema`), per-tenant statistics in memory
+//!   (`stats`), ingest, embedding backfill and hybrid search with fusion (`search`).
 //! - `dense`: the exact per-tenant dense-vector index and its files.
 //! - `embed`: [`embed::Embedder`], the OpenAI-compatible embeddings client and a hashed test double.
-//! - `retriever`: [`Retriever`], the index boundary a second backend (Qdrant) would implement.
+//! - `retriever`: [`Retriever`] (read path) and [`KnowledgeBase`] (write path), the index
+//!   boundary a second backend (Qdrant) would implement.
 //! - `relevance`: query planning (IDF weights, typo corrections) and the coverage measure.
 //! - `document`, `error`: the public data types and error enums.
 //! - `llm`: [`llm::LlmProvider`], the OpenAI-compatible chat client and a scripted double.
@@ -48,7 +50,7 @@ pub use document::{Chunk, DocumentInfo, IngestOutcome, IngestReport, ScoredChunk
 pub use error::{EvalError, IngestError, KnowledgeError};
 pub use eval::EvalReport;
 pub use index::{ChunkVectors, DEFAULT_MIN_SIMILARITY, Knowledge, PreparedDocument, RRF_K};
-pub use retriever::{QueryVector, Retriever, SearchQuery};
+pub use retriever::{KnowledgeBase, QueryVector, Retriever, SearchQuery};
 
 /// Relevance under which the caller should not answer from the knowledge base (clarify or hand
 /// off instead). See [`ScoredChunk::relevance`].

@@ -1,15 +1,23 @@
-//! The index boundary: [`Retriever`] is what the rest of Sapa needs from a tenant-partitioned
-//! chunk index. [`crate::Knowledge`] is the embedded implementation (tantivy BM25 plus the exact
-//! dense index in the data dir); a server-backed one (Qdrant: one collection, tenant keyword
-//! filter, dense + sparse vectors fused by RRF) would be a second implementation.
+//! The index boundary, in two traits. [`Retriever`] is the read path, what answering a question
+//! needs from a tenant-partitioned chunk index; [`KnowledgeBase`] adds the write path (ingest,
+//! delete, embedding backfill, listing). [`crate::Knowledge`] is the embedded implementation
+//! (tantivy BM25 plus the exact dense index in the data dir); a server-backed one (Qdrant: one
+//! collection, tenant keyword filter, dense + sparse vectors fused by RRF) would be a second
+//! implementation, and callers hold `Arc<dyn Retriever>` or `Arc<dyn KnowledgeBase>`.
 //!
-//! Parsing and embedding are not the index's business: documents arrive as
-//! [`PreparedDocument`]s (from [`crate::Knowledge::prepare_document`]) with optional
-//! [`ChunkVectors`], and queries as [`SearchQuery`]s with an optional [`QueryVector`].
+//! The index itself does not parse or embed: documents reach [`KnowledgeBase::write_document`]
+//! as [`PreparedDocument`]s (from [`crate::Knowledge::prepare_document`]) with optional
+//! [`ChunkVectors`], and queries reach [`Retriever::retrieve`] as [`SearchQuery`]s with an
+//! optional [`QueryVector`]. [`Retriever::embed_query`] and [`KnowledgeBase::ingest`] are the
+//! conveniences that do both with the implementation's configured embedder.
 
 use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use crate::document::{DocumentInfo, IngestOutcome, ScoredChunk};
+use crate::embed::Embedder;
 use crate::error::{IngestError, KnowledgeError};
 use crate::index::{ChunkVectors, PreparedDocument};
 
@@ -43,9 +51,10 @@ impl<'a> SearchQuery<'a> {
     }
 }
 
-/// A tenant-partitioned chunk index. Every method is scoped to one tenant: no call returns,
-/// changes or counts another tenant's chunks. Methods block; async callers use
-/// `spawn_blocking`.
+/// The read path of a tenant-partitioned chunk index. Every method is scoped to one tenant: no
+/// call returns another tenant's chunks. [`Retriever::retrieve`] blocks (async callers use
+/// `spawn_blocking`); [`Retriever::embed_query`] is async.
+#[async_trait]
 pub trait Retriever: Send + Sync + fmt::Debug {
     /// Best chunks first, at most `limit`, each with a `relevance` in `[0, 1]` comparable with
     /// [`crate::DEFAULT_MIN_RELEVANCE`].
@@ -58,6 +67,41 @@ pub trait Retriever: Send + Sync + fmt::Debug {
         query: &SearchQuery<'_>,
         limit: usize,
     ) -> Result<Vec<ScoredChunk>, KnowledgeError>;
+
+    /// Embeds a question for a hybrid [`SearchQuery`]. `None` without an embedder, for a blank
+    /// question, or when the call fails: the search then uses BM25 alone.
+    async fn embed_query(&self, query: &str) -> Option<QueryVector>;
+
+    /// The model that embeds this index's chunks and queries, if any.
+    fn embedder(&self) -> Option<&Arc<dyn Embedder>>;
+}
+
+/// The write path of a tenant-partitioned chunk index, on top of its read path. Every method
+/// is scoped to one tenant: no call changes or counts another tenant's chunks. The sync
+/// methods block (async callers use `spawn_blocking`).
+#[async_trait]
+pub trait KnowledgeBase: Retriever {
+    /// Ingests one document, the format chosen from `name`'s extension, and with an embedder
+    /// also embeds its chunks; identical bytes under the same name are
+    /// [`IngestOutcome::Unchanged`] (and get missing vectors), changed bytes replace the
+    /// document. An embedding failure still indexes the document for BM25.
+    ///
+    /// # Errors
+    /// An unsupported or malformed document, or an index failure; never because of the
+    /// embedder.
+    async fn ingest(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<IngestOutcome, IngestError>;
+
+    /// Embeds every document of the tenant that has no vectors of the embedder's model;
+    /// returns how many got vectors (0 without an embedder).
+    ///
+    /// # Errors
+    /// An empty tenant id or an index failure.
+    async fn embed_missing(&self, tenant: &str) -> Result<usize, KnowledgeError>;
 
     /// The tenant's documents, sorted by name.
     ///

@@ -312,7 +312,7 @@ async fn search(
     let knowledge = state.knowledge.clone();
     let vector = knowledge.embed_query(&query).await;
     let hits = blocking(move || {
-        knowledge.search_with(
+        knowledge.retrieve(
             &tenant,
             &knowledge::SearchQuery::hybrid(&query, vector.as_ref()),
             limit,

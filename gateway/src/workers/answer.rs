@@ -108,7 +108,7 @@ async fn retrieve(ctx: &TurnContext, tenant_id: &str, query: &str) -> Option<Vec
     let started = Instant::now();
     let vector = knowledge.embed_query(query).await;
     let result = tokio::task::spawn_blocking(move || {
-        knowledge.search_with(
+        knowledge.retrieve(
             &tenant,
             &knowledge::SearchQuery::hybrid(&question, vector.as_ref()),
             top_k,

@@ -26,7 +26,7 @@ pub struct TurnContext {
     /// Storage.
     pub store: Store,
     /// Retrieval.
-    pub knowledge: knowledge::Knowledge,
+    pub knowledge: Arc<dyn knowledge::Retriever>,
     /// The pure decision core.
     pub engine: flows::Engine,
     /// Coordination: conversation leases and web chat pub/sub (typing, streaming).
