@@ -134,3 +134,15 @@ impl ChannelError {
         }
     }
 }
+
+/// A log-safe description of a `reqwest` failure: only its kind. A reqwest error prints the
+/// URL, which can contain a token (Telegram puts the bot token in the path).
+pub(crate) fn network_reason(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connection failed"
+    } else {
+        "network error"
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{WhatsappAccount, WhatsappChannel, webhook};
 use crate::channel::Channel;
-use crate::model::{ChannelKind, InboundEvent};
+use crate::model::{ChannelKind, InboundEvent, is_http_url};
 use crate::provider::{
     AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Event, Inbound, Plugged,
     Provider, Verified, WebhookRequest,
@@ -66,9 +66,7 @@ fn parse(settings: &serde_json::Value) -> Result<WhatsappAccount, String> {
             return Err(format!("{name} must not be empty"));
         }
     }
-    if !(account.api_base_url.starts_with("http://")
-        || account.api_base_url.starts_with("https://"))
-    {
+    if !is_http_url(&account.api_base_url) {
         return Err("api_base_url must be an http:// or https:// URL".to_owned());
     }
     Ok(account)
