@@ -146,3 +146,11 @@ pub(crate) fn network_reason(err: &reqwest::Error) -> &'static str {
         "network error"
     }
 }
+
+/// Longest provider error text kept in a failure reason (logs, agent-facing reasons).
+pub(crate) const MAX_REASON_CHARS: usize = 120;
+
+/// A provider's error text cut to [`MAX_REASON_CHARS`] characters.
+pub(crate) fn short_reason(text: &str) -> String {
+    text.chars().take(MAX_REASON_CHARS).collect()
+}

@@ -28,7 +28,7 @@ use teloxide_core::{ApiError, RequestError};
 
 use super::config::TelegramAccount;
 use super::update::{self, BotIdentity, Update};
-use crate::channel::{ChannelError, UNREACHABLE_CODE, network_reason};
+use crate::channel::{ChannelError, UNREACHABLE_CODE, network_reason, short_reason};
 
 /// A failed Bot API call.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ fn describe(error: &RequestError) -> String {
         RequestError::Api(known) => known.to_string(),
         other => other.to_string(),
     };
-    text.chars().take(120).collect()
+    short_reason(&text)
 }
 
 /// The Bot API answer envelope. Hand-written: teloxide-core's (`TelegramResponse`) is private
@@ -159,6 +159,48 @@ fn method_of<P: Payload>() -> String {
     let mut chars = P::NAME.chars();
     chars.next().map_or_else(String::new, |first| {
         first.to_lowercase().chain(chars).collect()
+    })
+}
+
+/// Reads a Bot API answer: `result` as `T`, or the failure as teloxide's [`RequestError`]
+/// with Telegram's `error_code`.
+fn read_answer<T: DeserializeOwned>(
+    method: &str,
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+) -> Result<T, ApiFailure> {
+    let parsed: Envelope<T> = serde_json::from_slice(bytes).map_err(|_| {
+        if status.is_success() {
+            ApiFailure::Network(format!("{method}: unreadable answer (HTTP {status})"))
+        } else {
+            ApiFailure::Api {
+                code: status.as_u16(),
+                error: RequestError::Api(ApiError::Unknown(format!("HTTP {status}"))),
+            }
+        }
+    })?;
+    if parsed.ok
+        && let Some(result) = parsed.result
+    {
+        return Ok(result);
+    }
+    let parameters = parsed
+        .parameters
+        .and_then(|p| serde_json::from_value::<ResponseParameters>(p).ok());
+    let error = match parameters {
+        Some(ResponseParameters::RetryAfter(after)) => RequestError::RetryAfter(after),
+        Some(ResponseParameters::MigrateToChatId(to)) => RequestError::MigrateToChatId(to),
+        // teloxide names the error from its description (`BotBlocked`, …, or `Unknown`).
+        None => RequestError::Api(
+            serde_json::from_value::<ApiError>(Value::String(
+                parsed.description.unwrap_or_default(),
+            ))
+            .unwrap_or_else(|e| ApiError::Unknown(e.to_string())),
+        ),
+    };
+    Err(ApiFailure::Api {
+        code: parsed.error_code.unwrap_or_else(|| status.as_u16()),
+        error,
     })
 }
 
@@ -219,39 +261,7 @@ impl BotApi {
             .bytes()
             .await
             .map_err(|_| ApiFailure::Network(format!("{method}: body read failed")))?;
-        let parsed: Envelope<T> = serde_json::from_slice(&bytes).map_err(|_| {
-            if status.is_success() {
-                ApiFailure::Network(format!("{method}: unreadable answer (HTTP {status})"))
-            } else {
-                ApiFailure::Api {
-                    code: status.as_u16(),
-                    error: RequestError::Api(ApiError::Unknown(format!("HTTP {status}"))),
-                }
-            }
-        })?;
-        if parsed.ok
-            && let Some(result) = parsed.result
-        {
-            return Ok(result);
-        }
-        let parameters = parsed
-            .parameters
-            .and_then(|p| serde_json::from_value::<ResponseParameters>(p).ok());
-        let error = match parameters {
-            Some(ResponseParameters::RetryAfter(after)) => RequestError::RetryAfter(after),
-            Some(ResponseParameters::MigrateToChatId(to)) => RequestError::MigrateToChatId(to),
-            // teloxide names the error from its description (`BotBlocked`, …, or `Unknown`).
-            None => RequestError::Api(
-                serde_json::from_value::<ApiError>(Value::String(
-                    parsed.description.unwrap_or_default(),
-                ))
-                .unwrap_or_else(|e| ApiError::Unknown(e.to_string())),
-            ),
-        };
-        Err(ApiFailure::Api {
-            code: parsed.error_code.unwrap_or_else(|| status.as_u16()),
-            error,
-        })
+        read_answer(method, status, &bytes)
     }
 
     /// Calls the method of a teloxide payload and reads its declared result.
@@ -373,5 +383,64 @@ impl BotApi {
             .into_iter()
             .filter_map(|v| update::decode_value(v, bot).ok())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use super::*;
+
+    fn failure(status: u16, body: &Value) -> ChannelError {
+        let status = StatusCode::from_u16(status).unwrap();
+        match read_answer::<SentMessage>("sendMessage", status, body.to_string().as_bytes()) {
+            Err(failure) => failure.into_channel_error(),
+            Ok(sent) => panic!("{sent:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_are_classified_from_teloxide_errors_and_the_code() {
+        let flood = json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 7",
+            "parameters": {"retry_after": 7}});
+        assert!(matches!(
+            failure(429, &flood),
+            ChannelError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(7)
+        ));
+        let blocked = json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"});
+        let err = failure(403, &blocked);
+        assert!(err.is_unreachable(), "{err:?}");
+        assert!(err.to_string().contains("bot was blocked"), "{err}");
+        let bad = json!({"ok": false, "error_code": 400, "description": "Bad Request: message text is empty"});
+        assert!(matches!(
+            failure(400, &bad),
+            ChannelError::Permanent { code: Some(c), reason } if c == "400" && reason.contains("text is empty")
+        ));
+        // A 5xx is transient at once: no sleep.
+        assert!(failure(502, &json!("bad gateway")).is_transient());
+        let migrated = json!({"ok": false, "error_code": 400, "description": "Bad Request: group chat was upgraded to a supergroup chat",
+            "parameters": {"migrate_to_chat_id": -1_005_555_i64}});
+        let status = StatusCode::BAD_REQUEST;
+        assert!(matches!(
+            read_answer::<SentMessage>("sendMessage", status, migrated.to_string().as_bytes()),
+            Err(ApiFailure::Api {
+                error: RequestError::MigrateToChatId(ChatId(-1_005_555)),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_sent_message_needs_only_its_id_and_chat() {
+        let ok = json!({"ok": true, "result": {"message_id": 9, "chat": {"id": -5, "type": "weird_new_type"},
+            "entities": [{"type": "brand_new_entity", "offset": 0, "length": 1}]}});
+        let sent: SentMessage =
+            read_answer("sendMessage", StatusCode::OK, ok.to_string().as_bytes()).unwrap();
+        assert_eq!((sent.id.0, sent.chat.map(|c| c.id.0)), (9, Some(-5)));
+        assert_eq!(method_of::<SendChatAction>(), "sendChatAction");
     }
 }

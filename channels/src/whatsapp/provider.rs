@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{WhatsappAccount, WhatsappChannel, webhook};
-use crate::channel::Channel;
+use crate::channel::{Channel, short_reason};
 use crate::model::{ChannelKind, InboundEvent, is_http_url};
 use crate::provider::{
     AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Event, Inbound, Plugged,
@@ -150,7 +150,7 @@ impl Provider for WhatsappProvider {
                 value
                     .errors
                     .into_iter()
-                    .map(|e| (e.code, e.title.chars().take(120).collect())),
+                    .map(|e| (e.code, short_reason(&e.title))),
             );
             if value.phone_number_id.is_empty() {
                 continue;
