@@ -134,3 +134,23 @@ impl ChannelError {
         }
     }
 }
+
+/// A log-safe description of a `reqwest` failure: only its kind. A reqwest error prints the
+/// URL, which can contain a token (Telegram puts the bot token in the path).
+pub(crate) fn network_reason(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connection failed"
+    } else {
+        "network error"
+    }
+}
+
+/// Longest provider error text kept in a failure reason (logs, agent-facing reasons).
+pub(crate) const MAX_REASON_CHARS: usize = 120;
+
+/// A provider's error text cut to [`MAX_REASON_CHARS`] characters.
+pub(crate) fn short_reason(text: &str) -> String {
+    text.chars().take(MAX_REASON_CHARS).collect()
+}

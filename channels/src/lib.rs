@@ -5,8 +5,9 @@
 //! - `channel`: the [`Channel`] trait every adapter implements, and [`ChannelError`].
 //! - `whatsapp`: WhatsApp Cloud API: webhook signature check and decoding, Graph API client,
 //!   [`whatsapp::WhatsappChannel`].
-//! - `telegram`: Telegram Bot API: webhook secret check and update decoding, a thin Bot API
-//!   client, HTML escaping and splitting, [`telegram::TelegramChannel`].
+//! - `telegram`: Telegram Bot API on teloxide-core's types and payloads: webhook secret check
+//!   and update decoding, a thin Bot API client, HTML escaping and splitting, [`telegram::TelegramChannel`].
+//! - `text`: text shaping shared by the adapters (measuring, splitting, caption placement).
 //! - `webchat`: the browser channel; its "provider API" is the in-process [`webchat::Hub`]
 //!   that pushes messages to connected WebSocket clients.
 //!
@@ -23,6 +24,7 @@ pub mod pacing;
 pub mod provider;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+pub mod text;
 #[cfg(feature = "webchat")]
 pub mod webchat;
 #[cfg(feature = "whatsapp")]

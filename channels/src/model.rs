@@ -238,6 +238,35 @@ pub enum MediaSource {
     Url(String),
 }
 
+/// A [`MediaSource`] checked before it goes to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaFileRef<'a> {
+    /// The provider's media id, trimmed and non-empty.
+    Id(&'a str),
+    /// An absolute `http(s)` URL (see [`is_http_url`]).
+    Url(&'a str),
+}
+
+impl MediaSource {
+    /// The id or URL to hand the provider.
+    ///
+    /// # Errors
+    /// [`crate::ChannelError::Permanent`] for an empty id or a URL that is not an absolute
+    /// `http(s)` URL: no retry can fix either.
+    pub fn checked(&self) -> Result<MediaFileRef<'_>, crate::ChannelError> {
+        let refuse = |reason: &str| crate::ChannelError::Permanent {
+            code: None,
+            reason: reason.to_owned(),
+        };
+        match self {
+            Self::ProviderId(id) if !id.trim().is_empty() => Ok(MediaFileRef::Id(id.trim())),
+            Self::ProviderId(_) => Err(refuse("media id is empty")),
+            Self::Url(url) if is_http_url(url) => Ok(MediaFileRef::Url(url)),
+            Self::Url(_) => Err(refuse("media URL must be an absolute http(s) URL")),
+        }
+    }
+}
+
 /// Longest media URL accepted.
 pub const MAX_MEDIA_URL_CHARS: usize = 2048;
 

@@ -1,5 +1,6 @@
-//! Outbound text shaping: HTML escaping, splitting at Telegram's length limit, inline
-//! keyboard callback data. Pure.
+//! Outbound text shaping: HTML escaping, Telegram's text length limit (splitting itself is
+//! [`crate::text::split_text`] with [`crate::text::Measure::Utf16`]), inline keyboard callback
+//! data. Pure.
 
 /// Longest message text, in UTF-16 code units after entity parsing.
 pub const MAX_TEXT_UNITS: usize = 4096;
@@ -20,62 +21,6 @@ pub fn escape_html(text: &str) -> String {
         }
     }
     out
-}
-
-fn units(s: &str) -> usize {
-    s.chars().map(char::len_utf16).sum()
-}
-
-/// Splits `text` into parts of at most `max` UTF-16 code units (what Telegram counts),
-/// preferring paragraph, then sentence, then line, then word boundaries. Text that fits is
-/// returned whole; parts keep their order.
-pub fn split_text(text: &str, max: usize) -> Vec<String> {
-    let max = max.max(1);
-    let mut parts = Vec::new();
-    let mut rest = text.trim();
-    while units(rest) > max {
-        // The longest prefix within `max` units.
-        let mut used = 0usize;
-        let mut cut = rest.len();
-        for (i, c) in rest.char_indices() {
-            if used + c.len_utf16() > max {
-                cut = i;
-                break;
-            }
-            used += c.len_utf16();
-        }
-        let window = &rest[..cut];
-        let min_keep = window.len() / 2;
-        let paragraph = window.rfind("\n\n").filter(|&i| i >= min_keep);
-        let sentence = || {
-            window
-                .rmatch_indices(['.', '!', '?', '…'])
-                .map(|(i, m)| i + m.len())
-                .find(|&end| {
-                    end >= min_keep
-                        && window[end..]
-                            .chars()
-                            .next()
-                            .is_some_and(char::is_whitespace)
-                })
-        };
-        let line = || window.rfind('\n').filter(|&i| i >= min_keep);
-        let word = || window.rfind(' ').filter(|&i| i >= min_keep);
-        let at = paragraph
-            .or_else(sentence)
-            .or_else(line)
-            .or_else(word)
-            .unwrap_or(cut)
-            .max(1);
-        let at = if rest.is_char_boundary(at) { at } else { cut };
-        let (head, tail) = rest.split_at(at);
-        parts.push(head.trim_end().to_owned());
-        rest = tail.trim_start();
-    }
-    if !rest.is_empty() || parts.is_empty() {
-        parts.push(rest.to_owned());
-    }
-    parts
 }
 
 const INLINE_PREFIX: &str = "t:";

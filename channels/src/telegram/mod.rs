@@ -1,12 +1,13 @@
 //! Telegram Bot API channel.
 //!
-//! - [`update`]: the webhook secret check and decoding of every update kind into a
-//!   normalized [`update::Update`] (pure).
+//! The Bot API's types, payloads and errors are teloxide-core's; Sapa keeps its own HTTP
+//! exchange (see [`api`] for why).
+//!
+//! - [`update`]: the webhook secret check and decoding of every update kind (teloxide's
+//!   `Update`) into a normalized [`update::Update`] (pure).
 //! - [`api`]: a thin Bot API client (send, chat action, callback answers, webhook setup,
-//!   `getUpdates`). Built on `reqwest` directly rather than teloxide-core: the gateway needs a
-//!   handful of methods, exact control over 429/403/migration classification, and no 10 s
-//!   sleep on 5xx answers.
-//! - [`format`]: HTML escaping, splitting at 4,096 UTF-16 units, inline keyboard payloads.
+//!   `getUpdates`) posting teloxide payloads and classifying teloxide errors.
+//! - [`format`]: HTML escaping, the text length limit, inline keyboard callback data.
 //! - [`config`]: one bot's settings and secrets.
 //! - [`TelegramChannel`]: the [`Channel`] the dispatcher sends through. HTML parse mode with
 //!   escaped text, long answers split on paragraph/sentence boundaries (a retry resumes after
@@ -18,7 +19,6 @@ pub mod api;
 pub mod config;
 pub mod format;
 pub mod provider;
-pub(crate) mod types;
 pub mod update;
 
 use std::collections::HashMap;
@@ -26,18 +26,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Value, json};
+use teloxide_core::RequestError;
+use teloxide_core::payloads::{
+    SendAudio, SendDocument, SendMessage, SendPhoto, SendSticker, SendVideo, SendVoice,
+};
+use teloxide_core::types::{
+    InlineKeyboardButton, InlineKeyboardMarkup, InputFile, LinkPreviewOptions, MessageId,
+    ParseMode, Recipient, ReplyMarkup, ReplyParameters,
+};
 use tokio::time::Instant;
 
 pub use api::BotApi;
 pub use config::{TelegramAccount, UpdateMode};
 
 use crate::channel::{Channel, ChannelError};
-use crate::model::{
-    ChannelKind, Delivery, MediaKind, MediaSource, OutboundMedia, OutboundMessage, is_http_url,
-};
+use crate::model::{ChannelKind, Delivery, MediaFileRef, MediaKind, OutboundMessage};
 use crate::pacing::PacingPolicy;
-use api::ApiFailure;
+use crate::text::{CaptionRules, Measure, place_caption, split_text};
+use api::{ApiFailure, recipient};
 
 /// How often the typing action is repeated while an answer is produced (it lasts ≤ 5 s).
 pub const TYPING_REFRESH: Duration = Duration::from_secs(4);
@@ -123,23 +131,22 @@ impl TelegramChannel {
             match self.api.send(method, &body).await {
                 Ok(sent) => return Ok(sent),
                 Err(ApiFailure::Api {
-                    migrate_to_chat_id: Some(to),
+                    error: RequestError::MigrateToChatId(to),
                     ..
                 }) if !migrated => {
                     let from = chat_id_string(&body["chat_id"]);
                     tracing::info!("telegram chat migrated to a supergroup; following it");
-                    self.chat_migrated(&from, &to.to_string());
-                    body["chat_id"] = json!(to);
+                    self.chat_migrated(&from, &to.0.to_string());
+                    body["chat_id"] = json!(to.0);
                     migrated = true;
                 }
                 Err(failure) => {
                     if let ApiFailure::Api {
-                        retry_after: Some(s),
+                        error: RequestError::RetryAfter(after),
                         ..
                     } = &failure
                     {
-                        *lock(&self.state.flood_until) =
-                            Some(Instant::now() + Duration::from_secs(*s));
+                        *lock(&self.state.flood_until) = Some(Instant::now() + after.duration());
                     }
                     return Err(failure.into_channel_error());
                 }
@@ -153,12 +160,6 @@ fn chat_id_string(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-/// The chat id as Telegram wants it: a number when it is one.
-fn chat_id_value(chat: &str) -> Value {
-    chat.parse::<i64>()
-        .map_or_else(|_| json!(chat), |n| json!(n))
 }
 
 #[async_trait::async_trait]
@@ -245,6 +246,14 @@ impl Channel for TelegramChannel {
     }
 }
 
+/// A teloxide payload as the JSON body it is posted as. These payloads are plain structs
+/// whose file ids and URLs serialize as strings, so serializing cannot fail; were it ever to,
+/// the body is `null`, which Telegram refuses as a bad request (a permanent failure, never a
+/// silent wrong send).
+fn body_of(payload: &impl Serialize) -> Value {
+    serde_json::to_value(payload).unwrap_or(Value::Null)
+}
+
 /// The `sendMessage` bodies for one outbound message, in send order: the text HTML-escaped
 /// and split at 4,096 units; choices as an inline keyboard (one button per row) on the last
 /// part; in groups the first part replies to the customer's message.
@@ -254,36 +263,33 @@ pub fn message_bodies(msg: &OutboundMessage, chat: &str) -> Vec<Value> {
     } else {
         msg.text.clone()
     };
-    let parts = format::split_text(&text, format::MAX_TEXT_UNITS);
+    let parts = split_text(&text, format::MAX_TEXT_UNITS, Measure::Utf16);
     let count = parts.len();
-    let reply_to = group_reply_to(msg, chat);
+    let mut reply_to = group_reply_to(msg, chat);
+    let mut markup = keyboard(&msg.choices);
     parts
         .into_iter()
         .enumerate()
         .map(|(i, part)| {
-            let mut body = json!({
-                "chat_id": chat_id_value(chat),
-                "text": format::escape_html(&part),
-                "parse_mode": "HTML",
-                "link_preview_options": {"is_disabled": true},
+            let mut payload = SendMessage::new(recipient(chat), format::escape_html(&part));
+            payload.parse_mode = Some(ParseMode::Html);
+            payload.link_preview_options = Some(LinkPreviewOptions {
+                is_disabled: true,
+                url: None,
+                prefer_small_media: false,
+                prefer_large_media: false,
+                show_above_text: false,
             });
-            if i == 0
-                && let Some(message_id) = reply_to
-            {
-                body["reply_parameters"] =
-                    json!({"message_id": message_id, "allow_sending_without_reply": true});
+            payload.reply_parameters = reply_to.take();
+            if i + 1 == count {
+                payload.reply_markup = markup.take();
             }
-            if i + 1 == count
-                && let Some(keyboard) = keyboard(&msg.choices)
-            {
-                body["reply_markup"] = keyboard;
-            }
-            body
+            body_of(&payload)
         })
         .collect()
 }
 
-/// One Bot API call: the method and its JSON body.
+/// One Bot API call: the method and its JSON body (a serialized teloxide payload).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiCall {
     /// `sendMessage`, `sendPhoto`, …
@@ -300,42 +306,57 @@ pub fn caption_supported(kind: MediaKind) -> bool {
     kind != MediaKind::Sticker
 }
 
-/// The send method and its file field for a media kind.
-pub fn media_method(kind: MediaKind) -> (&'static str, &'static str) {
+/// The media send of `kind` (`sendPhoto`, …) with its file, HTML caption, reply and keyboard.
+fn media_call(
+    kind: MediaKind,
+    chat: Recipient,
+    file: InputFile,
+    caption: Option<String>,
+    reply: Option<ReplyParameters>,
+    markup: Option<ReplyMarkup>,
+) -> ApiCall {
+    macro_rules! captioned {
+        ($payload:ident, $method:literal) => {{
+            let mut payload = $payload::new(chat, file);
+            if let Some(caption) = caption {
+                payload.caption = Some(caption);
+                payload.parse_mode = Some(ParseMode::Html);
+            }
+            payload.reply_parameters = reply;
+            payload.reply_markup = markup;
+            ApiCall {
+                method: $method,
+                body: body_of(&payload),
+            }
+        }};
+    }
     match kind {
-        MediaKind::Image => ("sendPhoto", "photo"),
-        MediaKind::Video => ("sendVideo", "video"),
-        MediaKind::Audio => ("sendAudio", "audio"),
-        MediaKind::Voice => ("sendVoice", "voice"),
-        MediaKind::Document => ("sendDocument", "document"),
-        MediaKind::Sticker => ("sendSticker", "sticker"),
+        MediaKind::Image => captioned!(SendPhoto, "sendPhoto"),
+        MediaKind::Video => captioned!(SendVideo, "sendVideo"),
+        MediaKind::Audio => captioned!(SendAudio, "sendAudio"),
+        MediaKind::Voice => captioned!(SendVoice, "sendVoice"),
+        MediaKind::Document => captioned!(SendDocument, "sendDocument"),
+        // Stickers have no caption (see `caption_supported`).
+        MediaKind::Sticker => {
+            let mut payload = SendSticker::new(chat, file);
+            payload.reply_parameters = reply;
+            payload.reply_markup = markup;
+            ApiCall {
+                method: "sendSticker",
+                body: body_of(&payload),
+            }
+        }
     }
-}
-
-/// The body of a media send: the `file_id` or URL in the kind's field (Telegram fetches
-/// URLs itself), the caption HTML-escaped.
-pub fn media_body(chat: &Value, kind: MediaKind, file: &str, caption: Option<&str>) -> Value {
-    let (_, field) = media_method(kind);
-    let mut body = json!({ "chat_id": chat, field: file });
-    if let Some(caption) = caption.filter(|c| !c.is_empty()) {
-        body["caption"] = json!(format::escape_html(caption));
-        body["parse_mode"] = json!("HTML");
-    }
-    body
-}
-
-fn units(s: &str) -> usize {
-    s.chars().map(char::len_utf16).sum()
 }
 
 /// The Bot API calls for one outbound message, in send order.
 ///
 /// Without media: the [`message_bodies`] as `sendMessage` calls. With media: first
 /// `sendPhoto`/`sendVideo`/`sendAudio`/`sendVoice`/`sendDocument`/`sendSticker` with the
-/// `file_id` or URL; the media's caption, or else the text, is its caption when the kind has
-/// captions and it fits in 1,024 UTF-16 units. Text that did not become the caption (and a
-/// caption that was too long) follows as `sendMessage`. Choices go, as an inline keyboard, on
-/// the last call.
+/// `file_id` or URL (Telegram fetches URLs itself); the media's caption, or else the text, is
+/// its caption (HTML-escaped) when the kind has captions and it fits in 1,024 UTF-16 units.
+/// Text that did not become the caption (and a caption that was too long) follows as
+/// `sendMessage`. Choices go, as an inline keyboard, on the last call.
 ///
 /// # Errors
 /// [`ChannelError::Permanent`] for a media URL that is not `http(s)` or an empty file id.
@@ -352,86 +373,72 @@ pub fn outbound_calls(msg: &OutboundMessage, chat: &str) -> Result<Vec<ApiCall>,
     let Some(media) = &msg.media else {
         return Ok(text_calls(msg));
     };
-    let file = media_file(media)?;
-    let captioned = caption_supported(media.kind);
-    let fits = |c: &str| units(c) <= MAX_CAPTION_UNITS;
-    let own_caption = media
-        .caption
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    let text = msg.text.trim();
-    let mut follow_up = Vec::new();
-    let caption = match own_caption {
-        Some(c) if captioned && fits(c) => Some(c),
-        Some(c) => {
-            follow_up.push(c);
-            None
+    let file = match media.source.checked()? {
+        MediaFileRef::Id(id) => InputFile::file_id(id.to_owned().into()),
+        MediaFileRef::Url(url) => {
+            InputFile::url(url.parse().map_err(|_| ChannelError::Permanent {
+                code: None,
+                reason: "media URL must be an absolute http(s) URL".to_owned(),
+            })?)
         }
-        None if captioned && !text.is_empty() && fits(text) => Some(text),
-        None => None,
     };
-    if caption != Some(text) && !text.is_empty() {
-        follow_up.push(text);
-    }
-    let (method, _) = media_method(media.kind);
-    let mut body = media_body(&chat_id_value(chat), media.kind, file, caption);
-    if let Some(message_id) = group_reply_to(msg, chat) {
-        body["reply_parameters"] =
-            json!({"message_id": message_id, "allow_sending_without_reply": true});
-    }
-    if follow_up.is_empty() {
-        if let Some(keyboard) = keyboard(&msg.choices) {
-            body["reply_markup"] = keyboard;
-        }
-        return Ok(vec![ApiCall { method, body }]);
-    }
-    let rest = OutboundMessage {
-        text: follow_up.join("\n\n"),
-        in_reply_to: Vec::new(),
-        media: None,
-        ..msg.clone()
+    let placed = place_caption(
+        media.caption.as_deref(),
+        &msg.text,
+        CaptionRules {
+            supported: caption_supported(media.kind),
+            max: MAX_CAPTION_UNITS,
+            measure: Measure::Utf16,
+            text_allowed: true,
+        },
+    );
+    let markup = if placed.follow_up.is_empty() {
+        keyboard(&msg.choices)
+    } else {
+        None
     };
-    let mut calls = vec![ApiCall { method, body }];
-    calls.extend(text_calls(&rest));
+    let mut calls = vec![media_call(
+        media.kind,
+        recipient(chat),
+        file,
+        placed.caption.map(format::escape_html),
+        group_reply_to(msg, chat),
+        markup,
+    )];
+    if !placed.follow_up.is_empty() {
+        let rest = OutboundMessage {
+            text: placed.follow_up,
+            in_reply_to: Vec::new(),
+            media: None,
+            ..msg.clone()
+        };
+        calls.extend(text_calls(&rest));
+    }
     Ok(calls)
 }
 
-fn media_file(media: &OutboundMedia) -> Result<&str, ChannelError> {
-    match &media.source {
-        MediaSource::ProviderId(id) if !id.trim().is_empty() => Ok(id.trim()),
-        MediaSource::ProviderId(_) => Err(ChannelError::Permanent {
-            code: None,
-            reason: "media file_id is empty".to_owned(),
-        }),
-        MediaSource::Url(url) if is_http_url(url) => Ok(url),
-        MediaSource::Url(_) => Err(ChannelError::Permanent {
-            code: None,
-            reason: "media URL must be an absolute http(s) URL".to_owned(),
-        }),
-    }
-}
-
 /// In groups, the customer message (`chat:message_id`) an answer replies to.
-fn group_reply_to(msg: &OutboundMessage, chat: &str) -> Option<i64> {
+fn group_reply_to(msg: &OutboundMessage, chat: &str) -> Option<ReplyParameters> {
     msg.in_reply_to
         .last()
         .and_then(|id| id.split_once(':'))
         .filter(|(c, _)| *c == chat && c.starts_with('-'))
-        .and_then(|(_, m)| m.parse::<i64>().ok())
+        .and_then(|(_, m)| m.parse::<i32>().ok())
+        .map(|id| ReplyParameters::new(MessageId(id)).allow_sending_without_reply())
 }
 
 /// The inline keyboard for `choices` (one button per row), if any.
-fn keyboard(choices: &[String]) -> Option<Value> {
+fn keyboard(choices: &[String]) -> Option<ReplyMarkup> {
     if choices.is_empty() {
         return None;
     }
-    let rows: Vec<Value> = choices
-        .iter()
-        .enumerate()
-        .map(|(n, choice)| json!([{"text": choice, "callback_data": format::callback_data(n, choice)}]))
-        .collect();
-    Some(json!({ "inline_keyboard": rows }))
+    let rows = choices.iter().enumerate().map(|(n, choice)| {
+        [InlineKeyboardButton::callback(
+            choice.clone(),
+            format::callback_data(n, choice),
+        )]
+    });
+    Some(ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows)))
 }
 
 #[cfg(test)]

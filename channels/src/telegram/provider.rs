@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::update::{self, BotIdentity, CustomerMessage, Update};
 use super::{TelegramAccount, TelegramChannel, UpdateMode, format};
 use crate::channel::{Channel, ChannelError};
-use crate::model::{ChannelKind, MessageContent};
+use crate::model::{ChannelKind, MessageContent, is_http_url};
 use crate::provider::{
     AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Event, Inbound, Plugged,
     Provider, Pull, Verified, WebhookRequest,
@@ -75,9 +75,7 @@ fn parse(settings: &serde_json::Value) -> Result<(TelegramAccount, i64), String>
             "webhook_secret must be 1-256 characters of A-Z a-z 0-9 _ - in webhook mode".to_owned(),
         );
     }
-    if !(account.api_base_url.starts_with("http://")
-        || account.api_base_url.starts_with("https://"))
-    {
+    if !is_http_url(&account.api_base_url) {
         return Err("api_base_url must be an http:// or https:// URL".to_owned());
     }
     if account.poll_timeout_s > 50 {

@@ -1,11 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::format::{
-    MAX_TEXT_UNITS, callback_data, choice_inline, choice_reference, escape_html, split_text,
-};
+use super::format::{MAX_TEXT_UNITS, callback_data, choice_inline, choice_reference, escape_html};
 use super::update::{BotIdentity, CustomerMessage, Event, decode, verify_secret};
 use super::*;
-use crate::model::{Author, MediaKind, MessageContent, TurnHint};
+use crate::model::{Author, MediaKind, MediaSource, MessageContent, OutboundMedia, TurnHint};
 
 const CHAT: &str = "5123456789";
 
@@ -323,13 +321,13 @@ fn html_escaping_covers_the_three_characters() {
 fn split_prefers_paragraphs_then_sentences() {
     let para = "Kalimat satu. ".repeat(200); // 2,800 chars
     let text = format!("{}\n\n{}", para.trim(), para.trim());
-    let parts = split_text(&text, MAX_TEXT_UNITS);
+    let parts = split_text(&text, MAX_TEXT_UNITS, Measure::Utf16);
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0], para.trim());
     assert_eq!(parts[1], para.trim());
     // No paragraph break: split after a sentence, never mid-word.
     let long = "Ini kalimat yang cukup panjang untuk diuji. ".repeat(120); // 5,280 chars
-    let parts = split_text(&long, MAX_TEXT_UNITS);
+    let parts = split_text(&long, MAX_TEXT_UNITS, Measure::Utf16);
     assert_eq!(parts.len(), 2);
     assert!(
         parts[0].ends_with('.'),
@@ -347,10 +345,13 @@ fn split_prefers_paragraphs_then_sentences() {
     );
     // Astral characters count two units each.
     let emoji = "😀".repeat(3000);
-    let parts = split_text(&emoji, MAX_TEXT_UNITS);
+    let parts = split_text(&emoji, MAX_TEXT_UNITS, Measure::Utf16);
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0].chars().count(), 2048);
-    assert_eq!(split_text("pendek", MAX_TEXT_UNITS), vec!["pendek"]);
+    assert_eq!(
+        split_text("pendek", MAX_TEXT_UNITS, Measure::Utf16),
+        vec!["pendek"]
+    );
 }
 
 #[test]

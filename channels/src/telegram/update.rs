@@ -1,21 +1,26 @@
-//! Webhook and `getUpdates` side: the secret-token check and decoding of one `Update` into a
-//! normalized [`Update`]. Pure: no I/O, no tenant, no storage.
+//! Webhook and `getUpdates` side: the secret-token check and decoding of one Bot API update
+//! (read with teloxide-core's types) into a normalized [`Update`]. Pure: no I/O, no tenant,
+//! no storage.
 
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
+use teloxide_core::types::{
+    self as tg, AllowedUpdate, CallbackQuery, ChatId, InlineKeyboardButtonKind,
+    MediaKind as TgMedia, Message, MessageEntity, MessageEntityKind, MessageKind, UpdateKind, User,
+};
 
 use super::format;
-use super::types;
 use crate::model::{ContactCard, InboundMessage, MediaKind, MediaRef, MessageContent};
 
 /// The header carrying the `secret_token` registered with `setWebhook`.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 /// The update kinds Sapa asks for (`allowed_updates`).
-pub const ALLOWED_UPDATES: &[&str] = &[
-    "message",
-    "edited_message",
-    "callback_query",
-    "my_chat_member",
+pub const ALLOWED_UPDATES: [AllowedUpdate; 4] = [
+    AllowedUpdate::Message,
+    AllowedUpdate::EditedMessage,
+    AllowedUpdate::CallbackQuery,
+    AllowedUpdate::MyChatMember,
 ];
 
 /// Whether the webhook's secret header equals `expected` (constant time). An empty expected
@@ -132,78 +137,75 @@ pub fn decode(body: &[u8], bot: &BotIdentity) -> Result<Update, DecodeError> {
     decode_value(value, bot)
 }
 
-/// Decodes one update already parsed as JSON (`getUpdates` results).
+/// The update kinds Sapa decodes: one of these that teloxide cannot read is "undecodable".
+const HANDLED: &[&str] = &[
+    "message",
+    "edited_message",
+    "callback_query",
+    "my_chat_member",
+];
+
+/// Decodes one update already parsed as JSON (`getUpdates` results) with teloxide's
+/// [`tg::Update`].
 ///
 /// # Errors
-/// [`DecodeError::NotAnUpdate`] when `value` has no numeric `update_id`.
+/// [`DecodeError::NotAnUpdate`] when `value` is not an object with a valid `update_id`.
 pub fn decode_value(value: serde_json::Value, bot: &BotIdentity) -> Result<Update, DecodeError> {
-    let serde_json::Value::Object(mut map) = value else {
-        return Err(DecodeError::NotAnUpdate("not a JSON object".to_owned()));
-    };
-    let update_id = map
-        .remove("update_id")
-        .and_then(|v| v.as_i64())
-        .ok_or_else(|| DecodeError::NotAnUpdate("missing update_id".to_owned()))?;
-    let Some((kind, payload)) = map.into_iter().next() else {
-        return Ok(Update {
-            update_id,
-            event: Event::Ignored {
-                kind: "empty".to_owned(),
-            },
-        });
-    };
-    let event = decode_event(&kind, payload, bot).unwrap_or_else(|| {
-        tracing::debug!(kind = %kind, "undecodable telegram update");
-        Event::Ignored {
-            kind: format!("{kind} (undecodable)"),
+    // The kind is the update's one key besides `update_id`, read here because teloxide turns
+    // an update it cannot read (unknown kind, or a payload it cannot parse) into
+    // `UpdateKind::Error` without the key, and the gateway reports the kind it ignored.
+    let kind = value
+        .as_object()
+        .and_then(|map| map.keys().find(|k| *k != "update_id"))
+        .map_or_else(|| "empty".to_owned(), Clone::clone);
+    // From `&Value`, not `Value`: teloxide's `UpdateKind` reads its key as a borrowed `&str`
+    // first, which an owned `Value` cannot lend (the key would be lost).
+    let update =
+        tg::Update::deserialize(&value).map_err(|e| DecodeError::NotAnUpdate(e.to_string()))?;
+    let update_id = i64::from(update.id.0);
+    let event = match update.kind {
+        UpdateKind::Message(message) => message_event(message, bot),
+        UpdateKind::EditedMessage(message) => edited(&message).unwrap_or_else(|| Event::Ignored {
+            kind: "edited_message (undecodable)".to_owned(),
+        }),
+        UpdateKind::CallbackQuery(query) => callback(query),
+        UpdateKind::MyChatMember(update) => Event::MemberStatus {
+            chat_id: update.chat.id.0.to_string(),
+            reachable: !(update.new_chat_member.is_left() || update.new_chat_member.is_banned()),
+        },
+        UpdateKind::Error(_) if HANDLED.contains(&kind.as_str()) => {
+            tracing::debug!(kind = %kind, "undecodable telegram update");
+            Event::Ignored {
+                kind: format!("{kind} (undecodable)"),
+            }
         }
-    });
+        _ => Event::Ignored { kind },
+    };
     Ok(Update { update_id, event })
 }
 
-fn decode_event(kind: &str, payload: serde_json::Value, bot: &BotIdentity) -> Option<Event> {
-    let event = match kind {
-        "message" => {
-            let message: types::Message = serde_json::from_value(payload).ok()?;
-            if let Some(to) = message.migrate_to_chat_id {
-                return Some(Event::Migrated {
-                    from_chat_id: message.chat.id.to_string(),
-                    to_chat_id: to.to_string(),
-                });
-            }
-            if message.from.as_ref().is_none_or(|u| u.is_bot) {
-                return Some(Event::Ignored {
-                    kind: "message from a bot or channel".to_owned(),
-                });
-            }
-            Event::Message(customer_message(message, bot))
-        }
-        "edited_message" => {
-            let message: types::Message = serde_json::from_value(payload).ok()?;
-            let text = message.text.or(message.caption)?;
-            Event::Edited {
-                external_id: message_key(message.chat.id, message.message_id),
-                chat_id: message.chat.id.to_string(),
-                text,
-            }
-        }
-        "callback_query" => {
-            let query: types::CallbackQuery = serde_json::from_value(payload).ok()?;
-            callback(query)
-        }
-        "my_chat_member" => {
-            let update: types::ChatMemberUpdated = serde_json::from_value(payload).ok()?;
-            let reachable = !matches!(update.new_chat_member.status.as_str(), "kicked" | "left");
-            Event::MemberStatus {
-                chat_id: update.chat.id.to_string(),
-                reachable,
-            }
-        }
-        other => Event::Ignored {
-            kind: other.to_owned(),
-        },
-    };
-    Some(event)
+fn message_event(message: Message, bot: &BotIdentity) -> Event {
+    if let Some(to) = message.migrate_to_chat_id() {
+        return Event::Migrated {
+            from_chat_id: message.chat.id.0.to_string(),
+            to_chat_id: to.0.to_string(),
+        };
+    }
+    if message.from.as_ref().is_none_or(|u| u.is_bot) {
+        return Event::Ignored {
+            kind: "message from a bot or channel".to_owned(),
+        };
+    }
+    Event::Message(customer_message(&message, bot))
+}
+
+fn edited(message: &Message) -> Option<Event> {
+    let text = message.text().or_else(|| message.caption())?;
+    Some(Event::Edited {
+        external_id: key_of(message),
+        chat_id: message.chat.id.0.to_string(),
+        text: text.to_owned(),
+    })
 }
 
 /// The stable id of a message: `<chat id>:<message id>` (message ids are per chat).
@@ -211,44 +213,164 @@ pub fn message_key(chat_id: i64, message_id: i64) -> String {
     format!("{chat_id}:{message_id}")
 }
 
-fn display_name(user: &types::User) -> Option<String> {
-    let name = match &user.last_name {
-        Some(last) if !last.is_empty() => format!("{} {last}", user.first_name),
-        _ => user.first_name.clone(),
-    };
-    let name = name.trim().to_owned();
-    if name.is_empty() {
-        user.username.clone()
-    } else {
-        Some(name)
+fn key_of(message: &Message) -> String {
+    message_key(message.chat.id.0, i64::from(message.id.0))
+}
+
+fn full_name(first: &str, last: Option<&str>) -> String {
+    match last {
+        Some(last) if !last.is_empty() => format!("{first} {last}"),
+        _ => first.to_owned(),
     }
 }
 
-fn is_group(chat: &types::Chat) -> bool {
-    matches!(chat.kind.as_str(), "group" | "supergroup")
+fn display_name(user: &User) -> Option<String> {
+    let name = full_name(&user.first_name, user.last_name.as_deref());
+    let name = name.trim();
+    if name.is_empty() {
+        user.username.clone()
+    } else {
+        Some(name.to_owned())
+    }
 }
 
-fn customer_message(m: types::Message, bot: &BotIdentity) -> CustomerMessage {
-    let chat_id = m.chat.id;
+fn is_group(chat: &tg::Chat) -> bool {
+    chat.is_group() || chat.is_supergroup()
+}
+
+fn is_bot(user: &User, bot: &BotIdentity) -> bool {
+    u64::try_from(bot.id).is_ok_and(|id| user.id.0 == id)
+}
+
+fn media_ref(
+    file: &tg::FileMeta,
+    mime_type: Option<String>,
+    filename: Option<&String>,
+) -> MediaRef {
+    MediaRef {
+        id: file.id.0.clone(),
+        mime_type,
+        sha256: None,
+        filename: filename.cloned(),
+    }
+}
+
+/// The normalized content of a non-text message (`caption` already read).
+fn media_content(
+    m: &Message,
+    caption: Option<String>,
+    shared_phone: &mut Option<String>,
+) -> MessageContent {
+    let media = |kind: MediaKind, media: MediaRef| MessageContent::Media {
+        kind,
+        media,
+        caption: caption.clone(),
+    };
+    let MessageKind::Common(common) = &m.kind else {
+        return MessageContent::Unknown {
+            kind: "unsupported".to_owned(),
+        };
+    };
+    match &common.media_kind {
+        TgMedia::Photo(p) => match p
+            .photo
+            .iter()
+            .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
+        {
+            Some(photo) => media(MediaKind::Image, media_ref(&photo.file, None, None)),
+            None => MessageContent::Unknown {
+                kind: "unsupported".to_owned(),
+            },
+        },
+        TgMedia::Voice(v) => media(
+            MediaKind::Voice,
+            media_ref(
+                &v.voice.file,
+                v.voice.mime_type.as_ref().map(ToString::to_string),
+                None,
+            ),
+        ),
+        TgMedia::Audio(a) => media(
+            MediaKind::Audio,
+            media_ref(
+                &a.audio.file,
+                a.audio.mime_type.as_ref().map(ToString::to_string),
+                a.audio.file_name.as_ref(),
+            ),
+        ),
+        TgMedia::Video(v) => media(
+            MediaKind::Video,
+            media_ref(
+                &v.video.file,
+                v.video.mime_type.as_ref().map(ToString::to_string),
+                v.video.file_name.as_ref(),
+            ),
+        ),
+        TgMedia::VideoNote(v) => media(MediaKind::Video, media_ref(&v.video_note.file, None, None)),
+        TgMedia::Document(d) => media(
+            MediaKind::Document,
+            media_ref(
+                &d.document.file,
+                d.document.mime_type.as_ref().map(ToString::to_string),
+                d.document.file_name.as_ref(),
+            ),
+        ),
+        // Telegram sends a GIF as an animation that is also a document; Sapa keeps it a document.
+        TgMedia::Animation(a) => media(
+            MediaKind::Document,
+            media_ref(
+                &a.animation.file,
+                a.animation.mime_type.as_ref().map(ToString::to_string),
+                a.animation.file_name.as_ref(),
+            ),
+        ),
+        TgMedia::Sticker(s) => media(MediaKind::Sticker, media_ref(&s.sticker.file, None, None)),
+        TgMedia::Contact(c) => {
+            let c = &c.contact;
+            if c.user_id.is_some() && c.user_id == m.from.as_ref().map(|u| u.id) {
+                *shared_phone = Some(c.phone_number.clone());
+            }
+            MessageContent::Contacts {
+                cards: vec![ContactCard {
+                    name: full_name(&c.first_name, c.last_name.as_deref()),
+                    phones: vec![c.phone_number.clone()],
+                }],
+            }
+        }
+        TgMedia::Venue(v) => MessageContent::Location {
+            latitude: v.venue.location.latitude,
+            longitude: v.venue.location.longitude,
+            name: Some(v.venue.title.clone()),
+            address: Some(v.venue.address.clone()),
+        },
+        TgMedia::Location(l) => MessageContent::Location {
+            latitude: l.location.latitude,
+            longitude: l.location.longitude,
+            name: None,
+            address: None,
+        },
+        _ => MessageContent::Unknown {
+            kind: "unsupported".to_owned(),
+        },
+    }
+}
+
+fn customer_message(m: &Message, bot: &BotIdentity) -> CustomerMessage {
+    let chat_id = m.chat.id.0;
     let group = is_group(&m.chat);
     let sender = m.from.as_ref();
     let language = sender.and_then(|u| u.language_code.clone());
     let sender_name = sender.and_then(display_name);
-    let replied_to_bot = m
-        .reply_to_message
-        .as_ref()
+    let replied = m.reply_to_message();
+    let replied_to_bot = replied
         .and_then(|r| r.from.as_ref())
-        .is_some_and(|u| u.id == bot.id);
-    let reply_to = m
-        .reply_to_message
-        .as_ref()
-        .filter(|_| replied_to_bot)
-        .map(|r| message_key(chat_id, r.message_id));
+        .is_some_and(|u| is_bot(u, bot));
+    let reply_to = replied.filter(|_| replied_to_bot).map(key_of);
     let mut addressed = !group || replied_to_bot;
     let mut command = false;
     let mut shared_phone = None;
-    let content = if let Some(text) = &m.text {
-        let read = read_text(text, &m.entities, bot);
+    let content = if let Some(text) = m.text() {
+        let read = read_text(text, m.entities().unwrap_or_default(), bot);
         addressed |= read.mentioned;
         if read.command {
             // A plain `/cmd` in a group is for every bot; `/cmd@other_bot` is not for us.
@@ -260,81 +382,13 @@ fn customer_message(m: types::Message, bot: &BotIdentity) -> CustomerMessage {
         command = read.command;
         MessageContent::Text { body: read.text }
     } else {
-        let caption = m.caption.as_ref().map(|c| {
-            let read = read_text(c, &m.caption_entities, bot);
+        let caption = m.caption().map(|c| {
+            let read = read_text(c, m.caption_entities().unwrap_or_default(), bot);
             addressed |= read.mentioned;
             read.text
         });
         let caption = caption.filter(|c| !c.is_empty());
-        let media =
-            |kind: MediaKind, file: &types::File, caption: Option<String>| MessageContent::Media {
-                kind,
-                media: MediaRef {
-                    id: file.file_id.clone(),
-                    mime_type: file.mime_type.clone(),
-                    sha256: None,
-                    filename: file.file_name.clone(),
-                },
-                caption,
-            };
-        if let Some(photo) = m
-            .photo
-            .iter()
-            .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
-        {
-            MessageContent::Media {
-                kind: MediaKind::Image,
-                media: MediaRef {
-                    id: photo.file_id.clone(),
-                    mime_type: None,
-                    sha256: None,
-                    filename: None,
-                },
-                caption,
-            }
-        } else if let Some(f) = &m.voice {
-            media(MediaKind::Voice, f, caption)
-        } else if let Some(f) = &m.audio {
-            media(MediaKind::Audio, f, caption)
-        } else if let Some(f) = m.video.as_ref().or(m.video_note.as_ref()) {
-            media(MediaKind::Video, f, caption)
-        } else if let Some(f) = &m.document {
-            media(MediaKind::Document, f, caption)
-        } else if let Some(f) = &m.sticker {
-            media(MediaKind::Sticker, f, caption)
-        } else if let Some(c) = &m.contact {
-            if c.user_id.is_some() && c.user_id == sender.map(|u| u.id) {
-                shared_phone = Some(c.phone_number.clone());
-            }
-            let name = match &c.last_name {
-                Some(last) if !last.is_empty() => format!("{} {last}", c.first_name),
-                _ => c.first_name.clone(),
-            };
-            MessageContent::Contacts {
-                cards: vec![ContactCard {
-                    name,
-                    phones: vec![c.phone_number.clone()],
-                }],
-            }
-        } else if let Some(v) = &m.venue {
-            MessageContent::Location {
-                latitude: v.location.latitude,
-                longitude: v.location.longitude,
-                name: v.title.clone(),
-                address: v.address.clone(),
-            }
-        } else if let Some(l) = &m.location {
-            MessageContent::Location {
-                latitude: l.latitude,
-                longitude: l.longitude,
-                name: None,
-                address: None,
-            }
-        } else {
-            MessageContent::Unknown {
-                kind: "unsupported".to_owned(),
-            }
-        }
+        media_content(m, caption, &mut shared_phone)
     };
     CustomerMessage {
         chat_id: chat_id.to_string(),
@@ -344,10 +398,10 @@ fn customer_message(m: types::Message, bot: &BotIdentity) -> CustomerMessage {
         language,
         shared_phone,
         message: InboundMessage {
-            external_id: message_key(chat_id, m.message_id),
+            external_id: key_of(m),
             from: chat_id.to_string(),
             sender_name,
-            timestamp_s: m.date,
+            timestamp_s: m.date.timestamp(),
             reply_to,
             content,
         },
@@ -365,7 +419,7 @@ struct ReadText {
 
 /// Removes mentions of the bot and normalizes a leading command (`/start@bot x` → `/start x`).
 /// Entity offsets are UTF-16 code units.
-fn read_text(text: &str, entities: &[types::Entity], bot: &BotIdentity) -> ReadText {
+fn read_text(text: &str, entities: &[MessageEntity], bot: &BotIdentity) -> ReadText {
     let mut mentioned = false;
     let mut command = false;
     let mut command_target = None;
@@ -376,18 +430,18 @@ fn read_text(text: &str, entities: &[types::Entity], bot: &BotIdentity) -> ReadT
             continue;
         };
         let slice = &text[range.clone()];
-        match entity.kind.as_str() {
-            "mention" => {
+        match &entity.kind {
+            MessageEntityKind::Mention => {
                 let name = slice.trim_start_matches('@');
                 if !bot.username.is_empty() && name.eq_ignore_ascii_case(&bot.username) {
                     mentioned = true;
                     cuts.push((range, String::new()));
                 }
             }
-            "text_mention" if entity.user.as_ref().is_some_and(|u| u.id == bot.id) => {
+            MessageEntityKind::TextMention { user } if is_bot(user, bot) => {
                 mentioned = true;
             }
-            "bot_command" if entity.offset == 0 => {
+            MessageEntityKind::BotCommand if entity.offset == 0 => {
                 command = true;
                 if let Some((cmd, target)) = slice.split_once('@') {
                     command_target = Some(target.to_owned());
@@ -411,7 +465,10 @@ fn read_text(text: &str, entities: &[types::Entity], bot: &BotIdentity) -> ReadT
     }
 }
 
-/// The byte range of `text` covering UTF-16 code units `offset..offset + length`.
+/// The byte range of `text` covering UTF-16 code units `offset..offset + length`; `None` when
+/// the offsets do not fall on character boundaries or past the end. Hand-written rather than
+/// teloxide's `MessageEntityRef::parse`, which panics on such offsets: entities arrive from
+/// the network.
 fn utf16_range(text: &str, offset: usize, length: usize) -> Option<std::ops::Range<usize>> {
     let mut units = 0usize;
     let mut start = None;
@@ -431,29 +488,33 @@ fn utf16_range(text: &str, offset: usize, length: usize) -> Option<std::ops::Ran
     (units == end_units).then_some(start?..text.len())
 }
 
-fn callback(query: types::CallbackQuery) -> Event {
-    let message = query
-        .message
-        .and_then(|v| serde_json::from_value::<types::Message>(v).ok());
-    let data = query.data.unwrap_or_default();
-    let chat_id = message.as_ref().map_or(query.from.id, |m| m.chat.id);
-    let group = message.as_ref().is_some_and(|m| is_group(&m.chat));
+fn callback(query: CallbackQuery) -> Event {
+    let chat = query.message.as_ref().map(|m| m.chat());
+    let message = query.regular_message();
+    let data = query.data.clone().unwrap_or_default();
+    let chat_id = chat.map_or_else(|| ChatId::from(query.from.id).0, |c| c.id.0);
+    let group = chat.is_some_and(is_group);
     let title = match format::choice_inline(&data) {
         Some(title) => title.to_owned(),
         None => message
-            .as_ref()
-            .and_then(|m| m.reply_markup.as_ref())
+            .and_then(Message::reply_markup)
             .and_then(|markup| {
                 markup
                     .inline_keyboard
                     .iter()
                     .flatten()
-                    .find(|b| b.callback_data.as_deref() == Some(data.as_str()))
+                    .find(|b| {
+                        matches!(&b.kind, InlineKeyboardButtonKind::CallbackData(d) if *d == data)
+                    })
                     .map(|b| b.text.clone())
             })
             .unwrap_or_default(),
     };
-    let timestamp_s = message.as_ref().map_or(0, |m| m.date);
+    let timestamp_s = message.map_or(0, |m| m.date.timestamp());
+    let reply_to = query
+        .message
+        .as_ref()
+        .map(|m| message_key(chat_id, i64::from(m.id().0)));
     Event::Callback {
         message: CustomerMessage {
             chat_id: chat_id.to_string(),
@@ -463,11 +524,11 @@ fn callback(query: types::CallbackQuery) -> Event {
             language: query.from.language_code.clone(),
             shared_phone: None,
             message: InboundMessage {
-                external_id: format!("cb:{}", query.id),
+                external_id: format!("cb:{}", query.id.0),
                 from: chat_id.to_string(),
                 sender_name: display_name(&query.from),
                 timestamp_s,
-                reply_to: message.as_ref().map(|m| message_key(chat_id, m.message_id)),
+                reply_to,
                 content: MessageContent::Choice {
                     id: data,
                     title,
@@ -475,6 +536,6 @@ fn callback(query: types::CallbackQuery) -> Event {
                 },
             },
         },
-        query_id: query.id,
+        query_id: query.id.0,
     }
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::WhatsappAccount;
 use super::types;
-use crate::channel::ChannelError;
+use crate::channel::{ChannelError, network_reason, short_reason};
 
 /// Client for one business number.
 #[derive(Clone)]
@@ -228,13 +228,7 @@ fn sha256_matches(bytes: &[u8], expected: &str) -> bool {
 
 fn network_error(err: reqwest::Error) -> ChannelError {
     ChannelError::Transient {
-        reason: if err.is_timeout() {
-            "timeout".to_owned()
-        } else if err.is_connect() {
-            "connection failed".to_owned()
-        } else {
-            "network error".to_owned()
-        },
+        reason: network_reason(&err).to_owned(),
     }
 }
 
@@ -288,7 +282,7 @@ fn permanent_reason(code: i64, title: &str) -> String {
         368 | 131_031 => "business account restricted",
         _ => "",
     };
-    let title: String = title.chars().take(120).collect();
+    let title = short_reason(title);
     match (known.is_empty(), title.is_empty()) {
         (false, _) => format!("whatsapp {code}: {known}"),
         (true, false) => format!("whatsapp {code}: {title}"),

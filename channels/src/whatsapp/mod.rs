@@ -24,10 +24,10 @@ pub use config::WhatsappAccount;
 
 use crate::channel::{Channel, ChannelError, MediaError, MediaFile};
 use crate::model::{
-    ChannelKind, Delivery, MediaKind, MediaSource, OutboundMedia, OutboundMessage, Template,
-    is_http_url,
+    ChannelKind, Delivery, MediaFileRef, MediaKind, OutboundMedia, OutboundMessage, Template,
 };
 use crate::pacing::PacingPolicy;
+use crate::text::{CaptionRules, Measure, place_caption, split_text};
 
 /// Longest text body.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -203,38 +203,28 @@ pub fn message_bodies(msg: &OutboundMessage) -> Result<Vec<Value>, ChannelError>
     let Some(media) = &msg.media else {
         return Ok(text_bodies(msg, &msg.text, context));
     };
-    let captioned = caption_supported(media.kind);
-    let fits = |c: &str| c.chars().count() <= MAX_CAPTION_CHARS;
-    let own_caption = media
-        .caption
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    let text = msg.text.trim();
-    let mut follow_up = Vec::new();
-    let caption = match own_caption {
-        Some(c) if captioned && fits(c) => Some(c),
-        Some(c) => {
-            follow_up.push(c);
-            None
-        }
-        None if captioned && !text.is_empty() && fits(text) && msg.choices.is_empty() => Some(text),
-        None => None,
-    };
-    if caption != Some(text) && !text.is_empty() {
-        follow_up.push(text);
-    }
+    let placed = place_caption(
+        media.caption.as_deref(),
+        &msg.text,
+        CaptionRules {
+            supported: caption_supported(media.kind),
+            max: MAX_CAPTION_CHARS,
+            measure: Measure::Chars,
+            // Choices need an interactive message, which cannot carry media.
+            text_allowed: msg.choices.is_empty(),
+        },
+    );
     let mut body = json!({
         "to": msg.recipient,
         "type": wire_kind(media.kind),
     });
-    body[wire_kind(media.kind)] = media_object(media, caption)?;
+    body[wire_kind(media.kind)] = media_object(media, placed.caption)?;
     if let Some(id) = context {
         body["context"] = json!({ "message_id": id });
     }
     let mut bodies = vec![body];
-    if !follow_up.is_empty() || !msg.choices.is_empty() {
-        bodies.extend(text_bodies(msg, &follow_up.join("\n\n"), None));
+    if !placed.follow_up.is_empty() || !msg.choices.is_empty() {
+        bodies.extend(text_bodies(msg, &placed.follow_up, None));
     }
     Ok(bodies)
 }
@@ -260,21 +250,9 @@ fn wire_kind(kind: MediaKind) -> &'static str {
 
 /// The `image`/`document`/… object: `id` or `link`, caption and file name where allowed.
 fn media_object(media: &OutboundMedia, caption: Option<&str>) -> Result<Value, ChannelError> {
-    let mut object = match &media.source {
-        MediaSource::ProviderId(id) if !id.trim().is_empty() => json!({ "id": id.trim() }),
-        MediaSource::ProviderId(_) => {
-            return Err(ChannelError::Permanent {
-                code: None,
-                reason: "media id is empty".to_owned(),
-            });
-        }
-        MediaSource::Url(url) if is_http_url(url) => json!({ "link": url }),
-        MediaSource::Url(_) => {
-            return Err(ChannelError::Permanent {
-                code: None,
-                reason: "media link must be an absolute http(s) URL".to_owned(),
-            });
-        }
+    let mut object = match media.source.checked()? {
+        MediaFileRef::Id(id) => json!({ "id": id }),
+        MediaFileRef::Url(url) => json!({ "link": url }),
     };
     if let Some(caption) = caption {
         object["caption"] = json!(caption);
@@ -347,7 +325,7 @@ fn text_bodies(msg: &OutboundMessage, text: &str, context: Option<&String>) -> V
             text.push_str(&format!("\n{}. {choice}", i + 1));
         }
     }
-    split_text(&text, MAX_TEXT_CHARS)
+    split_text(&text, MAX_TEXT_CHARS, Measure::Chars)
         .into_iter()
         .enumerate()
         .map(|(i, part)| {
@@ -376,29 +354,6 @@ pub fn template_body(to: &str, template: &Template) -> Value {
         tpl["components"] = json!([{"type": "body", "parameters": params}]);
     }
     json!({"to": to, "type": "template", "template": tpl})
-}
-
-/// Splits `text` into parts of at most `max` characters, preferring paragraph, line, then
-/// word boundaries. Text that fits is returned whole.
-pub fn split_text(text: &str, max: usize) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut rest = text.trim();
-    while rest.chars().count() > max {
-        let cut_byte = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
-        let window = &rest[..cut_byte];
-        let min_keep = window.len() / 2;
-        let at = ["\n\n", "\n", " "]
-            .iter()
-            .find_map(|sep| window.rfind(sep).filter(|&i| i >= min_keep))
-            .unwrap_or(cut_byte);
-        let (head, tail) = rest.split_at(at);
-        parts.push(head.trim_end().to_owned());
-        rest = tail.trim_start();
-    }
-    if !rest.is_empty() || parts.is_empty() {
-        parts.push(rest.to_owned());
-    }
-    parts
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{WhatsappAccount, WhatsappChannel, webhook};
-use crate::channel::Channel;
-use crate::model::{ChannelKind, InboundEvent};
+use crate::channel::{Channel, short_reason};
+use crate::model::{ChannelKind, InboundEvent, is_http_url};
 use crate::provider::{
     AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Event, Inbound, Plugged,
     Provider, Verified, WebhookRequest,
@@ -66,9 +66,7 @@ fn parse(settings: &serde_json::Value) -> Result<WhatsappAccount, String> {
             return Err(format!("{name} must not be empty"));
         }
     }
-    if !(account.api_base_url.starts_with("http://")
-        || account.api_base_url.starts_with("https://"))
-    {
+    if !is_http_url(&account.api_base_url) {
         return Err("api_base_url must be an http:// or https:// URL".to_owned());
     }
     Ok(account)
@@ -152,7 +150,7 @@ impl Provider for WhatsappProvider {
                 value
                     .errors
                     .into_iter()
-                    .map(|e| (e.code, e.title.chars().take(120).collect())),
+                    .map(|e| (e.code, short_reason(&e.title))),
             );
             if value.phone_number_id.is_empty() {
                 continue;

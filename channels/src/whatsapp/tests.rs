@@ -527,7 +527,7 @@ fn text_splits_only_beyond_the_limit() {
     let exact = "a".repeat(MAX_TEXT_CHARS);
     assert_eq!(message_bodies(&outbound(&exact, &[])).unwrap().len(), 1);
     let long = format!("{}\n\n{}", "kata ".repeat(700), "lagi ".repeat(300));
-    let parts = split_text(&long, MAX_TEXT_CHARS);
+    let parts = split_text(&long, MAX_TEXT_CHARS, Measure::Chars);
     assert_eq!(parts.len(), 2);
     assert!(parts.iter().all(|p| p.chars().count() <= MAX_TEXT_CHARS));
     let bodies = message_bodies(&outbound(&long, &[])).unwrap();
@@ -535,7 +535,7 @@ fn text_splits_only_beyond_the_limit() {
     assert!(bodies[1].get("context").is_none());
     // Multi-byte text splits on characters, not bytes.
     let emoji = "🙂".repeat(5000);
-    let parts = split_text(&emoji, MAX_TEXT_CHARS);
+    let parts = split_text(&emoji, MAX_TEXT_CHARS, Measure::Chars);
     assert_eq!(parts[0].chars().count(), MAX_TEXT_CHARS);
     assert_eq!(parts[1].chars().count(), 5000 - MAX_TEXT_CHARS);
 }

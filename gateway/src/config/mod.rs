@@ -571,9 +571,7 @@ impl Config {
             problems.push("redis.url must start with `redis://`".to_owned());
         }
         if !self.llm.base_url.is_empty() {
-            if !(self.llm.base_url.starts_with("http://")
-                || self.llm.base_url.starts_with("https://"))
-            {
+            if !channels::model::is_http_url(&self.llm.base_url) {
                 problems.push("llm.base_url must be an http:// or https:// URL".to_owned());
             }
             if self.llm.model.is_empty() {
@@ -582,7 +580,7 @@ impl Config {
         }
         let emb = &self.embeddings;
         if !emb.base_url.is_empty() {
-            if !(emb.base_url.starts_with("http://") || emb.base_url.starts_with("https://")) {
+            if !channels::model::is_http_url(&emb.base_url) {
                 problems.push("embeddings.base_url must be an http:// or https:// URL".to_owned());
             }
             if emb.model.is_empty() {
@@ -669,9 +667,7 @@ impl Config {
                         ));
                     }
                 }
-                if !(wa.api_base_url.starts_with("http://")
-                    || wa.api_base_url.starts_with("https://"))
-                {
+                if !channels::model::is_http_url(&wa.api_base_url) {
                     problems.push(format!(
                         "tenants.{slug}.whatsapp.api_base_url must be an http:// or https:// URL"
                     ));
@@ -712,9 +708,7 @@ impl Config {
                         tg.mode
                     )),
                 }
-                if !(tg.api_base_url.starts_with("http://")
-                    || tg.api_base_url.starts_with("https://"))
-                {
+                if !channels::model::is_http_url(&tg.api_base_url) {
                     problems.push(format!(
                         "tenants.{slug}.telegram.api_base_url must be an http:// or https:// URL"
                     ));
