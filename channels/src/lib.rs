@@ -33,4 +33,4 @@ pub mod whatsapp;
 pub use channel::{Channel, ChannelError, MediaError, MediaFile};
 pub use model::{ChannelKind, Delivery, InboundEvent, OutboundMessage};
 pub use pacing::PacingPolicy;
-pub use provider::{ChannelPlugin, Provider};
+pub use provider::{ChannelPlugin, Provider, Setting};

@@ -229,6 +229,12 @@ pub trait ChannelPlugin: Send + Sync + fmt::Debug {
     /// The kind this plugin serves.
     fn kind(&self) -> ChannelKind;
 
+    /// The settings one account takes, in the order `sapa channel add <kind> --help` lists
+    /// them. The gateway builds the account's settings object from them (flags, environment
+    /// variables for secrets, `[[tenants.<slug>.channels]]` tables); [`Self::account_key`]
+    /// validates the result.
+    fn settings(&self) -> &'static [Setting];
+
     /// Validates one account's settings and returns the key its webhooks carry
     /// (WhatsApp `phone_number_id`, Telegram bot id). Missing optional settings take their
     /// defaults.
@@ -243,6 +249,51 @@ pub trait ChannelPlugin: Send + Sync + fmt::Debug {
     /// # Errors
     /// Settings that no longer validate.
     fn build(&self, accounts: Vec<AccountSpec>, http: &reqwest::Client) -> Result<Plugged, String>;
+}
+
+/// One setting of a channel account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// Key in the account's settings object (`phone_number_id`).
+    pub key: &'static str,
+    /// Command-line flag, without `--` (`phone-number-id`).
+    pub flag: &'static str,
+    /// One line of help, with the default when there is one.
+    pub help: &'static str,
+    /// A secret: when its flag is absent it is read from `SAPA_<KIND>_<KEY>`
+    /// (`SAPA_WHATSAPP_APP_SECRET`), so it stays out of shell history; never printed.
+    pub secret: bool,
+    /// A whole number (stored as a JSON number, not text).
+    pub integer: bool,
+}
+
+impl Setting {
+    /// A text setting.
+    pub const fn text(key: &'static str, flag: &'static str, help: &'static str) -> Self {
+        Self {
+            key,
+            flag,
+            help,
+            secret: false,
+            integer: false,
+        }
+    }
+
+    /// A secret text setting.
+    pub const fn secret(key: &'static str, flag: &'static str, help: &'static str) -> Self {
+        Self {
+            secret: true,
+            ..Self::text(key, flag, help)
+        }
+    }
+
+    /// A whole-number setting.
+    pub const fn integer(key: &'static str, flag: &'static str, help: &'static str) -> Self {
+        Self {
+            integer: true,
+            ..Self::text(key, flag, help)
+        }
+    }
 }
 
 /// The plugins this crate provides, one per built-in provider channel (web chat has no

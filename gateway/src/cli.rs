@@ -112,75 +112,17 @@ enum ApiKeyCommand {
 
 #[derive(Debug, Subcommand)]
 enum ChannelCommand {
-    /// Add (or update) a channel account of a tenant.
+    /// Add (or update) a channel account of a tenant:
+    /// `sapa channel add <kind> --tenant T --<setting> VALUE …`. `sapa channel add <kind> --help`
+    /// lists the kind's settings. Secrets are stored encrypted; pass them through their
+    /// environment variables (`SAPA_<KIND>_<SETTING>`) rather than flags to keep them out of
+    /// shell history.
     Add {
-        #[command(subcommand)]
-        channel: AddChannel,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum AddChannel {
-    /// A WhatsApp Cloud API number. Secrets are stored encrypted; pass them through the
-    /// environment variables rather than flags to keep them out of shell history.
-    Whatsapp {
-        /// Tenant slug (must exist).
-        #[arg(long)]
-        tenant: String,
-        /// Graph API phone number id.
-        #[arg(long)]
-        phone_number_id: String,
-        /// App secret (webhook signature key).
-        #[arg(long, env = "SAPA_WHATSAPP_APP_SECRET", hide_env_values = true)]
-        app_secret: String,
-        /// Access token used to send.
-        #[arg(long, env = "SAPA_WHATSAPP_ACCESS_TOKEN", hide_env_values = true)]
-        access_token: String,
-        /// Webhook verify token.
-        #[arg(long, env = "SAPA_WHATSAPP_VERIFY_TOKEN", hide_env_values = true)]
-        verify_token: String,
-        /// Graph API base URL.
-        #[arg(long, default_value = channels::whatsapp::config::DEFAULT_API_BASE)]
-        api_base_url: String,
-        /// Graph API version.
-        #[arg(long, default_value = channels::whatsapp::config::DEFAULT_API_VERSION)]
-        api_version: String,
-        /// Template sent when the 24-hour window is closed.
-        #[arg(long)]
-        reengagement_template: Option<String>,
-        /// Language code of the re-engagement template.
-        #[arg(long, default_value = "id")]
-        reengagement_language: String,
-    },
-    /// A Telegram bot. Secrets are stored encrypted; pass them through the environment
-    /// variables rather than flags to keep them out of shell history.
-    Telegram {
-        /// Tenant slug (must exist).
-        #[arg(long)]
-        tenant: String,
-        /// The token from @BotFather (`<bot id>:<secret>`).
-        #[arg(long, env = "SAPA_TELEGRAM_BOT_TOKEN", hide_env_values = true)]
-        bot_token: String,
-        /// `webhook` (Telegram POSTs to /webhooks/telegram/<bot id>) or `polling` (getUpdates).
-        #[arg(long, default_value = "webhook")]
-        mode: String,
-        /// The webhook's secret token (1-256 of A-Z a-z 0-9 _ -); required in webhook mode.
-        #[arg(
-            long,
-            env = "SAPA_TELEGRAM_WEBHOOK_SECRET",
-            hide_env_values = true,
-            default_value = ""
-        )]
-        webhook_secret: String,
-        /// Bot API base URL.
-        #[arg(long, default_value = channels::telegram::config::DEFAULT_API_BASE)]
-        api_base_url: String,
-        /// Long-polling timeout of one getUpdates call, in seconds.
-        #[arg(long, default_value_t = channels::telegram::config::DEFAULT_POLL_TIMEOUT_S)]
-        poll_timeout: u64,
-        /// The bot's username without `@` (empty: asked with getMe at start).
-        #[arg(long, default_value = "")]
-        bot_username: String,
+        /// Channel kind: `whatsapp`, `telegram`, or a registered plugin's kind.
+        kind: String,
+        /// `--tenant T` and the kind's settings as `--flag VALUE` or `--flag=VALUE`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
     },
 }
 
@@ -313,68 +255,35 @@ async fn channel(
     config: &Config,
     runtime: Runtime,
 ) -> anyhow::Result<ExitCode> {
-    let ChannelCommand::Add { channel: add } = command;
-    let (tenant, kind, settings) = match add {
-        AddChannel::Whatsapp {
-            tenant,
-            phone_number_id,
-            app_secret,
-            access_token,
-            verify_token,
-            api_base_url,
-            api_version,
-            reengagement_template,
-            reengagement_language,
-        } => (
-            tenant,
-            ChannelKind::Whatsapp,
-            serde_json::json!({
-                "phone_number_id": phone_number_id,
-                "app_secret": app_secret,
-                "access_token": access_token,
-                "verify_token": verify_token,
-                "api_base_url": api_base_url,
-                "api_version": api_version,
-                "reengagement_template": reengagement_template.filter(|t| !t.is_empty()),
-                "reengagement_language": reengagement_language,
-            }),
-        ),
-        AddChannel::Telegram {
-            tenant,
-            bot_token,
-            mode,
-            webhook_secret,
-            api_base_url,
-            poll_timeout,
-            bot_username,
-        } => (
-            tenant,
-            ChannelKind::Telegram,
-            serde_json::json!({
-                "bot_token": bot_token,
-                "mode": mode,
-                "webhook_secret": webhook_secret,
-                "api_base_url": api_base_url,
-                "poll_timeout_s": poll_timeout,
-                "bot_username": bot_username,
-            }),
-        ),
-    };
-    let settings_mode = settings["mode"].as_str().map(str::to_owned);
+    let ChannelCommand::Add { kind, args } = command;
     let plugins = crate::accounts::Plugins::default();
+    let known = || {
+        plugins
+            .iter()
+            .map(|p| p.kind().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let plugin = kind
+        .parse::<ChannelKind>()
+        .ok()
+        .and_then(|k| plugins.get(k))
+        .with_context(|| format!("no channel plugin for `{kind}` (available: {})", known()))?;
+    let kind = plugin.kind();
+    let specs = plugin.settings();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", settings_help(kind, specs));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (tenant, settings) = account_settings(kind, specs, &args, |name| std::env::var(name).ok())?;
+    let settings_mode = settings["mode"].as_str().map(str::to_owned);
     // Refuse bad settings before touching the database.
-    let plugin = plugins
-        .get(kind)
-        .with_context(|| format!("no channel plugin for `{kind}`"))?;
     if let Err(why) = plugin.account_key(&settings) {
         // The plugin names its settings; on the command line they are flags.
-        let mut why = why;
-        if let serde_json::Value::Object(fields) = &settings
-            && let Some(name) = fields.keys().find(|name| why.starts_with(name.as_str()))
-        {
-            let flag = format!("--{}", name.trim_end_matches("_s").replace('_', "-"));
-            why = format!("{flag}{}", &why[name.len()..]);
-        }
+        let why = match specs.iter().find(|s| why.starts_with(s.key)) {
+            Some(spec) => format!("--{}{}", spec.flag, &why[spec.key.len()..]),
+            None => why,
+        };
         anyhow::bail!("{why}");
     }
     let (store, _) = startup::open_store(config, &runtime).await?;
@@ -407,6 +316,85 @@ async fn channel(
         "{kind} account {key} added to tenant {tenant} (account {id}{mode}); restart the server to use it"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--help` of `sapa channel add <kind>`: the kind's settings.
+fn settings_help(kind: ChannelKind, specs: &[channels::Setting]) -> String {
+    let mut out = format!("sapa channel add {kind} --tenant T [settings]\n\nsettings:");
+    for spec in specs {
+        let env = if spec.secret {
+            format!(" [env {}]", secret_env(kind, spec))
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("\n  --{:<24} {}{env}", spec.flag, spec.help));
+    }
+    out
+}
+
+/// Where a secret setting is read from when its flag is absent.
+fn secret_env(kind: ChannelKind, spec: &channels::Setting) -> String {
+    format!("SAPA_{}_{}", kind.as_str(), spec.key).to_ascii_uppercase()
+}
+
+/// Parses `--tenant T --flag VALUE --flag=VALUE …` against the plugin's settings into the
+/// tenant and the account's settings object; secrets whose flag is absent come from
+/// `env(SAPA_<KIND>_<KEY>)`.
+fn account_settings(
+    kind: ChannelKind,
+    specs: &[channels::Setting],
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    let mut tenant = None;
+    let mut settings = serde_json::Map::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            anyhow::bail!("unexpected `{arg}`: settings are given as `--flag VALUE`");
+        };
+        let (flag, inline) = match flag.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (flag, None),
+        };
+        let Some(value) = inline.or_else(|| args.next().cloned()) else {
+            anyhow::bail!("--{flag} needs a value");
+        };
+        if flag == "tenant" {
+            tenant = Some(value);
+            continue;
+        }
+        let Some(spec) = specs.iter().find(|s| s.flag == flag) else {
+            let flags: Vec<String> = specs.iter().map(|s| format!("--{}", s.flag)).collect();
+            anyhow::bail!(
+                "`--{flag}` is not a {kind} setting (settings: --tenant, {})",
+                flags.join(", ")
+            );
+        };
+        settings.insert(spec.key.to_owned(), setting_value(spec, value)?);
+    }
+    for spec in specs.iter().filter(|s| s.secret) {
+        if !settings.contains_key(spec.key)
+            && let Some(value) = env(&secret_env(kind, spec))
+        {
+            settings.insert(spec.key.to_owned(), setting_value(spec, value)?);
+        }
+    }
+    let Some(tenant) = tenant else {
+        anyhow::bail!("--tenant is required (the tenant slug the account belongs to)");
+    };
+    Ok((tenant, serde_json::Value::Object(settings)))
+}
+
+fn setting_value(spec: &channels::Setting, value: String) -> anyhow::Result<serde_json::Value> {
+    if !spec.integer {
+        return Ok(serde_json::Value::String(value));
+    }
+    value
+        .trim()
+        .parse::<u64>()
+        .map(serde_json::Value::from)
+        .map_err(|_| anyhow::anyhow!("--{} must be a whole number, not `{value}`", spec.flag))
 }
 
 async fn migrate(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
@@ -731,5 +719,67 @@ impl ShutdownSignals {
             let _ = &mut self;
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use channels::ChannelPlugin as _;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn channel_add_reads_flags_inline_values_and_secrets_from_the_environment() {
+        let plugin = channels::telegram::provider::TelegramPlugin;
+        let env = |name: &str| (name == "SAPA_TELEGRAM_BOT_TOKEN").then(|| "1:abc".to_owned());
+        let (tenant, settings) = account_settings(
+            ChannelKind::Telegram,
+            plugin.settings(),
+            &args(&["--mode", "polling", "--poll-timeout=3", "--tenant", "shop"]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(tenant, "shop");
+        assert_eq!(
+            settings,
+            serde_json::json!({"mode": "polling", "poll_timeout_s": 3, "bot_token": "1:abc"})
+        );
+        // A flag wins over the environment.
+        let (_, settings) = account_settings(
+            ChannelKind::Telegram,
+            plugin.settings(),
+            &args(&["--tenant", "shop", "--bot-token", "2:def"]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(settings["bot_token"], "2:def");
+    }
+
+    #[test]
+    fn channel_add_names_what_is_wrong() {
+        let plugin = channels::telegram::provider::TelegramPlugin;
+        let fail = |list: &[&str]| {
+            account_settings(
+                ChannelKind::Telegram,
+                plugin.settings(),
+                &args(list),
+                |_| None,
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(fail(&["--tenant", "shop", "--phone-number-id", "1"]).contains("--bot-token"));
+        assert!(fail(&["--tenant"]).contains("--tenant needs a value"));
+        assert!(fail(&["--mode", "polling"]).contains("--tenant is required"));
+        assert!(fail(&["--tenant", "s", "--poll-timeout", "soon"]).contains("whole number"));
+        assert!(fail(&["shop"]).contains("--flag VALUE"));
+        assert!(
+            settings_help(ChannelKind::Telegram, plugin.settings())
+                .contains("SAPA_TELEGRAM_BOT_TOKEN")
+        );
     }
 }

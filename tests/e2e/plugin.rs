@@ -35,6 +35,14 @@ impl ChannelPlugin for TestPlugin {
         kind()
     }
 
+    fn settings(&self) -> &'static [channels::Setting] {
+        const SETTINGS: &[channels::Setting] = &[
+            channels::Setting::text("account", "account", "account id"),
+            channels::Setting::secret("token", "token", "webhook token"),
+        ];
+        SETTINGS
+    }
+
     fn account_key(&self, settings: &Value) -> Result<String, String> {
         let token = settings["token"].as_str().unwrap_or_default();
         if token.is_empty() {

@@ -12,7 +12,7 @@ use crate::channel::{Channel, ChannelError};
 use crate::model::{ChannelKind, MessageContent, is_http_url};
 use crate::provider::{
     AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Event, Inbound, Plugged,
-    Provider, Pull, Verified, WebhookRequest,
+    Provider, Pull, Setting, Verified, WebhookRequest,
 };
 
 /// Largest update body accepted.
@@ -22,9 +22,47 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TelegramPlugin;
 
+/// One bot's settings ([`super::config::TelegramAccount`]).
+const SETTINGS: &[Setting] = &[
+    Setting::secret(
+        "bot_token",
+        "bot-token",
+        "the token from @BotFather, `<bot id>:<secret>` (required)",
+    ),
+    Setting::text(
+        "mode",
+        "mode",
+        "`webhook` (Telegram POSTs to /webhooks/telegram/<bot id>) or `polling` (default webhook)",
+    ),
+    Setting::secret(
+        "webhook_secret",
+        "webhook-secret",
+        "the webhook's secret token, 1-256 of A-Z a-z 0-9 _ - (required in webhook mode)",
+    ),
+    Setting::text(
+        "api_base_url",
+        "api-base-url",
+        "Bot API base URL (default https://api.telegram.org)",
+    ),
+    Setting::integer(
+        "poll_timeout_s",
+        "poll-timeout",
+        "getUpdates long-poll timeout in seconds (default 25)",
+    ),
+    Setting::text(
+        "bot_username",
+        "bot-username",
+        "the bot's username without @ (default: asked with getMe at start)",
+    ),
+];
+
 impl ChannelPlugin for TelegramPlugin {
     fn kind(&self) -> ChannelKind {
         ChannelKind::Telegram
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        SETTINGS
     }
 
     fn account_key(&self, settings: &serde_json::Value) -> Result<String, String> {

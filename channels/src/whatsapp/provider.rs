@@ -10,7 +10,7 @@ use crate::channel::{Channel, short_reason};
 use crate::model::{ChannelKind, InboundEvent, is_http_url};
 use crate::provider::{
     AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Event, Inbound, Plugged,
-    Provider, Verified, WebhookRequest,
+    Provider, Setting, Verified, WebhookRequest,
 };
 
 /// Largest webhook body Meta sends (~3 MB).
@@ -20,9 +20,57 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WhatsappPlugin;
 
+/// One WhatsApp number's settings ([`super::config::WhatsappAccount`]).
+const SETTINGS: &[Setting] = &[
+    Setting::text(
+        "phone_number_id",
+        "phone-number-id",
+        "Graph API phone number id (required)",
+    ),
+    Setting::secret(
+        "app_secret",
+        "app-secret",
+        "app secret: the webhook signature key (required)",
+    ),
+    Setting::secret(
+        "access_token",
+        "access-token",
+        "access token used to send (required)",
+    ),
+    Setting::secret(
+        "verify_token",
+        "verify-token",
+        "webhook verify token (required)",
+    ),
+    Setting::text(
+        "api_base_url",
+        "api-base-url",
+        "Graph API base URL (default https://graph.facebook.com)",
+    ),
+    Setting::text(
+        "api_version",
+        "api-version",
+        "Graph API version (default v23.0)",
+    ),
+    Setting::text(
+        "reengagement_template",
+        "reengagement-template",
+        "template sent when the 24-hour window is closed (default: none)",
+    ),
+    Setting::text(
+        "reengagement_language",
+        "reengagement-language",
+        "language code of the re-engagement template (default id)",
+    ),
+];
+
 impl ChannelPlugin for WhatsappPlugin {
     fn kind(&self) -> ChannelKind {
         ChannelKind::Whatsapp
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        SETTINGS
     }
 
     fn account_key(&self, settings: &serde_json::Value) -> Result<String, String> {

@@ -172,7 +172,10 @@ pub async fn seed(
     plugins: &Plugins,
 ) -> anyhow::Result<()> {
     for (slug, tenant) in &config.tenants {
-        for (kind, settings) in tenant.channel_settings() {
+        let accounts = tenant
+            .channel_settings()
+            .map_err(|why| anyhow::anyhow!("[tenants.{slug}] {why}"))?;
+        for (kind, settings) in accounts {
             save(store, secrets, plugins, slug, kind, settings).await?;
         }
     }

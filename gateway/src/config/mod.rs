@@ -270,12 +270,42 @@ pub struct TenantConfig {
     /// The tenant's Telegram bot, if any.
     #[serde(default)]
     pub telegram: Option<TenantTelegram>,
+    /// Accounts of any channel plugin: `[[tenants.<slug>.channels]]` tables.
+    #[serde(default)]
+    pub channels: Vec<ChannelTable>,
+}
+
+/// `[[tenants.<slug>.channels]]`: one account of any channel plugin — `kind = "<kind>"` plus
+/// the plugin's settings, named as the `sapa channel add <kind>` flags with `_` for `-`
+/// (`kind = "whatsapp"`, `phone_number_id = "…"`, …). The plugin validates them at start.
+#[derive(Clone, Deserialize)]
+pub struct ChannelTable {
+    /// The channel kind (`whatsapp`, `telegram`, or a registered plugin's kind).
+    pub kind: String,
+    /// The plugin's settings.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+impl std::fmt::Debug for ChannelTable {
+    // Settings hold secrets: show their names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelTable")
+            .field("kind", &self.kind)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl TenantConfig {
     /// The tenant's channel accounts as `(kind, settings)`, in the shape the kind's
     /// [`channels::ChannelPlugin`] validates (see [`crate::accounts`]).
-    pub fn channel_settings(&self) -> Vec<(channels::ChannelKind, serde_json::Value)> {
+    ///
+    /// # Errors
+    /// A `[[channels]]` table whose kind no plugin serves.
+    pub fn channel_settings(
+        &self,
+    ) -> Result<Vec<(channels::ChannelKind, serde_json::Value)>, String> {
         let mut out = Vec::new();
         if let Some(wa) = &self.whatsapp {
             out.push((
@@ -305,7 +335,16 @@ impl TenantConfig {
                 }),
             ));
         }
-        out
+        for (index, table) in self.channels.iter().enumerate() {
+            let kind = table
+                .kind
+                .parse()
+                .map_err(|e| format!("channels[{index}]: {e}"))?;
+            let settings = serde_json::to_value(&table.settings)
+                .map_err(|e| format!("channels[{index}]: {e}"))?;
+            out.push((kind, settings));
+        }
+        Ok(out)
     }
 }
 
@@ -902,6 +941,22 @@ impl Schema<'_> {
                 (Value::Table(_), Value::Table(inner)) => {
                     self.check_table(inner, &path, origin, problems);
                 }
+                // `[[tenants.<slug>.channels]]`: plugin settings, validated by the plugin at
+                // start; here only their shape.
+                (Value::Array(_), Value::Array(items))
+                    if matches!(parts.as_slice(), ["tenants", _, "channels"]) =>
+                {
+                    for (index, item) in items.iter().enumerate() {
+                        if !item
+                            .as_table()
+                            .is_some_and(|t| t.get("kind").is_some_and(Value::is_str))
+                        {
+                            problems.push(format!(
+                                "{origin}: `{path}[{index}]` must be a table with `kind = \"<channel kind>\"`"
+                            ));
+                        }
+                    }
+                }
                 _ => {
                     if let Some(problem) = type_problem(&expected, value) {
                         problems.push(format!("{origin}: `{path}` {problem}"));
@@ -1127,6 +1182,30 @@ mod tests {
         let mut problems = vec![];
         schema.check_table(&example, "", "example", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn any_plugin_account_can_be_a_channels_table() {
+        let config = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[[tenants.shop.channels]]\n\
+             kind = \"telegram\"\nbot_token = \"123:abc\"\nmode = \"polling\"\npoll_timeout_s = 2\n",
+        )
+        .unwrap();
+        let accounts = config.tenants["shop"].channel_settings().unwrap();
+        assert_eq!(
+            accounts,
+            vec![(
+                channels::ChannelKind::Telegram,
+                serde_json::json!({"bot_token": "123:abc", "mode": "polling", "poll_timeout_s": 2})
+            )]
+        );
+        assert!(!format!("{:?}", config.tenants["shop"].channels).contains("123:abc"));
+        let unknown = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[[tenants.shop.channels]]\nkind = \"fax\"\n",
+        )
+        .unwrap();
+        let why = unknown.tenants["shop"].channel_settings().unwrap_err();
+        assert!(why.contains("channels[0]") && why.contains("fax"), "{why}");
     }
 
     #[test]
