@@ -1,5 +1,5 @@
 //! The shared handles HTTP handlers work with: [`AppState`], built once by
-//! [`crate::startup::Application::build`].
+//! `startup::Application::build`.
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -31,7 +31,7 @@ pub struct AccountConfig {
 }
 
 /// The channel plugins this server knows: the built-in ones plus any registered by the
-/// embedding program (tests register their own through [`crate::startup::Overrides`]).
+/// embedding program (tests register their own through `startup::Overrides`).
 #[derive(Debug, Clone)]
 pub struct Plugins(Vec<Arc<dyn ChannelPlugin>>);
 

@@ -299,7 +299,7 @@ impl std::fmt::Debug for ChannelTable {
 
 impl TenantConfig {
     /// The tenant's channel accounts as `(kind, settings)`, in the shape the kind's
-    /// [`channels::ChannelPlugin`] validates (see [`crate::accounts`]).
+    /// [`channels::ChannelPlugin`] validates (see the `accounts` module).
     ///
     /// # Errors
     /// A `[[channels]]` table whose kind no plugin serves.

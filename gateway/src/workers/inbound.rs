@@ -1,7 +1,7 @@
 //! Inbound events of every provider channel, applied the same way: customer messages go to
 //! the inbox through [`Ingress`] (dedupe, group commit), edits update the stored message,
 //! delivery statuses move outbox messages forward, and contact events change the contact.
-//! Webhooks ([`crate::http::webhooks`]) and pull workers ([`super::pull`]) both end here.
+//! Webhooks (`http::webhooks`) and pull workers ([`super::pull`]) both end here.
 
 use std::sync::Arc;
 use std::time::Duration;
