@@ -76,6 +76,8 @@ pub fn llm_provider(config: &Config) -> Option<Arc<dyn LlmProvider>> {
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    /// The operator listener (`server.admin_bind`), unless disabled.
+    operator: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     work: (TaskTracker, CancellationToken),
     delivery: (TaskTracker, CancellationToken),
@@ -270,15 +272,17 @@ impl Application {
         )
         .spawn(dispatcher_wake.clone(), &delivery.0, delivery.1.clone());
 
-        let listener = TcpListener::bind(config.server.bind)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (is another process using it? change --bind)",
-                    config.server.bind
-                )
-            })?;
+        let listener = crate::http::server::bind(config.server.bind, "--bind").await?;
         let address = listener.local_addr()?;
+        let operator = match config.server.admin_address() {
+            Some(bind) => {
+                let listener = crate::http::server::bind(bind, "server.admin_bind").await?;
+                let address = listener.local_addr()?;
+                tracing::info!(%address, "operator endpoints (/metrics, /health/ready details)");
+                Some((listener, address))
+            }
+            None => None,
+        };
         let state = AppState(Arc::new(Services {
             config,
             store,
@@ -296,6 +300,7 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            operator,
             state,
             work,
             delivery,
@@ -312,6 +317,12 @@ impl Application {
         self.address
     }
 
+    /// The operator listener's bound address (`/metrics`, health details); `None` when
+    /// `server.admin_bind` is empty.
+    pub fn operator_address(&self) -> Option<SocketAddr> {
+        self.operator.as_ref().map(|(_, address)| *address)
+    }
+
     /// A token that starts a graceful shutdown when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()
@@ -326,12 +337,31 @@ impl Application {
         let grace = self.state.config.server.shutdown_grace;
         let shutdown = self.state.shutdown.clone();
         let store = self.state.store.clone();
+        let server = &self.state.config.server;
+        let limits = crate::http::server::ServeLimits {
+            header_read_timeout: server.header_read_timeout,
+            max_connections: server.max_connections,
+            shutdown_grace: grace,
+        };
+        let operator = self.operator.map(|(listener, _)| {
+            let router = crate::http::operator_router(self.state.clone());
+            // Few clients (scrapers, probes): a small cap keeps it from starving the process.
+            let limits = crate::http::server::ServeLimits {
+                max_connections: 64,
+                ..limits
+            };
+            tokio::spawn(crate::http::server::serve(
+                listener,
+                router,
+                limits,
+                shutdown.clone(),
+            ))
+        });
         let router = crate::http::router(self.state);
-        // Peer addresses feed the per-IP rate limit of the web chat API.
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        server.await.context("HTTP server failed")?;
+        crate::http::server::serve(self.listener, router, limits, shutdown.clone()).await;
+        if let Some(operator) = operator {
+            operator.await.context("operator listener failed")?;
+        }
         tracing::info!("stopped accepting requests; finishing in-flight conversations");
         let (work_tracker, work_token) = self.work;
         work_token.cancel();

@@ -67,9 +67,32 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Largest JSON request body, in bytes.
     pub max_body_bytes: usize,
-    /// Drain deadline at shutdown.
+    /// Drain deadline at shutdown (open connections, then conversations, then sends).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Longest a client may take to send a request's headers.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest one request may take, body upload included (then 503 `request_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Most connections served at once on the public port; more wait to be accepted.
+    pub max_connections: usize,
+    /// Operator listener (`/metrics`, detailed `/health/ready`): `HOST:PORT`, port 0 for a
+    /// free port, empty to disable it.
+    pub admin_bind: String,
+}
+
+impl ServerConfig {
+    /// The operator listener's address; `None` when `admin_bind` is empty (or invalid, which
+    /// validation refuses).
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        let raw = self.admin_bind.trim();
+        if raw.is_empty() {
+            return None;
+        }
+        raw.parse().ok()
+    }
 }
 
 /// `[database]`.
@@ -220,6 +243,13 @@ pub struct WebchatConfig {
     pub messages_per_minute_per_session: u32,
     /// Requests to `/v1/webchat/*` one IP address may make per minute; 0: no limit.
     pub requests_per_minute_per_ip: u32,
+    /// WebSockets one session may hold open at once.
+    pub max_sockets_per_session: usize,
+    /// WebSockets this process holds open at once, all sessions together.
+    pub max_sockets: usize,
+    /// A session unused this long is expired: its token gets 401 `session_expired`.
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
 }
 
 /// `[admin]`.
@@ -584,6 +614,40 @@ impl Config {
             problems.push(format!(
                 "knowledge.min_relevance must be at most 1.0 (got {})",
                 self.knowledge.min_relevance
+            ));
+        }
+        for (key, value) in [
+            ("server.shutdown_grace", self.server.shutdown_grace),
+            ("server.header_read_timeout", self.server.header_read_timeout),
+            ("server.request_timeout", self.server.request_timeout),
+            ("webchat.session_idle_timeout", self.webchat.session_idle_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key} must be more than 0s"));
+            }
+        }
+        if self.server.max_connections == 0 {
+            problems.push("server.max_connections must be at least 1".to_owned());
+        }
+        let admin_bind = self.server.admin_bind.trim();
+        if !admin_bind.is_empty() {
+            match admin_bind.parse::<SocketAddr>() {
+                Err(_) => problems.push(format!(
+                    "server.admin_bind must be HOST:PORT (e.g. `127.0.0.1:9091`; port 0 picks a free port) or empty to disable the operator listener (got `{admin_bind}`)"
+                )),
+                Ok(addr) if addr.port() != 0 && addr == self.server.bind => problems.push(format!(
+                    "server.admin_bind ({addr}) must differ from server.bind: metrics and health details must not be public"
+                )),
+                Ok(_) => {}
+            }
+        }
+        if self.webchat.max_sockets_per_session == 0 {
+            problems.push("webchat.max_sockets_per_session must be at least 1".to_owned());
+        }
+        if self.webchat.max_sockets < self.webchat.max_sockets_per_session {
+            problems.push(format!(
+                "webchat.max_sockets ({}) must be at least webchat.max_sockets_per_session ({})",
+                self.webchat.max_sockets, self.webchat.max_sockets_per_session
             ));
         }
         if self.server.max_body_bytes < 1024 {

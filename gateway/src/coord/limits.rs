@@ -93,6 +93,9 @@ mod tests {
             max_message_chars: 10,
             messages_per_minute_per_session: session,
             requests_per_minute_per_ip: ip,
+            max_sockets_per_session: 5,
+            max_sockets: 100,
+            session_idle_timeout: Duration::from_secs(3600),
         }
     }
 

@@ -86,6 +86,9 @@ mod tests {
             max_message_chars: 10,
             messages_per_minute_per_session: 0,
             requests_per_minute_per_ip: 0,
+            max_sockets_per_session: 5,
+            max_sockets: 100,
+            session_idle_timeout: Duration::from_secs(3600),
         }
     }
 

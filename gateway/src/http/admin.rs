@@ -14,7 +14,9 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::Extension;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -34,8 +36,10 @@ const MAX_SEARCH_LIMIT: usize = 50;
 /// Longest document name, in bytes.
 const MAX_NAME_BYTES: usize = 200;
 
-/// Admin routes. Their body limit is `admin.max_upload_bytes`, not the JSON APIs' limit.
-pub fn router(max_upload_bytes: usize) -> Router<AppState> {
+/// Admin routes. Every request is authenticated (its API key resolved to its tenant) before its
+/// body is read. Their body limit is `admin.max_upload_bytes`, not the JSON APIs' limit.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let max_upload_bytes = state.config.admin.max_upload_bytes;
     Router::new()
         .route(
             "/v1/admin/knowledge/documents",
@@ -52,7 +56,27 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
             post(send_message),
         )
         .route("/v1/admin/messages/{message_id}/media", get(message_media))
+        .route_layer(from_fn_with_state(state.clone(), require_api_key))
         .layer(DefaultBodyLimit::max(max_upload_bytes))
+}
+
+/// The tenant the request's API key belongs to (set by [`require_api_key`]).
+#[derive(Debug, Clone)]
+struct AdminTenant(String);
+
+/// Middleware: 401 unless the bearer API key is valid, before any extractor reads the body.
+async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&state, request.headers()).await {
+        Ok(tenant) => {
+            request.extensions_mut().insert(AdminTenant(tenant));
+            next.run(request).await
+        }
+        Err(err) => err.into_response(),
+    }
 }
 
 /// Resolves the bearer API key to its tenant.
@@ -160,12 +184,11 @@ fn ingest_error(err: IngestError) -> ApiError {
 /// `POST /v1/admin/knowledge/documents?name=FILE.md` with the file's bytes as the body.
 async fn upload_document(
     State(state): State<AppState>,
+    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
     headers: HeaderMap,
     params: Result<Query<UploadParams>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // Authenticate before reading (possibly megabytes of) body.
-    let tenant = authenticate(&state, &headers).await?;
     let Query(params) = params.map_err(query_error)?;
     let name = params.name.as_deref().map(str::trim).unwrap_or_default();
     if name.is_empty()
@@ -238,9 +261,8 @@ async fn upload_document(
 /// `GET /v1/admin/knowledge/documents`.
 async fn list_documents(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
 ) -> Result<Response, ApiError> {
-    let tenant = authenticate(&state, &headers).await?;
     let knowledge = state.knowledge.clone();
     let documents = blocking(move || knowledge.list_documents(&tenant))
         .await?
@@ -251,10 +273,9 @@ async fn list_documents(
 /// `DELETE /v1/admin/knowledge/documents/{id}`.
 async fn delete_document(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = authenticate(&state, &headers).await?;
     let knowledge = state.knowledge.clone();
     let log_tenant = tenant.clone();
     let document = id.clone();
@@ -285,10 +306,9 @@ struct SearchParams {
 /// `GET /v1/admin/knowledge/search?q=...&limit=5`: the ranked chunks the bot would see.
 async fn search(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = authenticate(&state, &headers).await?;
     let Query(params) = params.map_err(query_error)?;
     let query = params.q.trim().to_owned();
     if query.is_empty() {
@@ -510,11 +530,10 @@ fn validate_media(media: MediaBody, channel_kind: ChannelKind) -> Result<Outboun
 /// the agent's and queues it for the customer (202; the dispatcher sends it).
 async fn send_message(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
     Path(conversation_id): Path<String>,
     body: Result<ApiJson<SendMessageBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let tenant = authenticate(&state, &headers).await?;
     let ApiJson(body) = body?;
     let not_found = || {
         ApiError::not_found(
@@ -578,10 +597,9 @@ struct StoredMedia {
 /// with `nosniff`, so a customer's file never renders as a page of this origin.
 async fn message_media(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
     Path(message_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = authenticate(&state, &headers).await?;
     let not_found = || {
         ApiError::not_found(
             "media_not_found",
@@ -770,10 +788,9 @@ struct FindConversationParams {
 /// recent conversation with that customer (WhatsApp `wa_id`, Telegram chat id).
 async fn find_conversation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
     params: Result<Query<FindConversationParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = authenticate(&state, &headers).await?;
     let Query(params) = params.map_err(query_error)?;
     let channel = params.channel.as_deref().map(str::trim).unwrap_or_default();
     let customer = params

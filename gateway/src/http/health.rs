@@ -1,4 +1,7 @@
-//! `/health/live`, `/health/ready` and `/metrics`.
+//! Health and metrics. The public port answers `/health/live` and a bare `/health/ready`
+//! (`{"status": "ready" | "not_ready"}`, 200 or 503); the operator listener
+//! (`server.admin_bind`) adds each dependency's state and error text to `/health/ready`, and
+//! serves `/metrics`. Details name internal URLs and errors, so they never go public.
 
 use axum::Router;
 use axum::extract::State;
@@ -11,11 +14,18 @@ use crate::checks;
 use crate::state::AppState;
 use crate::telemetry;
 
-/// Health and metrics routes.
+/// Public health routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+}
+
+/// Operator routes: health with details, and metrics.
+pub fn operator_router() -> Router<AppState> {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready_details))
         .route("/metrics", get(render_metrics))
 }
 
@@ -23,23 +33,30 @@ async fn live() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
+fn status_of(report: &[checks::Check]) -> (StatusCode, &'static str) {
+    if report.iter().all(|c| c.ok) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    }
+}
+
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let report = checks::run(&state.config, Some(&state.store), &state.http).await;
-    let status = if report.iter().all(|c| c.ok) {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let (status, label) = status_of(&report);
+    (status, axum::Json(json!({ "status": label })))
+}
+
+async fn ready_details(State(state): State<AppState>) -> impl IntoResponse {
+    let report = checks::run(&state.config, Some(&state.store), &state.http).await;
+    let (status, label) = status_of(&report);
     let checks: serde_json::Map<String, serde_json::Value> = report
         .iter()
         .map(|c| (c.name.to_owned(), json!({ "ok": c.ok, "detail": c.detail })))
         .collect();
     (
         status,
-        axum::Json(json!({
-            "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-            "checks": checks,
-        })),
+        axum::Json(json!({ "status": label, "checks": checks })),
     )
 }
 

@@ -1,7 +1,8 @@
-//! Rate limits of the public web chat API: messages per session and requests per client IP
-//! (`webchat.messages_per_minute_per_session`, `webchat.requests_per_minute_per_ip`), counted
-//! through the [`Coord`] seam so replicas share them. Over the limit: 429 `rate_limited` with
-//! `Retry-After`.
+//! Limits of the HTTP surface: the request timeout (`server.request_timeout`, 503
+//! `request_timeout`), and the rate limits of the public web chat API: messages per session and
+//! requests per client IP (`webchat.messages_per_minute_per_session`,
+//! `webchat.requests_per_minute_per_ip`), counted through the [`Coord`] seam so replicas share
+//! them. Over a rate limit: 429 `rate_limited` with `Retry-After`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,28 @@ pub fn rate_limited(wait: Duration, what: &str) -> Response {
         ),
     )
         .into_response()
+}
+
+/// Middleware: a request (body upload included) that takes longer than `limit` is abandoned
+/// with 503 `request_timeout`. A WebSocket is not limited once upgraded: the upgrade response
+/// returns at once.
+pub async fn request_timeout(
+    State(limit): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            format!(
+                "the request did not complete within {} (server.request_timeout); send the body promptly and retry",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Middleware: the per-IP limit (requests without a peer address, e.g. in-memory router
