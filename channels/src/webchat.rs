@@ -78,6 +78,10 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     /// Publishes an event to the conversation's subscribers (best effort: a browser that
     /// misses it catches up from storage).
     fn publish(&self, conversation_id: &str, event: WebchatEvent);
+
+    /// Called after a subscriber dropped its receiver: frees the conversation's topic when
+    /// nobody listens any more.
+    fn leave(&self, conversation_id: &str);
 }
 
 /// Per-conversation fan-out of [`WebchatEvent`]s to connected browsers.
@@ -112,6 +116,18 @@ impl Hub {
         }
     }
 
+    /// Frees the conversation's topic when it has no subscriber left (call after dropping a
+    /// receiver), so a conversation nobody watches costs nothing.
+    pub fn leave(&self, conversation_id: &str) {
+        let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        if topics
+            .get(conversation_id)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            topics.remove(conversation_id);
+        }
+    }
+
     /// Number of conversations with a live topic (for metrics and tests).
     pub fn topic_count(&self) -> usize {
         self.topics
@@ -128,6 +144,10 @@ impl EventBus for Hub {
 
     fn publish(&self, conversation_id: &str, event: WebchatEvent) {
         Hub::publish(self, conversation_id, event);
+    }
+
+    fn leave(&self, conversation_id: &str) {
+        Hub::leave(self, conversation_id);
     }
 }
 
@@ -263,5 +283,18 @@ mod tests {
         drop(rx);
         assert_eq!(hub.publish("c1", WebchatEvent::Typing), 0);
         assert_eq!(hub.topic_count(), 0);
+    }
+
+    #[test]
+    fn a_topic_is_freed_when_its_last_listener_leaves() {
+        let hub = Hub::default();
+        let first = hub.subscribe("c1");
+        let second = hub.subscribe("c1");
+        drop(first);
+        hub.leave("c1");
+        assert_eq!(hub.topic_count(), 1, "one listener is left");
+        drop(second);
+        hub.leave("c1");
+        assert_eq!(hub.topic_count(), 0, "no listener, no topic");
     }
 }

@@ -380,6 +380,21 @@ fn account_settings(
             settings.insert(spec.key.to_owned(), setting_value(spec, value)?);
         }
     }
+    // An empty secret would accept forged webhooks (an empty signing key): refuse it, as the
+    // config file does.
+    for spec in specs.iter().filter(|s| s.secret) {
+        if settings
+            .get(spec.key)
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            anyhow::bail!(
+                "--{} must not be empty (pass it, or set {} to keep it out of shell history)",
+                spec.flag,
+                secret_env(kind, spec)
+            );
+        }
+    }
     let Some(tenant) = tenant else {
         anyhow::bail!("--tenant is required (the tenant slug the account belongs to)");
     };
@@ -757,6 +772,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(settings["bot_token"], "2:def");
+    }
+
+    #[test]
+    fn channel_add_refuses_empty_secrets_from_flags_and_the_environment() {
+        let whatsapp = channels::whatsapp::provider::WhatsappPlugin;
+        let err = account_settings(
+            ChannelKind::Whatsapp,
+            whatsapp.settings(),
+            &args(&["--tenant", "shop", "--phone-number-id", "1", "--app-secret", ""]),
+            |_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--app-secret must not be empty") && err.contains("SAPA_WHATSAPP_APP_SECRET"),
+            "{err}"
+        );
+        let telegram = channels::telegram::provider::TelegramPlugin;
+        let env = |name: &str| (name == "SAPA_TELEGRAM_WEBHOOK_SECRET").then(|| " ".to_owned());
+        let err = account_settings(
+            ChannelKind::Telegram,
+            telegram.settings(),
+            &args(&["--tenant", "shop", "--bot-token", "1:abc"]),
+            env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--webhook-secret must not be empty")
+                && err.contains("SAPA_TELEGRAM_WEBHOOK_SECRET"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,16 +3,24 @@
 //! The key comes from `SAPA_SECRET_KEY` (64 hex characters or base64 of 32 bytes). In embedded
 //! mode without it, a key is generated into `<data dir>/secret.key` on first run (mode 0600);
 //! distributed mode requires the variable, so every replica decrypts with the same key.
+//!
+//! Two formats: v1 `nonce || ciphertext+tag` ([`SecretBox::seal`]), and v2
+//! `"sapa:v2:" || nonce || ciphertext+tag` with associated data naming the owner of the value
+//! ([`SecretBox::seal_for`]), so a ciphertext copied into another row fails to open. v1 values
+//! still open with [`SecretBox::open_for`], which says so, so callers re-seal them as v2.
 
 use std::fmt;
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine as _;
 use rand::RngCore;
 
 const NONCE_LEN: usize = 12;
+/// Prefix of v2 values (sealed with associated data). A v1 value starts with a random nonce,
+/// so it starts with this prefix with probability 2^-64 only.
+const V2_PREFIX: &[u8] = b"sapa:v2:";
 const KEY_FILE: &str = "secret.key";
 
 /// Why the secret key could not be set up, or a value not decrypted.
@@ -43,6 +51,15 @@ pub enum CryptoError {
     /// Ciphertext was tampered with or encrypted under another key.
     #[error("stored secret cannot be decrypted with this SAPA_SECRET_KEY")]
     Decrypt,
+}
+
+/// How an opened value was sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    /// v2: bound to its owner.
+    Bound,
+    /// v1: not bound to an owner; re-seal it with [`SecretBox::seal_for`].
+    Legacy,
 }
 
 /// Encrypts and decrypts small secrets. `Debug` never shows the key.
@@ -113,6 +130,51 @@ impl SecretBox {
         out
     }
 
+    /// Encrypts `plaintext` bound to `owner` (associated data, e.g. the row's tenant, kind
+    /// and id): it opens only with the same `owner`. Output: v2 format.
+    pub fn seal_for(&self, plaintext: &[u8], owner: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let payload = Payload {
+            msg: plaintext,
+            aad: owner,
+        };
+        // Encryption with a valid key and in-memory buffer cannot fail.
+        let ciphertext = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), payload)
+            .unwrap_or_default();
+        let mut out = V2_PREFIX.to_vec();
+        out.extend(nonce);
+        out.extend(ciphertext);
+        out
+    }
+
+    /// Decrypts a value of `owner`: v2 values must have been sealed for `owner`; v1 values
+    /// (sealed before owners were bound) still open, with [`Sealing::Legacy`] so the caller
+    /// re-seals them.
+    ///
+    /// # Errors
+    /// [`CryptoError::Decrypt`] when the data was altered, sealed with another key, or sealed
+    /// for another owner.
+    pub fn open_for(&self, sealed: &[u8], owner: &[u8]) -> Result<(Vec<u8>, Sealing), CryptoError> {
+        let Some(rest) = sealed.strip_prefix(V2_PREFIX) else {
+            return self.open(sealed).map(|plain| (plain, Sealing::Legacy));
+        };
+        if rest.len() < NONCE_LEN {
+            return Err(CryptoError::Decrypt);
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let payload = Payload {
+            msg: ciphertext,
+            aad: owner,
+        };
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), payload)
+            .map(|plain| (plain, Sealing::Bound))
+            .map_err(|_| CryptoError::Decrypt)
+    }
+
     /// Decrypts what [`SecretBox::seal`] produced.
     ///
     /// # Errors
@@ -181,6 +243,27 @@ mod tests {
         // The generated key is reused on the next start.
         let again = SecretBox::load(None, dir.path(), true).unwrap();
         assert_eq!(again.open(&sealed).unwrap(), b"EAAG-access-token");
+    }
+
+    #[test]
+    fn values_sealed_for_an_owner_open_only_for_it_and_legacy_values_still_open() {
+        let sbox = SecretBox::new(&[7u8; 32]);
+        let sealed = sbox.seal_for(b"app-secret", b"tenant-a\0whatsapp\01");
+        let (plain, how) = sbox.open_for(&sealed, b"tenant-a\0whatsapp\01").unwrap();
+        assert_eq!((plain.as_slice(), how), (&b"app-secret"[..], Sealing::Bound));
+        // Copied into another row (another tenant, or another account), it does not open.
+        assert!(matches!(
+            sbox.open_for(&sealed, b"tenant-b\0whatsapp\01"),
+            Err(CryptoError::Decrypt)
+        ));
+        assert!(matches!(
+            sbox.open_for(&sealed, b"tenant-a\0whatsapp\02"),
+            Err(CryptoError::Decrypt)
+        ));
+        // A v1 value (no owner) still opens, and says it must be re-sealed.
+        let legacy = sbox.seal(b"old-secret");
+        let (plain, how) = sbox.open_for(&legacy, b"tenant-a\0whatsapp\01").unwrap();
+        assert_eq!((plain.as_slice(), how), (&b"old-secret"[..], Sealing::Legacy));
     }
 
     #[test]

@@ -283,7 +283,9 @@ impl Application {
             }
             None => None,
         };
+        let sockets = Arc::new(crate::http::webchat::SocketSlots::new(&config.webchat));
         let state = AppState(Arc::new(Services {
+            sockets,
             config,
             store,
             knowledge,

@@ -53,4 +53,6 @@ pub struct Services {
     pub shutdown: CancellationToken,
     /// Wakes the outbox dispatcher when a handler queued a send.
     pub dispatcher_wake: Arc<Notify>,
+    /// Open web chat WebSockets, per session and in total.
+    pub sockets: Arc<crate::http::webchat::SocketSlots>,
 }

@@ -15,6 +15,10 @@ pub const INBOUND_TOTAL: &str = "sapa_inbound_messages_total";
 pub const INBOX_DEPTH: &str = "sapa_inbox_depth";
 /// Outbox rows waiting to be sent (gauge, refreshed on scrape).
 pub const OUTBOX_PENDING: &str = "sapa_outbox_pending";
+/// Open web chat WebSockets of this process (gauge, refreshed on scrape).
+pub const WEBCHAT_SOCKETS: &str = "sapa_webchat_sockets";
+/// Conversations with live web chat listeners in this process (gauge, refreshed on scrape).
+pub const WEBCHAT_TOPICS: &str = "sapa_webchat_topics";
 /// Seconds to commit one group of inbound messages.
 pub const INGRESS_COMMIT_SECONDS: &str = "sapa_ingress_commit_seconds";
 /// Inbound messages per group commit.

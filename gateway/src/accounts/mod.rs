@@ -17,7 +17,7 @@ use channels::{Channel, ChannelKind, ChannelPlugin};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::crypto::SecretBox;
+use crate::crypto::{Sealing, SecretBox};
 use crate::store::Store;
 
 /// One account's stored settings, tagged with its kind.
@@ -135,7 +135,10 @@ pub async fn save(
     let serde_json::Value::Object(settings) = settings else {
         anyhow::bail!("{kind} account settings must be a table");
     };
-    let sealed = secrets.seal(&serde_json::to_vec(&AccountConfig { kind, settings })?);
+    let sealed = secrets.seal_for(
+        &serde_json::to_vec(&AccountConfig { kind, settings })?,
+        &sealing_owner(tenant_id, kind, &key),
+    );
     let id = store
         .ensure_channel_account(
             tenant_id,
@@ -150,6 +153,12 @@ pub async fn save(
         .set_channel_credentials(tenant_id, &id, &sealed)
         .await?;
     Ok((id, key))
+}
+
+/// The associated data credentials are sealed with: the row's tenant, kind and provider key
+/// (unique per row), so sealed credentials copied into another row do not open.
+fn sealing_owner(tenant_id: &str, kind: ChannelKind, key: &str) -> Vec<u8> {
+    format!("channel_account\0{tenant_id}\0{}\0{key}", kind.as_str()).into_bytes()
 }
 
 fn display_name(kind: ChannelKind) -> &'static str {
@@ -210,12 +219,19 @@ pub async fn load(
                 tracing::warn!(account_id = %row.id, %kind, "account without credentials; skipped");
                 continue;
             };
-            let plain = secrets.open(sealed).with_context(|| {
+            let owner = sealing_owner(&row.tenant_id, kind, &row.external_id);
+            let (plain, sealing) = secrets.open_for(sealed, &owner).with_context(|| {
                 format!(
-                    "cannot decrypt the credentials of {kind} account {} (is SAPA_SECRET_KEY the key they were stored with?)",
+                    "cannot decrypt the credentials of {kind} account {} (is SAPA_SECRET_KEY the key they were stored with, and were they stored for this account?)",
                     row.external_id
                 )
             })?;
+            if sealing == Sealing::Legacy {
+                // Sealed before credentials were bound to their row: bind them now.
+                store
+                    .set_channel_credentials(&row.tenant_id, &row.id, &secrets.seal_for(&plain, &owner))
+                    .await?;
+            }
             let mut settings: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_slice(&plain).with_context(|| {
                     format!("corrupt credentials of {kind} account {}", row.external_id)
@@ -256,4 +272,51 @@ pub async fn load(
         accounts.providers.insert(kind, plugged.provider);
     }
     Ok(accounts)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::config::DatabaseTarget;
+
+    fn telegram(token: &str) -> serde_json::Value {
+        serde_json::json!({ "bot_token": token, "mode": "polling" })
+    }
+
+    #[tokio::test]
+    async fn credentials_copied_into_another_row_do_not_open_and_legacy_ones_are_resealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&DatabaseTarget::Sqlite(dir.path().join("t.db")), 2)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let secrets = SecretBox::new(&[9u8; 32]);
+        let plugins = Plugins::default();
+        let http = reqwest::Client::new();
+        for tenant in ["a", "b"] {
+            store.upsert_tenant(tenant, tenant, "id").await.unwrap();
+        }
+        let (id_a, _) = save(&store, &secrets, &plugins, "a", ChannelKind::Telegram, telegram("1:aaa"))
+            .await
+            .unwrap();
+        let (id_b, _) = save(&store, &secrets, &plugins, "b", ChannelKind::Telegram, telegram("2:bbb"))
+            .await
+            .unwrap();
+        assert_eq!(load(&store, &secrets, &plugins, &http).await.unwrap().routes().count(), 2);
+
+        // A v1 value (no associated data), as stored before: still opens, and is re-sealed.
+        let legacy = secrets.seal(&serde_json::to_vec(&telegram("2:bbb")).unwrap());
+        store.set_channel_credentials("b", &id_b, &legacy).await.unwrap();
+        assert_eq!(load(&store, &secrets, &plugins, &http).await.unwrap().routes().count(), 2);
+        let resealed = store.channel_credentials("b", &id_b).await.unwrap().unwrap();
+        assert!(resealed.starts_with(b"sapa:v2:"), "re-sealed as v2");
+
+        // Tenant a's sealed credentials copied into tenant b's row fail to open.
+        let stolen = store.channel_credentials("a", &id_a).await.unwrap().unwrap();
+        store.set_channel_credentials("b", &id_b, &stolen).await.unwrap();
+        let err = load(&store, &secrets, &plugins, &http).await.unwrap_err();
+        assert!(format!("{err:#}").contains("cannot decrypt"), "{err:#}");
+        store.close().await;
+    }
 }

@@ -41,7 +41,12 @@ impl EventBus for Local {
     fn publish(&self, conversation_id: &str, event: WebchatEvent) {
         self.hub.publish(conversation_id, event);
     }
+
+    fn leave(&self, conversation_id: &str) {
+        self.hub.leave(conversation_id);
+    }
 }
+
 
 #[async_trait::async_trait]
 impl Coord for Local {
@@ -61,6 +66,10 @@ impl Coord for Local {
 
     async fn check_rate(&self, limit: RateLimit, key: &str) -> Result<(), Duration> {
         self.limiters.check(limit, key)
+    }
+
+    fn live_topics(&self) -> usize {
+        self.hub.topic_count()
     }
 
     async fn reserve_send(

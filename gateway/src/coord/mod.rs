@@ -36,6 +36,9 @@ pub trait Coord: EventBus {
     /// How long until `key` may try again.
     async fn check_rate(&self, limit: RateLimit, key: &str) -> Result<(), Duration>;
 
+    /// Conversations with live web chat listeners in this process.
+    fn live_topics(&self) -> usize;
+
     /// Reserves a send slot for (`account`, `recipient`) under the channel's `policy`:
     /// `Ok(())` to send now, `Err(wait)` to try again after `wait`.
     ///

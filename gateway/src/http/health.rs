@@ -67,6 +67,8 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(pending) = state.store.outbox_pending().await {
         metrics::gauge!(telemetry::OUTBOX_PENDING).set(pending as f64);
     }
+    metrics::gauge!(telemetry::WEBCHAT_SOCKETS).set(state.sockets.open() as f64);
+    metrics::gauge!(telemetry::WEBCHAT_TOPICS).set(state.coord.live_topics() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -1,6 +1,7 @@
 //! The web chat API: sessions, posting and listing messages, and the live WebSocket.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,7 +19,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::config::valid_slug;
+use crate::config::{WebchatConfig, valid_slug};
 use crate::coord::RateLimit;
 use crate::http::error::{ApiError, ApiJson};
 use crate::http::limits::rate_limited;
@@ -31,6 +32,93 @@ use crate::workers::ingress::{IngressError, to_webchat};
 const PAGE: i64 = 200;
 /// WebSocket keep-alive ping interval.
 const PING_EVERY: Duration = Duration::from_secs(25);
+/// Largest WebSocket message (and frame) a browser may send; larger ones close the socket
+/// (the widget sends nothing but pongs over it).
+pub const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Counts the open WebSockets of this process, per session and in total
+/// (`webchat.max_sockets_per_session`, `webchat.max_sockets`).
+#[derive(Debug)]
+pub struct SocketSlots {
+    per_session: usize,
+    total: usize,
+    open: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+/// One open WebSocket's place in [`SocketSlots`], given back on drop.
+#[derive(Debug)]
+pub struct SocketSlot {
+    slots: Arc<SocketSlots>,
+    conversation_id: String,
+}
+
+impl SocketSlots {
+    /// Slots with the limits of `config`.
+    pub fn new(config: &WebchatConfig) -> Self {
+        Self {
+            per_session: config.max_sockets_per_session,
+            total: config.max_sockets,
+            open: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// Takes a slot for a socket of `conversation_id`: 429 when the session holds its limit,
+    /// 503 when the process does.
+    ///
+    /// # Errors
+    /// The response for a socket over a limit.
+    pub fn take(self: &Arc<Self>, conversation_id: &str) -> Result<SocketSlot, ApiError> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let (total, sessions) = &mut *open;
+        if *total >= self.total {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_sockets",
+                "the server holds its maximum of live connections; fall back to polling GET /v1/webchat/messages and retry later",
+            ));
+        }
+        let count = sessions.entry(conversation_id.to_owned()).or_default();
+        if *count >= self.per_session {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sockets",
+                format!(
+                    "this session already has {} live connections (webchat.max_sockets_per_session); close one first",
+                    self.per_session
+                ),
+            ));
+        }
+        *count += 1;
+        *total += 1;
+        Ok(SocketSlot {
+            slots: self.clone(),
+            conversation_id: conversation_id.to_owned(),
+        })
+    }
+
+    /// Open sockets in total.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (total, sessions) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(count) = sessions.get_mut(&self.conversation_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                sessions.remove(&self.conversation_id);
+            }
+        }
+    }
+}
 
 /// Web chat routes.
 pub fn router() -> Router<AppState> {
@@ -214,7 +302,17 @@ async fn stream_messages(
     // Browsers do not apply CORS to WebSockets: the Origin check is the only guard.
     origin::enforce(&headers, &state.config, &session.tenant_id)?;
     let after = parse_after(&params)?;
-    Ok(ws.on_upgrade(move |socket| run_socket(socket, state, session, after)))
+    let slot = state.sockets.take(&session.conversation_id)?;
+    Ok(ws
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            let conversation_id = session.conversation_id.clone();
+            run_socket(socket, &state, session, after).await;
+            // The receiver is gone: free the conversation's topic if this was its last listener.
+            state.coord.leave(&conversation_id);
+            drop(slot);
+        }))
 }
 
 /// Pushes the conversation to one browser: first what it missed, then live. Storage is the
@@ -222,14 +320,14 @@ async fn stream_messages(
 /// sent, so messages go out in id order, exactly once per connection, even if signals race.
 async fn run_socket(
     mut socket: WebSocket,
-    state: AppState,
+    state: &AppState,
     session: WebchatSession,
     mut last: i64,
 ) {
     let mut events = state.coord.subscribe(&session.conversation_id);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    if catch_up(&mut socket, &state, &session, &mut last)
+    if catch_up(&mut socket, state, &session, &mut last)
         .await
         .is_err()
     {
@@ -240,7 +338,7 @@ async fn run_socket(
             event = events.recv() => {
                 let result = match event {
                     Ok(WebchatEvent::Message { .. }) | Err(RecvError::Lagged(_)) => {
-                        catch_up(&mut socket, &state, &session, &mut last).await
+                        catch_up(&mut socket, state, &session, &mut last).await
                     }
                     Ok(event @ (WebchatEvent::Typing | WebchatEvent::Delta { .. } | WebchatEvent::StreamDiscarded)) => {
                         send_event(&mut socket, &event).await
@@ -350,8 +448,30 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 async fn authenticate(state: &AppState, token: &str) -> Result<WebchatSession, ApiError> {
     // Only the hash is stored and compared, so a leaked database does not leak live tokens, and
     // the lookup by hash does not leak token bytes through timing.
-    match state.store.webchat_session(&token_hash(token)).await {
-        Ok(Some(session)) => Ok(session),
+    let hash = token_hash(token);
+    match state.store.webchat_session(&hash).await {
+        Ok(Some(session)) => {
+            let now = now_ms();
+            let idle = state.config.webchat.session_idle_timeout;
+            let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+            let unused = now.saturating_sub(session.last_seen_ms);
+            if unused > idle_ms {
+                return Err(ApiError::unauthorized(
+                    "session_expired",
+                    format!(
+                        "this chat session expired after {} without use (webchat.session_idle_timeout); create a new session",
+                        humantime::format_duration(idle)
+                    ),
+                ));
+            }
+            // At most one write per session per minute (or per tenth of a short timeout).
+            if unused >= (idle_ms / 10).min(60_000)
+                && let Err(err) = state.store.touch_webchat_session(&hash, now).await
+            {
+                tracing::warn!(error = %err, "cannot record web chat session use");
+            }
+            Ok(session)
+        }
         Ok(None) => Err(ApiError::unauthorized(
             "invalid_token",
             "unknown or expired session token; create a new session",

@@ -66,6 +66,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("migrations/0006_outbox_parts.sqlite.sql"),
         include_str!("migrations/0006_outbox_parts.postgres.sql"),
     ),
+    (
+        9,
+        "webchat_session_seen",
+        include_str!("migrations/0009_webchat_session_seen.sqlite.sql"),
+        include_str!("migrations/0009_webchat_session_seen.postgres.sql"),
+    ),
 ];
 
 /// The outbox rows (`outbox_id`, `message_id`) sent through account `$2` of tenant `$1` whose
@@ -182,6 +188,8 @@ pub struct WebchatSession {
     pub conversation_id: String,
     /// The tenant's web chat channel account.
     pub channel_account_id: String,
+    /// When the session was last used (Unix ms; its creation if never since).
+    pub last_seen_ms: i64,
 }
 
 /// A channel account with its (encrypted) credentials.
@@ -824,7 +832,8 @@ impl Store {
         token_hash: &str,
     ) -> Result<Option<WebchatSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.tenant_id, s.conversation_id, c.channel_account_id FROM webchat_sessions s \
+            "SELECT s.tenant_id, s.conversation_id, c.channel_account_id, \
+             COALESCE(s.last_seen_at, s.created_at) AS last_seen_ms FROM webchat_sessions s \
              JOIN conversations c ON c.id = s.conversation_id AND c.tenant_id = s.tenant_id \
              WHERE s.token_hash = $1",
         )
@@ -836,9 +845,27 @@ impl Store {
                 tenant_id: r.try_get("tenant_id")?,
                 conversation_id: r.try_get("conversation_id")?,
                 channel_account_id: r.try_get("channel_account_id")?,
+                last_seen_ms: r.try_get("last_seen_ms")?,
             })
         })
         .transpose()
+    }
+
+    /// Records that the session whose token hashes to `token_hash` was used at `at_ms`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn touch_webchat_session(
+        &self,
+        token_hash: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE webchat_sessions SET last_seen_at = $1 WHERE token_hash = $2")
+            .bind(at_ms)
+            .bind(token_hash)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     /// The conversation's messages with id greater than `after`, oldest first.
