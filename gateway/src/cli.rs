@@ -237,7 +237,12 @@ async fn serve(
     tracing::info!(address = %app.address(), "sapa is ready");
     println!("Sapa is listening on {base}");
     println!("  health:   {base}/health/ready");
-    println!("  metrics:  {base}/metrics");
+    if let Some(operator) = app.operator_address() {
+        // Loopback by default (server.admin_bind): metrics and health details stay private.
+        println!(
+            "  operator: http://{operator} (/metrics, /health/ready with details; keep it private)"
+        );
+    }
     println!("  web chat: {base}/v1/webchat/sessions (POST), /v1/webchat/messages, /v1/webchat/ws");
     println!("  widget:   <script src=\"{base}/widget.js\" data-tenant=\"TENANT\" async></script>");
     if demo {

@@ -103,7 +103,7 @@ async fn every_accepted_message_gets_exactly_one_answer_across_sigkills() {
     })
     .await;
     // Nothing left pending: a wrongly repeated answer would already be visible.
-    sapa_tests::settled(&client, &base).await;
+    sapa_tests::settled(&client, &server.admin_address).await;
     let mut answers_total = 0;
     for (s, session) in sessions.iter().enumerate() {
         let messages = list_messages(&client, &base, session).await.unwrap();

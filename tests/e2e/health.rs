@@ -10,7 +10,7 @@ async fn health_and_metrics_report_the_message_path() {
     let app = spawn_app("").await;
     let live = app.get("/health/live").await;
     assert_eq!(live.status(), 200);
-    let ready = app.get("/health/ready").await;
+    let ready = app.get_operator("/health/ready").await;
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["ok"], true);
@@ -42,7 +42,7 @@ async fn health_and_metrics_report_the_message_path() {
 async fn readiness_fails_and_names_a_configured_redis_that_is_down() {
     // Port 9 (discard) on loopback: nothing listens there.
     let app = spawn_app("[redis]\nurl = \"redis://127.0.0.1:9\"\n").await;
-    let ready = app.get("/health/ready").await;
+    let ready = app.get_operator("/health/ready").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["redis"]["ok"], false);
@@ -61,7 +61,7 @@ async fn readiness_reaches_the_real_redis_when_ci_provides_one() {
         return;
     };
     let app = spawn_app(&format!("[redis]\nurl = \"{url}\"\n")).await;
-    let ready = app.get("/health/ready").await;
+    let ready = app.get_operator("/health/ready").await;
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["redis"]["ok"], true, "{body}");
     app.stop().await;

@@ -33,7 +33,7 @@ async fn store_of(app: &TestApp) -> Store {
 
 async fn metrics(app: &TestApp) -> String {
     app.client
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}/metrics", app.admin_address))
         .send()
         .await
         .unwrap()

@@ -6,6 +6,7 @@ mod browser;
 mod crash;
 mod delivery;
 mod health;
+mod limits;
 mod llm;
 mod plugin;
 mod process;

@@ -23,6 +23,8 @@ pub fn command(data_dir: &Path, envs: &[(&str, &str)]) -> Command {
         // Load tests post and poll far faster than a customer.
         .env("SAPA_WEBCHAT__MESSAGES_PER_MINUTE_PER_SESSION", "0")
         .env("SAPA_WEBCHAT__REQUESTS_PER_MINUTE_PER_IP", "0")
+        // Processes run side by side: the operator listener takes a free port.
+        .env("SAPA_SERVER__ADMIN_BIND", "127.0.0.1:0")
         .arg("--data-dir")
         .arg(data_dir)
         .current_dir(data_dir)
@@ -38,6 +40,8 @@ pub struct ServerProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub address: String,
+    /// The operator listener (`/metrics`), `http://127.0.0.1:PORT`; empty when disabled.
+    pub admin_address: String,
 }
 
 impl ServerProcess {
@@ -55,10 +59,19 @@ impl ServerProcess {
             .expect("server starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let address = tokio::time::timeout(Duration::from_secs(60), async {
+        let (address, admin_address) = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut address = None;
             while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(address) = line.strip_prefix("Sapa is listening on ") {
-                    return address.trim().to_owned();
+                if let Some(found) = line.strip_prefix("Sapa is listening on ") {
+                    address = Some(found.trim().to_owned());
+                }
+                if let Some(found) = line.trim().strip_prefix("operator: ") {
+                    let admin = found.split_whitespace().next().unwrap_or_default();
+                    return (address.expect("address first"), admin.to_owned());
+                }
+                // No operator listener (admin_bind = ""): the next line comes without one.
+                if line.trim().starts_with("web chat: ") {
+                    return (address.expect("address first"), String::new());
                 }
             }
             panic!("server exited before listening");
@@ -67,7 +80,11 @@ impl ServerProcess {
         .expect("server listens within 60 s");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, address }
+        Self {
+            child,
+            address,
+            admin_address,
+        }
     }
 
     /// SIGKILL: no shutdown hooks, no flushing.

@@ -431,7 +431,7 @@ async fn whatsapp_every_fixture_is_accepted_and_only_answerable_ones_are_answere
     tokio::time::sleep(Duration::from_millis(800)).await;
     let metrics = app
         .client
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}/metrics", app.admin_address))
         .send()
         .await
         .unwrap()

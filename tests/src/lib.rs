@@ -34,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub address: String,
+    /// The operator listener (`/metrics`, health details), `http://127.0.0.1:PORT`; empty when
+    /// the test disabled it (`admin_bind = ""`).
+    pub admin_address: String,
     /// HTTP client.
     pub client: reqwest::Client,
     /// The data dir (SQLite database, index); removed on drop.
@@ -52,9 +55,9 @@ pub struct Session {
 }
 
 /// Test configuration: no debounce, quiet logs, no web chat rate limits (tests poll and post
-/// fast; `widget.rs` sets its own limits). `extra` is appended TOML.
+/// fast; `widget.rs` sets its own limits), the operator listener on a free port. `extra` is appended TOML.
 pub fn test_config(extra: &str) -> Config {
-    let base = "[server]\nbind = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[conversation]\ndebounce = \"0s\"\npoll_interval = \"200ms\"\n[dispatcher]\npoll_interval = \"50ms\"\n[webchat]\nmessages_per_minute_per_session = 0\nrequests_per_minute_per_ip = 0\n";
+    let base = "[server]\nbind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[conversation]\ndebounce = \"0s\"\npoll_interval = \"200ms\"\n[dispatcher]\npoll_interval = \"50ms\"\n[webchat]\nmessages_per_minute_per_session = 0\nrequests_per_minute_per_ip = 0\n";
     Config::from_toml(&merge_toml(base, extra)).expect("test config")
 }
 
@@ -95,10 +98,15 @@ pub async fn spawn_app_with(
         .await
         .expect("app builds");
     let address = format!("http://{}", app.address());
+    let admin_address = app
+        .operator_address()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        admin_address,
         client: reqwest::Client::new(),
         data_dir,
         shutdown,
@@ -154,9 +162,18 @@ impl TestApp {
             .expect("GET")
     }
 
-    /// The Prometheus text of `/metrics`.
+    /// `GET {admin_address}{path}` (the operator listener).
+    pub async fn get_operator(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.admin_address))
+            .send()
+            .await
+            .expect("GET operator")
+    }
+
+    /// The Prometheus text of `/metrics` (operator listener).
     pub async fn metrics(&self) -> String {
-        self.get("/metrics")
+        self.get_operator("/metrics")
             .await
             .text()
             .await
@@ -165,7 +182,7 @@ impl TestApp {
 
     /// Waits until the app has answered and sent everything it accepted (see [`settled`]).
     pub async fn settled(&self) {
-        settled(&self.client, &self.address).await;
+        settled(&self.client, &self.admin_address).await;
     }
 
     /// Waits (bounded) until the conversation has at least `n` bot messages; returns them all.
@@ -182,7 +199,7 @@ impl TestApp {
     }
 }
 
-/// Waits (bounded) until the server at `base` has nothing left to do: no unanswered inbox row
+/// Waits (bounded) until the server whose operator listener is `base` has nothing left to do: no unanswered inbox row
 /// and no unsent outbox row. After this, no further answer can appear for what was accepted.
 pub async fn settled(client: &reqwest::Client, base: &str) {
     eventually(Duration::from_secs(30), || async {

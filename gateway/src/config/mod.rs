@@ -1022,7 +1022,7 @@ impl Schema<'_> {
                     }
                 }
                 _ => {
-                    if let Some(problem) = type_problem(&expected, value) {
+                    if let Some(problem) = type_problem(&path, &expected, value) {
                         problems.push(format!("{origin}: `{path}` {problem}"));
                     }
                 }
@@ -1094,7 +1094,7 @@ impl Schema<'_> {
                 return;
             }
         };
-        if let Some(problem) = type_problem(&expected, &value) {
+        if let Some(problem) = type_problem(&parts.join("."), &expected, &value) {
             problems.push(format!("environment {name}: {problem}"));
             return;
         }
@@ -1153,7 +1153,7 @@ fn lookup(table: &Table, path: &[&str]) -> Option<Value> {
 
 /// Whether `actual` fits the type of the default `expected`; durations and socket addresses
 /// are recognized from the default's own format.
-fn type_problem(expected: &Value, actual: &Value) -> Option<String> {
+fn type_problem(path: &str, expected: &Value, actual: &Value) -> Option<String> {
     match (expected, actual) {
         (Value::String(default), Value::String(s)) => {
             if !default.is_empty() && humantime::parse_duration(default).is_ok() {
@@ -1162,7 +1162,11 @@ fn type_problem(expected: &Value, actual: &Value) -> Option<String> {
                         "must be a duration such as \"500ms\", \"2s\" or \"5m\" (got \"{s}\")"
                     ));
                 }
-            } else if default.parse::<SocketAddr>().is_ok() && s.parse::<SocketAddr>().is_err() {
+            } else if default.parse::<SocketAddr>().is_ok()
+                && s.parse::<SocketAddr>().is_err()
+                // An empty operator address disables that listener (`validate` explains the rest).
+                && !(path == "server.admin_bind" && s.trim().is_empty())
+            {
                 return Some(format!(
                     "must be an address such as \"127.0.0.1:8080\" (got \"{s}\")"
                 ));
@@ -1379,6 +1383,37 @@ mod tests {
         assert!(text.contains("database.url must be"), "{text}");
         assert!(text.contains("tenants.Bad_Slug: a tenant slug"), "{text}");
         assert!(text.contains("tenants.Bad_Slug.locale must be"), "{text}");
+    }
+
+    #[test]
+    fn http_limits_and_the_operator_listener_are_validated() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(
+            config.server.admin_address(),
+            Some("127.0.0.1:9091".parse().unwrap())
+        );
+        assert_eq!(config.webchat.max_sockets_per_session, 5);
+        let off = Config::from_toml("[server]\nadmin_bind = \"\"\n").unwrap();
+        assert_eq!(off.server.admin_address(), None);
+        let err = Config::from_toml(
+            "[server]\nbind = \"127.0.0.1:8080\"\nadmin_bind = \"127.0.0.1:8080\"\nheader_read_timeout = \"0s\"\nrequest_timeout = \"0s\"\nmax_connections = 0\n[webchat]\nmax_sockets_per_session = 10\nmax_sockets = 3\nsession_idle_timeout = \"0s\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "server.admin_bind (127.0.0.1:8080) must differ from server.bind",
+            "server.header_read_timeout must be more than 0s",
+            "server.request_timeout must be more than 0s",
+            "server.max_connections must be at least 1",
+            "webchat.max_sockets (3) must be at least webchat.max_sockets_per_session (10)",
+            "webchat.session_idle_timeout must be more than 0s",
+        ] {
+            assert!(err.contains(needle), "missing `{needle}` in {err}");
+        }
+        let err = Config::from_toml("[server]\nadmin_bind = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.admin_bind"), "{err}");
     }
 
     #[test]
