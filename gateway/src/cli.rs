@@ -785,13 +785,21 @@ mod tests {
         let err = account_settings(
             ChannelKind::Whatsapp,
             whatsapp.settings(),
-            &args(&["--tenant", "shop", "--phone-number-id", "1", "--app-secret", ""]),
+            &args(&[
+                "--tenant",
+                "shop",
+                "--phone-number-id",
+                "1",
+                "--app-secret",
+                "",
+            ]),
             |_| None,
         )
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("--app-secret must not be empty") && err.contains("SAPA_WHATSAPP_APP_SECRET"),
+            err.contains("--app-secret must not be empty")
+                && err.contains("SAPA_WHATSAPP_APP_SECRET"),
             "{err}"
         );
         let telegram = channels::telegram::provider::TelegramPlugin;

@@ -250,7 +250,10 @@ mod tests {
         let sbox = SecretBox::new(&[7u8; 32]);
         let sealed = sbox.seal_for(b"app-secret", b"tenant-a\0whatsapp\01");
         let (plain, how) = sbox.open_for(&sealed, b"tenant-a\0whatsapp\01").unwrap();
-        assert_eq!((plain.as_slice(), how), (&b"app-secret"[..], Sealing::Bound));
+        assert_eq!(
+            (plain.as_slice(), how),
+            (&b"app-secret"[..], Sealing::Bound)
+        );
         // Copied into another row (another tenant, or another account), it does not open.
         assert!(matches!(
             sbox.open_for(&sealed, b"tenant-b\0whatsapp\01"),
@@ -263,7 +266,10 @@ mod tests {
         // A v1 value (no owner) still opens, and says it must be re-sealed.
         let legacy = sbox.seal(b"old-secret");
         let (plain, how) = sbox.open_for(&legacy, b"tenant-a\0whatsapp\01").unwrap();
-        assert_eq!((plain.as_slice(), how), (&b"old-secret"[..], Sealing::Legacy));
+        assert_eq!(
+            (plain.as_slice(), how),
+            (&b"old-secret"[..], Sealing::Legacy)
+        );
     }
 
     #[test]

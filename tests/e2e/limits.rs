@@ -212,8 +212,16 @@ async fn websockets_are_capped_per_session_and_in_total_and_topics_are_freed() {
         other => panic!("a socket over the process total must be refused: {other:?}"),
     }
     let metrics = app.metrics().await;
-    assert_eq!(gauge(&metrics, "sapa_webchat_topics"), Some(2.0), "{metrics}");
-    assert_eq!(gauge(&metrics, "sapa_webchat_sockets"), Some(3.0), "{metrics}");
+    assert_eq!(
+        gauge(&metrics, "sapa_webchat_topics"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        gauge(&metrics, "sapa_webchat_sockets"),
+        Some(3.0),
+        "{metrics}"
+    );
     for mut socket in [a1, a2, b1] {
         socket.close(None).await.unwrap();
     }

@@ -229,7 +229,11 @@ pub async fn load(
             if sealing == Sealing::Legacy {
                 // Sealed before credentials were bound to their row: bind them now.
                 store
-                    .set_channel_credentials(&row.tenant_id, &row.id, &secrets.seal_for(&plain, &owner))
+                    .set_channel_credentials(
+                        &row.tenant_id,
+                        &row.id,
+                        &secrets.seal_for(&plain, &owner),
+                    )
                     .await?;
             }
             let mut settings: serde_json::Map<String, serde_json::Value> =
@@ -297,24 +301,66 @@ mod tests {
         for tenant in ["a", "b"] {
             store.upsert_tenant(tenant, tenant, "id").await.unwrap();
         }
-        let (id_a, _) = save(&store, &secrets, &plugins, "a", ChannelKind::Telegram, telegram("1:aaa"))
-            .await
-            .unwrap();
-        let (id_b, _) = save(&store, &secrets, &plugins, "b", ChannelKind::Telegram, telegram("2:bbb"))
-            .await
-            .unwrap();
-        assert_eq!(load(&store, &secrets, &plugins, &http).await.unwrap().routes().count(), 2);
+        let (id_a, _) = save(
+            &store,
+            &secrets,
+            &plugins,
+            "a",
+            ChannelKind::Telegram,
+            telegram("1:aaa"),
+        )
+        .await
+        .unwrap();
+        let (id_b, _) = save(
+            &store,
+            &secrets,
+            &plugins,
+            "b",
+            ChannelKind::Telegram,
+            telegram("2:bbb"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            load(&store, &secrets, &plugins, &http)
+                .await
+                .unwrap()
+                .routes()
+                .count(),
+            2
+        );
 
         // A v1 value (no associated data), as stored before: still opens, and is re-sealed.
         let legacy = secrets.seal(&serde_json::to_vec(&telegram("2:bbb")).unwrap());
-        store.set_channel_credentials("b", &id_b, &legacy).await.unwrap();
-        assert_eq!(load(&store, &secrets, &plugins, &http).await.unwrap().routes().count(), 2);
-        let resealed = store.channel_credentials("b", &id_b).await.unwrap().unwrap();
+        store
+            .set_channel_credentials("b", &id_b, &legacy)
+            .await
+            .unwrap();
+        assert_eq!(
+            load(&store, &secrets, &plugins, &http)
+                .await
+                .unwrap()
+                .routes()
+                .count(),
+            2
+        );
+        let resealed = store
+            .channel_credentials("b", &id_b)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(resealed.starts_with(b"sapa:v2:"), "re-sealed as v2");
 
         // Tenant a's sealed credentials copied into tenant b's row fail to open.
-        let stolen = store.channel_credentials("a", &id_a).await.unwrap().unwrap();
-        store.set_channel_credentials("b", &id_b, &stolen).await.unwrap();
+        let stolen = store
+            .channel_credentials("a", &id_a)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .set_channel_credentials("b", &id_b, &stolen)
+            .await
+            .unwrap();
         let err = load(&store, &secrets, &plugins, &http).await.unwrap_err();
         assert!(format!("{err:#}").contains("cannot decrypt"), "{err:#}");
         store.close().await;

@@ -618,9 +618,15 @@ impl Config {
         }
         for (key, value) in [
             ("server.shutdown_grace", self.server.shutdown_grace),
-            ("server.header_read_timeout", self.server.header_read_timeout),
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
             ("server.request_timeout", self.server.request_timeout),
-            ("webchat.session_idle_timeout", self.webchat.session_idle_timeout),
+            (
+                "webchat.session_idle_timeout",
+                self.webchat.session_idle_timeout,
+            ),
         ] {
             if value.is_zero() {
                 problems.push(format!("{key} must be more than 0s"));

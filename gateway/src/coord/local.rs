@@ -47,7 +47,6 @@ impl EventBus for Local {
     }
 }
 
-
 #[async_trait::async_trait]
 impl Coord for Local {
     async fn acquire_lease(&self, conversation_id: &str) -> bool {

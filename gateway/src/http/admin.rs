@@ -11,13 +11,13 @@
 //! Media a customer sent on WhatsApp is stored as metadata only; `GET
 //! /v1/admin/messages/{id}/media` fetches the file from the Graph API on demand.
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::middleware::{Next, from_fn_with_state};
-use axum::Extension;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use channels::ChannelError;
