@@ -248,24 +248,24 @@ mod tests {
     #[test]
     fn values_sealed_for_an_owner_open_only_for_it_and_legacy_values_still_open() {
         let sbox = SecretBox::new(&[7u8; 32]);
-        let sealed = sbox.seal_for(b"app-secret", b"tenant-a\0whatsapp\01");
-        let (plain, how) = sbox.open_for(&sealed, b"tenant-a\0whatsapp\01").unwrap();
+        let sealed = sbox.seal_for(b"app-secret", b"tenant-a\0whatsapp\0acct-1");
+        let (plain, how) = sbox.open_for(&sealed, b"tenant-a\0whatsapp\0acct-1").unwrap();
         assert_eq!(
             (plain.as_slice(), how),
             (&b"app-secret"[..], Sealing::Bound)
         );
         // Copied into another row (another tenant, or another account), it does not open.
         assert!(matches!(
-            sbox.open_for(&sealed, b"tenant-b\0whatsapp\01"),
+            sbox.open_for(&sealed, b"tenant-b\0whatsapp\0acct-1"),
             Err(CryptoError::Decrypt)
         ));
         assert!(matches!(
-            sbox.open_for(&sealed, b"tenant-a\0whatsapp\02"),
+            sbox.open_for(&sealed, b"tenant-a\0whatsapp\0acct-2"),
             Err(CryptoError::Decrypt)
         ));
         // A v1 value (no owner) still opens, and says it must be re-sealed.
         let legacy = sbox.seal(b"old-secret");
-        let (plain, how) = sbox.open_for(&legacy, b"tenant-a\0whatsapp\01").unwrap();
+        let (plain, how) = sbox.open_for(&legacy, b"tenant-a\0whatsapp\0acct-1").unwrap();
         assert_eq!(
             (plain.as_slice(), how),
             (&b"old-secret"[..], Sealing::Legacy)
