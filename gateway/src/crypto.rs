@@ -249,7 +249,9 @@ mod tests {
     fn values_sealed_for_an_owner_open_only_for_it_and_legacy_values_still_open() {
         let sbox = SecretBox::new(&[7u8; 32]);
         let sealed = sbox.seal_for(b"app-secret", b"tenant-a\0whatsapp\0acct-1");
-        let (plain, how) = sbox.open_for(&sealed, b"tenant-a\0whatsapp\0acct-1").unwrap();
+        let (plain, how) = sbox
+            .open_for(&sealed, b"tenant-a\0whatsapp\0acct-1")
+            .unwrap();
         assert_eq!(
             (plain.as_slice(), how),
             (&b"app-secret"[..], Sealing::Bound)
@@ -265,7 +267,9 @@ mod tests {
         ));
         // A v1 value (no owner) still opens, and says it must be re-sealed.
         let legacy = sbox.seal(b"old-secret");
-        let (plain, how) = sbox.open_for(&legacy, b"tenant-a\0whatsapp\0acct-1").unwrap();
+        let (plain, how) = sbox
+            .open_for(&legacy, b"tenant-a\0whatsapp\0acct-1")
+            .unwrap();
         assert_eq!(
             (plain.as_slice(), how),
             (&b"old-secret"[..], Sealing::Legacy)
