@@ -567,8 +567,14 @@ async fn telegram_channel_add_stores_sealed_credentials_and_the_bot_serves() {
         let sealed = accounts[0].credentials.clone().unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("AAtest-token"));
         let secrets = gateway::crypto::SecretBox::load(Some(&key), dir.path(), false).unwrap();
+        // Sealed for its row: tenant, kind and bot id.
+        let owner = gateway::accounts::sealing_owner(
+            "shop",
+            channels::ChannelKind::Telegram,
+            &accounts[0].external_id,
+        );
         let account: channels::telegram::TelegramAccount =
-            serde_json::from_slice(&secrets.open(&sealed).unwrap()).unwrap();
+            serde_json::from_slice(&secrets.open_for(&sealed, &owner).unwrap().0).unwrap();
         assert_eq!(account.bot_token, BOT_TOKEN);
         assert_eq!(account.mode, channels::telegram::UpdateMode::Polling);
         store.close().await;

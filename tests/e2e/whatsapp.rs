@@ -503,8 +503,11 @@ async fn whatsapp_channel_add_stores_sealed_credentials() {
         "credentials are encrypted at rest"
     );
     let secrets = gateway::crypto::SecretBox::load(Some(&key), dir.path(), false).unwrap();
+    // Sealed for its row: tenant, kind and phone number id.
+    let owner =
+        gateway::accounts::sealing_owner("shop", channels::ChannelKind::Whatsapp, "123456789");
     let account: channels::whatsapp::WhatsappAccount =
-        serde_json::from_slice(&secrets.open(&sealed).unwrap()).unwrap();
+        serde_json::from_slice(&secrets.open_for(&sealed, &owner).unwrap().0).unwrap();
     assert_eq!(account.access_token, "cli-access-token");
     assert_eq!(account.phone_number_id, "123456789");
     // An unknown tenant is refused with a hint.

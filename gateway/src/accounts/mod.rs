@@ -157,7 +157,7 @@ pub async fn save(
 
 /// The associated data credentials are sealed with: the row's tenant, kind and provider key
 /// (unique per row), so sealed credentials copied into another row do not open.
-fn sealing_owner(tenant_id: &str, kind: ChannelKind, key: &str) -> Vec<u8> {
+pub fn sealing_owner(tenant_id: &str, kind: ChannelKind, key: &str) -> Vec<u8> {
     format!("channel_account\0{tenant_id}\0{}\0{key}", kind.as_str()).into_bytes()
 }
 
