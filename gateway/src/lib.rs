@@ -7,7 +7,10 @@
 //!   listed at once.
 //! - `startup`: `Application::build` turns config into running objects; `run_until_stopped`
 //!   serves and drains on shutdown.
-//! - `routes`: the HTTP surface (web chat API + WebSocket, admin knowledge API, health, metrics).
+//! - `http`: the HTTP surface (web chat API + WebSocket, admin API, webhooks, health) on the
+//!   public port, `/metrics` and health details on the operator listener (`server.admin_bind`);
+//!   `http::server` is the connection loop (header-read timeout, connection cap, bounded
+//!   shutdown).
 //! - `store`: the only module with SQL (SQLite embedded, Postgres distributed).
 //! - `workers`: inbound group commit, conversation lanes, answering, the outbox dispatcher,
 //!   pacing and the recovery poller.
@@ -24,6 +27,8 @@
 //! - **State, bot messages and outbox rows of one turn commit in one transaction**; every
 //!   outbound message goes through the outbox.
 //! - **No message text, phone number or secret is logged at info level or above.**
+//! - **Internals stay off the public port**: metrics and dependency details (URLs, errors) are
+//!   served only by the operator listener.
 
 /// mimalloc instead of the system allocator: the message path allocates per request on many
 /// threads, where glibc malloc's arena locking and consolidation showed up in profiles. Every
