@@ -511,7 +511,7 @@ impl Store {
             conversation_id: conversation_id.to_owned(),
             recipient: row.try_get("recipient")?,
             author: Author::Agent,
-            text: text.to_owned(),
+            text: super::storable(text).into_owned(),
             choices: Vec::new(),
             in_reply_to: Vec::new(),
             created_at_ms: now,
