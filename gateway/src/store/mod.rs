@@ -25,7 +25,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
-pub use outbox::{ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage};
+pub use outbox::{
+    Claim, ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage, UndecodableSend,
+};
 pub use turns::{LlmUsage, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
 
 /// One migration: version, name, SQLite script, Postgres script.
@@ -65,6 +67,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "outbox_parts",
         include_str!("migrations/0006_outbox_parts.sqlite.sql"),
         include_str!("migrations/0006_outbox_parts.postgres.sql"),
+    ),
+    (
+        8,
+        "outbox_part_progress",
+        include_str!("migrations/0008_outbox_part_progress.sqlite.sql"),
+        include_str!("migrations/0008_outbox_part_progress.postgres.sql"),
     ),
 ];
 
@@ -394,6 +402,12 @@ impl Store {
             .fetch_one(&self.read)
             .await?;
         Ok((row.try_get(1)?, row.try_get(2)?))
+    }
+
+    /// The writer pool, for tests of other modules that arrange or inspect rows directly.
+    #[cfg(test)]
+    pub(crate) fn pool_for_tests(&self) -> &AnyPool {
+        &self.write
     }
 
     /// The connected dialect.
