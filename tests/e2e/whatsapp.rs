@@ -1006,3 +1006,53 @@ async fn whatsapp_read_status_of_the_first_part_of_a_split_answer_marks_it_read(
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn whatsapp_a_retried_split_answer_does_not_resend_the_part_meta_accepted() {
+    let long_reply = "Outlet Blok M buka hari Minggu pukul 08.00–23.00, Kak. ".repeat(95);
+    let reply = long_reply.clone();
+    let llm =
+        sapa_tests::fake_openai::FakeOpenAi::start([sapa_tests::fake_openai::Reply::computed(
+            move |request| {
+                let id = sapa_tests::fake_openai::chunk_containing(request, "08.00–23.00")
+                    .unwrap_or_else(|| "missing".into());
+                json!({"reply": reply, "action": "answer", "citations": [id]}).to_string()
+            },
+        )])
+        .await;
+    let config = format!(
+        "{}[dispatcher]\nretry_base = \"10ms\"\nretry_cap = \"40ms\"\npoll_interval = \"20ms\"\n",
+        llm.config("stream = false")
+    );
+    let (app, graph) = start("", &config).await;
+    // Meta accepts the first part, then fails the second once (a transient 500).
+    graph.script_wamid("wamid.PART1");
+    graph.script(500, json!({"error": {"message": "oops", "code": 1}}));
+    graph.script_wamid("wamid.PART2");
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    let store = app.store().await;
+    eventually(Duration::from_secs(20), || async {
+        store
+            .message_delivery("demo", "wamid.PART2")
+            .await
+            .unwrap()
+            .and_then(|d| d.0)
+            .filter(|s| s == "sent")
+    })
+    .await;
+    let sends = graph.sends();
+    let texts: Vec<&str> = sends
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap())
+        .collect();
+    // Part 1, part 2 (failed), part 2 again: the first part was not sent twice.
+    assert_eq!(sends.len(), 3, "{texts:?}");
+    assert_eq!(texts[1], texts[2]);
+    assert_ne!(texts[0], texts[1]);
+    assert_eq!(
+        store.message_delivery("demo", "wamid.PART1").await.unwrap(),
+        store.message_delivery("demo", "wamid.PART2").await.unwrap()
+    );
+    app.stop().await;
+}
