@@ -352,10 +352,7 @@ async fn refused_message_fails_alone(app: &sapa_tests::TestApp) {
 #[tokio::test]
 async fn a_message_the_database_refuses_fails_alone_with_422_on_sqlite() {
     let app = spawn_app("").await;
-    let url = format!(
-        "sqlite://{}",
-        app.data_dir.path().join("sapa.db").display()
-    );
+    let url = format!("sqlite://{}", app.data_dir.path().join("sapa.db").display());
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     sqlx::query(

@@ -171,8 +171,12 @@ impl Refusal {
     /// What the sender can change, in a sentence.
     pub fn reason(self) -> &'static str {
         match self {
-            Self::Value => "it contains a value the database cannot store (invalid characters or a number out of range); change the content",
-            Self::Rule => "it breaks a storage rule (a constraint of the database); change the content",
+            Self::Value => {
+                "it contains a value the database cannot store (invalid characters or a number out of range); change the content"
+            }
+            Self::Rule => {
+                "it breaks a storage rule (a constraint of the database); change the content"
+            }
             Self::TooLarge => "a value in it is too large to store; shorten it",
         }
     }

@@ -1136,7 +1136,11 @@ async fn a_group_with_nul_text_and_a_refused_item_stores_every_other_item() {
             panic!("{}: expected a refusal: {:?}", t.name, accepted[2]);
         };
         assert_eq!(*refusal, Refusal::Rule, "{}", t.name);
-        assert!(cause.contains("database unavailable: "), "{}: {cause}", t.name);
+        assert!(
+            cause.contains("database unavailable: "),
+            "{}: {cause}",
+            t.name
+        );
         assert!(matches!(accepted[3], Accepted::New { .. }), "{}", t.name);
         let firsts = s.messages_after("shop", &first, 0, 10).await.unwrap();
         let bodies: Vec<&str> = firsts.iter().map(|m| m.body.as_str()).collect();
