@@ -106,7 +106,7 @@ impl Dispatcher {
         if self.store.dialect() == Dialect::Sqlite {
             // Embedded mode has one sender: claims left by a crashed run are stale.
             if let Err(err) = self.store.release_outbox_claims().await {
-                tracing::warn!(error = %err, "could not release stale outbox claims");
+                tracing::warn!(error = %err.chain(), "could not release stale outbox claims");
             }
         }
         loop {
@@ -213,7 +213,7 @@ impl Dispatcher {
         let unreachable = match self.store.unreachable_conversations(&provider).await {
             Ok(set) => set,
             Err(err) => {
-                tracing::warn!(error = %err, "checking recipients' reachability failed; sending anyway");
+                tracing::warn!(error = %err.chain(), "checking recipients' reachability failed; sending anyway");
                 std::collections::HashSet::new()
             }
         };
@@ -242,7 +242,7 @@ impl Dispatcher {
         if let Err(err) = self.store.mark_sent_many(&rows).await {
             // The provider has them; a retry after the lease may re-send once (bounded
             // duplicate window, documented in README).
-            tracing::error!(error = %err, count = rows.len(), "recording delivered sends failed");
+            tracing::error!(error = %err.chain(), count = rows.len(), "recording delivered sends failed");
             return;
         }
         for (send, _) in sent {
@@ -286,7 +286,7 @@ impl Dispatcher {
             metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "deferred").increment(1);
             let not_before = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
             if let Err(err) = self.store.defer_send(&send, not_before).await {
-                tracing::warn!(error = %err, "deferring a paced send failed");
+                tracing::warn!(error = %err.chain(), "deferring a paced send failed");
             }
             return None;
         }
@@ -321,7 +321,7 @@ impl Dispatcher {
                         )
                         .await
                 {
-                    tracing::warn!(error = %store_err, "marking the recipient unreachable failed");
+                    tracing::warn!(error = %store_err.chain(), "marking the recipient unreachable failed");
                 }
                 let attempt = u32::try_from(send.attempts)
                     .unwrap_or(u32::MAX)
@@ -374,7 +374,7 @@ impl Dispatcher {
         };
         metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => outcome).increment(1);
         if let Err(err) = self.store.record_send_failure(send, &failure).await {
-            tracing::warn!(error = %err, outbox_id = send.id, "recording a failed send failed");
+            tracing::warn!(error = %err.chain(), outbox_id = send.id, "recording a failed send failed");
         }
     }
 }
