@@ -29,7 +29,9 @@ pub fn spawn(
                         lanes.ensure(conversation_id);
                     }
                 }
-                Err(err) => tracing::warn!(error = %err.chain(), "scanning pending conversations failed"),
+                Err(err) => {
+                    tracing::warn!(error = %err.chain(), "scanning pending conversations failed")
+                }
             }
             if let Ok(depth) = store.inbox_depth().await {
                 metrics::gauge!(telemetry::INBOX_DEPTH).set(depth as f64);
