@@ -630,6 +630,8 @@ mod tests {
             .execute(setup.store.pool_for_tests())
             .await
             .unwrap();
+        // The rows queued after `setup` are due on the claims' clock too.
+        setup.now.store(now_ms() + 1_000, Ordering::SeqCst);
         let channel = SlowParts::new(true);
         // Act.
         assert_eq!(dispatcher(&setup, channel.clone()).drain().await, 3);
