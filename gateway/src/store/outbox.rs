@@ -235,8 +235,9 @@ impl Store {
         for send in sends.iter() {
             query = query.bind(send.id);
         }
-        // The writer: a part recorded just before the previous claim expired must be seen.
-        for row in query.fetch_all(&self.write).await? {
+        // A reader is enough (and keeps the SQLite writer free for inbound commits): parts are
+        // committed as they are sent, long before their row can be claimed again.
+        for row in query.fetch_all(&self.read).await? {
             let outbox_id: i64 = row.try_get("outbox_id")?;
             if let Some(send) = sends.iter_mut().find(|s| s.id == outbox_id) {
                 send.sent_parts.push(row.try_get("provider_message_id")?);
