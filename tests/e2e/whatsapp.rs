@@ -1056,3 +1056,66 @@ async fn whatsapp_a_retried_split_answer_does_not_resend_the_part_meta_accepted(
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn whatsapp_a_message_the_database_refuses_does_not_fail_the_rest_of_the_webhook() {
+    let (app, graph) = start("", "").await;
+    let url = format!("sqlite://{}", app.data_dir.path().join("sapa.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages WHEN NEW.body LIKE '%poison pill%' \
+         BEGIN SELECT RAISE(ABORT, 'poison pill refused'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let message = |id: &str, text: &str| json!({"from": CUSTOMER, "id": id, "timestamp": "1763791200", "type": "text", "text": {"body": text}});
+    let body = serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
+            "contacts": [{"profile": {"name": "Rina"}, "wa_id": CUSTOMER}],
+            "messages": [
+                message("wamid.POISON", "ini poison pill"),
+                message("wamid.GOOD", "jam buka outlet Blok M hari Minggu?"),
+            ]
+        }}]}]
+    }))
+    .unwrap();
+    // Acknowledged: Meta cannot change what it sent, so a retry would be refused again.
+    let response = app.whatsapp_post(&body, WA_APP_SECRET).await;
+    assert_eq!(response.status(), 200);
+    // The good message is stored and answered; the refused one left nothing behind.
+    wait_sends(&graph, 1).await;
+    let store = app.store().await;
+    let account: String = {
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::Row::try_get(
+            &sqlx::query("SELECT id FROM channel_accounts WHERE kind = 'whatsapp'")
+                .fetch_one(&pool)
+                .await
+                .unwrap(),
+            "id",
+        )
+        .unwrap()
+    };
+    assert!(
+        store
+            .inbound_text("demo", &account, "wamid.GOOD")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .inbound_text("demo", &account, "wamid.POISON")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(app.metrics().await.contains("outcome=\"refused\""));
+    app.stop().await;
+}
