@@ -20,6 +20,22 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     /// [`ChannelError::is_transient`] tells the dispatcher whether a retry can succeed.
     async fn send(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError>;
 
+    /// Delivers one message like [`Channel::send`], resuming after the parts `log` says the
+    /// provider already accepted (an earlier attempt, or a sender whose claim expired) and
+    /// recording each part in `log` as soon as it is accepted, so no part is ever sent twice.
+    /// The default, for channels that send one provider message per message, is `send`.
+    ///
+    /// # Errors
+    /// As [`Channel::send`]; a part that could not be recorded stops the send (transient).
+    async fn send_resuming(
+        &self,
+        msg: &OutboundMessage,
+        log: &dyn PartLog,
+    ) -> Result<Delivery, ChannelError> {
+        let _ = log;
+        self.send(msg).await
+    }
+
     /// Shows `recipient` that an answer is being prepared, acknowledging the customer message
     /// `last_message_id` (WhatsApp: mark read + typing indicator). Best effort; the default
     /// does nothing.
@@ -58,6 +74,35 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
         _max_bytes: u64,
     ) -> Result<MediaFile, MediaError> {
         Err(MediaError::Unsupported)
+    }
+}
+
+/// The progress of one message sent as several provider messages, kept by the gateway.
+#[async_trait::async_trait]
+pub trait PartLog: Send + Sync {
+    /// Provider ids of the parts already accepted, in send order.
+    fn sent(&self) -> &[String];
+
+    /// Records that part `index` (0-based, in send order) was accepted as
+    /// `provider_message_id`; called before the next part is sent.
+    ///
+    /// # Errors
+    /// [`ChannelError::Transient`] when it could not be recorded.
+    async fn record(&self, index: usize, provider_message_id: &str) -> Result<(), ChannelError>;
+}
+
+/// A [`PartLog`] that remembers nothing: every part is sent (plain [`Channel::send`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPartLog;
+
+#[async_trait::async_trait]
+impl PartLog for NoPartLog {
+    fn sent(&self) -> &[String] {
+        &[]
+    }
+
+    async fn record(&self, _index: usize, _provider_message_id: &str) -> Result<(), ChannelError> {
+        Ok(())
     }
 }
 

@@ -272,3 +272,132 @@ async fn bad_requests_get_json_errors_that_say_what_to_fix() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn two_sessions_sending_the_same_client_message_id_are_both_stored_and_answered() {
+    let app = spawn_app("").await;
+    let first = app.session("demo").await;
+    let second = app.session("demo").await;
+    for session in [&first, &second] {
+        let response = app
+            .post(session, "1", "jam buka outlet Blok M hari Minggu?")
+            .await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["duplicate"], false, "{body}");
+    }
+    for session in [&first, &second] {
+        let bots = app.bot_messages(session, 1).await;
+        assert_eq!(bots[0]["in_reply_to"], json!(["1"]));
+    }
+    // The same session resending it is a duplicate.
+    let again = app
+        .post(&second, "1", "jam buka outlet Blok M hari Minggu?")
+        .await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
+    app.settled().await;
+    assert_eq!(app.messages(&second).await.len(), 2);
+    app.stop().await;
+}
+
+/// Posts, all at once (so they share group commits), good messages from several sessions, one
+/// with NUL characters and one the database refuses; every good one is stored (202), the NUL
+/// one without its NULs, and only the refused one fails, with 422.
+async fn refused_message_fails_alone(app: &sapa_tests::TestApp) {
+    let sessions = futures::future::join_all((0..4).map(|_| app.session("demo"))).await;
+    let ids: Vec<String> = (0..sessions.len()).map(|i| format!("g-{i}")).collect();
+    let mut posts = Vec::new();
+    for (session, id) in sessions.iter().zip(&ids) {
+        posts.push(app.post(session, id, "apakah ada wifi?"));
+    }
+    posts.push(app.post(&sessions[0], "nul-1", "kopi\u{0} susu"));
+    posts.push(app.post(&sessions[1], "poison-1", "ini poison pill"));
+    let responses = futures::future::join_all(posts).await;
+    let mut statuses = Vec::new();
+    for response in responses {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        statuses.push((status, body));
+    }
+    for (status, body) in &statuses[..5] {
+        assert_eq!(*status, 202, "{body}");
+    }
+    let (status, body) = &statuses[5];
+    assert_eq!(*status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "message_refused", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("new client_message_id"),
+        "{body}"
+    );
+    let stored = app.messages(&sessions[0]).await;
+    assert!(
+        stored.iter().any(|m| m["text"] == "kopi susu"),
+        "{stored:?}"
+    );
+    assert!(
+        !app.messages(&sessions[1])
+            .await
+            .iter()
+            .any(|m| m["client_message_id"] == "poison-1")
+    );
+    for session in &sessions {
+        app.bot_messages(session, 1).await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_the_database_refuses_fails_alone_with_422_on_sqlite() {
+    let app = spawn_app("").await;
+    let url = format!("sqlite://{}", app.data_dir.path().join("sapa.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages WHEN NEW.body LIKE '%poison pill%' \
+         BEGIN SELECT RAISE(ABORT, 'poison pill refused'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    refused_message_fails_alone(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_the_database_refuses_fails_alone_with_422_on_postgres() {
+    let url = match std::env::var("SAPA_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI is set but SAPA_TEST_DATABASE_URL is not"
+            );
+            eprintln!("SAPA_TEST_DATABASE_URL not set: test skipped outside CI");
+            return;
+        }
+    };
+    sqlx::any::install_default_drivers();
+    let schema = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{sep}options[search_path]={schema}");
+    let app = spawn_app(&format!("[database]\nurl = \"{scoped}\"\n")).await;
+    // Postgres refuses NUL in text on its own; the constraint stands for any other refusal.
+    sqlx::query(&format!(
+        "ALTER TABLE {schema}.messages ADD CONSTRAINT refuse_poison CHECK (body NOT LIKE '%poison pill%')"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+    refused_message_fails_alone(&app).await;
+    app.stop().await;
+}

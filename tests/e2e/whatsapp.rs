@@ -1009,3 +1009,116 @@ async fn whatsapp_read_status_of_the_first_part_of_a_split_answer_marks_it_read(
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn whatsapp_a_retried_split_answer_does_not_resend_the_part_meta_accepted() {
+    let long_reply = "Outlet Blok M buka hari Minggu pukul 08.00–23.00, Kak. ".repeat(95);
+    let reply = long_reply.clone();
+    let llm =
+        sapa_tests::fake_openai::FakeOpenAi::start([sapa_tests::fake_openai::Reply::computed(
+            move |request| {
+                let id = sapa_tests::fake_openai::chunk_containing(request, "08.00–23.00")
+                    .unwrap_or_else(|| "missing".into());
+                json!({"reply": reply, "action": "answer", "citations": [id]}).to_string()
+            },
+        )])
+        .await;
+    let config = format!(
+        "{}[dispatcher]\nretry_base = \"10ms\"\nretry_cap = \"40ms\"\npoll_interval = \"20ms\"\n",
+        llm.config("stream = false")
+    );
+    let (app, graph) = start("", &config).await;
+    // Meta accepts the first part, then fails the second once (a transient 500).
+    graph.script_wamid("wamid.PART1");
+    graph.script(500, json!({"error": {"message": "oops", "code": 1}}));
+    graph.script_wamid("wamid.PART2");
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    let store = app.store().await;
+    eventually(Duration::from_secs(20), || async {
+        store
+            .message_delivery("demo", "wamid.PART2")
+            .await
+            .unwrap()
+            .and_then(|d| d.0)
+            .filter(|s| s == "sent")
+    })
+    .await;
+    let sends = graph.sends();
+    let texts: Vec<&str> = sends
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap())
+        .collect();
+    // Part 1, part 2 (failed), part 2 again: the first part was not sent twice.
+    assert_eq!(sends.len(), 3, "{texts:?}");
+    assert_eq!(texts[1], texts[2]);
+    assert_ne!(texts[0], texts[1]);
+    assert_eq!(
+        store.message_delivery("demo", "wamid.PART1").await.unwrap(),
+        store.message_delivery("demo", "wamid.PART2").await.unwrap()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_a_message_the_database_refuses_does_not_fail_the_rest_of_the_webhook() {
+    let (app, graph) = start("", "").await;
+    let url = format!("sqlite://{}", app.data_dir.path().join("sapa.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages WHEN NEW.body LIKE '%poison pill%' \
+         BEGIN SELECT RAISE(ABORT, 'poison pill refused'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let message = |id: &str, text: &str| json!({"from": CUSTOMER, "id": id, "timestamp": "1763791200", "type": "text", "text": {"body": text}});
+    let body = serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
+            "contacts": [{"profile": {"name": "Rina"}, "wa_id": CUSTOMER}],
+            "messages": [
+                message("wamid.POISON", "ini poison pill"),
+                message("wamid.GOOD", "jam buka outlet Blok M hari Minggu?"),
+            ]
+        }}]}]
+    }))
+    .unwrap();
+    // Acknowledged: Meta cannot change what it sent, so a retry would be refused again.
+    let response = app.whatsapp_post(&body, WA_APP_SECRET).await;
+    assert_eq!(response.status(), 200);
+    // The good message is stored and answered; the refused one left nothing behind.
+    wait_sends(&graph, 1).await;
+    let store = app.store().await;
+    let account: String = {
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::Row::try_get(
+            &sqlx::query("SELECT id FROM channel_accounts WHERE kind = 'whatsapp'")
+                .fetch_one(&pool)
+                .await
+                .unwrap(),
+            "id",
+        )
+        .unwrap()
+    };
+    assert!(
+        store
+            .inbound_text("demo", &account, "wamid.GOOD")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .inbound_text("demo", &account, "wamid.POISON")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(app.metrics().await.contains("outcome=\"refused\""));
+    app.stop().await;
+}

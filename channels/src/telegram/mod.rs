@@ -41,7 +41,7 @@ use tokio::time::Instant;
 pub use api::BotApi;
 pub use config::{TelegramAccount, UpdateMode};
 
-use crate::channel::{Channel, ChannelError};
+use crate::channel::{Channel, ChannelError, NoPartLog, PartLog};
 use crate::model::{ChannelKind, Delivery, MediaFileRef, MediaKind, OutboundMessage};
 use crate::pacing::PacingPolicy;
 use crate::text::{CaptionRules, Measure, place_caption, split_text};
@@ -169,19 +169,35 @@ impl Channel for TelegramChannel {
     }
 
     async fn send(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError> {
+        self.send_resuming(msg, &NoPartLog).await
+    }
+
+    async fn send_resuming(
+        &self,
+        msg: &OutboundMessage,
+        log: &dyn PartLog,
+    ) -> Result<Delivery, ChannelError> {
         let chat = self.chat_of(&msg.recipient);
         self.stop_typing(&chat);
         let bodies = outbound_calls(msg, &chat)?;
+        let several = bodies.len() > 1;
+        // Parts recorded in the log (any sender, any earlier claim) are not sent again; the
+        // in-memory progress covers a send without a log.
+        let mut ids: Vec<String> = log.sent().iter().take(bodies.len()).cloned().collect();
         let done = lock(&self.state.progress)
             .get(&msg.message_id)
             .copied()
-            .unwrap_or(0);
-        let mut ids = Vec::new();
+            .unwrap_or(0)
+            .max(ids.len());
         for (i, body) in bodies.into_iter().enumerate().skip(done) {
             match self.send_body(body).await {
                 Ok(sent) => {
                     lock(&self.state.progress).insert(msg.message_id, i + 1);
-                    ids.push(update::message_key(sent.chat_id, sent.message_id));
+                    let id = update::message_key(sent.chat_id, sent.message_id);
+                    if several {
+                        log.record(i, &id).await?;
+                    }
+                    ids.push(id);
                 }
                 Err(err) => {
                     if !err.is_transient() {

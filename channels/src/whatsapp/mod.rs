@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 pub use api::GraphClient;
 pub use config::WhatsappAccount;
 
-use crate::channel::{Channel, ChannelError, MediaError, MediaFile};
+use crate::channel::{Channel, ChannelError, MediaError, MediaFile, NoPartLog, PartLog};
 use crate::model::{
     ChannelKind, Delivery, MediaFileRef, MediaKind, OutboundMedia, OutboundMessage, Template,
 };
@@ -83,10 +83,21 @@ impl WhatsappChannel {
         &self.client
     }
 
-    async fn send_bodies(&self, bodies: Vec<Value>) -> Result<Delivery, ChannelError> {
-        let mut ids = Vec::with_capacity(bodies.len());
-        for body in bodies {
-            ids.push(self.client.send(body).await?);
+    /// Sends `bodies` in order, skipping those `log` says were sent; each part of a message
+    /// in several parts is recorded as soon as Meta accepts it.
+    async fn send_bodies(
+        &self,
+        bodies: Vec<Value>,
+        log: &dyn PartLog,
+    ) -> Result<Delivery, ChannelError> {
+        let several = bodies.len() > 1;
+        let mut ids: Vec<String> = log.sent().iter().take(bodies.len()).cloned().collect();
+        for (index, body) in bodies.into_iter().enumerate().skip(ids.len()) {
+            let id = self.client.send(body).await?;
+            if several {
+                log.record(index, &id).await?;
+            }
+            ids.push(id);
         }
         let last = ids.pop();
         Ok(Delivery {
@@ -136,6 +147,14 @@ impl Channel for WhatsappChannel {
     }
 
     async fn send(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError> {
+        self.send_resuming(msg, &NoPartLog).await
+    }
+
+    async fn send_resuming(
+        &self,
+        msg: &OutboundMessage,
+        log: &dyn PartLog,
+    ) -> Result<Delivery, ChannelError> {
         if let Some(template) = &msg.template {
             let wamid = self
                 .client
@@ -149,7 +168,7 @@ impl Channel for WhatsappChannel {
         if !window_open(msg.customer_last_seen_ms, now_ms()) {
             return self.reengage(msg).await;
         }
-        match self.send_bodies(message_bodies(msg)?).await {
+        match self.send_bodies(message_bodies(msg)?, log).await {
             Err(ChannelError::Permanent {
                 code: Some(code), ..
             }) if code == api::REENGAGEMENT_CODE.to_string() => self.reengage(msg).await,

@@ -80,7 +80,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match &err {
             StoreError::Unavailable(_) => {
-                tracing::warn!(error = %err, "database unavailable");
+                tracing::warn!(error = %err.chain(), "database unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -90,7 +90,7 @@ impl From<StoreError> for ApiError {
             StoreError::Migration { .. }
             | StoreError::SchemaTooNew { .. }
             | StoreError::Corrupt(_) => {
-                tracing::error!(error = %err, "storage failure");
+                tracing::error!(error = %err.chain(), "storage failure");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -265,6 +265,15 @@ async fn post_message(
             axum::Json(json!({ "duplicate": true })),
         )
             .into_response()),
+        Ok(Accepted::Refused { refusal, .. }) | Err(IngressError::Refused(refusal)) => {
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "message_refused",
+                format!(
+                    "the message was not stored: {refusal}, then send it with a new client_message_id"
+                ),
+            ))
+        }
         Err(IngressError::Unavailable | IngressError::ShuttingDown) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

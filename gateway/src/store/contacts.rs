@@ -226,7 +226,7 @@ impl Store {
             "UPDATE messages SET body = $1 WHERE tenant_id = $2 AND author = 'customer' AND inbox_id = \
              (SELECT id FROM inbox WHERE tenant_id = $2 AND channel_account_id = $3 AND external_id = $4)",
         )
-        .bind(text)
+        .bind(super::storable(text).into_owned())
         .bind(tenant_id)
         .bind(channel_account_id)
         .bind(external_id)

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, StoredMessage};
+use super::{Refusal, Store, StoreError, StoredMessage, storable};
 
 /// The customer on a provider channel, to resolve into a contact and open conversation.
 #[derive(Debug, Clone)]
@@ -141,11 +141,25 @@ pub enum Accepted {
     },
     /// Already stored earlier (a provider or client retry); nothing changed.
     Duplicate,
+    /// Not stored: the database refused this item for good (retrying it cannot succeed); the
+    /// other items of its group were stored.
+    Refused {
+        /// What the sender can change.
+        refusal: Refusal,
+        /// The database's error with its causes, for the log.
+        cause: String,
+    },
 }
 
 impl Store {
     /// Stores a group of inbound messages in one transaction (group commit) and reports, in
-    /// input order, which were new. Nothing is stored if it fails.
+    /// input order, which were new. An item the database refuses for good (see
+    /// [`Store::refusal`]) is reported [`Accepted::Refused`] and the others are stored: the
+    /// group is stored again with a savepoint around each item. Otherwise nothing is stored
+    /// if it fails.
+    ///
+    /// Web chat items (those naming their conversation) are deduplicated within their
+    /// conversation: two sessions may use the same client message id.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`]: the caller must not acknowledge any of the items.
@@ -154,84 +168,142 @@ impl Store {
         // Lock conversations in one global order so concurrent group commits cannot deadlock;
         // a stable sort keeps one customer's messages in arrival order.
         order.sort_by(|a, b| items[*a].target.lock_key().cmp(items[*b].target.lock_key()));
+        match self.accept_group(items, &order, false).await {
+            // The fast path has no savepoints (two more statements per item); they are only
+            // paid for when an item needs isolating.
+            Err(err) if self.refusal(&err).is_some() => {
+                self.accept_group(items, &order, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn accept_group(
+        &self,
+        items: &[InboundItem],
+        order: &[usize],
+        isolate: bool,
+    ) -> Result<Vec<Accepted>, StoreError> {
         let mut results = vec![Accepted::Duplicate; items.len()];
         let mut tx = self.write.begin().await?;
-        for index in order {
+        for &index in order {
             let item = &items[index];
-            let conversation_id = match &item.target {
-                InboundTarget::Conversation(id) => id.clone(),
-                InboundTarget::Contact(contact) => {
-                    let seen = sqlx::query(
-                        "SELECT id FROM inbox WHERE channel_account_id = $1 AND external_id = $2",
-                    )
-                    .bind(&item.channel_account_id)
-                    .bind(&item.external_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if seen.is_some() {
-                        continue;
-                    }
-                    resolve_conversation(&mut tx, item, contact).await?
-                }
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO inbox (tenant_id, channel_account_id, external_id, conversation_id, kind, received_at, processed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel_account_id, external_id) DO NOTHING RETURNING id",
-            )
-            .bind(&item.tenant_id)
-            .bind(&item.channel_account_id)
-            .bind(&item.external_id)
-            .bind(&conversation_id)
-            .bind(item.kind.as_str())
-            .bind(item.received_at_ms)
-            .bind((!item.answer).then_some(item.received_at_ms))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = inserted else {
+            if !isolate {
+                results[index] = accept_one(&mut tx, item).await?;
                 continue;
-            };
-            let inbox_id: i64 = row.try_get("id")?;
-            sqlx::query(
-                "UPDATE conversations SET last_inbound_at = $1, updated_at = $1 WHERE id = $2 AND tenant_id = $3",
-            )
-            .bind(item.received_at_ms)
-            .bind(&conversation_id)
-            .bind(&item.tenant_id)
-            .execute(&mut *tx)
-            .await?;
-            let message_id: i64 = sqlx::query(
-                "INSERT INTO messages (tenant_id, conversation_id, author, body, external_id, inbox_id, content_kind, media, created_at) \
-                 VALUES ($1, $2, 'customer', $3, $4, $5, $6, $7, $8) RETURNING id",
-            )
-            .bind(&item.tenant_id)
-            .bind(&conversation_id)
-            .bind(&item.text)
-            .bind(&item.external_id)
-            .bind(inbox_id)
-            .bind(item.content_kind)
-            .bind(item.media.as_deref())
-            .bind(item.received_at_ms)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("id")?;
-            results[index] = Accepted::New {
-                conversation_id,
-                message: StoredMessage {
-                    id: message_id,
-                    author: "customer".to_owned(),
-                    body: item.text.clone(),
-                    external_id: Some(item.external_id.clone()),
-                    in_reply_to: Vec::new(),
-                    choices: Vec::new(),
-                    status: None,
-                    citations: Vec::new(),
-                    created_at_ms: item.received_at_ms,
-                },
-            };
+            }
+            let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+            match accept_one(&mut savepoint, item).await {
+                Ok(outcome) => {
+                    savepoint.commit().await?;
+                    results[index] = outcome;
+                }
+                Err(err) => {
+                    let Some(refusal) = self.refusal(&err) else {
+                        return Err(err);
+                    };
+                    savepoint.rollback().await?;
+                    results[index] = Accepted::Refused {
+                        refusal,
+                        cause: err.chain().to_string(),
+                    };
+                }
+            }
         }
         tx.commit().await?;
         Ok(results)
     }
+}
+
+/// The inbox's dedupe key of `item`: the provider's message id for provider channels (unique
+/// per channel account), and `<conversation id>:<client message id>` for web chat, whose
+/// client ids are only unique within one session's conversation.
+fn inbox_key(item: &InboundItem) -> String {
+    let external = storable(&item.external_id);
+    match &item.target {
+        InboundTarget::Conversation(conversation) => format!("{conversation}:{external}"),
+        InboundTarget::Contact(_) => external.into_owned(),
+    }
+}
+
+/// Stores one item inside the group's transaction.
+async fn accept_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    item: &InboundItem,
+) -> Result<Accepted, StoreError> {
+    let key = inbox_key(item);
+    let conversation_id = match &item.target {
+        InboundTarget::Conversation(id) => id.clone(),
+        InboundTarget::Contact(contact) => {
+            let seen = sqlx::query(
+                "SELECT id FROM inbox WHERE channel_account_id = $1 AND external_id = $2",
+            )
+            .bind(&item.channel_account_id)
+            .bind(&key)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if seen.is_some() {
+                return Ok(Accepted::Duplicate);
+            }
+            resolve_conversation(tx, item, contact).await?
+        }
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO inbox (tenant_id, channel_account_id, external_id, conversation_id, kind, received_at, processed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel_account_id, external_id) DO NOTHING RETURNING id",
+    )
+    .bind(&item.tenant_id)
+    .bind(&item.channel_account_id)
+    .bind(&key)
+    .bind(&conversation_id)
+    .bind(item.kind.as_str())
+    .bind(item.received_at_ms)
+    .bind((!item.answer).then_some(item.received_at_ms))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = inserted else {
+        return Ok(Accepted::Duplicate);
+    };
+    let inbox_id: i64 = row.try_get("id")?;
+    sqlx::query(
+        "UPDATE conversations SET last_inbound_at = $1, updated_at = $1 WHERE id = $2 AND tenant_id = $3",
+    )
+    .bind(item.received_at_ms)
+    .bind(&conversation_id)
+    .bind(&item.tenant_id)
+    .execute(&mut **tx)
+    .await?;
+    let text = storable(&item.text).into_owned();
+    let external_id = storable(&item.external_id).into_owned();
+    let message_id: i64 = sqlx::query(
+        "INSERT INTO messages (tenant_id, conversation_id, author, body, external_id, inbox_id, content_kind, media, created_at) \
+         VALUES ($1, $2, 'customer', $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(&item.tenant_id)
+    .bind(&conversation_id)
+    .bind(&text)
+    .bind(&external_id)
+    .bind(inbox_id)
+    .bind(item.content_kind)
+    .bind(item.media.as_deref().map(|m| storable(m).into_owned()))
+    .bind(item.received_at_ms)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    Ok(Accepted::New {
+        conversation_id,
+        message: StoredMessage {
+            id: message_id,
+            author: "customer".to_owned(),
+            body: text,
+            external_id: Some(external_id),
+            in_reply_to: Vec::new(),
+            choices: Vec::new(),
+            status: None,
+            citations: Vec::new(),
+            created_at_ms: item.received_at_ms,
+        },
+    })
 }
 
 /// Upserts the contact (keeping its latest profile name) and returns its open conversation,
@@ -252,7 +324,7 @@ async fn resolve_conversation(
     .bind(&item.tenant_id)
     .bind(&item.channel_account_id)
     .bind(&contact.external_id)
-    .bind(contact.display_name.as_deref())
+    .bind(contact.display_name.as_deref().map(|n| storable(n).into_owned()))
     .bind(item.received_at_ms)
     .fetch_one(&mut **tx)
     .await?

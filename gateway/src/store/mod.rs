@@ -25,7 +25,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
-pub use outbox::{ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage};
+pub use outbox::{
+    Claim, ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage, UndecodableSend,
+};
 pub use turns::{LlmUsage, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
 
 /// One migration: version, name, SQLite script, Postgres script.
@@ -65,6 +67,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "outbox_parts",
         include_str!("migrations/0006_outbox_parts.sqlite.sql"),
         include_str!("migrations/0006_outbox_parts.postgres.sql"),
+    ),
+    (
+        8,
+        "outbox_part_progress",
+        include_str!("migrations/0008_outbox_part_progress.sqlite.sql"),
+        include_str!("migrations/0008_outbox_part_progress.postgres.sql"),
     ),
     (
         9,
@@ -115,6 +123,74 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         Self::Unavailable(err)
+    }
+}
+
+impl StoreError {
+    /// The error with its whole cause chain (`database unavailable: error returned from
+    /// database: …`), for logs: the top-level message alone does not say what went wrong.
+    pub fn chain(&self) -> ErrorChain<'_> {
+        ErrorChain(self)
+    }
+}
+
+/// Displays an error followed by each of its sources, separated by `: `.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// `text` as the database can store it: without NUL characters, which Postgres `TEXT` cannot
+/// hold (SQLite would keep them but cut the text short in some functions). Every free text a
+/// customer, agent or model wrote goes through this before it is bound, on both backends, so
+/// both store the same thing.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// Why the database refused one item for good (retrying the same data cannot succeed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A value it cannot store (invalid characters, out of range).
+    Value,
+    /// The item breaks a storage rule (a constraint).
+    Rule,
+    /// A value is too large to store.
+    TooLarge,
+}
+
+impl Refusal {
+    /// What the sender can change, in a sentence.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Value => {
+                "it contains a value the database cannot store (invalid characters or a number out of range); change the content"
+            }
+            Self::Rule => {
+                "it breaks a storage rule (a constraint of the database); change the content"
+            }
+            Self::TooLarge => "a value in it is too large to store; shorten it",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
     }
 }
 
@@ -340,9 +416,43 @@ impl Store {
         Ok((row.try_get(1)?, row.try_get(2)?))
     }
 
+    /// The writer pool, for tests of other modules that arrange or inspect rows directly.
+    #[cfg(test)]
+    pub(crate) fn pool_for_tests(&self) -> &AnyPool {
+        &self.write
+    }
+
     /// The connected dialect.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Why the database refused a statement because of the data it was given, phrased for
+    /// whoever sent that data; `None` for failures a retry can get past (connection, timeout,
+    /// lock, serialization), which must be answered "unavailable, retry".
+    pub(crate) fn refusal(&self, err: &StoreError) -> Option<Refusal> {
+        let StoreError::Unavailable(sqlx::Error::Database(db)) = err else {
+            return None;
+        };
+        let code = db.code()?;
+        match self.dialect {
+            // SQLSTATE classes: 22 data exception, 23 integrity constraint violation, 54
+            // program limit exceeded (e.g. an index row too large).
+            Dialect::Postgres => match code.get(..2)? {
+                "22" => Some(Refusal::Value),
+                "23" => Some(Refusal::Rule),
+                "54" => Some(Refusal::TooLarge),
+                _ => None,
+            },
+            // Primary result codes (the low byte of the extended code): 18 TOOBIG,
+            // 19 CONSTRAINT, 20 MISMATCH.
+            Dialect::Sqlite => match code.parse::<i32>().ok()? & 0xff {
+                18 => Some(Refusal::TooLarge),
+                19 => Some(Refusal::Rule),
+                20 => Some(Refusal::Value),
+                _ => None,
+            },
+        }
     }
 
     /// Applies pending migrations; returns the versions applied now.

@@ -33,6 +33,30 @@ pub struct ClaimedSend {
     pub attempts: i64,
     /// What to send.
     pub message: OutboundMessage,
+    /// Provider ids of the parts already sent (a message in several parts whose earlier
+    /// attempt or claim ended midway), in send order: they are not sent again.
+    pub sent_parts: Vec<String>,
+}
+
+/// What one claim took.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// Rows to send, by id.
+    pub sends: Vec<ClaimedSend>,
+    /// Claimed rows whose payload could not be decoded: already dead-lettered (moved to
+    /// `dead_letters`, message marked failed), each alone; the other rows are unaffected.
+    pub dead: Vec<UndecodableSend>,
+}
+
+/// An outbox row that could not be decoded and was dead-lettered.
+#[derive(Debug, Clone)]
+pub struct UndecodableSend {
+    /// Outbox row id.
+    pub id: i64,
+    /// Tenant slug.
+    pub tenant_id: String,
+    /// Why it could not be decoded.
+    pub error: String,
 }
 
 /// A message an agent or integration queued for a customer.
@@ -77,7 +101,21 @@ impl Store {
         limit: i64,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedSend>, StoreError> {
-        let now = now_ms();
+        Ok(self.claim_outbox_at(now_ms(), limit, lease_ms).await?.sends)
+    }
+
+    /// [`Store::claim_outbox`] as of `now` (Unix ms). A row whose payload cannot be decoded is
+    /// dead-lettered at once, alone, and reported in [`Claim::dead`]; it never holds up the
+    /// others.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn claim_outbox_at(
+        &self,
+        now: i64,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Claim, StoreError> {
         let lock = match self.dialect {
             Dialect::Sqlite => "",
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -89,7 +127,7 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.conversation_id = o.conversation_id \
                                AND p.state = 'pending' AND p.id < o.id) \
                ORDER BY o.id LIMIT $3 {lock}) \
-             RETURNING id, tenant_id, channel_account_id, channel_kind, attempts, payload"
+             RETURNING id, tenant_id, channel_account_id, channel_kind, attempts, payload, message_id"
         );
         let rows = sqlx::query(&sql)
             .bind(now + lease_ms)
@@ -97,23 +135,152 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.write)
             .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|r| {
-                let payload: String = r.try_get("payload")?;
-                Ok(ClaimedSend {
-                    id: r.try_get("id")?,
-                    tenant_id: r.try_get("tenant_id")?,
+        let mut claim = Claim::default();
+        let mut undecodable = Vec::new();
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let tenant_id: String = r.try_get("tenant_id")?;
+            let payload: String = r.try_get("payload")?;
+            let decoded = serde_json::from_str::<OutboundMessage>(&payload)
+                .map_err(|e| format!("undecodable outbox payload: {e}"))
+                .and_then(|message| {
+                    super::channel_kind_of(r, "channel_kind")
+                        .map(|kind| (message, kind))
+                        .map_err(|e| format!("undecodable outbox row: {e}"))
+                });
+            match decoded {
+                Ok((message, channel_kind)) => claim.sends.push(ClaimedSend {
+                    id,
+                    tenant_id,
                     channel_account_id: r.try_get("channel_account_id")?,
-                    channel_kind: super::channel_kind_of(r, "channel_kind")?,
+                    channel_kind,
                     attempts: r.try_get("attempts")?,
-                    message: serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        claimed.sort_by_key(|c| c.id);
-        Ok(claimed)
+                    message,
+                    sent_parts: Vec::new(),
+                }),
+                Err(error) => {
+                    let message_id: i64 = r.try_get("message_id")?;
+                    undecodable.push((
+                        UndecodableSend {
+                            id,
+                            tenant_id,
+                            error,
+                        },
+                        message_id,
+                        payload,
+                    ));
+                }
+            }
+        }
+        if !undecodable.is_empty() {
+            self.dead_letter_undecodable(&undecodable, now).await?;
+            claim.dead = undecodable.into_iter().map(|(dead, _, _)| dead).collect();
+        }
+        self.load_sent_parts(&mut claim.sends).await?;
+        claim.sends.sort_by_key(|c| c.id);
+        Ok(claim)
+    }
+
+    /// Moves undecodable claimed rows to `dead_letters` (with their raw payload, for an
+    /// operator) and marks their messages failed.
+    async fn dead_letter_undecodable(
+        &self,
+        rows: &[(UndecodableSend, i64, String)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for (dead, message_id, payload) in rows {
+            sqlx::query(
+                "UPDATE outbox SET state = 'dead', last_error = $1, locked_until = NULL, updated_at = $2 WHERE id = $3",
+            )
+            .bind(&dead.error)
+            .bind(now)
+            .bind(dead.id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE messages SET status = 'failed', error = $1 WHERE id = $2 AND tenant_id = $3")
+                .bind(&dead.error)
+                .bind(message_id)
+                .bind(&dead.tenant_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO dead_letters (tenant_id, source, ref_id, reason, payload, created_at) \
+                 VALUES ($1, 'outbox', $2, $3, $4, $5)",
+            )
+            .bind(&dead.tenant_id)
+            .bind(dead.id)
+            .bind(&dead.error)
+            .bind(super::storable(payload).into_owned())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Fills in the parts of each claimed send that were already sent (one query per claim).
+    async fn load_sent_parts(&self, sends: &mut [ClaimedSend]) -> Result<(), StoreError> {
+        if sends.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (1..=sends.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT outbox_id, provider_message_id FROM outbox_parts \
+             WHERE part_index IS NOT NULL AND outbox_id IN ({}) ORDER BY outbox_id, part_index",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for send in sends.iter() {
+            query = query.bind(send.id);
+        }
+        // A reader is enough (and keeps the SQLite writer free for inbound commits): parts are
+        // committed as they are sent, long before their row can be claimed again.
+        for row in query.fetch_all(&self.read).await? {
+            let outbox_id: i64 = row.try_get("outbox_id")?;
+            if let Some(send) = sends.iter_mut().find(|s| s.id == outbox_id) {
+                send.sent_parts.push(row.try_get("provider_message_id")?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Extends the claim on rows `ids` that are still claimed and pending to `until` (Unix ms):
+    /// the sender's heartbeat while a send is in flight. Released or finished rows are left
+    /// alone. Returns how many rows were extended.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn renew_outbox_claims(&self, ids: &[i64], until: i64) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let placeholders: Vec<String> = (2..=ids.len() + 1).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE outbox SET locked_until = $1 WHERE state = 'pending' AND locked_until IS NOT NULL \
+             AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(until);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        Ok(query.execute(&self.write).await?.rows_affected())
+    }
+
+    /// Records that part `index` of a message sent in several parts was accepted by the
+    /// provider as `provider_message_id` (idempotent), before the next part is sent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn record_sent_part(
+        &self,
+        send: &ClaimedSend,
+        index: usize,
+        provider_message_id: &str,
+    ) -> Result<(), StoreError> {
+        insert_part(&self.write, send, index, provider_message_id).await
     }
 
     /// Releases every claim (embedded mode start-up: this process is the only sender, so a
@@ -169,17 +336,8 @@ impl Store {
             .bind(send.id)
             .execute(&mut *tx)
             .await?;
-            for part in &delivery.extra_provider_message_ids {
-                sqlx::query(
-                    "INSERT INTO outbox_parts (tenant_id, channel_account_id, provider_message_id, outbox_id) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&send.tenant_id)
-                .bind(&send.channel_account_id)
-                .bind(part)
-                .bind(send.id)
-                .execute(&mut *tx)
-                .await?;
+            for (index, part) in delivery.extra_provider_message_ids.iter().enumerate() {
+                insert_part(&mut *tx, send, index, part).await?;
             }
             sqlx::query("UPDATE messages SET status = 'sent' WHERE id = $1 AND tenant_id = $2")
                 .bind(send.message.message_id)
@@ -511,7 +669,7 @@ impl Store {
             conversation_id: conversation_id.to_owned(),
             recipient: row.try_get("recipient")?,
             author: Author::Agent,
-            text: text.to_owned(),
+            text: super::storable(text).into_owned(),
             choices: Vec::new(),
             in_reply_to: Vec::new(),
             created_at_ms: now,
@@ -607,6 +765,30 @@ pub(super) async fn queue_outbound(
     .bind(&payload)
     .bind(now)
     .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records part `index` of `send` (a no-op when that part is already recorded).
+async fn insert_part<'e, E>(
+    executor: E,
+    send: &ClaimedSend,
+    index: usize,
+    provider_message_id: &str,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO outbox_parts (tenant_id, channel_account_id, provider_message_id, outbox_id, part_index) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (outbox_id, part_index) DO NOTHING",
+    )
+    .bind(&send.tenant_id)
+    .bind(&send.channel_account_id)
+    .bind(provider_message_id)
+    .bind(send.id)
+    .bind(i64::try_from(index).unwrap_or(i64::MAX))
+    .execute(executor)
     .await?;
     Ok(())
 }

@@ -506,7 +506,7 @@ fn conversation_of(accepted: &Accepted) -> String {
         Accepted::New {
             conversation_id, ..
         } => conversation_id.clone(),
-        Accepted::Duplicate => panic!("expected a new message"),
+        Accepted::Duplicate | Accepted::Refused { .. } => panic!("expected a new message"),
     }
 }
 
@@ -1068,5 +1068,86 @@ async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
         let claimed = s.claim_outbox(10, 30_000).await.unwrap();
         assert_eq!(claimed[0].message.message_id, second.message_id);
         assert!(claimed[0].message.media.is_none());
+    }
+}
+
+#[tokio::test]
+async fn web_chat_client_ids_are_deduplicated_per_conversation_not_per_tenant() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, first) = webchat_conversation(s, "shop").await;
+        let (_, second) = webchat_conversation(s, "shop").await;
+        // API clients number their messages 1, 2, …: two sessions send "1".
+        let accepted = s
+            .accept_inbound(&[
+                item("shop", &account, &first, "1", "halo"),
+                item("shop", &account, &second, "1", "jam buka?"),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(accepted[0], Accepted::New { .. }), "{}", t.name);
+        assert!(matches!(accepted[1], Accepted::New { .. }), "{}", t.name);
+        // The same session resending it is a duplicate, in a later group too.
+        let again = s
+            .accept_inbound(&[item("shop", &account, &second, "1", "jam buka?")])
+            .await
+            .unwrap();
+        assert_eq!(again, vec![Accepted::Duplicate], "{}", t.name);
+        for conversation in [&first, &second] {
+            let messages = s.messages_after("shop", conversation, 0, 10).await.unwrap();
+            assert_eq!(messages.len(), 1, "{}", t.name);
+            // The client sees its own id, not the scoped inbox key.
+            assert_eq!(messages[0].external_id.as_deref(), Some("1"), "{}", t.name);
+        }
+        // Replies refer to the client's id too.
+        let batch = s.load_turn_batch(&second).await.unwrap().unwrap();
+        assert_eq!(batch.turns[0].external_id, "1", "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn a_group_with_nul_text_and_a_refused_item_stores_every_other_item() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, first) = webchat_conversation(s, "shop").await;
+        let (_, second) = webchat_conversation(s, "shop").await;
+        // A contact of a tenant that does not exist: the database refuses it (foreign key).
+        let mut refused = item("ghost", &account, &first, "r1", "halo");
+        refused.target = InboundTarget::Contact(ContactRef {
+            external_id: "628000".into(),
+            display_name: Some("Ghost".into()),
+            locale: "id".into(),
+        });
+        let accepted = s
+            .accept_inbound(&[
+                item("shop", &account, &first, "a1", "halo"),
+                item("shop", &account, &second, "n1", "kopi\u{0}susu\u{0}"),
+                refused,
+                item("shop", &account, &first, "a2", "jam buka?"),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(accepted[0], Accepted::New { .. }), "{}", t.name);
+        let Accepted::New { message, .. } = &accepted[1] else {
+            panic!("{}: NUL text not stored: {:?}", t.name, accepted[1]);
+        };
+        assert_eq!(message.body, "kopisusu", "{}", t.name);
+        let Accepted::Refused { refusal, cause } = &accepted[2] else {
+            panic!("{}: expected a refusal: {:?}", t.name, accepted[2]);
+        };
+        assert_eq!(*refusal, Refusal::Rule, "{}", t.name);
+        assert!(
+            cause.contains("database unavailable: "),
+            "{}: {cause}",
+            t.name
+        );
+        assert!(matches!(accepted[3], Accepted::New { .. }), "{}", t.name);
+        let firsts = s.messages_after("shop", &first, 0, 10).await.unwrap();
+        let bodies: Vec<&str> = firsts.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["halo", "jam buka?"], "{}", t.name);
+        let seconds = s.messages_after("shop", &second, 0, 10).await.unwrap();
+        assert_eq!(seconds[0].body, "kopisusu", "{}", t.name);
+        // The refused item left nothing behind: it can be sent again once fixed.
+        assert!(s.tenant("ghost").await.unwrap().is_none());
     }
 }

@@ -145,9 +145,11 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Option<TurnBatch>, StoreError> {
-        // One read: the pending messages, each with its conversation's routing and state.
+        // One read: the pending messages, each with its conversation's routing and state. The
+        // message's own id (`m.external_id`) is what replies refer to; the inbox key of a web
+        // chat message is scoped by its conversation.
         let pending = sqlx::query(
-            "SELECT i.id, i.external_id, i.kind, i.received_at, m.body, \
+            "SELECT i.id, m.external_id, i.kind, i.received_at, m.body, \
              c.tenant_id, c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
              c.state, c.locale, c.abstain_streak FROM inbox i \
              JOIN messages m ON m.inbox_id = i.id AND m.conversation_id = i.conversation_id \
@@ -324,6 +326,8 @@ async fn commit_one(
     let in_reply_json =
         serde_json::to_string(&in_reply_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     for reply in &commit.replies {
+        // What is stored is what is sent: a model can emit NUL characters too.
+        let text = super::storable(&reply.text).into_owned();
         let choices_json = if reply.choices.is_empty() {
             None
         } else {
@@ -346,7 +350,7 @@ async fn commit_one(
         )
         .bind(&batch.tenant_id)
         .bind(&batch.conversation_id)
-        .bind(&reply.text)
+        .bind(&text)
         .bind(&in_reply_json)
         .bind(choices_json)
         .bind(citations_json)
@@ -359,7 +363,7 @@ async fn commit_one(
             conversation_id: batch.conversation_id.clone(),
             recipient: batch.recipient.clone(),
             author: Author::Bot,
-            text: reply.text.clone(),
+            text,
             choices: reply.choices.clone(),
             in_reply_to: in_reply_to.clone(),
             created_at_ms: now,
@@ -384,7 +388,7 @@ async fn commit_one(
         )
         .bind(&batch.tenant_id)
         .bind(&batch.conversation_id)
-        .bind(query)
+        .bind(super::storable(query).into_owned())
         .bind(now)
         .execute(&mut **tx)
         .await?;

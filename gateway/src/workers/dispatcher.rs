@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use channels::model::Delivery;
+use channels::{ChannelError, PartLog};
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,19 @@ const MAX_BATCHES_IN_FLIGHT: usize = 4;
 const SENT_PER_COMMIT: usize = 64;
 
 /// A claimed row stays reserved this long; a crashed sender's rows become claimable after it.
-const LEASE_MS: i64 = 30_000;
+/// A live sender renews its claims every third of it while its sends are in flight (a send to
+/// a slow provider, in several parts, can take longer than one lease).
+const LEASE: Duration = Duration::from_secs(30);
+
+/// The current time in Unix ms, as claims are stamped.
+#[derive(Clone)]
+struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
 
 /// Everything the dispatcher needs.
 #[derive(Debug, Clone)]
@@ -33,6 +46,33 @@ pub struct Dispatcher {
     channels: Arc<ChannelRegistry>,
     config: DispatcherConfig,
     coord: Arc<dyn Coord>,
+    lease: Duration,
+    clock: Clock,
+}
+
+/// Records the parts of a claimed send in the outbox as the channel sends them.
+struct OutboxPartLog<'a> {
+    store: &'a Store,
+    send: &'a ClaimedSend,
+}
+
+#[async_trait::async_trait]
+impl PartLog for OutboxPartLog<'_> {
+    fn sent(&self) -> &[String] {
+        &self.send.sent_parts
+    }
+
+    async fn record(&self, index: usize, provider_message_id: &str) -> Result<(), ChannelError> {
+        self.store
+            .record_sent_part(self.send, index, provider_message_id)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err.chain(), outbox_id = self.send.id, "recording a sent part failed");
+                ChannelError::Transient {
+                    reason: "a sent part could not be recorded; the rest is sent later".to_owned(),
+                }
+            })
+    }
 }
 
 impl Dispatcher {
@@ -48,7 +88,13 @@ impl Dispatcher {
             channels,
             config,
             coord,
+            lease: LEASE,
+            clock: Clock(Arc::new(now_ms)),
         }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
     /// Starts the loop on `tracker`. On cancellation it sends what is due once more, then stops.
@@ -60,7 +106,7 @@ impl Dispatcher {
         if self.store.dialect() == Dialect::Sqlite {
             // Embedded mode has one sender: claims left by a crashed run are stale.
             if let Err(err) = self.store.release_outbox_claims().await {
-                tracing::warn!(error = %err, "could not release stale outbox claims");
+                tracing::warn!(error = %err.chain(), "could not release stale outbox claims");
             }
         }
         loop {
@@ -88,18 +134,34 @@ impl Dispatcher {
             while inflight.len() >= MAX_BATCHES_IN_FLIGHT {
                 let _ = inflight.join_next().await;
             }
-            let claimed = match self
+            let claim = match self
                 .store
-                .claim_outbox(i64::from(self.config.batch_size), LEASE_MS)
+                .claim_outbox_at(
+                    (self.clock.0)(),
+                    i64::from(self.config.batch_size),
+                    self.lease_ms(),
+                )
                 .await
             {
-                Ok(claimed) => claimed,
+                Ok(claim) => claim,
                 Err(err) => {
-                    tracing::warn!(error = %err, "claiming outbox rows failed");
+                    tracing::warn!(error = %err.chain(), "claiming outbox rows failed");
                     while inflight.join_next().await.is_some() {}
                     return handled;
                 }
             };
+            for dead in &claim.dead {
+                metrics::counter!(telemetry::DEAD_LETTERS_TOTAL, "channel" => "unknown")
+                    .increment(1);
+                tracing::error!(
+                    outbox_id = dead.id,
+                    tenant = %dead.tenant_id,
+                    error = %dead.error,
+                    "outbox row could not be decoded; dead-lettered alone"
+                );
+            }
+            handled += claim.dead.len();
+            let claimed = claim.sends;
             if claimed.is_empty() {
                 // A batch still in flight may free its conversations' next rows.
                 if inflight.join_next().await.is_none() {
@@ -113,8 +175,35 @@ impl Dispatcher {
         }
     }
 
-    /// Sends one claimed batch and records what was sent.
+    /// Sends one claimed batch and records what was sent, renewing the batch's claims until
+    /// everything is recorded.
     async fn deliver_batch(&self, claimed: Vec<ClaimedSend>) {
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        let done = CancellationToken::new();
+        let work = async {
+            self.send_batch(claimed).await;
+            done.cancel();
+        };
+        tokio::join!(work, self.keep_claimed(&ids, &done));
+    }
+
+    /// Renews the claims on `ids` every third of a lease until `done` (never in the middle of
+    /// a renewal, so a dropped query cannot leave a connection half-used).
+    async fn keep_claimed(&self, ids: &[i64], done: &CancellationToken) {
+        let every = self.lease / 3;
+        loop {
+            tokio::select! {
+                () = done.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let until = (self.clock.0)() + self.lease_ms();
+            if let Err(err) = self.store.renew_outbox_claims(ids, until).await {
+                tracing::warn!(error = %err.chain(), "renewing outbox claims failed");
+            }
+        }
+    }
+
+    async fn send_batch(&self, claimed: Vec<ClaimedSend>) {
         // Customers who blocked the bot or left get nothing (one query per batch).
         let provider: Vec<&str> = claimed
             .iter()
@@ -124,7 +213,7 @@ impl Dispatcher {
         let unreachable = match self.store.unreachable_conversations(&provider).await {
             Ok(set) => set,
             Err(err) => {
-                tracing::warn!(error = %err, "checking recipients' reachability failed; sending anyway");
+                tracing::warn!(error = %err.chain(), "checking recipients' reachability failed; sending anyway");
                 std::collections::HashSet::new()
             }
         };
@@ -153,7 +242,7 @@ impl Dispatcher {
         if let Err(err) = self.store.mark_sent_many(&rows).await {
             // The provider has them; a retry after the lease may re-send once (bounded
             // duplicate window, documented in README).
-            tracing::error!(error = %err, count = rows.len(), "recording delivered sends failed");
+            tracing::error!(error = %err.chain(), count = rows.len(), "recording delivered sends failed");
             return;
         }
         for (send, _) in sent {
@@ -197,7 +286,7 @@ impl Dispatcher {
             metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => "deferred").increment(1);
             let not_before = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
             if let Err(err) = self.store.defer_send(&send, not_before).await {
-                tracing::warn!(error = %err, "deferring a paced send failed");
+                tracing::warn!(error = %err.chain(), "deferring a paced send failed");
             }
             return None;
         }
@@ -213,7 +302,11 @@ impl Dispatcher {
             return None;
         }
         let started = Instant::now();
-        let result = channel.send(&send.message).await;
+        let log = OutboxPartLog {
+            store: &self.store,
+            send: &send,
+        };
+        let result = channel.send_resuming(&send.message, &log).await;
         metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label)
             .record(started.elapsed().as_secs_f64());
         match result {
@@ -228,7 +321,7 @@ impl Dispatcher {
                         )
                         .await
                 {
-                    tracing::warn!(error = %store_err, "marking the recipient unreachable failed");
+                    tracing::warn!(error = %store_err.chain(), "marking the recipient unreachable failed");
                 }
                 let attempt = u32::try_from(send.attempts)
                     .unwrap_or(u32::MAX)
@@ -281,7 +374,7 @@ impl Dispatcher {
         };
         metrics::counter!(telemetry::OUTBOX_SENDS_TOTAL, "channel" => kind_label, "outcome" => outcome).increment(1);
         if let Err(err) = self.store.record_send_failure(send, &failure).await {
-            tracing::warn!(error = %err, outbox_id = send.id, "recording a failed send failed");
+            tracing::warn!(error = %err.chain(), outbox_id = send.id, "recording a failed send failed");
         }
     }
 }
@@ -301,7 +394,259 @@ pub fn full_jitter(base: Duration, cap: Duration, attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use channels::{Channel, ChannelKind, OutboundMessage};
+    use tokio::sync::Semaphore;
+
+    use sqlx::Row;
+
+    use crate::config::{Config, DatabaseTarget};
+
+    /// A web chat stand-in that sends each message as three parts ("<id>-0" … "<id>-2"),
+    /// skipping the parts its log says were sent, and holds every part until the test lets
+    /// it go (a slow provider).
+    #[derive(Debug)]
+    struct SlowParts {
+        gate: Semaphore,
+        entered: AtomicI64,
+        sent: Mutex<Vec<String>>,
+        resumed_from: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl SlowParts {
+        fn new(open: bool) -> Arc<Self> {
+            Arc::new(Self {
+                gate: Semaphore::new(if open { 1_000 } else { 0 }),
+                entered: AtomicI64::new(0),
+                sent: Mutex::new(Vec::new()),
+                resumed_from: Mutex::new(Vec::new()),
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Channel for SlowParts {
+        fn kind(&self) -> ChannelKind {
+            ChannelKind::Webchat
+        }
+
+        async fn send(&self, msg: &OutboundMessage) -> Result<Delivery, ChannelError> {
+            self.send_resuming(msg, &channels::NoPartLog).await
+        }
+
+        async fn send_resuming(
+            &self,
+            msg: &OutboundMessage,
+            log: &dyn PartLog,
+        ) -> Result<Delivery, ChannelError> {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            self.resumed_from.lock().unwrap().push(log.sent().to_vec());
+            let mut ids = log.sent().to_vec();
+            for index in ids.len()..3 {
+                self.gate.acquire().await.unwrap().forget();
+                let id = format!("{}-{index}", msg.message_id);
+                self.sent.lock().unwrap().push(id.clone());
+                log.record(index, &id).await?;
+                ids.push(id);
+            }
+            let last = ids.pop();
+            Ok(Delivery {
+                provider_message_id: last,
+                extra_provider_message_ids: ids,
+                ..Delivery::default()
+            })
+        }
+    }
+
+    struct Setup {
+        store: Store,
+        now: Arc<AtomicI64>,
+        conversation: String,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A store with one web chat conversation and one agent message queued for it.
+    async fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&DatabaseTarget::Sqlite(dir.path().join("t.db")), 2)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store.upsert_tenant("shop", "Shop", "id").await.unwrap();
+        let account = store
+            .ensure_channel_account("shop", ChannelKind::Webchat, "shop", "Web chat", None)
+            .await
+            .unwrap();
+        let conversation = store
+            .create_webchat_session("shop", &account, "hash", "id")
+            .await
+            .unwrap();
+        store
+            .enqueue_agent_message("shop", &conversation, "halo", None)
+            .await
+            .unwrap()
+            .unwrap();
+        Setup {
+            store,
+            now: Arc::new(AtomicI64::new(now_ms())),
+            conversation,
+            _dir: dir,
+        }
+    }
+
+    /// A dispatcher (one replica) on `setup`'s store and clock, with a 90 ms lease.
+    fn dispatcher(setup: &Setup, channel: Arc<SlowParts>) -> Dispatcher {
+        let config = Config::from_toml("").unwrap();
+        let mut registry = ChannelRegistry::default();
+        registry.insert_kind(ChannelKind::Webchat, channel);
+        let mut dispatcher = Dispatcher::new(
+            setup.store.clone(),
+            Arc::new(registry),
+            Arc::new(crate::coord::Local::new(&config.webchat)),
+            config.dispatcher.clone(),
+        );
+        dispatcher.lease = Duration::from_millis(90);
+        let now = setup.now.clone();
+        dispatcher.clock = Clock(Arc::new(move || now.load(Ordering::SeqCst)));
+        dispatcher
+    }
+
+    async fn locked_until(store: &Store) -> Option<i64> {
+        sqlx::query("SELECT locked_until FROM outbox")
+            .fetch_one(store.pool_for_tests())
+            .await
+            .unwrap()
+            .try_get("locked_until")
+            .unwrap()
+    }
+
+    async fn poll<T, F, Fut>(mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "condition not met in time");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_slower_than_the_lease_keeps_its_claim_and_is_sent_once() {
+        // Arrange: replica A is stuck in a slow send.
+        let setup = setup().await;
+        let channel = SlowParts::new(false);
+        let a = dispatcher(&setup, channel.clone());
+        let b = dispatcher(&setup, channel.clone());
+        let sending = tokio::spawn(async move { a.drain().await });
+        poll(|| async { (channel.entered.load(Ordering::SeqCst) == 1).then_some(()) }).await;
+        // Act: far more than one lease passes on the claims' clock; A's heartbeat renews.
+        let later = setup.now.fetch_add(10_000, Ordering::SeqCst) + 10_000;
+        poll(|| async { locked_until(&setup.store).await.filter(|t| *t > later) }).await;
+        // Replica B finds nothing to claim.
+        assert_eq!(b.drain().await, 0);
+        channel.gate.add_permits(3);
+        assert_eq!(sending.await.unwrap(), 1);
+        // Assert: every part went out once, the row is sent and its claim released.
+        assert_eq!(channel.entered.load(Ordering::SeqCst), 1);
+        let sent = channel.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert_eq!(locked_until(&setup.store).await, None);
+        let messages = setup
+            .store
+            .messages_after("shop", &setup.conversation, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(messages[0].status.as_deref(), Some("sent"));
+    }
+
+    #[tokio::test]
+    async fn a_reclaimed_send_skips_the_parts_that_have_a_provider_id() {
+        // Arrange: an earlier sender sent part 0, recorded it, and died; its claim expired.
+        let setup = setup().await;
+        let claimed = setup.store.claim_outbox(10, 30_000).await.unwrap();
+        let first = &claimed[0];
+        setup
+            .store
+            .record_sent_part(first, 0, &format!("{}-0", first.message.message_id))
+            .await
+            .unwrap();
+        setup.now.fetch_add(60_000, Ordering::SeqCst);
+        let channel = SlowParts::new(true);
+        // Act.
+        assert_eq!(dispatcher(&setup, channel.clone()).drain().await, 1);
+        // Assert: only parts 1 and 2 were sent; all three reach the message.
+        let id = first.message.message_id;
+        assert_eq!(
+            *channel.resumed_from.lock().unwrap(),
+            vec![vec![format!("{id}-0")]]
+        );
+        assert_eq!(
+            *channel.sent.lock().unwrap(),
+            vec![format!("{id}-1"), format!("{id}-2")]
+        );
+        for part in 0..3 {
+            let delivery = setup
+                .store
+                .message_delivery("shop", &format!("{id}-{part}"))
+                .await
+                .unwrap();
+            assert_eq!(delivery.unwrap().0.as_deref(), Some("sent"), "part {part}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_payload_is_dead_lettered_alone_and_the_others_are_sent() {
+        // Arrange: two more conversations with a message each; the middle row is corrupt.
+        let setup = setup().await;
+        let account: String = sqlx::query("SELECT channel_account_id FROM outbox")
+            .fetch_one(setup.store.pool_for_tests())
+            .await
+            .unwrap()
+            .try_get("channel_account_id")
+            .unwrap();
+        for hash in ["h2", "h3"] {
+            let conversation = setup
+                .store
+                .create_webchat_session("shop", &account, hash, "id")
+                .await
+                .unwrap();
+            setup
+                .store
+                .enqueue_agent_message("shop", &conversation, "halo", None)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        sqlx::query("UPDATE outbox SET payload = '{\"message_id\": tru' WHERE id = (SELECT MIN(id) + 1 FROM outbox)")
+            .execute(setup.store.pool_for_tests())
+            .await
+            .unwrap();
+        // The rows queued after `setup` are due on the claims' clock too.
+        setup.now.store(now_ms() + 1_000, Ordering::SeqCst);
+        let channel = SlowParts::new(true);
+        // Act.
+        assert_eq!(dispatcher(&setup, channel.clone()).drain().await, 3);
+        // Assert: the two good rows went out; the bad one is dead with a clear reason.
+        assert_eq!(channel.sent.lock().unwrap().len(), 6);
+        let rows = sqlx::query("SELECT state, last_error FROM outbox ORDER BY id")
+            .fetch_all(setup.store.pool_for_tests())
+            .await
+            .unwrap();
+        let states: Vec<String> = rows.iter().map(|r| r.try_get("state").unwrap()).collect();
+        assert_eq!(states, ["sent", "dead", "sent"]);
+        let error: String = rows[1].try_get("last_error").unwrap();
+        assert!(error.starts_with("undecodable outbox payload"), "{error}");
+        assert_eq!(setup.store.dead_letter_count("shop").await.unwrap(), 1);
+    }
 
     #[test]
     fn full_jitter_stays_under_the_capped_exponential() {

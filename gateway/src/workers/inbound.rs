@@ -10,7 +10,7 @@ use channels::model::{MessageContent, StatusUpdate};
 use channels::provider::{Event, Inbound};
 use tokio::sync::Notify;
 
-use super::ingress::Ingress;
+use super::ingress::{Ingress, IngressError};
 use crate::accounts::Route;
 use crate::store::{
     ContactRef, DeliveryStatus, InboundItem, InboundTarget, Store, StoreError, StoredContent,
@@ -76,7 +76,7 @@ impl InboundEvents {
 
     async fn event(&self, route: &Arc<Route>, event: Event) -> Result<(), Unavailable> {
         let store_err = |err: StoreError| {
-            tracing::warn!(error = %err, channel = %route.kind, "storing an inbound event failed");
+            tracing::warn!(error = %err.chain(), channel = %route.kind, "storing an inbound event failed");
             count(route, "unavailable");
             Unavailable
         };
@@ -151,12 +151,17 @@ impl InboundEvents {
         let phone = inbound.shared_phone.take();
         let contact = inbound.message.from.clone();
         let item = inbound_item(route, inbound);
-        if let Err(err) = self.ingress.accept(item).await {
-            tracing::warn!(error = %err, channel = %route.kind, "inbound message not stored");
-            count(route, "unavailable");
-            return Err(Unavailable);
+        match self.ingress.accept(item).await {
+            Ok(_) => count(route, "accepted"),
+            // The provider cannot change what it sent: a retry would be refused again, so the
+            // rest of the webhook is acknowledged (the refusal is logged with its cause).
+            Err(IngressError::Refused(_)) => count(route, "refused"),
+            Err(err) => {
+                tracing::warn!(error = %err, channel = %route.kind, "inbound message not stored");
+                count(route, "unavailable");
+                return Err(Unavailable);
+            }
         }
-        count(route, "accepted");
         if let Some(phone) = phone {
             self.store
                 .set_contact_phone(&route.tenant_id, &route.account_id, &contact, &phone)

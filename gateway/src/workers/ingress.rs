@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::lanes::Lanes;
-use crate::store::{Accepted, InboundItem, Store, StoreError, StoredMessage};
+use crate::store::{Accepted, InboundItem, Refusal, Store, StoreError, StoredMessage};
 use crate::telemetry;
 
 /// Most items stored in one transaction.
@@ -19,15 +19,19 @@ const QUEUE: usize = 4096;
 
 type Reply = oneshot::Sender<Result<Accepted, IngressError>>;
 
-/// Why an inbound message was not accepted; the caller must answer with a retryable error.
+/// Why an inbound message was not accepted.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IngressError {
-    /// The database did not commit the group.
+    /// The database did not commit the group; the caller must answer with a retryable error.
     #[error("storage unavailable")]
     Unavailable,
-    /// The server is shutting down.
+    /// The server is shutting down; the caller must answer with a retryable error.
     #[error("shutting down")]
     ShuttingDown,
+    /// The database refused this message for good (the rest of its group was stored);
+    /// retrying the same message cannot succeed.
+    #[error("the message cannot be stored: {0}")]
+    Refused(Refusal),
 }
 
 /// Handle for submitting inbound messages.
@@ -125,6 +129,16 @@ async fn commit_group(
                     if item.answer {
                         lanes.wake(conversation_id, item.kind == flows::TurnKind::Text);
                     }
+                } else if let Accepted::Refused { refusal, cause } = &outcome {
+                    metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind.as_str(), "outcome" => "refused").increment(1);
+                    tracing::error!(
+                        channel = %item.channel_kind,
+                        tenant = %item.tenant_id,
+                        error = %cause,
+                        "the database refused an inbound message; the rest of its group was stored"
+                    );
+                    let _ = reply.send(Err(IngressError::Refused(*refusal)));
+                    continue;
                 } else {
                     metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind.as_str(), "outcome" => "duplicate").increment(1);
                 }
@@ -142,7 +156,7 @@ async fn commit_group(
 }
 
 fn log_store_error(err: &StoreError) {
-    tracing::error!(error = %err, "inbound group commit failed; senders were told to retry");
+    tracing::error!(error = %err.chain(), "inbound group commit failed; senders were told to retry");
 }
 
 /// Converts a stored message into its web chat form.

@@ -167,7 +167,7 @@ async fn answer_while_pending(
                 continue;
             }
             Err(err) => {
-                tracing::warn!(conversation_id = %conversation_id, error = %err, "loading pending messages failed; retrying");
+                tracing::warn!(conversation_id = %conversation_id, error = %err.chain(), "loading pending messages failed; retrying");
                 if pause(&inner.token, &mut backoff).await {
                     break;
                 }
@@ -209,7 +209,7 @@ async fn answer_while_pending(
             }
             Ok(TurnOutcome::Stale) => {}
             Err(err) => {
-                tracing::warn!(conversation_id = %conversation_id, error = %err, "committing an answer failed; retrying");
+                tracing::warn!(conversation_id = %conversation_id, error = %err.chain(), "committing an answer failed; retrying");
                 if pause(&inner.token, &mut backoff).await {
                     break;
                 }

@@ -29,7 +29,9 @@ pub fn spawn(
                         lanes.ensure(conversation_id);
                     }
                 }
-                Err(err) => tracing::warn!(error = %err, "scanning pending conversations failed"),
+                Err(err) => {
+                    tracing::warn!(error = %err.chain(), "scanning pending conversations failed")
+                }
             }
             if let Ok(depth) = store.inbox_depth().await {
                 metrics::gauge!(telemetry::INBOX_DEPTH).set(depth as f64);
@@ -59,7 +61,7 @@ pub fn spawn_checkpointer(store: Store, tracker: &TaskTracker, token: Cancellati
                 () = token.cancelled() => break,
             }
             if let Err(err) = store.checkpoint().await {
-                tracing::warn!(error = %err, "checkpointing the database log failed");
+                tracing::warn!(error = %err.chain(), "checkpointing the database log failed");
             }
         }
     });

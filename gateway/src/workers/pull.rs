@@ -45,7 +45,7 @@ async fn run(
         match inbound.store.poll_offset(&route.account_id).await {
             Ok(offset) => break offset,
             Err(err) => {
-                tracing::warn!(error = %err, "reading the poll offset failed; retrying");
+                tracing::warn!(error = %err.chain(), "reading the poll offset failed; retrying");
                 if sleep_or_stop(&token, Duration::from_secs(1)).await {
                     return;
                 }
@@ -87,7 +87,7 @@ async fn run(
                         .set_poll_offset(&route.account_id, offset)
                         .await
                 {
-                    tracing::warn!(error = %err, "storing the poll offset failed");
+                    tracing::warn!(error = %err.chain(), "storing the poll offset failed");
                 }
                 if failed && sleep_or_stop(&token, Duration::from_secs(1)).await {
                     break;
