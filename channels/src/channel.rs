@@ -144,6 +144,13 @@ pub enum ChannelError {
         /// The provider's `retry_after`, when it gave one.
         retry_after: Option<Duration>,
     },
+    /// The provider refused because too many messages went to this one recipient (WhatsApp
+    /// pair rate limit, 131056); retry after the given delay if known.
+    #[error("too many messages to this recipient")]
+    RecipientRateLimited {
+        /// The provider's `retry_after`, when it gave one.
+        retry_after: Option<Duration>,
+    },
     /// A network error, timeout or 5xx; a later retry can succeed.
     #[error("transient provider failure: {reason}")]
     Transient {
@@ -160,6 +167,15 @@ pub enum ChannelError {
     },
 }
 
+/// What a provider's "too fast" was about ([`ChannelError::throttled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttled {
+    /// The account's throughput (WhatsApp 130429, Telegram 429).
+    Account,
+    /// Messages to one recipient (WhatsApp 131056).
+    Recipient,
+}
+
 /// The [`ChannelError::Permanent`] code an adapter uses when the customer can no longer be
 /// reached on this channel (blocked the bot, left, deleted the account). The gateway then
 /// marks the contact unreachable: no further sends until the customer writes again.
@@ -171,10 +187,32 @@ impl ChannelError {
         matches!(self, Self::Permanent { code: Some(code), .. } if code == UNREACHABLE_CODE)
     }
 
+    /// The provider's own wait, when it said "too fast" and gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } | Self::RecipientRateLimited { retry_after } => {
+                *retry_after
+            }
+            Self::Transient { .. } | Self::Permanent { .. } => None,
+        }
+    }
+
+    /// Whether the provider said "too fast", and for whom: the pacer slows down the account
+    /// or the one recipient accordingly.
+    pub fn throttled(&self) -> Option<Throttled> {
+        match self {
+            Self::RateLimited { .. } => Some(Throttled::Account),
+            Self::RecipientRateLimited { .. } => Some(Throttled::Recipient),
+            Self::Transient { .. } | Self::Permanent { .. } => None,
+        }
+    }
+
     /// Whether retrying the same send later can succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Transient { .. } => true,
+            Self::RateLimited { .. }
+            | Self::RecipientRateLimited { .. }
+            | Self::Transient { .. } => true,
             Self::Permanent { .. } => false,
         }
     }

@@ -30,7 +30,9 @@ pub mod webchat;
 #[cfg(feature = "whatsapp")]
 pub mod whatsapp;
 
-pub use channel::{Channel, ChannelError, MediaError, MediaFile, NoPartLog, PartLog};
+pub use channel::{
+    Channel, ChannelError, MediaError, MediaFile, NoPartLog, PartLog, Throttled,
+};
 pub use model::{ChannelKind, Delivery, InboundEvent, OutboundMessage};
 pub use pacing::PacingPolicy;
 pub use provider::{ChannelPlugin, Provider, Setting};

@@ -297,6 +297,29 @@ async fn whatsapp_rate_limit_is_retried_and_delivered() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn whatsapp_pair_rate_limit_holds_that_customer_for_a_full_interval() {
+    // A burst of 3 lets the retry go at once unless the 131056 made the pacer hold the
+    // customer for `pair_interval`.
+    let (app, graph) = start(
+        "pair_interval = \"1500ms\"\npair_burst = 3\nmessages_per_second = 20\n",
+        "[dispatcher]\nretry_base = \"20ms\"\n",
+    )
+    .await;
+    graph.script(
+        400,
+        json!({"error": {"message": "(#131056) (Business Account, Consumer Account) pair rate limit hit", "type": "OAuthException", "code": 131056}}),
+    );
+    app.whatsapp_post(&wa_fixture("text.json"), WA_APP_SECRET)
+        .await;
+    let sends = wait_sends(&graph, 2).await;
+    assert_eq!(sends[0].body, sends[1].body);
+    let gap = sends[1].at.duration_since(sends[0].at);
+    assert!(gap >= Duration::from_millis(1400), "retried after {gap:?}");
+    assert_eq!(graph.delivered(), 1);
+    app.stop().await;
+}
+
 fn reengagement_error() -> Value {
     json!({"error": {"message": "(#131047) Re-engagement message", "type": "OAuthException", "code": 131047,
         "error_data": {"messaging_product": "whatsapp", "details": "more than 24 hours"}}})

@@ -55,7 +55,8 @@ pub const TYPING_MAX: Duration = Duration::from_secs(60);
 /// Bot API limits: 30 messages/s per bot and 1 message/s per chat.
 pub const PACING: PacingPolicy = PacingPolicy {
     per_account_per_sec: Some(30),
-    per_recipient_gap: Duration::from_secs(1),
+    per_recipient_interval: Duration::from_secs(1),
+    per_recipient_burst: 1,
 };
 
 /// The Telegram channel of one bot.

@@ -244,8 +244,10 @@ fn classify(
     let code = error.map(|e| e.code);
     let title = error.map(|e| e.message.as_str()).unwrap_or_default();
     match code {
-        // Throughput, pair rate limit, app/WABA call limits.
-        Some(130_429 | 131_056 | 4 | 80_007) => ChannelError::RateLimited { retry_after },
+        // Throughput, app/WABA call limits.
+        Some(130_429 | 4 | 80_007) => ChannelError::RateLimited { retry_after },
+        // Pair rate limit: too many messages to this one customer.
+        Some(131_056) => ChannelError::RecipientRateLimited { retry_after },
         // Maintenance, temporary service errors.
         Some(131_057 | 131_000 | 1 | 2) => ChannelError::Transient {
             reason: format!("graph error {} (HTTP {status})", code.unwrap_or_default()),

@@ -44,10 +44,12 @@ pub const MAX_LIST_ROWS: usize = 10;
 /// Longest list row title.
 pub const MAX_ROW_TITLE: usize = 24;
 /// Meta's default throughput of a number (80 messages/s) and about one message per 6 s to
-/// the same customer.
+/// the same customer, with a burst of 3 (the defaults of [`WhatsappAccount`]'s
+/// `messages_per_second`, `pair_interval` and `pair_burst`).
 pub const PACING: PacingPolicy = PacingPolicy {
-    per_account_per_sec: Some(80),
-    per_recipient_gap: Duration::from_secs(6),
+    per_account_per_sec: Some(config::DEFAULT_MESSAGES_PER_SECOND),
+    per_recipient_interval: Duration::from_secs(6),
+    per_recipient_burst: config::DEFAULT_PAIR_BURST,
 };
 /// The customer service window.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -74,7 +76,14 @@ impl WhatsappChannel {
                     language: account.reengagement_language.clone(),
                     body_params: Vec::new(),
                 }),
-            pacing: PACING,
+            pacing: PacingPolicy {
+                per_account_per_sec: Some(account.messages_per_second.max(1)),
+                // The plugin validated the settings; a bad interval keeps the default.
+                per_recipient_interval: account
+                    .pair_interval()
+                    .unwrap_or(PACING.per_recipient_interval),
+                per_recipient_burst: account.pair_burst.max(1),
+            },
         }
     }
 

@@ -62,6 +62,21 @@ const SETTINGS: &[Setting] = &[
         "reengagement-language",
         "language code of the re-engagement template (default id)",
     ),
+    Setting::integer(
+        "messages_per_second",
+        "messages-per-second",
+        "the number's throughput, 1-1000 (default 80; coexistence numbers: 20)",
+    ),
+    Setting::text(
+        "pair_interval",
+        "pair-interval",
+        "one more message to the same customer per this interval (default 6s)",
+    ),
+    Setting::integer(
+        "pair_burst",
+        "pair-burst",
+        "messages to one customer that may go back to back (default 3)",
+    ),
 ];
 
 impl ChannelPlugin for WhatsappPlugin {
@@ -117,6 +132,7 @@ fn parse(settings: &serde_json::Value) -> Result<WhatsappAccount, String> {
     if !is_http_url(&account.api_base_url) {
         return Err("api_base_url must be an http:// or https:// URL".to_owned());
     }
+    account.check_pacing()?;
     Ok(account)
 }
 

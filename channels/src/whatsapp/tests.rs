@@ -573,6 +573,9 @@ fn account_debug_redacts_secrets() {
         api_version: config::DEFAULT_API_VERSION.into(),
         reengagement_template: None,
         reengagement_language: "id".into(),
+        messages_per_second: 20,
+        pair_interval: "2s".into(),
+        pair_burst: 1,
     };
     let debug = format!("{account:?}");
     assert!(
@@ -582,4 +585,13 @@ fn account_debug_redacts_secrets() {
     );
     let channel = WhatsappChannel::new(reqwest::Client::new(), &account);
     assert!(!format!("{channel:?}").contains("EAAG-token"));
+    // The number's pacing comes from its settings.
+    assert_eq!(
+        channel.pacing(),
+        crate::PacingPolicy {
+            per_account_per_sec: Some(20),
+            per_recipient_interval: std::time::Duration::from_secs(2),
+            per_recipient_burst: 1,
+        }
+    );
 }

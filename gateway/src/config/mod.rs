@@ -349,6 +349,9 @@ impl TenantConfig {
                     "api_version": wa.api_version,
                     "reengagement_template": Some(&wa.reengagement_template).filter(|t| !t.is_empty()),
                     "reengagement_language": wa.reengagement_language,
+                    "messages_per_second": wa.messages_per_second,
+                    "pair_interval": humantime::format_duration(wa.pair_interval).to_string(),
+                    "pair_burst": wa.pair_burst,
                 }),
             ));
         }
@@ -437,6 +440,28 @@ pub struct TenantWhatsapp {
     /// Language of that template.
     #[serde(default = "default_template_language")]
     pub reengagement_language: String,
+    /// The number's throughput, messages per second (Meta: 80 by default, up to 1,000 after
+    /// an upgrade; coexistence numbers get 20).
+    #[serde(default = "default_messages_per_second")]
+    pub messages_per_second: u32,
+    /// One more message to the same customer per this interval (Meta's pair rate limit).
+    #[serde(default = "default_pair_interval", with = "humantime_serde")]
+    pub pair_interval: Duration,
+    /// Messages to one customer that may go back to back before `pair_interval` applies.
+    #[serde(default = "default_pair_burst")]
+    pub pair_burst: u32,
+}
+
+fn default_messages_per_second() -> u32 {
+    channels::whatsapp::config::DEFAULT_MESSAGES_PER_SECOND
+}
+
+fn default_pair_interval() -> Duration {
+    channels::whatsapp::PACING.per_recipient_interval
+}
+
+fn default_pair_burst() -> u32 {
+    channels::whatsapp::config::DEFAULT_PAIR_BURST
 }
 
 /// The widget colour of tenants that set none.
@@ -779,6 +804,27 @@ impl Config {
                 if !channels::model::is_http_url(&wa.api_base_url) {
                     problems.push(format!(
                         "tenants.{slug}.whatsapp.api_base_url must be an http:// or https:// URL"
+                    ));
+                }
+                let max = channels::whatsapp::config::MAX_MESSAGES_PER_SECOND;
+                if !(1..=max).contains(&wa.messages_per_second) {
+                    problems.push(format!(
+                        "tenants.{slug}.whatsapp.messages_per_second must be between 1 and {max} (Meta's highest tier), not {}",
+                        wa.messages_per_second
+                    ));
+                }
+                if wa.pair_interval < Duration::from_millis(100)
+                    || wa.pair_interval > Duration::from_secs(3600)
+                {
+                    problems.push(format!(
+                        "tenants.{slug}.whatsapp.pair_interval must be between 100ms and 1h, not {}",
+                        humantime::format_duration(wa.pair_interval)
+                    ));
+                }
+                if !(1..=100).contains(&wa.pair_burst) {
+                    problems.push(format!(
+                        "tenants.{slug}.whatsapp.pair_burst must be between 1 and 100, not {}",
+                        wa.pair_burst
                     ));
                 }
             }
@@ -1280,6 +1326,41 @@ mod tests {
         .unwrap();
         let why = unknown.tenants["shop"].channel_settings().unwrap_err();
         assert!(why.contains("channels[0]") && why.contains("fax"), "{why}");
+    }
+
+    #[test]
+    fn whatsapp_pacing_is_configured_per_number() {
+        let number = "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.whatsapp]\n\
+                      phone_number_id = \"1065\"\napp_secret = \"s\"\naccess_token = \"t\"\n\
+                      verify_token = \"v\"\n";
+        let defaults = Config::from_toml(number).unwrap();
+        let wa = defaults.tenants["shop"].whatsapp.clone().unwrap();
+        assert_eq!(
+            (wa.messages_per_second, wa.pair_interval, wa.pair_burst),
+            (80, Duration::from_secs(6), 3)
+        );
+        let coexistence = Config::from_toml(&format!(
+            "{number}messages_per_second = 20\npair_interval = \"10s\"\npair_burst = 2\n"
+        ))
+        .unwrap();
+        let settings = coexistence.tenants["shop"].channel_settings().unwrap();
+        assert_eq!(settings[0].1["messages_per_second"], 20);
+        assert_eq!(settings[0].1["pair_interval"], "10s");
+        assert_eq!(settings[0].1["pair_burst"], 2);
+        // The plugin turns the settings into the number's pacing policy.
+        let account: channels::whatsapp::WhatsappAccount =
+            serde_json::from_value(settings[0].1.clone()).unwrap();
+        account.check_pacing().unwrap();
+        assert_eq!(account.pair_interval().unwrap(), Duration::from_secs(10));
+        let bad = Config::from_toml(&format!(
+            "{number}messages_per_second = 5000\npair_interval = \"10ms\"\npair_burst = 0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        for key in ["messages_per_second", "pair_interval", "pair_burst"] {
+            let needle = format!("tenants.shop.whatsapp.{key} must be between");
+            assert!(bad.contains(&needle), "missing `{needle}` in:\n{bad}");
+        }
     }
 
     #[test]

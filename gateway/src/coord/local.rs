@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use channels::PacingPolicy;
 use channels::webchat::{EventBus, Hub, WebchatEvent};
+use channels::{PacingPolicy, Throttled};
 use tokio::sync::broadcast;
 
 use super::limits::Limiters;
@@ -82,6 +82,19 @@ impl Coord for Local {
             .unwrap_or_else(PoisonError::into_inner)
             .reserve(policy, account, recipient)
     }
+
+    async fn send_throttled(
+        &self,
+        policy: PacingPolicy,
+        account: &str,
+        recipient: &str,
+        what: Throttled,
+    ) {
+        self.pacer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .throttled(policy, account, recipient, what);
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +121,20 @@ mod tests {
         assert!(coord.acquire_lease("c2").await);
         coord.release_lease("c1").await;
         assert!(coord.acquire_lease("c1").await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_throttle_reaches_the_shared_pacer() {
+        let coord: std::sync::Arc<dyn Coord> = std::sync::Arc::new(Local::new(&unlimited()));
+        let wa = channels::whatsapp::PACING;
+        assert!(coord.reserve_send(wa, "n1", "628111").await.is_ok());
+        coord
+            .send_throttled(wa, "n1", "628111", Throttled::Recipient)
+            .await;
+        assert_eq!(
+            coord.reserve_send(wa, "n1", "628111").await,
+            Err(std::time::Duration::from_secs(6))
+        );
     }
 
     #[tokio::test]

@@ -11,8 +11,8 @@ mod pacing;
 
 use std::time::Duration;
 
-use channels::PacingPolicy;
 use channels::webchat::EventBus;
+use channels::{PacingPolicy, Throttled};
 
 pub use limits::RateLimit;
 pub use local::Local;
@@ -50,4 +50,14 @@ pub trait Coord: EventBus {
         account: &str,
         recipient: &str,
     ) -> Result<(), Duration>;
+
+    /// The provider refused a send to (`account`, `recipient`) as too fast: slow the account
+    /// down, or hold the recipient for a full interval (see [`Throttled`]).
+    async fn send_throttled(
+        &self,
+        policy: PacingPolicy,
+        account: &str,
+        recipient: &str,
+        what: Throttled,
+    );
 }

@@ -335,12 +335,19 @@ impl Dispatcher {
                         error: format!("gave up after {attempt} attempts: {err}"),
                     }
                 } else {
-                    let delay = match &err {
-                        channels::ChannelError::RateLimited {
-                            retry_after: Some(wait),
-                        } => *wait,
-                        _ => full_jitter(self.config.retry_base, self.config.retry_cap, attempt),
-                    };
+                    if let Some(what) = err.throttled() {
+                        self.coord
+                            .send_throttled(
+                                channel.pacing(),
+                                &send.channel_account_id,
+                                &send.message.recipient,
+                                what,
+                            )
+                            .await;
+                    }
+                    let delay = err.retry_after().unwrap_or_else(|| {
+                        full_jitter(self.config.retry_base, self.config.retry_cap, attempt)
+                    });
                     OutboxFailure::Retry {
                         next_attempt_at: now_ms()
                             + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
