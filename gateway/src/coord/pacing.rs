@@ -265,14 +265,14 @@ mod tests {
         }
     }
 
-    /// Sends allowed in `secs` seconds when trying every 10 ms.
+    /// Sends allowed in `secs` seconds when trying every 5 ms (200/s, over the rate).
     async fn sends_in(pacer: &mut Pacer, policy: PacingPolicy, secs: u64) -> usize {
         let mut sent = 0;
-        for i in 0..secs * 100 {
+        for i in 0..secs * 200 {
             if pacer.reserve(policy, "n1", &format!("r{i}")).is_ok() {
                 sent += 1;
             }
-            tokio::time::advance(Duration::from_millis(10)).await;
+            tokio::time::advance(Duration::from_millis(5)).await;
         }
         sent
     }
