@@ -31,6 +31,6 @@ pub mod webchat;
 pub mod whatsapp;
 
 pub use channel::{Channel, ChannelError, MediaError, MediaFile};
-pub use model::{ChannelKind, Delivery, InboundEvent, OutboundMessage};
+pub use model::{ChannelKind, Delivery, OutboundMessage};
 pub use pacing::PacingPolicy;
 pub use provider::{ChannelPlugin, Provider, Setting};
