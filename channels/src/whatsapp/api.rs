@@ -26,7 +26,7 @@ pub fn is_user_id(address: &str) -> bool {
 /// when both are present (Meta's "Business-scoped user IDs" guide, Messages API changes; see
 /// also docs.ycloud.com/reference/webhook-updates-bsuid and
 /// dualhook.com/docs/contacts-bsuid-api-changes).
-fn address_user_id(body: &mut serde_json::Map<String, Value>) {
+pub(crate) fn address_user_id(body: &mut serde_json::Map<String, Value>) {
     let user_id = match body.get("to") {
         Some(Value::String(to)) if is_user_id(to) => to.clone(),
         _ => return,
