@@ -424,6 +424,55 @@ mod tests {
         assert!(matches!(decision.actions[1], Action::Answer { .. }));
     }
 
+    #[test]
+    fn opening_the_chat_greets_with_the_tenant_greeting_and_orders_are_acknowledged() {
+        let kind = |kind: TurnKind, text: &str| CustomerTurn {
+            text: text.to_owned(),
+            kind,
+        };
+        let reply = |text: &str| {
+            Action::Reply(BotReply {
+                text: text.to_owned(),
+                choices: vec![],
+                citations: vec![],
+            })
+        };
+        let welcome = [kind(TurnKind::Welcome, "[opened the chat]")];
+        for locale in [Locale::Id, Locale::En] {
+            let conversation = Conversation {
+                locale,
+                ..Conversation::default()
+            };
+            // No tenant greeting: the built-in one in the conversation's language.
+            let d = Engine.decide_with_greeting(&conversation, &welcome, None);
+            assert_eq!(d.actions, vec![reply(texts::greeting(locale))]);
+            let d = Engine.decide_with_greeting(&conversation, &welcome, Some("  "));
+            assert_eq!(d.actions, vec![reply(texts::greeting(locale))]);
+            // An order is acknowledged with the fixed text, never looked up or generated.
+            let order = [kind(TurnKind::Order, "[order] 2 x KOPI @ 22000 IDR")];
+            let d = Engine.decide(&conversation, &order);
+            assert_eq!(d.actions, vec![reply(texts::order_received(locale))]);
+        }
+        let d = Engine.decide_with_greeting(
+            &Conversation::default(),
+            &welcome,
+            Some("Halo dari Kopi Nusantara!"),
+        );
+        assert_eq!(d.actions, vec![reply("Halo dari Kopi Nusantara!")]);
+        // `/start` keeps the built-in greeting; a human-owned conversation gets nothing.
+        let d = Engine.decide_with_greeting(
+            &Conversation::default(),
+            &[kind(TurnKind::Command, "/start")],
+            Some("Halo dari Kopi Nusantara!"),
+        );
+        assert_eq!(d.actions, vec![reply(texts::greeting(Locale::Id))]);
+        let d = Engine.decide_with_greeting(&conv(ConversationState::Human), &welcome, None);
+        assert!(d.actions.is_empty());
+        assert_eq!(TurnKind::parse(TurnKind::Order.as_str()), Some(TurnKind::Order));
+        assert_eq!(TurnKind::parse(TurnKind::Welcome.as_str()), Some(TurnKind::Welcome));
+        assert_ne!(texts::order_received(Locale::Id), texts::order_received(Locale::En));
+    }
+
     fn turn(text: &str) -> CustomerTurn {
         CustomerTurn {
             text: text.to_owned(),

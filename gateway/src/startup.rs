@@ -373,10 +373,12 @@ fn tenant_greetings(config: &Config) -> std::collections::HashMap<String, String
         .filter(|(_, t)| !t.greeting.trim().is_empty())
         .map(|(slug, t)| (slug.clone(), t.greeting.clone()))
         .collect();
-    if config.demo.enabled && !config.demo.greeting.trim().is_empty() {
-        greetings
-            .entry(demo::TENANT.to_owned())
-            .or_insert_with(|| config.demo.greeting.clone());
+    // A `[tenants.demo]` table wins over `[demo]`, as for the widget.
+    if config.demo.enabled
+        && !config.tenants.contains_key(demo::TENANT)
+        && !config.demo.greeting.trim().is_empty()
+    {
+        greetings.insert(demo::TENANT.to_owned(), config.demo.greeting.clone());
     }
     greetings
 }
