@@ -357,14 +357,18 @@ async fn resolve_contact(
         }
         (Some(address), _) => Some(address),
         (None, Some(user)) => {
-            // Known by user id only so far: the phone number (when this message has one)
-            // becomes the address we send to.
-            sqlx::query("UPDATE contacts SET external_id = $1 WHERE tenant_id = $2 AND id = $3")
+            // Known by user id only so far: the phone number, when this message has one,
+            // becomes the address we send to. A username-only message keeps a known number.
+            if contact.user_id.as_deref() != Some(contact.external_id.as_str()) {
+                sqlx::query(
+                    "UPDATE contacts SET external_id = $1 WHERE tenant_id = $2 AND id = $3",
+                )
                 .bind(&contact.external_id)
                 .bind(&item.tenant_id)
                 .bind(&user)
                 .execute(&mut **tx)
                 .await?;
+            }
             Some(user)
         }
         (None, None) => None,
