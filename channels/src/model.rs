@@ -602,7 +602,8 @@ impl MessageContent {
                     .map(|item| {
                         let mut line = format!(
                             "{} x {}",
-                            item.quantity.map_or_else(|| "?".to_owned(), |q| q.to_string()),
+                            item.quantity
+                                .map_or_else(|| "?".to_owned(), |q| q.to_string()),
                             item.product_id
                         );
                         if let Some(price) = &item.unit_price {
@@ -625,10 +626,10 @@ impl MessageContent {
             }
             Self::Welcome => "[opened the chat]".to_owned(),
             Self::FlowReply { name, body, .. } => {
-                let label = name
-                    .as_deref()
-                    .and_then(non_empty)
-                    .map_or_else(|| "[flow reply]".to_owned(), |n| format!("[flow reply: {n}]"));
+                let label = name.as_deref().and_then(non_empty).map_or_else(
+                    || "[flow reply]".to_owned(),
+                    |n| format!("[flow reply: {n}]"),
+                );
                 match body.as_deref().and_then(non_empty) {
                     Some(b) => format!("{label} {b}"),
                     None => label,

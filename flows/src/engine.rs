@@ -468,9 +468,18 @@ mod tests {
         assert_eq!(d.actions, vec![reply(texts::greeting(Locale::Id))]);
         let d = Engine.decide_with_greeting(&conv(ConversationState::Human), &welcome, None);
         assert!(d.actions.is_empty());
-        assert_eq!(TurnKind::parse(TurnKind::Order.as_str()), Some(TurnKind::Order));
-        assert_eq!(TurnKind::parse(TurnKind::Welcome.as_str()), Some(TurnKind::Welcome));
-        assert_ne!(texts::order_received(Locale::Id), texts::order_received(Locale::En));
+        assert_eq!(
+            TurnKind::parse(TurnKind::Order.as_str()),
+            Some(TurnKind::Order)
+        );
+        assert_eq!(
+            TurnKind::parse(TurnKind::Welcome.as_str()),
+            Some(TurnKind::Welcome)
+        );
+        assert_ne!(
+            texts::order_received(Locale::Id),
+            texts::order_received(Locale::En)
+        );
     }
 
     fn turn(text: &str) -> CustomerTurn {

@@ -17,7 +17,11 @@ use crate::channel::{ChannelError, network_reason, short_reason};
 /// a dot, then letters and digits) rather than a phone number (digits only).
 pub fn is_user_id(address: &str) -> bool {
     let address = address.trim();
-    !address.is_empty() && !address.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit())
+    !address.is_empty()
+        && !address
+            .trim_start_matches('+')
+            .bytes()
+            .all(|b| b.is_ascii_digit())
 }
 
 /// A customer known only by a business-scoped user id (they adopted a WhatsApp username and

@@ -9,8 +9,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::types;
 use super::api::REENGAGEMENT_CODE;
+use super::types;
 use crate::model::{
     ContactCard, DeliveryState, InboundMessage, MediaKind, MediaRef, MessageContent, OrderItem,
     ProviderError, StatusUpdate,
@@ -263,9 +263,12 @@ fn decode_message(
         "edit" => {
             let edit = m.edit?;
             let text = edit.message.and_then(|e| {
-                e.text
-                    .map(|t| t.body)
-                    .or_else(|| [e.image, e.video, e.document].into_iter().flatten().find_map(|m| m.caption))
+                e.text.map(|t| t.body).or_else(|| {
+                    [e.image, e.video, e.document]
+                        .into_iter()
+                        .flatten()
+                        .find_map(|m| m.caption)
+                })
             });
             return Some(vec![match text {
                 Some(text) => Event::Edited {
@@ -289,8 +292,9 @@ fn decode_message(
             // Stored under the address the contact is known by now, then re-addressed.
             let mut events = vec![inbound(message(MessageContent::System { body }, None))];
             let new_phone = match kind {
-                "user_changed_number" | "customer_changed_number" => id(system.wa_id.as_ref())
-                    .or_else(|| number_text(system.new_wa_id.as_ref())),
+                "user_changed_number" | "customer_changed_number" => {
+                    id(system.wa_id.as_ref()).or_else(|| number_text(system.new_wa_id.as_ref()))
+                }
                 _ => None,
             };
             let new_user_id = id(system.user_id.as_ref());
@@ -420,8 +424,7 @@ fn decode_message(
                     .product_items
                     .into_iter()
                     .map(|item| OrderItem {
-                        quantity: number_text(item.quantity.as_ref())
-                            .and_then(|q| q.parse().ok()),
+                        quantity: number_text(item.quantity.as_ref()).and_then(|q| q.parse().ok()),
                         unit_price: number_text(item.item_price.as_ref()),
                         currency: item.currency,
                         product_id: item.product_retailer_id,

@@ -1075,7 +1075,12 @@ async fn agent_messages_are_stored_and_queued_in_order_within_their_tenant() {
 }
 
 /// A WhatsApp message from a customer known by `address` and maybe a business-scoped user id.
-fn wa_user_item(account: &str, address: &str, user_id: Option<&str>, external: &str) -> InboundItem {
+fn wa_user_item(
+    account: &str,
+    address: &str,
+    user_id: Option<&str>,
+    external: &str,
+) -> InboundItem {
     let mut item = wa_item("wa", account, address, external, true);
     if let InboundTarget::Contact(contact) = &mut item.target {
         contact.user_id = user_id.map(str::to_owned);
@@ -1106,7 +1111,10 @@ async fn contacts_are_found_by_phone_or_user_id_and_linked_when_both_appear() {
         let user = accept(wa_user_item(&account, USER, Some(USER), "wamid.U4")).await;
         assert_eq!([&both, &phone, &user], [&first; 3], "{n}");
         let ids = s.contact_ids("wa", &account, USER).await.unwrap().unwrap();
-        assert_eq!(ids.external_id, PHONE, "{n}: the phone number is the address once known");
+        assert_eq!(
+            ids.external_id, PHONE,
+            "{n}: the phone number is the address once known"
+        );
         assert_eq!(ids.user_id.as_deref(), Some(USER), "{n}");
         assert_eq!(ids.username.as_deref(), Some("sari.kopi"), "{n}");
         // A turn for it is addressed to the phone number.
@@ -1117,9 +1125,19 @@ async fn contacts_are_found_by_phone_or_user_id_and_linked_when_both_appear() {
         let by_phone = accept(wa_user_item(&account, "6285600001111", None, "wamid.L1")).await;
         let by_user = accept(wa_user_item(&account, "ID.5", Some("ID.5"), "wamid.L2")).await;
         assert_ne!(by_phone, by_user, "{n}");
-        let linked = accept(wa_user_item(&account, "6285600001111", Some("ID.5"), "wamid.L3")).await;
+        let linked = accept(wa_user_item(
+            &account,
+            "6285600001111",
+            Some("ID.5"),
+            "wamid.L3",
+        ))
+        .await;
         assert!([&by_phone, &by_user].contains(&&linked), "{n}");
-        let ids = s.contact_ids("wa", &account, "ID.5").await.unwrap().unwrap();
+        let ids = s
+            .contact_ids("wa", &account, "ID.5")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(ids.external_id, "6285600001111", "{n}");
         let again = accept(wa_user_item(&account, "ID.5", Some("ID.5"), "wamid.L4")).await;
         assert_eq!(again, linked, "{n}");
@@ -1142,7 +1160,11 @@ async fn contacts_are_found_by_phone_or_user_id_and_linked_when_both_appear() {
         );
         let moved = accept(wa_user_item(&account, "6281377776666", None, "wamid.U5")).await;
         assert_eq!(moved, first, "{n}");
-        let ids = s.contact_ids("wa", &account, "ID.777").await.unwrap().unwrap();
+        let ids = s
+            .contact_ids("wa", &account, "ID.777")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(ids.external_id, "6281377776666", "{n}");
         assert!(
             !s.change_contact_ids("wa", &account, "000", &ContactIdsChange::default())

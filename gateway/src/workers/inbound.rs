@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use super::ingress::Ingress;
 use crate::accounts::Route;
 use crate::store::{
-    ContactIdsChange, ContactRef, DeliveryStatus, InboundItem, InboundTarget, Store, StoreError, StoredContent,
-    now_ms,
+    ContactIdsChange, ContactRef, DeliveryStatus, InboundItem, InboundTarget, Store, StoreError,
+    StoredContent, now_ms,
 };
 use crate::telemetry;
 
