@@ -33,6 +33,6 @@ pub mod whatsapp;
 pub use channel::{
     Channel, ChannelError, MediaError, MediaFile, NoPartLog, PartLog, Throttled,
 };
-pub use model::{ChannelKind, Delivery, InboundEvent, OutboundMessage};
+pub use model::{ChannelKind, Delivery, OutboundMessage};
 pub use pacing::PacingPolicy;
 pub use provider::{ChannelPlugin, Provider, Setting};

@@ -300,16 +300,6 @@ pub struct Template {
     pub body_params: Vec<String>,
 }
 
-/// One event a provider webhook reported, normalized. Channels return these; the gateway maps
-/// the provider account to a tenant and stores them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InboundEvent {
-    /// A customer wrote, tapped, reacted or shared something.
-    Message(InboundMessage),
-    /// Delivery progress of a message we sent.
-    Status(StatusUpdate),
-}
-
 /// A customer message as the provider reported it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundMessage {
@@ -381,11 +371,52 @@ pub enum MessageContent {
         /// The provider's error code, if any.
         code: Option<i64>,
     },
+    /// A cart sent from the business's catalog (WhatsApp `order`): acknowledged, kept for
+    /// agents.
+    Order {
+        /// The catalog the products belong to.
+        catalog_id: Option<String>,
+        /// The note the customer typed with the cart.
+        note: Option<String>,
+        /// The cart lines.
+        items: Vec<OrderItem>,
+    },
+    /// The customer opened the chat without writing (WhatsApp `request_welcome`): greeted.
+    Welcome,
+    /// A response to a form-like flow (WhatsApp Flows `nfm_reply`): stored for the flow
+    /// engine, never answered by the bot.
+    FlowReply {
+        /// The flow's name.
+        name: Option<String>,
+        /// The text the customer's app showed for the submission.
+        body: Option<String>,
+        /// The submitted answers, a JSON document as the provider sent it.
+        response_json: String,
+    },
+    /// A provider notice about the customer (WhatsApp `system`: number changed): visible to
+    /// agents, never answered.
+    System {
+        /// The provider's text (`User A changed from … to …`).
+        body: String,
+    },
     /// A message type this version does not know yet.
     Unknown {
         /// The provider's type name.
         kind: String,
     },
+}
+
+/// One line of an [`MessageContent::Order`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItem {
+    /// The business's product id (WhatsApp `product_retailer_id`).
+    pub product_id: String,
+    /// How many.
+    pub quantity: Option<u64>,
+    /// Unit price as the provider sent it (decimal text, never rounded).
+    pub unit_price: Option<String>,
+    /// ISO 4217 currency of the price.
+    pub currency: Option<String>,
 }
 
 /// Kinds of media a customer can send or receive.
@@ -467,6 +498,10 @@ pub enum TurnHint {
     Text,
     /// A tapped option: answered at once.
     Choice,
+    /// A catalog order: acknowledged with a fixed text, never a model answer.
+    Order,
+    /// The customer opened the chat: greeted.
+    Welcome,
 }
 
 impl MessageContent {
@@ -480,7 +515,22 @@ impl MessageContent {
             Self::Contacts { .. } => "contacts",
             Self::Reaction { .. } => "reaction",
             Self::Unsupported { .. } => "unsupported",
+            Self::Order { .. } => "order",
+            Self::Welcome => "request_welcome",
+            Self::FlowReply { .. } => "nfm_reply",
+            Self::System { .. } => "system",
             Self::Unknown { .. } => "unknown",
+        }
+    }
+
+    /// How the bot reacts to this message, if at all: [`Self::answer_text`]'s hint for text,
+    /// choices and captions; [`TurnHint::Order`] for an order (acknowledged);
+    /// [`TurnHint::Welcome`] when the customer opened the chat (greeted).
+    pub fn reply_hint(&self) -> Option<TurnHint> {
+        match self {
+            Self::Order { .. } => Some(TurnHint::Order),
+            Self::Welcome => Some(TurnHint::Welcome),
+            other => other.answer_text().map(|(_, hint)| hint),
         }
     }
 
@@ -546,6 +596,46 @@ impl MessageContent {
                 None => "[reaction removed]".to_owned(),
             },
             Self::Unsupported { .. } => "[unsupported message]".to_owned(),
+            Self::Order { note, items, .. } => {
+                let lines = items
+                    .iter()
+                    .map(|item| {
+                        let mut line = format!(
+                            "{} x {}",
+                            item.quantity
+                                .map_or_else(|| "?".to_owned(), |q| q.to_string()),
+                            item.product_id
+                        );
+                        if let Some(price) = &item.unit_price {
+                            line.push_str(&format!(
+                                " @ {price}{}",
+                                item.currency
+                                    .as_deref()
+                                    .map(|c| format!(" {c}"))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                        line
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                match note.as_deref().and_then(non_empty) {
+                    Some(note) => format!("[order] {lines} ({note})"),
+                    None => format!("[order] {lines}"),
+                }
+            }
+            Self::Welcome => "[opened the chat]".to_owned(),
+            Self::FlowReply { name, body, .. } => {
+                let label = name.as_deref().and_then(non_empty).map_or_else(
+                    || "[flow reply]".to_owned(),
+                    |n| format!("[flow reply: {n}]"),
+                );
+                match body.as_deref().and_then(non_empty) {
+                    Some(b) => format!("{label} {b}"),
+                    None => label,
+                }
+            }
+            Self::System { body } => format!("[system] {body}"),
             Self::Unknown { kind } => format!("[unsupported message type {kind}]"),
         }
     }

@@ -84,6 +84,12 @@ pub enum Event {
         /// The new text (or caption).
         text: String,
     },
+    /// The customer deleted an earlier message for everyone: mark the stored one deleted and
+    /// never answer it.
+    Revoked {
+        /// The deleted message's provider id, as first received.
+        external_id: String,
+    },
     /// Delivery progress of a message we sent.
     Status {
         /// The report.
@@ -107,6 +113,18 @@ pub enum Event {
         from: String,
         /// The new address.
         to: String,
+    },
+    /// A customer's identifiers changed (WhatsApp: a new phone number, a new business-scoped
+    /// user id). The contact keeps its conversations; only its addresses change.
+    ContactChanged {
+        /// An address the contact is known by now (its phone number or user id).
+        from: String,
+        /// The new phone number, if it changed.
+        phone: Option<String>,
+        /// The new business-scoped user id, if the provider sent one.
+        user_id: Option<String>,
+        /// The new parent business-scoped user id, if the provider sent one.
+        parent_user_id: Option<String>,
     },
     /// Something the gateway does not act on (reactions in some providers, polls, …);
     /// acknowledged and counted.
@@ -133,6 +151,24 @@ pub struct Inbound {
     /// A token to hand to [`Channel::acknowledge`] once the event is stored (Telegram's
     /// callback query id: stops the button's spinner).
     pub ack: Option<String>,
+    /// The customer's other identifiers on the provider, beside `message.from`.
+    pub ids: CustomerIds,
+}
+
+/// A customer's identifiers on a provider beside the address messages come from. On WhatsApp
+/// a customer who adopted a username may have no phone number, only a business-scoped user
+/// id (`US.13491208655302741918`); when both are known the gateway links them to one
+/// contact. `message.from` is the phone number when known, else the user id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerIds {
+    /// The phone number (WhatsApp `wa_id`), when the provider shared it.
+    pub phone: Option<String>,
+    /// The business-scoped user id.
+    pub user_id: Option<String>,
+    /// The parent business-scoped user id (shared by linked business portfolios).
+    pub parent_user_id: Option<String>,
+    /// The customer's username.
+    pub username: Option<String>,
 }
 
 impl Inbound {
@@ -145,6 +181,7 @@ impl Inbound {
             shared_phone: None,
             choice_index: None,
             ack: None,
+            ids: CustomerIds::default(),
         }
     }
 }

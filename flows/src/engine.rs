@@ -34,6 +34,10 @@ pub enum TurnKind {
     Choice,
     /// A slash command such as `/start`.
     Command,
+    /// A catalog order: acknowledged with a fixed text, never a model answer.
+    Order,
+    /// The customer opened the chat without writing (WhatsApp `request_welcome`): greeted.
+    Welcome,
 }
 
 impl TurnKind {
@@ -43,6 +47,8 @@ impl TurnKind {
             Self::Text => "text",
             Self::Choice => "choice",
             Self::Command => "command",
+            Self::Order => "order",
+            Self::Welcome => "welcome",
         }
     }
 
@@ -52,6 +58,8 @@ impl TurnKind {
             "text" => Some(Self::Text),
             "choice" => Some(Self::Choice),
             "command" => Some(Self::Command),
+            "order" => Some(Self::Order),
+            "welcome" => Some(Self::Welcome),
             _ => None,
         }
     }
@@ -109,14 +117,38 @@ pub struct Decision {
 pub struct Engine;
 
 impl Engine {
-    /// Decides what to do with a debounced batch of customer messages.
+    /// Decides what to do with a debounced batch of customer messages, greeting with the
+    /// built-in greeting.
     pub fn decide(&self, conversation: &Conversation, batch: &[CustomerTurn]) -> Decision {
+        self.decide_with_greeting(conversation, batch, None)
+    }
+
+    /// Decides what to do with a debounced batch of customer messages; `greeting` is the
+    /// tenant's own greeting for customers who open the chat (`None` or blank: the built-in
+    /// one in the conversation's language).
+    pub fn decide_with_greeting(
+        &self,
+        conversation: &Conversation,
+        batch: &[CustomerTurn],
+        greeting: Option<&str>,
+    ) -> Decision {
         let mut next = conversation.clone();
         // Slash commands: `/start` and `/help` greet; any other command reads as its words.
+        // Opening the chat greets; an order is acknowledged. Neither is a question.
         let mut greet = false;
+        let mut welcome = false;
+        let mut order = false;
         let text = batch
             .iter()
             .filter_map(|turn| match turn.kind {
+                TurnKind::Welcome => {
+                    welcome = true;
+                    None
+                }
+                TurnKind::Order => {
+                    order = true;
+                    None
+                }
                 TurnKind::Command => {
                     let (command, args) = split_command(&turn.text);
                     if matches!(command.as_str(), "start" | "help") {
@@ -143,9 +175,22 @@ impl Engine {
             ConversationState::Bot | ConversationState::Closed => {
                 next.state = ConversationState::Bot;
                 let mut actions: Vec<Action> = Vec::new();
-                if greet {
+                if greet || welcome {
+                    // The tenant's own greeting welcomes a customer who opened the chat;
+                    // `/start` keeps the built-in one, which explains the commands.
+                    let text = greeting
+                        .map(str::trim)
+                        .filter(|g| welcome && !g.is_empty())
+                        .map_or_else(|| texts::greeting(next.locale).to_owned(), str::to_owned);
                     actions.push(Action::Reply(BotReply {
-                        text: texts::greeting(next.locale).to_owned(),
+                        text,
+                        choices: vec![],
+                        citations: vec![],
+                    }));
+                }
+                if order {
+                    actions.push(Action::Reply(BotReply {
+                        text: texts::order_received(next.locale).to_owned(),
                         choices: vec![],
                         citations: vec![],
                     }));
@@ -377,6 +422,64 @@ mod tests {
         );
         assert_eq!(decision.actions.len(), 2);
         assert!(matches!(decision.actions[1], Action::Answer { .. }));
+    }
+
+    #[test]
+    fn opening_the_chat_greets_with_the_tenant_greeting_and_orders_are_acknowledged() {
+        let kind = |kind: TurnKind, text: &str| CustomerTurn {
+            text: text.to_owned(),
+            kind,
+        };
+        let reply = |text: &str| {
+            Action::Reply(BotReply {
+                text: text.to_owned(),
+                choices: vec![],
+                citations: vec![],
+            })
+        };
+        let welcome = [kind(TurnKind::Welcome, "[opened the chat]")];
+        for locale in [Locale::Id, Locale::En] {
+            let conversation = Conversation {
+                locale,
+                ..Conversation::default()
+            };
+            // No tenant greeting: the built-in one in the conversation's language.
+            let d = Engine.decide_with_greeting(&conversation, &welcome, None);
+            assert_eq!(d.actions, vec![reply(texts::greeting(locale))]);
+            let d = Engine.decide_with_greeting(&conversation, &welcome, Some("  "));
+            assert_eq!(d.actions, vec![reply(texts::greeting(locale))]);
+            // An order is acknowledged with the fixed text, never looked up or generated.
+            let order = [kind(TurnKind::Order, "[order] 2 x KOPI @ 22000 IDR")];
+            let d = Engine.decide(&conversation, &order);
+            assert_eq!(d.actions, vec![reply(texts::order_received(locale))]);
+        }
+        let d = Engine.decide_with_greeting(
+            &Conversation::default(),
+            &welcome,
+            Some("Halo dari Kopi Nusantara!"),
+        );
+        assert_eq!(d.actions, vec![reply("Halo dari Kopi Nusantara!")]);
+        // `/start` keeps the built-in greeting; a human-owned conversation gets nothing.
+        let d = Engine.decide_with_greeting(
+            &Conversation::default(),
+            &[kind(TurnKind::Command, "/start")],
+            Some("Halo dari Kopi Nusantara!"),
+        );
+        assert_eq!(d.actions, vec![reply(texts::greeting(Locale::Id))]);
+        let d = Engine.decide_with_greeting(&conv(ConversationState::Human), &welcome, None);
+        assert!(d.actions.is_empty());
+        assert_eq!(
+            TurnKind::parse(TurnKind::Order.as_str()),
+            Some(TurnKind::Order)
+        );
+        assert_eq!(
+            TurnKind::parse(TurnKind::Welcome.as_str()),
+            Some(TurnKind::Welcome)
+        );
+        assert_ne!(
+            texts::order_received(Locale::Id),
+            texts::order_received(Locale::En)
+        );
     }
 
     fn turn(text: &str) -> CustomerTurn {

@@ -97,6 +97,19 @@ pub fn greeting(locale: Locale) -> &'static str {
     }
 }
 
+/// The acknowledgement of an order sent from the catalog (never a model answer: the team
+/// confirms stock, total and delivery).
+pub fn order_received(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Terima kasih, pesanan Anda sudah kami terima. Tim kami akan segera mengonfirmasi ketersediaan, total harga dan pengirimannya."
+        }
+        Locale::En => {
+            "Thank you, we have received your order. Our team will confirm availability, the total and delivery shortly."
+        }
+    }
+}
+
 /// Opening line of an answer quoted from the knowledge base.
 pub fn quote_intro(locale: Locale, title: &str) -> String {
     match locale {

@@ -231,6 +231,7 @@ impl Application {
             prompts,
             stream_webchat: config.llm.stream,
             history_messages: config.llm.history_messages,
+            greetings: tenant_greetings(&config),
         });
         let lanes = Lanes::new(
             ctx,
@@ -393,6 +394,25 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The greetings tenants set in the config (`[tenants.<slug>] greeting`, the demo's
+/// `[demo] greeting`), sent when a customer opens the chat (WhatsApp `request_welcome`).
+fn tenant_greetings(config: &Config) -> std::collections::HashMap<String, String> {
+    let mut greetings: std::collections::HashMap<String, String> = config
+        .tenants
+        .iter()
+        .filter(|(_, t)| !t.greeting.trim().is_empty())
+        .map(|(slug, t)| (slug.clone(), t.greeting.clone()))
+        .collect();
+    // A `[tenants.demo]` table wins over `[demo]`, as for the widget.
+    if config.demo.enabled
+        && !config.tenants.contains_key(demo::TENANT)
+        && !config.demo.greeting.trim().is_empty()
+    {
+        greetings.insert(demo::TENANT.to_owned(), config.demo.greeting.clone());
+    }
+    greetings
 }
 
 /// Applies tenants declared in the config, and the demo tenant with its knowledge base.

@@ -1083,6 +1083,76 @@ async fn whatsapp_a_retried_split_answer_does_not_resend_the_part_meta_accepted(
     app.stop().await;
 }
 
+const USER_ID: &str = "ID.13491208655302741918";
+
+/// The demo tenant's WhatsApp channel account id (idempotent lookup).
+async fn wa_account(store: &gateway::store::Store) -> String {
+    store
+        .ensure_channel_account(
+            "demo",
+            channels::ChannelKind::Whatsapp,
+            WA_NUMBER,
+            "WhatsApp",
+            None,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn whatsapp_username_only_customer_is_answered_at_its_user_id_and_statuses_apply() {
+    let (app, graph) = start("", "").await;
+    graph.script_wamid("wamid.OUT_BSUID");
+    // Arrange/Act: a customer with a username and no phone number asks a question.
+    let response = app
+        .whatsapp_post(&wa_fixture("bsuid_text_username.json"), WA_APP_SECRET)
+        .await;
+    assert_eq!(response.status(), 200);
+    // Assert: the knowledge answer goes to the user id, in `recipient` (no `to`).
+    let sends = wait_sends(&graph, 1).await;
+    let send = &sends[0];
+    assert_eq!(send.body["recipient"], USER_ID, "{}", send.body);
+    assert!(send.body.get("to").is_none(), "{}", send.body);
+    let text = send.body["text"]["body"].as_str().unwrap();
+    assert!(text.contains("Minggu"), "{text}");
+    // Statuses that name only the user id move the sent message forward.
+    let store = app.store().await;
+    eventually(Duration::from_secs(10), || async {
+        let d = store
+            .message_delivery("demo", "wamid.OUT_BSUID")
+            .await
+            .unwrap();
+        (d.and_then(|d| d.0).as_deref() == Some("sent")).then_some(())
+    })
+    .await;
+    for name in [
+        "bsuid_status_delivered_username.json",
+        "bsuid_status_read_username_parent.json",
+    ] {
+        let response = app.whatsapp_post(&wa_fixture(name), WA_APP_SECRET).await;
+        assert_eq!(response.status(), 200, "{name}");
+    }
+    let (status, _, _) = store
+        .message_delivery("demo", "wamid.OUT_BSUID")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("read"));
+    // The same customer writing with phone and user id stays in the same contact, and is
+    // answered at the phone number from then on.
+    app.whatsapp_post(&wa_fixture("bsuid_text_both_parent.json"), WA_APP_SECRET)
+        .await;
+    let sends = wait_sends(&graph, 2).await;
+    assert_eq!(sends[1].body["to"], "6281399998888", "{}", sends[1].body);
+    let account = store
+        .contact_ids("demo", &wa_account(&store).await, USER_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.external_id, "6281399998888");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn whatsapp_a_message_the_database_refuses_does_not_fail_the_rest_of_the_webhook() {
     let (app, graph) = start("", "").await;
@@ -1143,5 +1213,83 @@ async fn whatsapp_a_message_the_database_refuses_does_not_fail_the_rest_of_the_w
         None
     );
     assert!(app.metrics().await.contains("outcome=\"refused\""));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_new_message_kinds_are_stored_and_answered_only_as_they_should() {
+    let (app, graph) = start("", "").await;
+    // Opening the chat: the built-in greeting in the tenant's language.
+    app.whatsapp_post(&wa_fixture("request_welcome.json"), WA_APP_SECRET)
+        .await;
+    let sends = wait_sends(&graph, 1).await;
+    assert_eq!(sends[0].body["to"], CUSTOMER);
+    assert_eq!(
+        sends[0].body["text"]["body"],
+        flows::texts::greeting(flows::Locale::Id)
+    );
+    // An order: its lines are kept, and the fixed acknowledgement is sent (no model call).
+    app.whatsapp_post(&wa_fixture("order.json"), WA_APP_SECRET)
+        .await;
+    let sends = wait_sends(&graph, 2).await;
+    assert_eq!(
+        sends[1].body["text"]["body"],
+        flows::texts::order_received(flows::Locale::Id)
+    );
+    let store = app.store().await;
+    let account = wa_account(&store).await;
+    let order = store
+        .inbound_text("demo", &account, "wamid.ORDER01")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(order.contains("2 x KOPI-SUSU-AREN @ 22000 IDR"), "{order}");
+    assert!(order.contains("1 x CROISSANT @ 18500.50 IDR"), "{order}");
+    // A flow response, an edit, a revoke and a number change are stored, never answered.
+    for name in [
+        "nfm_reply.json",
+        "text.json",
+        "edit.json",
+        "revoke.json",
+        "system_number_changed.json",
+    ] {
+        let response = app.whatsapp_post(&wa_fixture(name), WA_APP_SECRET).await;
+        assert_eq!(response.status(), 200, "{name}");
+    }
+    // The text (revoked right after) may or may not have been answered before the revoke;
+    // nothing else is.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(graph.sends().len() <= 3, "{:?}", graph.sends());
+    let original = "wamid.HBgNNjI4MTMxMTExMjIyMhUCABIYFDNBMDFBQjQ1RjY1QjdCRDhGNUE0AA==";
+    assert_eq!(
+        store
+            .inbound_text("demo", &account, original)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("[message deleted by the customer]")
+    );
+    let flow = store
+        .inbound_text("demo", &account, "wamid.FLOW01")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(flow.starts_with("[flow reply: flow]"), "{flow}");
+    // After the number change the customer's next message lands in the same conversation
+    // and is answered at the new number.
+    let before = graph.sends().len();
+    app.whatsapp_post(
+        &text_body("wamid.NEWNUMBER1", "6281377776666", "jam buka hari Minggu?"),
+        WA_APP_SECRET,
+    )
+    .await;
+    let sends = wait_sends(&graph, before + 1).await;
+    assert_eq!(sends[before].body["to"], "6281377776666");
+    let ids = store
+        .contact_ids("demo", &account, "6281377776666")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids.user_id.as_deref(), Some("ID.77712345678901234567"));
     app.stop().await;
 }

@@ -344,5 +344,6 @@ fn inbound(cm: CustomerMessage, ack: Option<String>) -> Inbound {
         shared_phone: cm.shared_phone,
         choice_index,
         ack,
+        ids: crate::provider::CustomerIds::default(),
     }
 }

@@ -13,6 +13,32 @@ use super::config::WhatsappAccount;
 use super::types;
 use crate::channel::{ChannelError, network_reason, short_reason};
 
+/// Whether `address` is a business-scoped user id (`US.13491208655302741918`: a country code,
+/// a dot, then letters and digits) rather than a phone number (digits only).
+pub fn is_user_id(address: &str) -> bool {
+    let address = address.trim();
+    !address.is_empty()
+        && !address
+            .trim_start_matches('+')
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+}
+
+/// A customer known only by a business-scoped user id (they adopted a WhatsApp username and
+/// did not share their number) is addressed with `recipient` instead of `to`: the Cloud API
+/// takes a phone number in `to` and a user id or parent user id in `recipient`, and `to` wins
+/// when both are present (Meta's "Business-scoped user IDs" guide, Messages API changes; see
+/// also docs.ycloud.com/reference/webhook-updates-bsuid and
+/// dualhook.com/docs/contacts-bsuid-api-changes).
+pub(crate) fn address_user_id(body: &mut serde_json::Map<String, Value>) {
+    let user_id = match body.get("to") {
+        Some(Value::String(to)) if is_user_id(to) => to.clone(),
+        _ => return,
+    };
+    body.remove("to");
+    body.insert("recipient".into(), Value::String(user_id));
+}
+
 /// Client for one business number.
 #[derive(Clone)]
 pub struct GraphClient {
@@ -57,6 +83,7 @@ impl GraphClient {
         if let Value::Object(map) = &mut body {
             map.insert("messaging_product".into(), json!("whatsapp"));
             map.entry("recipient_type").or_insert(json!("individual"));
+            address_user_id(map);
         }
         let response = self
             .http

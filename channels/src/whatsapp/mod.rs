@@ -1,7 +1,7 @@
 //! WhatsApp Cloud API channel.
 //!
 //! - [`webhook`]: signature check over the raw body, verification handshake, decoding of every
-//!   message type into [`crate::model::InboundEvent`]s (pure).
+//!   message type into [`crate::provider::Event`]s (pure).
 //! - [`api`]: the Graph API client (send, mark read + typing, media download).
 //! - [`config`]: one number's settings and secrets.
 //! - [`WhatsappChannel`]: the [`Channel`] the dispatcher sends through. It picks the message

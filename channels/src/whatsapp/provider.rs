@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use super::{WhatsappAccount, WhatsappChannel, webhook};
 use crate::channel::{Channel, short_reason};
-use crate::model::{ChannelKind, InboundEvent, is_http_url};
+use crate::model::{ChannelKind, is_http_url};
 use crate::provider::{
-    AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Event, Inbound, Plugged,
-    Provider, Setting, Verified, WebhookRequest,
+    AccountEvents, AccountSpec, ChannelPlugin, DecodeError, Decoded, Plugged, Provider, Setting,
+    Verified, WebhookRequest,
 };
 
 /// Largest webhook body Meta sends (~3 MB).
@@ -219,23 +219,9 @@ impl Provider for WhatsappProvider {
             if value.phone_number_id.is_empty() {
                 continue;
             }
-            let events = value
-                .events
-                .into_iter()
-                .map(|event| match event {
-                    InboundEvent::Message(message) => Event::Message(Inbound::plain(message)),
-                    InboundEvent::Status(status) => Event::Status {
-                        window_closed: status
-                            .error
-                            .as_ref()
-                            .is_some_and(|e| e.code == super::api::REENGAGEMENT_CODE),
-                        update: status,
-                    },
-                })
-                .collect();
             decoded.accounts.push(AccountEvents {
                 account: value.phone_number_id,
-                events,
+                events: value.events,
             });
         }
         Ok(decoded)

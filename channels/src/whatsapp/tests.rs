@@ -3,9 +3,10 @@
 use super::webhook::{decode, sign, verify_challenge, verify_signature};
 use super::*;
 use crate::model::{
-    Author, DeliveryState, InboundEvent, InboundMessage, MediaKind, MediaSource, MessageContent,
+    Author, DeliveryState, InboundMessage, MediaKind, MediaSource, MessageContent, OrderItem,
     OutboundMedia, StatusUpdate, TurnHint,
 };
+use crate::provider::{CustomerIds, Event, Inbound};
 
 const NUMBER: &str = "106540352242922";
 
@@ -17,19 +18,26 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn messages(name: &str) -> Vec<InboundMessage> {
+fn events(name: &str) -> Vec<Event> {
     let delivery = decode(&fixture(name)).unwrap();
     assert_eq!(delivery.values.len(), 1, "{name}");
     assert_eq!(delivery.values[0].phone_number_id, NUMBER, "{name}");
     assert_eq!(delivery.values[0].undecodable, 0, "{name}");
-    delivery.values[0]
-        .events
-        .iter()
+    delivery.values[0].events.clone()
+}
+
+fn inbounds(name: &str) -> Vec<Inbound> {
+    events(name)
+        .into_iter()
         .map(|e| match e {
-            InboundEvent::Message(m) => m.clone(),
-            InboundEvent::Status(_) => panic!("{name}: unexpected status"),
+            Event::Message(m) => m,
+            other => panic!("{name}: unexpected {other:?}"),
         })
         .collect()
+}
+
+fn messages(name: &str) -> Vec<InboundMessage> {
+    inbounds(name).into_iter().map(|i| i.message).collect()
 }
 
 fn statuses(name: &str) -> Vec<StatusUpdate> {
@@ -39,8 +47,8 @@ fn statuses(name: &str) -> Vec<StatusUpdate> {
         .iter()
         .flat_map(|v| v.events.iter())
         .filter_map(|e| match e {
-            InboundEvent::Status(s) => Some(s.clone()),
-            InboundEvent::Message(_) => None,
+            Event::Status { update, .. } => Some(update.clone()),
+            _ => None,
         })
         .collect()
 }
@@ -273,7 +281,7 @@ fn multi_entry_other_fields_and_value_errors() {
     assert_eq!(multi.values.len(), 3);
     let kinds: Vec<usize> = multi.values.iter().map(|v| v.events.len()).collect();
     assert_eq!(kinds, [1, 1, 1]);
-    assert!(matches!(multi.values[2].events[0], InboundEvent::Status(_)));
+    assert!(matches!(multi.values[2].events[0], Event::Status { .. }));
 
     let other = decode(&fixture("non_message_field.json")).unwrap();
     assert!(other.values.is_empty());
@@ -304,7 +312,7 @@ fn every_fixture_decodes() {
         );
         n += 1;
     }
-    assert_eq!(n, 23);
+    assert_eq!(n, 46);
 }
 
 #[test]
@@ -594,4 +602,309 @@ fn account_debug_redacts_secrets() {
             per_recipient_burst: 1,
         }
     );
+}
+
+const BSUID: &str = "ID.13491208655302741918";
+const PARENT: &str = "ID.ENT.99887766554433221100";
+const SARI: &str = "6281399998888";
+
+#[test]
+fn username_customers_decode_with_every_identifier_combination() {
+    // (fixture suffix, phone, parent id)
+    for (combo, phone, parent) in [
+        ("username", false, false),
+        ("username_parent", false, true),
+        ("both", true, false),
+        ("both_parent", true, true),
+    ] {
+        let name = format!("bsuid_text_{combo}.json");
+        let inbound = inbounds(&name).remove(0);
+        assert_eq!(
+            inbound.ids,
+            CustomerIds {
+                phone: phone.then(|| SARI.to_owned()),
+                user_id: Some(BSUID.to_owned()),
+                parent_user_id: parent.then(|| PARENT.to_owned()),
+                username: Some("sari.kopi".to_owned()),
+            },
+            "{name}"
+        );
+        // We answer to the phone number when shared, else to the user id.
+        assert_eq!(
+            inbound.message.from,
+            if phone { SARI } else { BSUID },
+            "{name}"
+        );
+        assert_eq!(inbound.message.sender_name.as_deref(), Some("Sari"));
+        assert_eq!(
+            inbound.message.content.answer_text(),
+            Some(("Jam buka hari Minggu?", TurnHint::Text))
+        );
+    }
+    // Phone-only customers keep working as before, with no user id.
+    assert_eq!(inbounds("text.json")[0].ids.user_id, None);
+    assert_eq!(
+        inbounds("text.json")[0].ids.phone.as_deref(),
+        Some("6281311112222")
+    );
+}
+
+#[test]
+fn statuses_of_username_customers_decode_by_recipient_user_id() {
+    for state in ["sent", "delivered", "read"] {
+        for (combo, phone) in [
+            ("username", false),
+            ("username_parent", false),
+            ("both", true),
+            ("both_parent", true),
+        ] {
+            let name = format!("bsuid_status_{state}_{combo}.json");
+            let all = statuses(&name);
+            assert_eq!(all.len(), 1, "{name}");
+            assert_eq!(all[0].provider_message_id, "wamid.OUT_BSUID");
+            assert_eq!(all[0].state.as_str(), state, "{name}");
+            assert_eq!(all[0].recipient, if phone { SARI } else { BSUID }, "{name}");
+            assert_eq!(decode(&fixture(&name)).unwrap().values[0].undecodable, 0);
+        }
+    }
+}
+
+#[test]
+fn an_order_keeps_products_quantities_and_prices_and_is_acknowledged() {
+    let order = only("order.json");
+    assert_eq!(
+        order.content,
+        MessageContent::Order {
+            catalog_id: Some("1029384756".into()),
+            note: Some("Tolong dikirim sore ya".into()),
+            items: vec![
+                OrderItem {
+                    product_id: "KOPI-SUSU-AREN".into(),
+                    quantity: Some(2),
+                    unit_price: Some("22000".into()),
+                    currency: Some("IDR".into()),
+                },
+                OrderItem {
+                    product_id: "CROISSANT".into(),
+                    quantity: Some(1),
+                    unit_price: Some("18500.50".into()),
+                    currency: Some("IDR".into()),
+                },
+            ],
+        }
+    );
+    assert_eq!(order.content.reply_hint(), Some(TurnHint::Order));
+    assert_eq!(order.content.answer_text(), None);
+    assert_eq!(
+        order.content.display_text(),
+        "[order] 2 x KOPI-SUSU-AREN @ 22000 IDR; 1 x CROISSANT @ 18500.50 IDR (Tolong dikirim sore ya)"
+    );
+}
+
+#[test]
+fn request_welcome_greets_and_flow_replies_are_stored_unanswered() {
+    let welcome = only("request_welcome.json");
+    assert_eq!(welcome.content, MessageContent::Welcome);
+    assert_eq!(welcome.content.reply_hint(), Some(TurnHint::Welcome));
+
+    let flow = only("nfm_reply.json");
+    let MessageContent::FlowReply {
+        name,
+        body,
+        response_json,
+    } = &flow.content
+    else {
+        panic!("not a flow reply: {:?}", flow.content)
+    };
+    assert_eq!(name.as_deref(), Some("flow"));
+    assert_eq!(body.as_deref(), Some("Sent"));
+    let answers: serde_json::Value = serde_json::from_str(response_json).unwrap();
+    assert_eq!(answers["flow_token"], "booking-42");
+    assert_eq!(flow.reply_to.as_deref(), Some("wamid.OUT0010"));
+    assert_eq!(flow.content.reply_hint(), None);
+}
+
+#[test]
+fn edits_and_revokes_name_the_original_message() {
+    let original = "wamid.HBgNNjI4MTMxMTExMjIyMhUCABIYFDNBMDFBQjQ1RjY1QjdCRDhGNUE0AA==";
+    assert_eq!(
+        events("edit.json"),
+        vec![Event::Edited {
+            external_id: original.into(),
+            text: "Halo kak, jam berapa tokonya buka hari Sabtu?".into(),
+        }]
+    );
+    assert_eq!(
+        events("revoke.json"),
+        vec![Event::Revoked {
+            external_id: original.into()
+        }]
+    );
+}
+
+#[test]
+fn a_number_change_is_stored_for_agents_then_moves_the_contact() {
+    for name in [
+        "system_number_changed.json",
+        "system_customer_changed_number.json",
+    ] {
+        let all = events(name);
+        assert_eq!(all.len(), 2, "{name}");
+        let Event::Message(notice) = &all[0] else {
+            panic!("{name}: {all:?}")
+        };
+        assert_eq!(notice.message.from, "6281311112222");
+        assert!(matches!(
+            notice.message.content,
+            MessageContent::System { .. }
+        ));
+        assert_eq!(notice.message.content.reply_hint(), None, "never answered");
+        let Event::ContactChanged { from, phone, .. } = &all[1] else {
+            panic!("{name}: {all:?}")
+        };
+        assert_eq!(from, "6281311112222");
+        assert_eq!(phone.as_deref(), Some("6281377776666"));
+    }
+    let Event::ContactChanged { user_id, .. } = &events("system_number_changed.json")[1] else {
+        panic!()
+    };
+    assert_eq!(user_id.as_deref(), Some("ID.77712345678901234567"));
+}
+
+#[test]
+fn sends_to_username_customers_use_recipient_instead_of_to() {
+    assert!(super::api::is_user_id(BSUID));
+    assert!(!super::api::is_user_id("6281311112222"));
+    assert!(!super::api::is_user_id("+6281311112222"));
+    let mut phone = serde_json::json!({"to": "6281311112222", "type": "text"});
+    super::api::address_user_id(phone.as_object_mut().unwrap());
+    assert_eq!(phone["to"], "6281311112222");
+    assert!(phone.get("recipient").is_none());
+    let mut user = serde_json::json!({"to": BSUID, "type": "text"});
+    super::api::address_user_id(user.as_object_mut().unwrap());
+    assert_eq!(user["recipient"], BSUID);
+    assert!(user.get("to").is_none());
+}
+
+mod properties {
+    //! Property tests over the decoder (run in CI): arbitrary JSON never panics, and a valid
+    //! envelope with one broken message still yields the others.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("messages".to_owned()),
+                Just("whatsapp_business_account".to_owned()),
+                Just("text".to_owned()),
+                Just("order".to_owned()),
+                Just("system".to_owned()),
+                Just("1763791200".to_owned()),
+                ".{0,12}",
+            ]
+            .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("object".to_owned()),
+                            Just("entry".to_owned()),
+                            Just("changes".to_owned()),
+                            Just("field".to_owned()),
+                            Just("value".to_owned()),
+                            Just("metadata".to_owned()),
+                            Just("messages".to_owned()),
+                            Just("statuses".to_owned()),
+                            Just("contacts".to_owned()),
+                            Just("type".to_owned()),
+                            Just("from".to_owned()),
+                            Just("from_user_id".to_owned()),
+                            Just("id".to_owned()),
+                            Just("timestamp".to_owned()),
+                            "[a-z_]{1,8}",
+                        ],
+                        inner
+                    ),
+                    0..5
+                )
+                .prop_map(|pairs| serde_json::Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn envelope(messages: Vec<serde_json::Value>) -> serde_json::Value {
+        serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                "metadata": {"phone_number_id": NUMBER},
+                "messages": messages,
+            }}]}]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_json_never_panics(value in json()) {
+            let _ = decode(&serde_json::to_vec(&value).unwrap());
+            // The same shapes as messages inside a valid envelope.
+            let _ = decode(&serde_json::to_vec(&envelope(vec![value])).unwrap());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn one_broken_message_never_drops_the_others(
+            broken in json(),
+            position in 0usize..3,
+            texts in prop::collection::vec("[a-zA-Z ]{1,20}", 2..4),
+        ) {
+            let mut messages: Vec<serde_json::Value> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| serde_json::json!({
+                    "from": "6281311112222", "id": format!("wamid.P{i}"),
+                    "timestamp": "1763791200", "type": "text", "text": {"body": t},
+                }))
+                .collect();
+            // Broken: arbitrary JSON, or a text message whose required parts are garbage.
+            let broken = match broken {
+                serde_json::Value::Object(mut map) => {
+                    map.insert("type".into(), serde_json::json!("text"));
+                    map.insert("timestamp".into(), serde_json::json!("not a time"));
+                    serde_json::Value::Object(map)
+                }
+                other => other,
+            };
+            let at = position.min(messages.len());
+            messages.insert(at, broken);
+            let delivery = decode(&serde_json::to_vec(&envelope(messages)).unwrap()).unwrap();
+            let value = &delivery.values[0];
+            prop_assert_eq!(value.undecodable, 1);
+            let ids: Vec<String> = value
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Message(m) => Some(m.message.external_id.clone()),
+                    _ => None,
+                })
+                .collect();
+            let expected: Vec<String> = (0..texts.len()).map(|i| format!("wamid.P{i}")).collect();
+            prop_assert_eq!(ids, expected);
+        }
+    }
 }

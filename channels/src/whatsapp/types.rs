@@ -48,9 +48,16 @@ pub(crate) struct Metadata {
     pub(crate) phone_number_id: String,
 }
 
+/// One entry of `value.contacts`. A customer who adopted a username may have no `wa_id`
+/// (phone number), only a business-scoped `user_id` (`US.13491208655302741918`).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Contact {
-    pub(crate) wa_id: String,
+    #[serde(default)]
+    pub(crate) wa_id: Option<String>,
+    #[serde(default)]
+    pub(crate) user_id: Option<String>,
+    #[serde(default)]
+    pub(crate) parent_user_id: Option<String>,
     #[serde(default)]
     pub(crate) profile: Option<Profile>,
 }
@@ -59,6 +66,8 @@ pub(crate) struct Contact {
 pub(crate) struct Profile {
     #[serde(default)]
     pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) username: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,7 +82,14 @@ pub(crate) struct WireError {
 /// One inbound message; the payload field matching `type` is set.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Message {
-    pub(crate) from: String,
+    /// The customer's phone number; absent for a username-only customer.
+    #[serde(default)]
+    pub(crate) from: Option<String>,
+    /// The customer's business-scoped user id.
+    #[serde(default)]
+    pub(crate) from_user_id: Option<String>,
+    #[serde(default)]
+    pub(crate) from_parent_user_id: Option<String>,
     pub(crate) id: String,
     pub(crate) timestamp: String,
     #[serde(rename = "type")]
@@ -103,7 +119,88 @@ pub(crate) struct Message {
     #[serde(default)]
     pub(crate) reaction: Option<Reaction>,
     #[serde(default)]
+    pub(crate) order: Option<Order>,
+    #[serde(default)]
+    pub(crate) edit: Option<Edit>,
+    #[serde(default)]
+    pub(crate) revoke: Option<Revoke>,
+    #[serde(default)]
+    pub(crate) system: Option<System>,
+    #[serde(default)]
     pub(crate) errors: Vec<WireError>,
+}
+
+/// `type: "order"`: a cart sent from the catalog.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Order {
+    #[serde(default)]
+    pub(crate) catalog_id: Option<String>,
+    #[serde(default)]
+    pub(crate) text: Option<String>,
+    #[serde(default)]
+    pub(crate) product_items: Vec<ProductItem>,
+}
+
+/// One cart line. Quantities and prices arrive as numbers or as decimal strings.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ProductItem {
+    pub(crate) product_retailer_id: String,
+    #[serde(default)]
+    pub(crate) quantity: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) item_price: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) currency: Option<String>,
+}
+
+/// `type: "edit"`: the customer edited `original_message_id`; `message` is the new content
+/// (text, or media with a caption).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Edit {
+    pub(crate) original_message_id: String,
+    #[serde(default)]
+    pub(crate) message: Option<EditedMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EditedMessage {
+    #[serde(default)]
+    pub(crate) text: Option<Text>,
+    #[serde(default)]
+    pub(crate) image: Option<Media>,
+    #[serde(default)]
+    pub(crate) video: Option<Media>,
+    #[serde(default)]
+    pub(crate) document: Option<Media>,
+}
+
+/// `type: "revoke"`: the customer deleted `original_message_id` for everyone.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Revoke {
+    pub(crate) original_message_id: String,
+}
+
+/// `type: "system"`: the customer's number or business-scoped user id changed. Older
+/// payloads name the new number `new_wa_id` (`customer_changed_number`), newer ones `wa_id`
+/// (`user_changed_number`); `user_changed_user_id` reports only the user id.
+#[derive(Debug, Deserialize)]
+pub(crate) struct System {
+    #[serde(default, rename = "type")]
+    pub(crate) kind: Option<String>,
+    #[serde(default)]
+    pub(crate) body: Option<String>,
+    #[serde(default)]
+    pub(crate) wa_id: Option<String>,
+    #[serde(default)]
+    pub(crate) new_wa_id: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) customer: Option<String>,
+    #[serde(default)]
+    pub(crate) user_id: Option<String>,
+    #[serde(default)]
+    pub(crate) parent_user_id: Option<String>,
+    #[serde(default)]
+    pub(crate) previous_user_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +222,19 @@ pub(crate) struct Interactive {
     pub(crate) button_reply: Option<Reply>,
     #[serde(default)]
     pub(crate) list_reply: Option<Reply>,
+    #[serde(default)]
+    pub(crate) nfm_reply: Option<NfmReply>,
+}
+
+/// A WhatsApp Flows response: `response_json` is the flow's answers as a JSON string.
+#[derive(Debug, Deserialize)]
+pub(crate) struct NfmReply {
+    #[serde(default)]
+    pub(crate) response_json: Option<String>,
+    #[serde(default)]
+    pub(crate) body: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,7 +315,10 @@ pub(crate) struct Status {
     pub(crate) status: String,
     pub(crate) timestamp: String,
     #[serde(default)]
-    pub(crate) recipient_id: String,
+    pub(crate) recipient_id: Option<String>,
+    /// The recipient's business-scoped user id (always sent since the username rollout).
+    #[serde(default)]
+    pub(crate) recipient_user_id: Option<String>,
     #[serde(default)]
     pub(crate) errors: Vec<WireError>,
 }

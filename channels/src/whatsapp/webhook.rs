@@ -1,15 +1,21 @@
 //! Webhook side: signature check, verification handshake, and decoding deliveries into
-//! [`InboundEvent`]s. Pure: no I/O, no tenant, no storage.
+//! [`Event`]s. Pure: no I/O, no tenant, no storage.
+//!
+//! Customers are identified by phone number (`wa_id`, `from`, `recipient_id`) and, since
+//! WhatsApp usernames, by a business-scoped user id (`user_id`, `from_user_id`,
+//! `recipient_user_id`); a customer who adopted a username may come with the user id only.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::api::REENGAGEMENT_CODE;
 use super::types;
 use crate::model::{
-    ContactCard, DeliveryState, InboundEvent, InboundMessage, MediaKind, MediaRef, MessageContent,
+    ContactCard, DeliveryState, InboundMessage, MediaKind, MediaRef, MessageContent, OrderItem,
     ProviderError, StatusUpdate,
 };
+use crate::provider::{CustomerIds, Event, Inbound};
 
 /// The header carrying the body's HMAC-SHA256.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -70,8 +76,8 @@ pub enum DecodeError {
 pub struct ValueEvents {
     /// The business number the events belong to (routes to a tenant's account).
     pub phone_number_id: String,
-    /// Messages and statuses, in payload order.
-    pub events: Vec<InboundEvent>,
+    /// Messages, edits, identity changes and statuses, in payload order.
+    pub events: Vec<Event>,
     /// Value-level errors Meta reported (`value.errors`).
     pub errors: Vec<ProviderError>,
     /// Messages or statuses that could not be decoded (skipped; the rest were kept).
@@ -132,15 +138,12 @@ fn decode_value(value: types::Value) -> ValueEvents {
     for raw in value.messages {
         match serde_json::from_value::<types::Message>(raw) {
             Ok(message) => {
-                let sender_name = value
-                    .contacts
-                    .iter()
-                    .find(|c| c.wa_id == message.from)
-                    .or(value.contacts.first().filter(|_| value.contacts.len() == 1))
+                let ids = customer_ids(&message, &value.contacts);
+                let sender_name = contact_of(&value.contacts, &ids)
                     .and_then(|c| c.profile.as_ref())
                     .and_then(|p| p.name.clone());
-                match decode_message(message, sender_name) {
-                    Some(m) => out.events.push(InboundEvent::Message(m)),
+                match decode_message(message, ids, sender_name) {
+                    Some(events) => out.events.extend(events),
                     None => out.undecodable += 1,
                 }
             }
@@ -155,11 +158,59 @@ fn decode_value(value: types::Value) -> ValueEvents {
             .ok()
             .and_then(decode_status)
         {
-            Some(status) => out.events.push(InboundEvent::Status(status)),
+            Some(status) => out.events.push(Event::Status {
+                window_closed: status
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.code == REENGAGEMENT_CODE),
+                update: status,
+            }),
             None => out.undecodable += 1,
         }
     }
     out
+}
+
+/// A non-empty, trimmed identifier.
+fn id(value: Option<&String>) -> Option<String> {
+    value
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The `contacts[]` entry of the message's sender: the one with its phone number or user id,
+/// else the only one.
+fn contact_of<'a>(contacts: &'a [types::Contact], ids: &CustomerIds) -> Option<&'a types::Contact> {
+    contacts
+        .iter()
+        .find(|c| {
+            (ids.phone.is_some() && id(c.wa_id.as_ref()) == ids.phone)
+                || (ids.user_id.is_some() && id(c.user_id.as_ref()) == ids.user_id)
+        })
+        .or(contacts.first().filter(|_| contacts.len() == 1))
+}
+
+/// The sender's identifiers from the message, completed from its `contacts[]` entry.
+fn customer_ids(m: &types::Message, contacts: &[types::Contact]) -> CustomerIds {
+    let mut ids = CustomerIds {
+        phone: id(m.from.as_ref()),
+        user_id: id(m.from_user_id.as_ref()),
+        parent_user_id: id(m.from_parent_user_id.as_ref()),
+        username: None,
+    };
+    if let Some(contact) = contact_of(contacts, &ids) {
+        ids.phone = ids.phone.or_else(|| id(contact.wa_id.as_ref()));
+        ids.user_id = ids.user_id.or_else(|| id(contact.user_id.as_ref()));
+        ids.parent_user_id = ids
+            .parent_user_id
+            .or_else(|| id(contact.parent_user_id.as_ref()));
+        ids.username = contact
+            .profile
+            .as_ref()
+            .and_then(|p| id(p.username.as_ref()));
+    }
+    ids
 }
 
 fn provider_error(e: &types::WireError) -> ProviderError {
@@ -173,8 +224,102 @@ fn provider_error(e: &types::WireError) -> ProviderError {
     }
 }
 
-fn decode_message(m: types::Message, sender_name: Option<String>) -> Option<InboundMessage> {
+/// A JSON number or decimal string as text (`"2"`, `2`, `12.50`), never rounded.
+fn number_text(value: Option<&serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        _ => None,
+    }
+}
+
+/// The events one message produces: usually one customer message; an edit or a revoke of an
+/// earlier one; a number change (stored for agents, then the contact's addresses change).
+/// `None` when it cannot be read.
+fn decode_message(
+    m: types::Message,
+    ids: CustomerIds,
+    sender_name: Option<String>,
+) -> Option<Vec<Event>> {
     let timestamp_s = m.timestamp.parse::<i64>().ok()?;
+    // The address we answer to: the phone number when shared, else the user id.
+    let from = ids.phone.clone().or_else(|| ids.user_id.clone())?;
+    let message = |content: MessageContent, reply_to: Option<String>| InboundMessage {
+        external_id: m.id.clone(),
+        from: from.clone(),
+        sender_name: sender_name.clone(),
+        timestamp_s,
+        reply_to,
+        content,
+    };
+    let inbound = |message: InboundMessage| {
+        Event::Message(Inbound {
+            ids: ids.clone(),
+            ..Inbound::plain(message)
+        })
+    };
+    let reply_to = m.context.as_ref().and_then(|c| c.id.clone());
+    match m.kind.as_str() {
+        "edit" => {
+            let edit = m.edit?;
+            let text = edit.message.and_then(|e| {
+                e.text.map(|t| t.body).or_else(|| {
+                    [e.image, e.video, e.document]
+                        .into_iter()
+                        .flatten()
+                        .find_map(|m| m.caption)
+                })
+            });
+            return Some(vec![match text {
+                Some(text) => Event::Edited {
+                    external_id: edit.original_message_id,
+                    text,
+                },
+                None => Event::Ignored {
+                    kind: "edit without text".to_owned(),
+                },
+            }]);
+        }
+        "revoke" => {
+            return Some(vec![Event::Revoked {
+                external_id: m.revoke?.original_message_id,
+            }]);
+        }
+        "system" => {
+            let system = m.system.as_ref()?;
+            let kind = system.kind.as_deref().unwrap_or_default();
+            let body = system.body.clone().unwrap_or_else(|| kind.to_owned());
+            // Stored under the address the contact is known by now, then re-addressed.
+            let mut events = vec![inbound(message(MessageContent::System { body }, None))];
+            let new_phone = match kind {
+                "user_changed_number" | "customer_changed_number" => {
+                    id(system.wa_id.as_ref()).or_else(|| number_text(system.new_wa_id.as_ref()))
+                }
+                _ => None,
+            };
+            let new_user_id = id(system.user_id.as_ref());
+            if matches!(
+                kind,
+                "user_changed_number" | "customer_changed_number" | "user_changed_user_id"
+            ) && (new_phone.is_some() || new_user_id.is_some())
+            {
+                let known = ids
+                    .phone
+                    .clone()
+                    .or_else(|| id(system.customer.as_ref()))
+                    .or_else(|| id(system.previous_user_id.as_ref()))
+                    .unwrap_or_else(|| from.clone());
+                events.push(Event::ContactChanged {
+                    from: known,
+                    phone: new_phone,
+                    user_id: new_user_id,
+                    parent_user_id: id(system.parent_user_id.as_ref()),
+                });
+            }
+            return Some(events);
+        }
+        _ => {}
+    }
     let media = |kind: MediaKind, media: types::Media| MessageContent::Media {
         kind,
         caption: media.caption,
@@ -189,17 +334,30 @@ fn decode_message(m: types::Message, sender_name: Option<String>) -> Option<Inbo
         "text" => MessageContent::Text { body: m.text?.body },
         "interactive" => {
             let interactive = m.interactive?;
-            let reply = match interactive.kind.as_str() {
-                "button_reply" => interactive.button_reply?,
-                "list_reply" => interactive.list_reply?,
-                other => {
-                    return Some(unknown(&m.id, &m.from, timestamp_s, sender_name, other));
+            match interactive.kind.as_str() {
+                "button_reply" | "list_reply" => {
+                    let reply = if interactive.kind == "button_reply" {
+                        interactive.button_reply?
+                    } else {
+                        interactive.list_reply?
+                    };
+                    MessageContent::Choice {
+                        id: reply.id,
+                        title: reply.title,
+                        description: reply.description,
+                    }
                 }
-            };
-            MessageContent::Choice {
-                id: reply.id,
-                title: reply.title,
-                description: reply.description,
+                "nfm_reply" => {
+                    let reply = interactive.nfm_reply?;
+                    MessageContent::FlowReply {
+                        name: reply.name,
+                        body: reply.body,
+                        response_json: reply.response_json.unwrap_or_default(),
+                    }
+                }
+                other => MessageContent::Unknown {
+                    kind: other.to_owned(),
+                },
             }
         }
         "button" => {
@@ -257,40 +415,37 @@ fn decode_message(m: types::Message, sender_name: Option<String>) -> Option<Inbo
                 emoji: r.emoji.filter(|e| !e.is_empty()),
             }
         }
+        "order" => {
+            let order = m.order?;
+            MessageContent::Order {
+                catalog_id: order.catalog_id,
+                note: order.text,
+                items: order
+                    .product_items
+                    .into_iter()
+                    .map(|item| OrderItem {
+                        quantity: number_text(item.quantity.as_ref()).and_then(|q| q.parse().ok()),
+                        unit_price: number_text(item.item_price.as_ref()),
+                        currency: item.currency,
+                        product_id: item.product_retailer_id,
+                    })
+                    .collect(),
+            }
+        }
+        "request_welcome" => MessageContent::Welcome,
         "unsupported" => MessageContent::Unsupported {
             code: m.errors.first().map(|e| e.code),
         },
-        other => {
-            return Some(unknown(&m.id, &m.from, timestamp_s, sender_name, other));
-        }
-    };
-    Some(InboundMessage {
-        external_id: m.id,
-        from: m.from,
-        sender_name,
-        timestamp_s,
-        reply_to: m.context.and_then(|c| c.id),
-        content,
-    })
-}
-
-fn unknown(
-    id: &str,
-    from: &str,
-    timestamp_s: i64,
-    sender_name: Option<String>,
-    kind: &str,
-) -> InboundMessage {
-    InboundMessage {
-        external_id: id.to_owned(),
-        from: from.to_owned(),
-        sender_name,
-        timestamp_s,
-        reply_to: None,
-        content: MessageContent::Unknown {
-            kind: kind.to_owned(),
+        other => MessageContent::Unknown {
+            kind: other.to_owned(),
         },
-    }
+    };
+    // Unknown kinds carry no reply context we could trust.
+    let reply_to = match content {
+        MessageContent::Unknown { .. } => None,
+        _ => reply_to,
+    };
+    Some(vec![inbound(message(content, reply_to))])
 }
 
 fn decode_status(s: types::Status) -> Option<StatusUpdate> {
@@ -303,7 +458,10 @@ fn decode_status(s: types::Status) -> Option<StatusUpdate> {
     };
     Some(StatusUpdate {
         provider_message_id: s.id,
-        recipient: s.recipient_id,
+        // Statuses of messages sent to a username-only customer carry only the user id.
+        recipient: id(s.recipient_id.as_ref())
+            .or_else(|| id(s.recipient_user_id.as_ref()))
+            .unwrap_or_default(),
         state,
         timestamp_s: s.timestamp.parse().ok()?,
         error: s.errors.first().map(provider_error),

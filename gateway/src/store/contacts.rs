@@ -6,6 +6,30 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 
+/// New identifiers of a contact (see [`Store::change_contact_ids`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContactIdsChange<'a> {
+    /// The new phone number.
+    pub phone: Option<&'a str>,
+    /// The new business-scoped user id.
+    pub user_id: Option<&'a str>,
+    /// The new parent business-scoped user id.
+    pub parent_user_id: Option<&'a str>,
+}
+
+/// A contact's stored identifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactIds {
+    /// The address messages are sent to (phone number, else user id).
+    pub external_id: String,
+    /// Business-scoped user id.
+    pub user_id: Option<String>,
+    /// Parent business-scoped user id.
+    pub parent_user_id: Option<String>,
+    /// Username.
+    pub username: Option<String>,
+}
+
 impl Store {
     /// Marks the contact `(channel_account_id, external_id)` reachable or not; returns whether
     /// a contact was found. A customer's next message marks them reachable again.
@@ -234,6 +258,163 @@ impl Store {
         .await?
         .rows_affected();
         Ok(changed > 0)
+    }
+
+    /// Marks customer message `external_id` deleted by the customer: its text is replaced by
+    /// a marker agents see, and it is never answered (a still pending one is settled). Returns
+    /// whether the message was known.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn revoke_inbound(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        external_id: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE messages SET body = '[message deleted by the customer]', content_kind = 'revoked', media = NULL \
+             WHERE tenant_id = $1 AND author = 'customer' AND inbox_id = \
+             (SELECT id FROM inbox WHERE tenant_id = $1 AND channel_account_id = $2 AND external_id = $3)",
+        )
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(external_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE inbox SET processed_at = $1 WHERE tenant_id = $2 AND channel_account_id = $3 \
+             AND external_id = $4 AND processed_at IS NULL",
+        )
+        .bind(at_ms)
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(external_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    /// Changes the addresses of the contact known by `known_as` (its phone number or
+    /// business-scoped user id): a new phone number becomes its address, a new user id
+    /// replaces the old one. The contact keeps its conversations. A new phone number that
+    /// already belongs to another contact is not taken (that contact stays as it is). Returns
+    /// whether a contact was found.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn change_contact_ids(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        known_as: &str,
+        ids: &ContactIdsChange<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
+            "SELECT id, external_id, user_id FROM contacts WHERE tenant_id = $1 AND channel_account_id = $2 \
+             AND (external_id = $3 OR user_id = $3) \
+             ORDER BY CASE WHEN external_id = $3 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(known_as)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let id: String = row.try_get("id")?;
+        let external_id: String = row.try_get("external_id")?;
+        let old_user_id: Option<String> = row.try_get("user_id")?;
+        // The address we send to: the new phone number, else (for a contact addressed by its
+        // user id) the new user id.
+        let address = match (ids.phone, ids.user_id) {
+            (Some(phone), _) => Some(phone),
+            (None, Some(user_id)) if old_user_id.as_deref() == Some(external_id.as_str()) => {
+                Some(user_id)
+            }
+            _ => None,
+        };
+        let taken = match address {
+            Some(address) => sqlx::query(
+                "SELECT id FROM contacts WHERE channel_account_id = $1 AND external_id = $2 AND id <> $3",
+            )
+            .bind(channel_account_id)
+            .bind(address)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some(),
+            None => true,
+        };
+        if let (Some(address), false) = (address, taken) {
+            sqlx::query("UPDATE contacts SET external_id = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(address)
+                .bind(tenant_id)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(user_id) = ids.user_id {
+            let owner = sqlx::query(
+                "SELECT id FROM contacts WHERE channel_account_id = $1 AND user_id = $2 AND id <> $3",
+            )
+            .bind(channel_account_id)
+            .bind(user_id)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if owner.is_none() {
+                sqlx::query(
+                    "UPDATE contacts SET user_id = $1, parent_user_id = COALESCE($2, parent_user_id) \
+                     WHERE tenant_id = $3 AND id = $4",
+                )
+                .bind(user_id)
+                .bind(ids.parent_user_id)
+                .bind(tenant_id)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A contact's identifiers as `(external_id, user_id, parent_user_id, username)`, found
+    /// by its address or user id (tests, console).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn contact_ids(
+        &self,
+        tenant_id: &str,
+        channel_account_id: &str,
+        known_as: &str,
+    ) -> Result<Option<ContactIds>, StoreError> {
+        let row = sqlx::query(
+            "SELECT external_id, user_id, parent_user_id, username FROM contacts \
+             WHERE tenant_id = $1 AND channel_account_id = $2 AND (external_id = $3 OR user_id = $3) LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(channel_account_id)
+        .bind(known_as)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok(ContactIds {
+                external_id: r.try_get("external_id")?,
+                user_id: r.try_get("user_id")?,
+                parent_user_id: r.try_get("parent_user_id")?,
+                username: r.try_get("username")?,
+            })
+        })
+        .transpose()
     }
 
     /// The text of customer message `external_id` (tests, console).

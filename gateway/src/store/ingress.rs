@@ -15,6 +15,13 @@ pub struct ContactRef {
     pub display_name: Option<String>,
     /// Locale of a newly created conversation.
     pub locale: String,
+    /// The customer's business-scoped user id (WhatsApp usernames), when sent: links the
+    /// contact known by phone number and the one known by user id.
+    pub user_id: Option<String>,
+    /// The parent business-scoped user id, when sent.
+    pub parent_user_id: Option<String>,
+    /// The customer's username, when sent.
+    pub username: Option<String>,
 }
 
 /// Where an inbound message belongs.
@@ -84,10 +91,15 @@ impl StoredContent {
     pub fn of(content: &channels::model::MessageContent) -> Self {
         use channels::model::{MessageContent, TurnHint};
         let answer = content.answer_text();
-        let (text, kind) = match answer {
-            Some((text, TurnHint::Choice)) => (text.to_owned(), flows::TurnKind::Choice),
-            Some((text, TurnHint::Text)) => (text.to_owned(), flows::TurnKind::Text),
-            None => (content.display_text(), flows::TurnKind::Text),
+        let hint = content.reply_hint();
+        let (text, kind) = match (answer, hint) {
+            (Some((text, TurnHint::Choice)), _) => (text.to_owned(), flows::TurnKind::Choice),
+            (Some((text, _)), _) => (text.to_owned(), flows::TurnKind::Text),
+            // Orders and chat openings are stored readable for agents; the engine answers
+            // them by kind (an acknowledgement, a greeting), never from their text.
+            (None, Some(TurnHint::Order)) => (content.display_text(), flows::TurnKind::Order),
+            (None, Some(TurnHint::Welcome)) => (content.display_text(), flows::TurnKind::Welcome),
+            (None, _) => (content.display_text(), flows::TurnKind::Text),
         };
         let media = match content {
             MessageContent::Media { kind, media, .. } => {
@@ -110,6 +122,26 @@ impl StoredContent {
                 "name": name, "address": address,
             }))
             .ok(),
+            // Product ids, quantities and prices, for agents and order tooling.
+            MessageContent::Order {
+                catalog_id,
+                note,
+                items,
+            } => serde_json::to_string(&serde_json::json!({
+                "kind": "order", "catalog_id": catalog_id, "note": note, "items": items,
+            }))
+            .ok(),
+            // The flow's answers, kept whole for the flow engine (as JSON when they parse).
+            MessageContent::FlowReply {
+                name,
+                body,
+                response_json,
+            } => serde_json::to_string(&serde_json::json!({
+                "kind": "nfm_reply", "name": name, "body": body,
+                "response_json": serde_json::from_str::<serde_json::Value>(response_json)
+                    .unwrap_or_else(|_| serde_json::Value::String(response_json.clone())),
+            }))
+            .ok(),
             _ => None,
         };
         let content_kind = match content {
@@ -119,7 +151,7 @@ impl StoredContent {
         Self {
             text,
             kind,
-            answer: answer.is_some(),
+            answer: hint.is_some(),
             content_kind,
             media,
         }
@@ -314,21 +346,7 @@ async fn resolve_conversation(
     item: &InboundItem,
     contact: &ContactRef,
 ) -> Result<String, StoreError> {
-    let contact_id: String = sqlx::query(
-        "INSERT INTO contacts (id, tenant_id, channel_account_id, external_id, display_name, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel_account_id, external_id) \
-         DO UPDATE SET display_name = COALESCE(excluded.display_name, contacts.display_name), unreachable = 0 \
-         RETURNING id",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&item.tenant_id)
-    .bind(&item.channel_account_id)
-    .bind(&contact.external_id)
-    .bind(contact.display_name.as_deref().map(|n| storable(n).into_owned()))
-    .bind(item.received_at_ms)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("id")?;
+    let contact_id = resolve_contact(tx, item, contact).await?;
     let open = sqlx::query(
         "SELECT id FROM conversations WHERE tenant_id = $1 AND contact_id = $2 AND state <> 'closed' \
          ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -354,4 +372,111 @@ async fn resolve_conversation(
     .execute(&mut **tx)
     .await?;
     Ok(conversation_id)
+}
+
+/// The contact of `contact`: found by its address or by its business-scoped user id, else
+/// created. When the address and the user id name two different contacts (the customer wrote
+/// once by phone and once by username only), they are linked: the user id's contact's
+/// conversations move to the address's contact, which takes over the user id. A contact
+/// known by user id only takes the phone number as its address once it is known.
+async fn resolve_contact(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    item: &InboundItem,
+    contact: &ContactRef,
+) -> Result<String, StoreError> {
+    let account = &item.channel_account_id;
+    let by_address: Option<String> = sqlx::query(
+        "SELECT id FROM contacts WHERE tenant_id = $1 AND channel_account_id = $2 AND external_id = $3",
+    )
+    .bind(&item.tenant_id)
+    .bind(account)
+    .bind(&contact.external_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.try_get("id"))
+    .transpose()?;
+    let by_user_id: Option<String> = match &contact.user_id {
+        Some(user_id) => sqlx::query(
+            "SELECT id FROM contacts WHERE tenant_id = $1 AND channel_account_id = $2 \
+             AND (user_id = $3 OR external_id = $3) \
+             ORDER BY CASE WHEN user_id = $3 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(&item.tenant_id)
+        .bind(account)
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get("id"))
+        .transpose()?,
+        None => None,
+    };
+    let found = match (by_address, by_user_id) {
+        (Some(address), Some(user)) if address != user => {
+            sqlx::query(
+                "UPDATE conversations SET contact_id = $1 WHERE tenant_id = $2 AND contact_id = $3",
+            )
+            .bind(&address)
+            .bind(&item.tenant_id)
+            .bind(&user)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM contacts WHERE tenant_id = $1 AND id = $2")
+                .bind(&item.tenant_id)
+                .bind(&user)
+                .execute(&mut **tx)
+                .await?;
+            Some(address)
+        }
+        (Some(address), _) => Some(address),
+        (None, Some(user)) => {
+            // Known by user id only so far: the phone number, when this message has one,
+            // becomes the address we send to. A username-only message keeps a known number.
+            if contact.user_id.as_deref() != Some(contact.external_id.as_str()) {
+                sqlx::query(
+                    "UPDATE contacts SET external_id = $1 WHERE tenant_id = $2 AND id = $3",
+                )
+                .bind(&contact.external_id)
+                .bind(&item.tenant_id)
+                .bind(&user)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Some(user)
+        }
+        (None, None) => None,
+    };
+    if let Some(id) = found {
+        sqlx::query(
+            "UPDATE contacts SET display_name = COALESCE($1, display_name), unreachable = 0, \
+             user_id = COALESCE($2, user_id), parent_user_id = COALESCE($3, parent_user_id), \
+             username = COALESCE($4, username) WHERE tenant_id = $5 AND id = $6",
+        )
+        .bind(contact.display_name.as_deref().map(|n| storable(n).into_owned()))
+        .bind(contact.user_id.as_deref())
+        .bind(contact.parent_user_id.as_deref())
+        .bind(contact.username.as_deref().map(|n| storable(n).into_owned()))
+        .bind(&item.tenant_id)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(id);
+    }
+    Ok(sqlx::query(
+        "INSERT INTO contacts (id, tenant_id, channel_account_id, external_id, display_name, user_id, parent_user_id, username, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (channel_account_id, external_id) \
+         DO UPDATE SET display_name = COALESCE(excluded.display_name, contacts.display_name), unreachable = 0 \
+         RETURNING id",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&item.tenant_id)
+    .bind(account)
+    .bind(&contact.external_id)
+    .bind(contact.display_name.as_deref().map(|n| storable(n).into_owned()))
+    .bind(contact.user_id.as_deref())
+    .bind(contact.parent_user_id.as_deref())
+    .bind(contact.username.as_deref().map(|n| storable(n).into_owned()))
+    .bind(item.received_at_ms)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?)
 }

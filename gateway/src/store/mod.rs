@@ -24,6 +24,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
+pub use contacts::{ContactIds, ContactIdsChange};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use outbox::{
     Claim, ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage, UndecodableSend,
@@ -67,6 +68,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "outbox_parts",
         include_str!("migrations/0006_outbox_parts.sqlite.sql"),
         include_str!("migrations/0006_outbox_parts.postgres.sql"),
+    ),
+    (
+        7,
+        "whatsapp_usernames",
+        include_str!("migrations/0007_whatsapp_usernames.sqlite.sql"),
+        include_str!("migrations/0007_whatsapp_usernames.postgres.sql"),
     ),
     (
         8,

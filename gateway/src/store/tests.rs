@@ -489,6 +489,9 @@ fn wa_item(tenant: &str, account: &str, wa_id: &str, external: &str, answer: boo
             external_id: wa_id.into(),
             display_name: Some("Rina".into()),
             locale: "id".into(),
+            user_id: None,
+            parent_user_id: None,
+            username: None,
         }),
         external_id: external.into(),
         text: "halo".into(),
@@ -1117,6 +1120,9 @@ async fn a_group_with_nul_text_and_a_refused_item_stores_every_other_item() {
             external_id: "628000".into(),
             display_name: Some("Ghost".into()),
             locale: "id".into(),
+            user_id: None,
+            parent_user_id: None,
+            username: None,
         });
         let accepted = s
             .accept_inbound(&[
@@ -1149,5 +1155,133 @@ async fn a_group_with_nul_text_and_a_refused_item_stores_every_other_item() {
         assert_eq!(seconds[0].body, "kopisusu", "{}", t.name);
         // The refused item left nothing behind: it can be sent again once fixed.
         assert!(s.tenant("ghost").await.unwrap().is_none());
+    }
+}
+
+/// A WhatsApp message from a customer known by `address` and maybe a business-scoped user id.
+fn wa_user_item(
+    account: &str,
+    address: &str,
+    user_id: Option<&str>,
+    external: &str,
+) -> InboundItem {
+    let mut item = wa_item("wa", account, address, external, true);
+    if let InboundTarget::Contact(contact) = &mut item.target {
+        contact.user_id = user_id.map(str::to_owned);
+        contact.username = user_id.map(|_| "sari.kopi".to_owned());
+    }
+    item
+}
+
+#[tokio::test]
+async fn contacts_are_found_by_phone_or_user_id_and_linked_when_both_appear() {
+    const PHONE: &str = "6281399998888";
+    const USER: &str = "ID.13491208655302741918";
+    for t in backends().await {
+        let s = &t.store;
+        let n = t.name;
+        s.upsert_tenant("wa", "Shop", "id").await.unwrap();
+        let account = s
+            .ensure_channel_account("wa", ChannelKind::Whatsapp, "106540352242922", "WA", None)
+            .await
+            .unwrap();
+        let accept = |item: InboundItem| async move {
+            conversation_of(&s.accept_inbound(&[item]).await.unwrap()[0])
+        };
+        // Username only, then both, then each alone: one contact, one conversation.
+        let first = accept(wa_user_item(&account, USER, Some(USER), "wamid.U1")).await;
+        let both = accept(wa_user_item(&account, PHONE, Some(USER), "wamid.U2")).await;
+        let phone = accept(wa_user_item(&account, PHONE, None, "wamid.U3")).await;
+        let user = accept(wa_user_item(&account, USER, Some(USER), "wamid.U4")).await;
+        assert_eq!([&both, &phone, &user], [&first; 3], "{n}");
+        let ids = s.contact_ids("wa", &account, USER).await.unwrap().unwrap();
+        assert_eq!(
+            ids.external_id, PHONE,
+            "{n}: the phone number is the address once known"
+        );
+        assert_eq!(ids.user_id.as_deref(), Some(USER), "{n}");
+        assert_eq!(ids.username.as_deref(), Some("sari.kopi"), "{n}");
+        // A turn for it is addressed to the phone number.
+        let batch = s.load_turn_batch(&first).await.unwrap().unwrap();
+        assert_eq!(batch.recipient, PHONE, "{n}");
+
+        // Two contacts (one by phone, one by user id) are linked when a message names both.
+        let by_phone = accept(wa_user_item(&account, "6285600001111", None, "wamid.L1")).await;
+        let by_user = accept(wa_user_item(&account, "ID.5", Some("ID.5"), "wamid.L2")).await;
+        assert_ne!(by_phone, by_user, "{n}");
+        let linked = accept(wa_user_item(
+            &account,
+            "6285600001111",
+            Some("ID.5"),
+            "wamid.L3",
+        ))
+        .await;
+        assert!([&by_phone, &by_user].contains(&&linked), "{n}");
+        let ids = s
+            .contact_ids("wa", &account, "ID.5")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids.external_id, "6285600001111", "{n}");
+        let again = accept(wa_user_item(&account, "ID.5", Some("ID.5"), "wamid.L4")).await;
+        assert_eq!(again, linked, "{n}");
+
+        // A number change keeps the contact and its conversation under the new number.
+        assert!(
+            s.change_contact_ids(
+                "wa",
+                &account,
+                PHONE,
+                &ContactIdsChange {
+                    phone: Some("6281377776666"),
+                    user_id: Some("ID.777"),
+                    parent_user_id: None,
+                },
+            )
+            .await
+            .unwrap(),
+            "{n}"
+        );
+        let moved = accept(wa_user_item(&account, "6281377776666", None, "wamid.U5")).await;
+        assert_eq!(moved, first, "{n}");
+        let ids = s
+            .contact_ids("wa", &account, "ID.777")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids.external_id, "6281377776666", "{n}");
+        assert!(
+            !s.change_contact_ids("wa", &account, "000", &ContactIdsChange::default())
+                .await
+                .unwrap(),
+            "{n}"
+        );
+
+        // A revoked message is marked, settled (never answered) and scoped by tenant.
+        assert!(
+            !s.revoke_inbound("other", &account, "wamid.U5", now_ms())
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert!(
+            s.revoke_inbound("wa", &account, "wamid.U5", now_ms())
+                .await
+                .unwrap(),
+            "{n}"
+        );
+        assert_eq!(
+            s.inbound_text("wa", &account, "wamid.U5")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("[message deleted by the customer]"),
+            "{n}"
+        );
+        let pending = s.load_turn_batch(&first).await.unwrap().unwrap();
+        assert!(
+            pending.turns.iter().all(|t| t.external_id != "wamid.U5"),
+            "{n}"
+        );
     }
 }

@@ -30,7 +30,10 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
         })
         .collect();
     let mut turn = Turn::new(batch);
-    let decision = ctx.engine.decide(&conversation, &turns);
+    let greeting = ctx.greetings.get(&turn.batch.tenant_id).map(String::as_str);
+    let decision = ctx
+        .engine
+        .decide_with_greeting(&conversation, &turns, greeting);
     turn.conversation = decision.conversation.clone();
     for action in decision.actions {
         if let Action::Answer { query } = action {

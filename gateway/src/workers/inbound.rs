@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use super::ingress::{Ingress, IngressError};
 use crate::accounts::Route;
 use crate::store::{
-    ContactRef, DeliveryStatus, InboundItem, InboundTarget, Store, StoreError, StoredContent,
-    now_ms,
+    ContactIdsChange, ContactRef, DeliveryStatus, InboundItem, InboundTarget, Store, StoreError,
+    StoredContent, now_ms,
 };
 use crate::telemetry;
 
@@ -92,6 +92,39 @@ impl InboundEvents {
                 if !known {
                     tracing::debug!(channel = %route.kind, "edit of a message we never stored; ignored");
                 }
+            }
+            Event::Revoked { external_id } => {
+                let known = self
+                    .store
+                    .revoke_inbound(&route.tenant_id, &route.account_id, &external_id, now_ms())
+                    .await
+                    .map_err(store_err)?;
+                count(route, "revoked");
+                if !known {
+                    tracing::debug!(channel = %route.kind, "revoke of a message we never stored; ignored");
+                }
+            }
+            Event::ContactChanged {
+                from,
+                phone,
+                user_id,
+                parent_user_id,
+            } => {
+                let found = self
+                    .store
+                    .change_contact_ids(
+                        &route.tenant_id,
+                        &route.account_id,
+                        &from,
+                        &ContactIdsChange {
+                            phone: phone.as_deref(),
+                            user_id: user_id.as_deref(),
+                            parent_user_id: parent_user_id.as_deref(),
+                        },
+                    )
+                    .await
+                    .map_err(store_err)?;
+                count(route, if found { "contact_changed" } else { "ignored" });
             }
             Event::Status {
                 update,
@@ -289,6 +322,7 @@ enum StatusOutcome {
 
 fn inbound_item(route: &Route, inbound: Inbound) -> InboundItem {
     let message = inbound.message;
+    let ids = inbound.ids;
     let content = StoredContent::of(&message.content);
     let kind = if inbound.command && content.answer {
         flows::TurnKind::Command
@@ -302,6 +336,9 @@ fn inbound_item(route: &Route, inbound: Inbound) -> InboundItem {
             external_id: message.from,
             display_name: message.sender_name,
             locale: locale_for(inbound.language.as_deref(), &route.locale),
+            user_id: ids.user_id,
+            parent_user_id: ids.parent_user_id,
+            username: ids.username,
         }),
         external_id: message.external_id,
         text: content.text,

@@ -53,6 +53,9 @@ pub struct TurnContext {
     pub stream_webchat: bool,
     /// Earlier conversation messages given to the model.
     pub history_messages: usize,
+    /// Each tenant's own greeting (`[tenants.<slug>] greeting`), by tenant id; tenants without
+    /// one get the built-in greeting in their language.
+    pub greetings: HashMap<String, String>,
 }
 
 /// Channel adapters by account id, with a default per channel kind.
