@@ -29,7 +29,9 @@ mod state;
 pub mod texts;
 
 pub use action::{Action, BotReply, HandoffReason};
-pub use engine::{AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind};
+pub use engine::{
+    AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind, latest_turns,
+};
 pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
 pub use prompts::{PromptChunk, PromptContext, PromptError, PromptTurn, Prompts, RenderedPrompt};
 pub use state::{Conversation, ConversationState, Locale};
