@@ -478,47 +478,51 @@ async fn a_flood_is_answered_from_its_latest_messages_within_the_prompt_limit() 
     app.stop().await;
 }
 
+/// The "customer writes every 3 s" case at a tenth of the scale (real time: the store's pool
+/// timeouts do not survive paused time): a message every 300 ms, a 150 ms debounce and
+/// 400 ms per model call, so every answer is overtaken by the next message.
 #[tokio::test]
-async fn a_customer_writing_every_3_s_gets_answers_after_bounded_restarts() {
-    // Each model call takes 2.5 s; with the 1 s debounce every answer is overtaken by the
-    // customer's next message: without a restart cap nobody would ever be answered.
+async fn a_customer_writing_every_few_seconds_gets_answers_after_bounded_restarts() {
     let replies = (0..60).map(|_| {
-        hours_answer("Hari Minggu buka 08.00–23.00, Kak.").delayed(Duration::from_millis(2500))
+        hours_answer("Hari Minggu buka 08.00–23.00, Kak.").delayed(Duration::from_millis(400))
     });
     let fake = FakeOpenAi::start(replies).await;
-    let config = fake.config("stream = false\nmax_restarts = 2\ntimeout = \"20s\"")
-        + "[conversation]\ndebounce = \"1s\"\ndebounce_max = \"4s\"\n";
+    let config = fake.config("stream = false\nmax_restarts = 2")
+        + "[conversation]\ndebounce = \"150ms\"\ndebounce_max = \"2s\"\n";
     let app = spawn_app(&config).await;
     let session = app.session("demo").await;
-    // Two minutes of customer time on paused time (the app is up; the store is connected).
-    tokio::time::pause();
-    let started = tokio::time::Instant::now();
+    let started = std::time::Instant::now();
     let mut first_answer_after = None;
-    for i in 0..40 {
+    for i in 0..30 {
+        let sent = std::time::Instant::now();
         assert_eq!(
             app.post(&session, &format!("c-{i}"), &format!("{HOURS_QUESTION} ({i})"))
                 .await
                 .status(),
             202
         );
-        tokio::time::sleep(Duration::from_secs(3)).await;
         if first_answer_after.is_none()
             && app.messages(&session).await.iter().any(|m| m["author"] == "bot")
         {
             first_answer_after = Some(started.elapsed());
         }
+        tokio::time::sleep(Duration::from_millis(300).saturating_sub(sent.elapsed())).await;
     }
     let first = first_answer_after.expect("answered while the customer kept writing");
-    // At most 3 calls (2 restarts) of ~3.5 s each, plus debounce slack.
-    assert!(first <= Duration::from_secs(20), "first answer after {first:?}");
-    let bots = app.bot_messages(&session, 1).await;
+    let answers = app
+        .messages(&session)
+        .await
+        .iter()
+        .filter(|m| m["author"] == "bot")
+        .count();
     let calls = fake.requests().len();
-    // Each answer cost at most max_restarts + 1 calls (+1 for an answer in flight).
+    eprintln!("first answer after {first:?}; {calls} calls, {answers} answers");
+    // At most 3 calls (2 restarts) of ~0.55 s each, with slack for a loaded machine.
+    assert!(first <= Duration::from_secs(6), "first answer after {first:?}");
+    // Each answer cost at most max_restarts + 1 calls (+ one answer in flight).
     assert!(
-        calls <= (bots.len() + 1) * 3,
-        "{calls} model calls for {} answers",
-        bots.len()
+        calls <= (answers + 1) * 3,
+        "{calls} model calls for {answers} answers"
     );
-    assert!(calls <= 45, "{calls} model calls in 2 minutes");
     app.stop().await;
 }
