@@ -479,16 +479,16 @@ async fn a_flood_is_answered_from_its_latest_messages_within_the_prompt_limit() 
 }
 
 /// The "customer writes every 3 s" case at a tenth of the scale (real time: the store's pool
-/// timeouts do not survive paused time): a message every 300 ms, a 150 ms debounce and
-/// 400 ms per model call, so every answer is overtaken by the next message.
+/// timeouts do not survive paused time): a message every 300 ms, a 200 ms debounce and
+/// 1 s per model call, so every answer is overtaken by the next message.
 #[tokio::test]
 async fn a_customer_writing_every_few_seconds_gets_answers_after_bounded_restarts() {
     let replies = (0..60).map(|_| {
-        hours_answer("Hari Minggu buka 08.00–23.00, Kak.").delayed(Duration::from_millis(400))
+        hours_answer("Hari Minggu buka 08.00–23.00, Kak.").delayed(Duration::from_millis(1000))
     });
     let fake = FakeOpenAi::start(replies).await;
     let config = fake.config("stream = false\nmax_restarts = 2")
-        + "[conversation]\ndebounce = \"150ms\"\ndebounce_max = \"2s\"\n";
+        + "[conversation]\ndebounce = \"200ms\"\ndebounce_max = \"2s\"\n";
     let app = spawn_app(&config).await;
     let session = app.session("demo").await;
     let started = std::time::Instant::now();
@@ -517,8 +517,8 @@ async fn a_customer_writing_every_few_seconds_gets_answers_after_bounded_restart
         .count();
     let calls = fake.requests().len();
     eprintln!("first answer after {first:?}; {calls} calls, {answers} answers");
-    // At most 3 calls (2 restarts) of ~0.55 s each, with slack for a loaded machine.
-    assert!(first <= Duration::from_secs(6), "first answer after {first:?}");
+    // At most 3 calls (2 restarts) of ~1.2 s each, with slack for a loaded machine.
+    assert!(first <= Duration::from_secs(8), "first answer after {first:?}");
     // Each answer cost at most max_restarts + 1 calls (+ one answer in flight).
     assert!(
         calls <= (answers + 1) * 3,
