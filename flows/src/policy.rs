@@ -177,13 +177,12 @@ struct Number {
 /// Zero of every run of ten decimal digits in Unicode (category Nd) outside ASCII: a digit
 /// `c` with `zero <= c <= zero + 9` has the value `c - zero`.
 const DIGIT_ZEROS: &[u32] = &[
-    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
-    0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0,
-    0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0,
-    0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0,
-    0x11450, 0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0,
-    0x16A60, 0x16AC0, 0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0,
-    0x1E950, 0x1FBF0,
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66,
+    0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
+    0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650,
+    0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50,
+    0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
 ];
 
 /// `c` as ASCII when it is a decimal digit of another script or a fullwidth ASCII form
@@ -219,8 +218,8 @@ pub fn normalize_digits(text: &str) -> String {
 
 /// Currency markers written before an amount (lowercase); `rp` and `idr` are rupiah.
 const CURRENCY_BEFORE: &[&str] = &[
-    "rp", "idr", "us$", "usd", "s$", "sgd", "rm", "myr", "eur", "gbp", "jpy", "$", "€", "£",
-    "¥", "₹", "₩", "₱",
+    "rp", "idr", "us$", "usd", "s$", "sgd", "rm", "myr", "eur", "gbp", "jpy", "$", "€", "£", "¥",
+    "₹", "₩", "₱",
 ];
 
 /// Finds numbers, prices and percentages: `Rp 25.000`, `Rp25,000`, `25.000`, `25rb`,
@@ -331,7 +330,10 @@ fn numbers(text: &str) -> Vec<Number> {
             // "$5", "$5.00", "USD 1,250.50": cents are the last group of two digits.
             let cents = groups.len() > 1 && groups.last().is_some_and(|g| g.len() == 2);
             let (whole, cents) = if cents {
-                (groups[..groups.len() - 1].concat(), groups[groups.len() - 1].clone())
+                (
+                    groups[..groups.len() - 1].concat(),
+                    groups[groups.len() - 1].clone(),
+                )
             } else if thousands {
                 (groups.concat(), String::new())
             } else {
@@ -423,12 +425,10 @@ fn bare_host(word: &str) -> bool {
     let host = word.split(['/', '?', '#']).next().unwrap_or(word);
     let labels: Vec<&str> = host.split('.').collect();
     labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
         && labels
-            .last()
-            .is_some_and(|tld| BARE_TLDS.contains(tld))
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && labels.last().is_some_and(|tld| BARE_TLDS.contains(tld))
         && labels[..labels.len() - 1]
             .iter()
             .any(|l| l.chars().any(|c| c.is_ascii_alphabetic()))
@@ -504,10 +504,10 @@ pub fn stream_safe_len(reply: &str) -> usize {
     let mut word_start = None;
     for (at, c) in reply.char_indices() {
         if c.is_whitespace() {
-            if let Some(start) = word_start.take() {
-                if risky_word(&reply[start..at]) {
-                    return safe;
-                }
+            if let Some(start) = word_start.take()
+                && risky_word(&reply[start..at])
+            {
+                return safe;
             }
             safe = at + c.len_utf8();
         } else if word_start.is_none() {
@@ -527,7 +527,10 @@ fn risky_word(word: &str) -> bool {
     word.chars().any(|c| c.is_numeric())
         || word.contains(['%', '$', '€', '£', '¥', '₹', '₩', '₱', '@'])
         || CURRENCY_BEFORE.contains(&bare)
-        || ["rupiah", "persen", "percent", "dollar", "dolar", "ribu", "juta"].contains(&bare)
+        || [
+            "rupiah", "persen", "percent", "dollar", "dolar", "ribu", "juta",
+        ]
+        .contains(&bare)
         || lower.contains("://")
         || lower.starts_with("www.")
         || lower.contains("www.")
@@ -722,7 +725,11 @@ mod tests {
         }
         // A link of a passage the reply does not cite is not backed.
         assert!(matches!(
-            validate(&answer("Pesan di https://kopi.example/order", "menu:0"), &given, &[]),
+            validate(
+                &answer("Pesan di https://kopi.example/order", "menu:0"),
+                &given,
+                &[]
+            ),
             Err(Rejection::UnsupportedLink(_))
         ));
         // The tenant's allowed list: hosts (and their subdomains) and URL prefixes.
@@ -737,7 +744,10 @@ mod tests {
                 "{fine}"
             );
         }
-        for invented in ["Chat https://wa.me/62899", "Lihat https://notkopi.example/x"] {
+        for invented in [
+            "Chat https://wa.me/62899",
+            "Lihat https://notkopi.example/x",
+        ] {
             assert!(
                 matches!(
                     validate(&answer(invented, "menu:0"), &given, &allowed),
@@ -817,7 +827,10 @@ mod tests {
         fn safe(reply: &str) -> &str {
             &reply[..stream_safe_len(reply)]
         }
-        assert_eq!(safe("Halo Kak, harganya Rp 25.000 ya"), "Halo Kak, harganya ");
+        assert_eq!(
+            safe("Halo Kak, harganya Rp 25.000 ya"),
+            "Halo Kak, harganya "
+        );
         assert_eq!(safe("Halo Kak, harganya 25rb ya"), "Halo Kak, harganya ");
         assert_eq!(safe("Diskon 50% hari ini"), "Diskon ");
         assert_eq!(safe("Ongkir $5 saja"), "Ongkir ");
@@ -826,7 +839,10 @@ mod tests {
         assert_eq!(safe("Lihat kopi.id ya"), "Lihat ");
         // An unfinished word may still become a price or a link.
         assert_eq!(safe("Harganya R"), "Harganya ");
-        assert_eq!(safe("Halo Kak, kami buka tiap hari"), "Halo Kak, kami buka tiap ");
+        assert_eq!(
+            safe("Halo Kak, kami buka tiap hari"),
+            "Halo Kak, kami buka tiap "
+        );
         // Monotonic: a longer prefix never shows less.
         let full = "Kopi susu Rp 25.000, cek https://kopi.example ya";
         let mut last = 0;

@@ -204,7 +204,8 @@ impl Prompts {
             let len = ctx.question.chars().count();
             if len > 200 {
                 let keep = len.saturating_sub(excess).max(200);
-                ctx.question = "…".to_owned() + &ctx.question.chars().skip(len - keep).collect::<String>();
+                ctx.question =
+                    "…".to_owned() + &ctx.question.chars().skip(len - keep).collect::<String>();
                 continue;
             }
             // Instructions and templates alone exceed the limit: send the smallest prompt.
@@ -286,7 +287,10 @@ mod tests {
             assert!(rendered.user.contains("jam buka?"));
             assert!(rendered.user.contains("halo, outlet Blok M?"));
             assert!(rendered.user.contains("Halo Kak, ada yang bisa dibantu?"));
-            assert!(rendered.user.contains('2'), "omitted messages are mentioned");
+            assert!(
+                rendered.user.contains('2'),
+                "omitted messages are mentioned"
+            );
         }
     }
 
@@ -310,18 +314,30 @@ mod tests {
         let full = prompts.render(Locale::Id, &ctx).unwrap().estimated_tokens();
         assert!(full > 6000, "{full}");
         let mut fitted = ctx.clone();
-        let rendered = prompts.render_within(Locale::Id, &mut fitted, 1500).unwrap();
-        assert!(rendered.estimated_tokens() <= 1500, "{}", rendered.estimated_tokens());
+        let rendered = prompts
+            .render_within(Locale::Id, &mut fitted, 1500)
+            .unwrap();
+        assert!(
+            rendered.estimated_tokens() <= 1500,
+            "{}",
+            rendered.estimated_tokens()
+        );
         assert!(fitted.history.is_empty());
         assert!(!fitted.chunks.is_empty() && fitted.chunks[0].id == "doc:0");
         // Tiny limit: one passage, cut, still rendered.
         let mut tiny = ctx.clone();
         let rendered = prompts.render_within(Locale::Id, &mut tiny, 400).unwrap();
         assert_eq!(tiny.chunks.len(), 1);
-        assert!(rendered.estimated_tokens() <= 400, "{}", rendered.estimated_tokens());
+        assert!(
+            rendered.estimated_tokens() <= 400,
+            "{}",
+            rendered.estimated_tokens()
+        );
         // Within the limit nothing changes.
         let mut same = sample();
-        prompts.render_within(Locale::Id, &mut same, 100_000).unwrap();
+        prompts
+            .render_within(Locale::Id, &mut same, 100_000)
+            .unwrap();
         assert_eq!(same, sample());
         assert_eq!(estimate_tokens("abcdefgh"), 2);
         assert_eq!(estimate_tokens("a"), 1);

@@ -420,7 +420,11 @@ async fn the_widget_never_receives_an_unvalidated_price_or_link() {
     assert_eq!(parts.concat(), reply, "{events:#?}");
     assert!(parts.len() >= 2, "{parts:?}");
     let first_with_price = parts.iter().position(|p| p.contains("22.000")).unwrap();
-    assert_eq!(first_with_price, parts.len() - 1, "the price comes last, validated");
+    assert_eq!(
+        first_with_price,
+        parts.len() - 1,
+        "the price comes last, validated"
+    );
     assert!(!events.iter().any(|e| e["type"] == "stream_discarded"));
     app.stop().await;
 }
@@ -440,7 +444,9 @@ async fn a_spent_daily_budget_answers_extractively_without_the_model() {
         metrics(&app)
             .await
             .lines()
-            .any(|l| l.starts_with("sapa_llm_budget_exhausted_total") && l.contains("tenant=\"demo\""))
+            .any(|l| {
+                l.starts_with("sapa_llm_budget_exhausted_total") && l.contains("tenant=\"demo\"")
+            })
             .then_some(())
     })
     .await;
@@ -460,7 +466,10 @@ async fn a_flood_is_answered_from_its_latest_messages_within_the_prompt_limit() 
         } else {
             format!("pesan nomor {i} {}", "bla ".repeat(60))
         };
-        assert_eq!(app.post(&session, &format!("f-{i}"), &text).await.status(), 202);
+        assert_eq!(
+            app.post(&session, &format!("f-{i}"), &text).await.status(),
+            202
+        );
     }
     let bots = app.bot_messages(&session, 1).await;
     assert_eq!(bots.len(), 1, "one answer for the whole flood");
@@ -469,7 +478,10 @@ async fn a_flood_is_answered_from_its_latest_messages_within_the_prompt_limit() 
     let user = requests[0]["messages"][1]["content"].as_str().unwrap();
     let system = requests[0]["messages"][0]["content"].as_str().unwrap();
     assert!(user.contains(HOURS_QUESTION), "{user}");
-    assert!(!user.contains("pesan nomor 0") && !user.contains("pesan nomor 2"), "{user}");
+    assert!(
+        !user.contains("pesan nomor 0") && !user.contains("pesan nomor 2"),
+        "{user}"
+    );
     assert!(user.contains("pesan pelanggan yang lebih lama"), "{user}");
     let estimated = (user.chars().count() + system.chars().count()).div_ceil(4);
     assert!(estimated <= 600, "prompt of ~{estimated} tokens");
@@ -498,13 +510,21 @@ async fn a_customer_writing_every_few_seconds_gets_answers_after_bounded_restart
     for i in 0..30 {
         let sent = std::time::Instant::now();
         assert_eq!(
-            app.post(&session, &format!("c-{i}"), &format!("{HOURS_QUESTION} ({i})"))
-                .await
-                .status(),
+            app.post(
+                &session,
+                &format!("c-{i}"),
+                &format!("{HOURS_QUESTION} ({i})")
+            )
+            .await
+            .status(),
             202
         );
         if first_answer_after.is_none()
-            && app.messages(&session).await.iter().any(|m| m["author"] == "bot")
+            && app
+                .messages(&session)
+                .await
+                .iter()
+                .any(|m| m["author"] == "bot")
         {
             first_answer_after = Some(started.elapsed());
         }
@@ -520,7 +540,10 @@ async fn a_customer_writing_every_few_seconds_gets_answers_after_bounded_restart
     let calls = fake.requests().len();
     eprintln!("first answer after {first:?}; {calls} calls, {answers} answers");
     // At most 3 calls (2 restarts) of ~1.2 s each, with slack for a loaded machine.
-    assert!(first <= Duration::from_secs(8), "first answer after {first:?}");
+    assert!(
+        first <= Duration::from_secs(8),
+        "first answer after {first:?}"
+    );
     // Each answer cost at most max_restarts + 1 calls (+ one answer in flight).
     assert!(
         calls <= (answers + 1) * 3,

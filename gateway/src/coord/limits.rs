@@ -138,7 +138,10 @@ mod tests {
         limits.check(RateLimit::Conversation, "c").unwrap();
         limits.check(RateLimit::Conversation, "c").unwrap();
         let wait = limits.check(RateLimit::Conversation, "c").unwrap_err();
-        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
         limits.check(RateLimit::WebchatSession, "c").unwrap();
     }
 }

@@ -499,7 +499,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn llm_tokens_since(&self, tenant_id: &str, since_ms: i64) -> Result<i64, StoreError> {
+    pub async fn llm_tokens_since(
+        &self,
+        tenant_id: &str,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS used \
              FROM llm_usage WHERE tenant_id = $1 AND created_at >= $2",

@@ -310,7 +310,6 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                 unanswered: vec![],
                 llm_usage: vec![],
                 accept_newer: false,
-            accept_newer: false,
                 ..Turn::new(batch.clone())
             };
             s.commit_turn(&commit).await.unwrap();
