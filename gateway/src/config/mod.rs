@@ -1354,6 +1354,30 @@ mod tests {
     }
 
     #[test]
+    fn cost_bounds_and_allowed_links_are_checked() {
+        let config = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\nallowed_links = [\"kopi.example\", \"https://wa.me/62812\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.tenants["shop"].allowed_links.len(), 2);
+        assert_eq!(config.llm.max_restarts, 2);
+        assert_eq!(config.conversation.messages_per_minute, 20);
+        let err = Config::from_toml(
+            "[conversation]\nmax_turn_messages = 0\nmax_turn_chars = 10\n[llm]\nmax_prompt_tokens = 100\n[tenants.shop]\nname = \"S\"\nlocale = \"id\"\nallowed_links = [\"kopi\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "conversation.max_turn_messages must be at least 1",
+            "conversation.max_turn_chars must be at least 100",
+            "llm.max_prompt_tokens must be at least 500",
+            "tenants.shop.allowed_links: `kopi` is neither a host",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn widget_keys_are_checked_and_lists_can_come_from_the_environment() {
         let config = Config::from_sources(
             Some((
