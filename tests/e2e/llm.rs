@@ -538,7 +538,6 @@ async fn a_customer_writing_every_few_seconds_gets_answers_after_bounded_restart
         .filter(|m| m["author"] == "bot")
         .count();
     let calls = fake.requests().len();
-    eprintln!("first answer after {first:?}; {calls} calls, {answers} answers");
     // At most 3 calls (2 restarts) of ~1.2 s each, with slack for a loaded machine.
     assert!(
         first <= Duration::from_secs(8),
@@ -549,5 +548,14 @@ async fn a_customer_writing_every_few_seconds_gets_answers_after_bounded_restart
         calls <= (answers + 1) * 3,
         "{calls} model calls for {answers} answers"
     );
+    // Superseded calls were paid for too: they count against the tenant's budget (all but
+    // the call still in flight).
+    let store = store_of(&app).await;
+    let recorded = store.llm_usage("demo").await.unwrap().len();
+    assert!(
+        recorded + 1 >= calls,
+        "{recorded} usage rows for {calls} model calls"
+    );
+    store.close().await;
     app.stop().await;
 }

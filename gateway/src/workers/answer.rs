@@ -17,9 +17,13 @@ use super::TurnContext;
 use crate::store::{LlmUsage, Turn, TurnBatch, TurnReply, now_ms};
 use crate::telemetry;
 
+/// A model call in flight: what it will cost at least (its estimated prompt), so a lane that
+/// drops the preparation (supersede) can still count it against the tenant's budget.
+pub type InFlight = std::sync::Mutex<Option<LlmUsage>>;
+
 /// Runs the engine over `batch`, consulting the knowledge base when it asks to; the result is
-/// the [`Turn`] to commit.
-pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
+/// the [`Turn`] to commit. `in_flight` holds the estimated usage while the model is called.
+pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) -> Turn {
     let conversation = batch.conversation.clone();
     let pending: Vec<CustomerTurn> = batch
         .turns
@@ -50,6 +54,7 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
                     let asked = Asked {
                         query: &query,
                         omitted,
+                        in_flight,
                     };
                     generate(ctx, llm.as_ref(), &decision.conversation, asked, &mut turn).await
                 }
@@ -73,6 +78,12 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
         }
     }
     turn
+}
+
+fn set_in_flight(in_flight: &InFlight, usage: Option<LlmUsage>) {
+    *in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = usage;
 }
 
 /// Whether the tenant may still call the model today (`llm.daily_tokens_per_tenant`, UTC
@@ -105,6 +116,7 @@ async fn budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
 struct Asked<'a> {
     query: &'a str,
     omitted: usize,
+    in_flight: &'a InFlight,
 }
 
 /// Shows the customer that an answer is coming: a typing event on web chat, otherwise the
@@ -257,6 +269,7 @@ async fn generate(
                 .on_answer(conversation, query, AnswerOutcome::Failed);
         }
     };
+    let rendered_tokens = rendered.estimated_tokens();
     let request = ChatRequest {
         messages: vec![
             ChatMessage {
@@ -270,6 +283,12 @@ async fn generate(
         ],
         json: true,
     };
+    let estimate = LlmUsage {
+        model: llm.label().to_owned(),
+        prompt_tokens: i64::try_from(rendered_tokens).unwrap_or(i64::MAX),
+        completion_tokens: 0,
+    };
+    set_in_flight(asked.in_flight, Some(estimate));
     let stream_to = stream_to.then_some(conversation_id.as_str());
     let mut published = 0usize;
     let result = match stream_to {
@@ -278,6 +297,8 @@ async fn generate(
         }
         None => llm.chat(&request).await.map(|r| (r.content, r.usage)),
     };
+    // Finished: the turn carries the real usage from here on.
+    set_in_flight(asked.in_flight, None);
     let allowed_links = ctx
         .allowed_links
         .get(&tenant_id)

@@ -205,16 +205,25 @@ async fn answer_while_pending(
         let turn = if last_try {
             // Restarted often enough: answer this batch even if the customer adds more.
             metrics::counter!(telemetry::RESTARTS_CAPPED_TOTAL).increment(1);
-            let mut turn = answer::prepare(&ctx, batch).await;
+            let mut turn = answer::prepare(&ctx, batch, &answer::InFlight::default()).await;
             turn.accept_newer = true;
             turn
         } else {
+            let in_flight = answer::InFlight::default();
             tokio::select! {
-                turn = answer::prepare(&ctx, batch) => turn,
+                turn = answer::prepare(&ctx, batch, &in_flight) => turn,
                 nudge = rx.recv() => {
                     // Supersede: the customer added something; answer everything together.
                     metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
                     restarts += 1;
+                    // A dropped model call is paid for its prompt at least.
+                    let dropped = in_flight
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take();
+                    if let Some(usage) = dropped {
+                        record_usage(&ctx, &tenant_id, &conversation, &[usage]).await;
+                    }
                     if ctx.llm.is_some() && on_webchat {
                         // Drop any half-streamed answer from the browser.
                         ctx.coord.publish(conversation_id, WebchatEvent::StreamDiscarded);
@@ -249,13 +258,7 @@ async fn answer_while_pending(
                 metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
                 restarts += 1;
                 // The model was paid for the discarded answer: it counts against the budget.
-                if let Err(err) = ctx
-                    .store
-                    .record_llm_usage(&tenant_id, &conversation, &usage)
-                    .await
-                {
-                    tracing::warn!(conversation_id = %conversation_id, error = %err, "recording LLM usage of a superseded answer failed");
-                }
+                record_usage(&ctx, &tenant_id, &conversation, &usage).await;
             }
             Ok(TurnOutcome::Stale) => {}
             Err(err) => {
@@ -268,6 +271,25 @@ async fn answer_while_pending(
     }
     let mut lanes = inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
     lanes.remove(conversation_id);
+}
+
+/// Stores the usage of a model answer that was not committed (superseded); best effort.
+async fn record_usage(
+    ctx: &TurnContext,
+    tenant_id: &str,
+    conversation_id: &str,
+    usage: &[crate::store::LlmUsage],
+) {
+    if usage.is_empty() {
+        return;
+    }
+    if let Err(err) = ctx
+        .store
+        .record_llm_usage(tenant_id, conversation_id, usage)
+        .await
+    {
+        tracing::warn!(conversation_id = %conversation_id, error = %err, "recording LLM usage of a superseded answer failed");
+    }
 }
 
 /// Counts the batch's messages not counted yet against the conversation's rate limit, one by
