@@ -275,7 +275,14 @@ fn numbers(text: &str) -> Vec<Number> {
         let before: String = lower[start.saturating_sub(5)..start].iter().collect();
         let before = before.trim_end().trim_end_matches('.');
         let rupiah_before = before.ends_with("rp") || before.ends_with("idr");
-        let foreign_before = !rupiah_before && CURRENCY_BEFORE.iter().any(|m| before.ends_with(m));
+        // A lettered marker must be a word of its own: "form 2" is not RM 2.
+        let marker = |m: &str| {
+            before.strip_suffix(m).is_some_and(|rest| {
+                !m.starts_with(char::is_alphabetic)
+                    || rest.chars().last().is_none_or(|c| !c.is_alphanumeric())
+            })
+        };
+        let foreign_before = !rupiah_before && CURRENCY_BEFORE.iter().any(|m| marker(m));
         let mut j = i;
         while j < lower.len() && lower[j] == ' ' {
             j += 1;
@@ -783,6 +790,7 @@ mod tests {
             );
         }
         for stated in [
+            "Isi form 2 kali ya.",
             "Diskon 10% tiap Senin.",
             "Diskon 10 persen tiap Senin.",
             "Ongkir $3.",
