@@ -8,7 +8,7 @@
 //! - `action`: [`Action`], the closed list of everything the bot can do.
 //! - `texts`: every sentence the bot says to customers, in Indonesian (default) and English.
 //! - `policy`: validation of the model's structured answer (citations, no invented prices,
-//!   percentages or links, digits of any script), what of a partial reply may stream
+//!   percentages or links, digits of any script), how much of a partial reply may stream,
 //!   and reading its `reply` out of a partial stream.
 //! - `prompts`: the model's tera prompts from `prompts/`, compiled at start.
 //! - `lang`: a cheap Indonesian/English detector for customer messages.
