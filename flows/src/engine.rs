@@ -74,6 +74,41 @@ pub struct CustomerTurn {
     pub kind: TurnKind,
 }
 
+/// The part of a pending batch one turn answers: the latest `max_messages` messages and, of
+/// those, the newest `max_chars` characters (the oldest kept message keeps its end). Returns
+/// the kept messages, in order, and how many older ones were left out. The left-out ones are
+/// still marked answered by the turn: a flood is answered once, not message by message.
+pub fn latest_turns(
+    turns: &[CustomerTurn],
+    max_messages: usize,
+    max_chars: usize,
+) -> (Vec<CustomerTurn>, usize) {
+    let max_messages = max_messages.max(1);
+    let mut kept: Vec<CustomerTurn> = Vec::new();
+    let mut chars = 0usize;
+    for turn in turns.iter().rev().take(max_messages) {
+        let len = turn.text.chars().count();
+        if chars + len <= max_chars {
+            chars += len;
+            kept.push(turn.clone());
+            continue;
+        }
+        let room = max_chars.saturating_sub(chars);
+        if room > 0 || kept.is_empty() {
+            // The newest words of the message that crosses the limit (always something).
+            let room = room.max(1);
+            kept.push(CustomerTurn {
+                text: turn.text.chars().skip(len - room.min(len)).collect(),
+                kind: turn.kind,
+            });
+        }
+        break;
+    }
+    kept.reverse();
+    let omitted = turns.len() - kept.len();
+    (kept, omitted)
+}
+
 /// What the knowledge lookup for an [`Action::Answer`] produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnswerOutcome {
@@ -494,6 +529,27 @@ mod tests {
             state,
             ..Conversation::default()
         }
+    }
+
+    #[test]
+    fn a_flood_is_cut_to_the_latest_messages_and_characters() {
+        let flood: Vec<CustomerTurn> = (0..50).map(|i| turn(&format!("pesan {i:02}"))).collect();
+        let (kept, omitted) = latest_turns(&flood, 10, 10_000);
+        assert_eq!((kept.len(), omitted), (10, 40));
+        assert_eq!(kept[0].text, "pesan 40");
+        assert_eq!(kept[9].text, "pesan 49");
+        // 8 characters each: 20 characters keep two whole messages and the end of a third.
+        let (kept, omitted) = latest_turns(&flood, 10, 20);
+        assert_eq!(omitted, 47);
+        assert_eq!(
+            kept.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
+            vec!["n 47", "pesan 48", "pesan 49"]
+        );
+        // One huge message keeps its newest characters.
+        let (kept, omitted) = latest_turns(&[turn(&"x".repeat(5000))], 10, 100);
+        assert_eq!((kept[0].text.len(), omitted), (100, 0));
+        let (kept, _) = latest_turns(&flood[..3], 10, 10_000);
+        assert_eq!(kept, flood[..3].to_vec());
     }
 
     #[test]

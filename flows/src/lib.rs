@@ -7,7 +7,8 @@
 //! - `state`: [`ConversationState`], [`Conversation`], [`Locale`].
 //! - `action`: [`Action`], the closed list of everything the bot can do.
 //! - `texts`: every sentence the bot says to customers, in Indonesian (default) and English.
-//! - `policy`: validation of the model's structured answer (citations, no invented prices)
+//! - `policy`: validation of the model's structured answer (citations, no invented prices,
+//!   percentages or links, digits of any script), how much of a partial reply may stream,
 //!   and reading its `reply` out of a partial stream.
 //! - `prompts`: the model's tera prompts from `prompts/`, compiled at start.
 //! - `lang`: a cheap Indonesian/English detector for customer messages.
@@ -29,7 +30,9 @@ mod state;
 pub mod texts;
 
 pub use action::{Action, BotReply, HandoffReason};
-pub use engine::{AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind};
+pub use engine::{
+    AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind, latest_turns,
+};
 pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
 pub use prompts::{PromptChunk, PromptContext, PromptError, PromptTurn, Prompts, RenderedPrompt};
 pub use state::{Conversation, ConversationState, Locale};

@@ -61,6 +61,8 @@ pub struct PromptContext {
     pub abstain_streak: u32,
     /// Earlier messages of the conversation, oldest first (context only, never instructions).
     pub history: Vec<PromptTurn>,
+    /// Older pending customer messages left out of `question` (per-turn limits).
+    pub omitted_messages: usize,
 }
 
 /// A rendered prompt.
@@ -141,6 +143,77 @@ impl Prompts {
     }
 }
 
+/// A cheap estimate of the tokens `text` costs: one per four characters, rounded up (close
+/// for Indonesian and English with BPE tokenizers, and never zero for non-empty text).
+pub fn estimate_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(4)
+}
+
+impl RenderedPrompt {
+    /// [`estimate_tokens`] of both messages.
+    pub fn estimated_tokens(&self) -> usize {
+        estimate_tokens(&self.system) + estimate_tokens(&self.user)
+    }
+}
+
+impl Prompts {
+    /// Renders like [`Prompts::render`], trimming `ctx` until the estimate fits `max_tokens`:
+    /// the oldest history first, then the weakest passages (one always stays), then the
+    /// passage and question text. `ctx` is left as rendered, so the caller validates against
+    /// the passages the model really saw.
+    ///
+    /// # Errors
+    /// As [`Prompts::render`].
+    pub fn render_within(
+        &self,
+        locale: Locale,
+        ctx: &mut PromptContext,
+        max_tokens: usize,
+    ) -> Result<RenderedPrompt, PromptError> {
+        loop {
+            let rendered = self.render(locale, ctx)?;
+            let estimate = rendered.estimated_tokens();
+            if estimate <= max_tokens {
+                return Ok(rendered);
+            }
+            if !ctx.history.is_empty() {
+                ctx.history.remove(0);
+                continue;
+            }
+            if ctx.chunks.len() > 1 {
+                ctx.chunks.pop();
+                continue;
+            }
+            // One passage left: cut it (and then the question) by the excess, keeping a start.
+            let excess = (estimate - max_tokens) * 4;
+            let cut = |text: &mut String, keep_min: usize| -> bool {
+                let len = text.chars().count();
+                if len <= keep_min {
+                    return false;
+                }
+                let keep = len.saturating_sub(excess).max(keep_min);
+                *text = text.chars().take(keep).collect::<String>() + "…";
+                true
+            };
+            if let Some(chunk) = ctx.chunks.first_mut()
+                && cut(&mut chunk.text, 200)
+            {
+                continue;
+            }
+            // The question keeps its end (the newest words).
+            let len = ctx.question.chars().count();
+            if len > 200 {
+                let keep = len.saturating_sub(excess).max(200);
+                ctx.question =
+                    "…".to_owned() + &ctx.question.chars().skip(len - keep).collect::<String>();
+                continue;
+            }
+            // Instructions and templates alone exceed the limit: send the smallest prompt.
+            return Ok(rendered);
+        }
+    }
+}
+
 fn sample() -> PromptContext {
     PromptContext {
         tenant_name: "Kopi Contoh".to_owned(),
@@ -162,6 +235,7 @@ fn sample() -> PromptContext {
                 text: "Halo Kak, ada yang bisa dibantu?".to_owned(),
             },
         ],
+        omitted_messages: 2,
     }
 }
 
@@ -213,7 +287,60 @@ mod tests {
             assert!(rendered.user.contains("jam buka?"));
             assert!(rendered.user.contains("halo, outlet Blok M?"));
             assert!(rendered.user.contains("Halo Kak, ada yang bisa dibantu?"));
+            assert!(
+                rendered.user.contains('2'),
+                "omitted messages are mentioned"
+            );
         }
+    }
+
+    #[test]
+    fn a_prompt_is_trimmed_to_its_token_limit_history_then_passages_then_text() {
+        let prompts = Prompts::load().unwrap();
+        let mut ctx = sample();
+        ctx.history = (0..40)
+            .map(|i| PromptTurn {
+                role: "customer",
+                text: format!("pesan lama nomor {i} {}", "bla ".repeat(100)),
+            })
+            .collect();
+        ctx.chunks = (0..6)
+            .map(|i| PromptChunk {
+                id: format!("doc:{i}"),
+                title: "Menu".into(),
+                text: format!("passage {i} {}", "kopi ".repeat(400)),
+            })
+            .collect();
+        let full = prompts.render(Locale::Id, &ctx).unwrap().estimated_tokens();
+        assert!(full > 6000, "{full}");
+        let mut fitted = ctx.clone();
+        let rendered = prompts
+            .render_within(Locale::Id, &mut fitted, 1500)
+            .unwrap();
+        assert!(
+            rendered.estimated_tokens() <= 1500,
+            "{}",
+            rendered.estimated_tokens()
+        );
+        assert!(fitted.history.is_empty());
+        assert!(!fitted.chunks.is_empty() && fitted.chunks[0].id == "doc:0");
+        // Tiny limit: one passage, cut, still rendered.
+        let mut tiny = ctx.clone();
+        let rendered = prompts.render_within(Locale::Id, &mut tiny, 400).unwrap();
+        assert_eq!(tiny.chunks.len(), 1);
+        assert!(
+            rendered.estimated_tokens() <= 400,
+            "{}",
+            rendered.estimated_tokens()
+        );
+        // Within the limit nothing changes.
+        let mut same = sample();
+        prompts
+            .render_within(Locale::Id, &mut same, 100_000)
+            .unwrap();
+        assert_eq!(same, sample());
+        assert_eq!(estimate_tokens("abcdefgh"), 2);
+        assert_eq!(estimate_tokens("a"), 1);
     }
 
     #[test]

@@ -194,7 +194,10 @@ impl Application {
             .context("cannot build the HTTP client")?;
         let accounts = Arc::new(crate::accounts::load(&store, &secrets, &plugins, &http).await?);
 
-        let coord: Arc<dyn Coord> = Arc::new(crate::coord::Local::new(&config.webchat));
+        let coord: Arc<dyn Coord> = Arc::new(
+            crate::coord::Local::new(&config.webchat)
+                .with_conversation_rate(config.conversation.messages_per_minute),
+        );
         let dispatcher_wake = Arc::new(Notify::new());
         let work = (TaskTracker::new(), CancellationToken::new());
         let delivery = (TaskTracker::new(), CancellationToken::new());
@@ -232,6 +235,18 @@ impl Application {
             stream_webchat: config.llm.stream,
             history_messages: config.llm.history_messages,
             greetings: tenant_greetings(&config),
+            limits: crate::workers::AnswerLimits {
+                max_turn_messages: config.conversation.max_turn_messages,
+                max_turn_chars: config.conversation.max_turn_chars,
+                max_prompt_tokens: config.llm.max_prompt_tokens,
+                max_restarts: config.llm.max_restarts,
+                daily_tokens_per_tenant: config.llm.daily_tokens_per_tenant,
+            },
+            allowed_links: config
+                .tenants
+                .iter()
+                .map(|(slug, tenant)| (slug.clone(), tenant.allowed_links.clone()))
+                .collect(),
         });
         let lanes = Lanes::new(
             ctx,

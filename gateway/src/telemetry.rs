@@ -31,6 +31,12 @@ pub const ANSWER_LATENCY_SECONDS: &str = "sapa_answer_latency_seconds";
 pub const RETRIEVAL_SECONDS: &str = "sapa_retrieval_seconds";
 /// Answers discarded because newer customer messages arrived (supersede).
 pub const SUPERSEDED_TOTAL: &str = "sapa_answers_superseded_total";
+/// Turns answered without restarting because `llm.max_restarts` was reached.
+pub const RESTARTS_CAPPED_TOTAL: &str = "sapa_answer_restarts_capped_total";
+/// Turns deferred by `conversation.messages_per_minute`.
+pub const CONVERSATION_THROTTLED_TOTAL: &str = "sapa_conversation_throttled_total";
+/// Answers given extractively because the tenant's daily token budget was spent, by `tenant`.
+pub const LLM_BUDGET_EXHAUSTED_TOTAL: &str = "sapa_llm_budget_exhausted_total";
 /// Outbox send attempts, by channel and outcome (`sent`, `retry`, `failed`, `dead`, `deferred`).
 pub const OUTBOX_SENDS_TOTAL: &str = "sapa_outbox_sends_total";
 /// Retries scheduled.

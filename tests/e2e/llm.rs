@@ -347,3 +347,215 @@ async fn a_follow_up_question_reaches_the_model_with_the_conversation_so_far() {
     );
     app.stop().await;
 }
+
+/// Collects the web chat events of `socket` until the bot's message arrives.
+async fn events_until_bot_message(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = frame else { continue };
+        let event: Value = serde_json::from_str(&text).unwrap();
+        let done = event["type"] == "message" && event["message"]["author"] == "bot";
+        events.push(event);
+        if done {
+            return events;
+        }
+    }
+}
+
+fn deltas(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "delta")
+        .map(|e| e["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_widget_never_receives_an_unvalidated_price_or_link() {
+    let fake = FakeOpenAi::start([
+        Reply::computed(|request| {
+            let id = chunk_containing(request, "Kopi Susu Gula Aren").unwrap_or_default();
+            json!({"reply": "Kopi Susu Gula Aren harganya Rp 12.500 saja, diskon 50% di https://promo.example/kopi ya Kak.", "action": "answer", "citations": [id]}).to_string()
+        })
+        .chunk_delay(Duration::from_millis(10)),
+        Reply::computed(|request| {
+            let id = chunk_containing(request, "Kopi Susu Gula Aren").unwrap_or_default();
+            json!({"reply": "Kopi Susu Gula Aren harganya Rp 22.000 ya Kak, selamat menikmati.", "action": "answer", "citations": [id]}).to_string()
+        })
+        .chunk_delay(Duration::from_millis(10)),
+    ])
+    .await;
+    let app = spawn_app(&fake.config("")).await;
+    let session = app.session("demo").await;
+    let ws_url = format!(
+        "{}/v1/webchat/ws?token={}",
+        app.address.replacen("http", "ws", 1),
+        session.token
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    app.post(&session, "v-1", "berapa harga kopi susu gula aren?")
+        .await;
+    let events = events_until_bot_message(&mut socket).await;
+    let shown = deltas(&events).concat();
+    assert_eq!(shown, "Kopi Susu Gula Aren harganya ", "{events:#?}");
+    assert!(
+        events.iter().any(|e| e["type"] == "stream_discarded"),
+        "{events:#?}"
+    );
+    // A valid answer: the safe words stream, the price follows once validated.
+    app.post(&session, "v-2", "berapa harga kopi susu gula aren?")
+        .await;
+    let events = events_until_bot_message(&mut socket).await;
+    let parts = deltas(&events);
+    let reply = "Kopi Susu Gula Aren harganya Rp 22.000 ya Kak, selamat menikmati.";
+    assert_eq!(parts.concat(), reply, "{events:#?}");
+    assert!(parts.len() >= 2, "{parts:?}");
+    let first_with_price = parts.iter().position(|p| p.contains("22.000")).unwrap();
+    assert_eq!(
+        first_with_price,
+        parts.len() - 1,
+        "the price comes last, validated"
+    );
+    assert!(!events.iter().any(|e| e["type"] == "stream_discarded"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_spent_daily_budget_answers_extractively_without_the_model() {
+    let fake = FakeOpenAi::start([hours_answer("Buka 08.00–23.00, Kak.").usage(300, 50)]).await;
+    let app = spawn_app(&fake.config("stream = false\ndaily_tokens_per_tenant = 200")).await;
+    let (_, bots) = ask(&app, "b-1", HOURS_QUESTION).await;
+    assert_eq!(bots[0]["text"], "Buka 08.00–23.00, Kak.");
+    let (_, bots) = ask(&app, "b-2", HOURS_QUESTION).await;
+    let text = bots[0]["text"].as_str().unwrap();
+    assert!(text.starts_with("Berikut informasi dari"), "{text}");
+    assert!(text.contains(HOURS), "{text}");
+    assert_eq!(fake.requests().len(), 1, "the model was not called again");
+    let _ = eventually(Duration::from_secs(5), || async {
+        metrics(&app)
+            .await
+            .lines()
+            .any(|l| {
+                l.starts_with("sapa_llm_budget_exhausted_total") && l.contains("tenant=\"demo\"")
+            })
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_is_answered_from_its_latest_messages_within_the_prompt_limit() {
+    let fake = FakeOpenAi::start([hours_answer("Buka 08.00–23.00, Kak.")]).await;
+    let config = fake.config("stream = false\nmax_prompt_tokens = 600\nhistory_messages = 0")
+        + "[conversation]\ndebounce = \"1500ms\"\ndebounce_max = \"5s\"\nmax_turn_messages = 3\nmax_turn_chars = 200\n";
+    let app = spawn_app(&config).await;
+    let session = app.session("demo").await;
+    for i in 0..6 {
+        let text = if i == 5 {
+            HOURS_QUESTION.to_owned()
+        } else {
+            format!("pesan nomor {i} {}", "bla ".repeat(60))
+        };
+        assert_eq!(
+            app.post(&session, &format!("f-{i}"), &text).await.status(),
+            202
+        );
+    }
+    let bots = app.bot_messages(&session, 1).await;
+    assert_eq!(bots.len(), 1, "one answer for the whole flood");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    let user = requests[0]["messages"][1]["content"].as_str().unwrap();
+    let system = requests[0]["messages"][0]["content"].as_str().unwrap();
+    assert!(user.contains(HOURS_QUESTION), "{user}");
+    assert!(
+        !user.contains("pesan nomor 0") && !user.contains("pesan nomor 2"),
+        "{user}"
+    );
+    assert!(user.contains("pesan pelanggan yang lebih lama"), "{user}");
+    let estimated = (user.chars().count() + system.chars().count()).div_ceil(4);
+    assert!(estimated <= 600, "prompt of ~{estimated} tokens");
+    // Every flood message is answered by the one reply.
+    assert_eq!(bots[0]["in_reply_to"].as_array().unwrap().len(), 6);
+    app.stop().await;
+}
+
+/// The "customer writes every 3 s" case at a tenth of the scale (real time: the store's pool
+/// timeouts do not survive paused time): a message every 300 ms, a 200 ms debounce and
+/// 1 s per model call, so every answer is overtaken by the next message.
+#[tokio::test]
+async fn a_customer_writing_every_few_seconds_gets_answers_after_bounded_restarts() {
+    let replies = (0..60).map(|_| {
+        hours_answer("Hari Minggu buka 08.00–23.00, Kak.").delayed(Duration::from_millis(1000))
+    });
+    let fake = FakeOpenAi::start(replies).await;
+    let config = fake.config("stream = false\nmax_restarts = 2")
+        + "[conversation]\ndebounce = \"200ms\"\ndebounce_max = \"2s\"\n"
+        // Every batch goes to the model, however the questions pile up.
+        + "[knowledge]\nmin_relevance = 0.0\n";
+    let app = spawn_app(&config).await;
+    let session = app.session("demo").await;
+    let started = std::time::Instant::now();
+    let mut first_answer_after = None;
+    for i in 0..30 {
+        let sent = std::time::Instant::now();
+        assert_eq!(
+            app.post(
+                &session,
+                &format!("c-{i}"),
+                &format!("{HOURS_QUESTION} ({i})")
+            )
+            .await
+            .status(),
+            202
+        );
+        if first_answer_after.is_none()
+            && app
+                .messages(&session)
+                .await
+                .iter()
+                .any(|m| m["author"] == "bot")
+        {
+            first_answer_after = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(300).saturating_sub(sent.elapsed())).await;
+    }
+    let first = first_answer_after.expect("answered while the customer kept writing");
+    let answers = app
+        .messages(&session)
+        .await
+        .iter()
+        .filter(|m| m["author"] == "bot")
+        .count();
+    let calls = fake.requests().len();
+    // At most 3 calls (2 restarts) of ~1.2 s each, with slack for a loaded machine.
+    assert!(
+        first <= Duration::from_secs(8),
+        "first answer after {first:?}"
+    );
+    // Each answer cost at most max_restarts + 1 calls (+ one answer in flight).
+    assert!(
+        calls <= (answers + 1) * 3,
+        "{calls} model calls for {answers} answers"
+    );
+    // Superseded calls were paid for too: they count against the tenant's budget (all but
+    // the call still in flight).
+    let store = store_of(&app).await;
+    let recorded = store.llm_usage("demo").await.unwrap().len();
+    assert!(
+        recorded + 1 >= calls,
+        "{recorded} usage rows for {calls} model calls"
+    );
+    store.close().await;
+    app.stop().await;
+}

@@ -687,3 +687,38 @@ async fn telegram_admin_document_by_file_id_is_sent_as_send_document_with_captio
     assert_eq!(fake.calls_of("sendMessage").len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn telegram_conversation_over_its_rate_is_stored_and_acknowledged_but_answered_later() {
+    let (app, fake) = start("", "[conversation]\nmessages_per_minute = 2\n").await;
+    post_ok(&app, &text_update(1, CHAT, 10, HOURS_QUESTION, "id")).await;
+    wait_calls(&fake, "sendMessage", 1).await;
+    post_ok(&app, &text_update(2, CHAT, 11, "ada wifi?", "id")).await;
+    wait_calls(&fake, "sendMessage", 2).await;
+    // The third message in a minute: acknowledged (200) and stored, the answer deferred.
+    post_ok(&app, &text_update(3, CHAT, 12, "parkir ada?", "id")).await;
+    let store = app.store().await;
+    let pending = eventually(Duration::from_secs(5), || async {
+        let pending = store.pending_conversations(10).await.unwrap();
+        (!pending.is_empty()).then_some(pending)
+    })
+    .await;
+    assert_eq!(pending.len(), 1);
+    let _ = eventually(Duration::from_secs(5), || async {
+        app.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("sapa_conversation_throttled_total"))
+            .then_some(())
+    })
+    .await;
+    // Still unanswered a while later (the limit frees a slot after 30 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(fake.calls_of("sendMessage").len(), 2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.pending_conversations(10).await.unwrap(), pending);
+    store.close().await;
+    app.stop().await;
+}

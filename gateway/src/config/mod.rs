@@ -148,6 +148,14 @@ pub struct ConversationConfig {
     /// Re-scan interval for pending inbox rows.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Newest pending customer messages one turn answers.
+    pub max_turn_messages: usize,
+    /// Newest characters of those messages one turn answers.
+    pub max_turn_chars: usize,
+    /// Customer messages per minute per conversation answered without delay on WhatsApp,
+    /// Telegram and plugins (web chat has `webchat.messages_per_minute_per_session`); 0: no
+    /// limit.
+    pub messages_per_minute: u32,
 }
 
 /// `[dispatcher]`.
@@ -210,6 +218,12 @@ pub struct LlmConfig {
     pub stream: bool,
     /// Earlier conversation messages given to the model as context.
     pub history_messages: usize,
+    /// Estimated prompt tokens of one request (history and passages are trimmed to fit).
+    pub max_prompt_tokens: usize,
+    /// Times a turn is restarted for newer messages before the latest batch is answered.
+    pub max_restarts: u32,
+    /// Tokens one tenant may use per UTC day; then extractive answers. 0: no limit.
+    pub daily_tokens_per_tenant: u64,
 }
 
 /// `[embeddings]`.
@@ -294,6 +308,9 @@ pub struct TenantConfig {
     /// Origins whose pages may use the widget and the web chat API.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Hosts and URL prefixes the model may link to besides the cited passages' links.
+    #[serde(default)]
+    pub allowed_links: Vec<String>,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
@@ -690,6 +707,18 @@ impl Config {
         if self.webchat.max_message_chars == 0 {
             problems.push("webchat.max_message_chars must be at least 1".to_owned());
         }
+        if self.conversation.max_turn_messages == 0 {
+            problems.push("conversation.max_turn_messages must be at least 1".to_owned());
+        }
+        if self.conversation.max_turn_chars < 100 {
+            problems.push("conversation.max_turn_chars must be at least 100".to_owned());
+        }
+        if self.llm.max_prompt_tokens < 500 {
+            problems.push(format!(
+                "llm.max_prompt_tokens must be at least 500 (got {}): the instructions and one passage need room",
+                self.llm.max_prompt_tokens
+            ));
+        }
         let db = &self.database.url;
         if !(db.is_empty()
             || db.starts_with("sqlite:")
@@ -881,6 +910,13 @@ impl Config {
                 &tenant.allowed_origins,
                 &mut problems,
             );
+            for link in &tenant.allowed_links {
+                if !flows::policy::valid_allowed_link(link) {
+                    problems.push(format!(
+                        "tenants.{slug}.allowed_links: `{link}` is neither a host such as \"kopi.example\" nor an http(s) URL such as \"https://wa.me/62812\""
+                    ));
+                }
+            }
             if flows::Locale::parse(&tenant.locale).is_none() {
                 problems.push(format!(
                     "tenants.{slug}.locale must be \"id\" or \"en\" (got \"{}\")",
@@ -1501,6 +1537,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.admin_bind"), "{err}");
+    }
+
+    #[test]
+    fn cost_bounds_and_allowed_links_are_checked() {
+        let config = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\nallowed_links = [\"kopi.example\", \"https://wa.me/62812\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.tenants["shop"].allowed_links.len(), 2);
+        assert_eq!(config.llm.max_restarts, 2);
+        assert_eq!(config.conversation.messages_per_minute, 20);
+        let err = Config::from_toml(
+            "[conversation]\nmax_turn_messages = 0\nmax_turn_chars = 10\n[llm]\nmax_prompt_tokens = 100\n[tenants.shop]\nname = \"S\"\nlocale = \"id\"\nallowed_links = [\"kopi\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "conversation.max_turn_messages must be at least 1",
+            "conversation.max_turn_chars must be at least 100",
+            "llm.max_prompt_tokens must be at least 500",
+            "tenants.shop.allowed_links: `kopi` is neither a host",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

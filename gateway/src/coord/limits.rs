@@ -23,12 +23,16 @@ pub enum RateLimit {
     WebchatSession,
     /// Requests per client IP (`webchat.requests_per_minute_per_ip`), keyed by address.
     ClientIp,
+    /// Customer messages answered per conversation of the other channels
+    /// (`conversation.messages_per_minute`), keyed by conversation id.
+    Conversation,
 }
 
 /// One limiter per [`RateLimit`]; `None` when its rate is 0 (disabled).
 pub(super) struct Limiters {
     per_session: Option<Keyed>,
     per_ip: Option<Keyed>,
+    per_conversation: Option<Keyed>,
     checks: AtomicU32,
 }
 
@@ -47,8 +51,14 @@ impl Limiters {
         Self {
             per_session: keyed(config.messages_per_minute_per_session),
             per_ip: keyed(config.requests_per_minute_per_ip),
+            per_conversation: None,
             checks: AtomicU32::new(0),
         }
+    }
+
+    /// Enables [`RateLimit::Conversation`] at `per_minute` (0: disabled).
+    pub(super) fn set_conversation_rate(&mut self, per_minute: u32) {
+        self.per_conversation = keyed(per_minute);
     }
 
     /// Counts one event of `key` against `limit`.
@@ -57,6 +67,7 @@ impl Limiters {
         let limiter = match limit {
             RateLimit::WebchatSession => &self.per_session,
             RateLimit::ClientIp => &self.per_ip,
+            RateLimit::Conversation => &self.per_conversation,
         };
         match limiter {
             Some(limiter) => limiter
@@ -72,7 +83,10 @@ impl Limiters {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
             return;
         }
-        for limiter in [&self.per_session, &self.per_ip].into_iter().flatten() {
+        for limiter in [&self.per_session, &self.per_ip, &self.per_conversation]
+            .into_iter()
+            .flatten()
+        {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -115,5 +129,22 @@ mod tests {
         for _ in 0..100 {
             limits.check(RateLimit::ClientIp, "127.0.0.1").unwrap();
         }
+    }
+
+    #[test]
+    fn the_conversation_limit_is_separate_from_web_chat_sessions() {
+        let mut limits = Limiters::new(&config(0, 0));
+        for _ in 0..100 {
+            limits.check(RateLimit::Conversation, "c").unwrap();
+        }
+        limits.set_conversation_rate(2);
+        limits.check(RateLimit::Conversation, "c").unwrap();
+        limits.check(RateLimit::Conversation, "c").unwrap();
+        let wait = limits.check(RateLimit::Conversation, "c").unwrap_err();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        limits.check(RateLimit::WebchatSession, "c").unwrap();
     }
 }

@@ -31,6 +31,14 @@ impl Local {
             hub: Hub::default(),
         }
     }
+
+    /// Adds the per-conversation limit of the other channels (`conversation.messages_per_minute`,
+    /// [`RateLimit::Conversation`]; 0: none).
+    #[must_use]
+    pub fn with_conversation_rate(mut self, per_minute: u32) -> Self {
+        self.limiters.set_conversation_rate(per_minute);
+        self
+    }
 }
 
 impl EventBus for Local {

@@ -619,6 +619,56 @@ impl Store {
         .transpose()
     }
 
+    /// Tokens (prompt + completion) the tenant used since `since_ms` (Unix ms): what its daily
+    /// budget is checked against.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn llm_tokens_since(
+        &self,
+        tenant_id: &str,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS used \
+             FROM llm_usage WHERE tenant_id = $1 AND created_at >= $2",
+        )
+        .bind(tenant_id)
+        .bind(since_ms)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(row.try_get("used")?)
+    }
+
+    /// Records token usage outside a committed turn (an answer that was superseded after the
+    /// model was paid for it).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn record_llm_usage(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+        usage: &[turns::LlmUsage],
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        for usage in usage {
+            sqlx::query(
+                "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(tenant_id)
+            .bind(conversation_id)
+            .bind(&usage.model)
+            .bind(usage.prompt_tokens)
+            .bind(usage.completion_tokens)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Token usage recorded for a tenant, newest first (tenant-scoped).
     ///
     /// # Errors

@@ -80,6 +80,9 @@ pub struct Turn {
     pub unanswered: Vec<String>,
     /// Language model usage of this turn.
     pub llm_usage: Vec<LlmUsage>,
+    /// Commit even when newer customer messages arrived meanwhile (the lane's restart cap
+    /// was reached); they stay pending for the next turn.
+    pub accept_newer: bool,
     /// Metric label: `passage`, `no_match`, `failed`, `handoff`, `silent`, or for model answers
     /// `llm_answer`, `llm_clarify`, `llm_handoff`, `llm_rejected`, `llm_unavailable`.
     pub kind: &'static str,
@@ -95,6 +98,7 @@ impl Turn {
             replies: Vec::new(),
             unanswered: Vec::new(),
             llm_usage: Vec::new(),
+            accept_newer: false,
             kind: "silent",
         }
     }
@@ -293,7 +297,7 @@ async fn commit_one(
     .await?;
     let newer: i64 = counts.try_get("newer")?;
     let mine: i64 = counts.try_get("mine")?;
-    if newer > 0 {
+    if newer > 0 && !commit.accept_newer {
         return Ok(TurnOutcome::Superseded);
     }
     if mine != batch.turns.len() as i64 {

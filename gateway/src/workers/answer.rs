@@ -14,14 +14,18 @@ use knowledge::ScoredChunk;
 use knowledge::llm::{ChatDelta, ChatMessage, ChatRequest, LlmError, LlmProvider, Role, Usage};
 
 use super::TurnContext;
-use crate::store::{LlmUsage, Turn, TurnBatch, TurnReply};
+use crate::store::{LlmUsage, Turn, TurnBatch, TurnReply, now_ms};
 use crate::telemetry;
 
+/// A model call in flight: what it will cost at least (its estimated prompt), so a lane that
+/// drops the preparation (supersede) can still count it against the tenant's budget.
+pub type InFlight = std::sync::Mutex<Option<LlmUsage>>;
+
 /// Runs the engine over `batch`, consulting the knowledge base when it asks to; the result is
-/// the [`Turn`] to commit.
-pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
+/// the [`Turn`] to commit. `in_flight` holds the estimated usage while the model is called.
+pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) -> Turn {
     let conversation = batch.conversation.clone();
-    let turns: Vec<CustomerTurn> = batch
+    let pending: Vec<CustomerTurn> = batch
         .turns
         .iter()
         .map(|t| CustomerTurn {
@@ -29,6 +33,12 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
             kind: t.kind,
         })
         .collect();
+    // A flood is answered once, from its newest messages; the rest are marked answered too.
+    let (turns, omitted) = flows::latest_turns(
+        &pending,
+        ctx.limits.max_turn_messages,
+        ctx.limits.max_turn_chars,
+    );
     let mut turn = Turn::new(batch);
     let greeting = ctx.greetings.get(&turn.batch.tenant_id).map(String::as_str);
     let decision = ctx
@@ -38,9 +48,18 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
     for action in decision.actions {
         if let Action::Answer { query } = action {
             show_typing(ctx, &turn.batch);
-            let answered = match &ctx.llm {
+            let llm = match &ctx.llm {
+                Some(llm) if budget_left(ctx, &turn.batch.tenant_id).await => Some(llm),
+                _ => None,
+            };
+            let answered = match llm {
                 Some(llm) => {
-                    generate(ctx, llm.as_ref(), &decision.conversation, &query, &mut turn).await
+                    let asked = Asked {
+                        query: &query,
+                        omitted,
+                        in_flight,
+                    };
+                    generate(ctx, llm.as_ref(), &decision.conversation, asked, &mut turn).await
                 }
                 None => {
                     let outcome = lookup(ctx, &turn.batch.tenant_id, &query).await;
@@ -62,6 +81,45 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch) -> Turn {
         }
     }
     turn
+}
+
+fn set_in_flight(in_flight: &InFlight, usage: Option<LlmUsage>) {
+    *in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = usage;
+}
+
+/// Whether the tenant may still call the model today (`llm.daily_tokens_per_tenant`, UTC
+/// day). Spent: a warning, a metric, and the caller answers extractively. When usage cannot
+/// be read the model is used (the budget bounds cost; it must not take answers down).
+async fn budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
+    let budget = ctx.limits.daily_tokens_per_tenant;
+    if budget == 0 {
+        return true;
+    }
+    const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+    let day_start = now_ms().div_euclid(DAY_MS) * DAY_MS;
+    match ctx.store.llm_tokens_since(tenant_id, day_start).await {
+        Ok(used) if u64::try_from(used).unwrap_or(0) >= budget => {
+            tracing::warn!(tenant_id = %tenant_id, used, budget, "daily LLM token budget spent; answering extractively until 00:00 UTC");
+            metrics::counter!(telemetry::LLM_BUDGET_EXHAUSTED_TOTAL, "tenant" => tenant_id.to_owned())
+                .increment(1);
+            false
+        }
+        Ok(_) => true,
+        Err(err) => {
+            tracing::warn!(tenant_id = %tenant_id, error = %err, "reading LLM usage failed; budget not checked");
+            true
+        }
+    }
+}
+
+/// The question of one turn, and how many older pending messages it leaves out.
+#[derive(Debug, Clone, Copy)]
+struct Asked<'a> {
+    query: &'a str,
+    omitted: usize,
+    in_flight: &'a InFlight,
 }
 
 /// Shows the customer that an answer is coming: a typing event on web chat, otherwise the
@@ -138,9 +196,10 @@ async fn generate(
     ctx: &TurnContext,
     llm: &dyn LlmProvider,
     conversation: &Conversation,
-    query: &str,
+    asked: Asked<'_>,
     turn: &mut Turn,
 ) -> flows::Decision {
+    let query = asked.query;
     let batch = &turn.batch;
     let (tenant_id, conversation_id) = (batch.tenant_id.clone(), batch.conversation_id.clone());
     let stream_to = ctx.stream_webchat && batch.channel_kind.is_webchat();
@@ -173,7 +232,7 @@ async fn generate(
                 .on_answer(conversation, query, AnswerOutcome::Failed);
         }
     };
-    let prompt_ctx = PromptContext {
+    let mut prompt_ctx = PromptContext {
         tenant_name,
         instructions,
         question: query.to_owned(),
@@ -197,8 +256,13 @@ async fn generate(
                 text: text.chars().take(HISTORY_MESSAGE_CHARS).collect(),
             })
             .collect(),
+        omitted_messages: asked.omitted,
     };
-    let rendered = match ctx.prompts.render(conversation.locale, &prompt_ctx) {
+    let rendered = match ctx.prompts.render_within(
+        conversation.locale,
+        &mut prompt_ctx,
+        ctx.limits.max_prompt_tokens,
+    ) {
         Ok(rendered) => rendered,
         Err(err) => {
             tracing::error!(error = %err, "rendering the prompt failed");
@@ -208,6 +272,7 @@ async fn generate(
                 .on_answer(conversation, query, AnswerOutcome::Failed);
         }
     };
+    let rendered_tokens = rendered.estimated_tokens();
     let request = ChatRequest {
         messages: vec![
             ChatMessage {
@@ -221,11 +286,27 @@ async fn generate(
         ],
         json: true,
     };
+    let estimate = LlmUsage {
+        model: llm.label().to_owned(),
+        prompt_tokens: i64::try_from(rendered_tokens).unwrap_or(i64::MAX),
+        completion_tokens: 0,
+    };
+    set_in_flight(asked.in_flight, Some(estimate));
     let stream_to = stream_to.then_some(conversation_id.as_str());
+    let mut published = 0usize;
     let result = match stream_to {
-        Some(conversation_id) => stream_completion(ctx, llm, &request, conversation_id).await,
+        Some(conversation_id) => {
+            stream_completion(ctx, llm, &request, conversation_id, &mut published).await
+        }
         None => llm.chat(&request).await.map(|r| (r.content, r.usage)),
     };
+    // Finished: the turn carries the real usage from here on.
+    set_in_flight(asked.in_flight, None);
+    let allowed_links = ctx
+        .allowed_links
+        .get(&tenant_id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let generation = match result {
         Ok((content, usage)) => {
             if let Some(usage) = usage {
@@ -243,8 +324,24 @@ async fn generate(
                     text: &c.text,
                 })
                 .collect();
-            match flows::policy::validate(&content, &given) {
-                Ok(reply) => Generation::Valid(reply),
+            match flows::policy::validate(&content, &given, allowed_links) {
+                Ok(reply) => {
+                    // Validated: release what the stream held back.
+                    if let (Some(conversation_id), Some(streamed)) =
+                        (stream_to, flows::policy::partial_reply(&content))
+                        && reply.action == flows::ModelAction::Answer
+                        && streamed.len() > published
+                        && streamed.is_char_boundary(published)
+                    {
+                        ctx.coord.publish(
+                            conversation_id,
+                            WebchatEvent::Delta {
+                                text: streamed[published..].to_owned(),
+                            },
+                        );
+                    }
+                    Generation::Valid(reply)
+                }
                 Err(rejection) => {
                     tracing::warn!(tenant_id = %tenant_id, conversation_id = %conversation_id, %rejection, "model output rejected; abstaining");
                     Generation::Rejected
@@ -276,32 +373,34 @@ async fn generate(
 }
 
 /// Streams a completion, publishing the `reply` field to the conversation's web chat sockets
-/// as it grows. Returns the whole output and its usage.
+/// as it grows — only up to [`flows::policy::stream_safe_len`]: numbers, prices and links wait
+/// for validation. `published` ends as the byte length of the reply shown so far. Returns the
+/// whole output and its usage.
 async fn stream_completion(
     ctx: &TurnContext,
     llm: &dyn LlmProvider,
     request: &ChatRequest,
     conversation_id: &str,
+    published: &mut usize,
 ) -> Result<(String, Option<Usage>), LlmError> {
     let mut stream = llm.chat_stream(request).await?;
     let mut content = String::new();
     let mut usage = None;
-    let mut published = 0usize;
     while let Some(item) = stream.next().await {
         match item {
             Ok(ChatDelta::Text(text)) => {
                 content.push_str(&text);
-                if let Some(reply) = flows::policy::partial_reply(&content)
-                    && reply.len() > published
-                    && reply.is_char_boundary(published)
-                {
-                    ctx.coord.publish(
-                        conversation_id,
-                        WebchatEvent::Delta {
-                            text: reply[published..].to_owned(),
-                        },
-                    );
-                    published = reply.len();
+                if let Some(reply) = flows::policy::partial_reply(&content) {
+                    let safe = flows::policy::stream_safe_len(&reply);
+                    if safe > *published && reply.is_char_boundary(*published) {
+                        ctx.coord.publish(
+                            conversation_id,
+                            WebchatEvent::Delta {
+                                text: reply[*published..safe].to_owned(),
+                            },
+                        );
+                        *published = safe;
+                    }
                 }
             }
             Ok(ChatDelta::Usage(u)) => usage = Some(u),

@@ -6,6 +6,11 @@
 //! A new message arriving while the answer is being prepared supersedes it: the preparation is
 //! dropped and the lane starts over with the larger batch. The commit itself re-checks for
 //! newer messages, so nothing that arrived without a wake-up is skipped either.
+//!
+//! Cost bounds: after `llm.max_restarts` restarts the lane stops restarting and commits the
+//! answer to the batch it has (newer messages get the next answer), and on channels other than
+//! web chat a conversation over `conversation.messages_per_minute` has its answer deferred
+//! until the rate allows (its messages are stored and acknowledged already).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -147,6 +152,10 @@ async fn answer_while_pending(
 ) {
     let ctx = inner.ctx.clone();
     let mut backoff = Duration::from_millis(100);
+    // Restarts of the current answer; reset when an answer is committed.
+    let mut restarts = 0u32;
+    // Newest inbox id counted against the conversation's rate limit.
+    let mut counted_up_to = 0i64;
     loop {
         if inner.token.is_cancelled() {
             break;
@@ -158,6 +167,9 @@ async fn answer_while_pending(
             }
         }
         debounce = false;
+        // Wake-ups sent so far are for messages the load below sees: they must not restart
+        // the answer to them.
+        while rx.try_recv().is_ok() {}
         let batch = match ctx.store.load_turn_batch(conversation_id).await {
             Ok(Some(batch)) => batch,
             Ok(None) => {
@@ -174,27 +186,65 @@ async fn answer_while_pending(
                 continue;
             }
         };
+        let on_webchat = batch.channel_kind.is_webchat();
+        if !on_webchat
+            && let Err(wait) = throttle(&ctx, conversation_id, &batch, &mut counted_up_to).await
+        {
+            metrics::counter!(telemetry::CONVERSATION_THROTTLED_TOTAL).increment(1);
+            tracing::debug!(conversation_id = %conversation_id, ?wait, "conversation over its message rate; answer deferred");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => continue,
+                () = inner.token.cancelled() => break,
+            }
+        }
         let Ok(_permit) = inner.permits.acquire().await else {
             break;
         };
-        let on_webchat = batch.channel_kind.is_webchat();
-        let turn = tokio::select! {
-            turn = answer::prepare(&ctx, batch) => turn,
-            nudge = rx.recv() => {
-                // Supersede: the customer added something; answer everything together.
-                metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
-                if ctx.llm.is_some() && on_webchat {
-                    // Drop any half-streamed answer from the browser.
-                    ctx.coord.publish(conversation_id, WebchatEvent::StreamDiscarded);
+        let (tenant_id, conversation) = (batch.tenant_id.clone(), batch.conversation_id.clone());
+        let last_try = restarts >= ctx.max_restarts();
+        let turn = if last_try {
+            // Restarted often enough: answer this batch even if the customer adds more.
+            metrics::counter!(telemetry::RESTARTS_CAPPED_TOTAL).increment(1);
+            let mut turn = answer::prepare(&ctx, batch, &answer::InFlight::default()).await;
+            turn.accept_newer = true;
+            turn
+        } else {
+            let in_flight = answer::InFlight::default();
+            tokio::select! {
+                turn = answer::prepare(&ctx, batch, &in_flight) => turn,
+                nudge = rx.recv() => {
+                    // Supersede: the customer added something; answer everything together.
+                    metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
+                    restarts += 1;
+                    // A dropped model call is paid for its prompt at least.
+                    let dropped = in_flight
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take();
+                    if let Some(usage) = dropped {
+                        record_usage(&ctx, &tenant_id, &conversation, &[usage]).await;
+                    }
+                    if ctx.llm.is_some() && on_webchat {
+                        // Drop any half-streamed answer from the browser.
+                        ctx.coord.publish(conversation_id, WebchatEvent::StreamDiscarded);
+                    }
+                    debounce = nudge.is_some_and(|n| n.debounce);
+                    continue;
                 }
-                debounce = nudge.is_some_and(|n| n.debounce);
-                continue;
             }
         };
         let (kind, oldest_received_ms) = (turn.kind, turn.oldest_received_ms());
+        let usage = turn.llm_usage.clone();
         match ctx.committer.commit(turn).await {
             Ok(TurnOutcome::Committed { outbox_rows }) => {
                 backoff = Duration::from_millis(100);
+                restarts = 0;
+                if last_try {
+                    // Messages that came meanwhile are pending: debounce them as usual.
+                    while let Ok(nudge) = rx.try_recv() {
+                        debounce |= nudge.debounce;
+                    }
+                }
                 metrics::counter!(telemetry::ANSWERS_TOTAL, "kind" => kind).increment(1);
                 if let Some(oldest) = oldest_received_ms {
                     let waited = (now_ms() - oldest).max(0) as f64 / 1000.0;
@@ -206,6 +256,9 @@ async fn answer_while_pending(
             }
             Ok(TurnOutcome::Superseded) => {
                 metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
+                restarts += 1;
+                // The model was paid for the discarded answer: it counts against the budget.
+                record_usage(&ctx, &tenant_id, &conversation, &usage).await;
             }
             Ok(TurnOutcome::Stale) => {}
             Err(err) => {
@@ -218,6 +271,45 @@ async fn answer_while_pending(
     }
     let mut lanes = inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
     lanes.remove(conversation_id);
+}
+
+/// Stores the usage of a model answer that was not committed (superseded); best effort.
+async fn record_usage(
+    ctx: &TurnContext,
+    tenant_id: &str,
+    conversation_id: &str,
+    usage: &[crate::store::LlmUsage],
+) {
+    if usage.is_empty() {
+        return;
+    }
+    if let Err(err) = ctx
+        .store
+        .record_llm_usage(tenant_id, conversation_id, usage)
+        .await
+    {
+        tracing::warn!(conversation_id = %conversation_id, error = %err, "recording LLM usage of a superseded answer failed");
+    }
+}
+
+/// Counts the batch's messages not counted yet against the conversation's rate limit, one by
+/// one; `Err(wait)` when one is over it (those counted stay counted).
+async fn throttle(
+    ctx: &TurnContext,
+    conversation_id: &str,
+    batch: &crate::store::TurnBatch,
+    counted_up_to: &mut i64,
+) -> Result<(), Duration> {
+    for turn in &batch.turns {
+        if turn.inbox_id <= *counted_up_to {
+            continue;
+        }
+        ctx.coord
+            .check_rate(crate::coord::RateLimit::Conversation, conversation_id)
+            .await?;
+        *counted_up_to = turn.inbox_id;
+    }
+    Ok(())
 }
 
 /// Leaves the lane map unless a nudge raced in; returns whether the lane may stop.

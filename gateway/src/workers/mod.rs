@@ -56,6 +56,34 @@ pub struct TurnContext {
     /// Each tenant's own greeting (`[tenants.<slug>] greeting`), by tenant id; tenants without
     /// one get the built-in greeting in their language.
     pub greetings: HashMap<String, String>,
+    /// Bounds on what one turn may cost.
+    pub limits: AnswerLimits,
+    /// `tenants.<slug>.allowed_links`, by tenant.
+    pub allowed_links: HashMap<String, Vec<String>>,
+}
+
+/// Bounds on what one turn may cost (`conversation.max_turn_*`, `llm.max_prompt_tokens`,
+/// `llm.max_restarts`, `llm.daily_tokens_per_tenant`).
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerLimits {
+    /// Newest pending messages one turn answers.
+    pub max_turn_messages: usize,
+    /// Newest characters of them.
+    pub max_turn_chars: usize,
+    /// Estimated prompt tokens of one model request.
+    pub max_prompt_tokens: usize,
+    /// Restarts for newer messages before the batch is answered as it is.
+    pub max_restarts: u32,
+    /// Tokens per tenant per UTC day; 0: unlimited.
+    pub daily_tokens_per_tenant: u64,
+}
+
+impl TurnContext {
+    /// Restarts allowed before an answer is committed as it is; without a model answers are
+    /// cheap and quick, but the same bound keeps a chatty customer from starving.
+    pub fn max_restarts(&self) -> u32 {
+        self.limits.max_restarts
+    }
 }
 
 /// Channel adapters by account id, with a default per channel kind.
