@@ -30,9 +30,7 @@ pub mod webchat;
 #[cfg(feature = "whatsapp")]
 pub mod whatsapp;
 
-pub use channel::{
-    Channel, ChannelError, MediaError, MediaFile, NoPartLog, PartLog, Throttled,
-};
+pub use channel::{Channel, ChannelError, MediaError, MediaFile, NoPartLog, PartLog, Throttled};
 pub use model::{ChannelKind, Delivery, OutboundMessage};
 pub use pacing::PacingPolicy;
 pub use provider::{ChannelPlugin, Provider, Setting};

@@ -451,10 +451,20 @@ async fn resolve_contact(
              user_id = COALESCE($2, user_id), parent_user_id = COALESCE($3, parent_user_id), \
              username = COALESCE($4, username) WHERE tenant_id = $5 AND id = $6",
         )
-        .bind(contact.display_name.as_deref().map(|n| storable(n).into_owned()))
+        .bind(
+            contact
+                .display_name
+                .as_deref()
+                .map(|n| storable(n).into_owned()),
+        )
         .bind(contact.user_id.as_deref())
         .bind(contact.parent_user_id.as_deref())
-        .bind(contact.username.as_deref().map(|n| storable(n).into_owned()))
+        .bind(
+            contact
+                .username
+                .as_deref()
+                .map(|n| storable(n).into_owned()),
+        )
         .bind(&item.tenant_id)
         .bind(&id)
         .execute(&mut **tx)
