@@ -87,7 +87,7 @@ function startSapa(name = 'sapa', port = sapaPort) {
       ['--config', path.join(tmp, `${name}.toml`), '--data-dir', path.join(tmp, `${name}-data`), 'serve', '--bind', `127.0.0.1:${port}`],
       {
         cwd: tmp,
-        env: { PATH: process.env.PATH, SAPA_TELEMETRY__FILTER: 'warn', RUST_BACKTRACE: '1' },
+        env: { PATH: process.env.PATH, SAPA_TELEMETRY__FILTER: 'warn', RUST_BACKTRACE: '1', SAPA_SERVER__ADMIN_BIND: '127.0.0.1:0' },
         stdio: ['ignore', 'pipe', logFile],
       },
     );
