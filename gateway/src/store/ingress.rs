@@ -385,6 +385,11 @@ async fn resolve_contact(
     contact: &ContactRef,
 ) -> Result<String, StoreError> {
     let account = &item.channel_account_id;
+    if contact.user_id.is_none() {
+        // Phone only (nearly every customer): no user id to link, so one upsert by address
+        // (the single writer's group commit runs this for every inbound message).
+        return insert_contact(tx, item, contact).await;
+    }
     let by_address: Option<String> = sqlx::query(
         "SELECT id FROM contacts WHERE tenant_id = $1 AND channel_account_id = $2 AND external_id = $3",
     )
@@ -471,6 +476,16 @@ async fn resolve_contact(
         .await?;
         return Ok(id);
     }
+    insert_contact(tx, item, contact).await
+}
+
+/// Creates the contact of `contact`, or refreshes the one with its address.
+async fn insert_contact(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    item: &InboundItem,
+    contact: &ContactRef,
+) -> Result<String, StoreError> {
+    let account = &item.channel_account_id;
     Ok(sqlx::query(
         "INSERT INTO contacts (id, tenant_id, channel_account_id, external_id, display_name, user_id, parent_user_id, username, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (channel_account_id, external_id) \
