@@ -557,3 +557,85 @@ fn account_debug_hides_secrets_and_bot_id_comes_from_the_token() {
     };
     assert_eq!(bad.bot_id(), None);
 }
+
+mod properties {
+    //! Property tests over the update decoder (run in CI): arbitrary bytes and JSON shapes
+    //! never panic, and a real update with arbitrary unknown fields still decodes.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("private".to_owned()),
+                Just("group".to_owned()),
+                Just("/start".to_owned()),
+                Just("bot_command".to_owned()),
+                ".{0,12}",
+            ]
+            .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("update_id".to_owned()),
+                            Just("message".to_owned()),
+                            Just("edited_message".to_owned()),
+                            Just("callback_query".to_owned()),
+                            Just("my_chat_member".to_owned()),
+                            Just("message_id".to_owned()),
+                            Just("chat".to_owned()),
+                            Just("from".to_owned()),
+                            Just("id".to_owned()),
+                            Just("type".to_owned()),
+                            Just("date".to_owned()),
+                            Just("text".to_owned()),
+                            Just("entities".to_owned()),
+                            Just("offset".to_owned()),
+                            Just("length".to_owned()),
+                            "[a-z_]{1,8}",
+                        ],
+                        inner
+                    ),
+                    0..5
+                )
+                .prop_map(|pairs| serde_json::Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&body, &bot());
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(value in json()) {
+            let _ = decode(value.to_string().as_bytes(), &bot());
+            // Also as the payload of a well-formed update of every handled kind.
+            for kind in ["message", "edited_message", "callback_query", "my_chat_member"] {
+                let update = serde_json::json!({"update_id": 7, kind: value.clone()});
+                let decoded = decode(update.to_string().as_bytes(), &bot());
+                prop_assert!(decoded.is_ok(), "{kind}: {decoded:?}");
+            }
+        }
+
+        #[test]
+        fn unknown_fields_never_hide_a_text_message(key in "x_[a-z]{1,8}", value in json()) {
+            let mut update: serde_json::Value =
+                serde_json::from_slice(&fixture("message_text.json")).unwrap();
+            update["message"][key.as_str()] = value;
+            let decoded = decode(update.to_string().as_bytes(), &bot()).unwrap();
+            prop_assert!(matches!(decoded.event, Event::Message(_)), "{:?}", decoded.event);
+        }
+    }
+}

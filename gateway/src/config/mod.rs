@@ -1316,6 +1316,61 @@ mod tests {
             .collect()
     }
 
+    mod properties {
+        //! Property tests over the config loader (run in CI): any text, and any table of
+        //! known keys with values of any type, gives a config or a list of problems, never
+        //! a panic.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("\"\"".to_owned()),
+                Just("0".to_owned()),
+                Just("-1".to_owned()),
+                Just("18446744073709551615".to_owned()),
+                Just("true".to_owned()),
+                Just("\"0s\"".to_owned()),
+                Just("\"99999999999999h\"".to_owned()),
+                Just("[]".to_owned()),
+                Just("{}".to_owned()),
+                "\"[ -~]{0,12}\"".prop_map(|s| s.replace('\\', "")),
+                any::<i64>().prop_map(|n| n.to_string()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn any_text_never_panics(text in ".{0,200}") {
+                let _ = Config::from_toml(&text);
+            }
+
+            #[test]
+            fn any_value_of_a_known_key_never_panics(
+                section in prop_oneof![
+                    Just("server"), Just("conversation"), Just("llm"), Just("webchat"),
+                    Just("dispatcher"), Just("tenants.shop"), Just("tenants.shop.whatsapp"),
+                    Just("tenants.shop.telegram"),
+                ],
+                key in prop_oneof![
+                    Just("bind"), Just("admin_bind"), Just("debounce"), Just("max_concurrent"),
+                    Just("max_prompt_tokens"), Just("messages_per_second"), Just("pair_interval"),
+                    Just("pair_burst"), Just("locale"), Just("name"), Just("bot_token"),
+                    Just("mode"), Just("retry_base"), Just("max_sockets"), Just("no_such_key"),
+                ],
+                value in value(),
+            ) {
+                let _ = Config::from_toml(&format!("[{section}]\n{key} = {value}\n"));
+                let _ = Config::from_sources(
+                    None,
+                    &[(format!("SAPA_{}__{}", section.to_uppercase().replace('.', "__"), key.to_uppercase()), value)],
+                );
+            }
+        }
+    }
+
     #[test]
     fn defaults_and_example_parse() {
         let config = Config::from_sources(None, &[]).unwrap();
