@@ -96,14 +96,7 @@ impl Pacer {
         }
         if let Some(configured) = policy.per_account_per_sec {
             let configured = f64::from(configured.max(1));
-            let state = self
-                .accounts
-                .entry(account.to_owned())
-                .or_insert_with(|| Account {
-                    bucket: Bucket::full(configured, now),
-                    scale: 1.0,
-                    scaled: now,
-                });
+            let state = self.account(account, configured, now);
             let rate = state.rate(configured, now);
             // The bucket holds at most one second of the current rate (at least one send).
             state.bucket.refill(rate, rate.max(1.0), now);
@@ -128,6 +121,17 @@ impl Pacer {
         Ok(())
     }
 
+    /// The pacing state of `account`, created full at its `configured` rate.
+    fn account(&mut self, account: &str, configured: f64, now: Instant) -> &mut Account {
+        self.accounts
+            .entry(account.to_owned())
+            .or_insert_with(|| Account {
+                bucket: Bucket::full(configured, now),
+                scale: 1.0,
+                scaled: now,
+            })
+    }
+
     /// The provider refused a send as too fast: halve the account's rate (down to
     /// [`MIN_SCALE`] of the configured one; it recovers by [`RECOVERY_PER_SEC`] a second), or
     /// make the recipient wait a full interval.
@@ -145,14 +149,7 @@ impl Pacer {
                     return;
                 };
                 let configured = f64::from(configured.max(1));
-                let state = self
-                    .accounts
-                    .entry(account.to_owned())
-                    .or_insert_with(|| Account {
-                        bucket: Bucket::full(configured, now),
-                        scale: 1.0,
-                        scaled: now,
-                    });
+                let state = self.account(account, configured, now);
                 state.rate(configured, now);
                 state.scale = (state.scale / 2.0).max(MIN_SCALE);
                 state.scaled = now;
