@@ -33,6 +33,7 @@
 /// mimalloc instead of the system allocator: the message path allocates per request on many
 /// threads, where glibc malloc's arena locking and consolidation showed up in profiles. Every
 /// binary that links the gateway (the `sapa` binary, tests, benchmarks) uses it.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

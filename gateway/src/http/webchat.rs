@@ -192,11 +192,73 @@ async fn create_session(
         .into_response())
 }
 
+/// The body of `POST /v1/webchat/messages`, as sent.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PostMessage {
+pub struct PostMessage {
     client_message_id: String,
     text: String,
+}
+
+/// A web chat message body that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidMessage {
+    /// The client's id for the message, trimmed: 1–100 of `[A-Za-z0-9-_.:]`.
+    pub client_message_id: String,
+    /// The text, trimmed, not empty, at most the configured number of characters.
+    pub text: String,
+}
+
+impl PostMessage {
+    /// Checks the fields: the client's id and the text's length.
+    ///
+    /// # Errors
+    /// `invalid_client_message_id`, `empty_message` or `message_too_long`, each saying what to
+    /// fix.
+    pub fn validate(self, max_chars: usize) -> Result<ValidMessage, ApiError> {
+        let client_id = self.client_message_id.trim();
+        if client_id.is_empty()
+            || client_id.len() > 100
+            || !client_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_client_message_id",
+                "client_message_id must be 1-100 characters of letters, digits, `-`, `_`, `.` or `:` (a UUID is ideal)",
+            ));
+        }
+        let text = self.text.trim();
+        if text.is_empty() {
+            return Err(ApiError::bad_request(
+                "empty_message",
+                "text must not be empty",
+            ));
+        }
+        let length = text.chars().count();
+        if length > max_chars {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "message_too_long",
+                format!("text is {length} characters; the limit is {max_chars}"),
+            ));
+        }
+        Ok(ValidMessage {
+            client_message_id: client_id.to_owned(),
+            text: text.to_owned(),
+        })
+    }
+}
+
+/// Decodes and validates a message body as `POST /v1/webchat/messages` does (the fuzz target
+/// and the property tests drive this).
+///
+/// # Errors
+/// `invalid_json` / `invalid_field` for a body that is not the expected JSON object, else what
+/// [`PostMessage::validate`] refuses.
+pub fn decode_message(body: &[u8], max_chars: usize) -> Result<ValidMessage, ApiError> {
+    let axum::Json(message) = axum::Json::<PostMessage>::from_bytes(body)?;
+    message.validate(max_chars)
 }
 
 async fn post_message(
@@ -206,34 +268,7 @@ async fn post_message(
 ) -> Result<Response, ApiError> {
     let session = authenticate(&state, bearer(&headers)?).await?;
     origin::enforce(&headers, &state.config, &session.tenant_id)?;
-    let client_id = body.client_message_id.trim();
-    if client_id.is_empty()
-        || client_id.len() > 100
-        || !client_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_client_message_id",
-            "client_message_id must be 1-100 characters of letters, digits, `-`, `_`, `.` or `:` (a UUID is ideal)",
-        ));
-    }
-    let text = body.text.trim();
-    if text.is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_message",
-            "text must not be empty",
-        ));
-    }
-    let max = state.config.webchat.max_message_chars;
-    let length = text.chars().count();
-    if length > max {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "message_too_long",
-            format!("text is {length} characters; the limit is {max}"),
-        ));
-    }
+    let body = body.validate(state.config.webchat.max_message_chars)?;
     if let Err(wait) = state
         .coord
         .check_rate(RateLimit::WebchatSession, &session.conversation_id)
@@ -245,8 +280,8 @@ async fn post_message(
         tenant_id: session.tenant_id.clone(),
         channel_account_id: session.channel_account_id.clone(),
         target: InboundTarget::Conversation(session.conversation_id.clone()),
-        external_id: client_id.to_owned(),
-        text: text.to_owned(),
+        external_id: body.client_message_id,
+        text: body.text,
         kind: flows::TurnKind::Text,
         answer: true,
         content_kind: None,
@@ -492,4 +527,93 @@ async fn authenticate(state: &AppState, token: &str) -> Result<WebchatSession, A
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::decode_message;
+
+    const MAX: usize = 50;
+
+    fn valid_id(id: &str) -> bool {
+        !id.is_empty()
+            && id.len() <= 100
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    }
+
+    #[test]
+    fn a_valid_body_is_trimmed() {
+        let message = decode_message(
+            br#"{"client_message_id": " m-1 ", "text": "  halo kak \n"}"#,
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(message.client_message_id, "m-1");
+        assert_eq!(message.text, "halo kak");
+    }
+
+    #[test]
+    fn each_refusal_names_what_to_fix() {
+        let code = |body: &[u8]| decode_message(body, MAX).unwrap_err().code();
+        assert_eq!(code(b"not json"), "invalid_json");
+        assert_eq!(code(br#"{"client_message_id": "1"}"#), "invalid_field");
+        assert_eq!(
+            code(br#"{"client_message_id": "1", "text": "x", "extra": 1}"#),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(br#"{"client_message_id": "a b", "text": "x"}"#),
+            "invalid_client_message_id"
+        );
+        assert_eq!(
+            code(br#"{"client_message_id": "1", "text": " \n "}"#),
+            "empty_message"
+        );
+        let long = format!(
+            r#"{{"client_message_id": "1", "text": "{}"}}"#,
+            "é".repeat(51)
+        );
+        assert_eq!(code(long.as_bytes()), "message_too_long");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_message(&bytes, MAX);
+        }
+
+        #[test]
+        fn whatever_is_accepted_is_valid(
+            id in prop_oneof![".{0,120}", "[a-zA-Z0-9._:-]{1,100}", " [0-9]{1,3} "],
+            text in prop_oneof![".{0,80}", "\\PC{0,60}", "[ \t\n]{0,5}[a-z ]{0,60}[ \t\n]{0,5}"],
+        ) {
+            let body = serde_json::json!({ "client_message_id": id, "text": text });
+            match decode_message(body.to_string().as_bytes(), MAX) {
+                Ok(message) => {
+                    prop_assert!(valid_id(&message.client_message_id));
+                    prop_assert_eq!(message.client_message_id.as_str(), id.trim());
+                    prop_assert!(!message.text.is_empty());
+                    prop_assert_eq!(message.text.as_str(), text.trim());
+                    prop_assert!(message.text.chars().count() <= MAX);
+                }
+                Err(err) => {
+                    let trimmed = text.trim();
+                    prop_assert!(
+                        !valid_id(id.trim())
+                            || trimmed.is_empty()
+                            || trimmed.chars().count() > MAX,
+                        "refused a valid body: {}", err.code()
+                    );
+                }
+            }
+        }
+    }
 }

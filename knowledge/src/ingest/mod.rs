@@ -58,20 +58,28 @@ impl Format {
 
 /// A chunk before it gets ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DraftChunk {
-    pub(crate) heading_path: Vec<String>,
-    pub(crate) text: String,
+pub struct DraftChunk {
+    /// The headings above the chunk, outermost first.
+    pub heading_path: Vec<String>,
+    /// The chunk's text.
+    pub text: String,
 }
 
 /// A parsed document.
 #[derive(Debug)]
-pub(crate) struct ParsedDocument {
-    pub(crate) title: String,
-    pub(crate) chunks: Vec<DraftChunk>,
+pub struct ParsedDocument {
+    /// The document's title (its first heading, else its file name).
+    pub title: String,
+    /// Its chunks, in document order; never empty.
+    pub chunks: Vec<DraftChunk>,
 }
 
-/// Parses a document's bytes into chunks.
-pub(crate) fn parse(name: &str, bytes: &[u8]) -> Result<ParsedDocument, IngestError> {
+/// Parses a document's bytes into chunks, the format chosen by `name`'s extension.
+///
+/// # Errors
+/// An unsupported extension, text that is not UTF-8, a CSV without its header, a PDF without a
+/// text layer, or a document with nothing to index.
+pub fn parse(name: &str, bytes: &[u8]) -> Result<ParsedDocument, IngestError> {
     let format = Format::from_name(name).ok_or_else(|| IngestError::UnsupportedFormat {
         name: name.to_owned(),
     })?;
