@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::model::{ChannelKind, Delivery, OutboundMessage, Template};
+use crate::model::{ChannelKind, CodeDelivery, Delivery, OutboundMessage, Template};
 use crate::pacing::PacingPolicy;
 
 /// One configured account on one messaging provider.
@@ -60,6 +60,11 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     /// closed while a message was on its way (WhatsApp 131047). The default has none.
     fn reengagement_template(&self) -> Option<Template> {
         None
+    }
+
+    /// How this account delivers one-time codes. The default: it does not.
+    fn one_time_codes(&self) -> CodeDelivery {
+        CodeDelivery::Unsupported
     }
 
     /// Downloads a customer's media by the provider's media id, checking `sha256` when given

@@ -31,6 +31,6 @@ pub mod webchat;
 pub mod whatsapp;
 
 pub use channel::{Channel, ChannelError, MediaError, MediaFile, NoPartLog, PartLog, Throttled};
-pub use model::{ChannelKind, Delivery, OutboundMessage};
+pub use model::{ChannelKind, CodeDelivery, Delivery, OutboundMessage};
 pub use pacing::PacingPolicy;
 pub use provider::{ChannelPlugin, Provider, Setting};

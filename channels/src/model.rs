@@ -298,6 +298,32 @@ pub struct Template {
     /// Values for the body placeholders `{{1}}`, `{{2}}`, … in order.
     #[serde(default)]
     pub body_params: Vec<String>,
+    /// The one-time code of an authentication template's copy-code button (sent as the
+    /// parameter of its button 0, as Meta requires next to the body parameter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_code: Option<String>,
+}
+
+/// Stands for a one-time code in a queued message: the dispatcher replaces it with the code,
+/// unsealed just before the send, so the code itself is never stored in a message or payload.
+pub const CODE_PLACEHOLDER: &str = "{{otp_code}}";
+
+/// How a channel delivers one-time codes ([`crate::Channel::one_time_codes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeDelivery {
+    /// By a provider-approved authentication template with a copy-code button (WhatsApp).
+    AuthTemplate {
+        /// Template name.
+        name: String,
+        /// Its language code.
+        language: String,
+    },
+    /// The account could send codes by template, but none is configured.
+    TemplateMissing,
+    /// As a text from the bot (Telegram).
+    Text,
+    /// This channel does not deliver codes (web chat).
+    Unsupported,
 }
 
 /// A customer message as the provider reported it.

@@ -176,6 +176,19 @@ pub fn llm_unavailable(locale: Locale) -> &'static str {
     }
 }
 
+/// The text that carries a one-time code on channels without authentication templates
+/// (Telegram). `code` is what the dispatcher replaces with the code just before sending.
+pub fn one_time_code(locale: Locale, code: &str, minutes: u64) -> String {
+    match locale {
+        Locale::Id => format!(
+            "{code} adalah kode verifikasi Anda. Berlaku {minutes} menit. Demi keamanan, jangan berikan kode ini kepada siapa pun, termasuk tim kami."
+        ),
+        Locale::En => format!(
+            "{code} is your verification code. It expires in {minutes} minutes. For your security, do not share it with anyone, including our team."
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -11,6 +11,62 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 const SCHEME: &str = "sapa_";
+
+/// What a key may do. A key created without scopes has every scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Scope {
+    /// The knowledge base: upload, list, delete and search documents.
+    Knowledge,
+    /// Conversations and messages: find conversations, send as an agent, fetch media.
+    Messages,
+    /// One-time codes: send and verify (`/v1/otp`).
+    Otp,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 3] = [Scope::Knowledge, Scope::Messages, Scope::Otp];
+
+    /// The scope's name in storage, listings and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Knowledge => "knowledge",
+            Self::Messages => "messages",
+            Self::Otp => "otp",
+        }
+    }
+
+    /// The scope named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name.trim())
+    }
+}
+
+/// Scopes as stored: comma-separated names, `None` for every scope.
+pub fn scopes_to_column(scopes: &[Scope]) -> Option<String> {
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() || scopes.len() == Scope::ALL.len() {
+        return None;
+    }
+    Some(
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+/// Scopes from their stored form (`None`: every scope). Unknown names are ignored, so a key
+/// never gains a scope it was not given.
+pub fn scopes_from_column(column: Option<&str>) -> Vec<Scope> {
+    match column {
+        None => Scope::ALL.to_vec(),
+        Some(list) => list.split(',').filter_map(Scope::parse).collect(),
+    }
+}
 const PREFIX_BYTES: usize = 4;
 const SECRET_BYTES: usize = 32;
 
@@ -77,6 +133,20 @@ pub fn verify(key: &str, stored_hash: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn scopes_round_trip_and_default_to_all() {
+        assert_eq!(scopes_to_column(&[]), None);
+        assert_eq!(scopes_to_column(&Scope::ALL), None);
+        assert_eq!(scopes_from_column(None), Scope::ALL.to_vec());
+        let column = scopes_to_column(&[Scope::Otp, Scope::Knowledge, Scope::Otp]).unwrap();
+        assert_eq!(column, "knowledge,otp");
+        assert_eq!(
+            scopes_from_column(Some(&column)),
+            vec![Scope::Knowledge, Scope::Otp]
+        );
+        assert_eq!(scopes_from_column(Some("otp,admin")), vec![Scope::Otp]);
+    }
 
     #[test]
     fn generated_keys_parse_verify_and_differ() {

@@ -64,6 +64,43 @@ enum Command {
         #[command(subcommand)]
         command: ChannelCommand,
     },
+    /// One-time codes: send one to a customer, check one (what `/v1/otp` does).
+    Otp {
+        #[command(subcommand)]
+        command: OtpCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OtpCommand {
+    /// Send a code; prints the challenge id (never the code). A running server delivers it.
+    Send {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Phone number in international format (+62…).
+        #[arg(long)]
+        to: String,
+        /// whatsapp, telegram or auto (WhatsApp, then Telegram when the customer is known there).
+        #[arg(long, default_value = "auto")]
+        channel: String,
+        /// What the code is for.
+        #[arg(long, default_value = "login")]
+        purpose: String,
+        /// Message language (id or en); the tenant's by default.
+        #[arg(long)]
+        locale: Option<String>,
+    },
+    /// Check a code against a challenge.
+    Verify {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The challenge id `sapa otp send` printed.
+        challenge: String,
+        /// The code the customer received.
+        code: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +132,9 @@ enum ApiKeyCommand {
     Create {
         /// Tenant slug.
         tenant: String,
+        /// What the key may do (repeatable); without it the key has every scope.
+        #[arg(long = "scope", value_enum)]
+        scopes: Vec<api_key::Scope>,
     },
     /// List a tenant's keys (prefixes only).
     List {
@@ -197,6 +237,7 @@ pub fn run() -> ExitCode {
             Command::Kb { command } => kb(command, &config, runtime).await,
             Command::Tenant { command } => tenant(command, config, runtime).await,
             Command::Channel { command } => channel(command, &config, runtime).await,
+            Command::Otp { command } => otp(command, &config, runtime).await,
         }
     });
     match result {
@@ -321,6 +362,82 @@ async fn channel(
         "{kind} account {key} added to tenant {tenant} (account {id}{mode}); restart the server to use it"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+async fn otp(command: OtpCommand, config: &Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    let (store, _) = startup::open_store(config, &runtime).await?;
+    let embedded = matches!(
+        config.database_target(&runtime.data_dir),
+        crate::config::DatabaseTarget::Sqlite(_)
+    );
+    let secrets =
+        crate::crypto::SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
+    let plugins = crate::accounts::Plugins::default();
+    let http = reqwest::Client::new();
+    let accounts =
+        std::sync::Arc::new(crate::accounts::load(&store, &secrets, &plugins, &http).await?);
+    let service = crate::otp::OtpService::new(
+        store.clone(),
+        secrets,
+        config.otp.clone(),
+        accounts,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+    let outcome = match command {
+        OtpCommand::Send {
+            tenant,
+            to,
+            channel,
+            purpose,
+            locale,
+        } => {
+            let request = (|| {
+                Ok::<_, crate::otp::OtpError>(crate::otp::IssueRequest {
+                    to: crate::otp::Recipient::phone(&to)?,
+                    channel: crate::otp::ChannelChoice::parse(&channel).ok_or_else(|| {
+                        crate::otp::OtpError::Invalid(
+                            "--channel must be whatsapp, telegram or auto".to_owned(),
+                        )
+                    })?,
+                    purpose,
+                    locale: match locale.as_deref() {
+                        None => None,
+                        Some(l) => Some(flows::Locale::parse(l).ok_or_else(|| {
+                            crate::otp::OtpError::Invalid("--locale must be id or en".to_owned())
+                        })?),
+                    },
+                    idempotency_key: None,
+                })
+            })();
+            match request {
+                Ok(request) => service.issue(&tenant, request).await.map(|issued| {
+                    println!("{}", issued.challenge.id);
+                    eprintln!(
+                        "code queued on {} for tenant {tenant}; it expires at {}. Check it with `sapa otp verify --tenant {tenant} {} CODE`.",
+                        issued.challenge.channel,
+                        format_ms(issued.challenge.expires_at_ms),
+                        issued.challenge.id
+                    );
+                }),
+                Err(err) => Err(err),
+            }
+        }
+        OtpCommand::Verify {
+            tenant,
+            challenge,
+            code,
+        } => service.verify(&tenant, &challenge, &code).await.map(|()| {
+            println!("verified");
+        }),
+    };
+    store.close().await;
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(crate::otp::OtpError::InvalidCode { attempts_left }) => {
+            anyhow::bail!("the code is not correct ({attempts_left} attempts left)")
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The `--help` of `sapa channel add <kind>`: the kind's settings.
@@ -628,11 +745,11 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
             }
         }
         TenantCommand::ApiKey { command } => match command {
-            ApiKeyCommand::Create { tenant } => {
+            ApiKeyCommand::Create { tenant, scopes } => {
                 let tenant = known(store, tenant).await?;
                 let key = api_key::generate();
                 store
-                    .create_api_key(&tenant, &key.prefix, &key.hash)
+                    .create_scoped_api_key(&tenant, &key.prefix, &key.hash, &scopes)
                     .await?;
                 println!("{}", key.key);
                 eprintln!(
@@ -648,10 +765,12 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
                     } else {
                         "active"
                     };
+                    let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
                     println!(
-                        "{}\t{state}\tcreated {}",
+                        "{}\t{state}\tcreated {}\tscopes {}",
                         key.prefix,
-                        format_ms(key.created_at_ms)
+                        format_ms(key.created_at_ms),
+                        scopes.join(",")
                     );
                 }
             }
@@ -675,16 +794,7 @@ async fn known(store: &Store, slug: String) -> anyhow::Result<String> {
     Ok(slug)
 }
 
-/// Unix milliseconds as RFC 3339 (UTC).
-fn format_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
-}
+use crate::store::rfc3339 as format_ms;
 
 /// Expands directories into the files below them (sorted), keeping files as given.
 fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {

@@ -15,7 +15,9 @@ use std::path::Path;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sha2::Sha256;
 
 const NONCE_LEN: usize = 12;
 /// Prefix of v2 values (sealed with associated data). A v1 value starts with a random nonce,
@@ -66,6 +68,9 @@ pub enum Sealing {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// HMAC-SHA256 key derived from the server key for [`SecretBox::mac`] (never the
+    /// encryption key itself).
+    mac_key: [u8; 32],
 }
 
 impl fmt::Debug for SecretBox {
@@ -77,9 +82,25 @@ impl fmt::Debug for SecretBox {
 impl SecretBox {
     /// A box for a raw 32-byte key.
     pub fn new(key: &[u8; 32]) -> Self {
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        derive.update(b"sapa:mac-key:v1");
         Self {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+            mac_key: derive.finalize().into_bytes().into(),
         }
+    }
+
+    /// Hex HMAC-SHA256 of `parts` (each length-prefixed, so no two lists collide) under a key
+    /// derived from the server key: how one-time codes are stored.
+    pub fn mac(&self, parts: &[&[u8]]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Loads the key from `env_value` (the content of `SAPA_SECRET_KEY`), else from the data

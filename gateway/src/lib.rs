@@ -46,6 +46,7 @@ pub mod coord;
 pub mod crypto;
 pub mod demo;
 pub mod http;
+pub mod otp;
 pub mod startup;
 pub mod state;
 pub mod store;

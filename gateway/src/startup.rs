@@ -286,6 +286,7 @@ impl Application {
             coord.clone(),
             config.dispatcher.clone(),
         )
+        .with_secrets(secrets.clone())
         .spawn(dispatcher_wake.clone(), &delivery.0, delivery.1.clone());
 
         let listener = crate::http::server::bind(config.server.bind, "--bind").await?;
@@ -300,7 +301,15 @@ impl Application {
             None => None,
         };
         let sockets = Arc::new(crate::http::webchat::SocketSlots::new(&config.webchat));
+        let otp = crate::otp::OtpService::new(
+            store.clone(),
+            secrets.clone(),
+            config.otp.clone(),
+            accounts.clone(),
+            dispatcher_wake.clone(),
+        );
         let state = AppState(Arc::new(Services {
+            otp,
             sockets,
             config,
             store,

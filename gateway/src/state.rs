@@ -55,4 +55,6 @@ pub struct Services {
     pub dispatcher_wake: Arc<Notify>,
     /// Open web chat WebSockets, per session and in total.
     pub sockets: Arc<crate::http::webchat::SocketSlots>,
+    /// One-time codes.
+    pub otp: crate::otp::OtpService,
 }

@@ -9,6 +9,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, TelemetryConfig};
 
+/// One-time codes, by event (`issued`, `refused`, `verified`, `locked`). Never the code.
+pub const OTP_TOTAL: &str = "sapa_otp_total";
+
 /// Customer messages received, by channel and outcome (`new`, `duplicate`, `rejected`, `error`).
 pub const INBOUND_TOTAL: &str = "sapa_inbound_messages_total";
 /// Unanswered inbox rows (gauge, refreshed on scrape and by the poller).

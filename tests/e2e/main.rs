@@ -8,6 +8,7 @@ mod delivery;
 mod health;
 mod limits;
 mod llm;
+mod otp;
 mod plugin;
 mod process;
 mod retrieval;

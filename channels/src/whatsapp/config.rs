@@ -34,6 +34,13 @@ pub struct WhatsappAccount {
     /// Language code of that template.
     #[serde(default = "default_language")]
     pub reengagement_language: String,
+    /// The approved *authentication* template (copy-code button) one-time codes are sent
+    /// with; none: this number sends no codes.
+    #[serde(default)]
+    pub otp_template: Option<String>,
+    /// Language code of that template.
+    #[serde(default = "default_language")]
+    pub otp_template_language: String,
     /// The number's throughput (Meta: 80/s by default, up to 1,000/s after an upgrade, 20/s
     /// for coexistence numbers).
     #[serde(default = "default_messages_per_second")]
@@ -134,6 +141,8 @@ impl fmt::Debug for WhatsappAccount {
             .field("api_version", &self.api_version)
             .field("reengagement_template", &self.reengagement_template)
             .field("reengagement_language", &self.reengagement_language)
+            .field("otp_template", &self.otp_template)
+            .field("otp_template_language", &self.otp_template_language)
             .field("messages_per_second", &self.messages_per_second)
             .field("pair_interval", &self.pair_interval)
             .field("pair_burst", &self.pair_burst)

@@ -24,7 +24,8 @@ pub use config::WhatsappAccount;
 
 use crate::channel::{Channel, ChannelError, MediaError, MediaFile, NoPartLog, PartLog};
 use crate::model::{
-    ChannelKind, Delivery, MediaFileRef, MediaKind, OutboundMedia, OutboundMessage, Template,
+    ChannelKind, CodeDelivery, Delivery, MediaFileRef, MediaKind, OutboundMedia, OutboundMessage,
+    Template,
 };
 use crate::pacing::PacingPolicy;
 use crate::text::{CaptionRules, Measure, place_caption, split_text};
@@ -59,6 +60,7 @@ pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub struct WhatsappChannel {
     client: GraphClient,
     reengagement: Option<Template>,
+    codes: CodeDelivery,
     pacing: PacingPolicy,
 }
 
@@ -75,7 +77,15 @@ impl WhatsappChannel {
                     name: name.clone(),
                     language: account.reengagement_language.clone(),
                     body_params: Vec::new(),
+                    copy_code: None,
                 }),
+            codes: match account.otp_template.as_deref().map(str::trim) {
+                Some(name) if !name.is_empty() => CodeDelivery::AuthTemplate {
+                    name: name.to_owned(),
+                    language: account.otp_template_language.clone(),
+                },
+                _ => CodeDelivery::TemplateMissing,
+            },
             pacing: PacingPolicy {
                 per_account_per_sec: Some(account.messages_per_second.max(1)),
                 // The plugin validated the settings; a bad interval keeps the default.
@@ -197,6 +207,10 @@ impl Channel for WhatsappChannel {
 
     fn reengagement_template(&self) -> Option<Template> {
         self.reengagement.clone()
+    }
+
+    fn one_time_codes(&self) -> CodeDelivery {
+        self.codes.clone()
     }
 
     async fn download_media(
@@ -373,13 +387,25 @@ pub fn template_body(to: &str, template: &Template) -> Value {
         "name": template.name,
         "language": {"code": template.language},
     });
+    let mut components = Vec::new();
     if !template.body_params.is_empty() {
         let params: Vec<Value> = template
             .body_params
             .iter()
             .map(|p| json!({"type": "text", "text": p}))
             .collect();
-        tpl["components"] = json!([{"type": "body", "parameters": params}]);
+        components.push(json!({"type": "body", "parameters": params}));
+    }
+    if let Some(code) = &template.copy_code {
+        // Authentication templates: the copy-code button reads back as a URL button whose
+        // one parameter is the code (Meta: the code appears in the body and here).
+        components.push(json!({
+            "type": "button", "sub_type": "url", "index": "0",
+            "parameters": [{"type": "text", "text": code}],
+        }));
+    }
+    if !components.is_empty() {
+        tpl["components"] = Value::Array(components);
     }
     json!({"to": to, "type": "template", "template": tpl})
 }

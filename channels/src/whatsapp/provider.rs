@@ -62,6 +62,16 @@ const SETTINGS: &[Setting] = &[
         "reengagement-language",
         "language code of the re-engagement template (default id)",
     ),
+    Setting::text(
+        "otp_template",
+        "otp-template",
+        "approved authentication template (copy-code button) for one-time codes (default: none)",
+    ),
+    Setting::text(
+        "otp_template_language",
+        "otp-template-language",
+        "language code of the one-time code template (default id)",
+    ),
     Setting::integer(
         "messages_per_second",
         "messages-per-second",

@@ -560,6 +560,7 @@ fn window_and_templates() {
             name: "follow_up_1".into(),
             language: "id".into(),
             body_params: vec!["Rina".into(), "#12".into()],
+            copy_code: None,
         },
     );
     assert_eq!(body["template"]["name"], "follow_up_1");
@@ -567,6 +568,25 @@ fn window_and_templates() {
     assert_eq!(
         body["template"]["components"][0]["parameters"][1]["text"],
         "#12"
+    );
+    assert_eq!(body["template"]["components"].as_array().unwrap().len(), 1);
+    // An authentication template: the code in the body and in the copy-code button.
+    let body = template_body(
+        "US.13491208655302741918",
+        &crate::model::Template {
+            name: "login_code".into(),
+            language: "en_US".into(),
+            body_params: vec!["482913".into()],
+            copy_code: Some("482913".into()),
+        },
+    );
+    assert_eq!(
+        body["template"]["components"],
+        serde_json::json!([
+            {"type": "body", "parameters": [{"type": "text", "text": "482913"}]},
+            {"type": "button", "sub_type": "url", "index": "0",
+             "parameters": [{"type": "text", "text": "482913"}]},
+        ])
     );
 }
 
@@ -581,6 +601,8 @@ fn account_debug_redacts_secrets() {
         api_version: config::DEFAULT_API_VERSION.into(),
         reengagement_template: None,
         reengagement_language: "id".into(),
+        otp_template: Some("login_code".into()),
+        otp_template_language: "en".into(),
         messages_per_second: 20,
         pair_interval: "2s".into(),
         pair_burst: 1,

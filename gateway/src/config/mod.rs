@@ -52,6 +52,8 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Admin REST API.
     pub admin: AdminConfig,
+    /// One-time codes.
+    pub otp: OtpConfig,
     /// Tenants declared in the file, by slug; applied idempotently at start.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -266,6 +268,27 @@ pub struct WebchatConfig {
     pub session_idle_timeout: Duration,
 }
 
+/// `[otp]`: one-time codes (`/v1/otp`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtpConfig {
+    /// How long a code is valid (at most 10 minutes: NIST SP 800-63B, OWASP ASVS 6.5.5).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// A new code for the same recipient is refused this long after the previous one.
+    #[serde(with = "humantime_serde")]
+    pub resend_cooldown: Duration,
+    /// Codes one recipient may be sent per `recipient_window`.
+    pub max_sends_per_recipient: u32,
+    /// The window of `max_sends_per_recipient`.
+    #[serde(with = "humantime_serde")]
+    pub recipient_window: Duration,
+    /// Codes one tenant may send per hour, all recipients together.
+    pub max_sends_per_tenant_per_hour: u32,
+    /// Wrong codes after which a challenge is locked.
+    pub max_attempts: u32,
+}
+
 /// `[admin]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -366,6 +389,8 @@ impl TenantConfig {
                     "api_version": wa.api_version,
                     "reengagement_template": Some(&wa.reengagement_template).filter(|t| !t.is_empty()),
                     "reengagement_language": wa.reengagement_language,
+                    "otp_template": Some(&wa.otp_template).filter(|t| !t.is_empty()),
+                    "otp_template_language": wa.otp_template_language,
                     "messages_per_second": wa.messages_per_second,
                     "pair_interval": humantime::format_duration(wa.pair_interval).to_string(),
                     "pair_burst": wa.pair_burst,
@@ -457,6 +482,13 @@ pub struct TenantWhatsapp {
     /// Language of that template.
     #[serde(default = "default_template_language")]
     pub reengagement_language: String,
+    /// The approved authentication template (copy-code button) one-time codes are sent with;
+    /// empty: none (`POST /v1/otp` answers 409 `otp_template_missing`).
+    #[serde(default)]
+    pub otp_template: String,
+    /// Language of that template.
+    #[serde(default = "default_template_language")]
+    pub otp_template_language: String,
     /// The number's throughput, messages per second (Meta: 80 by default, up to 1,000 after
     /// an upgrade; coexistence numbers get 20).
     #[serde(default = "default_messages_per_second")]
@@ -688,6 +720,24 @@ impl Config {
                 )),
                 Ok(_) => {}
             }
+        }
+        if self.otp.ttl < Duration::from_secs(30) || self.otp.ttl > Duration::from_secs(600) {
+            problems.push(format!(
+                "otp.ttl must be between 30s and 10m (NIST SP 800-63B), not {}",
+                humantime::format_duration(self.otp.ttl)
+            ));
+        }
+        if self.otp.max_sends_per_recipient == 0 || self.otp.max_sends_per_tenant_per_hour == 0 {
+            problems.push(
+                "otp.max_sends_per_recipient and otp.max_sends_per_tenant_per_hour must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if !(1..=10).contains(&self.otp.max_attempts) {
+            problems.push(format!(
+                "otp.max_attempts must be between 1 and 10, not {}",
+                self.otp.max_attempts
+            ));
         }
         if self.webchat.max_sockets_per_session == 0 {
             problems.push("webchat.max_sockets_per_session must be at least 1".to_owned());

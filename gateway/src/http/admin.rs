@@ -27,9 +27,10 @@ use knowledge::{IngestError, IngestOutcome};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api_key;
+use crate::api_key::{self, Scope};
 use crate::http::error::{ApiError, ApiJson};
 use crate::state::AppState;
+use crate::store::StoredApiKey;
 
 /// Most chunks `GET /v1/admin/knowledge/search` returns.
 const MAX_SEARCH_LIMIT: usize = 50;
@@ -62,25 +63,49 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 /// The tenant the request's API key belongs to (set by [`require_api_key`]).
 #[derive(Debug, Clone)]
-struct AdminTenant(String);
+pub(crate) struct AdminTenant(pub(crate) String);
 
-/// Middleware: 401 unless the bearer API key is valid, before any extractor reads the body.
-async fn require_api_key(
+/// The scope a tenant API route needs, by its path.
+fn required_scope(path: &str) -> Scope {
+    if path.starts_with("/v1/admin/knowledge") {
+        Scope::Knowledge
+    } else if path.starts_with("/v1/otp") {
+        Scope::Otp
+    } else {
+        Scope::Messages
+    }
+}
+
+/// Middleware of every tenant API route: 401 unless the bearer API key is valid, 403 unless
+/// it has the route's scope, before any extractor reads the body.
+pub(crate) async fn require_api_key(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match authenticate(&state, request.headers()).await {
-        Ok(tenant) => {
-            request.extensions_mut().insert(AdminTenant(tenant));
-            next.run(request).await
-        }
-        Err(err) => err.into_response(),
+    let key = match authenticate(&state, request.headers()).await {
+        Ok(key) => key,
+        Err(err) => return err.into_response(),
+    };
+    let scope = required_scope(request.uri().path());
+    if !key.scopes.contains(&scope) {
+        let scope = scope.as_str();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!(
+                "this API key lacks the `{scope}` scope; create one with `sapa tenant api-key create {} --scope {scope}`",
+                key.tenant_id
+            ),
+        )
+        .into_response();
     }
+    request.extensions_mut().insert(AdminTenant(key.tenant_id));
+    next.run(request).await
 }
 
-/// Resolves the bearer API key to its tenant.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+/// Resolves the bearer API key to its stored record (tenant and scopes).
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<StoredApiKey, ApiError> {
     let invalid = || {
         ApiError::unauthorized(
             "invalid_api_key",
@@ -105,7 +130,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, A
     if !api_key::verify(key, &stored.key_hash) {
         return Err(invalid());
     }
-    Ok(stored.tenant_id)
+    Ok(stored)
 }
 
 /// Runs a blocking knowledge call off the async workers.

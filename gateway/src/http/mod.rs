@@ -5,6 +5,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod origin;
+pub mod otp;
 pub mod server;
 pub mod webchat;
 pub mod webhooks;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webchat)
         .merge(widget::router())
         .merge(admin::router(&state))
+        .merge(otp::router(&state))
         .merge(webhooks::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(request_timeout, limits::request_timeout))

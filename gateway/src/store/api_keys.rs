@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError, now_ms};
+use crate::api_key::{Scope, scopes_from_column, scopes_to_column};
 
 /// What authentication needs: the key's tenant and stored hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct StoredApiKey {
     pub tenant_id: String,
     /// Hex SHA-256 of the whole key.
     pub key_hash: String,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
 }
 
 /// A key as listed to its tenant (never the secret or its hash).
@@ -24,10 +27,12 @@ pub struct ApiKeyInfo {
     pub created_at_ms: i64,
     /// Unix milliseconds; `None` while the key is active.
     pub revoked_at_ms: Option<i64>,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
 }
 
 impl Store {
-    /// Stores a new key for `tenant_id`.
+    /// Stores a new key for `tenant_id` with every scope.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`]; also when the prefix is taken or the tenant does not exist.
@@ -37,13 +42,29 @@ impl Store {
         prefix: &str,
         key_hash: &str,
     ) -> Result<(), StoreError> {
+        self.create_scoped_api_key(tenant_id, prefix, key_hash, &[])
+            .await
+    }
+
+    /// Stores a new key for `tenant_id` limited to `scopes` (empty: every scope).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; also when the prefix is taken or the tenant does not exist.
+    pub async fn create_scoped_api_key(
+        &self,
+        tenant_id: &str,
+        prefix: &str,
+        key_hash: &str,
+        scopes: &[Scope],
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO api_keys (prefix, tenant_id, key_hash, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO api_keys (prefix, tenant_id, key_hash, created_at, scopes) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(prefix)
         .bind(tenant_id)
         .bind(key_hash)
         .bind(now_ms())
+        .bind(scopes_to_column(scopes))
         .execute(&self.write)
         .await?;
         Ok(())
@@ -56,7 +77,7 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn active_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
         let row = sqlx::query(
-            "SELECT prefix, tenant_id, key_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
+            "SELECT prefix, tenant_id, key_hash, scopes FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
         )
         .bind(prefix)
         .fetch_optional(&self.read)
@@ -66,6 +87,7 @@ impl Store {
                 prefix: r.try_get("prefix")?,
                 tenant_id: r.try_get("tenant_id")?,
                 key_hash: r.try_get("key_hash")?,
+                scopes: scopes_from_column(r.try_get::<Option<String>, _>("scopes")?.as_deref()),
             })
         })
         .transpose()
@@ -77,7 +99,7 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 \
+            "SELECT prefix, created_at, revoked_at, scopes FROM api_keys WHERE tenant_id = $1 \
              ORDER BY created_at, prefix",
         )
         .bind(tenant_id)
@@ -89,6 +111,9 @@ impl Store {
                     prefix: r.try_get("prefix")?,
                     created_at_ms: r.try_get("created_at")?,
                     revoked_at_ms: r.try_get("revoked_at")?,
+                    scopes: scopes_from_column(
+                        r.try_get::<Option<String>, _>("scopes")?.as_deref(),
+                    ),
                 })
             })
             .collect()

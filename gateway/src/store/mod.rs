@@ -13,6 +13,7 @@
 mod api_keys;
 mod contacts;
 mod ingress;
+mod otp;
 mod outbox;
 mod turns;
 
@@ -26,8 +27,9 @@ use sqlx::{AnyPool, Executor, Row};
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use contacts::{ContactIds, ContactIdsChange};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
+pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpRefusal, OtpSend};
 pub use outbox::{
-    Claim, ClaimedSend, InboundMediaRef, OutboxFailure, QueuedMessage, UndecodableSend,
+    Claim, ClaimedSend, InboundMediaRef, OtpPart, OutboxFailure, QueuedMessage, UndecodableSend,
 };
 pub use turns::{LlmUsage, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
 
@@ -86,6 +88,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "webchat_session_seen",
         include_str!("migrations/0009_webchat_session_seen.sqlite.sql"),
         include_str!("migrations/0009_webchat_session_seen.postgres.sql"),
+    ),
+    (
+        10,
+        "otp",
+        include_str!("migrations/0010_otp.sqlite.sql"),
+        include_str!("migrations/0010_otp.postgres.sql"),
     ),
 ];
 
@@ -336,6 +344,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds as RFC 3339 (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
 impl Store {
     /// Connects to the database `target` selects (creating a SQLite file if missing).
     ///
@@ -426,6 +445,14 @@ impl Store {
     /// The writer pool, for tests of other modules that arrange or inspect rows directly.
     #[cfg(test)]
     pub(crate) fn pool_for_tests(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// The writer pool, for end-to-end tests and operator tools that inspect or arrange rows
+    /// directly (scanning every table for a leaked code, moving a clock back). Not for the
+    /// server's own code: every query belongs in this module.
+    #[doc(hidden)]
+    pub fn pool(&self) -> &AnyPool {
         &self.write
     }
 
@@ -847,7 +874,7 @@ impl Store {
         update: &DeliveryStatus<'_>,
     ) -> Result<bool, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT u.message_id, (SELECT COUNT(*) FROM outbox_parts q WHERE q.outbox_id = u.outbox_id) AS parts \
+            "SELECT u.outbox_id, u.message_id, (SELECT COUNT(*) FROM outbox_parts q WHERE q.outbox_id = u.outbox_id) AS parts \
              FROM ({SENT_LOOKUP}) u ORDER BY u.outbox_id DESC LIMIT 1"
         ))
         .bind(tenant_id)
@@ -859,6 +886,15 @@ impl Store {
             return Ok(false);
         };
         let message_id: i64 = row.try_get("message_id")?;
+        if message_id == 0 {
+            // Not a stored message: a one-time code's send.
+            let outbox_id: i64 = row.try_get("outbox_id")?;
+            let mut tx = self.write.begin().await?;
+            otp::otp_status(&mut tx, outbox_id, update.state, now_ms()).await?;
+            tx.commit().await?;
+            // Known either way: a stale status of a code is not one to retry later.
+            return Ok(true);
+        }
         let parts: i64 = row.try_get("parts")?;
         let rank = "(CASE COALESCE(status, 'pending') WHEN 'sent' THEN 1 WHEN 'failed' THEN 2 \
                     WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 0 END)";

@@ -36,6 +36,26 @@ pub struct ClaimedSend {
     /// Provider ids of the parts already sent (a message in several parts whose earlier
     /// attempt or claim ended midway), in send order: they are not sent again.
     pub sent_parts: Vec<String>,
+    /// A one-time code's send: the challenge, and the code sealed for it (the dispatcher
+    /// opens it and puts it where the message has [`channels::model::CODE_PLACEHOLDER`]).
+    pub otp: Option<OtpPart>,
+}
+
+/// The one-time code of a claimed send.
+#[derive(Clone)]
+pub struct OtpPart {
+    /// The challenge id (the sealing's associated data).
+    pub challenge_id: String,
+    /// The code, sealed (base64); `None` when it was already scrubbed.
+    pub sealed_code: Option<String>,
+}
+
+impl std::fmt::Debug for OtpPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtpPart")
+            .field("challenge_id", &self.challenge_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one claim took.
@@ -126,8 +146,9 @@ impl Store {
                AND (o.locked_until IS NULL OR o.locked_until < $2) \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.conversation_id = o.conversation_id \
                                AND p.state = 'pending' AND p.id < o.id) \
-               ORDER BY o.id LIMIT $3 {lock}) \
-             RETURNING id, tenant_id, channel_account_id, channel_kind, attempts, payload, message_id"
+               ORDER BY o.priority DESC, o.id LIMIT $3 {lock}) \
+             RETURNING id, tenant_id, channel_account_id, channel_kind, attempts, payload, message_id, \
+             otp_challenge_id, sealed_code"
         );
         let rows = sqlx::query(&sql)
             .bind(now + lease_ms)
@@ -157,6 +178,15 @@ impl Store {
                     attempts: r.try_get("attempts")?,
                     message,
                     sent_parts: Vec::new(),
+                    otp: r
+                        .try_get::<Option<String>, _>("otp_challenge_id")?
+                        .map(|challenge_id| -> Result<OtpPart, StoreError> {
+                            Ok(OtpPart {
+                                challenge_id,
+                                sealed_code: r.try_get("sealed_code")?,
+                            })
+                        })
+                        .transpose()?,
                 }),
                 Err(error) => {
                     let message_id: i64 = r.try_get("message_id")?;
@@ -191,7 +221,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         for (dead, message_id, payload) in rows {
             sqlx::query(
-                "UPDATE outbox SET state = 'dead', last_error = $1, locked_until = NULL, updated_at = $2 WHERE id = $3",
+                "UPDATE outbox SET state = 'dead', last_error = $1, locked_until = NULL, sealed_code = NULL, updated_at = $2 WHERE id = $3",
             )
             .bind(&dead.error)
             .bind(now)
@@ -329,7 +359,7 @@ impl Store {
         for (send, delivery) in sent {
             sqlx::query(
                 "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = $1, \
-                 locked_until = NULL, last_error = NULL, updated_at = $2 WHERE id = $3",
+                 locked_until = NULL, last_error = NULL, sealed_code = NULL, updated_at = $2 WHERE id = $3",
             )
             .bind(delivery.provider_message_id.as_deref())
             .bind(now)
@@ -338,6 +368,17 @@ impl Store {
             .await?;
             for (index, part) in delivery.extra_provider_message_ids.iter().enumerate() {
                 insert_part(&mut *tx, send, index, part).await?;
+            }
+            if let Some(otp) = &send.otp {
+                super::otp::otp_send_final(
+                    &mut tx,
+                    &otp.challenge_id,
+                    send.channel_kind,
+                    false,
+                    now,
+                )
+                .await?;
+                continue;
             }
             sqlx::query("UPDATE messages SET status = 'sent' WHERE id = $1 AND tenant_id = $2")
                 .bind(send.message.message_id)
@@ -416,7 +457,7 @@ impl Store {
                 };
                 sqlx::query(
                     "UPDATE outbox SET state = $1, attempts = attempts + 1, last_error = $2, \
-                     locked_until = NULL, updated_at = $3 WHERE id = $4",
+                     locked_until = NULL, sealed_code = NULL, updated_at = $3 WHERE id = $4",
                 )
                 .bind(state)
                 .bind(error)
@@ -424,12 +465,23 @@ impl Store {
                 .bind(send.id)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE messages SET status = 'failed', error = $1 WHERE id = $2 AND tenant_id = $3")
-                    .bind(error)
-                    .bind(send.message.message_id)
-                    .bind(&send.tenant_id)
-                    .execute(&mut *tx)
+                if let Some(otp) = &send.otp {
+                    super::otp::otp_send_final(
+                        &mut tx,
+                        &otp.challenge_id,
+                        send.channel_kind,
+                        true,
+                        now,
+                    )
                     .await?;
+                } else {
+                    sqlx::query("UPDATE messages SET status = 'failed', error = $1 WHERE id = $2 AND tenant_id = $3")
+                        .bind(error)
+                        .bind(send.message.message_id)
+                        .bind(&send.tenant_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 if state == "dead" {
                     let payload = serde_json::to_string(&send.message)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -460,7 +460,17 @@ async fn api_keys_are_tenant_scoped_and_revocable() {
                 prefix: "pa1".into(),
                 tenant_id: "key-a".into(),
                 key_hash: "hash-a1".into(),
+                scopes: crate::api_key::Scope::ALL.to_vec(),
             }
+        );
+        // A scoped key keeps exactly its scopes.
+        s.upsert_tenant("key-s", "S", "id").await.unwrap();
+        s.create_scoped_api_key("key-s", "ps1", "x", &[crate::api_key::Scope::Otp])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.active_api_key("ps1").await.unwrap().unwrap().scopes,
+            vec![crate::api_key::Scope::Otp]
         );
         let listed: Vec<String> = s
             .api_keys("key-a")
@@ -825,6 +835,7 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
             name: "reengage".into(),
             language: "id".into(),
             body_params: vec![],
+            copy_code: None,
         };
         assert!(
             s.enqueue_reengagement("wa3", &account, "wamid.PART1", &template)
@@ -1288,6 +1299,206 @@ async fn contacts_are_found_by_phone_or_user_id_and_linked_when_both_appear() {
         assert!(
             pending.turns.iter().all(|t| t.external_id != "wamid.U5"),
             "{n}"
+        );
+    }
+}
+
+fn otp_challenge(tenant: &str, id: &str, recipient: &str, now: i64) -> OtpChallenge {
+    OtpChallenge {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        recipient: recipient.into(),
+        purpose: "login".into(),
+        locale: "id".into(),
+        channel: "webchat".into(),
+        code_hmac: "mac".into(),
+        status: "pending".into(),
+        attempts: 0,
+        created_at_ms: now,
+        expires_at_ms: now + 300_000,
+        verified_at_ms: None,
+    }
+}
+
+fn otp_send(account: &str, id: &str, kind: &str) -> OtpSend {
+    OtpSend {
+        channel_account_id: account.into(),
+        channel_kind: ChannelKind::Webchat,
+        message: channels::OutboundMessage {
+            message_id: 0,
+            conversation_id: format!("otp:{id}"),
+            recipient: "r".into(),
+            author: channels::model::Author::Bot,
+            text: channels::model::CODE_PLACEHOLDER.into(),
+            choices: vec![],
+            in_reply_to: vec![],
+            created_at_ms: 0,
+            idempotency_key: format!("otp:{id}:{kind}"),
+            customer_last_seen_ms: None,
+            template: None,
+            media: None,
+        },
+        sealed_code: "sealed".into(),
+    }
+}
+
+const LIMITS: OtpLimits = OtpLimits {
+    cooldown_ms: 60_000,
+    max_per_recipient: 3,
+    recipient_window_ms: 600_000,
+    max_per_tenant_per_hour: 1000,
+};
+
+#[tokio::test]
+async fn codes_go_out_first_fall_back_once_and_verify_once() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, conv) = webchat_conversation(s, "shop").await;
+        // An ordinary answer is queued first; the code still leaves first.
+        s.enqueue_agent_message("shop", &conv, "halo", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let now = now_ms();
+        let new = NewOtpChallenge {
+            challenge: otp_challenge("shop", "otp_a", "+62811", now),
+            idempotency_key: Some("k1".into()),
+            sends: vec![
+                otp_send(&account, "otp_a", "first"),
+                otp_send(&account, "otp_a", "second"),
+            ],
+        };
+        assert!(matches!(
+            s.issue_otp(&new, LIMITS).await.unwrap(),
+            OtpIssue::Created(_)
+        ));
+        // The same idempotency key returns the challenge without a second send.
+        assert!(
+            matches!(s.issue_otp(&new, LIMITS).await.unwrap(), OtpIssue::Existing(c) if c.id == "otp_a")
+        );
+        let claimed = s.claim_outbox(1, 30_000).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", t.name);
+        let first = &claimed[0];
+        let otp = first.otp.as_ref().expect("an OTP row first");
+        assert_eq!(otp.sealed_code.as_deref(), Some("sealed"));
+        // The fallback row is held: only the answer is claimable besides.
+        let others = s.claim_outbox(10, 30_000).await.unwrap();
+        assert!(others.iter().all(|c| c.otp.is_none()), "{}", t.name);
+        // The first channel fails for good: the fallback is released, the failed row scrubbed.
+        s.record_send_failure(first, &OutboxFailure::Permanent { error: "x".into() })
+            .await
+            .unwrap();
+        let fallback = s.claim_outbox(10, 30_000).await.unwrap();
+        assert_eq!(fallback.len(), 1, "{}", t.name);
+        assert!(fallback[0].message.idempotency_key.ends_with(":second"));
+        s.mark_sent(&fallback[0], Some("p-1")).await.unwrap();
+        let sealed: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sealed_code IS NOT NULL")
+                .fetch_one(s.pool())
+                .await
+                .unwrap()
+                .try_get("n")
+                .unwrap();
+        assert_eq!(sealed, 0, "{}", t.name);
+        assert_eq!(
+            s.otp_challenge("shop", "otp_a")
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            "sent"
+        );
+        // Another tenant does not see it.
+        assert!(s.otp_challenge("other", "otp_a").await.unwrap().is_none());
+        assert_eq!(
+            s.check_otp("other", "otp_a", true, 5, now).await.unwrap(),
+            OtpCheck::Closed
+        );
+        // Two right codes at once: exactly one verifies.
+        let (a, b) = tokio::join!(
+            s.check_otp("shop", "otp_a", true, 5, now),
+            s.check_otp("shop", "otp_a", true, 5, now)
+        );
+        let outcomes = [a.unwrap(), b.unwrap()];
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == OtpCheck::Verified)
+                .count(),
+            1,
+            "{} {outcomes:?}",
+            t.name
+        );
+
+        // Limits: the cooldown, then three per window.
+        let later = now + 1000;
+        let next = NewOtpChallenge {
+            challenge: otp_challenge("shop", "otp_b", "+62811", later),
+            idempotency_key: None,
+            sends: vec![otp_send(&account, "otp_b", "first")],
+        };
+        assert!(matches!(
+            s.issue_otp(&next, LIMITS).await.unwrap(),
+            OtpIssue::Refused(OtpRefusal::ResendTooSoon, ms) if ms > 0 && ms <= 60_000
+        ));
+        for (i, at) in [61_000, 122_000].into_iter().enumerate() {
+            let id = format!("otp_c{i}");
+            let new = NewOtpChallenge {
+                challenge: otp_challenge("shop", &id, "+62811", now + at),
+                idempotency_key: None,
+                sends: vec![otp_send(&account, &id, "first")],
+            };
+            assert!(
+                matches!(
+                    s.issue_otp(&new, LIMITS).await.unwrap(),
+                    OtpIssue::Created(_)
+                ),
+                "{}",
+                t.name
+            );
+        }
+        // The newest superseded the older live one.
+        assert_eq!(
+            s.otp_challenge("shop", "otp_c0")
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            "superseded"
+        );
+        let fourth = NewOtpChallenge {
+            challenge: otp_challenge("shop", "otp_d", "+62811", now + 183_000),
+            idempotency_key: None,
+            sends: vec![otp_send(&account, "otp_d", "first")],
+        };
+        assert!(
+            matches!(
+                s.issue_otp(&fourth, LIMITS).await.unwrap(),
+                OtpIssue::Refused(OtpRefusal::RecipientLimit, _)
+            ),
+            "{}",
+            t.name
+        );
+
+        // Wrong codes count, and the last allowed one locks.
+        for attempt in 1..=3 {
+            let outcome = s
+                .check_otp("shop", "otp_c1", false, 3, now + 122_000)
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                OtpCheck::Wrong {
+                    attempts: attempt,
+                    locked: attempt == 3
+                }
+            );
+        }
+        assert_eq!(
+            s.check_otp("shop", "otp_c1", true, 3, now + 122_000)
+                .await
+                .unwrap(),
+            OtpCheck::Closed
         );
     }
 }

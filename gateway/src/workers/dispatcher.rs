@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use channels::model::Delivery;
-use channels::{ChannelError, PartLog};
+use channels::{ChannelError, OutboundMessage, PartLog};
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::ChannelRegistry;
 use crate::config::DispatcherConfig;
 use crate::coord::Coord;
+use crate::crypto::SecretBox;
 use crate::store::{ClaimedSend, Dialect, OutboxFailure, Store, now_ms};
 use crate::telemetry;
 
@@ -48,6 +50,10 @@ pub struct Dispatcher {
     coord: Arc<dyn Coord>,
     lease: Duration,
     clock: Clock,
+    /// Opens one-time codes sealed in their outbox rows.
+    secrets: Option<SecretBox>,
+    /// When expired codes' fallback rows were last scrubbed.
+    swept_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Records the parts of a claimed send in the outbox as the channel sends them.
@@ -90,6 +96,55 @@ impl Dispatcher {
             coord,
             lease: LEASE,
             clock: Clock(Arc::new(now_ms)),
+            secrets: None,
+            swept_at: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        }
+    }
+
+    /// Lets the dispatcher open the one-time codes of OTP rows (without it they fail).
+    #[must_use]
+    pub fn with_secrets(mut self, secrets: SecretBox) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// The message to send for `send`: as queued, or with its one-time code opened and put in.
+    fn message_for(&self, send: &ClaimedSend) -> Result<OutboundMessage, String> {
+        let Some(otp) = &send.otp else {
+            return Ok(send.message.clone());
+        };
+        let sealed = otp
+            .sealed_code
+            .as_deref()
+            .ok_or("the code was already scrubbed from this row")?;
+        let secrets = self
+            .secrets
+            .as_ref()
+            .ok_or("this dispatcher has no key to open codes")?;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|_| "the sealed code is not base64")?;
+        let (code, _) = secrets
+            .open_for(&sealed, &crate::otp::sealing_owner(&otp.challenge_id))
+            .map_err(|_| "the sealed code cannot be opened with this key")?;
+        let code = String::from_utf8(code).map_err(|_| "the sealed code is not text")?;
+        let mut message = crate::otp::fill_code(&send.message, &code);
+        // Unique per row (adapters key their in-memory progress by message id).
+        message.message_id = -send.id;
+        Ok(message)
+    }
+
+    /// Scrubs the fallback rows of expired codes, at most every 10 s.
+    async fn sweep_expired_codes(&self) {
+        let now = (self.clock.0)();
+        let last = self.swept_at.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last < 10_000 {
+            return;
+        }
+        self.swept_at
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        if let Err(err) = self.store.sweep_expired_otp(now).await {
+            tracing::warn!(error = %err.chain(), "scrubbing expired codes failed");
         }
     }
 
@@ -112,6 +167,7 @@ impl Dispatcher {
         loop {
             let stopping = token.is_cancelled();
             self.drain().await;
+            self.sweep_expired_codes().await;
             if stopping {
                 break;
             }
@@ -301,12 +357,27 @@ impl Dispatcher {
             .await;
             return None;
         }
+        let message = match self.message_for(&send) {
+            Ok(message) => message,
+            Err(error) => {
+                self.fail(
+                    &send,
+                    OutboxFailure::Permanent {
+                        error: error.to_owned(),
+                    },
+                    kind_label,
+                )
+                .await;
+                return None;
+            }
+        };
         let started = Instant::now();
         let log = OutboxPartLog {
             store: &self.store,
             send: &send,
         };
-        let result = channel.send_resuming(&send.message, &log).await;
+        let result = channel.send_resuming(&message, &log).await;
+        drop(message);
         metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label)
             .record(started.elapsed().as_secs_f64());
         match result {
