@@ -56,4 +56,17 @@ pub enum Action {
         /// The customer's question.
         query: String,
     },
+    /// Send a one-time code to `phone` over the tenant's WhatsApp number, then call
+    /// [`crate::Engine::on_code_sent`]. Never decided by the language model.
+    SendOtp {
+        /// The number (E.164).
+        phone: String,
+    },
+    /// Check the code the customer typed, then call [`crate::Engine::on_code_checked`].
+    VerifyOtp {
+        /// The challenge.
+        challenge_id: String,
+        /// What the customer typed (digits only). The gateway stores the message masked.
+        code: String,
+    },
 }

@@ -239,6 +239,13 @@ impl Engine {
                 if asks_for_human(&text) {
                     return handoff(next, HandoffReason::CustomerAsked);
                 }
+                if let Some(step) = self.verification_step(&next, &text) {
+                    actions.extend(step.actions);
+                    return Decision {
+                        conversation: step.conversation,
+                        actions,
+                    };
+                }
                 actions.push(Action::Answer { query: text });
                 Decision {
                     conversation: next,

@@ -28,6 +28,7 @@ pub mod policy;
 pub mod prompts;
 mod state;
 pub mod texts;
+mod verify;
 
 pub use action::{Action, BotReply, HandoffReason};
 pub use engine::{
@@ -35,4 +36,5 @@ pub use engine::{
 };
 pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
 pub use prompts::{PromptChunk, PromptContext, PromptError, PromptTurn, Prompts, RenderedPrompt};
-pub use state::{Conversation, ConversationState, Locale};
+pub use state::{Conversation, ConversationState, Locale, Verification};
+pub use verify::{CodeChecked, CodeSent};

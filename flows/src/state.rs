@@ -85,6 +85,11 @@ pub struct Conversation {
     pub locale: Locale,
     /// How many answers in a row found nothing in the knowledge base.
     pub abstain_streak: u32,
+    /// Where the customer is in verifying a phone number.
+    pub verification: Verification,
+    /// The customer's own phone number (E.164) when the channel knows it (WhatsApp); an input
+    /// of the engine, not stored with the conversation.
+    pub own_phone: Option<String>,
 }
 
 impl Default for Conversation {
@@ -93,6 +98,32 @@ impl Default for Conversation {
             state: ConversationState::Bot,
             locale: Locale::Id,
             abstain_streak: 0,
+            verification: Verification::None,
+            own_phone: None,
         }
     }
+}
+
+/// The phone verification step of a conversation: the bot sends a one-time code to a number
+/// and the customer types it back in the chat.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Verification {
+    /// Nothing under way.
+    #[default]
+    None,
+    /// Asked the customer for the number to verify (web chat).
+    AwaitingNumber,
+    /// A code went to `phone`; the customer types it here.
+    AwaitingCode {
+        /// The challenge the code belongs to.
+        challenge_id: String,
+        /// The number (E.164).
+        phone: String,
+    },
+    /// The customer proved they hold `phone`.
+    Verified {
+        /// The number (E.164).
+        phone: String,
+    },
 }

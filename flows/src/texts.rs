@@ -189,6 +189,126 @@ pub fn one_time_code(locale: Locale, code: &str, minutes: u64) -> String {
     }
 }
 
+/// Phone verification: asks for the number to verify (web chat).
+pub fn ask_number(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Silakan ketik nomor WhatsApp yang ingin diverifikasi, contoh: 0812 3456 7890. Kami akan mengirim kode 6 digit ke nomor itu."
+        }
+        Locale::En => {
+            "Please type the WhatsApp number you want to verify, e.g. +62 812 3456 7890. We will send a 6-digit code to it."
+        }
+    }
+}
+
+/// Phone verification: the typed number is not one.
+pub fn invalid_number(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Nomor itu sepertinya belum benar. Ketik nomor WhatsApp Anda lengkap, contoh: 0812 3456 7890 atau +62 812 3456 7890, atau ketik \"batal\"."
+        }
+        Locale::En => {
+            "That does not look like a phone number. Type your full WhatsApp number, e.g. +62 812 3456 7890, or type \"cancel\"."
+        }
+    }
+}
+
+/// Phone verification: the code is on its way to `phone`.
+pub fn code_sent(locale: Locale, phone: &str) -> String {
+    match locale {
+        Locale::Id => format!(
+            "Kode verifikasi 6 digit sudah kami kirim lewat WhatsApp ke {phone}. Ketik kodenya di sini. Belum menerima? Ketik \"kirim ulang\"."
+        ),
+        Locale::En => format!(
+            "We sent a 6-digit verification code over WhatsApp to {phone}. Type it here. Did not get it? Type \"resend\"."
+        ),
+    }
+}
+
+/// Phone verification: done.
+pub fn number_verified(locale: Locale, phone: &str) -> String {
+    match locale {
+        Locale::Id => format!("Terima kasih, nomor {phone} berhasil diverifikasi."),
+        Locale::En => format!("Thank you, the number {phone} is verified."),
+    }
+}
+
+/// Phone verification: a wrong code, `left` tries left.
+pub fn wrong_code(locale: Locale, left: i64) -> String {
+    match locale {
+        Locale::Id => format!(
+            "Kodenya belum cocok. Sisa {left} kali percobaan. Ketik \"kirim ulang\" untuk kode baru."
+        ),
+        Locale::En => {
+            format!("That code is not right. {left} tries left. Type \"resend\" for a new code.")
+        }
+    }
+}
+
+/// Phone verification: the code expired.
+pub fn code_expired(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => "Kode itu sudah kedaluwarsa. Ketik \"kirim ulang\" untuk kode baru.",
+        Locale::En => "That code has expired. Type \"resend\" for a new code.",
+    }
+}
+
+/// Phone verification: too many wrong codes.
+pub fn code_locked(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Terlalu banyak kode yang salah. Ketik \"kirim ulang\" untuk kode baru, atau pilih di bawah untuk dibantu tim kami."
+        }
+        Locale::En => {
+            "Too many wrong codes. Type \"resend\" for a new code, or choose below to reach our team."
+        }
+    }
+}
+
+/// Phone verification: a new code cannot be sent for `seconds` more.
+pub fn code_too_soon(locale: Locale, seconds: u64) -> String {
+    match locale {
+        Locale::Id => format!(
+            "Kode baru bisa dikirim lagi dalam {seconds} detik. Kode sebelumnya masih berlaku."
+        ),
+        Locale::En => format!(
+            "A new code can be sent in {seconds} seconds. The previous code is still valid."
+        ),
+    }
+}
+
+/// Phone verification: not available for this business (no WhatsApp number for codes).
+pub fn verification_unavailable(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Maaf, verifikasi nomor belum tersedia di sini. Tim kami bisa membantu Anda langsung."
+        }
+        Locale::En => {
+            "Sorry, number verification is not available here. Our team can help you directly."
+        }
+    }
+}
+
+/// Phone verification: the code could not be sent now.
+pub fn code_not_sent(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Maaf, kode belum bisa dikirim saat ini. Coba lagi sebentar lagi, atau pilih di bawah untuk dibantu tim kami."
+        }
+        Locale::En => {
+            "Sorry, the code cannot be sent right now. Try again in a moment, or choose below to reach our team."
+        }
+    }
+}
+
+/// Phone verification: cancelled by the customer.
+pub fn verification_cancelled(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => "Baik, verifikasi nomor dibatalkan.",
+        Locale::En => "All right, the number verification is cancelled.",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -218,7 +218,15 @@ impl Application {
             registry.insert_kind(kind, channel);
         }
         let registry = Arc::new(registry);
+        let otp = crate::otp::OtpService::new(
+            store.clone(),
+            secrets.clone(),
+            config.otp.clone(),
+            accounts.clone(),
+            dispatcher_wake.clone(),
+        );
         let ctx = Arc::new(TurnContext {
+            otp: otp.clone(),
             committer: crate::workers::committer::Committer::spawn(store.clone(), &work.0),
             channels: registry.clone(),
             store: store.clone(),
@@ -301,13 +309,6 @@ impl Application {
             None => None,
         };
         let sockets = Arc::new(crate::http::webchat::SocketSlots::new(&config.webchat));
-        let otp = crate::otp::OtpService::new(
-            store.clone(),
-            secrets.clone(),
-            config.otp.clone(),
-            accounts.clone(),
-            dispatcher_wake.clone(),
-        );
         let state = AppState(Arc::new(Services {
             otp,
             sockets,

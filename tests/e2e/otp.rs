@@ -643,3 +643,139 @@ async fn cli_sends_and_verifies_a_code_and_scopes_keys() {
     assert!(!ok && stderr.contains("international format"), "{stderr}");
     server.kill().await;
 }
+
+/// The last bot message's text once there are `n`.
+async fn bot_text(app: &TestApp, session: &sapa_tests::Session, n: usize) -> Value {
+    app.bot_messages(session, n).await[n - 1].clone()
+}
+
+#[tokio::test]
+async fn the_demo_verification_step_works_over_web_chat() {
+    let (app, graph) = start(TEMPLATE, "").await;
+    let session = app.session("demo").await;
+    assert_eq!(
+        app.post(&session, "v1", "verifikasi nomor saya")
+            .await
+            .status(),
+        202
+    );
+    let asked = bot_text(&app, &session, 1).await;
+    assert!(
+        asked["text"]
+            .as_str()
+            .unwrap()
+            .contains("ketik nomor WhatsApp"),
+        "{asked}"
+    );
+    assert_eq!(
+        app.post(&session, "v2", "0813 1111 2222").await.status(),
+        202
+    );
+    let sent = bot_text(&app, &session, 2).await;
+    assert!(
+        sent["text"].as_str().unwrap().contains("+62813…2222"),
+        "{sent}"
+    );
+    let send = &template_sends(&graph, 1).await[0];
+    assert_eq!(send.body["to"], "6281311112222");
+    let code = code_of(send);
+
+    assert_eq!(app.post(&session, "v3", &wrong(&code)).await.status(), 202);
+    let wrong_reply = bot_text(&app, &session, 3).await;
+    assert!(
+        wrong_reply["text"].as_str().unwrap().contains("Sisa 4"),
+        "{wrong_reply}"
+    );
+    assert_eq!(
+        app.post(&session, "v4", &format!("kodenya {code}"))
+            .await
+            .status(),
+        202
+    );
+    let done = bot_text(&app, &session, 4).await;
+    assert!(
+        done["text"]
+            .as_str()
+            .unwrap()
+            .contains("+6281311112222 berhasil diverifikasi"),
+        "{done}"
+    );
+    app.settled().await;
+    // What the customer typed is kept masked; the code is nowhere in the messages.
+    let messages = app.messages(&session).await;
+    let customer: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["author"] == "customer")
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        customer,
+        vec![
+            "verifikasi nomor saya",
+            "0813 1111 2222",
+            "••••••",
+            "••••••"
+        ]
+    );
+    let store = app.store().await;
+    let leaked: i64 = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE body LIKE $1")
+        .bind(format!("%{code}%"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(leaked, 0);
+    store.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn on_whatsapp_the_customers_own_number_is_verified() {
+    let (app, graph) = start(TEMPLATE, "").await;
+    let text = |wamid: &str, body: &str| {
+        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
+            "contacts": [{"profile": {"name": "Rina"}, "wa_id": "6281311112222"}],
+            "messages": [{"from": "6281311112222", "id": wamid, "timestamp": "1763791200", "type": "text", "text": {"body": body}}]}}]}]}))
+        .unwrap()
+    };
+    let response = app
+        .whatsapp_post(&text("wamid.V1", "verify my number"), WA_APP_SECRET)
+        .await;
+    assert_eq!(response.status(), 200);
+    let send = &template_sends(&graph, 1).await[0];
+    assert_eq!(send.body["to"], "6281311112222");
+    let code = code_of(send);
+    app.whatsapp_post(&text("wamid.V2", &code), WA_APP_SECRET)
+        .await;
+    let confirmed = eventually(Duration::from_secs(20), || async {
+        graph.sends().into_iter().find_map(|s| {
+            let body = s.body["text"]["body"].as_str()?.to_owned();
+            body.contains("berhasil diverifikasi").then_some(body)
+        })
+    })
+    .await;
+    assert!(confirmed.contains("+6281311112222"), "{confirmed}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_whatsapp_verification_is_not_available_and_a_human_is_offered() {
+    let app = sapa_tests::spawn_app("").await;
+    let session = app.session("demo").await;
+    app.post(&session, "v1", "verifikasi nomor saya").await;
+    bot_text(&app, &session, 1).await;
+    app.post(&session, "v2", "+62 813 1111 2222").await;
+    let reply = bot_text(&app, &session, 2).await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("verifikasi nomor belum tersedia"),
+        "{reply}"
+    );
+    assert_eq!(reply["choices"], json!(["Hubungi admin"]));
+    app.stop().await;
+}

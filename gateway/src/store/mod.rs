@@ -31,7 +31,7 @@ pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpR
 pub use outbox::{
     Claim, ClaimedSend, InboundMediaRef, OtpPart, OutboxFailure, QueuedMessage, UndecodableSend,
 };
-pub use turns::{LlmUsage, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
+pub use turns::{LlmUsage, MASKED_CODE, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
 
 /// One migration: version, name, SQLite script, Postgres script.
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
@@ -94,6 +94,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "otp",
         include_str!("migrations/0010_otp.sqlite.sql"),
         include_str!("migrations/0010_otp.postgres.sql"),
+    ),
+    (
+        11,
+        "conversation_verification",
+        include_str!("migrations/0011_conversation_verification.sqlite.sql"),
+        include_str!("migrations/0011_conversation_verification.postgres.sql"),
     ),
 ];
 

@@ -187,6 +187,7 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
                 abstain_streak: 1,
+                ..flows::Conversation::default()
             },
             handoff_reason: None,
             replies: vec![TurnReply {
@@ -261,6 +262,7 @@ async fn a_newer_message_supersedes_an_answer_being_committed() {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
                 abstain_streak: 0,
+                ..flows::Conversation::default()
             },
             handoff_reason: None,
             replies: vec![TurnReply {
@@ -300,6 +302,7 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                     state: flows::ConversationState::Bot,
                     locale: flows::Locale::Id,
                     abstain_streak: 0,
+                    ..flows::Conversation::default()
                 },
                 handoff_reason: None,
                 replies: vec![TurnReply {
@@ -617,6 +620,7 @@ async fn delivery_statuses_only_move_forward() {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
                 abstain_streak: 0,
+                ..flows::Conversation::default()
             },
             handoff_reason: None,
             replies: vec![TurnReply {
@@ -715,6 +719,7 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
                 abstain_streak: 0,
+                ..flows::Conversation::default()
             },
             handoff_reason: None,
             replies: vec![TurnReply {
@@ -964,6 +969,7 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
                 abstain_streak: 0,
+                ..flows::Conversation::default()
             },
             handoff_reason: None,
             replies: vec![TurnReply {

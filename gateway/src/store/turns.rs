@@ -1,7 +1,7 @@
 //! Conversation turns: load a conversation's pending batch, commit its outcome atomically.
 
 use channels::model::{Author, OutboundMessage};
-use flows::{Conversation, ConversationState, Locale, TurnKind};
+use flows::{Conversation, ConversationState, Locale, TurnKind, Verification};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -83,6 +83,8 @@ pub struct Turn {
     /// Commit even when newer customer messages arrived meanwhile (the lane's restart cap
     /// was reached); they stay pending for the next turn.
     pub accept_newer: bool,
+    /// Inbox ids of the customer messages that were one-time codes: stored masked.
+    pub masked_inbox_ids: Vec<i64>,
     /// Metric label: `passage`, `no_match`, `failed`, `handoff`, `silent`, or for model answers
     /// `llm_answer`, `llm_clarify`, `llm_handoff`, `llm_rejected`, `llm_unavailable`.
     pub kind: &'static str,
@@ -98,6 +100,7 @@ impl Turn {
             replies: Vec::new(),
             unanswered: Vec::new(),
             llm_usage: Vec::new(),
+            masked_inbox_ids: Vec::new(),
             accept_newer: false,
             kind: "silent",
         }
@@ -155,7 +158,7 @@ impl Store {
         let pending = sqlx::query(
             "SELECT i.id, m.external_id, i.kind, i.received_at, m.body, \
              c.tenant_id, c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
-             c.state, c.locale, c.abstain_streak FROM inbox i \
+             c.state, c.locale, c.abstain_streak, c.verification FROM inbox i \
              JOIN messages m ON m.inbox_id = i.id AND m.conversation_id = i.conversation_id \
              JOIN conversations c ON c.id = i.conversation_id \
              JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
@@ -183,13 +186,23 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let channel_kind = super::channel_kind_of(row, "channel_kind")?;
+        let recipient: String = row.try_get("recipient")?;
+        let mut conversation = conversation_of(row)?;
+        // On WhatsApp the customer writes from their own number (unless known by username).
+        if channel_kind == channels::ChannelKind::Whatsapp
+            && !recipient.is_empty()
+            && recipient.bytes().all(|b| b.is_ascii_digit())
+        {
+            conversation.own_phone = Some(format!("+{recipient}"));
+        }
         Ok(Some(TurnBatch {
             tenant_id: row.try_get("tenant_id")?,
             conversation_id: conversation_id.to_owned(),
             channel_account_id: row.try_get("channel_account_id")?,
-            channel_kind: super::channel_kind_of(row, "channel_kind")?,
-            recipient: row.try_get("recipient")?,
-            conversation: conversation_of(row)?,
+            channel_kind,
+            recipient,
+            conversation,
             turns,
         }))
     }
@@ -314,7 +327,8 @@ async fn commit_one(
     .await?;
     sqlx::query(
         "UPDATE conversations SET state = $1, locale = $2, abstain_streak = $3, \
-         handoff_reason = COALESCE($4, handoff_reason), updated_at = $5 WHERE id = $6 AND tenant_id = $7",
+         handoff_reason = COALESCE($4, handoff_reason), updated_at = $5, verification = $8 \
+         WHERE id = $6 AND tenant_id = $7",
     )
     .bind(commit.conversation.state.as_str())
     .bind(commit.conversation.locale.as_str())
@@ -323,8 +337,28 @@ async fn commit_one(
     .bind(now)
     .bind(&batch.conversation_id)
     .bind(&batch.tenant_id)
+    .bind(verification_column(&commit.conversation.verification)?)
     .execute(&mut **tx)
     .await?;
+    if !commit.masked_inbox_ids.is_empty() {
+        // One-time codes the customer typed are kept masked.
+        let placeholders: Vec<String> = (0..commit.masked_inbox_ids.len())
+            .map(|i| format!("${}", i + 4))
+            .collect();
+        let sql = format!(
+            "UPDATE messages SET body = $1 WHERE tenant_id = $2 AND conversation_id = $3 \
+             AND inbox_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(MASKED_CODE)
+            .bind(&batch.tenant_id)
+            .bind(&batch.conversation_id);
+        for id in &commit.masked_inbox_ids {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await?;
+    }
     let in_reply_to: Vec<String> = batch.turns.iter().map(|t| t.external_id.clone()).collect();
     let last_seen = batch.turns.iter().map(|t| t.received_at_ms).max();
     let in_reply_json =
@@ -416,13 +450,35 @@ async fn commit_one(
     })
 }
 
-/// The stored conversation (`state`, `locale`, `abstain_streak` columns); an unknown state or
-/// locale is corruption, not a default.
+/// What a one-time code the customer typed is stored as.
+pub const MASKED_CODE: &str = "••••••";
+
+/// The `verification` column: JSON, NULL when none is under way.
+fn verification_column(verification: &Verification) -> Result<Option<String>, StoreError> {
+    if *verification == Verification::None {
+        return Ok(None);
+    }
+    serde_json::to_string(verification)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The stored conversation (`state`, `locale`, `abstain_streak`, `verification` columns); an
+/// unknown state or locale is corruption, not a default.
 fn conversation_of(row: &AnyRow) -> Result<Conversation, StoreError> {
     let state: String = row.try_get("state")?;
     let locale: String = row.try_get("locale")?;
     let abstain_streak: i64 = row.try_get("abstain_streak")?;
+    let verification: Option<String> = row.try_get("verification")?;
+    let verification = match verification {
+        None => Verification::None,
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            StoreError::Corrupt(format!("unreadable conversation verification: {e}"))
+        })?,
+    };
     Ok(Conversation {
+        verification,
+        own_phone: None,
         state: ConversationState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown conversation state {state:?}")))?,
         locale: Locale::parse(&locale).ok_or_else(|| {

@@ -6,15 +6,16 @@ use std::time::Instant;
 
 use channels::webchat::WebchatEvent;
 use flows::{
-    Action, AnswerOutcome, Conversation, CustomerTurn, Generation, GivenChunk, PromptChunk,
-    PromptContext, PromptTurn,
+    Action, AnswerOutcome, CodeChecked, CodeSent, Conversation, CustomerTurn, Generation,
+    GivenChunk, PromptChunk, PromptContext, PromptTurn,
 };
 use futures::StreamExt;
 use knowledge::ScoredChunk;
 use knowledge::llm::{ChatDelta, ChatMessage, ChatRequest, LlmError, LlmProvider, Role, Usage};
 
 use super::TurnContext;
-use crate::store::{LlmUsage, Turn, TurnBatch, TurnReply, now_ms};
+use crate::otp::{ChannelChoice, IssueRequest, OtpError, Recipient};
+use crate::store::{LlmUsage, OtpRefusal, Turn, TurnBatch, TurnReply, now_ms};
 use crate::telemetry;
 
 /// A model call in flight: what it will cost at least (its estimated prompt), so a lane that
@@ -46,7 +47,22 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
         .decide_with_greeting(&conversation, &turns, greeting);
     turn.conversation = decision.conversation.clone();
     for action in decision.actions {
-        if let Action::Answer { query } = action {
+        if let Action::SendOtp { phone } = action {
+            let sent = send_code(ctx, &turn, &phone).await;
+            let decided = ctx.engine.on_code_sent(&turn.conversation, &phone, sent);
+            turn.conversation = decided.conversation;
+            for action in decided.actions {
+                apply(&mut turn, action);
+            }
+        } else if let Action::VerifyOtp { challenge_id, code } = action {
+            mask_code(&mut turn, &code);
+            let checked = check_code(ctx, &turn.batch.tenant_id, &challenge_id, &code).await;
+            let decided = ctx.engine.on_code_checked(&turn.conversation, checked);
+            turn.conversation = decided.conversation;
+            for action in decided.actions {
+                apply(&mut turn, action);
+            }
+        } else if let Action::Answer { query } = action {
             show_typing(ctx, &turn.batch);
             let llm = match &ctx.llm {
                 Some(llm) if budget_left(ctx, &turn.batch.tenant_id).await => Some(llm),
@@ -153,8 +169,68 @@ fn apply(turn: &mut Turn, action: Action) {
             }
         }
         Action::RecordUnanswered { query } => turn.unanswered.push(query),
-        // The engine never asks for a second lookup from `on_answer`.
-        Action::Answer { .. } => {}
+        // The engine never asks for a second lookup from `on_answer`, nor for codes from
+        // `on_code_*`.
+        Action::Answer { .. } | Action::SendOtp { .. } | Action::VerifyOtp { .. } => {}
+    }
+}
+
+/// Sends a verification code to `phone` over the tenant's WhatsApp number.
+async fn send_code(ctx: &TurnContext, turn: &Turn, phone: &str) -> CodeSent {
+    let Ok(to) = Recipient::phone(phone) else {
+        return CodeSent::Failed;
+    };
+    let request = IssueRequest {
+        to,
+        channel: ChannelChoice::Whatsapp,
+        purpose: "verify_phone".to_owned(),
+        locale: Some(turn.conversation.locale),
+        idempotency_key: None,
+    };
+    match ctx.otp.issue(&turn.batch.tenant_id, request).await {
+        Ok(issued) => CodeSent::Sent {
+            challenge_id: issued.challenge.id,
+        },
+        Err(OtpError::TemplateMissing | OtpError::NoChannel(_) | OtpError::RecipientUnknown) => {
+            CodeSent::Unavailable
+        }
+        Err(OtpError::Limited(OtpRefusal::ResendTooSoon, wait)) => CodeSent::TooSoon {
+            seconds: wait.as_secs().max(1),
+        },
+        Err(err) => {
+            tracing::warn!(error = %err, "a verification code could not be sent");
+            CodeSent::Failed
+        }
+    }
+}
+
+/// Checks the code the customer typed.
+async fn check_code(
+    ctx: &TurnContext,
+    tenant_id: &str,
+    challenge_id: &str,
+    code: &str,
+) -> CodeChecked {
+    match ctx.otp.verify(tenant_id, challenge_id, code).await {
+        // Already verified: this turn ran again after its first try was superseded.
+        Ok(()) | Err(OtpError::AlreadyVerified) => CodeChecked::Verified,
+        Err(OtpError::InvalidCode { attempts_left }) => CodeChecked::Wrong { attempts_left },
+        Err(OtpError::Expired | OtpError::NotFound) => CodeChecked::Expired,
+        Err(OtpError::TooManyAttempts) => CodeChecked::Locked,
+        Err(err) => {
+            tracing::warn!(error = %err, "a verification code could not be checked");
+            CodeChecked::Failed
+        }
+    }
+}
+
+/// Marks the batch's messages that were the code to be stored masked.
+fn mask_code(turn: &mut Turn, code: &str) {
+    for pending in &turn.batch.turns {
+        let digits: String = pending.text.chars().filter(char::is_ascii_digit).collect();
+        if digits == code {
+            turn.masked_inbox_ids.push(pending.inbox_id);
+        }
     }
 }
 

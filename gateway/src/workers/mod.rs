@@ -60,6 +60,8 @@ pub struct TurnContext {
     pub limits: AnswerLimits,
     /// `tenants.<slug>.allowed_links`, by tenant.
     pub allowed_links: HashMap<String, Vec<String>>,
+    /// One-time codes (the phone verification step).
+    pub otp: crate::otp::OtpService,
 }
 
 /// Bounds on what one turn may cost (`conversation.max_turn_*`, `llm.max_prompt_tokens`,
