@@ -1432,6 +1432,35 @@ mod tests {
     }
 
     #[test]
+    fn otp_lifetime_defaults_to_five_minutes_and_never_exceeds_ten() {
+        let config = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(config.otp.ttl, Duration::from_secs(300));
+        assert_eq!(config.otp.max_attempts, 5);
+        assert_eq!(config.otp.resend_cooldown, Duration::from_secs(60));
+        assert_eq!(config.otp.max_sends_per_recipient, 3);
+        assert_eq!(config.otp.recipient_window, Duration::from_secs(600));
+        assert!(Config::from_toml("[otp]\nttl = \"10m\"\n").is_ok());
+        for (bad, says) in [
+            (
+                "[otp]\nttl = \"11m\"\n",
+                "otp.ttl must be between 30s and 10m",
+            ),
+            (
+                "[otp]\nttl = \"5s\"\n",
+                "otp.ttl must be between 30s and 10m",
+            ),
+            ("[otp]\nmax_attempts = 0\n", "otp.max_attempts"),
+            (
+                "[otp]\nmax_sends_per_recipient = 0\n",
+                "otp.max_sends_per_recipient",
+            ),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn every_example_key_is_documented_in_the_defaults() {
         let example: Table = include_str!("../../config/example.toml").parse().unwrap();
         let defaults: Table = DEFAULTS.parse().unwrap();
