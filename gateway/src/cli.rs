@@ -69,6 +69,55 @@ enum Command {
         #[command(subcommand)]
         command: OtpCommand,
     },
+    /// Staff accounts (owners and agents) of the console.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StaffCommand {
+    /// Add a staff member; prints a one-time set-password link (valid 24 h).
+    Add {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// `owner` (everything, plus the owner pages) or `agent`.
+        #[arg(long, value_parser = ["owner", "agent"])]
+        role: String,
+        /// WhatsApp number (+62…) login codes go to.
+        #[arg(long)]
+        whatsapp: Option<String>,
+        /// Telegram chat login codes go to (when there is no WhatsApp number).
+        #[arg(long)]
+        telegram_chat_id: Option<i64>,
+        /// Read the password from the first line of standard input instead of printing a link.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List a tenant's staff.
+    List {
+        /// Tenant slug.
+        tenant: String,
+    },
+    /// Disable a member (ends their sessions).
+    Disable {
+        /// Tenant slug.
+        tenant: String,
+        /// Their email.
+        email: String,
+    },
+    /// Print a new set-password link for a member (valid 24 h).
+    Reset {
+        /// Tenant slug.
+        tenant: String,
+        /// Their email.
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +287,7 @@ pub fn run() -> ExitCode {
             Command::Tenant { command } => tenant(command, config, runtime).await,
             Command::Channel { command } => channel(command, &config, runtime).await,
             Command::Otp { command } => otp(command, &config, runtime).await,
+            Command::Staff { command } => staff(command, &config, runtime).await,
         }
     });
     match result {
@@ -364,8 +414,12 @@ async fn channel(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn otp(command: OtpCommand, config: &Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
-    let (store, _) = startup::open_store(config, &runtime).await?;
+/// The store and the OTP service over it, as the server builds them.
+async fn otp_service(
+    config: &Config,
+    runtime: &Runtime,
+) -> anyhow::Result<(Store, crate::otp::OtpService)> {
+    let (store, _) = startup::open_store(config, runtime).await?;
     let embedded = matches!(
         config.database_target(&runtime.data_dir),
         crate::config::DatabaseTarget::Sqlite(_)
@@ -383,6 +437,11 @@ async fn otp(command: OtpCommand, config: &Config, runtime: Runtime) -> anyhow::
         accounts,
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
+    Ok((store, service))
+}
+
+async fn otp(command: OtpCommand, config: &Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    let (store, service) = otp_service(config, &runtime).await?;
     let outcome = match command {
         OtpCommand::Send {
             tenant,
@@ -438,6 +497,119 @@ async fn otp(command: OtpCommand, config: &Config, runtime: Runtime) -> anyhow::
         }
         Err(err) => Err(err.into()),
     }
+}
+
+async fn staff(
+    command: StaffCommand,
+    config: &Config,
+    runtime: Runtime,
+) -> anyhow::Result<ExitCode> {
+    let (store, otp) = otp_service(config, &runtime).await?;
+    let service = crate::staff::StaffService::new(store.clone(), otp, Vec::<String>::new());
+    let base = if config.server.public_url.is_empty() {
+        format!("http://{}", config.server.bind)
+    } else {
+        config.server.public_url.trim_end_matches('/').to_owned()
+    };
+    let link_line = |token: &str| format!("{base}/console/set-password#token={token}");
+    let result: anyhow::Result<()> = async {
+        match command {
+            StaffCommand::Add {
+                tenant,
+                email,
+                role,
+                whatsapp,
+                telegram_chat_id,
+                password_stdin,
+            } => {
+                let tenant = known(&store, tenant).await?;
+                let email = crate::staff::normalize_email(&email)?;
+                let whatsapp = whatsapp
+                    .map(|w| match crate::otp::Recipient::phone(&w)? {
+                        crate::otp::Recipient::Phone(p) => Ok(p),
+                        _ => unreachable!("phone() makes phones"),
+                    })
+                    .transpose()
+                    .map_err(|e: crate::otp::OtpError| anyhow::anyhow!("--whatsapp: {e}"))?;
+                let password = if password_stdin {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    Some(line.trim_end_matches(['\n', '\r']).to_owned())
+                } else {
+                    None
+                };
+                let member = crate::store::StaffMember {
+                    id: format!("stf_{}", uuid::Uuid::new_v4().simple()),
+                    tenant_id: tenant.clone(),
+                    email: email.clone(),
+                    role,
+                    whatsapp,
+                    telegram_chat_id,
+                    disabled_at_ms: None,
+                    locked_until_ms: None,
+                    has_password: password.is_some(),
+                };
+                let (member, link) = service.add(member, password.as_deref()).await?;
+                println!(
+                    "{} {} ({}) added to tenant {tenant}",
+                    member.id, member.email, member.role
+                );
+                if let Some(token) = link {
+                    println!(
+                        "set-password link (valid 24 h, once): {}",
+                        link_line(&token)
+                    );
+                }
+            }
+            StaffCommand::List { tenant } => {
+                let tenant = known(&store, tenant).await?;
+                for m in store.staff(&tenant).await? {
+                    let state = if m.disabled_at_ms.is_some() {
+                        "disabled"
+                    } else if m.has_password {
+                        "active"
+                    } else {
+                        "invited"
+                    };
+                    let factor = match (&m.whatsapp, m.telegram_chat_id) {
+                        (Some(_), _) => "whatsapp",
+                        (None, Some(_)) => "telegram",
+                        (None, None) => "password only",
+                    };
+                    println!("{}\t{}\t{state}\t{factor}", m.email, m.role);
+                }
+            }
+            StaffCommand::Disable { tenant, email } => {
+                let tenant = known(&store, tenant).await?;
+                let email = crate::staff::normalize_email(&email)?;
+                if !store
+                    .set_staff_disabled(&tenant, &email, Some(crate::store::now_ms()))
+                    .await?
+                {
+                    anyhow::bail!("tenant `{tenant}` has no staff member {email}");
+                }
+                println!("disabled {email} of tenant {tenant}; their sessions ended");
+            }
+            StaffCommand::Reset { tenant, email } => {
+                let tenant = known(&store, tenant).await?;
+                let email = crate::staff::normalize_email(&email)?;
+                let member = store
+                    .staff_login(&tenant, &email)
+                    .await?
+                    .with_context(|| format!("tenant `{tenant}` has no staff member {email}"))?
+                    .member;
+                let token = service.link(&member.id).await?;
+                println!(
+                    "set-password link (valid 24 h, once): {}",
+                    link_line(&token)
+                );
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 /// The `--help` of `sapa channel add <kind>`: the kind's settings.

@@ -47,6 +47,7 @@ pub mod crypto;
 pub mod demo;
 pub mod http;
 pub mod otp;
+pub mod staff;
 pub mod startup;
 pub mod state;
 pub mod store;

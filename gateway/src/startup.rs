@@ -309,7 +309,17 @@ impl Application {
             None => None,
         };
         let sockets = Arc::new(crate::http::webchat::SocketSlots::new(&config.webchat));
+        let staff = crate::staff::StaffService::new(
+            store.clone(),
+            otp.clone(),
+            config
+                .tenants
+                .iter()
+                .filter(|(_, tenant)| tenant.require_2fa)
+                .map(|(slug, _)| slug.clone()),
+        );
         let state = AppState(Arc::new(Services {
+            staff,
             otp,
             sockets,
             config,

@@ -57,4 +57,6 @@ pub struct Services {
     pub sockets: Arc<crate::http::webchat::SocketSlots>,
     /// One-time codes.
     pub otp: crate::otp::OtpService,
+    /// Staff accounts and console logins.
+    pub staff: crate::staff::StaffService,
 }

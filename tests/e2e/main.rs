@@ -3,6 +3,7 @@
 
 mod admin;
 mod browser;
+mod console;
 mod crash;
 mod delivery;
 mod health;

@@ -334,6 +334,10 @@ pub struct TenantConfig {
     /// Hosts and URL prefixes the model may link to besides the cited passages' links.
     #[serde(default)]
     pub allowed_links: Vec<String>,
+    /// Staff must log in to the console with a one-time code as a second factor (staff
+    /// without a WhatsApp number or Telegram chat cannot log in then).
+    #[serde(default)]
+    pub require_2fa: bool,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,

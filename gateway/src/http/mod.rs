@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per area, all returning [`crate::http::error::ApiError`] on failure.
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(widget::router())
         .merge(admin::router(&state))
         .merge(otp::router(&state))
+        .merge(console::router())
         .merge(webhooks::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(request_timeout, limits::request_timeout))

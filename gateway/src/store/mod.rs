@@ -15,6 +15,7 @@ mod contacts;
 mod ingress;
 mod otp;
 mod outbox;
+mod staff;
 mod turns;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpR
 pub use outbox::{
     Claim, ClaimedSend, InboundMediaRef, OtpPart, OutboxFailure, QueuedMessage, UndecodableSend,
 };
+pub use staff::{LoginAttempt, StaffMember, StaffSession};
 pub use turns::{LlmUsage, MASKED_CODE, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
 
 /// One migration: version, name, SQLite script, Postgres script.
@@ -100,6 +102,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "conversation_verification",
         include_str!("migrations/0011_conversation_verification.sqlite.sql"),
         include_str!("migrations/0011_conversation_verification.postgres.sql"),
+    ),
+    (
+        12,
+        "staff",
+        include_str!("migrations/0012_staff.sqlite.sql"),
+        include_str!("migrations/0012_staff.postgres.sql"),
     ),
 ];
 

@@ -1,0 +1,241 @@
+//! The console's JSON API for staff: login (password, then a one-time code when the member has
+//! a channel), set-password links, the current member, logout. Sessions are an `HttpOnly`,
+//! `SameSite=Strict` cookie (`Secure` except on plain-http loopback); every state-changing
+//! request carries the session's `X-CSRF-Token`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::error::{ApiError, ApiJson};
+use crate::http::otp::error_response as otp_error;
+use crate::staff::{LoginStep, NewSession, StaffError, normalize_email};
+use crate::state::AppState;
+use crate::store::{StaffMember, StaffSession};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "sapa_console";
+
+/// The console API routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/console/login", post(login))
+        .route("/v1/console/login/otp", post(login_otp))
+        .route("/v1/console/password", post(set_password))
+        .route("/v1/console/me", get(me))
+        .route("/v1/console/logout", post(logout))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    tenant: String,
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginCodeBody {
+    challenge_id: String,
+    code: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    token: String,
+    password: String,
+}
+
+fn staff_json(member: &StaffMember) -> Value {
+    json!({
+        "id": member.id,
+        "tenant": member.tenant_id,
+        "email": member.email,
+        "role": member.role,
+        "second_factor": member.whatsapp.is_some() || member.telegram_chat_id.is_some(),
+    })
+}
+
+/// The response of a staff error, with `Retry-After` on a locked account.
+fn error_response(err: StaffError) -> Response {
+    let message = err.to_string();
+    let (status, code) = match err {
+        StaffError::Otp(otp) => return otp_error(otp),
+        StaffError::Store(store) => return ApiError::from(store).into_response(),
+        StaffError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        StaffError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        StaffError::InvalidLink => (StatusCode::GONE, "invalid_link"),
+        StaffError::NoSession => (StatusCode::UNAUTHORIZED, "not_logged_in"),
+        StaffError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
+        StaffError::Locked(wait) => {
+            let mut response =
+                ApiError::new(StatusCode::LOCKED, "account_locked", message).into_response();
+            let seconds = wait.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+    };
+    ApiError::new(status, code, message).into_response()
+}
+
+/// Whether the request came over plain http to a loopback host (the only case the cookie is
+/// not `Secure`, so local development works).
+fn plain_loopback(headers: &HeaderMap) -> bool {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    });
+    !forwarded_https && matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+fn session_response(headers: &HeaderMap, session: &NewSession) -> Response {
+    let secure = if plain_loopback(headers) {
+        ""
+    } else {
+        "; Secure"
+    };
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        session.token,
+        crate::staff::SESSION_IDLE.as_secs()
+    );
+    let mut response = axum::Json(json!({
+        "csrf_token": session.csrf_token,
+        "staff": staff_json(&session.member),
+    }))
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The session cookie's token.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The request's session; with `state_changing`, its `X-CSRF-Token` must match.
+///
+/// # Errors
+/// 401 `not_logged_in`, 403 `csrf`.
+pub async fn session(
+    state: &AppState,
+    headers: &HeaderMap,
+    state_changing: bool,
+) -> Result<(String, StaffSession), Response> {
+    let token = cookie_token(headers).ok_or_else(|| error_response(StaffError::NoSession))?;
+    let csrf = state_changing.then(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
+    state
+        .staff
+        .session(&token, csrf)
+        .await
+        .map(|s| (token, s))
+        .map_err(error_response)
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Response {
+    let email = match normalize_email(&body.email) {
+        Ok(email) => email,
+        Err(err) => return error_response(err),
+    };
+    match state
+        .staff
+        .login(body.tenant.trim(), &email, &body.password)
+        .await
+    {
+        Ok(LoginStep::Session(session)) => session_response(&headers, &session),
+        Ok(LoginStep::CodeRequired { challenge_id }) => axum::Json(json!({
+            "otp_required": true,
+            "challenge_id": challenge_id,
+        }))
+        .into_response(),
+        Err(err) => error_response(err),
+    }
+}
+
+async fn login_otp(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginCodeBody>,
+) -> Response {
+    match state.staff.login_code(&body.challenge_id, &body.code).await {
+        Ok(session) => session_response(&headers, &session),
+        Err(err) => error_response(err),
+    }
+}
+
+async fn set_password(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Response {
+    match state.staff.set_password(&body.token, &body.password).await {
+        Ok(member) => axum::Json(json!({ "staff": staff_json(&member) })).into_response(),
+        Err(err) => error_response(err),
+    }
+}
+
+async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match session(&state, &headers, false).await {
+        Ok((_, session)) => {
+            let member = &session.member;
+            let advise_2fa = member.whatsapp.is_none() && member.telegram_chat_id.is_none();
+            axum::Json(json!({
+                "staff": staff_json(member),
+                "advise_2fa": advise_2fa,
+                "require_2fa": state.staff.requires_2fa(&member.tenant_id),
+            }))
+            .into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (token, session) = match session(&state, &headers, true).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match state.staff.logout(&token, &session.member).await {
+        Ok(()) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let expired = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+            if let Ok(value) = HeaderValue::from_str(&expired) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(err) => error_response(err),
+    }
+}

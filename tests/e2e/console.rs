@@ -1,0 +1,379 @@
+//! The console's staff login end to end: passwords, the one-time code second factor through
+//! the fake Graph API, sessions with CSRF, lockout, set-password links from the CLI.
+
+use std::time::Duration;
+
+use gateway::startup::Overrides;
+use sapa_tests::fake_graph::FakeGraph;
+use sapa_tests::{TestApp, eventually, spawn_app_with, whatsapp_config};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "kopi-susu-gula-aren";
+
+async fn start() -> (TestApp, FakeGraph) {
+    let graph = FakeGraph::start().await;
+    let config = format!(
+        "{}[tenants.other]\nname = \"Toko Lain\"\nlocale = \"en\"\n",
+        whatsapp_config(&graph.base_url, "otp_template = \"login_code\"\n")
+    );
+    let app = spawn_app_with(&config, Overrides::default(), None).await;
+    (app, graph)
+}
+
+async fn add_staff(app: &TestApp, tenant: &str, email: &str, whatsapp: Option<&str>) {
+    let store = app.store().await;
+    let member = gateway::store::StaffMember {
+        id: format!("stf_{}", uuid::Uuid::new_v4().simple()),
+        tenant_id: tenant.into(),
+        email: email.into(),
+        role: "agent".into(),
+        whatsapp: whatsapp.map(str::to_owned),
+        telegram_chat_id: None,
+        disabled_at_ms: None,
+        locked_until_ms: None,
+        has_password: true,
+    };
+    let hash = gateway::staff::hash_password(PASSWORD).unwrap();
+    assert!(store.add_staff(&member, Some(&hash), 0).await.unwrap());
+    store.close().await;
+}
+
+async fn post(
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app.client.post(format!("{}{path}", app.address)).json(body);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    request.send().await.unwrap()
+}
+
+async fn me(app: &TestApp, cookie: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}/v1/console/me", app.address))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn session_cookie(response: &reqwest::Response) -> (String, String) {
+    let set = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let pair = set.split(';').next().unwrap().to_owned();
+    (pair, set)
+}
+
+#[tokio::test]
+async fn staff_log_in_with_a_password_and_a_whatsapp_code_and_csrf_guards_changes() {
+    let (app, graph) = start().await;
+    add_staff(&app, "demo", "agent@demo.local", Some("+6281311112222")).await;
+    let response = post(
+        &app,
+        "/v1/console/login",
+        &json!({"tenant": "demo", "email": "Agent@Demo.Local", "password": PASSWORD}),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["otp_required"], true, "{body}");
+    let challenge = body["challenge_id"].as_str().unwrap().to_owned();
+    let send = eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["type"] == "template")
+    })
+    .await;
+    assert_eq!(send.body["to"], "6281311112222");
+    let code = send.body["template"]["components"][0]["parameters"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = post(
+        &app,
+        "/v1/console/login/otp",
+        &json!({"challenge_id": challenge, "code": code}),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (cookie, set_cookie) = session_cookie(&response);
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    // Plain http on loopback: not `Secure`, or the browser would drop it.
+    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+    let body: Value = response.json().await.unwrap();
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(body["staff"]["email"], "agent@demo.local");
+    assert_eq!(body["staff"]["second_factor"], true);
+
+    let who: Value = me(&app, &cookie).await.json().await.unwrap();
+    assert_eq!(who["staff"]["tenant"], "demo");
+    assert_eq!(who["advise_2fa"], false);
+    // A state-changing request without (or with a wrong) CSRF token is refused.
+    let refused = post(&app, "/v1/console/logout", &json!({}), Some(&cookie), None).await;
+    assert_eq!(refused.status(), 403);
+    let refused = post(
+        &app,
+        "/v1/console/logout",
+        &json!({}),
+        Some(&cookie),
+        Some("nope"),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    let out = post(
+        &app,
+        "/v1/console/logout",
+        &json!({}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(out.status(), 204);
+    assert_eq!(me(&app, &cookie).await.status(), 401);
+    // Behind https the cookie is `Secure`.
+    add_staff(&app, "other", "owner@other.local", None).await;
+    let response = app
+        .client
+        .post(format!("{}/v1/console/login", app.address))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"tenant": "other", "email": "owner@other.local", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(session_cookie(&response).1.contains("Secure"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ten_failed_logins_lock_the_account_and_unknown_emails_look_the_same() {
+    let (app, _graph) = start().await;
+    add_staff(&app, "demo", "agent@demo.local", None).await;
+    let attempt = |email: &'static str, password: &'static str, tenant: &'static str| {
+        let app = &app;
+        async move {
+            let response = post(
+                app,
+                "/v1/console/login",
+                &json!({"tenant": tenant, "email": email, "password": password}),
+                None,
+                None,
+            )
+            .await;
+            let status = response.status().as_u16();
+            let retry = response.headers().get("retry-after").is_some();
+            let body: Value = response.json().await.unwrap();
+            (status, body, retry)
+        }
+    };
+    let (status, unknown, _) = attempt("nobody@demo.local", "wrong-password", "demo").await;
+    let (_, wrong, _) = attempt("agent@demo.local", "wrong-password", "demo").await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        unknown, wrong,
+        "an unknown email and a wrong password answer alike"
+    );
+    // Another tenant's staff cannot log in here.
+    let (status, _, _) = attempt("agent@demo.local", PASSWORD, "other").await;
+    assert_eq!(status, 401);
+    for _ in 0..8 {
+        assert_eq!(
+            attempt("agent@demo.local", "wrong-password", "demo")
+                .await
+                .0,
+            401
+        );
+    }
+    let (status, body, retry) = attempt("agent@demo.local", "wrong-password", "demo").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (423, Some("account_locked"))
+    );
+    assert!(retry);
+    // Locked: even the right password waits.
+    assert_eq!(attempt("agent@demo.local", PASSWORD, "demo").await.0, 423);
+    let store = app.store().await;
+    let log = store.audit_log("demo", 50).await.unwrap();
+    assert!(log.iter().any(|(action, ..)| action == "locked"), "{log:?}");
+    assert_eq!(
+        log.iter()
+            .filter(|(action, ..)| action == "login_failed")
+            .count(),
+        10
+    );
+    store.close().await;
+    app.stop().await;
+}
+
+async fn sapa(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = crate::process::command(data_dir, &[])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    let output = child.wait_with_output().await.unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn cli_staff_commands_and_a_set_password_link_used_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let server = crate::process::ServerProcess::start(&path, &[]).await;
+    let (ok, stdout, stderr) = sapa(
+        &path,
+        &[
+            "staff",
+            "add",
+            "--tenant",
+            "demo",
+            "--email",
+            "Owner@Demo.Local",
+            "--role",
+            "owner",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let token = stdout
+        .split("#token=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (ok, _, stderr) = sapa(
+        &path,
+        &[
+            "staff",
+            "add",
+            "--tenant",
+            "demo",
+            "--email",
+            "owner@demo.local",
+            "--role",
+            "owner",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok && stderr.contains("already has"), "{stderr}");
+    let (ok, stdout, stderr) = sapa(
+        &path,
+        &[
+            "staff",
+            "add",
+            "--tenant",
+            "demo",
+            "--email",
+            "agent@demo.local",
+            "--role",
+            "agent",
+            "--password-stdin",
+        ],
+        Some("agent-password-1\n"),
+    )
+    .await;
+    assert!(ok && !stdout.contains("#token="), "{stdout} {stderr}");
+    let (ok, stdout, _) = sapa(&path, &["staff", "list", "demo"], None).await;
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("owner@demo.local\towner\tinvited\tpassword only"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("agent@demo.local\tagent\tactive"),
+        "{stdout}"
+    );
+
+    let client = reqwest::Client::new();
+    let set = |password: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/v1/console/password", server.address);
+        let token = token.clone();
+        async move {
+            client
+                .post(url)
+                .json(&json!({"token": token, "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(set("short").await, 400);
+    assert_eq!(set("owner-password-1").await, 200);
+    assert_eq!(set("owner-password-2").await, 410, "a link works once");
+    let login = |email: &'static str, password: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/v1/console/login", server.address);
+        async move {
+            client
+                .post(url)
+                .json(&json!({"tenant": "demo", "email": email, "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let response = login("owner@demo.local", "owner-password-1").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["csrf_token"].is_string(), "{body}");
+    // The agent's password came from standard input, without its newline.
+    assert_eq!(
+        login("agent@demo.local", "agent-password-1").await.status(),
+        200
+    );
+
+    let (ok, _, _) = sapa(
+        &path,
+        &["staff", "disable", "demo", "agent@demo.local"],
+        None,
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(
+        login("agent@demo.local", "agent-password-1").await.status(),
+        401
+    );
+    let (ok, stdout, _) = sapa(&path, &["staff", "reset", "demo", "owner@demo.local"], None).await;
+    assert!(
+        ok && stdout.contains("/console/set-password#token="),
+        "{stdout}"
+    );
+    server.kill().await;
+}
