@@ -377,3 +377,273 @@ async fn cli_staff_commands_and_a_set_password_link_used_once() {
     );
     server.kill().await;
 }
+
+/// Logs `email` of `tenant` in (password only); returns the cookie and the CSRF token.
+async fn log_in(app: &TestApp, tenant: &str, email: &str) -> (String, String) {
+    let response = post(
+        app,
+        "/v1/console/login",
+        &json!({"tenant": tenant, "email": email, "password": PASSWORD}),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (cookie, _) = session_cookie(&response);
+    let body: Value = response.json().await.unwrap();
+    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+}
+
+async fn get(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.address))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_agent_takes_over_a_web_chat_and_hands_it_back_to_the_bot() {
+    let app =
+        sapa_tests::spawn_app("[tenants.other]\nname = \"Toko Lain\"\nlocale = \"en\"\n").await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    add_staff(&app, "demo", "sari@demo.local", None).await;
+    add_staff(&app, "other", "eve@other.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let session = app.session("demo").await;
+    let id = session.conversation_id.clone();
+
+    app.post(&session, "c1", "mau bicara dengan admin").await;
+    let notice = app.bot_messages(&session, 1).await;
+    assert!(!notice[0]["text"].as_str().unwrap().is_empty());
+    let waiting: Value = get(&app, "/v1/console/conversations?queue=waiting", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let item = waiting["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{waiting}"));
+    assert_eq!(item["state"], "waiting_human");
+    assert_eq!(item["channel"], "webchat");
+    assert!(item["last_message"].as_str().is_some());
+    assert!(item["waiting_since"].is_string(), "{item}");
+    assert_eq!(item["handoff_reason"], "customer_asked");
+
+    // Another tenant's agent sees nothing of it.
+    let (eve, eve_csrf) = log_in(&app, "other", "eve@other.local").await;
+    assert_eq!(
+        get(&app, &format!("/v1/console/conversations/{id}"), &eve)
+            .await
+            .status(),
+        404
+    );
+    let stolen = post(
+        &app,
+        &format!("/v1/console/conversations/{id}/claim"),
+        &json!({}),
+        Some(&eve),
+        Some(&eve_csrf),
+    )
+    .await;
+    assert_eq!(stolen.status(), 404);
+    let eve_queue: Value = get(&app, "/v1/console/conversations?queue=open", &eve)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(eve_queue["conversations"], json!([]));
+
+    // Claiming needs the CSRF token, and is idempotent for its assignee.
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), None)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        200
+    );
+    let (sari, sari_csrf) = log_in(&app, "demo", "sari@demo.local").await;
+    let taken = post(&app, &claim, &json!({}), Some(&sari), Some(&sari_csrf)).await;
+    assert_eq!(taken.status(), 409);
+    let mine: Value = get(&app, "/v1/console/conversations?queue=mine", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["conversations"][0]["id"], id.as_str());
+    let reply = format!("/v1/console/conversations/{id}/messages");
+    assert_eq!(
+        post(
+            &app,
+            &reply,
+            &json!({"text": "x"}),
+            Some(&sari),
+            Some(&sari_csrf)
+        )
+        .await
+        .status(),
+        409,
+        "only the assignee replies"
+    );
+
+    // The agent's replies reach the customer in order.
+    for text in ["Halo kak, saya Budi.", "Ada yang bisa saya bantu?"] {
+        let sent = post(
+            &app,
+            &reply,
+            &json!({"text": text}),
+            Some(&cookie),
+            Some(&csrf),
+        )
+        .await;
+        assert_eq!(sent.status(), 202);
+    }
+    let agent: Vec<String> = eventually(Duration::from_secs(20), || async {
+        let texts: Vec<String> = app
+            .messages(&session)
+            .await
+            .into_iter()
+            .filter(|m| m["author"] == "agent")
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect();
+        (texts.len() == 2).then_some(texts)
+    })
+    .await;
+    assert_eq!(
+        agent,
+        vec!["Halo kak, saya Budi.", "Ada yang bisa saya bantu?"]
+    );
+
+    // While the agent owns it, the bot says nothing.
+    let bots_before = app.bot_messages(&session, 1).await.len();
+    app.post(&session, "c2", "jam buka hari Minggu?").await;
+    app.settled().await;
+    let bots_after = app
+        .messages(&session)
+        .await
+        .into_iter()
+        .filter(|m| m["author"] == "bot")
+        .count();
+    assert_eq!(bots_after, bots_before);
+    let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["conversation"]["state"], "human");
+    assert!(view["messages"].as_array().unwrap().len() >= 5, "{view}");
+
+    // Handed back, the bot answers again.
+    let back = post(
+        &app,
+        &format!("/v1/console/conversations/{id}/handback"),
+        &json!({}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(back.status(), 200);
+    app.post(&session, "c3", "jam buka outlet Blok M hari Minggu?")
+        .await;
+    let answered = app.bot_messages(&session, bots_before + 1).await;
+    assert!(answered.len() > bots_before);
+    let store = app.store().await;
+    let log = store.audit_log("demo", 50).await.unwrap();
+    for action in ["claim", "reply", "handback"] {
+        assert!(log.iter().any(|(a, ..)| a == action), "{action}: {log:?}");
+    }
+    store.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_reply_reaches_a_whatsapp_customer() {
+    let (app, graph) = start().await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "6281234567000", "phone_number_id": sapa_tests::WA_NUMBER},
+        "contacts": [{"profile": {"name": "Rina"}, "wa_id": "6281311112222"}],
+        "messages": [{"from": "6281311112222", "id": "wamid.H1", "timestamp": "1763791200", "type": "text", "text": {"body": "mau bicara dengan admin"}}]}}]}]}))
+    .unwrap();
+    assert_eq!(
+        app.whatsapp_post(&body, sapa_tests::WA_APP_SECRET)
+            .await
+            .status(),
+        200
+    );
+    let item = eventually(Duration::from_secs(20), || async {
+        let queue: Value = get(&app, "/v1/console/conversations?queue=waiting", &cookie)
+            .await
+            .json()
+            .await
+            .unwrap();
+        queue["conversations"]
+            .as_array()
+            .and_then(|c| c.first().cloned())
+    })
+    .await;
+    assert_eq!(item["channel"], "whatsapp");
+    assert_eq!(item["customer"], "Rina");
+    assert!(item["last_customer_message_at"].is_string());
+    let id = item["id"].as_str().unwrap();
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        200
+    );
+    let reply = format!("/v1/console/conversations/{id}/messages");
+    let sent = post(
+        &app,
+        &reply,
+        &json!({"text": "Halo Rina, saya Budi."}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(sent.status(), 202);
+    let send = eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["text"]["body"] == "Halo Rina, saya Budi.")
+    })
+    .await;
+    assert_eq!(send.body["to"], "6281311112222");
+    let resolved = post(
+        &app,
+        &format!("/v1/console/conversations/{id}/resolve"),
+        &json!({}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(resolved.status(), 200);
+    let done: Value = get(&app, "/v1/console/conversations?queue=resolved", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["conversations"][0]["id"], id);
+    app.stop().await;
+}

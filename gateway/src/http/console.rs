@@ -4,7 +4,7 @@
 //! request carries the session's `X-CSRF-Token`.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,7 @@ use crate::http::error::{ApiError, ApiJson};
 use crate::http::otp::error_response as otp_error;
 use crate::staff::{LoginStep, NewSession, StaffError, normalize_email};
 use crate::state::AppState;
-use crate::store::{StaffMember, StaffSession};
+use crate::store::{ConsoleClaim, Queue, QueueItem, StaffMember, StaffSession, now_ms, rfc3339};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "sapa_console";
@@ -28,6 +28,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/console/password", post(set_password))
         .route("/v1/console/me", get(me))
         .route("/v1/console/logout", post(logout))
+        .route("/v1/console/conversations", get(queue))
+        .route("/v1/console/conversations/{id}", get(conversation))
+        .route("/v1/console/conversations/{id}/claim", post(claim))
+        .route("/v1/console/conversations/{id}/messages", post(reply))
+        .route("/v1/console/conversations/{id}/handback", post(handback))
+        .route("/v1/console/conversations/{id}/resolve", post(resolve))
+        .route("/v1/console/conversations/{id}/transfer", post(transfer))
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,5 +244,346 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
             response
         }
         Err(err) => error_response(err),
+    }
+}
+
+/// Most conversations one queue request returns.
+const QUEUE_LIMIT: i64 = 200;
+/// Most messages the conversation view returns.
+const HISTORY_LIMIT: i64 = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueParams {
+    #[serde(default)]
+    queue: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyBody {
+    text: String,
+    #[serde(default)]
+    note: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    email: String,
+}
+
+fn item_json(item: &QueueItem) -> Value {
+    json!({
+        "id": item.id,
+        "channel": item.channel,
+        "state": item.state,
+        "customer": item.customer,
+        "last_message": item.last_message,
+        "waiting_since": item.waiting_since_ms.map(rfc3339),
+        "assignee": item.assignee,
+        "handoff_reason": item.handoff_reason,
+        "last_customer_message_at": item.last_inbound_ms.map(rfc3339),
+    })
+}
+
+fn not_found() -> Response {
+    ApiError::not_found(
+        "conversation_not_found",
+        "this tenant has no such conversation",
+    )
+    .into_response()
+}
+
+async fn queue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<QueueParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (_, session) = match session(&state, &headers, false).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Ok(Query(params)) = params else {
+        return ApiError::bad_request("invalid_query", "the only parameter is `queue`")
+            .into_response();
+    };
+    let Some(queue) = Queue::parse(params.queue.as_deref().unwrap_or("waiting")) else {
+        return ApiError::bad_request(
+            "invalid_queue",
+            "`queue` must be waiting, mine, open or resolved",
+        )
+        .into_response();
+    };
+    let member = &session.member;
+    match state
+        .store
+        .console_queue(&member.tenant_id, queue, &member.id, QUEUE_LIMIT)
+        .await
+    {
+        Ok(items) => axum::Json(json!({
+            "conversations": items.iter().map(item_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+async fn conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (_, session) = match session(&state, &headers, false).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let tenant = &session.member.tenant_id;
+    let item = match state.store.console_conversation(tenant, &id).await {
+        Ok(Some(item)) => item,
+        Ok(None) => return not_found(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    match state
+        .store
+        .messages_after(tenant, &id, 0, HISTORY_LIMIT)
+        .await
+    {
+        Ok(messages) => {
+            let messages: Vec<Value> = messages
+                .iter()
+                .map(|m| {
+                    json!({
+                        "id": m.id,
+                        "author": m.author,
+                        "text": m.body,
+                        "status": m.status,
+                        "created_at": rfc3339(m.created_at_ms),
+                    })
+                })
+                .collect();
+            axum::Json(json!({ "conversation": item_json(&item), "messages": messages }))
+                .into_response()
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+/// The session of a state-changing request and the conversation it acts on, audited.
+async fn acting(state: &AppState, headers: &HeaderMap) -> Result<StaffSession, Response> {
+    session(state, headers, true).await.map(|(_, s)| s)
+}
+
+async fn audit(state: &AppState, member: &StaffMember, action: &str, id: &str) {
+    if let Err(err) = state
+        .store
+        .audit(
+            &member.tenant_id,
+            Some(&member.id),
+            action,
+            Some(id),
+            now_ms(),
+        )
+        .await
+    {
+        tracing::warn!(error = %err, action, "audit log write failed");
+    }
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let session = match acting(&state, &headers).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let member = &session.member;
+    match state
+        .store
+        .claim_conversation(&member.tenant_id, &id, &member.id, now_ms())
+        .await
+    {
+        Ok(ConsoleClaim::Claimed) => {
+            audit(&state, member, "claim", &id).await;
+            axum::Json(json!({ "claimed": true, "assignee": member.id })).into_response()
+        }
+        Ok(ConsoleClaim::TakenBy(other)) => ApiError::new(
+            StatusCode::CONFLICT,
+            "assigned_to_other",
+            format!("another agent ({other}) has this conversation; ask them to transfer it"),
+        )
+        .into_response(),
+        Ok(ConsoleClaim::NotFound) => not_found(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+async fn reply(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReplyBody>,
+) -> Response {
+    let session = match acting(&state, &headers).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let member = &session.member;
+    let text = body.text.trim();
+    if text.is_empty() || text.chars().count() > 4096 {
+        return ApiError::bad_request("invalid_text", "`text` must be 1-4096 characters")
+            .into_response();
+    }
+    if body.note {
+        return ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "notes_unavailable",
+            "internal notes are not available yet; send without `note`",
+        )
+        .into_response();
+    }
+    match state
+        .store
+        .console_conversation(&member.tenant_id, &id)
+        .await
+    {
+        Ok(Some(item)) if item.assignee.as_deref() == Some(member.id.as_str()) => {}
+        Ok(Some(_)) => {
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "not_assigned",
+                "claim the conversation before replying (POST …/claim)",
+            )
+            .into_response();
+        }
+        Ok(None) => return not_found(),
+        Err(err) => return ApiError::from(err).into_response(),
+    }
+    match state
+        .store
+        .enqueue_agent_message(&member.tenant_id, &id, text, None)
+        .await
+    {
+        Ok(Some(queued)) => {
+            state.dispatcher_wake.notify_one();
+            audit(&state, member, "reply", &id).await;
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "message_id": queued.message_id, "channel": queued.channel_kind.as_str() })),
+            )
+                .into_response()
+        }
+        Ok(None) => not_found(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+async fn release(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    to: &str,
+    action: &str,
+) -> Response {
+    let session = match acting(&state, &headers).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let member = &session.member;
+    match state
+        .store
+        .release_conversation(&member.tenant_id, &id, &member.id, to, now_ms())
+        .await
+    {
+        Ok(true) => {
+            audit(&state, member, action, &id).await;
+            axum::Json(json!({ "state": to })).into_response()
+        }
+        Ok(false) => match state
+            .store
+            .console_conversation(&member.tenant_id, &id)
+            .await
+        {
+            Ok(Some(_)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "assigned_to_other",
+                "another agent has this conversation",
+            )
+            .into_response(),
+            Ok(None) => not_found(),
+            Err(err) => ApiError::from(err).into_response(),
+        },
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+async fn handback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    release(state, headers, id, "bot", "handback").await
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    release(state, headers, id, "closed", "resolve").await
+}
+
+async fn transfer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TransferBody>,
+) -> Response {
+    let session = match acting(&state, &headers).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let member = &session.member;
+    let target = match normalize_email(&body.email) {
+        Ok(email) => state.store.staff_login(&member.tenant_id, &email).await,
+        Err(err) => return error_response(err),
+    };
+    let target = match target {
+        Ok(Some(t)) if t.member.disabled_at_ms.is_none() => t.member,
+        Ok(_) => {
+            return ApiError::not_found(
+                "staff_not_found",
+                "this tenant has no active staff member with that email",
+            )
+            .into_response();
+        }
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    match state
+        .store
+        .transfer_conversation(&member.tenant_id, &id, &member.id, &target.id, now_ms())
+        .await
+    {
+        Ok(true) => {
+            audit(&state, member, "transfer", &id).await;
+            axum::Json(json!({ "assignee": target.id })).into_response()
+        }
+        Ok(false) => match state
+            .store
+            .console_conversation(&member.tenant_id, &id)
+            .await
+        {
+            Ok(Some(_)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "assigned_to_other",
+                "another agent has this conversation",
+            )
+            .into_response(),
+            Ok(None) => not_found(),
+            Err(err) => ApiError::from(err).into_response(),
+        },
+        Err(err) => ApiError::from(err).into_response(),
     }
 }

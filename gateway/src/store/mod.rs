@@ -11,6 +11,7 @@
 //!   ids within a conversation are assigned and committed in order, even on Postgres.
 
 mod api_keys;
+mod console;
 mod contacts;
 mod ingress;
 mod otp;
@@ -26,6 +27,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
+pub use console::{Claim as ConsoleClaim, Queue, QueueItem};
 pub use contacts::{ContactIds, ContactIdsChange};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpRefusal, OtpSend};
@@ -108,6 +110,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "staff",
         include_str!("migrations/0012_staff.sqlite.sql"),
         include_str!("migrations/0012_staff.postgres.sql"),
+    ),
+    (
+        13,
+        "handoff",
+        include_str!("migrations/0013_handoff.sqlite.sql"),
+        include_str!("migrations/0013_handoff.postgres.sql"),
     ),
 ];
 

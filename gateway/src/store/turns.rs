@@ -326,7 +326,12 @@ async fn commit_one(
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "UPDATE conversations SET state = $1, locale = $2, abstain_streak = $3, \
+        // An agent may have claimed (or handed back) the conversation while this turn was
+        // prepared: the state the turn started from must still be the stored one to change it.
+        "UPDATE conversations SET \
+         waiting_since = CASE WHEN state = $9 THEN (CASE WHEN $1 = 'waiting_human' AND state <> 'waiting_human' THEN $5 \
+             WHEN $1 IN ('bot', 'closed') THEN NULL ELSE waiting_since END) ELSE waiting_since END, \
+         state = CASE WHEN state = $9 THEN $1 ELSE state END, locale = $2, abstain_streak = $3, \
          handoff_reason = COALESCE($4, handoff_reason), updated_at = $5, verification = $8 \
          WHERE id = $6 AND tenant_id = $7",
     )
@@ -338,6 +343,7 @@ async fn commit_one(
     .bind(&batch.conversation_id)
     .bind(&batch.tenant_id)
     .bind(verification_column(&commit.conversation.verification)?)
+    .bind(batch.conversation.state.as_str())
     .execute(&mut **tx)
     .await?;
     if !commit.masked_inbox_ids.is_empty() {

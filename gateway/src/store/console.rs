@@ -1,0 +1,243 @@
+//! What the agent console reads and changes: the queues of handed-off conversations, claiming,
+//! handing back and resolving. Every statement is scoped by tenant.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError};
+
+/// A console queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// Waiting for an agent.
+    Waiting,
+    /// Assigned to the asking agent.
+    Mine,
+    /// Waiting or assigned.
+    Open,
+    /// Resolved (closed).
+    Resolved,
+}
+
+impl Queue {
+    /// `waiting`, `mine`, `open` or `resolved`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "waiting" => Some(Self::Waiting),
+            "mine" => Some(Self::Mine),
+            "open" => Some(Self::Open),
+            "resolved" => Some(Self::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// One conversation in a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueItem {
+    /// Conversation id (the one web chat and the admin API use).
+    pub id: String,
+    /// Channel kind.
+    pub channel: String,
+    /// `bot`, `waiting_human`, `human` or `closed`.
+    pub state: String,
+    /// Customer name, else their address.
+    pub customer: String,
+    /// The latest message's text.
+    pub last_message: Option<String>,
+    /// Unix ms since it waits for an agent.
+    pub waiting_since_ms: Option<i64>,
+    /// Staff id of the agent who owns it.
+    pub assignee: Option<String>,
+    /// Why it was handed off.
+    pub handoff_reason: Option<String>,
+    /// When the customer last wrote (the WhatsApp window runs from it).
+    pub last_inbound_ms: Option<i64>,
+}
+
+/// What a claim did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Now the agent's (or already was).
+    Claimed,
+    /// Another agent owns it.
+    TakenBy(String),
+    /// The tenant has no such conversation.
+    NotFound,
+}
+
+const ITEM: &str = "SELECT c.id, a.kind AS channel, c.state, COALESCE(k.display_name, k.external_id) AS customer, \
+     c.waiting_since, c.assignee, c.handoff_reason, c.last_inbound_at, \
+     (SELECT m.body FROM messages m WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id \
+      ORDER BY m.id DESC LIMIT 1) AS last_message \
+     FROM conversations c \
+     JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
+     JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id";
+
+fn item_of(row: &AnyRow) -> Result<QueueItem, StoreError> {
+    Ok(QueueItem {
+        id: row.try_get("id")?,
+        channel: row.try_get("channel")?,
+        state: row.try_get("state")?,
+        customer: row.try_get("customer")?,
+        last_message: row.try_get("last_message")?,
+        waiting_since_ms: row.try_get("waiting_since")?,
+        assignee: row.try_get("assignee")?,
+        handoff_reason: row.try_get("handoff_reason")?,
+        last_inbound_ms: row.try_get("last_inbound_at")?,
+    })
+}
+
+impl Store {
+    /// The tenant's conversations in `queue` (`staff_id` is the asking agent), longest waiting
+    /// first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn console_queue(
+        &self,
+        tenant_id: &str,
+        queue: Queue,
+        staff_id: &str,
+        limit: i64,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        let filter = match queue {
+            Queue::Waiting => "c.state = 'waiting_human'",
+            Queue::Mine => "c.state = 'human' AND c.assignee = $2",
+            Queue::Open => "c.state IN ('waiting_human', 'human')",
+            Queue::Resolved => "c.state = 'closed'",
+        };
+        let order = match queue {
+            Queue::Resolved => "c.updated_at DESC",
+            _ => "COALESCE(c.waiting_since, c.updated_at), c.id",
+        };
+        let sql = format!(
+            "{ITEM} WHERE c.tenant_id = $1 AND ($2 = $2) AND {filter} ORDER BY {order} LIMIT $3"
+        );
+        sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(staff_id)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(item_of)
+            .collect()
+    }
+
+    /// The tenant's conversation `id` as a queue item.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn console_conversation(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<QueueItem>, StoreError> {
+        sqlx::query(&format!("{ITEM} WHERE c.tenant_id = $1 AND c.id = $2"))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await?
+            .map(|r| item_of(&r))
+            .transpose()
+    }
+
+    /// Gives the conversation to `staff_id` (from any state: agents may also take a chat
+    /// proactively). Idempotent for its current assignee; the bot stays silent from now on.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn claim_conversation(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        staff_id: &str,
+        now: i64,
+    ) -> Result<Claim, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE conversations SET state = 'human', assignee = $1, waiting_since = NULL, updated_at = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND (assignee IS NULL OR assignee = $1 OR state IN ('bot', 'closed'))",
+        )
+        .bind(staff_id)
+        .bind(now)
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            return Ok(Claim::Claimed);
+        }
+        let row =
+            sqlx::query("SELECT assignee FROM conversations WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&self.write)
+                .await?;
+        Ok(match row {
+            Some(r) => Claim::TakenBy(
+                r.try_get::<Option<String>, _>("assignee")?
+                    .unwrap_or_default(),
+            ),
+            None => Claim::NotFound,
+        })
+    }
+
+    /// Moves the conversation to `state` (`bot`: handed back, `closed`: resolved) and clears
+    /// its assignee, when it is unassigned or `staff_id`'s. Returns whether it changed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn release_conversation(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        staff_id: &str,
+        state: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE conversations SET state = $1, assignee = NULL, waiting_since = NULL, abstain_streak = 0, \
+             updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND (assignee IS NULL OR assignee = $5)",
+        )
+        .bind(state)
+        .bind(now)
+        .bind(tenant_id)
+        .bind(id)
+        .bind(staff_id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Gives the agent's conversation to another member of the tenant. Returns whether it
+    /// changed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn transfer_conversation(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        from_staff: &str,
+        to_staff: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE conversations SET state = 'human', assignee = $1, updated_at = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND (assignee IS NULL OR assignee = $5) \
+             AND EXISTS (SELECT 1 FROM staff s WHERE s.id = $1 AND s.tenant_id = $3 AND s.disabled_at IS NULL)",
+        )
+        .bind(to_staff)
+        .bind(now)
+        .bind(tenant_id)
+        .bind(id)
+        .bind(from_staff)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+}
