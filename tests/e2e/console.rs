@@ -530,6 +530,16 @@ async fn an_agent_takes_over_a_web_chat_and_hands_it_back_to_the_bot() {
         agent,
         vec!["Halo kak, saya Budi.", "Ada yang bisa saya bantu?"]
     );
+    // An internal note stays with the agents.
+    let note = post(
+        &app,
+        &reply,
+        &json!({"text": "Pelanggan VIP, cek pesanan #12", "note": true}),
+        Some(&sari),
+        Some(&sari_csrf),
+    )
+    .await;
+    assert_eq!(note.status(), 201);
 
     // While the agent owns it, the bot says nothing.
     let bots_before = app.bot_messages(&session, 1).await.len();
@@ -549,6 +559,20 @@ async fn an_agent_takes_over_a_web_chat_and_hands_it_back_to_the_bot() {
         .unwrap();
     assert_eq!(view["conversation"]["state"], "human");
     assert!(view["messages"].as_array().unwrap().len() >= 5, "{view}");
+    assert!(
+        view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["author"] == "note" && m["text"] == "Pelanggan VIP, cek pesanan #12")
+    );
+    assert!(
+        app.messages(&session)
+            .await
+            .iter()
+            .all(|m| m["author"] != "note"),
+        "the customer never sees a note"
+    );
 
     // Handed back, the bot answers again.
     let back = post(

@@ -346,7 +346,7 @@ async fn conversation(
     };
     match state
         .store
-        .messages_after(tenant, &id, 0, HISTORY_LIMIT)
+        .console_messages(tenant, &id, 0, HISTORY_LIMIT)
         .await
     {
         Ok(messages) => {
@@ -437,12 +437,23 @@ async fn reply(
             .into_response();
     }
     if body.note {
-        return ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "notes_unavailable",
-            "internal notes are not available yet; send without `note`",
-        )
-        .into_response();
+        // A note needs no claim: any agent of the tenant may leave one.
+        return match state
+            .store
+            .add_note(&member.tenant_id, &id, text, now_ms())
+            .await
+        {
+            Ok(Some(message_id)) => {
+                audit(&state, member, "note", &id).await;
+                (
+                    StatusCode::CREATED,
+                    axum::Json(json!({ "message_id": message_id, "note": true })),
+                )
+                    .into_response()
+            }
+            Ok(None) => not_found(),
+            Err(err) => ApiError::from(err).into_response(),
+        };
     }
     match state
         .store

@@ -69,7 +69,7 @@ pub enum Claim {
 const ITEM: &str = "SELECT c.id, a.kind AS channel, c.state, COALESCE(k.display_name, k.external_id) AS customer, \
      c.waiting_since, c.assignee, c.handoff_reason, c.last_inbound_at, \
      (SELECT m.body FROM messages m WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id \
-      ORDER BY m.id DESC LIMIT 1) AS last_message \
+      AND m.author <> 'note' ORDER BY m.id DESC LIMIT 1) AS last_message \
      FROM conversations c \
      JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
      JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id";
@@ -239,5 +239,32 @@ impl Store {
         .await?
         .rows_affected();
         Ok(changed == 1)
+    }
+
+    /// Stores an agent's internal note on the conversation: never sent, never shown to the
+    /// customer or the model. `None` when the tenant has no such conversation.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn add_note(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        text: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO messages (tenant_id, conversation_id, author, body, created_at) \
+             SELECT c.tenant_id, c.id, 'note', $1, $2 FROM conversations c WHERE c.tenant_id = $3 AND c.id = $4 \
+             RETURNING id",
+        )
+        .bind(super::storable(text).into_owned())
+        .bind(now)
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
+        row.map(|r| r.try_get("id").map_err(StoreError::from))
+            .transpose()
     }
 }

@@ -1106,6 +1106,31 @@ impl Store {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, author, body, external_id, in_reply_to, choices, status, citations, created_at FROM messages \
+             WHERE tenant_id = $1 AND conversation_id = $2 AND id > $3 AND author <> 'note' ORDER BY id LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(stored_message).collect()
+    }
+
+    /// Like [`Store::messages_after`], with the agents' internal notes (the console's view;
+    /// customers and the model never see notes).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn console_messages(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, author, body, external_id, in_reply_to, choices, status, citations, created_at FROM messages \
              WHERE tenant_id = $1 AND conversation_id = $2 AND id > $3 ORDER BY id LIMIT $4",
         )
         .bind(tenant_id)

@@ -222,7 +222,7 @@ impl Store {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT author, body FROM messages WHERE tenant_id = $1 AND conversation_id = $2 \
-             AND id < (SELECT MIN(p.id) FROM messages p WHERE p.tenant_id = $1 \
+             AND author <> 'note' AND id < (SELECT MIN(p.id) FROM messages p WHERE p.tenant_id = $1 \
                  AND p.conversation_id = $2 AND p.inbox_id = $3) \
              ORDER BY id DESC LIMIT $4",
         )
