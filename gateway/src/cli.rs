@@ -336,6 +336,15 @@ async fn serve(
     }
     println!("  web chat: {base}/v1/webchat/sessions (POST), /v1/webchat/messages, /v1/webchat/ws");
     println!("  widget:   <script src=\"{base}/widget.js\" data-tenant=\"TENANT\" async></script>");
+    if let Some(token) = app.demo_owner().await? {
+        println!(
+            "  console:  the demo owner {} is new; set their password once (within 24 h):",
+            crate::demo::OWNER_EMAIL
+        );
+        println!(
+            "            curl -s -XPOST {base}/v1/console/password -H 'content-type: application/json' -d '{{\"token\":\"{token}\",\"password\":\"<at least 10 characters>\"}}'"
+        );
+    }
     if demo {
         println!("  chat:     {base}/chat/demo");
         println!(

@@ -5,6 +5,8 @@
 pub const TENANT: &str = "demo";
 /// Display name of the demo tenant.
 pub const NAME: &str = "Kopi Nusantara (demo)";
+/// The demo tenant's owner, created at its first start.
+pub const OWNER_EMAIL: &str = "owner@demo.local";
 
 /// The demo knowledge base: file name and contents.
 pub const KNOWLEDGE_BASE: &[(&str, &str)] = &[

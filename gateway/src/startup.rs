@@ -361,6 +361,41 @@ impl Application {
         self.operator.as_ref().map(|(_, address)| *address)
     }
 
+    /// At the first start of the demo tenant: creates its owner (`owner@demo.local`) and
+    /// returns their one-time set-password token; `None` when demo seeding is off or the owner
+    /// exists.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn demo_owner(&self) -> anyhow::Result<Option<String>> {
+        let config = &self.state.config;
+        if !config.demo.enabled || config.tenants.contains_key(demo::TENANT) {
+            return Ok(None);
+        }
+        if self
+            .state
+            .store
+            .staff_login(demo::TENANT, demo::OWNER_EMAIL)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let member = crate::store::StaffMember {
+            id: format!("stf_{}", uuid::Uuid::new_v4().simple()),
+            tenant_id: demo::TENANT.to_owned(),
+            email: demo::OWNER_EMAIL.to_owned(),
+            role: "owner".to_owned(),
+            whatsapp: None,
+            telegram_chat_id: None,
+            disabled_at_ms: None,
+            locked_until_ms: None,
+            has_password: false,
+        };
+        let (_, link) = self.state.staff.add(member, None).await?;
+        Ok(link)
+    }
+
     /// A token that starts a graceful shutdown when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()

@@ -258,7 +258,7 @@ async fn cli_staff_commands_and_a_set_password_link_used_once() {
             "--tenant",
             "demo",
             "--email",
-            "Owner@Demo.Local",
+            "Boss@Demo.Local",
             "--role",
             "owner",
         ],
@@ -310,7 +310,7 @@ async fn cli_staff_commands_and_a_set_password_link_used_once() {
     let (ok, stdout, _) = sapa(&path, &["staff", "list", "demo"], None).await;
     assert!(ok, "{stdout}");
     assert!(
-        stdout.contains("owner@demo.local\towner\tinvited\tpassword only"),
+        stdout.contains("boss@demo.local\towner\tinvited\tpassword only"),
         "{stdout}"
     );
     assert!(
@@ -349,7 +349,7 @@ async fn cli_staff_commands_and_a_set_password_link_used_once() {
                 .unwrap()
         }
     };
-    let response = login("owner@demo.local", "owner-password-1").await;
+    let response = login("boss@demo.local", "owner-password-1").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert!(body["csrf_token"].is_string(), "{body}");
@@ -370,7 +370,7 @@ async fn cli_staff_commands_and_a_set_password_link_used_once() {
         login("agent@demo.local", "agent-password-1").await.status(),
         401
     );
-    let (ok, stdout, _) = sapa(&path, &["staff", "reset", "demo", "owner@demo.local"], None).await;
+    let (ok, stdout, _) = sapa(&path, &["staff", "reset", "demo", "boss@demo.local"], None).await;
     assert!(
         ok && stdout.contains("/console/set-password#token="),
         "{stdout}"
@@ -670,4 +670,50 @@ async fn an_agent_reply_reaches_a_whatsapp_customer() {
         .unwrap();
     assert_eq!(done["conversations"][0]["id"], id);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_owner_is_created_at_first_start_with_a_one_time_password_link() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::process::command(dir.path(), &[])
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (address, token) = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut address = None;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(found) = line.strip_prefix("Sapa is listening on ") {
+                address = Some(found.trim().to_owned());
+            }
+            if let Some((_, rest)) = line.split_once("\"token\":\"") {
+                let token = rest.split('"').next().unwrap().to_owned();
+                return (address.unwrap(), token);
+            }
+        }
+        panic!("no demo owner line");
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let set = client
+        .post(format!("{address}/v1/console/password"))
+        .json(&json!({"token": token, "password": "demo-owner-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let login = client
+        .post(format!("{address}/v1/console/login"))
+        .json(&json!({"tenant": "demo", "email": "owner@demo.local", "password": "demo-owner-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let body: Value = login.json().await.unwrap();
+    assert_eq!(body["staff"]["role"], "owner");
+    child.kill().await.unwrap();
 }
