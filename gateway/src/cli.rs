@@ -338,12 +338,10 @@ async fn serve(
     println!("  widget:   <script src=\"{base}/widget.js\" data-tenant=\"TENANT\" async></script>");
     if let Some(token) = app.demo_owner().await? {
         println!(
-            "  console:  the demo owner {} is new; set their password once (within 24 h):",
+            "  console:  {base}/console/login — the demo owner {} is new; set their password once (within 24 h):",
             crate::demo::OWNER_EMAIL
         );
-        println!(
-            "            curl -s -XPOST {base}/v1/console/password -H 'content-type: application/json' -d '{{\"token\":\"{token}\",\"password\":\"<at least 10 characters>\"}}'"
-        );
+        println!("            {base}/console/set-password#token={token}");
     }
     if demo {
         println!("  chat:     {base}/chat/demo");

@@ -8,6 +8,29 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn the_widget_works_in_a_real_browser() {
+    run(
+        "widget.test.mjs",
+        &["widget-desktop.png", "widget-mobile.png", "chat-page.png"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_console_works_in_a_real_browser() {
+    run(
+        "console.test.mjs",
+        &[
+            "console-login.png",
+            "console-queue.png",
+            "console-conversation.png",
+            "console-phone.png",
+        ],
+    )
+    .await;
+}
+
+/// Runs one node test script against the server binary; expects its screenshots.
+async fn run(script: &str, shots: &[&str]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     let node = tokio::process::Command::new("node")
@@ -48,7 +71,7 @@ async fn the_widget_works_in_a_real_browser() {
         .map(|target| target.join("browser-screenshots"))
         .unwrap_or_else(|| dir.join("screenshots"));
     let run = tokio::process::Command::new("node")
-        .arg("widget.test.mjs")
+        .arg(script)
         .current_dir(&dir)
         .env("SAPA_BIN", binary)
         .env("CHROMIUM", &chromium)
@@ -67,7 +90,7 @@ async fn the_widget_works_in_a_real_browser() {
         output.status
     );
     assert!(stdout.contains("# fail 0"), "{stdout}");
-    for shot in ["widget-desktop.png", "widget-mobile.png", "chat-page.png"] {
+    for shot in shots {
         assert!(screenshots.join(shot).exists(), "no screenshot {shot}");
     }
     eprintln!("screenshots in {}", screenshots.display());

@@ -689,8 +689,8 @@ async fn the_demo_owner_is_created_at_first_start_with_a_one_time_password_link(
             if let Some(found) = line.strip_prefix("Sapa is listening on ") {
                 address = Some(found.trim().to_owned());
             }
-            if let Some((_, rest)) = line.split_once("\"token\":\"") {
-                let token = rest.split('"').next().unwrap().to_owned();
+            if let Some((_, rest)) = line.split_once("/console/set-password#token=") {
+                let token = rest.split_whitespace().next().unwrap().to_owned();
                 return (address.unwrap(), token);
             }
         }

@@ -20,9 +20,60 @@ use crate::store::{ConsoleClaim, Queue, QueueItem, StaffMember, StaffSession, no
 /// The session cookie's name.
 pub const COOKIE: &str = "sapa_console";
 
-/// The console API routes.
+/// The console pages (one page; the script picks the view by path).
+const CONSOLE_HTML: &str = include_str!("../../ui/console.html");
+/// The console script (plain JavaScript, no build step).
+const CONSOLE_JS: &str = include_str!("../../ui/console.js");
+/// The console styles.
+const CONSOLE_CSS: &str = include_str!("../../ui/console.css");
+
+static JS_ETAG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::http::widget::etag(CONSOLE_JS));
+static CSS_ETAG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::http::widget::etag(CONSOLE_CSS));
+
+/// The page's Content-Security-Policy: only its own script, styles and API.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+     img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn page() -> Response {
+    let mut response = axum::response::Html(CONSOLE_HTML).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+async fn console_js(headers: HeaderMap) -> Response {
+    crate::http::widget::asset(
+        &headers,
+        CONSOLE_JS,
+        "text/javascript; charset=utf-8",
+        &JS_ETAG,
+    )
+}
+
+async fn console_css(headers: HeaderMap) -> Response {
+    crate::http::widget::asset(&headers, CONSOLE_CSS, "text/css; charset=utf-8", &CSS_ETAG)
+}
+
+/// The console API routes and pages.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/console", get(page))
+        .route("/console/", get(page))
+        .route("/console/login", get(page))
+        .route("/console/set-password", get(page))
+        .route("/console/console.js", get(console_js))
+        .route("/console/console.css", get(console_css))
         .route("/v1/console/login", post(login))
         .route("/v1/console/login/otp", post(login_otp))
         .route("/v1/console/password", post(set_password))

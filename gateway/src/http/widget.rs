@@ -50,14 +50,14 @@ pub fn api_router() -> Router<AppState> {
     Router::new().route("/v1/webchat/config", get(widget_config))
 }
 
-fn etag(body: &str) -> String {
+pub(crate) fn etag(body: &str) -> String {
     format!(
         "\"{}\"",
         &hex::encode(Sha256::digest(body.as_bytes()))[..20]
     )
 }
 
-fn asset(
+pub(crate) fn asset(
     headers: &HeaderMap,
     body: &'static str,
     content_type: &'static str,

@@ -1,0 +1,376 @@
+// Sapa agent console: plain JavaScript, no build step, served by the binary under a strict CSP
+// (no inline script). Every string from the server is rendered with textContent, never as HTML.
+// Views by path: /console/login, /console/set-password#token=…, /console (queues + chat).
+'use strict';
+
+(() => {
+  const T = {
+    id: {
+      login: 'Masuk ke konsol', loginHint: 'Untuk pemilik dan agen.', tenant: 'Toko (slug)', email: 'Email',
+      password: 'Kata sandi', signIn: 'Masuk', code: 'Kode verifikasi', codeHint: 'Kami mengirim kode 6 digit ke WhatsApp atau Telegram Anda.',
+      verify: 'Verifikasi', setPassword: 'Buat kata sandi', setHint: 'Minimal 10 karakter.', again: 'Ulangi kata sandi',
+      save: 'Simpan', saved: 'Kata sandi tersimpan. Silakan masuk.', toLogin: 'Ke halaman masuk', mismatch: 'Kata sandi tidak sama.',
+      waiting: 'Menunggu', mine: 'Milik saya', open: 'Terbuka', visitor: 'Pengunjung web',
+      customer_asked: 'pelanggan minta admin', repeated_no_answer: 'bot tidak menemukan jawaban', answer_failed: 'bot gagal menjawab', model_asked: 'bot meneruskan', resolved: 'Selesai', empty: 'Tidak ada percakapan di sini.',
+      pick: 'Pilih percakapan untuk membalas.', claim: 'Ambil alih', handback: 'Kembalikan ke bot', resolve: 'Selesaikan',
+      send: 'Kirim', note: 'Catatan internal', placeholder: 'Tulis balasan…', notePlaceholder: 'Catatan untuk tim (tidak dikirim)…',
+      claimFirst: 'Ambil alih percakapan ini untuk membalas.', logout: 'Keluar', back: 'Kembali', waitingFor: 'menunggu',
+      advise2fa: 'Akun Anda belum memakai verifikasi dua langkah. Minta pemilik menambahkan nomor WhatsApp Anda.',
+      reason: 'Alasan', customer: 'Pelanggan', bot: 'Bot', agent: 'Agen', noteAuthor: 'Catatan', failed: 'Gagal: ',
+      window: 'Jendela WhatsApp', closed: 'tertutup', left: 'tersisa', assigned: 'Ditangani', you: 'Anda',
+    },
+    en: {
+      login: 'Sign in to the console', loginHint: 'For owners and agents.', tenant: 'Business (slug)', email: 'Email',
+      password: 'Password', signIn: 'Sign in', code: 'Verification code', codeHint: 'We sent a 6-digit code to your WhatsApp or Telegram.',
+      verify: 'Verify', setPassword: 'Set your password', setHint: 'At least 10 characters.', again: 'Repeat the password',
+      save: 'Save', saved: 'Password saved. Please sign in.', toLogin: 'Go to sign in', mismatch: 'The passwords differ.',
+      waiting: 'Waiting', mine: 'Mine', open: 'Open', visitor: 'Web visitor',
+      customer_asked: 'customer asked for a person', repeated_no_answer: 'the bot found no answer', answer_failed: 'answering failed', model_asked: 'the bot handed off', resolved: 'Resolved', empty: 'No conversations here.',
+      pick: 'Pick a conversation to reply.', claim: 'Claim', handback: 'Hand back to bot', resolve: 'Resolve',
+      send: 'Send', note: 'Internal note', placeholder: 'Write a reply…', notePlaceholder: 'Note for the team (not sent)…',
+      claimFirst: 'Claim this conversation to reply.', logout: 'Sign out', back: 'Back', waitingFor: 'waiting',
+      advise2fa: 'Your account has no second factor. Ask an owner to add your WhatsApp number.',
+      reason: 'Reason', customer: 'Customer', bot: 'Bot', agent: 'Agent', noteAuthor: 'Note', failed: 'Failed: ',
+      window: 'WhatsApp window', closed: 'closed', left: 'left', assigned: 'Assigned', you: 'you',
+    },
+  };
+  const lang = (navigator.language || 'id').toLowerCase().startsWith('en') ? 'en' : 'id';
+  const t = (key) => T[lang][key] || T.id[key] || key;
+  document.documentElement.lang = lang;
+
+  const app = document.getElementById('app');
+  const state = { me: null, queue: 'waiting', items: [], selected: null, conversation: null, timer: null };
+
+  /** An element with attributes and children (strings become text nodes, never HTML). */
+  function h(tag, attrs = {}, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'class') el.className = v;
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  function mount(...nodes) {
+    app.className = '';
+    app.replaceChildren(...nodes);
+  }
+
+  const csrf = () => sessionStorage.getItem('sapa.csrf') || '';
+
+  async function api(method, url, body) {
+    const headers = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (method !== 'GET') headers['x-csrf-token'] = csrf();
+    const res = await fetch(url, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = null;
+    try { data = await res.json(); } catch { data = null; }
+    if (res.status === 401 && !url.startsWith('/v1/console/login') && url !== '/v1/console/password') {
+      location.assign('/console/login');
+      throw new Error('not logged in');
+    }
+    if (!res.ok) {
+      const err = new Error((data && data.error && data.error.message) || `HTTP ${res.status}`);
+      err.status = res.status;
+      err.data = data;
+      throw err;
+    }
+    return data;
+  }
+
+  function brand() {
+    return h('div', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'S'), 'Sapa');
+  }
+
+  // ----- Sign in ------------------------------------------------------------------------------
+  function loginView() {
+    const error = h('div', { class: 'error', role: 'alert' });
+    const params = new URLSearchParams(location.search);
+    const tenant = h('input', { name: 'tenant', autocomplete: 'organization', required: true, value: params.get('tenant') || localStorage.getItem('sapa.tenant') || '' });
+    const email = h('input', { name: 'email', type: 'email', autocomplete: 'username', required: true });
+    const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+    const submit = h('button', { class: 'primary', type: 'submit' }, t('signIn'));
+    const form = h('form', {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        error.textContent = '';
+        submit.disabled = true;
+        try {
+          const data = await api('POST', '/v1/console/login', { tenant: tenant.value.trim(), email: email.value.trim(), password: password.value });
+          localStorage.setItem('sapa.tenant', tenant.value.trim());
+          if (data.otp_required) codeView(data.challenge_id);
+          else signedIn(data);
+        } catch (err) {
+          error.textContent = err.message;
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    },
+    h('label', { for: 'tenant' }, t('tenant')), Object.assign(tenant, { id: 'tenant' }),
+    h('label', { for: 'email' }, t('email')), Object.assign(email, { id: 'email' }),
+    h('label', { for: 'password' }, t('password')), Object.assign(password, { id: 'password' }),
+    submit, error);
+    mount(h('main', { class: 'auth' }, h('div', { class: 'card' }, brand(), h('h1', {}, t('login')), h('p', {}, t('loginHint')), form)));
+    (tenant.value ? email : tenant).focus();
+  }
+
+  function codeView(challengeId) {
+    const error = h('div', { class: 'error', role: 'alert' });
+    const code = h('input', { id: 'code', name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: '6', required: true });
+    const submit = h('button', { class: 'primary', type: 'submit' }, t('verify'));
+    const form = h('form', {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        error.textContent = '';
+        submit.disabled = true;
+        try {
+          signedIn(await api('POST', '/v1/console/login/otp', { challenge_id: challengeId, code: code.value.trim() }));
+        } catch (err) {
+          const left = err.data && err.data.error && err.data.error.attempts_left;
+          error.textContent = left !== undefined ? `${err.message} (${left})` : err.message;
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    }, h('label', { for: 'code' }, t('code')), code, submit, error);
+    mount(h('main', { class: 'auth' }, h('div', { class: 'card' }, brand(), h('h1', {}, t('code')), h('p', {}, t('codeHint')), form)));
+    code.focus();
+  }
+
+  function signedIn(data) {
+    sessionStorage.setItem('sapa.csrf', data.csrf_token);
+    location.assign('/console');
+  }
+
+  function setPasswordView() {
+    const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+    const error = h('div', { class: 'error', role: 'alert' });
+    const one = h('input', { id: 'password', type: 'password', autocomplete: 'new-password', minlength: '10', required: true });
+    const two = h('input', { id: 'again', type: 'password', autocomplete: 'new-password', minlength: '10', required: true });
+    const submit = h('button', { class: 'primary', type: 'submit' }, t('save'));
+    const card = h('div', { class: 'card' }, brand(), h('h1', {}, t('setPassword')), h('p', {}, t('setHint')));
+    const form = h('form', {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        error.textContent = '';
+        if (one.value !== two.value) { error.textContent = t('mismatch'); return; }
+        submit.disabled = true;
+        try {
+          const data = await api('POST', '/v1/console/password', { token, password: one.value });
+          history.replaceState(null, '', '/console/set-password');
+          card.replaceChildren(brand(), h('h1', {}, t('saved')),
+            h('p', {}, data.staff.email), h('a', { href: `/console/login?tenant=${encodeURIComponent(data.staff.tenant)}` }, t('toLogin')));
+        } catch (err) {
+          error.textContent = err.message;
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    }, h('label', { for: 'password' }, t('password')), one, h('label', { for: 'again' }, t('again')), two, submit, error);
+    card.append(form);
+    mount(h('main', { class: 'auth' }, card));
+    one.focus();
+  }
+
+  // ----- The console --------------------------------------------------------------------------
+  function since(iso) {
+    if (!iso) return '';
+    const minutes = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 60000));
+    if (minutes < 60) return `${minutes}m`;
+    const hours = Math.floor(minutes / 60);
+    return hours < 48 ? `${hours}h ${minutes % 60}m` : `${Math.floor(hours / 24)}d`;
+  }
+
+  /** Time left in WhatsApp's 24-hour customer service window. */
+  function windowLeft(item) {
+    if (item.channel !== 'whatsapp' || !item.last_customer_message_at) return null;
+    const left = Date.parse(item.last_customer_message_at) + 24 * 3600 * 1000 - Date.now();
+    if (left <= 0) return `${t('window')}: ${t('closed')}`;
+    const hours = Math.floor(left / 3600000);
+    return `${t('window')}: ${hours}h ${Math.floor((left % 3600000) / 60000)}m ${t('left')}`;
+  }
+
+  /** The customer's name; a web chat visitor has none, only a session id. */
+  function customerName(item) {
+    const name = String(item.customer || '');
+    if (item.channel === 'webchat' && /^[0-9a-f-]{32,}$/i.test(name)) return `${t('visitor')} ${name.slice(-4)}`;
+    return name;
+  }
+
+  function initials(name) {
+    const words = String(name || '?').trim().split(/\s+/).filter(Boolean);
+    return (words.length > 1 ? words[0][0] + words[1][0] : String(name || '?').slice(0, 2)).toUpperCase();
+  }
+
+  async function consoleView() {
+    try {
+      state.me = await api('GET', '/v1/console/me');
+    } catch {
+      return;
+    }
+    render();
+    await refresh();
+    state.timer = setInterval(refresh, 3000);
+  }
+
+  function render() {
+    const me = state.me.staff;
+    const logout = h('button', {
+      class: 'ghost',
+      onclick: async () => {
+        try { await api('POST', '/v1/console/logout', {}); } catch { /* signed out either way */ }
+        sessionStorage.removeItem('sapa.csrf');
+        location.assign('/console/login');
+      },
+    }, t('logout'));
+    const tabs = h('div', { class: 'tabs', role: 'tablist' },
+      ['waiting', 'mine', 'open', 'resolved'].map((q) => h('button', {
+        role: 'tab', 'aria-selected': String(state.queue === q), 'data-queue': q,
+        onclick: () => { state.queue = q; render(); refresh(); },
+      }, t(q))));
+    const items = h('ul', { class: 'items', id: 'items' });
+    const list = h('section', { class: 'list', 'aria-label': t(state.queue) }, tabs, items);
+    const thread = h('section', { class: 'thread', id: 'thread' });
+    const panes = h('div', { class: `panes${state.selected ? ' open' : ''}`, id: 'panes' }, list, thread);
+    mount(h('div', { class: 'shell' },
+      h('header', { class: 'top' }, brand(), h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), logout),
+      state.me.advise_2fa ? h('div', { class: 'banner', role: 'note' }, t('advise2fa')) : null,
+      panes));
+    renderItems();
+    renderThread();
+  }
+
+  function renderItems() {
+    const list = document.getElementById('items');
+    if (!list) return;
+    if (!state.items.length) {
+      list.replaceChildren(h('li', { class: 'empty' }, t('empty')));
+      return;
+    }
+    list.replaceChildren(...state.items.map((item) => {
+      const channel = ['whatsapp', 'telegram', 'webchat'].includes(item.channel) ? item.channel : 'other';
+      const mine = item.assignee && item.assignee === state.me.staff.id;
+      const pill = item.state === 'waiting_human'
+        ? h('span', { class: 'pill' }, `${t('waitingFor')} ${since(item.waiting_since)}`)
+        : item.state === 'human' ? h('span', { class: `pill${mine ? ' mine' : ''}` }, mine ? t('you') : t('assigned')) : null;
+      return h('li', {}, h('button', {
+        'aria-current': String(state.selected === item.id), 'data-id': item.id,
+        onclick: () => select(item.id),
+      },
+      h('span', { class: `avatar ${channel}`, title: item.channel }, initials(customerName(item))),
+      h('span', { class: 'item-main' }, h('div', { class: 'item-name' }, customerName(item)), h('div', { class: 'item-last' }, item.last_message || '')),
+      h('span', { class: 'item-meta' }, item.channel, h('br'), pill)));
+    }));
+  }
+
+  async function select(id) {
+    if (state.selected !== id) state.draft = '';
+    state.selected = id;
+    document.getElementById('panes').classList.add('open');
+    renderItems();
+    await loadConversation();
+  }
+
+  async function loadConversation() {
+    if (!state.selected) return;
+    try {
+      state.conversation = await api('GET', `/v1/console/conversations/${encodeURIComponent(state.selected)}`);
+    } catch (err) {
+      state.conversation = { error: err.message };
+    }
+    renderThread();
+  }
+
+  function renderThread() {
+    const thread = document.getElementById('thread');
+    if (!thread) return;
+    const data = state.conversation;
+    if (!state.selected || !data) {
+      thread.replaceChildren(h('div', { class: 'empty' }, t('pick')));
+      return;
+    }
+    if (data.error) {
+      thread.replaceChildren(h('div', { class: 'empty' }, data.error));
+      return;
+    }
+    const c = data.conversation;
+    const mine = c.assignee && c.assignee === state.me.staff.id;
+    const act = (path) => async () => {
+      try {
+        await api('POST', `/v1/console/conversations/${encodeURIComponent(c.id)}/${path}`, {});
+        await refresh();
+      } catch (err) {
+        alertLine.textContent = err.message;
+      }
+    };
+    const alertLine = h('div', { class: 'error', role: 'alert' });
+    const back = h('button', { class: 'ghost back', onclick: () => { state.selected = null; state.draft = ''; state.conversation = null; document.getElementById('panes').classList.remove('open'); renderItems(); } }, `← ${t('back')}`);
+    const meta = [c.channel, windowLeft(c), c.handoff_reason ? `${t('reason')}: ${t(c.handoff_reason)}` : null].filter(Boolean).join(' · ');
+    const actions = h('div', { class: 'actions' },
+      !mine ? h('button', { class: 'primary', id: 'claim', onclick: act('claim') }, t('claim')) : null,
+      c.state !== 'bot' ? h('button', { id: 'handback', onclick: act('handback') }, t('handback')) : null,
+      c.state !== 'closed' ? h('button', { id: 'resolve', onclick: act('resolve') }, t('resolve')) : null);
+    const messages = h('div', { class: 'messages', id: 'messages' }, data.messages.map((m) => {
+      const who = { customer: t('customer'), bot: t('bot'), agent: t('agent'), note: t('noteAuthor') }[m.author] || m.author;
+      const time = new Date(m.created_at).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
+      const status = m.status === 'failed' ? ` · ${t('failed')}` : '';
+      return h('div', { class: `msg ${m.author}` }, m.text, h('small', {}, `${who} · ${time}${status}`));
+    }));
+    const text = h('textarea', { id: 'reply', placeholder: t('placeholder'), rows: '2', oninput: () => { state.draft = text.value; } });
+    text.value = state.draft || '';
+    const note = h('input', { type: 'checkbox', id: 'note', onchange: () => { text.placeholder = note.checked ? t('notePlaceholder') : t('placeholder'); } });
+    const send = h('button', { class: 'primary', id: 'send', type: 'submit' }, t('send'));
+    const composer = h('form', {
+      class: 'composer',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const value = text.value.trim();
+        if (!value) return;
+        send.disabled = true;
+        try {
+          await api('POST', `/v1/console/conversations/${encodeURIComponent(c.id)}/messages`, { text: value, note: note.checked });
+          text.value = '';
+          state.draft = '';
+          await loadConversation();
+        } catch (err) {
+          alertLine.textContent = err.message;
+        } finally {
+          send.disabled = false;
+        }
+      },
+    },
+    !mine ? h('div', { class: 'hint' }, t('claimFirst')) : null,
+    text,
+    h('div', { class: 'row' }, h('label', { for: 'note' }, note, t('note')), send),
+    alertLine);
+    thread.replaceChildren(
+      h('div', { class: 'thread-head' }, back, h('div', { class: 'title' }, h('b', {}, customerName(c)), h('span', {}, meta)), actions),
+      messages,
+      composer);
+    messages.scrollTop = messages.scrollHeight;
+  }
+
+  async function refresh() {
+    try {
+      const data = await api('GET', `/v1/console/conversations?queue=${state.queue}`);
+      state.items = data.conversations;
+      renderItems();
+      if (state.selected) {
+        const typing = document.activeElement && document.activeElement.id === 'reply';
+        if (!typing) await loadConversation();
+      }
+    } catch { /* shown on the next successful refresh */ }
+  }
+
+  const route = location.pathname.replace(/\/+$/, '');
+  if (route === '/console/login') loginView();
+  else if (route === '/console/set-password') setPasswordView();
+  else consoleView();
+})();
