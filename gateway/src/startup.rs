@@ -81,6 +81,9 @@ pub struct Application {
     state: AppState,
     work: (TaskTracker, CancellationToken),
     delivery: (TaskTracker, CancellationToken),
+    /// Cancelled when shutdown's grace is over: the dispatcher claims nothing more and only
+    /// finishes (and records) the sends in flight, so nothing sent goes unrecorded.
+    delivery_halt: CancellationToken,
 }
 
 /// Opens storage and applies migrations (used by `serve`, `migrate` and `check`).
@@ -201,6 +204,7 @@ impl Application {
         let dispatcher_wake = Arc::new(Notify::new());
         let work = (TaskTracker::new(), CancellationToken::new());
         let delivery = (TaskTracker::new(), CancellationToken::new());
+        let delivery_halt = CancellationToken::new();
         let min_relevance = if config.knowledge.min_relevance < 0.0 {
             knowledge::DEFAULT_MIN_RELEVANCE
         } else {
@@ -295,6 +299,7 @@ impl Application {
             config.dispatcher.clone(),
         )
         .with_secrets(secrets.clone())
+        .with_halt(delivery_halt.clone())
         .spawn(dispatcher_wake.clone(), &delivery.0, delivery.1.clone());
 
         let listener = crate::http::server::bind(config.server.bind, "--bind").await?;
@@ -342,6 +347,7 @@ impl Application {
             state,
             work,
             delivery,
+            delivery_halt,
         })
     }
 
@@ -455,16 +461,32 @@ impl Application {
             .await
             .is_err()
         {
+            // A backlog: claim nothing more, but let the sends in flight finish and be
+            // recorded (closing storage under them would leave sent messages unrecorded, to be
+            // sent again on the next start). A send is bounded by the provider timeout.
             tracing::warn!(
                 ?grace,
-                "sends still running at the shutdown deadline; they resume on next start"
+                "sends still due at the shutdown deadline; finishing those in flight, the rest resume on next start"
             );
+            self.delivery_halt.cancel();
+            if tokio::time::timeout(IN_FLIGHT_SEND_LIMIT, delivery_tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    "sends in flight did not finish; their outcome is re-checked on next start"
+                );
+            }
         }
         store.close().await;
         tracing::info!("shutdown complete");
         Ok(())
     }
 }
+
+/// How long shutdown waits, after its grace, for the sends already in flight to finish and be
+/// recorded (provider calls time out well before it).
+const IN_FLIGHT_SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The greetings tenants set in the config (`[tenants.<slug>] greeting`, the demo's
 /// `[demo] greeting`), sent when a customer opens the chat (WhatsApp `request_welcome`).

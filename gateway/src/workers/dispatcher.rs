@@ -54,6 +54,8 @@ pub struct Dispatcher {
     secrets: Option<SecretBox>,
     /// When expired codes' fallback rows were last scrubbed.
     swept_at: Arc<std::sync::atomic::AtomicI64>,
+    /// Once cancelled, nothing more is claimed: only the batches in flight finish.
+    halt: CancellationToken,
 }
 
 /// Records the parts of a claimed send in the outbox as the channel sends them.
@@ -98,7 +100,16 @@ impl Dispatcher {
             clock: Clock(Arc::new(now_ms)),
             secrets: None,
             swept_at: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            halt: CancellationToken::new(),
         }
+    }
+
+    /// Stops claiming once `halt` is cancelled (the end of shutdown's grace): batches in flight
+    /// still finish and are recorded.
+    #[must_use]
+    pub fn with_halt(mut self, halt: CancellationToken) -> Self {
+        self.halt = halt;
+        self
     }
 
     /// Lets the dispatcher open the one-time codes of OTP rows (without it they fail).
@@ -167,10 +178,10 @@ impl Dispatcher {
         loop {
             let stopping = token.is_cancelled();
             self.drain().await;
-            self.sweep_expired_codes().await;
-            if stopping {
+            if stopping || self.halt.is_cancelled() {
                 break;
             }
+            self.sweep_expired_codes().await;
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
@@ -189,6 +200,10 @@ impl Dispatcher {
         loop {
             while inflight.len() >= MAX_BATCHES_IN_FLIGHT {
                 let _ = inflight.join_next().await;
+            }
+            if self.halt.is_cancelled() {
+                while inflight.join_next().await.is_some() {}
+                return handled;
             }
             let claim = match self
                 .store
@@ -644,6 +659,40 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(messages[0].status.as_deref(), Some("sent"));
+    }
+
+    #[tokio::test]
+    async fn a_halted_dispatcher_records_the_sends_in_flight_and_claims_nothing_more() {
+        // Arrange: a send is in flight when shutdown's grace ends (halt).
+        let setup = setup().await;
+        let channel = SlowParts::new(false);
+        let halt = CancellationToken::new();
+        let a = dispatcher(&setup, channel.clone()).with_halt(halt.clone());
+        let sending = tokio::spawn({
+            let a = a.clone();
+            async move { a.drain().await }
+        });
+        poll(|| async { (channel.entered.load(Ordering::SeqCst) == 1).then_some(()) }).await;
+        setup
+            .store
+            .enqueue_agent_message("shop", &setup.conversation, "next", None)
+            .await
+            .unwrap()
+            .unwrap();
+        // Act: halt, then the provider answers.
+        halt.cancel();
+        channel.gate.add_permits(3);
+        // Assert: the send in flight finished and is recorded; nothing more was claimed.
+        assert_eq!(sending.await.unwrap(), 1);
+        assert_eq!(a.drain().await, 0);
+        let messages = setup
+            .store
+            .messages_after("shop", &setup.conversation, 0, 10)
+            .await
+            .unwrap();
+        let statuses: Vec<Option<&str>> = messages.iter().map(|m| m.status.as_deref()).collect();
+        assert_eq!(statuses, vec![Some("sent"), Some("pending")]);
+        assert_eq!(channel.entered.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
