@@ -639,3 +639,25 @@ mod properties {
         }
     }
 }
+
+/// Found by the `telegram_update` fuzz target: teloxide's reader of `message_reaction`
+/// unwrapped a missing actor and panicked. An update kind Sapa does not handle is ignored by
+/// its id, without teloxide.
+#[test]
+fn a_reaction_without_its_actor_is_ignored_not_a_panic() {
+    let update = decode(&fixture("fuzz_message_reaction_without_actor.json"), &bot()).unwrap();
+    assert_eq!(update.update_id, 912_345_010);
+    assert_eq!(
+        update.event,
+        Event::Ignored {
+            kind: "message_reaction".into()
+        }
+    );
+    for bad in [
+        br#"{"update_id": -1, "message_reaction": {}}"#.as_slice(),
+        br#"{"update_id": 4294967296, "poll": {}}"#.as_slice(),
+        br#"{"update_id": "7", "poll": {}}"#.as_slice(),
+    ] {
+        assert!(decode(bad, &bot()).is_err());
+    }
+}
