@@ -104,6 +104,7 @@ fn wrong(code: &str) -> String {
 async fn a_code_is_delivered_by_the_authentication_template_and_verified_once() {
     let (app, graph) = start(TEMPLATE, "").await;
     let key = key(&app, "demo", &[Scope::Otp]).await;
+    graph.script_wamid("wamid.CODE1");
     let response = send_code(&app, &key, &json!({"to": PHONE, "purpose": "login"})).await;
     assert_eq!(response.status(), 201);
     let issued: Value = response.json().await.unwrap();
@@ -143,6 +144,21 @@ async fn a_code_is_delivered_by_the_authentication_template_and_verified_once() 
     })
     .await;
     assert_eq!(sent["attempts_left"], 5);
+    // WhatsApp's statuses move it forward: delivered, then read.
+    for state in ["delivered", "read"] {
+        let update = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
+            "statuses": [{"id": "wamid.CODE1", "status": state, "timestamp": "1763791910", "recipient_id": "6281311112222"}]}}]}]});
+        let response = app
+            .whatsapp_post(&serde_json::to_vec(&update).unwrap(), WA_APP_SECRET)
+            .await;
+        assert_eq!(response.status(), 200);
+        eventually(Duration::from_secs(10), || async {
+            (status(&app, &key, &id).await["status"] == state).then_some(())
+        })
+        .await;
+    }
 
     let (code_status, body) = verify(&app, &key, &id, &wrong(&code)).await;
     assert_eq!(code_status, 422, "{body}");
