@@ -1508,3 +1508,35 @@ async fn codes_go_out_first_fall_back_once_and_verify_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_tenant_over_its_hourly_code_cap_is_refused_until_the_oldest_ages_out() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, _) = webchat_conversation(s, "shop").await;
+        let limits = OtpLimits {
+            max_per_tenant_per_hour: 2,
+            ..LIMITS
+        };
+        let now = now_ms();
+        for (i, recipient) in ["+62811", "+62812", "+62813"].iter().enumerate() {
+            let id = format!("otp_t{i}");
+            let new = NewOtpChallenge {
+                challenge: otp_challenge("shop", &id, recipient, now + i64::try_from(i).unwrap()),
+                idempotency_key: None,
+                sends: vec![otp_send(&account, &id, "first")],
+            };
+            let outcome = s.issue_otp(&new, limits).await.unwrap();
+            if i < 2 {
+                assert!(matches!(outcome, OtpIssue::Created(_)), "{}", t.name);
+            } else {
+                // Retry when the oldest of the hour is an hour old.
+                assert!(
+                    matches!(outcome, OtpIssue::Refused(OtpRefusal::TenantLimit, ms) if ms > 3_500_000 && ms <= 3_600_000),
+                    "{} {outcome:?}",
+                    t.name
+                );
+            }
+        }
+    }
+}
