@@ -24,7 +24,7 @@ for target in "${targets[@]}"; do
   status=$?
   execs=$(grep -m1 'stat::number_of_executed_units' "logs/$target.log" | awk '{print $2}')
   rate=$(grep -m1 'stat::average_exec_per_sec' "logs/$target.log" | awk '{print $2}')
-  cov=$(grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE)' "logs/$target.log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
+  cov=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "logs/$target.log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
   crashes=$(ls "artifacts/$target" 2>/dev/null | grep -c -E '^(crash|oom|timeout|leak)-' || true)
   printf '%-18s %12s %8s %8s %s (exit %s)\n' "$target" "${execs:-?}" "${rate:-?}" "$crashes" "${cov:-?}" "$status"
 done
