@@ -22,6 +22,8 @@ pub enum HandoffReason {
     AnswerFailed,
     /// The language model chose to hand off (complaint, anger, a request for a person).
     ModelAsked,
+    /// The message contains one of the tenant's handoff keywords.
+    TenantKeyword,
 }
 
 impl HandoffReason {
@@ -32,6 +34,7 @@ impl HandoffReason {
             Self::RepeatedNoAnswer => "repeated_no_answer",
             Self::AnswerFailed => "answer_failed",
             Self::ModelAsked => "model_asked",
+            Self::TenantKeyword => "tenant_keyword",
         }
     }
 }

@@ -167,6 +167,18 @@ impl Engine {
         batch: &[CustomerTurn],
         greeting: Option<&str>,
     ) -> Decision {
+        self.decide_for_tenant(conversation, batch, greeting, &[])
+    }
+
+    /// [`Engine::decide_with_greeting`] with the tenant's own handoff keywords: a message
+    /// containing one (a word or phrase, any case) goes to a human.
+    pub fn decide_for_tenant(
+        &self,
+        conversation: &Conversation,
+        batch: &[CustomerTurn],
+        greeting: Option<&str>,
+        handoff_keywords: &[String],
+    ) -> Decision {
         let mut next = conversation.clone();
         // Slash commands: `/start` and `/help` greet; any other command reads as its words.
         // Opening the chat greets; an order is acknowledged. Neither is a question.
@@ -238,6 +250,9 @@ impl Engine {
                 }
                 if asks_for_human(&text) {
                     return handoff(next, HandoffReason::CustomerAsked);
+                }
+                if has_keyword(&text, handoff_keywords) {
+                    return handoff(next, HandoffReason::TenantKeyword);
                 }
                 if let Some(step) = self.verification_step(&next, &text) {
                     actions.extend(step.actions);
@@ -395,6 +410,24 @@ fn split_command(text: &str) -> (String, &str) {
 
 /// A short message that names a person to talk to ("admin", "mau bicara dengan cs", "agent
 /// please"). Long questions that merely mention "admin" are still answered by the bot.
+/// Whether `text` contains one of the tenant's keywords as whole words (case-insensitive).
+fn has_keyword(text: &str, keywords: &[String]) -> bool {
+    if keywords.is_empty() {
+        return false;
+    }
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let text = words(text);
+    keywords.iter().any(|keyword| {
+        let keyword = words(keyword);
+        !keyword.is_empty() && text.windows(keyword.len()).any(|w| w == keyword.as_slice())
+    })
+}
+
 fn asks_for_human(text: &str) -> bool {
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
@@ -772,5 +805,43 @@ mod tests {
                 citations: vec![]
             })
         );
+    }
+
+    #[test]
+    fn a_tenant_keyword_hands_the_conversation_to_a_human() {
+        let keywords = vec!["komplain".to_owned(), "Refund Penuh".to_owned()];
+        let turns = |t: &str| {
+            vec![CustomerTurn {
+                text: t.to_owned(),
+                kind: TurnKind::Text,
+            }]
+        };
+        for text in [
+            "saya mau komplain soal pesanan kemarin yang datangnya terlambat sekali",
+            "bisa minta refund penuh?",
+        ] {
+            let d =
+                Engine.decide_for_tenant(&Conversation::default(), &turns(text), None, &keywords);
+            assert_eq!(
+                d.conversation.state,
+                ConversationState::WaitingHuman,
+                "{text}"
+            );
+            assert_eq!(
+                d.actions[0],
+                Action::Handoff {
+                    reason: HandoffReason::TenantKeyword
+                }
+            );
+        }
+        // Whole words only; without keywords the bot answers.
+        for (text, keywords) in [
+            ("komplainnya sudah beres", &keywords),
+            ("mau komplain", &vec![]),
+        ] {
+            let d =
+                Engine.decide_for_tenant(&Conversation::default(), &turns(text), None, keywords);
+            assert!(matches!(d.actions[0], Action::Answer { .. }), "{text}");
+        }
     }
 }

@@ -231,6 +231,12 @@ impl Application {
         );
         let ctx = Arc::new(TurnContext {
             otp: otp.clone(),
+            handoff_keywords: config
+                .tenants
+                .iter()
+                .filter(|(_, tenant)| !tenant.handoff_keywords.is_empty())
+                .map(|(slug, tenant)| (slug.clone(), tenant.handoff_keywords.clone()))
+                .collect(),
             committer: crate::workers::committer::Committer::spawn(store.clone(), &work.0),
             channels: registry.clone(),
             store: store.clone(),

@@ -717,3 +717,34 @@ async fn the_demo_owner_is_created_at_first_start_with_a_one_time_password_link(
     assert_eq!(body["staff"]["role"], "owner");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tenant_handoff_keyword_puts_the_chat_in_the_waiting_queue() {
+    let app = sapa_tests::spawn_app(
+        "[tenants.shop]\nname = \"Toko Sepatu\"\nlocale = \"id\"\nhandoff_keywords = [\"komplain\", \"refund\"]\n",
+    )
+    .await;
+    add_staff(&app, "shop", "budi@shop.local", None).await;
+    let (cookie, _) = log_in(&app, "shop", "budi@shop.local").await;
+    let session = app.session("shop").await;
+    app.post(
+        &session,
+        "k1",
+        "saya mau komplain soal pesanan kemarin yang datangnya terlambat sekali",
+    )
+    .await;
+    let item = eventually(Duration::from_secs(20), || async {
+        let queue: Value = get(&app, "/v1/console/conversations?queue=waiting", &cookie)
+            .await
+            .json()
+            .await
+            .unwrap();
+        queue["conversations"]
+            .as_array()
+            .and_then(|c| c.first().cloned())
+    })
+    .await;
+    assert_eq!(item["id"], session.conversation_id.as_str());
+    assert_eq!(item["handoff_reason"], "tenant_keyword");
+    app.stop().await;
+}

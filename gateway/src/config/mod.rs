@@ -338,6 +338,10 @@ pub struct TenantConfig {
     /// without a WhatsApp number or Telegram chat cannot log in then).
     #[serde(default)]
     pub require_2fa: bool,
+    /// Words or phrases that hand a conversation to a human when a customer message contains
+    /// one (whole words, any case), e.g. `["komplain", "refund"]`.
+    #[serde(default)]
+    pub handoff_keywords: Vec<String>,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,

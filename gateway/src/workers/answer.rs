@@ -42,9 +42,13 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
     );
     let mut turn = Turn::new(batch);
     let greeting = ctx.greetings.get(&turn.batch.tenant_id).map(String::as_str);
+    let keywords = ctx
+        .handoff_keywords
+        .get(&turn.batch.tenant_id)
+        .map_or(&[][..], Vec::as_slice);
     let decision = ctx
         .engine
-        .decide_with_greeting(&conversation, &turns, greeting);
+        .decide_for_tenant(&conversation, &turns, greeting, keywords);
     turn.conversation = decision.conversation.clone();
     for action in decision.actions {
         if let Action::SendOtp { phone } = action {

@@ -62,6 +62,8 @@ pub struct TurnContext {
     pub allowed_links: HashMap<String, Vec<String>>,
     /// One-time codes (the phone verification step).
     pub otp: crate::otp::OtpService,
+    /// `tenants.<slug>.handoff_keywords`, by tenant.
+    pub handoff_keywords: HashMap<String, Vec<String>>,
 }
 
 /// Bounds on what one turn may cost (`conversation.max_turn_*`, `llm.max_prompt_tokens`,
