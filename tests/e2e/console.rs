@@ -748,3 +748,66 @@ async fn a_tenant_handoff_keyword_puts_the_chat_in_the_waiting_queue() {
     assert_eq!(item["handoff_reason"], "tenant_keyword");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_reply_reaches_a_telegram_customer() {
+    let telegram = sapa_tests::fake_telegram::FakeTelegram::start().await;
+    let config = sapa_tests::telegram_config(&telegram.base_url, "");
+    let app = spawn_app_with(&config, Overrides::default(), None).await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let chat = 5_123_456_789_i64;
+    let update = json!({"update_id": 1, "message": {
+        "message_id": 7, "date": 1_763_792_000, "text": "mau bicara dengan admin",
+        "from": {"id": chat, "is_bot": false, "first_name": "Dewi", "language_code": "id"},
+        "chat": {"id": chat, "first_name": "Dewi", "type": "private"}}});
+    let response = app
+        .telegram_post(
+            &serde_json::to_vec(&update).unwrap(),
+            Some(sapa_tests::TG_WEBHOOK_SECRET),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let item = eventually(Duration::from_secs(20), || async {
+        let queue: Value = get(&app, "/v1/console/conversations?queue=waiting", &cookie)
+            .await
+            .json()
+            .await
+            .unwrap();
+        queue["conversations"]
+            .as_array()
+            .and_then(|c| c.first().cloned())
+    })
+    .await;
+    assert_eq!(item["channel"], "telegram");
+    let id = item["id"].as_str().unwrap();
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        200
+    );
+    let reply = format!("/v1/console/conversations/{id}/messages");
+    let sent = post(
+        &app,
+        &reply,
+        &json!({"text": "Halo Dewi, saya Budi."}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(sent.status(), 202);
+    let call = eventually(Duration::from_secs(20), || async {
+        telegram
+            .calls_of("sendMessage")
+            .into_iter()
+            .find(|c| c.body["text"] == "Halo Dewi, saya Budi.")
+    })
+    .await;
+    assert_eq!(
+        call.body["chat_id"].to_string().trim_matches('"'),
+        chat.to_string()
+    );
+    app.stop().await;
+}
