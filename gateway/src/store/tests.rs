@@ -1540,3 +1540,178 @@ async fn a_tenant_over_its_hourly_code_cap_is_refused_until_the_oldest_ages_out(
         }
     }
 }
+
+#[tokio::test]
+async fn staff_sessions_and_the_console_queues_work_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (_, conv) = webchat_conversation(s, "shop").await;
+        webchat_conversation(s, "other").await;
+        let member = StaffMember {
+            id: "stf_a".into(),
+            tenant_id: "shop".into(),
+            email: "a@shop.local".into(),
+            role: "agent".into(),
+            whatsapp: Some("+62811".into()),
+            telegram_chat_id: Some(42),
+            disabled_at_ms: None,
+            locked_until_ms: None,
+            has_password: true,
+        };
+        assert!(
+            s.add_staff(&member, Some("hash"), 1).await.unwrap(),
+            "{}",
+            t.name
+        );
+        assert!(
+            !s.add_staff(&member, Some("hash"), 1).await.unwrap(),
+            "{}",
+            t.name
+        );
+        assert!(
+            s.staff_login("other", "a@shop.local")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let login = s
+            .staff_login("shop", "a@shop.local")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.member, member);
+        // Lockout at the third failure of three.
+        assert!(!s.staff_login_failed("stf_a", 3, 999).await.unwrap());
+        assert!(!s.staff_login_failed("stf_a", 3, 999).await.unwrap());
+        assert!(
+            s.staff_login_failed("stf_a", 3, 999).await.unwrap(),
+            "{}",
+            t.name
+        );
+        s.staff_login_succeeded("stf_a").await.unwrap();
+        // Links work once; sessions expire when idle.
+        s.add_staff_link("stf_a", "link-hash", 100).await.unwrap();
+        assert!(
+            s.use_staff_link("link-hash", "new", 50)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            s.use_staff_link("link-hash", "newer", 60)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        s.add_staff_session(&member, "session-hash", "csrf-hash", 1_000)
+            .await
+            .unwrap();
+        let live = s
+            .staff_session("session-hash", 0, 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(live.csrf_hash, "csrf-hash");
+        assert!(
+            s.staff_session("session-hash", 2_000, 3_000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        s.audit("shop", Some("stf_a"), "login", None, 5)
+            .await
+            .unwrap();
+        assert_eq!(s.audit_log("shop", 10).await.unwrap()[0].0, "login");
+        assert!(s.audit_log("other", 10).await.unwrap().is_empty());
+
+        // The queues: waiting, claimed (mine), handed back, resolved; tenant-scoped.
+        sqlx::query(
+            "UPDATE conversations SET state = 'waiting_human', waiting_since = 7 WHERE id = $1",
+        )
+        .bind(&conv)
+        .execute(s.pool())
+        .await
+        .unwrap();
+        let waiting = s
+            .console_queue("shop", Queue::Waiting, "stf_a", 10)
+            .await
+            .unwrap();
+        assert_eq!(waiting.len(), 1, "{}", t.name);
+        assert_eq!(waiting[0].waiting_since_ms, Some(7));
+        assert!(
+            s.console_queue("other", Queue::Open, "x", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.claim_conversation("other", &conv, "stf_x", 8)
+                .await
+                .unwrap(),
+            ConsoleClaim::NotFound
+        );
+        assert_eq!(
+            s.claim_conversation("shop", &conv, "stf_a", 8)
+                .await
+                .unwrap(),
+            ConsoleClaim::Claimed
+        );
+        assert_eq!(
+            s.claim_conversation("shop", &conv, "stf_b", 9)
+                .await
+                .unwrap(),
+            ConsoleClaim::TakenBy("stf_a".into())
+        );
+        let mine = s
+            .console_queue("shop", Queue::Mine, "stf_a", 10)
+            .await
+            .unwrap();
+        assert_eq!(mine[0].assignee.as_deref(), Some("stf_a"));
+        assert!(
+            s.add_note("shop", &conv, "catatan", 10)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(s.add_note("other", &conv, "x", 10).await.unwrap().is_none());
+        assert!(
+            s.messages_after("shop", &conv, 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.console_messages("shop", &conv, 0, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            !s.release_conversation("shop", &conv, "stf_b", "bot", 11)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.release_conversation("shop", &conv, "stf_a", "closed", 11)
+                .await
+                .unwrap()
+        );
+        let resolved = s
+            .console_queue("shop", Queue::Resolved, "stf_a", 10)
+            .await
+            .unwrap();
+        assert_eq!(resolved[0].state, "closed", "{}", t.name);
+        assert!(
+            s.set_staff_disabled("shop", "a@shop.local", Some(12))
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.staff_session("session-hash", 0, 1_000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
