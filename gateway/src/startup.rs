@@ -298,6 +298,17 @@ impl Application {
         );
 
         poller::spawn_checkpointer(store.clone(), &delivery.0, delivery.1.clone());
+        crate::workers::assigner::spawn(
+            store.clone(),
+            config
+                .tenants
+                .iter()
+                .map(|(slug, tenant)| (slug.clone(), tenant.max_chats_per_agent))
+                .collect(),
+            ASSIGN_EVERY,
+            &work.0,
+            work.1.clone(),
+        );
         Dispatcher::new(
             store.clone(),
             registry,
@@ -489,6 +500,9 @@ impl Application {
         Ok(())
     }
 }
+
+/// How often waiting chats are offered to online agents.
+const ASSIGN_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long shutdown waits, after its grace, for the sends already in flight to finish and be
 /// recorded (provider calls time out well before it).

@@ -14,7 +14,7 @@
       customer_asked: 'pelanggan minta admin', repeated_no_answer: 'bot tidak menemukan jawaban', answer_failed: 'bot gagal menjawab', model_asked: 'bot meneruskan', tenant_keyword: 'kata kunci toko', resolved: 'Selesai', empty: 'Tidak ada percakapan di sini.',
       pick: 'Pilih percakapan untuk membalas.', claim: 'Ambil alih', handback: 'Kembalikan ke bot', resolve: 'Selesaikan',
       send: 'Kirim', note: 'Catatan internal', placeholder: 'Tulis balasan…', notePlaceholder: 'Catatan untuk tim (tidak dikirim)…',
-      claimFirst: 'Ambil alih percakapan ini untuk membalas.', logout: 'Keluar', back: 'Kembali', waitingFor: 'menunggu',
+      claimFirst: 'Ambil alih percakapan ini untuk membalas.', logout: 'Keluar', online: 'Online', away: 'Sedang pergi', back: 'Kembali', waitingFor: 'menunggu',
       advise2fa: 'Akun Anda belum memakai verifikasi dua langkah. Minta pemilik menambahkan nomor WhatsApp Anda.',
       reason: 'Alasan', customer: 'Pelanggan', bot: 'Bot', agent: 'Agen', noteAuthor: 'Catatan', failed: 'Gagal: ',
       window: 'Jendela WhatsApp', closed: 'tertutup', left: 'tersisa', assigned: 'Ditangani', you: 'Anda',
@@ -28,7 +28,7 @@
       customer_asked: 'customer asked for a person', repeated_no_answer: 'the bot found no answer', answer_failed: 'answering failed', model_asked: 'the bot handed off', tenant_keyword: 'a handoff keyword', resolved: 'Resolved', empty: 'No conversations here.',
       pick: 'Pick a conversation to reply.', claim: 'Claim', handback: 'Hand back to bot', resolve: 'Resolve',
       send: 'Send', note: 'Internal note', placeholder: 'Write a reply…', notePlaceholder: 'Note for the team (not sent)…',
-      claimFirst: 'Claim this conversation to reply.', logout: 'Sign out', back: 'Back', waitingFor: 'waiting',
+      claimFirst: 'Claim this conversation to reply.', logout: 'Sign out', online: 'Online', away: 'Away', back: 'Back', waitingFor: 'waiting',
       advise2fa: 'Your account has no second factor. Ask an owner to add your WhatsApp number.',
       reason: 'Reason', customer: 'Customer', bot: 'Bot', agent: 'Agent', noteAuthor: 'Note', failed: 'Failed: ',
       window: 'WhatsApp window', closed: 'closed', left: 'left', assigned: 'Assigned', you: 'you',
@@ -230,6 +230,17 @@
         location.assign('/console/login');
       },
     }, t('logout'));
+    const online = state.me.presence === 'online';
+    const presence = h('button', {
+      class: `presence${online ? ' on' : ''}`, id: 'presence', 'aria-pressed': String(online),
+      onclick: async () => {
+        try {
+          const data = await api('POST', '/v1/console/presence', { status: online ? 'away' : 'online' });
+          state.me.presence = data.status;
+          render();
+        } catch { /* unchanged */ }
+      },
+    }, online ? t('online') : t('away'));
     const tabs = h('div', { class: 'tabs', role: 'tablist' },
       ['waiting', 'mine', 'open', 'resolved'].map((q) => h('button', {
         role: 'tab', 'aria-selected': String(state.queue === q), 'data-queue': q,
@@ -240,7 +251,7 @@
     const thread = h('section', { class: 'thread', id: 'thread' });
     const panes = h('div', { class: `panes${state.selected ? ' open' : ''}`, id: 'panes' }, list, thread);
     mount(h('div', { class: 'shell' },
-      h('header', { class: 'top' }, brand(), h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), logout),
+      h('header', { class: 'top' }, brand(), h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), presence, logout),
       state.me.advise_2fa ? h('div', { class: 'banner', role: 'note' }, t('advise2fa')) : null,
       panes));
     renderItems();

@@ -811,3 +811,68 @@ async fn an_agent_reply_reaches_a_telegram_customer() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn waiting_chats_go_round_robin_to_online_agents_within_their_cap() {
+    let app = sapa_tests::spawn_app(
+        "[tenants.shop]\nname = \"Toko Sepatu\"\nlocale = \"id\"\nmax_chats_per_agent = 1\n",
+    )
+    .await;
+    for email in ["budi@shop.local", "sari@shop.local", "away@shop.local"] {
+        add_staff(&app, "shop", email, None).await;
+    }
+    let mut agents = Vec::new();
+    for email in ["budi@shop.local", "sari@shop.local"] {
+        let (cookie, csrf) = log_in(&app, "shop", email).await;
+        let online = post(
+            &app,
+            "/v1/console/presence",
+            &json!({"status": "online"}),
+            Some(&cookie),
+            Some(&csrf),
+        )
+        .await;
+        assert_eq!(online.status(), 200);
+        let me: Value = me(&app, &cookie).await.json().await.unwrap();
+        assert_eq!(me["presence"], "online");
+        agents.push((cookie, me["staff"]["id"].as_str().unwrap().to_owned()));
+    }
+    let mut sessions = Vec::new();
+    for n in 0..3 {
+        let session = app.session("shop").await;
+        app.post(&session, &format!("h{n}"), "mau bicara dengan admin")
+            .await;
+        sessions.push(session);
+    }
+    // Two chats assigned, one to each online agent; the third keeps waiting (caps of 1).
+    let assigned = eventually(Duration::from_secs(20), || async {
+        let mut owners = Vec::new();
+        for (cookie, id) in &agents {
+            let mine: Value = get(&app, "/v1/console/conversations?queue=mine", cookie)
+                .await
+                .json()
+                .await
+                .unwrap();
+            for c in mine["conversations"].as_array().unwrap() {
+                owners.push((c["id"].as_str().unwrap().to_owned(), id.clone()));
+            }
+        }
+        (owners.len() == 2).then_some(owners)
+    })
+    .await;
+    let mut owners: Vec<&String> = assigned.iter().map(|(_, agent)| agent).collect();
+    owners.sort();
+    owners.dedup();
+    assert_eq!(owners.len(), 2, "one each: {assigned:?}");
+    let waiting: Value = get(
+        &app,
+        "/v1/console/conversations?queue=waiting",
+        &agents[0].0,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(waiting["conversations"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}

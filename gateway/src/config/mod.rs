@@ -342,6 +342,9 @@ pub struct TenantConfig {
     /// one (whole words, any case), e.g. `["komplain", "refund"]`.
     #[serde(default)]
     pub handoff_keywords: Vec<String>,
+    /// Open chats auto-assignment gives one online agent at most.
+    #[serde(default = "default_max_chats_per_agent")]
+    pub max_chats_per_agent: u32,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
@@ -507,6 +510,10 @@ pub struct TenantWhatsapp {
     /// Messages to one customer that may go back to back before `pair_interval` applies.
     #[serde(default = "default_pair_burst")]
     pub pair_burst: u32,
+}
+
+fn default_max_chats_per_agent() -> u32 {
+    crate::workers::assigner::DEFAULT_MAX_CHATS_PER_AGENT
 }
 
 fn default_messages_per_second() -> u32 {

@@ -79,6 +79,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/console/password", post(set_password))
         .route("/v1/console/me", get(me))
         .route("/v1/console/logout", post(logout))
+        .route("/v1/console/presence", post(presence))
         .route("/v1/console/conversations", get(queue))
         .route("/v1/console/conversations/{id}", get(conversation))
         .route("/v1/console/conversations/{id}/claim", post(claim))
@@ -269,7 +270,12 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Ok((_, session)) => {
             let member = &session.member;
             let advise_2fa = member.whatsapp.is_none() && member.telegram_chat_id.is_none();
+            let presence = match state.store.presence(&member.tenant_id, &member.id).await {
+                Ok(presence) => presence,
+                Err(err) => return ApiError::from(err).into_response(),
+            };
             axum::Json(json!({
+                "presence": presence,
                 "staff": staff_json(member),
                 "advise_2fa": advise_2fa,
                 "require_2fa": state.staff.requires_2fa(&member.tenant_id),
@@ -646,6 +652,40 @@ async fn transfer(
             Ok(None) => not_found(),
             Err(err) => ApiError::from(err).into_response(),
         },
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceBody {
+    status: String,
+}
+
+async fn presence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PresenceBody>,
+) -> Response {
+    let session = match acting(&state, &headers).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let status = body.status.trim();
+    if !matches!(status, "online" | "away") {
+        return ApiError::bad_request("invalid_status", "`status` must be \"online\" or \"away\"")
+            .into_response();
+    }
+    let member = &session.member;
+    match state
+        .store
+        .set_presence(&member.tenant_id, &member.id, status)
+        .await
+    {
+        Ok(()) => {
+            audit(&state, member, status, &member.id).await;
+            axum::Json(json!({ "status": status })).into_response()
+        }
         Err(err) => ApiError::from(err).into_response(),
     }
 }

@@ -267,4 +267,142 @@ impl Store {
         row.map(|r| r.try_get("id").map_err(StoreError::from))
             .transpose()
     }
+
+    /// Sets an agent's presence (`online` or `away`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn set_presence(
+        &self,
+        tenant_id: &str,
+        staff_id: &str,
+        presence: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE staff SET presence = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(presence)
+            .bind(tenant_id)
+            .bind(staff_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Tenants with conversations waiting for an agent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn tenants_waiting(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query("SELECT DISTINCT tenant_id FROM conversations WHERE state = 'waiting_human'")
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|r| r.try_get("tenant_id").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Gives the tenant's waiting conversations, longest waiting first, to its online agents
+    /// in round-robin order (the agent given one longest ago first), never more than
+    /// `max_open` open chats per agent. Returns `(conversation, agent)` pairs.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn auto_assign(
+        &self,
+        tenant_id: &str,
+        max_open: i64,
+        now: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        if self.dialect == super::Dialect::Postgres {
+            // Replicas take turns per tenant.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("assign:{tenant_id}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let waiting: Vec<String> = sqlx::query(
+            "SELECT id FROM conversations WHERE tenant_id = $1 AND state = 'waiting_human' \
+             AND assignee IS NULL ORDER BY waiting_since, id LIMIT 100",
+        )
+        .bind(tenant_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?;
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut agents: Vec<(String, i64, i64)> = sqlx::query(
+            "SELECT s.id, COALESCE(s.last_assigned_at, 0) AS last, \
+             (SELECT COUNT(*) FROM conversations c WHERE c.tenant_id = s.tenant_id AND c.assignee = s.id \
+              AND c.state = 'human') AS open \
+             FROM staff s WHERE s.tenant_id = $1 AND s.presence = 'online' AND s.disabled_at IS NULL",
+        )
+        .bind(tenant_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("last")?, r.try_get("open")?)))
+        .collect::<Result<_, StoreError>>()?;
+        let mut assigned = Vec::new();
+        let mut stamp = now;
+        for conversation in waiting {
+            agents.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            let Some(agent) = agents.iter_mut().find(|a| a.2 < max_open) else {
+                break;
+            };
+            let changed = sqlx::query(
+                "UPDATE conversations SET state = 'human', assignee = $1, waiting_since = NULL, updated_at = $2 \
+                 WHERE tenant_id = $3 AND id = $4 AND state = 'waiting_human' AND assignee IS NULL",
+            )
+            .bind(&agent.0)
+            .bind(now)
+            .bind(tenant_id)
+            .bind(&conversation)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                continue;
+            }
+            // Strictly increasing stamps keep the round-robin order within one pass.
+            stamp += 1;
+            sqlx::query("UPDATE staff SET last_assigned_at = $1 WHERE id = $2")
+                .bind(stamp)
+                .bind(&agent.0)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO audit_log (tenant_id, staff_id, action, detail, created_at) VALUES ($1, $2, 'auto_assign', $3, $4)",
+            )
+            .bind(tenant_id)
+            .bind(&agent.0)
+            .bind(&conversation)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            agent.1 = stamp;
+            agent.2 += 1;
+            assigned.push((conversation, agent.0.clone()));
+        }
+        tx.commit().await?;
+        Ok(assigned)
+    }
+
+    /// An agent's presence (`online` or `away`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn presence(&self, tenant_id: &str, staff_id: &str) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT presence FROM staff WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(staff_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("presence")?,
+            None => "away".to_owned(),
+        })
+    }
 }

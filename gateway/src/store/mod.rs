@@ -117,6 +117,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("migrations/0013_handoff.sqlite.sql"),
         include_str!("migrations/0013_handoff.postgres.sql"),
     ),
+    (
+        14,
+        "presence",
+        include_str!("migrations/0014_presence.sqlite.sql"),
+        include_str!("migrations/0014_presence.postgres.sql"),
+    ),
 ];
 
 /// The outbox rows (`outbox_id`, `message_id`) sent through account `$2` of tenant `$1` whose

@@ -1715,3 +1715,48 @@ async fn staff_sessions_and_the_console_queues_work_on_both_backends() {
         );
     }
 }
+
+#[tokio::test]
+async fn auto_assignment_is_round_robin_within_caps_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let mut conversations = Vec::new();
+        for _ in 0..3 {
+            let (_, conv) = webchat_conversation(s, "shop").await;
+            sqlx::query(
+                "UPDATE conversations SET state = 'waiting_human', waiting_since = 1 WHERE id = $1",
+            )
+            .bind(&conv)
+            .execute(s.pool())
+            .await
+            .unwrap();
+            conversations.push(conv);
+        }
+        for (id, presence) in [("stf_a", "online"), ("stf_b", "online"), ("stf_c", "away")] {
+            let member = StaffMember {
+                id: id.into(),
+                tenant_id: "shop".into(),
+                email: format!("{id}@shop.local"),
+                role: "agent".into(),
+                whatsapp: None,
+                telegram_chat_id: None,
+                disabled_at_ms: None,
+                locked_until_ms: None,
+                has_password: true,
+            };
+            s.add_staff(&member, Some("h"), 0).await.unwrap();
+            s.set_presence("shop", id, presence).await.unwrap();
+        }
+        assert_eq!(s.tenants_waiting().await.unwrap(), vec!["shop".to_owned()]);
+        let assigned = s.auto_assign("shop", 1, 100).await.unwrap();
+        let mut agents: Vec<&str> = assigned.iter().map(|(_, a)| a.as_str()).collect();
+        agents.sort_unstable();
+        assert_eq!(agents, vec!["stf_a", "stf_b"], "{}", t.name);
+        // Both are at their cap: the third waits; with room, it goes to the one given a chat longest ago.
+        assert!(s.auto_assign("shop", 1, 200).await.unwrap().is_empty());
+        let next = s.auto_assign("shop", 2, 300).await.unwrap();
+        assert_eq!(next.len(), 1, "{}", t.name);
+        assert_eq!(next[0].1, assigned[0].1, "{}", t.name);
+        assert!(s.auto_assign("other", 5, 400).await.unwrap().is_empty());
+    }
+}

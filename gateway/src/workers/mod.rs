@@ -3,6 +3,7 @@
 //! through one `CancellationToken`.
 
 pub mod answer;
+pub mod assigner;
 pub mod committer;
 pub mod dispatcher;
 pub mod inbound;
