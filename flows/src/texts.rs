@@ -309,6 +309,30 @@ pub fn verification_cancelled(locale: Locale) -> &'static str {
     }
 }
 
+/// Said once more to a customer still waiting for an agent (the SLA re-notify).
+pub fn still_waiting(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Mohon maaf menunggu, tim kami masih melayani pelanggan lain. Anda tetap dalam antrean dan akan segera kami balas di sini."
+        }
+        Locale::En => {
+            "Sorry for the wait: our team is still helping other customers. You are still in the queue and we will reply here soon."
+        }
+    }
+}
+
+/// Said when a chat waited too long for an agent and goes back to the bot.
+pub fn back_to_bot(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Mohon maaf, tim kami belum bisa membalas saat ini. Sementara itu saya siap membantu lagi: silakan tulis pertanyaan Anda, atau ketik \"admin\" untuk mencoba lagi nanti."
+        }
+        Locale::En => {
+            "Sorry, our team cannot reply right now. Meanwhile I can help again: write your question, or type \"agent\" to try again later."
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -303,8 +303,16 @@ impl Application {
             config
                 .tenants
                 .iter()
-                .map(|(slug, tenant)| (slug.clone(), tenant.max_chats_per_agent))
+                .map(|(slug, tenant)| {
+                    let rules = crate::workers::assigner::HandoffRules {
+                        max_chats_per_agent: tenant.max_chats_per_agent,
+                        renotify: tenant.sla_renotify,
+                        back_to_bot: tenant.sla_back_to_bot,
+                    };
+                    (slug.clone(), rules)
+                })
                 .collect(),
+            dispatcher_wake.clone(),
             ASSIGN_EVERY,
             &work.0,
             work.1.clone(),

@@ -876,3 +876,56 @@ async fn waiting_chats_go_round_robin_to_online_agents_within_their_cap() {
     assert_eq!(waiting["conversations"].as_array().unwrap().len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_chat_waiting_too_long_is_renotified_once_then_returned_to_the_bot() {
+    let app = sapa_tests::spawn_app("").await;
+    let session = app.session("demo").await;
+    app.post(&session, "s1", "mau bicara dengan admin").await;
+    let notice = app.bot_messages(&session, 1).await;
+    let store = app.store().await;
+    let since: i64 = eventually(Duration::from_secs(20), || async {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT waiting_since FROM conversations WHERE id = $1",
+        )
+        .bind(&session.conversation_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    })
+    .await;
+    let wake = tokio::sync::Notify::new();
+    let rules = std::collections::HashMap::new();
+    let minute = 60_000;
+    // Ten minutes later: told once more, and only once.
+    gateway::workers::assigner::run_once(&store, &rules, &wake, since + 11 * minute).await;
+    gateway::workers::assigner::run_once(&store, &rules, &wake, since + 12 * minute).await;
+    let bots = app.bot_messages(&session, notice.len() + 1).await;
+    assert_eq!(bots.len(), notice.len() + 1);
+    assert!(
+        bots.last().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains("tetap dalam antrean")
+    );
+    // An hour later: back to the bot, with an apology; the bot answers again.
+    gateway::workers::assigner::run_once(&store, &rules, &wake, since + 61 * minute).await;
+    let bots = app.bot_messages(&session, notice.len() + 2).await;
+    assert!(
+        bots.last().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains("belum bisa membalas")
+    );
+    let state: String = sqlx::query_scalar("SELECT state FROM conversations WHERE id = $1")
+        .bind(&session.conversation_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(state, "bot");
+    app.post(&session, "s2", "jam buka outlet Blok M hari Minggu?")
+        .await;
+    app.bot_messages(&session, notice.len() + 3).await;
+    store.close().await;
+    app.stop().await;
+}

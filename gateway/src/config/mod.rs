@@ -345,6 +345,12 @@ pub struct TenantConfig {
     /// Open chats auto-assignment gives one online agent at most.
     #[serde(default = "default_max_chats_per_agent")]
     pub max_chats_per_agent: u32,
+    /// A chat waiting this long for an agent gets one more notice (once).
+    #[serde(default = "default_sla_renotify", with = "humantime_serde")]
+    pub sla_renotify: Duration,
+    /// A chat waiting this long goes back to the bot, with an apology.
+    #[serde(default = "default_sla_back_to_bot", with = "humantime_serde")]
+    pub sla_back_to_bot: Duration,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
@@ -510,6 +516,14 @@ pub struct TenantWhatsapp {
     /// Messages to one customer that may go back to back before `pair_interval` applies.
     #[serde(default = "default_pair_burst")]
     pub pair_burst: u32,
+}
+
+fn default_sla_renotify() -> Duration {
+    crate::workers::assigner::DEFAULT_SLA_RENOTIFY
+}
+
+fn default_sla_back_to_bot() -> Duration {
+    crate::workers::assigner::DEFAULT_SLA_BACK_TO_BOT
 }
 
 fn default_max_chats_per_agent() -> u32 {
@@ -734,6 +748,18 @@ impl Config {
                     "server.admin_bind ({addr}) must differ from server.bind: metrics and health details must not be public"
                 )),
                 Ok(_) => {}
+            }
+        }
+        for (slug, tenant) in &self.tenants {
+            if tenant.max_chats_per_agent == 0 {
+                problems.push(format!(
+                    "tenants.{slug}.max_chats_per_agent must be at least 1"
+                ));
+            }
+            if tenant.sla_renotify.is_zero() || tenant.sla_back_to_bot <= tenant.sla_renotify {
+                problems.push(format!(
+                    "tenants.{slug}.sla_back_to_bot must be longer than tenants.{slug}.sla_renotify, and both more than 0s"
+                ));
             }
         }
         if self.otp.ttl < Duration::from_secs(30) || self.otp.ttl > Duration::from_secs(600) {

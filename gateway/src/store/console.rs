@@ -156,8 +156,8 @@ impl Store {
         now: i64,
     ) -> Result<Claim, StoreError> {
         let changed = sqlx::query(
-            "UPDATE conversations SET state = 'human', assignee = $1, waiting_since = NULL, updated_at = $2 \
-             WHERE tenant_id = $3 AND id = $4 AND (assignee IS NULL OR assignee = $1 OR state IN ('bot', 'closed'))",
+            "UPDATE conversations SET state = 'human', assignee = $1, waiting_since = NULL, renotified_at = NULL, \
+             updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND (assignee IS NULL OR assignee = $1 OR state IN ('bot', 'closed'))",
         )
         .bind(staff_id)
         .bind(now)
@@ -404,5 +404,86 @@ impl Store {
             Some(r) => r.try_get("presence")?,
             None => "away".to_owned(),
         })
+    }
+
+    /// The tenant's chats waiting since before `renotify_before` and not re-notified yet, and
+    /// those waiting since before `back_before` (to return to the bot).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn sla_due(
+        &self,
+        tenant_id: &str,
+        renotify_before: i64,
+        back_before: i64,
+    ) -> Result<(Vec<(String, String)>, Vec<(String, String)>), StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, locale, waiting_since, renotified_at FROM conversations WHERE tenant_id = $1 \
+             AND state = 'waiting_human' AND waiting_since < $2 ORDER BY waiting_since LIMIT 200",
+        )
+        .bind(tenant_id)
+        .bind(renotify_before.max(back_before))
+        .fetch_all(&self.read)
+        .await?;
+        let mut renotify = Vec::new();
+        let mut back = Vec::new();
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let locale: String = row.try_get("locale")?;
+            let since: i64 = row.try_get("waiting_since")?;
+            let renotified: Option<i64> = row.try_get("renotified_at")?;
+            if since < back_before {
+                back.push((id, locale));
+            } else if since < renotify_before && renotified.is_none() {
+                renotify.push((id, locale));
+            }
+        }
+        Ok((renotify, back))
+    }
+
+    /// Tells a still-waiting customer again that the team will reply (once), or, with
+    /// `back_to_bot`, returns the chat to the bot with `text` (an apology). Returns whether it
+    /// did (false: an agent took it meanwhile, or it was already re-notified).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn sla_notice(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+        text: &str,
+        back_to_bot: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let sql = if back_to_bot {
+            "UPDATE conversations SET state = 'bot', waiting_since = NULL, assignee = NULL, \
+             abstain_streak = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND state = 'waiting_human'"
+        } else {
+            "UPDATE conversations SET renotified_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
+             AND state = 'waiting_human' AND renotified_at IS NULL"
+        };
+        let changed = sqlx::query(sql)
+            .bind(now)
+            .bind(tenant_id)
+            .bind(conversation_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        super::outbox::queue_message(
+            &mut tx,
+            tenant_id,
+            conversation_id,
+            channels::model::Author::Bot,
+            text,
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

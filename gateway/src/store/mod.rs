@@ -123,6 +123,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("migrations/0014_presence.sqlite.sql"),
         include_str!("migrations/0014_presence.postgres.sql"),
     ),
+    (
+        15,
+        "sla",
+        include_str!("migrations/0015_sla.sqlite.sql"),
+        include_str!("migrations/0015_sla.postgres.sql"),
+    ),
 ];
 
 /// The outbox rows (`outbox_id`, `message_id`) sent through account `$2` of tenant `$1` whose

@@ -698,82 +698,18 @@ impl Store {
         if locked == 0 {
             return Ok(None);
         }
-        let row = sqlx::query(
-            "SELECT c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
-             c.last_inbound_at FROM conversations c \
-             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
-             JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
-             WHERE c.id = $1 AND c.tenant_id = $2",
-        )
-        .bind(conversation_id)
-        .bind(tenant_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(StoreError::Corrupt(format!(
-                "conversation {conversation_id} has no channel account or contact"
-            )));
-        };
-        let channel_account_id: String = row.try_get("channel_account_id")?;
-        let channel_kind = super::channel_kind_of(&row, "channel_kind")?;
-        let mut outbound = OutboundMessage {
-            message_id: 0,
-            conversation_id: conversation_id.to_owned(),
-            recipient: row.try_get("recipient")?,
-            author: Author::Agent,
-            text: super::storable(text).into_owned(),
-            choices: Vec::new(),
-            in_reply_to: Vec::new(),
-            created_at_ms: now,
-            idempotency_key: String::new(),
-            customer_last_seen_ms: row.try_get("last_inbound_at")?,
-            template: None,
-            media: media.cloned(),
-        };
-        let media_json = media
-            .map(|m| {
-                let mut value = serde_json::json!({
-                    "kind": m.kind.as_str(),
-                    "caption": m.caption,
-                    "filename": m.filename,
-                });
-                match &m.source {
-                    MediaSource::ProviderId(id) => value["id"] = serde_json::json!(id),
-                    MediaSource::Url(url) => value["url"] = serde_json::json!(url),
-                }
-                serde_json::to_string(&value)
-            })
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let message_id: i64 = sqlx::query(
-            "INSERT INTO messages (tenant_id, conversation_id, author, body, content_kind, media, status, created_at) \
-             VALUES ($1, $2, 'agent', $3, $4, $5, 'pending', $6) RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(conversation_id)
-        .bind(outbound.display_text())
-        .bind(media.map(|m| m.kind.as_str()))
-        .bind(media_json)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
-        outbound.message_id = message_id;
-        outbound.idempotency_key = format!("msg-{message_id}");
-        queue_outbound(
+        let queued = queue_message(
             &mut tx,
             tenant_id,
-            &channel_account_id,
-            channel_kind,
-            &outbound,
+            conversation_id,
+            Author::Agent,
+            text,
+            media,
             now,
         )
         .await?;
         tx.commit().await?;
-        Ok(Some(QueuedMessage {
-            message_id,
-            channel_kind,
-        }))
+        Ok(Some(queued))
     }
 
     /// Number of dead-lettered sends (for metrics and tests).
@@ -843,4 +779,94 @@ where
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// Stores a message of `author` in the conversation and queues it, inside `tx`, which holds
+/// the conversation's row lock (every writer to a conversation takes it first, so messages are
+/// sent in order).
+pub(crate) async fn queue_message(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &str,
+    conversation_id: &str,
+    author: Author,
+    text: &str,
+    media: Option<&OutboundMedia>,
+    now: i64,
+) -> Result<QueuedMessage, StoreError> {
+    let row = sqlx::query(
+        "SELECT c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
+         c.last_inbound_at FROM conversations c \
+         JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+         JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
+         WHERE c.id = $1 AND c.tenant_id = $2",
+    )
+    .bind(conversation_id)
+    .bind(tenant_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::Corrupt(format!(
+            "conversation {conversation_id} has no channel account or contact"
+        )));
+    };
+    let channel_account_id: String = row.try_get("channel_account_id")?;
+    let channel_kind = super::channel_kind_of(&row, "channel_kind")?;
+    let mut outbound = OutboundMessage {
+        message_id: 0,
+        conversation_id: conversation_id.to_owned(),
+        recipient: row.try_get("recipient")?,
+        author,
+        text: super::storable(text).into_owned(),
+        choices: Vec::new(),
+        in_reply_to: Vec::new(),
+        created_at_ms: now,
+        idempotency_key: String::new(),
+        customer_last_seen_ms: row.try_get("last_inbound_at")?,
+        template: None,
+        media: media.cloned(),
+    };
+    let media_json = media
+        .map(|m| {
+            let mut value = serde_json::json!({
+                "kind": m.kind.as_str(),
+                "caption": m.caption,
+                "filename": m.filename,
+            });
+            match &m.source {
+                MediaSource::ProviderId(id) => value["id"] = serde_json::json!(id),
+                MediaSource::Url(url) => value["url"] = serde_json::json!(url),
+            }
+            serde_json::to_string(&value)
+        })
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let message_id: i64 = sqlx::query(
+        "INSERT INTO messages (tenant_id, conversation_id, author, body, content_kind, media, status, created_at) \
+         VALUES ($1, $2, $7, $3, $4, $5, 'pending', $6) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(conversation_id)
+    .bind(outbound.display_text())
+    .bind(media.map(|m| m.kind.as_str()))
+    .bind(media_json)
+    .bind(now)
+    .bind(author.as_str())
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    outbound.message_id = message_id;
+    outbound.idempotency_key = format!("msg-{message_id}");
+    queue_outbound(
+        tx,
+        tenant_id,
+        &channel_account_id,
+        channel_kind,
+        &outbound,
+        now,
+    )
+    .await?;
+    Ok(QueuedMessage {
+        message_id,
+        channel_kind,
+    })
 }

@@ -1760,3 +1760,59 @@ async fn auto_assignment_is_round_robin_within_caps_on_both_backends() {
         assert!(s.auto_assign("other", 5, 400).await.unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn sla_notices_are_sent_once_and_return_the_chat_to_the_bot_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (_, conv) = webchat_conversation(s, "shop").await;
+        sqlx::query(
+            "UPDATE conversations SET state = 'waiting_human', waiting_since = 1000 WHERE id = $1",
+        )
+        .bind(&conv)
+        .execute(s.pool())
+        .await
+        .unwrap();
+        let (renotify, back) = s.sla_due("shop", 2000, 500).await.unwrap();
+        assert_eq!((renotify.len(), back.len()), (1, 0), "{}", t.name);
+        assert!(
+            s.sla_notice("shop", &conv, "tunggu", false, 2000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.sla_notice("shop", &conv, "tunggu", false, 2001)
+                .await
+                .unwrap()
+        );
+        let (renotify, _) = s.sla_due("shop", 3000, 500).await.unwrap();
+        assert!(renotify.is_empty(), "{}", t.name);
+        let (_, back) = s.sla_due("shop", 9000, 5000).await.unwrap();
+        assert_eq!(back.len(), 1, "{}", t.name);
+        assert!(
+            s.sla_notice("shop", &conv, "maaf", true, 9000)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            s.conversation_state("shop", &conv)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("bot")
+        );
+        let bodies: Vec<String> = s
+            .messages_after("shop", &conv, 0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(bodies, vec!["tunggu", "maaf"], "{}", t.name);
+        assert_eq!(
+            s.claim_outbox(10, 30_000).await.unwrap().len(),
+            1,
+            "queued in order"
+        );
+    }
+}

@@ -331,6 +331,8 @@ async fn commit_one(
         "UPDATE conversations SET \
          waiting_since = CASE WHEN state = $9 THEN (CASE WHEN $1 = 'waiting_human' AND state <> 'waiting_human' THEN $5 \
              WHEN $1 IN ('bot', 'closed') THEN NULL ELSE waiting_since END) ELSE waiting_since END, \
+         renotified_at = CASE WHEN state = $9 AND $1 = 'waiting_human' AND state <> 'waiting_human' THEN NULL \
+             ELSE renotified_at END, \
          state = CASE WHEN state = $9 THEN $1 ELSE state END, locale = $2, abstain_streak = $3, \
          handoff_reason = COALESCE($4, handoff_reason), updated_at = $5, verification = $8 \
          WHERE id = $6 AND tenant_id = $7",

@@ -1,10 +1,15 @@
-//! Auto-assignment: every few seconds, chats waiting for an agent go to the tenant's online
-//! agents in round-robin order, up to `tenants.<slug>.max_chats_per_agent` open chats each.
-//! With no agent online (or all at their cap) a chat keeps waiting for a manual claim.
+//! Handoff housekeeping, every few seconds, for each tenant with chats waiting for an agent:
+//! - auto-assignment: waiting chats go to the tenant's online agents in round-robin order, up
+//!   to `max_chats_per_agent` open chats each (with nobody online or all at their cap, a chat
+//!   keeps waiting for a manual claim);
+//! - SLA: a chat waiting `sla_renotify` is told once more that the team will reply; one waiting
+//!   `sla_back_to_bot` goes back to the bot, with an apology.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -12,11 +17,37 @@ use crate::store::{Store, now_ms};
 
 /// Open chats per agent when the tenant does not say.
 pub const DEFAULT_MAX_CHATS_PER_AGENT: u32 = 5;
+/// When a waiting customer is told again, when the tenant does not say.
+pub const DEFAULT_SLA_RENOTIFY: Duration = Duration::from_secs(10 * 60);
+/// When a waiting chat goes back to the bot, when the tenant does not say.
+pub const DEFAULT_SLA_BACK_TO_BOT: Duration = Duration::from_secs(60 * 60);
 
-/// Starts the loop on `tracker`; `caps` are the tenants' `max_chats_per_agent`.
+/// A tenant's handoff settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HandoffRules {
+    /// `max_chats_per_agent`.
+    pub max_chats_per_agent: u32,
+    /// `sla_renotify`.
+    pub renotify: Duration,
+    /// `sla_back_to_bot`.
+    pub back_to_bot: Duration,
+}
+
+impl Default for HandoffRules {
+    fn default() -> Self {
+        Self {
+            max_chats_per_agent: DEFAULT_MAX_CHATS_PER_AGENT,
+            renotify: DEFAULT_SLA_RENOTIFY,
+            back_to_bot: DEFAULT_SLA_BACK_TO_BOT,
+        }
+    }
+}
+
+/// Starts the loop on `tracker`; `rules` by tenant; `wake` wakes the dispatcher for notices.
 pub fn spawn(
     store: Store,
-    caps: HashMap<String, u32>,
+    rules: HashMap<String, HandoffRules>,
+    wake: Arc<Notify>,
     every: Duration,
     tracker: &TaskTracker,
     token: CancellationToken,
@@ -27,13 +58,22 @@ pub fn spawn(
                 () = token.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
             }
-            assign_all(&store, &caps).await;
+            run_once(&store, &rules, &wake, now_ms()).await;
         }
     });
 }
 
-/// One pass over every tenant with waiting chats.
-pub async fn assign_all(store: &Store, caps: &HashMap<String, u32>) {
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// One pass over every tenant with waiting chats, as of `now`.
+pub async fn run_once(
+    store: &Store,
+    rules: &HashMap<String, HandoffRules>,
+    wake: &Notify,
+    now: i64,
+) {
     let tenants = match store.tenants_waiting().await {
         Ok(tenants) => tenants,
         Err(err) => {
@@ -42,17 +82,50 @@ pub async fn assign_all(store: &Store, caps: &HashMap<String, u32>) {
         }
     };
     for tenant in tenants {
-        let cap = caps
-            .get(&tenant)
-            .copied()
-            .unwrap_or(DEFAULT_MAX_CHATS_PER_AGENT);
-        match store.auto_assign(&tenant, i64::from(cap), now_ms()).await {
+        let rules = rules.get(&tenant).copied().unwrap_or_default();
+        match store
+            .auto_assign(&tenant, i64::from(rules.max_chats_per_agent), now)
+            .await
+        {
             Ok(assigned) if !assigned.is_empty() => {
                 tracing::info!(tenant = %tenant, chats = assigned.len(), "waiting chats assigned to online agents");
             }
             Ok(_) => {}
             Err(err) => {
-                tracing::warn!(error = %err.chain(), tenant = %tenant, "auto-assignment failed")
+                tracing::warn!(error = %err.chain(), tenant = %tenant, "auto-assignment failed");
+            }
+        }
+        let due = store
+            .sla_due(
+                &tenant,
+                now - millis(rules.renotify),
+                now - millis(rules.back_to_bot),
+            )
+            .await;
+        let (renotify, back) = match due {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err.chain(), tenant = %tenant, "reading waiting chats failed");
+                continue;
+            }
+        };
+        let notices = renotify
+            .into_iter()
+            .map(|(id, locale)| (id, locale, false))
+            .chain(back.into_iter().map(|(id, locale)| (id, locale, true)));
+        for (id, locale, back_to_bot) in notices {
+            let locale = flows::Locale::parse(&locale).unwrap_or_default();
+            let text = if back_to_bot {
+                flows::texts::back_to_bot(locale)
+            } else {
+                flows::texts::still_waiting(locale)
+            };
+            match store.sla_notice(&tenant, &id, text, back_to_bot, now).await {
+                Ok(true) => wake.notify_one(),
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err.chain(), tenant = %tenant, "SLA notice failed");
+                }
             }
         }
     }
