@@ -445,3 +445,12 @@ impl TestApp {
         request.send().await.expect("webhook post")
     }
 }
+
+/// The `p` quantile (0..=1) of sorted durations, nearest rank; zero when empty (the benches).
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}

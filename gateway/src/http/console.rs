@@ -569,20 +569,21 @@ async fn release(
             audit(&state, member, action, &id).await;
             axum::Json(json!({ "state": to })).into_response()
         }
-        Ok(false) => match state
-            .store
-            .console_conversation(&member.tenant_id, &id)
-            .await
-        {
-            Ok(Some(_)) => ApiError::new(
-                StatusCode::CONFLICT,
-                "assigned_to_other",
-                "another agent has this conversation",
-            )
-            .into_response(),
-            Ok(None) => not_found(),
-            Err(err) => ApiError::from(err).into_response(),
-        },
+        Ok(false) => taken_or_missing(&state, &member.tenant_id, &id).await,
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+/// Why a change to a conversation did not apply: another agent has it, or it does not exist.
+async fn taken_or_missing(state: &AppState, tenant_id: &str, id: &str) -> Response {
+    match state.store.console_conversation(tenant_id, id).await {
+        Ok(Some(_)) => ApiError::new(
+            StatusCode::CONFLICT,
+            "assigned_to_other",
+            "another agent has this conversation",
+        )
+        .into_response(),
+        Ok(None) => not_found(),
         Err(err) => ApiError::from(err).into_response(),
     }
 }
@@ -638,20 +639,7 @@ async fn transfer(
             audit(&state, member, "transfer", &id).await;
             axum::Json(json!({ "assignee": target.id })).into_response()
         }
-        Ok(false) => match state
-            .store
-            .console_conversation(&member.tenant_id, &id)
-            .await
-        {
-            Ok(Some(_)) => ApiError::new(
-                StatusCode::CONFLICT,
-                "assigned_to_other",
-                "another agent has this conversation",
-            )
-            .into_response(),
-            Ok(None) => not_found(),
-            Err(err) => ApiError::from(err).into_response(),
-        },
+        Ok(false) => taken_or_missing(&state, &member.tenant_id, &id).await,
         Err(err) => ApiError::from(err).into_response(),
     }
 }

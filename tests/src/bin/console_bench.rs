@@ -10,18 +10,11 @@
 use std::time::{Duration, Instant};
 
 use gateway::store::StaffMember;
+use sapa_tests::percentile;
 use sapa_tests::spawn_app;
 use serde_json::{Value, json};
 
 const P99_BUDGET: Duration = Duration::from_millis(50);
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[tokio::main]
 async fn main() {

@@ -16,19 +16,12 @@ use std::time::{Duration, Instant};
 use gateway::api_key::Scope;
 use gateway::startup::Overrides;
 use sapa_tests::fake_graph::FakeGraph;
+use sapa_tests::percentile;
 use sapa_tests::{spawn_app_with, whatsapp_config};
 use serde_json::{Value, json};
 
 /// The verification latency budget (DESIGN, issue 12).
 const P99_BUDGET: Duration = Duration::from_millis(5);
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[tokio::main]
 async fn main() {

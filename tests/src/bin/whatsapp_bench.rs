@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use gateway::startup::Overrides;
 use sapa_tests::fake_graph::FakeGraph;
+use sapa_tests::percentile;
 use sapa_tests::spawn_app_with;
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -27,14 +28,6 @@ const QUESTIONS: &[&str] = &[
     "apakah bisa kirim ke Bekasi?",
     "ada menu vegan?",
 ];
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[tokio::main]
 async fn main() {
