@@ -54,6 +54,14 @@ pub enum Action {
         /// Why.
         reason: HandoffReason,
     },
+    /// Tell the customer handed to a human how long the wait is: `lead` (already in their
+    /// language), then [`crate::texts::wait_sentence`] for the outlook the gateway works out
+    /// from the tenant's business hours and the agents online
+    /// ([`crate::BusinessHours::outlook`]). Sent once, on entering the queue.
+    WaitNotice {
+        /// The handoff sentence, or the apology of a failed answer.
+        lead: String,
+    },
     /// Record a question the knowledge base could not answer, for the owner.
     RecordUnanswered {
         /// The customer's question.

@@ -375,11 +375,9 @@ fn abstain(mut next: Conversation, query: &str, question: Option<String>) -> Dec
 /// A technical failure: apologise with `text` and hand off.
 fn failed(next: Conversation, text: &str) -> Decision {
     let mut decision = handoff(next, HandoffReason::AnswerFailed);
-    decision.actions[1] = Action::Reply(BotReply {
-        text: text.to_owned(),
-        choices: vec![],
-        citations: vec![],
-    });
+    decision.actions[1] = Action::WaitNotice {
+        lead: text.to_owned(),
+    };
     decision
 }
 
@@ -391,11 +389,9 @@ fn handoff(mut next: Conversation, reason: HandoffReason) -> Decision {
         conversation: next,
         actions: vec![
             Action::Handoff { reason },
-            Action::Reply(BotReply {
-                text: texts::handoff_notice(locale),
-                choices: vec![],
-                citations: vec![],
-            }),
+            Action::WaitNotice {
+                lead: texts::handoff_notice(locale),
+            },
         ],
     }
 }
@@ -643,11 +639,9 @@ mod tests {
         assert_eq!(d.conversation.locale, Locale::En);
         assert_eq!(
             d.actions[1],
-            Action::Reply(BotReply {
-                text: texts::handoff_notice(Locale::En),
-                choices: vec![],
-                citations: vec![]
-            })
+            Action::WaitNotice {
+                lead: texts::handoff_notice(Locale::En),
+            }
         );
     }
 
@@ -774,11 +768,9 @@ mod tests {
         assert_eq!(d.conversation.state, ConversationState::WaitingHuman);
         assert_eq!(
             d.actions[1],
-            Action::Reply(BotReply {
-                text: texts::llm_unavailable(Locale::Id).into(),
-                choices: vec![],
-                citations: vec![]
-            })
+            Action::WaitNotice {
+                lead: texts::llm_unavailable(Locale::Id).into(),
+            }
         );
         let d = Engine.on_generated(
             &conv(ConversationState::Bot),
@@ -799,11 +791,9 @@ mod tests {
         assert_eq!(d.conversation.state, ConversationState::WaitingHuman);
         assert_eq!(
             d.actions[1],
-            Action::Reply(BotReply {
-                text: texts::answer_failed(Locale::Id).into(),
-                choices: vec![],
-                citations: vec![]
-            })
+            Action::WaitNotice {
+                lead: texts::answer_failed(Locale::Id).into(),
+            }
         );
     }
 

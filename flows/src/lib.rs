@@ -11,6 +11,8 @@
 //!   percentages or links, digits of any script), how much of a partial reply may stream,
 //!   and reading its `reply` out of a partial stream.
 //! - `prompts`: the model's tera prompts from `prompts/`, compiled at start.
+//! - `hours`: business hours (time zone, weekly ranges, holidays) and the wait outlook.
+//! - `handoff`: the human handoff state machine (triggers, claims, SLA, hand back).
 //! - `lang`: a cheap Indonesian/English detector for customer messages.
 //!
 //! # Invariants
@@ -23,6 +25,8 @@
 
 mod action;
 mod engine;
+pub mod handoff;
+pub mod hours;
 pub mod lang;
 pub mod policy;
 pub mod prompts;
@@ -34,6 +38,7 @@ pub use action::{Action, BotReply, HandoffReason};
 pub use engine::{
     AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind, latest_turns,
 };
+pub use hours::{Availability, BusinessHours, Opening, WaitOutlook};
 pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
 pub use prompts::{PromptChunk, PromptContext, PromptError, PromptTurn, Prompts, RenderedPrompt};
 pub use state::{Conversation, ConversationState, Locale, Verification};

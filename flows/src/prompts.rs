@@ -63,6 +63,8 @@ pub struct PromptContext {
     pub history: Vec<PromptTurn>,
     /// Older pending customer messages left out of `question` (per-turn limits).
     pub omitted_messages: usize,
+    /// What a human agent handled before handing the chat back (empty: none).
+    pub handoff_summary: String,
 }
 
 /// A rendered prompt.
@@ -236,6 +238,7 @@ fn sample() -> PromptContext {
             },
         ],
         omitted_messages: 2,
+        handoff_summary: String::new(),
     }
 }
 

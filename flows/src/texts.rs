@@ -4,6 +4,7 @@
 
 use std::sync::LazyLock;
 
+use crate::hours::{Opening, WaitOutlook};
 use crate::prompts::{PromptError, chain};
 use crate::state::Locale;
 
@@ -313,10 +314,10 @@ pub fn verification_cancelled(locale: Locale) -> &'static str {
 pub fn still_waiting(locale: Locale) -> &'static str {
     match locale {
         Locale::Id => {
-            "Mohon maaf menunggu, tim kami masih melayani pelanggan lain. Anda tetap dalam antrean dan akan segera kami balas di sini."
+            "Mohon maaf menunggu, tim kami masih melayani pelanggan lain. Anda tetap dalam antrean."
         }
         Locale::En => {
-            "Sorry for the wait: our team is still helping other customers. You are still in the queue and we will reply here soon."
+            "Sorry for the wait: our team is still helping other customers. You are still in the queue."
         }
     }
 }
@@ -331,6 +332,112 @@ pub fn back_to_bot(locale: Locale) -> &'static str {
             "Sorry, our team cannot reply right now. Meanwhile I can help again: write your question, or type \"agent\" to try again later."
         }
     }
+}
+
+/// The sentence about the wait, added to the handoff notice and the SLA re-notify: about how
+/// long, that nobody is online, or, outside business hours, when the team is back.
+pub fn wait_sentence(locale: Locale, outlook: &WaitOutlook) -> String {
+    match (locale, outlook) {
+        (Locale::Id, WaitOutlook::Minutes(1)) => {
+            "Perkiraan waktu tunggu sekitar 1 menit; tim kami akan membalas di sini.".to_owned()
+        }
+        (Locale::En, WaitOutlook::Minutes(1)) => {
+            "The expected wait is about 1 minute; our team will reply here.".to_owned()
+        }
+        (Locale::Id, WaitOutlook::Minutes(n)) => {
+            format!("Perkiraan waktu tunggu sekitar {n} menit; tim kami akan membalas di sini.")
+        }
+        (Locale::En, WaitOutlook::Minutes(n)) => {
+            format!("The expected wait is about {n} minutes; our team will reply here.")
+        }
+        (Locale::Id, WaitOutlook::NobodyOnline) => "Saat ini belum ada tim kami yang online, jadi mungkin perlu waktu lebih lama; kami akan membalas di sini begitu ada yang tersedia.".to_owned(),
+        (Locale::En, WaitOutlook::NobodyOnline) => "Nobody from our team is online right now, so it may take longer; we will reply here as soon as someone is available.".to_owned(),
+        (Locale::Id, WaitOutlook::Closed(None)) => "Saat ini di luar jam operasional kami; tim kami akan membalas di sini begitu kembali.".to_owned(),
+        (Locale::En, WaitOutlook::Closed(None)) => "We are outside our business hours right now; our team will reply here as soon as they are back.".to_owned(),
+        (Locale::Id, WaitOutlook::Closed(Some(o))) => {
+            let clock = format!("{:02}.{:02} {}", o.time.hour(), o.time.minute(), o.zone_label);
+            let when = match o.days_ahead {
+                0 => format!("hari ini pukul {clock}"),
+                1 => format!("besok pukul {clock}"),
+                _ => format!(
+                    "hari {}, {} {}, pukul {clock}",
+                    DAYS_ID[weekday_index(o)],
+                    o.date.day(),
+                    MONTHS_ID[month_index(o)]
+                ),
+            };
+            format!("Saat ini di luar jam operasional kami. Tim kami akan membalas di sini mulai {when}.")
+        }
+        (Locale::En, WaitOutlook::Closed(Some(o))) => {
+            let clock = format!("{:02}:{:02} {}", o.time.hour(), o.time.minute(), o.zone_label);
+            let when = match o.days_ahead {
+                0 => format!("today from {clock}"),
+                1 => format!("tomorrow from {clock}"),
+                _ => format!(
+                    "on {}, {} {}, from {clock}",
+                    DAYS_EN[weekday_index(o)],
+                    o.date.day(),
+                    MONTHS_EN[month_index(o)]
+                ),
+            };
+            format!("We are outside our business hours right now. Our team will reply here {when}.")
+        }
+    }
+}
+
+/// The handoff notice with the wait: `lead` (the handoff sentence, or the apology of a
+/// failed answer), then [`wait_sentence`].
+pub fn wait_notice(locale: Locale, lead: &str, outlook: &WaitOutlook) -> String {
+    format!("{} {}", lead.trim(), wait_sentence(locale, outlook))
+}
+
+const DAYS_ID: [&str; 7] = [
+    "Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu",
+];
+const DAYS_EN: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS_ID: [&str; 12] = [
+    "Januari",
+    "Februari",
+    "Maret",
+    "April",
+    "Mei",
+    "Juni",
+    "Juli",
+    "Agustus",
+    "September",
+    "Oktober",
+    "November",
+    "Desember",
+];
+const MONTHS_EN: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+fn weekday_index(o: &Opening) -> usize {
+    usize::try_from(o.date.weekday().to_monday_zero_offset()).unwrap_or(0)
+}
+
+fn month_index(o: &Opening) -> usize {
+    usize::try_from(o.date.month() - 1).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -350,5 +457,72 @@ mod tests {
         }
         assert!(clarify(Locale::Id).starts_with("Maaf, saya belum menemukan"));
         assert!(offer_human(Locale::En).contains("\"agent\""));
+    }
+
+    #[test]
+    fn wait_sentences_exist_in_both_languages_and_say_when() {
+        use jiff::civil::{date, time};
+        let monday = Opening {
+            at_ms: 0,
+            date: date(2026, 12, 14),
+            time: time(9, 0, 0, 0),
+            days_ahead: 2,
+            zone_label: "WIB".to_owned(),
+        };
+        let tomorrow = Opening {
+            days_ahead: 1,
+            ..monday.clone()
+        };
+        let cases = [
+            (
+                WaitOutlook::Minutes(1),
+                "sekitar 1 menit",
+                "about 1 minute;",
+            ),
+            (
+                WaitOutlook::Minutes(15),
+                "sekitar 15 menit",
+                "about 15 minutes",
+            ),
+            (
+                WaitOutlook::NobodyOnline,
+                "belum ada tim kami yang online",
+                "Nobody from our team is online",
+            ),
+            (
+                WaitOutlook::Closed(None),
+                "di luar jam operasional",
+                "outside our business hours",
+            ),
+            (
+                WaitOutlook::Closed(Some(tomorrow)),
+                "besok pukul 09.00 WIB",
+                "tomorrow from 09:00 WIB",
+            ),
+            (
+                WaitOutlook::Closed(Some(monday)),
+                "mulai hari Senin, 14 Desember, pukul 09.00 WIB",
+                "on Monday, 14 December, from 09:00 WIB",
+            ),
+        ];
+        for (outlook, id, en) in cases {
+            let got_id = wait_sentence(Locale::Id, &outlook);
+            let got_en = wait_sentence(Locale::En, &outlook);
+            assert!(got_id.contains(id), "{got_id}");
+            assert!(got_en.contains(en), "{got_en}");
+        }
+        let notice = wait_notice(
+            Locale::Id,
+            &handoff_notice(Locale::Id),
+            &WaitOutlook::Minutes(5),
+        );
+        assert!(
+            notice.starts_with("Baik, percakapan ini saya teruskan"),
+            "{notice}"
+        );
+        assert!(
+            notice.ends_with("tim kami akan membalas di sini."),
+            "{notice}"
+        );
     }
 }
