@@ -45,6 +45,7 @@ pub mod config;
 pub mod coord;
 pub mod crypto;
 pub mod demo;
+pub mod handback;
 pub mod http;
 pub mod otp;
 pub mod staff;

@@ -229,7 +229,9 @@ impl Application {
             accounts.clone(),
             dispatcher_wake.clone(),
         );
+        let handoff = Arc::new(handoff_rules(&config));
         let ctx = Arc::new(TurnContext {
+            handoff: handoff.clone(),
             otp: otp.clone(),
             handoff_keywords: config
                 .tenants
@@ -248,7 +250,7 @@ impl Application {
             debounce_max: config.conversation.debounce_max,
             top_k: config.knowledge.top_k,
             min_relevance,
-            llm,
+            llm: llm.clone(),
             prompts,
             stream_webchat: config.llm.stream,
             history_messages: config.llm.history_messages,
@@ -300,18 +302,7 @@ impl Application {
         poller::spawn_checkpointer(store.clone(), &delivery.0, delivery.1.clone());
         crate::workers::assigner::spawn(
             store.clone(),
-            config
-                .tenants
-                .iter()
-                .map(|(slug, tenant)| {
-                    let rules = crate::workers::assigner::HandoffRules {
-                        max_chats_per_agent: tenant.max_chats_per_agent,
-                        renotify: tenant.sla_renotify,
-                        back_to_bot: tenant.sla_back_to_bot,
-                    };
-                    (slug.clone(), rules)
-                })
-                .collect(),
+            handoff,
             dispatcher_wake.clone(),
             ASSIGN_EVERY,
             &work.0,
@@ -364,6 +355,7 @@ impl Application {
             inbound,
             shutdown: CancellationToken::new(),
             dispatcher_wake,
+            llm,
         }));
         Ok(Self {
             listener,
@@ -584,4 +576,24 @@ async fn seed(
         }
     }
     Ok(())
+}
+
+/// Each tenant's handoff settings, by tenant. Business hours were checked by validation;
+/// a tenant whose hours cannot be read (never after validation) is open around the clock.
+fn handoff_rules(
+    config: &Config,
+) -> std::collections::HashMap<String, crate::workers::assigner::HandoffRules> {
+    config
+        .tenants
+        .iter()
+        .map(|(slug, tenant)| {
+            let rules = crate::workers::assigner::HandoffRules {
+                max_chats_per_agent: tenant.max_chats_per_agent,
+                renotify: tenant.sla_renotify,
+                back_to_bot: tenant.sla_back_to_bot,
+                hours: tenant.business_hours(slug).unwrap_or_default(),
+            };
+            (slug.clone(), rules)
+        })
+        .collect()
 }

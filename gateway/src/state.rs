@@ -59,4 +59,6 @@ pub struct Services {
     pub otp: crate::otp::OtpService,
     /// Staff accounts and console logins.
     pub staff: crate::staff::StaffService,
+    /// The language model, when configured (hand-back summaries).
+    pub llm: Option<Arc<dyn knowledge::llm::LlmProvider>>,
 }

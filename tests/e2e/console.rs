@@ -416,7 +416,13 @@ async fn an_agent_takes_over_a_web_chat_and_hands_it_back_to_the_bot() {
 
     app.post(&session, "c1", "mau bicara dengan admin").await;
     let notice = app.bot_messages(&session, 1).await;
-    assert!(!notice[0]["text"].as_str().unwrap().is_empty());
+    // Open around the clock, nobody online: the notice says so.
+    let text = notice[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&flows::texts::handoff_notice(flows::Locale::Id)),
+        "{text}"
+    );
+    assert!(text.contains("belum ada tim kami yang online"), "{text}");
     let waiting: Value = get(&app, "/v1/console/conversations?queue=waiting", &cookie)
         .await
         .json()
@@ -584,6 +590,27 @@ async fn an_agent_takes_over_a_web_chat_and_hands_it_back_to_the_bot() {
     )
     .await;
     assert_eq!(back.status(), 200);
+    // The bot resumes with a summary of the agent's part (no model here: the last messages).
+    let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let summary = view["handoff_summary"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{view}"));
+    assert!(
+        summary.contains("Agent: Ada yang bisa saya bantu?"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Customer: jam buka hari Minggu?"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("Pelanggan VIP"),
+        "notes stay out: {summary}"
+    );
     app.post(&session, "c3", "jam buka outlet Blok M hari Minggu?")
         .await;
     let answered = app.bot_messages(&session, bots_before + 1).await;
@@ -927,5 +954,91 @@ async fn a_chat_waiting_too_long_is_renotified_once_then_returned_to_the_bot() {
         .await;
     app.bot_messages(&session, notice.len() + 3).await;
     store.close().await;
+    app.stop().await;
+}
+
+/// Today's weekday in Jakarta (UTC+7, no daylight saving), Monday first.
+fn jakarta_weekday() -> usize {
+    let days = (gateway::store::now_ms() + 7 * 3_600_000).div_euclid(86_400_000);
+    // 1970-01-01 was a Thursday.
+    usize::try_from((days + 3).rem_euclid(7)).unwrap()
+}
+
+#[tokio::test]
+async fn outside_business_hours_the_wait_notice_says_when_the_team_is_back() {
+    // Closed today (a holiday would do the same), open 09:00-17:00 every other day.
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let today = jakarta_weekday();
+    let mut hours = String::from("[tenants.shop.business_hours]\ntimezone = \"Asia/Jakarta\"\n");
+    for (i, day) in days.iter().enumerate() {
+        let spec = if i == today { "closed" } else { "09:00-17:00" };
+        hours.push_str(&format!("{day} = \"{spec}\"\n"));
+    }
+    let app = sapa_tests::spawn_app(&format!(
+        "[tenants.shop]\nname = \"Toko Sepatu\"\nlocale = \"id\"\n{hours}"
+    ))
+    .await;
+    let session = app.session("shop").await;
+    app.post(&session, "o1", "mau bicara dengan admin").await;
+    let notice = app.bot_messages(&session, 1).await;
+    let text = notice[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&flows::texts::handoff_notice(flows::Locale::Id)),
+        "{text}"
+    );
+    assert!(text.contains("di luar jam operasional"), "{text}");
+    // Tomorrow at nine (or, if Jakarta's midnight just passed, today at nine).
+    assert!(text.contains("pukul 09.00 WIB"), "{text}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_an_agent_online_the_wait_notice_gives_minutes() {
+    let app = sapa_tests::spawn_app(
+        "[tenants.shop]\nname = \"Toko Sepatu\"\nlocale = \"en\"\nmax_chats_per_agent = 1\n",
+    )
+    .await;
+    add_staff(&app, "shop", "budi@shop.local", None).await;
+    let (cookie, csrf) = log_in(&app, "shop", "budi@shop.local").await;
+    // Busy with one chat already (the cap), so the next customer waits.
+    let first = app.session("shop").await;
+    app.post(&first, "w0", "I want to talk to a human").await;
+    app.bot_messages(&first, 1).await;
+    let claim = post(
+        &app,
+        &format!("/v1/console/conversations/{}/claim", first.conversation_id),
+        &json!({}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(claim.status(), 200);
+    let online = post(
+        &app,
+        "/v1/console/presence",
+        &json!({"status": "online"}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(online.status(), 200);
+    let session = app.session("shop").await;
+    app.post(&session, "w1", "I want to talk to a human").await;
+    let notice = app.bot_messages(&session, 1).await;
+    let text = notice[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&flows::texts::handoff_notice(flows::Locale::En)),
+        "{text}"
+    );
+    // The first chat was claimed within a minute: about 1 minute.
+    assert!(text.contains("about 1 minute"), "{text}");
     app.stop().await;
 }

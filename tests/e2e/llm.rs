@@ -197,9 +197,11 @@ async fn a_timeout_produces_the_polite_fallback() {
         started.elapsed() < Duration::from_secs(3),
         "not a hard timeout"
     );
-    assert_eq!(
-        bots[0]["text"],
-        flows::texts::llm_unavailable(flows::Locale::Id)
+    assert!(
+        bots[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(flows::texts::llm_unavailable(flows::Locale::Id))
     );
     assert!(!bots[0]["text"].as_str().unwrap().contains("terlambat"));
     // The conversation went to a human.

@@ -311,6 +311,68 @@ pub struct DemoConfig {
     pub allowed_origins: Vec<String>,
 }
 
+/// `[tenants.<slug>.business_hours]`: each weekday's opening hours in the tenant's time zone
+/// (`"08:00-17:00"`, several ranges separated by commas, or `"closed"`; a day left out is
+/// closed) and holidays (`YYYY-MM-DD`, closed all day).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessHoursConfig {
+    /// IANA time zone; default `Asia/Jakarta` (WIB).
+    #[serde(default)]
+    pub timezone: String,
+    /// Monday's hours.
+    #[serde(default)]
+    pub monday: String,
+    /// Tuesday's hours.
+    #[serde(default)]
+    pub tuesday: String,
+    /// Wednesday's hours.
+    #[serde(default)]
+    pub wednesday: String,
+    /// Thursday's hours.
+    #[serde(default)]
+    pub thursday: String,
+    /// Friday's hours.
+    #[serde(default)]
+    pub friday: String,
+    /// Saturday's hours.
+    #[serde(default)]
+    pub saturday: String,
+    /// Sunday's hours.
+    #[serde(default)]
+    pub sunday: String,
+    /// Days off.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+impl TenantConfig {
+    /// The tenant's business hours (around the clock without `business_hours`).
+    ///
+    /// # Errors
+    /// A message naming the setting to fix.
+    pub fn business_hours(&self, slug: &str) -> Result<flows::BusinessHours, String> {
+        let Some(hours) = &self.business_hours else {
+            return Ok(flows::BusinessHours::always_open());
+        };
+        flows::BusinessHours::parse(
+            &format!("tenants.{slug}.business_hours"),
+            &hours.timezone,
+            [
+                &hours.monday,
+                &hours.tuesday,
+                &hours.wednesday,
+                &hours.thursday,
+                &hours.friday,
+                &hours.saturday,
+                &hours.sunday,
+            ],
+            &hours.holidays,
+        )
+        .map_err(|err| err.to_string())
+    }
+}
+
 /// `[tenants.<slug>]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -351,6 +413,9 @@ pub struct TenantConfig {
     /// A chat waiting this long goes back to the bot, with an apology.
     #[serde(default = "default_sla_back_to_bot", with = "humantime_serde")]
     pub sla_back_to_bot: Duration,
+    /// When the team answers chats handed to a human; without it, around the clock.
+    #[serde(default)]
+    pub business_hours: Option<BusinessHoursConfig>,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
@@ -760,6 +825,9 @@ impl Config {
                 problems.push(format!(
                     "tenants.{slug}.sla_back_to_bot must be longer than tenants.{slug}.sla_renotify, and both more than 0s"
                 ));
+            }
+            if let Err(problem) = tenant.business_hours(slug) {
+                problems.push(problem);
             }
         }
         if self.otp.ttl < Duration::from_secs(30) || self.otp.ttl > Duration::from_secs(600) {
@@ -1681,6 +1749,38 @@ mod tests {
         assert!(text.contains("database.url must be"), "{text}");
         assert!(text.contains("tenants.Bad_Slug: a tenant slug"), "{text}");
         assert!(text.contains("tenants.Bad_Slug.locale must be"), "{text}");
+    }
+
+    #[test]
+    fn business_hours_are_read_per_tenant_and_mistakes_named() {
+        let config = Config::from_toml(
+            "[tenants.shop]\nname = \"x\"\nlocale = \"id\"\n[tenants.shop.business_hours]\nmonday = \"08:00-17:00\"\nholidays = [\"2026-12-25\"]\n",
+        )
+        .unwrap();
+        let hours = config.tenants["shop"].business_hours("shop").unwrap();
+        assert_eq!(hours.zone_name(), "Asia/Jakarta");
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"x\"\nlocale = \"id\"\n[tenants.shop.business_hours]\ntimezone = \"Mars/Olympus\"\n\n[tenants.two]\nname = \"y\"\nlocale = \"id\"\n[tenants.two.business_hours]\nfriday = \"9-5\"\nholidays = [\"25/12/2026\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("tenants.shop.business_hours.timezone must be an IANA time zone"),
+            "{err}"
+        );
+        assert!(
+            err.contains("tenants.two.business_hours.friday must be ranges like `08:00-17:00`"),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "[tenants.two]\nname = \"y\"\nlocale = \"id\"\n[tenants.two.business_hours]\nholidays = [\"25/12/2026\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("tenants.two.business_hours.holidays must hold dates as YYYY-MM-DD"),
+            "{err}"
+        );
     }
 
     #[test]

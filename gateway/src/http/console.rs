@@ -419,8 +419,18 @@ async fn conversation(
                     })
                 })
                 .collect();
-            axum::Json(json!({ "conversation": item_json(&item), "messages": messages }))
-                .into_response()
+            // What the bot was told at the last hand back (best effort).
+            let summary = state
+                .store
+                .handoff_summary(tenant, &id)
+                .await
+                .unwrap_or_default();
+            axum::Json(json!({
+                "conversation": item_json(&item),
+                "messages": messages,
+                "handoff_summary": summary,
+            }))
+            .into_response()
         }
         Err(err) => ApiError::from(err).into_response(),
     }
@@ -548,13 +558,8 @@ async fn reply(
     }
 }
 
-async fn release(
-    state: AppState,
-    headers: HeaderMap,
-    id: String,
-    to: &str,
-    action: &str,
-) -> Response {
+async fn release(state: AppState, headers: HeaderMap, id: String, hand_back: bool) -> Response {
+    let action = if hand_back { "handback" } else { "resolve" };
     let session = match acting(&state, &headers).await {
         Ok(s) => s,
         Err(response) => return response,
@@ -562,14 +567,20 @@ async fn release(
     let member = &session.member;
     match state
         .store
-        .release_conversation(&member.tenant_id, &id, &member.id, to, now_ms())
+        .release_conversation(&member.tenant_id, &id, &member.id, hand_back, now_ms())
         .await
     {
-        Ok(true) => {
+        Ok(Some(step)) => {
             audit(&state, member, action, &id).await;
-            axum::Json(json!({ "state": to })).into_response()
+            if step
+                .effects
+                .contains(&flows::handoff::Effect::SummarizeForBot)
+            {
+                crate::handback::summarize(&state, &member.tenant_id, &id).await;
+            }
+            axum::Json(json!({ "state": step.to.state().as_str() })).into_response()
         }
-        Ok(false) => taken_or_missing(&state, &member.tenant_id, &id).await,
+        Ok(None) => taken_or_missing(&state, &member.tenant_id, &id).await,
         Err(err) => ApiError::from(err).into_response(),
     }
 }
@@ -593,7 +604,7 @@ async fn handback(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    release(state, headers, id, "bot", "handback").await
+    release(state, headers, id, true).await
 }
 
 async fn resolve(
@@ -601,7 +612,7 @@ async fn resolve(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    release(state, headers, id, "closed", "resolve").await
+    release(state, headers, id, false).await
 }
 
 async fn transfer(

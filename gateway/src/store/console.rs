@@ -66,6 +66,43 @@ pub enum Claim {
     NotFound,
 }
 
+/// The outcome of a handoff event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handed {
+    /// Applied.
+    Done(flows::handoff::Step),
+    /// The state machine refused it.
+    Refused(flows::handoff::Refused),
+    /// The tenant has no such conversation.
+    NotFound,
+}
+
+/// The queue's load, for the wait notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitLoad {
+    /// Agents online.
+    pub agents_online: u32,
+    /// Other chats waiting.
+    pub waiting: u32,
+    /// The tenant's recent waits before a claim, newest first.
+    pub recent_waits_ms: Vec<i64>,
+}
+
+impl WaitLoad {
+    /// The median recent wait in whole minutes (rounded up); `default` without history.
+    pub fn typical_minutes(&self, default: u32) -> u32 {
+        if self.recent_waits_ms.is_empty() {
+            return default;
+        }
+        let mut waits = self.recent_waits_ms.clone();
+        waits.sort_unstable();
+        let median = waits[waits.len() / 2].max(0);
+        u32::try_from((median + 59_999) / 60_000)
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
+}
+
 const ITEM: &str = "SELECT c.id, a.kind AS channel, c.state, COALESCE(k.display_name, k.external_id) AS customer, \
      c.waiting_since, c.assignee, c.handoff_reason, c.last_inbound_at, \
      (SELECT m.body FROM messages m WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id \
@@ -143,6 +180,70 @@ impl Store {
             .transpose()
     }
 
+    /// Applies a handoff `event` to the conversation through the pure state machine
+    /// ([`flows::handoff::step`]): loads its state and assignee, asks the machine, and writes
+    /// the new state only if the row is still as loaded (retried when a concurrent change
+    /// won). Bookkeeping follows the state: `waiting_since` is set on entering the queue and
+    /// cleared on leaving it (the wait is kept in `last_wait_ms` when an agent takes it), and
+    /// the abstain streak restarts with the bot.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn handoff_event(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        event: flows::handoff::Event<'_>,
+        now: i64,
+    ) -> Result<Handed, StoreError> {
+        for _ in 0..5 {
+            let Some(row) = sqlx::query(
+                "SELECT state, assignee FROM conversations WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await?
+            else {
+                return Ok(Handed::NotFound);
+            };
+            let stored: String = row.try_get("state")?;
+            let assignee: Option<String> = row.try_get("assignee")?;
+            let state = flows::ConversationState::parse(&stored).ok_or_else(|| {
+                StoreError::Corrupt(format!("conversation state `{stored}` is not known"))
+            })?;
+            let from = flows::handoff::Handoff::from_stored(state, assignee.as_deref());
+            let step = match flows::handoff::step(&from, event) {
+                Ok(step) => step,
+                Err(refused) => return Ok(Handed::Refused(refused)),
+            };
+            let to = step.to.state().as_str();
+            let changed = sqlx::query(
+                "UPDATE conversations SET state = $1, assignee = $2, updated_at = $3, \
+                 last_wait_ms = CASE WHEN $1 = 'human' AND waiting_since IS NOT NULL THEN $3 - waiting_since ELSE last_wait_ms END, \
+                 waiting_since = CASE WHEN $1 = 'waiting_human' THEN COALESCE(waiting_since, $3) ELSE NULL END, \
+                 renotified_at = CASE WHEN $1 = 'waiting_human' THEN renotified_at ELSE NULL END, \
+                 abstain_streak = CASE WHEN $1 = 'bot' THEN 0 ELSE abstain_streak END \
+                 WHERE tenant_id = $4 AND id = $5 AND state = $6 AND COALESCE(assignee, '') = $7",
+            )
+            .bind(to)
+            .bind(step.to.assignee())
+            .bind(now)
+            .bind(tenant_id)
+            .bind(id)
+            .bind(&stored)
+            .bind(assignee.as_deref().unwrap_or(""))
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                return Ok(Handed::Done(step));
+            }
+        }
+        // Five lost races in a row: report whoever owns it now.
+        Ok(Handed::Refused(flows::handoff::Refused::NotWaiting))
+    }
+
     /// Gives the conversation to `staff_id` (from any state: agents may also take a chat
     /// proactively). Idempotent for its current assignee; the bot stays silent from now on.
     ///
@@ -155,37 +256,17 @@ impl Store {
         staff_id: &str,
         now: i64,
     ) -> Result<Claim, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE conversations SET state = 'human', assignee = $1, waiting_since = NULL, renotified_at = NULL, \
-             updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND (assignee IS NULL OR assignee = $1 OR state IN ('bot', 'closed'))",
-        )
-        .bind(staff_id)
-        .bind(now)
-        .bind(tenant_id)
-        .bind(id)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        if changed == 1 {
-            return Ok(Claim::Claimed);
-        }
-        let row =
-            sqlx::query("SELECT assignee FROM conversations WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant_id)
-                .bind(id)
-                .fetch_optional(&self.write)
-                .await?;
-        Ok(match row {
-            Some(r) => Claim::TakenBy(
-                r.try_get::<Option<String>, _>("assignee")?
-                    .unwrap_or_default(),
-            ),
-            None => Claim::NotFound,
+        let event = flows::handoff::Event::Claim { agent: staff_id };
+        Ok(match self.handoff_event(tenant_id, id, event, now).await? {
+            Handed::Done(_) => Claim::Claimed,
+            Handed::Refused(flows::handoff::Refused::TakenBy(owner)) => Claim::TakenBy(owner),
+            Handed::Refused(flows::handoff::Refused::NotWaiting) => Claim::TakenBy(String::new()),
+            Handed::NotFound => Claim::NotFound,
         })
     }
 
-    /// Moves the conversation to `state` (`bot`: handed back, `closed`: resolved) and clears
-    /// its assignee, when it is unassigned or `staff_id`'s. Returns whether it changed.
+    /// Hands the conversation back to the bot (`handback`) or resolves it, when it is
+    /// unassigned or `staff_id`'s. Returns the step taken, `None` when refused or missing.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
@@ -194,26 +275,22 @@ impl Store {
         tenant_id: &str,
         id: &str,
         staff_id: &str,
-        state: &str,
+        hand_back: bool,
         now: i64,
-    ) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE conversations SET state = $1, assignee = NULL, waiting_since = NULL, abstain_streak = 0, \
-             updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND (assignee IS NULL OR assignee = $5)",
-        )
-        .bind(state)
-        .bind(now)
-        .bind(tenant_id)
-        .bind(id)
-        .bind(staff_id)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        Ok(changed == 1)
+    ) -> Result<Option<flows::handoff::Step>, StoreError> {
+        let event = if hand_back {
+            flows::handoff::Event::HandBack { by: staff_id }
+        } else {
+            flows::handoff::Event::Resolve { by: staff_id }
+        };
+        Ok(match self.handoff_event(tenant_id, id, event, now).await? {
+            Handed::Done(step) => Some(step),
+            Handed::Refused(_) | Handed::NotFound => None,
+        })
     }
 
-    /// Gives the agent's conversation to another member of the tenant. Returns whether it
-    /// changed.
+    /// Gives the agent's conversation to another active member of the tenant. Returns
+    /// whether it changed.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
@@ -225,20 +302,133 @@ impl Store {
         to_staff: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE conversations SET state = 'human', assignee = $1, updated_at = $2 \
-             WHERE tenant_id = $3 AND id = $4 AND (assignee IS NULL OR assignee = $5) \
-             AND EXISTS (SELECT 1 FROM staff s WHERE s.id = $1 AND s.tenant_id = $3 AND s.disabled_at IS NULL)",
+        let active = sqlx::query(
+            "SELECT 1 AS one FROM staff WHERE tenant_id = $1 AND id = $2 AND disabled_at IS NULL",
         )
+        .bind(tenant_id)
         .bind(to_staff)
-        .bind(now)
+        .fetch_optional(&self.write)
+        .await?
+        .is_some();
+        if !active {
+            return Ok(false);
+        }
+        let event = flows::handoff::Event::Transfer {
+            by: from_staff,
+            to: to_staff,
+        };
+        Ok(matches!(
+            self.handoff_event(tenant_id, id, event, now).await?,
+            Handed::Done(_)
+        ))
+    }
+
+    /// Keeps what the agent's part of the conversation was about, for the bot.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn set_handoff_summary(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        summary: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversations SET handoff_summary = $1 WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(summary)
         .bind(tenant_id)
         .bind(id)
-        .bind(from_staff)
         .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The summary left for the bot at the last hand back, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn handoff_summary(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT handoff_summary FROM conversations WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get("handoff_summary")?,
+            None => None,
+        })
+    }
+
+    /// The customer's and the agent's messages since the chat was last handed to a human,
+    /// oldest first, at most `limit` (for the hand-back summary).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn handoff_transcript(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT author, body FROM messages WHERE tenant_id = $1 AND conversation_id = $2 \
+             AND author IN ('customer', 'agent') ORDER BY id DESC LIMIT $3",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        let mut transcript = rows
+            .iter()
+            .map(|r| Ok((r.try_get("author")?, r.try_get("body")?)))
+            .collect::<Result<Vec<(String, String)>, StoreError>>()?;
+        transcript.reverse();
+        Ok(transcript)
+    }
+
+    /// What a customer handed to a human is told to expect: agents online, other chats
+    /// waiting than `conversation_id`, and the tenant's recent waits (ms, newest first).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn wait_load(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+    ) -> Result<WaitLoad, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM staff WHERE tenant_id = $1 AND presence = 'online' AND disabled_at IS NULL) AS online, \
+             (SELECT COUNT(*) FROM conversations WHERE tenant_id = $1 AND state = 'waiting_human' AND id <> $2) AS waiting",
+        )
+        .bind(tenant_id)
+        .bind(conversation_id)
+        .fetch_one(&self.read)
+        .await?;
+        let recent = sqlx::query(
+            "SELECT last_wait_ms FROM conversations WHERE tenant_id = $1 AND last_wait_ms IS NOT NULL \
+             ORDER BY updated_at DESC LIMIT 25",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.read)
         .await?
-        .rows_affected();
-        Ok(changed == 1)
+        .iter()
+        .map(|r| r.try_get("last_wait_ms"))
+        .collect::<Result<Vec<i64>, _>>()?;
+        let online: i64 = row.try_get("online")?;
+        let waiting: i64 = row.try_get("waiting")?;
+        Ok(WaitLoad {
+            agents_online: u32::try_from(online).unwrap_or(u32::MAX),
+            waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
+            recent_waits_ms: recent,
+        })
     }
 
     /// Stores an agent's internal note on the conversation: never sent, never shown to the
@@ -353,8 +543,8 @@ impl Store {
                 break;
             };
             let changed = sqlx::query(
-                "UPDATE conversations SET state = 'human', assignee = $1, waiting_since = NULL, updated_at = $2 \
-                 WHERE tenant_id = $3 AND id = $4 AND state = 'waiting_human' AND assignee IS NULL",
+                "UPDATE conversations SET state = 'human', assignee = $1, last_wait_ms = $2 - waiting_since, \
+                 waiting_since = NULL, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND state = 'waiting_human' AND assignee IS NULL",
             )
             .bind(&agent.0)
             .bind(now)

@@ -129,6 +129,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("migrations/0015_sla.sqlite.sql"),
         include_str!("migrations/0015_sla.postgres.sql"),
     ),
+    (
+        16,
+        "handoff_wait",
+        include_str!("migrations/0016_handoff_wait.sqlite.sql"),
+        include_str!("migrations/0016_handoff_wait.postgres.sql"),
+    ),
 ];
 
 /// The outbox rows (`outbox_id`, `message_id`) sent through account `$2` of tenant `$1` whose

@@ -1688,14 +1688,28 @@ async fn staff_sessions_and_the_console_queues_work_on_both_backends() {
             1
         );
         assert!(
-            !s.release_conversation("shop", &conv, "stf_b", "bot", 11)
+            s.release_conversation("shop", &conv, "stf_b", true, 11)
                 .await
                 .unwrap()
+                .is_none()
         );
+        // The claim kept how long the chat waited (7 → 8).
+        let load = s.wait_load("shop", &conv).await.unwrap();
+        assert_eq!(load.recent_waits_ms, vec![1]);
+        assert_eq!(load.typical_minutes(5), 1);
         assert!(
-            s.release_conversation("shop", &conv, "stf_a", "closed", 11)
+            s.wait_load("other", &conv)
                 .await
                 .unwrap()
+                .recent_waits_ms
+                .is_empty()
+        );
+        assert_eq!(
+            s.release_conversation("shop", &conv, "stf_a", false, 11)
+                .await
+                .unwrap()
+                .map(|step| step.to),
+            Some(flows::handoff::Handoff::Resolved)
         );
         let resolved = s
             .console_queue("shop", Queue::Resolved, "stf_a", 10)

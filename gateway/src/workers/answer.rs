@@ -50,13 +50,15 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
         .engine
         .decide_for_tenant(&conversation, &turns, greeting, keywords);
     turn.conversation = decision.conversation.clone();
+    // The wait notice needs the queue's load; it is always a handoff's last action.
+    let mut wait_lead = None;
     for action in decision.actions {
         if let Action::SendOtp { phone } = action {
             let sent = send_code(ctx, &turn, &phone).await;
             let decided = ctx.engine.on_code_sent(&turn.conversation, &phone, sent);
             turn.conversation = decided.conversation;
             for action in decided.actions {
-                apply(&mut turn, action);
+                apply(&mut turn, action, &mut wait_lead);
             }
         } else if let Action::VerifyOtp { challenge_id, code } = action {
             mask_code(&mut turn, &code);
@@ -64,7 +66,7 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
             let decided = ctx.engine.on_code_checked(&turn.conversation, checked);
             turn.conversation = decided.conversation;
             for action in decided.actions {
-                apply(&mut turn, action);
+                apply(&mut turn, action, &mut wait_lead);
             }
         } else if let Action::Answer { query } = action {
             show_typing(ctx, &turn.batch);
@@ -94,13 +96,36 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
             };
             turn.conversation = answered.conversation;
             for action in answered.actions {
-                apply(&mut turn, action);
+                apply(&mut turn, action, &mut wait_lead);
             }
         } else {
-            apply(&mut turn, action);
+            apply(&mut turn, action, &mut wait_lead);
         }
     }
+    if let Some(lead) = wait_lead {
+        let text = wait_notice(ctx, &turn, &lead).await;
+        turn.replies.push(TurnReply {
+            text,
+            choices: vec![],
+            citations: vec![],
+        });
+    }
     turn
+}
+
+/// `lead` and the honest wait: the tenant's business hours, agents online and recent waits.
+async fn wait_notice(ctx: &TurnContext, turn: &Turn, lead: &str) -> String {
+    let tenant_id = &turn.batch.tenant_id;
+    let rules = ctx.handoff.get(tenant_id).cloned().unwrap_or_default();
+    let outlook = super::assigner::wait_outlook(
+        &ctx.store,
+        &rules,
+        tenant_id,
+        &turn.batch.conversation_id,
+        now_ms(),
+    )
+    .await;
+    flows::texts::wait_notice(turn.conversation.locale, lead, &outlook)
 }
 
 fn set_in_flight(in_flight: &InFlight, usage: Option<LlmUsage>) {
@@ -159,8 +184,9 @@ fn show_typing(ctx: &TurnContext, batch: &TurnBatch) {
     }
 }
 
-fn apply(turn: &mut Turn, action: Action) {
+fn apply(turn: &mut Turn, action: Action, wait_lead: &mut Option<String>) {
     match action {
+        Action::WaitNotice { lead } => *wait_lead = Some(lead),
         Action::Reply(reply) => turn.replies.push(TurnReply {
             text: reply.text,
             choices: reply.choices,
@@ -301,6 +327,15 @@ async fn generate(
             .engine
             .on_answer(conversation, query, AnswerOutcome::NoMatch);
     }
+    let handoff_summary = ctx
+        .store
+        .handoff_summary(&tenant_id, &conversation_id)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "loading the hand-back summary failed");
+            None
+        })
+        .unwrap_or_default();
     let (tenant_name, instructions) = match ctx.store.tenant_prompt_profile(&tenant_id).await {
         Ok(Some(profile)) => profile,
         Ok(None) => (tenant_id.clone(), String::new()),
@@ -337,6 +372,7 @@ async fn generate(
             })
             .collect(),
         omitted_messages: asked.omitted,
+        handoff_summary,
     };
     let rendered = match ctx.prompts.render_within(
         conversation.locale,

@@ -22,8 +22,11 @@ pub const DEFAULT_SLA_RENOTIFY: Duration = Duration::from_secs(10 * 60);
 /// When a waiting chat goes back to the bot, when the tenant does not say.
 pub const DEFAULT_SLA_BACK_TO_BOT: Duration = Duration::from_secs(60 * 60);
 
+/// The typical wait for a claim when a tenant has no history yet, in minutes.
+pub const DEFAULT_TYPICAL_WAIT_MINUTES: u32 = 5;
+
 /// A tenant's handoff settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HandoffRules {
     /// `max_chats_per_agent`.
     pub max_chats_per_agent: u32,
@@ -31,6 +34,8 @@ pub struct HandoffRules {
     pub renotify: Duration,
     /// `sla_back_to_bot`.
     pub back_to_bot: Duration,
+    /// `business_hours`.
+    pub hours: flows::BusinessHours,
 }
 
 impl Default for HandoffRules {
@@ -39,6 +44,7 @@ impl Default for HandoffRules {
             max_chats_per_agent: DEFAULT_MAX_CHATS_PER_AGENT,
             renotify: DEFAULT_SLA_RENOTIFY,
             back_to_bot: DEFAULT_SLA_BACK_TO_BOT,
+            hours: flows::BusinessHours::always_open(),
         }
     }
 }
@@ -46,7 +52,7 @@ impl Default for HandoffRules {
 /// Starts the loop on `tracker`; `rules` by tenant; `wake` wakes the dispatcher for notices.
 pub fn spawn(
     store: Store,
-    rules: HashMap<String, HandoffRules>,
+    rules: Arc<HashMap<String, HandoffRules>>,
     wake: Arc<Notify>,
     every: Duration,
     tracker: &TaskTracker,
@@ -67,6 +73,32 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
+/// What a customer of `tenant_id` handed to a human at `now` should expect: closed until
+/// the next opening, nobody online, or about how many minutes (the tenant's median recent
+/// wait, times the rounds of the other waiting chats shared among the agents online). When the load
+/// cannot be read, the business hours alone decide.
+pub async fn wait_outlook(
+    store: &Store,
+    rules: &HandoffRules,
+    tenant_id: &str,
+    conversation_id: &str,
+    now: i64,
+) -> flows::WaitOutlook {
+    let load = match store.wait_load(tenant_id, conversation_id).await {
+        Ok(load) => load,
+        Err(err) => {
+            tracing::warn!(error = %err.chain(), tenant = %tenant_id, "reading the queue load failed; the wait notice has no estimate");
+            return match rules.hours.availability(now) {
+                flows::Availability::Closed(opening) => flows::WaitOutlook::Closed(opening),
+                flows::Availability::Open => flows::WaitOutlook::NobodyOnline,
+            };
+        }
+    };
+    let typical = load.typical_minutes(DEFAULT_TYPICAL_WAIT_MINUTES);
+    let minutes = flows::hours::expected_minutes(typical, load.waiting, load.agents_online);
+    rules.hours.outlook(now, load.agents_online, minutes)
+}
+
 /// One pass over every tenant with waiting chats, as of `now`.
 pub async fn run_once(
     store: &Store,
@@ -82,7 +114,7 @@ pub async fn run_once(
         }
     };
     for tenant in tenants {
-        let rules = rules.get(&tenant).copied().unwrap_or_default();
+        let rules = rules.get(&tenant).cloned().unwrap_or_default();
         match store
             .auto_assign(&tenant, i64::from(rules.max_chats_per_agent), now)
             .await
@@ -116,11 +148,15 @@ pub async fn run_once(
         for (id, locale, back_to_bot) in notices {
             let locale = flows::Locale::parse(&locale).unwrap_or_default();
             let text = if back_to_bot {
-                flows::texts::back_to_bot(locale)
+                flows::texts::back_to_bot(locale).to_owned()
             } else {
-                flows::texts::still_waiting(locale)
+                let outlook = wait_outlook(store, &rules, &tenant, &id, now).await;
+                flows::texts::wait_notice(locale, flows::texts::still_waiting(locale), &outlook)
             };
-            match store.sla_notice(&tenant, &id, text, back_to_bot, now).await {
+            match store
+                .sla_notice(&tenant, &id, &text, back_to_bot, now)
+                .await
+            {
                 Ok(true) => wake.notify_one(),
                 Ok(false) => {}
                 Err(err) => {

@@ -65,6 +65,8 @@ pub struct TurnContext {
     pub otp: crate::otp::OtpService,
     /// `tenants.<slug>.handoff_keywords`, by tenant.
     pub handoff_keywords: HashMap<String, Vec<String>>,
+    /// Each tenant's handoff settings (business hours for the wait notice), by tenant.
+    pub handoff: Arc<HashMap<String, assigner::HandoffRules>>,
 }
 
 /// Bounds on what one turn may cost (`conversation.max_turn_*`, `llm.max_prompt_tokens`,
