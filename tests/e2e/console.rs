@@ -1042,3 +1042,71 @@ async fn with_an_agent_online_the_wait_notice_gives_minutes() {
     assert!(text.contains("about 1 minute"), "{text}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_model_the_bot_resumes_with_its_summary_of_the_agents_part() {
+    use sapa_tests::fake_openai::{FakeOpenAi, Reply, chunk_containing};
+    const SUMMARY: &str = "Pelanggan menanyakan pesanan #12; agen berjanji mengirim resi hari ini.";
+    // The summary request and the next answer, told apart by their system prompt.
+    let reply = || {
+        Reply::computed(|request| {
+            let system = request["messages"][0]["content"].as_str().unwrap_or("");
+            if system.contains("You summarize") {
+                SUMMARY.to_owned()
+            } else {
+                let id = chunk_containing(request, "08.00").unwrap_or_else(|| "missing".into());
+                json!({"reply": "Buka pukul 08.00, Kak.", "action": "answer", "citations": [id]})
+                    .to_string()
+            }
+        })
+    };
+    let fake = FakeOpenAi::start([reply(), reply()]).await;
+    let app = sapa_tests::spawn_app(&fake.config("stream = false")).await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let session = app.session("demo").await;
+    let id = session.conversation_id.clone();
+    app.post(&session, "m1", "mau bicara dengan admin").await;
+    app.bot_messages(&session, 1).await;
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    let claimed = post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf)).await;
+    assert_eq!(claimed.status(), 200);
+    let reply_path = format!("/v1/console/conversations/{id}/messages");
+    let sent = post(
+        &app,
+        &reply_path,
+        &json!({"text": "Resi pesanan #12 saya kirim hari ini ya."}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(sent.status(), 202);
+    let back = format!("/v1/console/conversations/{id}/handback");
+    let handed = post(&app, &back, &json!({}), Some(&cookie), Some(&csrf)).await;
+    assert_eq!(handed.status(), 200);
+    // The model's summary replaces the extract.
+    eventually(Duration::from_secs(20), || async {
+        let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (view["handoff_summary"] == SUMMARY).then_some(())
+    })
+    .await;
+    let requests = fake.requests();
+    let transcript = requests[0]["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        transcript.contains("Agent: Resi pesanan #12 saya kirim hari ini ya."),
+        "{transcript}"
+    );
+    // The bot's next prompt carries it as context.
+    app.post(&session, "m2", "jam buka outlet Blok M hari Minggu?")
+        .await;
+    app.bot_messages(&session, 2).await;
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let user = requests[1]["messages"][1]["content"].as_str().unwrap();
+    assert!(user.contains(SUMMARY), "{user}");
+    app.stop().await;
+}
