@@ -22,7 +22,7 @@ const HUMAN_WORDS: &[&str] = &[
     "petugas",
 ];
 
-/// The longest quote (in characters) the extractive answer copies from a chunk.
+/// The longest line (in characters) the extractive answer copies from a chunk.
 const MAX_QUOTE_CHARS: usize = 900;
 
 /// How a customer message was produced; buttons and commands skip the debounce.
@@ -291,7 +291,7 @@ impl Engine {
                 Decision {
                     conversation: next,
                     actions: vec![Action::Reply(BotReply {
-                        text: quoted_answer(locale, &title, &text),
+                        text: quoted_answer(locale, &title, query, &text),
                         choices: vec![],
                         citations: vec![chunk_id],
                     })],
@@ -433,21 +433,23 @@ fn asks_for_human(text: &str) -> bool {
     words.len() <= 8 && words.iter().any(|w| HUMAN_WORDS.contains(&w.as_str()))
 }
 
-fn quoted_answer(locale: Locale, title: &str, passage: &str) -> String {
-    let passage = passage.trim();
-    let quote: String = if passage.chars().count() > MAX_QUOTE_CHARS {
-        let cut: String = passage.chars().take(MAX_QUOTE_CHARS).collect();
-        format!("{}…", cut.trim_end())
-    } else {
-        passage.to_owned()
-    };
-    let quoted = quote
-        .lines()
-        .map(|line| format!("> {line}"))
+fn quoted_answer(locale: Locale, title: &str, query: &str, passage: &str) -> String {
+    let lines = crate::excerpt::excerpt(query, passage, crate::excerpt::AnswerStyle::Short);
+    let quoted = lines
+        .iter()
+        .map(|line| {
+            let line = if line.chars().count() > MAX_QUOTE_CHARS {
+                let cut: String = line.chars().take(MAX_QUOTE_CHARS).collect();
+                format!("{}…", cut.trim_end())
+            } else {
+                line.clone()
+            };
+            format!("> {line}")
+        })
         .collect::<Vec<_>>()
         .join("\n");
     format!(
-        "{}\n\n{quoted}\n\n{}",
+        "{}\n{quoted}\n\n{}",
         texts::quote_intro(locale, title),
         texts::quote_outro(locale)
     )
@@ -670,11 +672,9 @@ mod tests {
         let Action::Reply(reply) = &d.actions[0] else {
             panic!("expected a reply")
         };
-        assert!(
-            reply
-                .text
-                .contains("> Jam buka: 08.00–23.00 WIB\n> Parkir ada")
-        );
+        // Only the line that answers "jam buka" is quoted.
+        assert!(reply.text.contains("> Jam buka: 08.00–23.00 WIB"));
+        assert!(!reply.text.contains("Parkir"), "{}", reply.text);
         assert!(reply.text.contains("\"Profil\""));
         assert!(reply.text.contains("admin"));
     }

@@ -25,6 +25,7 @@
 
 mod action;
 mod engine;
+pub mod excerpt;
 pub mod handoff;
 pub mod hours;
 pub mod lang;
@@ -38,6 +39,7 @@ pub use action::{Action, BotReply, HandoffReason};
 pub use engine::{
     AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind, latest_turns,
 };
+pub use excerpt::AnswerStyle;
 pub use hours::{Availability, BusinessHours, Opening, WaitOutlook};
 pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
 pub use prompts::{PromptChunk, PromptContext, PromptError, PromptTurn, Prompts, RenderedPrompt};

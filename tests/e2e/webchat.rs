@@ -30,6 +30,36 @@ async fn a_demo_shop_question_is_answered_from_the_knowledge_base() {
 }
 
 #[tokio::test]
+async fn an_extractive_answer_quotes_the_matching_row_not_the_whole_table() {
+    let app = spawn_app("").await;
+    for (n, (question, row)) in [
+        (
+            "berapa harga kopi susu gula aren?",
+            "Kopi Susu Gula Aren — Rp 22.000",
+        ),
+        ("harga matcha latte berapa?", "Matcha Latte — Rp 30.000"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let session = app.session("demo").await;
+        app.post(&session, &format!("p-{n}"), question).await;
+        let bots = app.bot_messages(&session, 1).await;
+        let answer = bots[0]["text"].as_str().unwrap();
+        assert!(answer.contains(&format!("> {row}")), "{question}: {answer}");
+        assert!(!answer.contains('|'), "no table syntax: {answer}");
+        assert!(
+            !answer.contains("Espresso"),
+            "only the row asked about: {answer}"
+        );
+        // One to three quoted lines.
+        let quoted = answer.lines().filter(|l| l.starts_with("> ")).count();
+        assert!((1..=3).contains(&quoted), "{answer}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_english_question_is_answered_in_english_and_nonsense_gets_a_clarifying_question() {
     let app = spawn_app("").await;
     let session = app.session("demo").await;

@@ -485,6 +485,20 @@ async fn generate(
         ctx.coord
             .publish(conversation_id, WebchatEvent::StreamDiscarded);
     }
+    // A rejected answer (an invented price, a foreign link) to a question the passages do
+    // answer: the customer gets the extractive answer from the best one, not a clarifying
+    // question.
+    if let (Generation::Rejected, Some(best)) = (&generation, chunks.first()) {
+        return ctx.engine.on_answer(
+            conversation,
+            query,
+            AnswerOutcome::Passage {
+                title: chunk_title(&best.chunk),
+                text: best.chunk.text.clone(),
+                chunk_id: best.chunk.id.clone(),
+            },
+        );
+    }
     ctx.engine.on_generated(conversation, query, generation)
 }
 
