@@ -19,6 +19,7 @@
 //!   MUST classify every send failure as transient or permanent (see [`ChannelError`]).
 
 pub mod channel;
+pub mod markup;
 pub mod model;
 pub mod pacing;
 pub mod provider;

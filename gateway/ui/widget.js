@@ -182,6 +182,60 @@
     }
     if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
   }
+  /** Appends `text` with `**bold**` runs as <strong>, the rest through linkify. */
+  function inline(text, parent) {
+    var parts = text.split('**');
+    if (parts.length < 3) { linkify(text, parent); return; }
+    parts.forEach(function (part, i) {
+      // Odd pieces are inside a closed pair; an unclosed last `**` stays literal.
+      if (i % 2 === 1 && i < parts.length - 1 && part.trim()) {
+        var strong = el('strong');
+        linkify(part, strong);
+        parent.appendChild(strong);
+      } else {
+        linkify((i % 2 === 1 ? '**' : '') + part, parent);
+      }
+    });
+  }
+  /**
+   * Renders the bot's Markdown-lite as DOM nodes, never as HTML: headings bold, `- ` items
+   * as bullets, table rows as `cell — cell`, `> ` lines as one blockquote. Same rules as the
+   * server's WhatsApp and Telegram renderers (channels::markup).
+   */
+  function rich(text, parent) {
+    var quote = null;
+    var first = true;
+    text.split('\n').forEach(function (line) {
+      var t = line.trim();
+      if (/^\|[\s|:-]*$/.test(t) && t.length > 1) return;
+      var q = /^>\s?(.*)$/.exec(t);
+      if (q) {
+        if (!quote) {
+          quote = el('blockquote');
+          parent.appendChild(quote);
+        } else {
+          quote.appendChild(document.createTextNode('\n'));
+        }
+        inline(q[1], quote);
+        return;
+      }
+      // A blockquote ends its own line.
+      if (!first && !quote) parent.appendChild(document.createTextNode('\n'));
+      quote = null;
+      first = false;
+      var h = /^#{1,6}\s+(.*)$/.exec(t);
+      if (h) { parent.appendChild(el('strong', null, h[1].split('**').join(''))); return; }
+      if (/^\|.+/.test(t)) {
+        var cells = t.replace(/^\||\|$/g, '').split('|').map(function (c) { return c.trim(); })
+          .filter(function (c) { return c; });
+        inline(cells.join(' — '), parent);
+        return;
+      }
+      var li = /^[-*+]\s+(.*)$/.exec(t);
+      if (li) { inline('• ' + li[1], parent); return; }
+      inline(line, parent);
+    });
+  }
   function uuid() {
     if (window.crypto && crypto.randomUUID) {
       try { return crypto.randomUUID(); } catch (e) { /* insecure context */ }
@@ -458,7 +512,7 @@
     var li = el('li', 'msg ' + author);
     li.appendChild(el('span', 'sr', authorLabel(author) + ': '));
     var bubble = el('div', 'bubble');
-    linkify(text, bubble);
+    if (author === 'customer') linkify(text, bubble); else rich(text, bubble);
     li.appendChild(bubble);
     var meta = el('div', 'meta');
     var time = el('time', null, formatTime(iso));

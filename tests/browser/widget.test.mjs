@@ -323,6 +323,10 @@ test('the embedded widget on an allowed website', async (t) => {
       const answer = botWith(page, '08.00');
       await answer.waitFor({ timeout: ANSWER_TIMEOUT });
       log('answer:', await answer.textContent());
+      // The quoted passage is a blockquote, not "> " syntax; no table pipes.
+      assert.equal(await answer.locator('blockquote').count(), 1);
+      assert.ok(!(await answer.textContent()).includes('> '), 'no quote syntax shown');
+      assert.ok(!(await answer.textContent()).includes('|'), 'no table syntax shown');
       const state = page.locator('li.msg.customer', { hasText: QUESTION }).locator('.state');
       await eventually('the question marked answered', async () => (await state.textContent()) === 'Dibalas');
       assert.equal(await w(page, 'time').first().evaluate((t) => /^\d{2}[.:]\d{2}$/.test(t.textContent)), true);

@@ -110,6 +110,25 @@ async fn telegram_text_gets_a_knowledge_answer_as_escaped_html() {
 }
 
 #[tokio::test]
+async fn telegram_extractive_answer_is_html_with_a_blockquote_and_no_table_syntax() {
+    let (app, fake) = start("", "").await;
+    post_ok(
+        &app,
+        &text_update(1, CHAT, 10, "berapa harga kopi susu gula aren?", "id"),
+    )
+    .await;
+    let sends = wait_calls(&fake, "sendMessage", 1).await;
+    let text = sends[0].body["text"].as_str().unwrap();
+    assert_eq!(sends[0].body["parse_mode"], "HTML");
+    assert!(
+        text.contains("<blockquote>Kopi Susu Gula Aren — Rp 22.000</blockquote>"),
+        "{text}"
+    );
+    assert!(!text.contains('|') && !text.contains("&gt; "), "{text}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn telegram_start_greets_in_the_customers_language() {
     let (app, fake) = start("", "").await;
     post_ok(&app, &tg_fixture("message_start.json")).await;

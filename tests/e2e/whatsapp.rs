@@ -88,6 +88,10 @@ async fn whatsapp_text_is_answered_from_the_knowledge_base() {
     let text = send.body["text"]["body"].as_str().unwrap();
     // The demo knowledge base's opening hours answer the Sunday question.
     assert!(text.contains("Minggu"), "{text}");
+    // Rendered for WhatsApp: the matching lines as a quote, no table syntax.
+    assert!(!text.contains('|'), "{text}");
+    let quoted = text.lines().filter(|l| l.starts_with("> ")).count();
+    assert!((1..=3).contains(&quoted), "{text}");
     assert!(
         send.body["context"]["message_id"]
             .as_str()

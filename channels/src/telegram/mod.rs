@@ -288,7 +288,8 @@ pub fn message_bodies(msg: &OutboundMessage, chat: &str) -> Vec<Value> {
         .into_iter()
         .enumerate()
         .map(|(i, part)| {
-            let mut payload = SendMessage::new(recipient(chat), format::escape_html(&part));
+            let mut payload =
+                SendMessage::new(recipient(chat), crate::markup::to_telegram_html(&part));
             payload.parse_mode = Some(ParseMode::Html);
             payload.link_preview_options = Some(LinkPreviewOptions {
                 is_disabled: true,
@@ -418,7 +419,7 @@ pub fn outbound_calls(msg: &OutboundMessage, chat: &str) -> Result<Vec<ApiCall>,
         media.kind,
         recipient(chat),
         file,
-        placed.caption.map(format::escape_html),
+        placed.caption.map(crate::markup::to_telegram_html),
         group_reply_to(msg, chat),
         markup,
     )];

@@ -242,12 +242,14 @@ impl Channel for WhatsappChannel {
 /// media id.
 pub fn message_bodies(msg: &OutboundMessage) -> Result<Vec<Value>, ChannelError> {
     let context = msg.in_reply_to.last().filter(|id| id.starts_with("wamid."));
+    let text = crate::markup::to_whatsapp(&msg.text);
     let Some(media) = &msg.media else {
-        return Ok(text_bodies(msg, &msg.text, context));
+        return Ok(text_bodies(msg, &text, context));
     };
+    let caption = media.caption.as_deref().map(crate::markup::to_whatsapp);
     let placed = place_caption(
-        media.caption.as_deref(),
-        &msg.text,
+        caption.as_deref(),
+        &text,
         CaptionRules {
             supported: caption_supported(media.kind),
             max: MAX_CAPTION_CHARS,
