@@ -120,7 +120,7 @@ struct Unit {
 }
 
 /// Lowercased words of `text`, without stopwords; `-nya` is dropped from longer words.
-fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)

@@ -33,6 +33,7 @@ pub mod policy;
 pub mod prompts;
 mod state;
 pub mod texts;
+pub mod unanswered;
 mod verify;
 
 pub use action::{Action, BotReply, HandoffReason};

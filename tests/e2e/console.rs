@@ -21,12 +21,16 @@ async fn start() -> (TestApp, FakeGraph) {
 }
 
 async fn add_staff(app: &TestApp, tenant: &str, email: &str, whatsapp: Option<&str>) {
+    add_member(app, tenant, email, "agent", whatsapp).await;
+}
+
+async fn add_member(app: &TestApp, tenant: &str, email: &str, role: &str, whatsapp: Option<&str>) {
     let store = app.store().await;
     let member = gateway::store::StaffMember {
         id: format!("stf_{}", uuid::Uuid::new_v4().simple()),
         tenant_id: tenant.into(),
         email: email.into(),
-        role: "agent".into(),
+        role: role.into(),
         whatsapp: whatsapp.map(str::to_owned),
         telegram_chat_id: None,
         disabled_at_ms: None,
@@ -1108,5 +1112,221 @@ async fn with_a_model_the_bot_resumes_with_its_summary_of_the_agents_part() {
     assert_eq!(requests.len(), 2);
     let user = requests[1]["messages"][1]["content"].as_str().unwrap();
     assert!(user.contains(SUMMARY), "{user}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_owner_answers_an_unanswered_question_and_it_and_a_paraphrase_are_answered_at_once() {
+    let app =
+        sapa_tests::spawn_app("[tenants.other]\nname = \"Toko Lain\"\nlocale = \"en\"\n").await;
+    add_member(&app, "demo", "pemilik@demo.local", "owner", None).await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    add_member(&app, "other", "boss@other.local", "owner", None).await;
+    let (owner, csrf) = log_in(&app, "demo", "pemilik@demo.local").await;
+    let (agent, _) = log_in(&app, "demo", "budi@demo.local").await;
+    let (boss, boss_csrf) = log_in(&app, "other", "boss@other.local").await;
+    const ANSWER: &str =
+        "Kami belum melayani antar jemput bandara, Kak. Silakan pakai taksi daring.";
+
+    // Asked twice in different words: one group of two.
+    for (n, question) in [
+        "apakah ada layanan antar jemput bandara?",
+        "bisa antar jemput ke bandara?",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let session = app.session("demo").await;
+        app.post(&session, &format!("u{n}"), question).await;
+        let bots = app.bot_messages(&session, 1).await;
+        assert!(
+            !bots[0]["text"].as_str().unwrap().contains("bandara, Kak"),
+            "{}",
+            bots[0]
+        );
+    }
+    assert_eq!(
+        get(&app, "/v1/console/unanswered", &agent).await.status(),
+        403
+    );
+    let groups: Value = eventually(Duration::from_secs(20), || async {
+        let body: Value = get(&app, "/v1/console/unanswered", &owner)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (body["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["count"] == 2)))
+        .then_some(body)
+    })
+    .await;
+    let group = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["count"] == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(group["conversation_ids"].as_array().unwrap().len(), 2);
+    let id = group["id"].as_str().unwrap();
+    let csv = get(&app, "/v1/console/unanswered?format=csv", &owner)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("question,count,last_seen,conversation_ids"),
+        "{csv}"
+    );
+    assert!(csv.contains("bandara"), "{csv}");
+
+    // Another tenant's owner sees none of it and cannot answer it.
+    let theirs: Value = get(&app, "/v1/console/unanswered", &boss)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["groups"], json!([]));
+    let path = format!("/v1/console/unanswered/{id}/answer");
+    let stolen = post(
+        &app,
+        &path,
+        &json!({"answer": "x"}),
+        Some(&boss),
+        Some(&boss_csrf),
+    )
+    .await;
+    assert_eq!(stolen.status(), 404);
+    // CSRF, then a clear error for an empty answer.
+    assert_eq!(
+        post(&app, &path, &json!({"answer": ANSWER}), Some(&owner), None)
+            .await
+            .status(),
+        403
+    );
+    let empty = post(
+        &app,
+        &path,
+        &json!({"answer": "  "}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(empty.status(), 422);
+    let answered = post(
+        &app,
+        &path,
+        &json!({"answer": ANSWER}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(answered.status(), 200);
+    let answered: Value = answered.json().await.unwrap();
+    assert_eq!(answered["answered"], 2);
+
+    // Right away, the same question and a paraphrase are answered from the owner's text.
+    for (n, question) in [
+        "apakah ada layanan antar jemput bandara?",
+        "antar jemput bandara ada?",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let session = app.session("demo").await;
+        app.post(&session, &format!("a{n}"), question).await;
+        let bots = app.bot_messages(&session, 1).await;
+        let text = bots[0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("belum melayani antar jemput bandara"),
+            "{question}: {text}"
+        );
+    }
+    let after: Value = get(&app, "/v1/console/unanswered", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        after["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| !g["question"].as_str().unwrap().contains("bandara")),
+        "{after}"
+    );
+    // It joined the golden set, exportable as `sapa kb eval` JSONL.
+    let golden: Value = get(&app, "/v1/console/golden", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let case = &golden["cases"][0];
+    assert_eq!(case["doc"], "tanya-jawab.csv");
+    let jsonl = get(&app, "/v1/console/golden?format=jsonl", &owner)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        jsonl
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "{jsonl}"
+    );
+
+    // Dismissing, and adding a golden question by hand.
+    let session = app.session("demo").await;
+    app.post(&session, "d1", "qwerty zxcvb asdfg").await;
+    app.bot_messages(&session, 1).await;
+    let groups: Value = eventually(Duration::from_secs(20), || async {
+        let body: Value = get(&app, "/v1/console/unanswered", &owner)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (!body["groups"].as_array().unwrap().is_empty()).then_some(body)
+    })
+    .await;
+    let id = groups["groups"][0]["id"].as_str().unwrap().to_owned();
+    let dismissed = post(
+        &app,
+        &format!("/v1/console/unanswered/{id}/dismiss"),
+        &json!({}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(dismissed.status(), 200);
+    let left: Value = get(&app, "/v1/console/unanswered", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left["groups"], json!([]));
+    let bad = post(
+        &app,
+        "/v1/console/golden",
+        &json!({"query": "harga latte?"}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+    let good = post(
+        &app,
+        "/v1/console/golden",
+        &json!({"query": "harga latte?", "doc": "menu-dan-harga.md", "chunk_contains": "Caffe Latte"}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(good.status(), 201);
+    let log = app.store().await.audit_log("demo", 50).await.unwrap();
+    assert!(
+        log.iter().any(|(a, ..)| a == "answer_unanswered"),
+        "{log:?}"
+    );
     app.stop().await;
 }

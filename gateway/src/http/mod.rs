@@ -7,6 +7,7 @@ pub mod health;
 pub mod limits;
 pub mod origin;
 pub mod otp;
+pub mod owner;
 pub mod server;
 pub mod webchat;
 pub mod webhooks;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router(&state))
         .merge(otp::router(&state))
         .merge(console::router())
+        .merge(owner::router())
         .merge(webhooks::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(request_timeout, limits::request_timeout))

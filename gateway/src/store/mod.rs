@@ -16,6 +16,7 @@ mod contacts;
 mod ingress;
 mod otp;
 mod outbox;
+mod owner;
 mod staff;
 mod turns;
 
@@ -134,6 +135,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "handoff_wait",
         include_str!("migrations/0016_handoff_wait.sqlite.sql"),
         include_str!("migrations/0016_handoff_wait.postgres.sql"),
+    ),
+    (
+        17,
+        "owner",
+        include_str!("migrations/0017_owner.sqlite.sql"),
+        include_str!("migrations/0017_owner.postgres.sql"),
     ),
 ];
 
