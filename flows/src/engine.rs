@@ -120,6 +120,8 @@ pub enum AnswerOutcome {
         text: String,
         /// Chunk id, for citations.
         chunk_id: String,
+        /// How much of it to quote.
+        style: crate::excerpt::AnswerStyle,
     },
     /// Nothing in the knowledge base is relevant enough.
     NoMatch,
@@ -286,12 +288,13 @@ impl Engine {
                 title,
                 text,
                 chunk_id,
+                style,
             } => {
                 next.abstain_streak = 0;
                 Decision {
                     conversation: next,
                     actions: vec![Action::Reply(BotReply {
-                        text: quoted_answer(locale, &title, query, &text),
+                        text: quoted_answer(locale, &title, query, &text, style),
                         choices: vec![],
                         citations: vec![chunk_id],
                     })],
@@ -433,8 +436,14 @@ fn asks_for_human(text: &str) -> bool {
     words.len() <= 8 && words.iter().any(|w| HUMAN_WORDS.contains(&w.as_str()))
 }
 
-fn quoted_answer(locale: Locale, title: &str, query: &str, passage: &str) -> String {
-    let lines = crate::excerpt::excerpt(query, passage, crate::excerpt::AnswerStyle::Short);
+fn quoted_answer(
+    locale: Locale,
+    title: &str,
+    query: &str,
+    passage: &str,
+    style: crate::excerpt::AnswerStyle,
+) -> String {
+    let lines = crate::excerpt::excerpt(query, passage, style);
     let quoted = lines
         .iter()
         .map(|line| {
@@ -667,6 +676,7 @@ mod tests {
                 title: "Profil".into(),
                 text: "Jam buka: 08.00–23.00 WIB\nParkir ada".into(),
                 chunk_id: "c1".into(),
+                style: crate::excerpt::AnswerStyle::Short,
             },
         );
         let Action::Reply(reply) = &d.actions[0] else {

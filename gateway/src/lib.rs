@@ -39,6 +39,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod accounts;
 pub mod api_key;
+pub mod bot;
 pub mod checks;
 pub mod cli;
 pub mod config;

@@ -230,15 +230,12 @@ impl Application {
             dispatcher_wake.clone(),
         );
         let handoff = Arc::new(handoff_rules(&config));
+        let bots = Arc::new(crate::bot::LiveBots::default());
+        crate::bot::seed_and_load(&store, &declared_bots(&config), &bots).await?;
+        crate::bot::spawn_reload(store.clone(), bots.clone(), &work.0, work.1.clone());
         let ctx = Arc::new(TurnContext {
-            handoff: handoff.clone(),
+            bots: bots.clone(),
             otp: otp.clone(),
-            handoff_keywords: config
-                .tenants
-                .iter()
-                .filter(|(_, tenant)| !tenant.handoff_keywords.is_empty())
-                .map(|(slug, tenant)| (slug.clone(), tenant.handoff_keywords.clone()))
-                .collect(),
             committer: crate::workers::committer::Committer::spawn(store.clone(), &work.0),
             channels: registry.clone(),
             store: store.clone(),
@@ -254,7 +251,6 @@ impl Application {
             prompts,
             stream_webchat: config.llm.stream,
             history_messages: config.llm.history_messages,
-            greetings: tenant_greetings(&config),
             limits: crate::workers::AnswerLimits {
                 max_turn_messages: config.conversation.max_turn_messages,
                 max_turn_chars: config.conversation.max_turn_chars,
@@ -268,6 +264,7 @@ impl Application {
                 .map(|(slug, tenant)| (slug.clone(), tenant.allowed_links.clone()))
                 .collect(),
         });
+        let answers = ctx.clone();
         let lanes = Lanes::new(
             ctx,
             config.conversation.max_concurrent,
@@ -303,6 +300,7 @@ impl Application {
         crate::workers::assigner::spawn(
             store.clone(),
             handoff,
+            bots.clone(),
             dispatcher_wake.clone(),
             ASSIGN_EVERY,
             &work.0,
@@ -356,6 +354,8 @@ impl Application {
             shutdown: CancellationToken::new(),
             dispatcher_wake,
             llm,
+            bots,
+            answers,
         }));
         Ok(Self {
             listener,
@@ -508,23 +508,24 @@ const ASSIGN_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// recorded (provider calls time out well before it).
 const IN_FLIGHT_SEND_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The greetings tenants set in the config (`[tenants.<slug>] greeting`, the demo's
-/// `[demo] greeting`), sent when a customer opens the chat (WhatsApp `request_welcome`).
-fn tenant_greetings(config: &Config) -> std::collections::HashMap<String, String> {
-    let mut greetings: std::collections::HashMap<String, String> = config
+/// The bot settings `sapa.toml` declares, by tenant (version 1 of each; the demo tenant's
+/// greeting from `[demo]` unless `[tenants.demo]` exists).
+fn declared_bots(config: &Config) -> Vec<(String, crate::bot::BotSettings)> {
+    let mut declared: Vec<(String, crate::bot::BotSettings)> = config
         .tenants
         .iter()
-        .filter(|(_, t)| !t.greeting.trim().is_empty())
-        .map(|(slug, t)| (slug.clone(), t.greeting.clone()))
+        .map(|(slug, t)| (slug.clone(), crate::bot::BotSettings::from_config(t)))
         .collect();
-    // A `[tenants.demo]` table wins over `[demo]`, as for the widget.
-    if config.demo.enabled
-        && !config.tenants.contains_key(demo::TENANT)
-        && !config.demo.greeting.trim().is_empty()
-    {
-        greetings.insert(demo::TENANT.to_owned(), config.demo.greeting.clone());
+    if config.demo.enabled && !config.tenants.contains_key(demo::TENANT) {
+        declared.push((
+            demo::TENANT.to_owned(),
+            crate::bot::BotSettings {
+                greeting: config.demo.greeting.clone(),
+                ..crate::bot::BotSettings::default()
+            },
+        ));
     }
-    greetings
+    declared
 }
 
 /// Applies tenants declared in the config, and the demo tenant with its knowledge base.
@@ -591,7 +592,6 @@ fn handoff_rules(
                 max_chats_per_agent: tenant.max_chats_per_agent,
                 renotify: tenant.sla_renotify,
                 back_to_bot: tenant.sla_back_to_bot,
-                hours: tenant.business_hours(slug).unwrap_or_default(),
             };
             (slug.clone(), rules)
         })

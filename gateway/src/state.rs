@@ -61,4 +61,8 @@ pub struct Services {
     pub staff: crate::staff::StaffService,
     /// The language model, when configured (hand-back summaries).
     pub llm: Option<Arc<dyn knowledge::llm::LlmProvider>>,
+    /// Each tenant's live bot settings.
+    pub bots: Arc<crate::bot::LiveBots>,
+    /// What the answer path uses (the owner's "try it" answers with a draft).
+    pub answers: Arc<crate::workers::TurnContext>,
 }

@@ -927,10 +927,11 @@ async fn a_chat_waiting_too_long_is_renotified_once_then_returned_to_the_bot() {
     .await;
     let wake = tokio::sync::Notify::new();
     let rules = std::collections::HashMap::new();
+    let live = gateway::bot::LiveBots::default();
     let minute = 60_000;
     // Ten minutes later: told once more, and only once.
-    gateway::workers::assigner::run_once(&store, &rules, &wake, since + 11 * minute).await;
-    gateway::workers::assigner::run_once(&store, &rules, &wake, since + 12 * minute).await;
+    gateway::workers::assigner::run_once(&store, &rules, &live, &wake, since + 11 * minute).await;
+    gateway::workers::assigner::run_once(&store, &rules, &live, &wake, since + 12 * minute).await;
     let bots = app.bot_messages(&session, notice.len() + 1).await;
     assert_eq!(bots.len(), notice.len() + 1);
     assert!(
@@ -940,7 +941,7 @@ async fn a_chat_waiting_too_long_is_renotified_once_then_returned_to_the_bot() {
             .contains("tetap dalam antrean")
     );
     // An hour later: back to the bot, with an apology; the bot answers again.
-    gateway::workers::assigner::run_once(&store, &rules, &wake, since + 61 * minute).await;
+    gateway::workers::assigner::run_once(&store, &rules, &live, &wake, since + 61 * minute).await;
     let bots = app.bot_messages(&session, notice.len() + 2).await;
     assert!(
         bots.last().unwrap()["text"]
@@ -1327,6 +1328,195 @@ async fn an_owner_answers_an_unanswered_question_and_it_and_a_paraphrase_are_ans
     assert!(
         log.iter().any(|(a, ..)| a == "answer_unanswered"),
         "{log:?}"
+    );
+    app.stop().await;
+}
+
+async fn put(
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+    cookie: &str,
+    csrf: &str,
+) -> reqwest::Response {
+    app.client
+        .put(format!("{}{path}", app.address))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_owner_drafts_tries_publishes_and_restores_bot_settings_without_a_restart() {
+    let app = sapa_tests::spawn_app(
+        "[tenants.shop]\nname = \"Toko Sepatu\"\nlocale = \"id\"\ninstructions = \"Sopan.\"\n",
+    )
+    .await;
+    add_member(&app, "shop", "pemilik@shop.local", "owner", None).await;
+    add_staff(&app, "shop", "budi@shop.local", None).await;
+    let (owner, csrf) = log_in(&app, "shop", "pemilik@shop.local").await;
+    let (agent, agent_csrf) = log_in(&app, "shop", "budi@shop.local").await;
+    const ASK: &str = "saya mau klaim garansi sepatu yang sobek";
+
+    // Version 1 is sapa.toml's.
+    let versions: Value = get(&app, "/v1/console/bot/versions", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions["versions"][0]["version"], 1);
+    assert_eq!(versions["versions"][0]["author"], "sapa.toml");
+    let mut draft: Value = get(&app, "/v1/console/bot/draft", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(draft["instructions"], "Sopan.");
+    assert_eq!(
+        get(&app, "/v1/console/bot/draft", &agent).await.status(),
+        403
+    );
+    assert_eq!(
+        put(&app, "/v1/console/bot/draft", &draft, &agent, &agent_csrf)
+            .await
+            .status(),
+        403
+    );
+
+    // A bad draft says what to fix; a good one is saved.
+    draft["locale"] = json!("fr");
+    let bad = put(&app, "/v1/console/bot/draft", &draft, &owner, &csrf).await;
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("locale must be"));
+    draft["locale"] = json!("id");
+    draft["handoff_keywords"] = json!(["garansi"]);
+    draft["greeting"] = json!("Halo dari Toko Sepatu!");
+    assert_eq!(
+        put(&app, "/v1/console/bot/draft", &draft, &owner, &csrf)
+            .await
+            .status(),
+        200
+    );
+
+    // "Try it" uses the draft...
+    let tried: Value = post(
+        &app,
+        "/v1/console/bot/draft/try",
+        &json!({"text": ASK}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(tried["kind"], "handoff", "{tried}");
+    // ...while customers still get the live version.
+    let before = app.session("shop").await;
+    app.post(&before, "g1", ASK).await;
+    app.bot_messages(&before, 1).await;
+    let state = |id: String| {
+        let app = &app;
+        async move {
+            let store = app.store().await;
+            let state: String = sqlx::query_scalar("SELECT state FROM conversations WHERE id = $1")
+                .bind(id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            store.close().await;
+            state
+        }
+    };
+    assert_eq!(state(before.conversation_id.clone()).await, "bot");
+
+    // Published: the next customer gets it, no restart.
+    let published: Value = post(
+        &app,
+        "/v1/console/bot/publish",
+        &json!({}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(published["version"], 2);
+    let after = app.session("shop").await;
+    app.post(&after, "g2", ASK).await;
+    app.bot_messages(&after, 1).await;
+    assert_eq!(state(after.conversation_id.clone()).await, "waiting_human");
+    let config: Value = app
+        .client
+        .get(format!("{}/v1/webchat/config?tenant=shop", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["greeting"], "Halo dari Toko Sepatu!");
+    let versions: Value = get(&app, "/v1/console/bot/versions", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let live = &versions["versions"][0];
+    assert_eq!(live["live"], true);
+    assert_eq!(live["author"], "pemilik@shop.local");
+    let changed: Vec<&str> = live["diff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, ["greeting", "handoff_keywords"]);
+
+    // Restoring version 1 makes it live again as version 3.
+    let restored: Value = post(
+        &app,
+        "/v1/console/bot/versions/1/restore",
+        &json!({}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(restored["version"], 3);
+    let again = app.session("shop").await;
+    app.post(&again, "g3", ASK).await;
+    app.bot_messages(&again, 1).await;
+    assert_eq!(state(again.conversation_id.clone()).await, "bot");
+    assert_eq!(
+        post(
+            &app,
+            "/v1/console/bot/versions/9/restore",
+            &json!({}),
+            Some(&owner),
+            Some(&csrf)
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        post(
+            &app,
+            "/v1/console/bot/publish",
+            &json!({}),
+            Some(&owner),
+            Some(&csrf)
+        )
+        .await
+        .status(),
+        409,
+        "nothing to publish"
     );
     app.stop().await;
 }

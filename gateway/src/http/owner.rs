@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::bot::BotSettings;
 use crate::http::error::{ApiError, ApiJson};
 use crate::state::AppState;
 use crate::store::{StaffSession, now_ms, rfc3339};
@@ -31,6 +32,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/console/unanswered/{id}/answer", post(answer))
         .route("/v1/console/unanswered/{id}/dismiss", post(dismiss))
         .route("/v1/console/golden", get(golden).post(add_golden))
+        .route("/v1/console/bot/draft", get(draft).put(save_draft))
+        .route("/v1/console/bot/draft/try", post(try_draft))
+        .route("/v1/console/bot/publish", post(publish))
+        .route("/v1/console/bot/versions", get(versions))
+        .route("/v1/console/bot/versions/{n}/restore", post(restore))
 }
 
 /// The session of an owner; 401 without a session, 403 (CSRF, or not an owner) otherwise.
@@ -384,4 +390,251 @@ async fn add_golden(
         return ApiError::from(err).into_response();
     }
     (StatusCode::CREATED, axum::Json(row)).into_response()
+}
+
+/// The tenant's draft, else its live settings, else the defaults.
+async fn current_draft(state: &AppState, tenant_id: &str) -> Result<BotSettings, Response> {
+    let stored = match state.store.bot_draft(tenant_id).await {
+        Ok(Some(draft)) => Some(draft),
+        Ok(None) => match state.store.live_bot(tenant_id).await {
+            Ok(live) => live.map(|v| v.settings),
+            Err(err) => return Err(ApiError::from(err).into_response()),
+        },
+        Err(err) => return Err(ApiError::from(err).into_response()),
+    };
+    Ok(stored
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default())
+}
+
+async fn draft(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match owner(&state, &headers, false).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    match current_draft(&state, &session.member.tenant_id).await {
+        Ok(settings) => axum::Json(settings).into_response(),
+        Err(response) => response,
+    }
+}
+
+fn invalid_settings(problems: &[String]) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_settings",
+        problems.join("; "),
+    )
+    .into_response();
+    *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    response
+}
+
+async fn save_draft(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(settings): ApiJson<BotSettings>,
+) -> Response {
+    let session = match owner(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    if let Err(problems) = settings.validate() {
+        return invalid_settings(&problems);
+    }
+    let json = serde_json::to_string(&settings).unwrap_or_default();
+    let member = &session.member;
+    if let Err(err) = state
+        .store
+        .put_bot_draft(&member.tenant_id, &json, &member.email)
+        .await
+    {
+        return ApiError::from(err).into_response();
+    }
+    audit(&state, &session, "save_draft", "bot settings").await;
+    axum::Json(settings).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TryBody {
+    text: String,
+}
+
+async fn try_draft(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<TryBody>,
+) -> Response {
+    let session = match owner(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let text = body.text.trim();
+    if text.is_empty() || text.chars().count() > state.config.webchat.max_message_chars {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_text",
+            format!(
+                "text must be 1 to {} characters",
+                state.config.webchat.max_message_chars
+            ),
+        )
+        .into_response();
+    }
+    let tenant = &session.member.tenant_id;
+    let settings = match current_draft(&state, tenant).await {
+        Ok(settings) => settings,
+        Err(response) => return response,
+    };
+    let locale = flows::Locale::parse(&settings.locale).unwrap_or_default();
+    let tried = crate::workers::answer::try_answer(
+        &state.answers,
+        tenant,
+        &settings.compile(),
+        locale,
+        text,
+    )
+    .await;
+    let citations: Vec<Value> = tried
+        .citations
+        .iter()
+        .map(|(id, title, text)| json!({"id": id, "title": title, "text": text}))
+        .collect();
+    axum::Json(json!({"reply": tried.reply, "kind": tried.kind, "citations": citations}))
+        .into_response()
+}
+
+async fn publish_settings(
+    state: &AppState,
+    session: &StaffSession,
+    settings: &BotSettings,
+    note: Option<&str>,
+) -> Response {
+    let member = &session.member;
+    let json = serde_json::to_string(settings).unwrap_or_default();
+    let version = match state
+        .store
+        .publish_bot(
+            &member.tenant_id,
+            &json,
+            &settings.instructions,
+            &settings.locale,
+            &member.email,
+            note,
+        )
+        .await
+    {
+        Ok(version) => version,
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    // Live at once in this process; other replicas re-read within a few seconds.
+    state.bots.set(&member.tenant_id, settings);
+    audit(state, session, "publish", &format!("version {version}")).await;
+    axum::Json(json!({"version": version, "settings": settings})).into_response()
+}
+
+async fn publish(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match owner(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let tenant = &session.member.tenant_id;
+    let draft = match state.store.bot_draft(tenant).await {
+        Ok(Some(draft)) => draft,
+        Ok(None) => {
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "no_draft",
+                "there is no draft to publish; save one with PUT /v1/console/bot/draft first",
+            )
+            .into_response();
+        }
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let settings: BotSettings = match serde_json::from_str(&draft) {
+        Ok(settings) => settings,
+        Err(err) => return invalid_settings(&[err.to_string()]),
+    };
+    if let Err(problems) = settings.validate() {
+        return invalid_settings(&problems);
+    }
+    publish_settings(&state, &session, &settings, None).await
+}
+
+/// The fields that differ between two versions, as `{"field", "before", "after"}`.
+fn diff(before: &Value, after: &Value) -> Vec<Value> {
+    let empty = serde_json::Map::new();
+    let (b, a) = (
+        before.as_object().unwrap_or(&empty),
+        after.as_object().unwrap_or(&empty),
+    );
+    let mut fields: Vec<&String> = a.keys().chain(b.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter(|f| b.get(*f) != a.get(*f))
+        .map(|f| json!({"field": f, "before": b.get(f), "after": a.get(f)}))
+        .collect()
+}
+
+async fn versions(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match owner(&state, &headers, false).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let versions = match state.store.bot_versions(&session.member.tenant_id).await {
+        Ok(versions) => versions,
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let parsed: Vec<Value> = versions
+        .iter()
+        .map(|v| serde_json::from_str(&v.settings).unwrap_or(Value::Null))
+        .collect();
+    let list: Vec<Value> = versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            // Newest first: the one before is the next in the list.
+            let before = parsed.get(i + 1).cloned().unwrap_or(Value::Null);
+            json!({
+                "version": v.version,
+                "live": i == 0,
+                "author": v.author,
+                "note": v.note,
+                "created_at": rfc3339(v.created_at_ms),
+                "settings": parsed[i],
+                "diff": diff(&before, &parsed[i]),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "versions": list })).into_response()
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(n): Path<String>,
+) -> Response {
+    let session = match owner(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let missing = || {
+        ApiError::not_found("version_not_found", "this tenant has no such version").into_response()
+    };
+    let Ok(n) = n.parse::<i64>() else {
+        return missing();
+    };
+    let version = match state.store.bot_version(&session.member.tenant_id, n).await {
+        Ok(Some(version)) => version,
+        Ok(None) => return missing(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let settings: BotSettings = match serde_json::from_str(&version.settings) {
+        Ok(settings) => settings,
+        Err(err) => return invalid_settings(&[err.to_string()]),
+    };
+    let note = format!("restored from version {n}");
+    publish_settings(&state, &session, &settings, Some(&note)).await
 }

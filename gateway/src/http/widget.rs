@@ -119,7 +119,11 @@ async fn widget_config(
             "no tenant with that id; pass ?tenant=<id> (lowercase letters, digits and `-`)",
         ));
     };
-    let settings = WidgetSettings::for_tenant(&state.config, &tenant.id);
+    let mut settings = WidgetSettings::for_tenant(&state.config, &tenant.id);
+    // The published greeting (console or sapa.toml) wins.
+    if let Some(greeting) = &state.bots.get(&tenant.id).greeting {
+        settings.greeting.clone_from(greeting);
+    }
     let origin_allowed = origin::allowed(&headers, &state.config, &settings);
     let mut response = axum::Json(json!({
         "tenant": { "id": tenant.id, "name": tenant.name },

@@ -11,6 +11,7 @@
 //!   ids within a conversation are assigned and committed in order, even on Postgres.
 
 mod api_keys;
+mod bot;
 mod console;
 mod contacts;
 mod ingress;
@@ -28,6 +29,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
+pub use bot::BotVersion;
 pub use console::{Claim as ConsoleClaim, Queue, QueueItem};
 pub use contacts::{ContactIds, ContactIdsChange};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
@@ -141,6 +143,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "owner",
         include_str!("migrations/0017_owner.sqlite.sql"),
         include_str!("migrations/0017_owner.postgres.sql"),
+    ),
+    (
+        18,
+        "bot_versions",
+        include_str!("migrations/0018_bot_versions.sqlite.sql"),
+        include_str!("migrations/0018_bot_versions.postgres.sql"),
     ),
 ];
 

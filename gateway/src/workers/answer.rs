@@ -41,11 +41,9 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
         ctx.limits.max_turn_chars,
     );
     let mut turn = Turn::new(batch);
-    let greeting = ctx.greetings.get(&turn.batch.tenant_id).map(String::as_str);
-    let keywords = ctx
-        .handoff_keywords
-        .get(&turn.batch.tenant_id)
-        .map_or(&[][..], Vec::as_slice);
+    let bot = ctx.bots.get(&turn.batch.tenant_id);
+    let greeting = bot.greeting.as_deref();
+    let keywords = bot.handoff_keywords.as_slice();
     let decision = ctx
         .engine
         .decide_for_tenant(&conversation, &turns, greeting, keywords);
@@ -116,10 +114,10 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
 /// `lead` and the honest wait: the tenant's business hours, agents online and recent waits.
 async fn wait_notice(ctx: &TurnContext, turn: &Turn, lead: &str) -> String {
     let tenant_id = &turn.batch.tenant_id;
-    let rules = ctx.handoff.get(tenant_id).cloned().unwrap_or_default();
+    let hours = ctx.bots.get(tenant_id).hours.clone();
     let outlook = super::assigner::wait_outlook(
         &ctx.store,
-        &rules,
+        &hours,
         tenant_id,
         &turn.batch.conversation_id,
         now_ms(),
@@ -496,6 +494,7 @@ async fn generate(
                 title: chunk_title(&best.chunk),
                 text: best.chunk.text.clone(),
                 chunk_id: best.chunk.id.clone(),
+                style: ctx.bots.get(&tenant_id).style,
             },
         );
     }
@@ -557,6 +556,7 @@ async fn lookup(ctx: &TurnContext, tenant_id: &str, query: &str) -> AnswerOutcom
                     title: chunk_title(&chunk),
                     text: chunk.text,
                     chunk_id: chunk.id,
+                    style: ctx.bots.get(tenant_id).style,
                 }
             }
             None => AnswerOutcome::NoMatch,
@@ -606,4 +606,230 @@ async fn retrieve_relevant(
             .filter(|h| h.relevance >= ctx.min_relevance)
             .collect(),
     )
+}
+
+/// The answer the owner's "try it" chat shows for a draft: what a new customer writing
+/// `text` would get with `draft` live, and the passages it cites. Nothing is stored or sent;
+/// the model (when configured) gets the draft's instructions.
+#[derive(Debug, Clone)]
+pub struct Tried {
+    /// The reply text.
+    pub reply: String,
+    /// Cited passages: (chunk id, title, text).
+    pub citations: Vec<(String, String, String)>,
+    /// `passage`, `llm_answer`, `no_match`, `handoff`, …
+    pub kind: &'static str,
+}
+
+/// See [`Tried`].
+pub async fn try_answer(
+    ctx: &TurnContext,
+    tenant_id: &str,
+    draft: &crate::bot::Live,
+    locale: flows::Locale,
+    text: &str,
+) -> Tried {
+    let conversation = Conversation {
+        locale,
+        ..Conversation::default()
+    };
+    let turns = [CustomerTurn {
+        text: text.to_owned(),
+        kind: flows::TurnKind::Text,
+    }];
+    let decision = ctx.engine.decide_for_tenant(
+        &conversation,
+        &turns,
+        draft.greeting.as_deref(),
+        &draft.handoff_keywords,
+    );
+    let mut kind = "reply";
+    let mut chunks = Vec::new();
+    let mut replies = Vec::new();
+    for action in decision.actions {
+        match action {
+            Action::Answer { query } => {
+                let found = retrieve_relevant(ctx, tenant_id, &query).await;
+                chunks = found.clone().unwrap_or_default();
+                let answered = match (&ctx.llm, found) {
+                    (Some(llm), Some(found)) if !found.is_empty() => {
+                        kind = "llm_answer";
+                        let generation = try_generate(
+                            ctx,
+                            llm.as_ref(),
+                            tenant_id,
+                            draft,
+                            &query,
+                            &found,
+                            locale,
+                        )
+                        .await;
+                        match (generation, found.first()) {
+                            (Generation::Valid(reply), _) => ctx.engine.on_generated(
+                                &decision.conversation,
+                                &query,
+                                Generation::Valid(reply),
+                            ),
+                            (_, Some(best)) => {
+                                kind = "passage";
+                                ctx.engine.on_answer(
+                                    &decision.conversation,
+                                    &query,
+                                    passage_of(best, draft.style),
+                                )
+                            }
+                            (other, None) => {
+                                ctx.engine
+                                    .on_generated(&decision.conversation, &query, other)
+                            }
+                        }
+                    }
+                    (_, Some(found)) => match found.first() {
+                        Some(best) => {
+                            kind = "passage";
+                            ctx.engine.on_answer(
+                                &decision.conversation,
+                                &query,
+                                passage_of(best, draft.style),
+                            )
+                        }
+                        None => {
+                            kind = "no_match";
+                            ctx.engine.on_answer(
+                                &decision.conversation,
+                                &query,
+                                AnswerOutcome::NoMatch,
+                            )
+                        }
+                    },
+                    (_, None) => {
+                        kind = "failed";
+                        ctx.engine
+                            .on_answer(&decision.conversation, &query, AnswerOutcome::Failed)
+                    }
+                };
+                for action in answered.actions {
+                    match action {
+                        Action::Reply(reply) => replies.push(reply),
+                        Action::WaitNotice { lead } => replies.push(flows::BotReply {
+                            text: lead,
+                            choices: vec![],
+                            citations: vec![],
+                        }),
+                        Action::Handoff { .. } => kind = "handoff",
+                        _ => {}
+                    }
+                }
+            }
+            Action::Reply(reply) => replies.push(reply),
+            Action::WaitNotice { lead } => replies.push(flows::BotReply {
+                text: lead,
+                choices: vec![],
+                citations: vec![],
+            }),
+            Action::Handoff { .. } => kind = "handoff",
+            _ => {}
+        }
+    }
+    let cited: Vec<String> = replies.iter().flat_map(|r| r.citations.clone()).collect();
+    Tried {
+        reply: replies
+            .iter()
+            .map(|r| r.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        citations: chunks
+            .iter()
+            .filter(|c| cited.contains(&c.chunk.id))
+            .map(|c| {
+                (
+                    c.chunk.id.clone(),
+                    chunk_title(&c.chunk),
+                    c.chunk.text.clone(),
+                )
+            })
+            .collect(),
+        kind,
+    }
+}
+
+fn passage_of(best: &ScoredChunk, style: flows::AnswerStyle) -> AnswerOutcome {
+    AnswerOutcome::Passage {
+        title: chunk_title(&best.chunk),
+        text: best.chunk.text.clone(),
+        chunk_id: best.chunk.id.clone(),
+        style,
+    }
+}
+
+/// One model call for "try it", with the draft's instructions.
+async fn try_generate(
+    ctx: &TurnContext,
+    llm: &dyn LlmProvider,
+    tenant_id: &str,
+    draft: &crate::bot::Live,
+    query: &str,
+    chunks: &[ScoredChunk],
+    locale: flows::Locale,
+) -> Generation {
+    let tenant_name = match ctx.store.tenant_prompt_profile(tenant_id).await {
+        Ok(Some((name, _))) => name,
+        _ => tenant_id.to_owned(),
+    };
+    let mut prompt_ctx = PromptContext {
+        tenant_name,
+        instructions: draft.instructions.clone(),
+        question: query.to_owned(),
+        chunks: chunks
+            .iter()
+            .map(|h| PromptChunk {
+                id: h.chunk.id.clone(),
+                title: chunk_title(&h.chunk),
+                text: h.chunk.text.clone(),
+            })
+            .collect(),
+        abstain_streak: 0,
+        history: vec![],
+        omitted_messages: 0,
+        handoff_summary: String::new(),
+    };
+    let Ok(rendered) =
+        ctx.prompts
+            .render_within(locale, &mut prompt_ctx, ctx.limits.max_prompt_tokens)
+    else {
+        return Generation::Unavailable;
+    };
+    let request = ChatRequest {
+        messages: vec![
+            ChatMessage {
+                role: Role::System,
+                content: rendered.system,
+            },
+            ChatMessage {
+                role: Role::User,
+                content: rendered.user,
+            },
+        ],
+        json: true,
+    };
+    let Ok(response) = llm.chat(&request).await else {
+        return Generation::Unavailable;
+    };
+    let given: Vec<GivenChunk<'_>> = prompt_ctx
+        .chunks
+        .iter()
+        .map(|c| GivenChunk {
+            id: &c.id,
+            text: &c.text,
+        })
+        .collect();
+    let allowed = ctx
+        .allowed_links
+        .get(tenant_id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    match flows::policy::validate(&response.content, &given, allowed) {
+        Ok(reply) => Generation::Valid(reply),
+        Err(_) => Generation::Rejected,
+    }
 }

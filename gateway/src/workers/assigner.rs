@@ -26,7 +26,7 @@ pub const DEFAULT_SLA_BACK_TO_BOT: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_TYPICAL_WAIT_MINUTES: u32 = 5;
 
 /// A tenant's handoff settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct HandoffRules {
     /// `max_chats_per_agent`.
     pub max_chats_per_agent: u32,
@@ -34,8 +34,6 @@ pub struct HandoffRules {
     pub renotify: Duration,
     /// `sla_back_to_bot`.
     pub back_to_bot: Duration,
-    /// `business_hours`.
-    pub hours: flows::BusinessHours,
 }
 
 impl Default for HandoffRules {
@@ -44,7 +42,6 @@ impl Default for HandoffRules {
             max_chats_per_agent: DEFAULT_MAX_CHATS_PER_AGENT,
             renotify: DEFAULT_SLA_RENOTIFY,
             back_to_bot: DEFAULT_SLA_BACK_TO_BOT,
-            hours: flows::BusinessHours::always_open(),
         }
     }
 }
@@ -53,6 +50,7 @@ impl Default for HandoffRules {
 pub fn spawn(
     store: Store,
     rules: Arc<HashMap<String, HandoffRules>>,
+    bots: Arc<crate::bot::LiveBots>,
     wake: Arc<Notify>,
     every: Duration,
     tracker: &TaskTracker,
@@ -64,7 +62,7 @@ pub fn spawn(
                 () = token.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
             }
-            run_once(&store, &rules, &wake, now_ms()).await;
+            run_once(&store, &rules, &bots, &wake, now_ms()).await;
         }
     });
 }
@@ -79,7 +77,7 @@ fn millis(duration: Duration) -> i64 {
 /// cannot be read, the business hours alone decide.
 pub async fn wait_outlook(
     store: &Store,
-    rules: &HandoffRules,
+    hours: &flows::BusinessHours,
     tenant_id: &str,
     conversation_id: &str,
     now: i64,
@@ -88,7 +86,7 @@ pub async fn wait_outlook(
         Ok(load) => load,
         Err(err) => {
             tracing::warn!(error = %err.chain(), tenant = %tenant_id, "reading the queue load failed; the wait notice has no estimate");
-            return match rules.hours.availability(now) {
+            return match hours.availability(now) {
                 flows::Availability::Closed(opening) => flows::WaitOutlook::Closed(opening),
                 flows::Availability::Open => flows::WaitOutlook::NobodyOnline,
             };
@@ -96,13 +94,14 @@ pub async fn wait_outlook(
     };
     let typical = load.typical_minutes(DEFAULT_TYPICAL_WAIT_MINUTES);
     let minutes = flows::hours::expected_minutes(typical, load.waiting, load.agents_online);
-    rules.hours.outlook(now, load.agents_online, minutes)
+    hours.outlook(now, load.agents_online, minutes)
 }
 
 /// One pass over every tenant with waiting chats, as of `now`.
 pub async fn run_once(
     store: &Store,
     rules: &HashMap<String, HandoffRules>,
+    bots: &crate::bot::LiveBots,
     wake: &Notify,
     now: i64,
 ) {
@@ -114,7 +113,7 @@ pub async fn run_once(
         }
     };
     for tenant in tenants {
-        let rules = rules.get(&tenant).cloned().unwrap_or_default();
+        let rules = rules.get(&tenant).copied().unwrap_or_default();
         match store
             .auto_assign(&tenant, i64::from(rules.max_chats_per_agent), now)
             .await
@@ -150,7 +149,8 @@ pub async fn run_once(
             let text = if back_to_bot {
                 flows::texts::back_to_bot(locale).to_owned()
             } else {
-                let outlook = wait_outlook(store, &rules, &tenant, &id, now).await;
+                let outlook =
+                    wait_outlook(store, &bots.get(&tenant).hours, &tenant, &id, now).await;
                 flows::texts::wait_notice(locale, flows::texts::still_waiting(locale), &outlook)
             };
             match store

@@ -54,19 +54,15 @@ pub struct TurnContext {
     pub stream_webchat: bool,
     /// Earlier conversation messages given to the model.
     pub history_messages: usize,
-    /// Each tenant's own greeting (`[tenants.<slug>] greeting`), by tenant id; tenants without
-    /// one get the built-in greeting in their language.
-    pub greetings: HashMap<String, String>,
     /// Bounds on what one turn may cost.
     pub limits: AnswerLimits,
     /// `tenants.<slug>.allowed_links`, by tenant.
     pub allowed_links: HashMap<String, Vec<String>>,
     /// One-time codes (the phone verification step).
     pub otp: crate::otp::OtpService,
-    /// `tenants.<slug>.handoff_keywords`, by tenant.
-    pub handoff_keywords: HashMap<String, Vec<String>>,
-    /// Each tenant's handoff settings (business hours for the wait notice), by tenant.
-    pub handoff: Arc<HashMap<String, assigner::HandoffRules>>,
+    /// Each tenant's live bot settings (greeting, handoff keywords, business hours, answer
+    /// style), as published in the console or seeded from `sapa.toml`.
+    pub bots: Arc<crate::bot::LiveBots>,
 }
 
 /// Bounds on what one turn may cost (`conversation.max_turn_*`, `llm.max_prompt_tokens`,
