@@ -300,6 +300,7 @@ impl Application {
         poller::spawn_checkpointer(store.clone(), &delivery.0, delivery.1.clone());
         crate::workers::assigner::spawn(
             store.clone(),
+            coord.clone(),
             config
                 .tenants
                 .iter()
@@ -350,6 +351,7 @@ impl Application {
         );
         let state = AppState(Arc::new(Services {
             staff,
+            console_streams: Arc::default(),
             otp,
             sockets,
             config,

@@ -59,4 +59,6 @@ pub struct Services {
     pub otp: crate::otp::OtpService,
     /// Staff accounts and console logins.
     pub staff: crate::staff::StaffService,
+    /// Open console event streams per staff member.
+    pub console_streams: Arc<crate::http::console::StreamSlots>,
 }

@@ -18,6 +18,8 @@
       advise2fa: 'Akun Anda belum memakai verifikasi dua langkah. Minta pemilik menambahkan nomor WhatsApp Anda.',
       reason: 'Alasan', customer: 'Pelanggan', bot: 'Bot', agent: 'Agen', noteAuthor: 'Catatan', failed: 'Gagal: ',
       window: 'Jendela WhatsApp', closed: 'tertutup', left: 'tersisa', assigned: 'Ditangani', you: 'Anda',
+      bell: 'Notifikasi', bellOn: 'Notifikasi aktif', bellBlocked: 'Notifikasi diblokir browser', newWaiting: 'Chat baru menunggu agen',
+      live: 'Langsung', offline: 'Menyambung ulang…',
     },
     en: {
       login: 'Sign in to the console', loginHint: 'For owners and agents.', tenant: 'Business (slug)', email: 'Email',
@@ -32,6 +34,8 @@
       advise2fa: 'Your account has no second factor. Ask an owner to add your WhatsApp number.',
       reason: 'Reason', customer: 'Customer', bot: 'Bot', agent: 'Agent', noteAuthor: 'Note', failed: 'Failed: ',
       window: 'WhatsApp window', closed: 'closed', left: 'left', assigned: 'Assigned', you: 'you',
+      bell: 'Notifications', bellOn: 'Notifications on', bellBlocked: 'Notifications blocked by the browser', newWaiting: 'New chat waiting for an agent',
+      live: 'Live', offline: 'Reconnecting…',
     },
   };
   const lang = (navigator.language || 'id').toLowerCase().startsWith('en') ? 'en' : 'id';
@@ -39,7 +43,13 @@
   document.documentElement.lang = lang;
 
   const app = document.getElementById('app');
-  const state = { me: null, queue: 'waiting', items: [], selected: null, conversation: null, timer: null };
+  const state = {
+    me: null, queue: 'waiting', items: [], selected: null, conversation: null, timer: null,
+    // Live updates: the event stream, its debounce timer, and the last state seen per chat.
+    events: null, live: false, pending: null, known: new Map(),
+  };
+  /** Live events refetch at once; this slow poll only covers a broken stream. */
+  const FALLBACK_POLL_MS = 30000;
 
   /** An element with attributes and children (strings become text nodes, never HTML). */
   function h(tag, attrs = {}, ...children) {
@@ -217,7 +227,72 @@
     }
     render();
     await refresh();
-    state.timer = setInterval(refresh, 3000);
+    connectEvents();
+    state.timer = setInterval(refresh, FALLBACK_POLL_MS);
+  }
+
+  /** Refetches the queue (and the open chat) soon, once for a burst of events. */
+  function scheduleRefresh() {
+    if (state.pending) return;
+    state.pending = setTimeout(() => { state.pending = null; refresh(); }, 150);
+  }
+
+  /** Subscribes to the tenant's console events; reconnects with a growing delay. */
+  function connectEvents(delay = 1000) {
+    if (!('EventSource' in window)) return;
+    const source = new EventSource('/v1/console/events');
+    state.events = source;
+    source.addEventListener('open', () => { delay = 1000; setLive(true); });
+    source.addEventListener('conversation', (e) => {
+      let data = null;
+      try { data = JSON.parse(e.data); } catch { return; }
+      const before = state.known.get(data.id);
+      state.known.set(data.id, data.state);
+      if (data.state === 'waiting_human' && before !== 'waiting_human') notifyWaiting();
+      scheduleRefresh();
+    });
+    source.addEventListener('presence', scheduleRefresh);
+    source.addEventListener('resync', scheduleRefresh);
+    source.addEventListener('error', () => {
+      setLive(false);
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gave up (refused or signed out): retry later; the poll notices a logout.
+        setTimeout(() => connectEvents(Math.min(delay * 2, 30000)), delay);
+      }
+    });
+  }
+
+  function setLive(live) {
+    state.live = live;
+    const dot = document.getElementById('live');
+    if (dot) {
+      dot.className = `live${live ? ' on' : ''}`;
+      dot.title = live ? t('live') : t('offline');
+    }
+  }
+
+  /** A desktop notification for a newly waiting chat, when the agent allowed them. */
+  function notifyWaiting() {
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    try {
+      const n = new Notification('Sapa', { body: t('newWaiting'), tag: 'sapa-waiting' });
+      n.onclick = () => { window.focus(); state.queue = 'waiting'; render(); refresh(); };
+    } catch { /* some browsers allow notifications only from a service worker */ }
+  }
+
+  function bellButton() {
+    const supported = 'Notification' in window;
+    const permission = supported ? Notification.permission : 'denied';
+    const label = permission === 'granted' ? t('bellOn') : permission === 'denied' ? t('bellBlocked') : t('bell');
+    return h('button', {
+      class: `ghost bell${permission === 'granted' ? ' on' : ''}`, id: 'bell', title: label, 'aria-label': label,
+      disabled: !supported || permission === 'denied',
+      // Permission is asked only here, on the agent's click, as browsers require.
+      onclick: async () => {
+        try { await Notification.requestPermission(); } catch { /* unchanged */ }
+        render();
+      },
+    }, '🔔');
   }
 
   function render() {
@@ -251,7 +326,9 @@
     const thread = h('section', { class: 'thread', id: 'thread' });
     const panes = h('div', { class: `panes${state.selected ? ' open' : ''}`, id: 'panes' }, list, thread);
     mount(h('div', { class: 'shell' },
-      h('header', { class: 'top' }, brand(), h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), presence, logout),
+      h('header', { class: 'top' }, brand(),
+        h('span', { class: `live${state.live ? ' on' : ''}`, id: 'live', title: state.live ? t('live') : t('offline'), role: 'status' }),
+        h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), bellButton(), presence, logout),
       state.me.advise_2fa ? h('div', { class: 'banner', role: 'note' }, t('advise2fa')) : null,
       panes));
     renderItems();
@@ -372,6 +449,7 @@
     try {
       const data = await api('GET', `/v1/console/conversations?queue=${state.queue}`);
       state.items = data.conversations;
+      for (const item of state.items) state.known.set(item.id, item.state);
       renderItems();
       if (state.selected) {
         const typing = document.activeElement && document.activeElement.id === 'reply';

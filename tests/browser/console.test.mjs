@@ -148,8 +148,11 @@ test('an agent takes over a web chat in the console and hands it back', async ()
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}/console`);
   await page.locator('.tabs button[data-queue=waiting]').waitFor();
+  // The live event stream is connected (the fallback poll runs only every 30 s).
+  await page.locator('#live.on').waitFor({ timeout: 10_000 });
 
-  // A customer asks for a human; the chat appears in the waiting queue without a reload.
+  // A customer asks for a human; the chat appears in the waiting queue without a reload,
+  // pushed by the event stream: well before the 30-second fallback poll could fetch it.
   const visitor = await customer();
   await visitor.say(XSS);
   // Answered on its own (not in one batch with the request for a person).
@@ -157,7 +160,7 @@ test('an agent takes over a web chat in the console and hands it back', async ()
     (await visitor.messages()).some((m) => m.author === 'bot'));
   await visitor.say('mau bicara dengan admin');
   const item = page.locator(`.items button[data-id="${visitor.id}"]`);
-  await item.waitFor({ timeout: 20_000 });
+  await item.waitFor({ timeout: 10_000 });
   await page.screenshot({ path: path.join(SHOTS, 'console-queue.png') });
 
   // Claim and reply.

@@ -929,3 +929,149 @@ async fn a_chat_waiting_too_long_is_renotified_once_then_returned_to_the_bot() {
     store.close().await;
     app.stop().await;
 }
+
+/// An open `GET /v1/console/events` stream, read event by event.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(app: &TestApp, cookie: &str) -> Self {
+        let response = get(app, "/v1/console/events", cookie).await;
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (`event:` name, parsed `data:`) other than keep-alive comments; panics
+    /// when none arrives within `deadline`.
+    async fn next(&mut self, deadline: Duration) -> (String, Value) {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            while let Some(at) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..at + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim());
+                    }
+                }
+                if !data.is_empty() {
+                    return (name, serde_json::from_str(&data).unwrap());
+                }
+            }
+            let chunk = tokio::time::timeout_at(end, self.response.chunk())
+                .await
+                .expect("no console event within the deadline")
+                .unwrap()
+                .expect("the event stream ended");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Reads events until one matches `wanted`.
+    async fn until(&mut self, deadline: Duration, wanted: impl Fn(&str, &Value) -> bool) -> Value {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            let (name, data) = self.next(left).await;
+            if wanted(&name, &data) {
+                return data;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn console_events_stream_a_waiting_chat_to_its_tenant_only() {
+    // Arrange
+    let app =
+        sapa_tests::spawn_app("[tenants.other]\nname = \"Toko Lain\"\nlocale = \"en\"\n").await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    add_staff(&app, "other", "eve@other.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let (eve, eve_csrf) = log_in(&app, "other", "eve@other.local").await;
+    let unauthenticated = app
+        .client
+        .get(format!("{}/v1/console/events", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let mut budi_events = EventStream::open(&app, &cookie).await;
+    let mut eve_events = EventStream::open(&app, &eve).await;
+
+    // Act: a web chat customer of `demo` asks for a person.
+    let session = app.session("demo").await;
+    app.post(&session, "c1", "saya mau bicara dengan admin")
+        .await;
+
+    // Assert: demo's console hears of it at once (no polling)...
+    let id = session.conversation_id.as_str();
+    let waiting = budi_events
+        .until(Duration::from_secs(20), |name, data| {
+            name == "conversation" && data["id"] == id
+        })
+        .await;
+    assert_eq!(waiting["state"], "waiting_human", "{waiting}");
+    assert_eq!(waiting["assignee"], Value::Null);
+    // ...and its claim and reply too.
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        200
+    );
+    let claimed = budi_events
+        .until(Duration::from_secs(20), |name, data| {
+            name == "conversation" && data["id"] == id && data["state"] == "human"
+        })
+        .await;
+    assert!(claimed["assignee"].as_str().unwrap().starts_with("stf_"));
+
+    // The other tenant's stream carries none of it: the first event it gets is its own.
+    let presence = post(
+        &app,
+        "/v1/console/presence",
+        &json!({"status": "online"}),
+        Some(&eve),
+        Some(&eve_csrf),
+    )
+    .await;
+    assert_eq!(presence.status(), 200);
+    let (name, data) = eve_events.next(Duration::from_secs(20)).await;
+    assert_eq!(name, "presence", "{data}");
+    assert_eq!(data["status"], "online");
+
+    // A staff member holds at most five streams at a time.
+    let mut more = Vec::new();
+    for _ in 0..4 {
+        more.push(EventStream::open(&app, &cookie).await);
+    }
+    let refused = get(&app, "/v1/console/events", &cookie).await;
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+    drop(more);
+    eventually(Duration::from_secs(20), || async {
+        let response = get(&app, "/v1/console/events", &cookie).await;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    drop(budi_events);
+    drop(eve_events);
+    app.stop().await;
+}

@@ -578,6 +578,13 @@ async fn send_message(
         .await?
         .ok_or_else(not_found)?;
     state.dispatcher_wake.notify_one();
+    crate::coord::announce(
+        &state.store,
+        state.coord.as_ref(),
+        &tenant,
+        &conversation_id,
+    )
+    .await;
     tracing::info!(
         tenant = %tenant,
         conversation = %conversation_id,

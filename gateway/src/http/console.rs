@@ -1,7 +1,8 @@
 //! The console's JSON API for staff: login (password, then a one-time code when the member has
 //! a channel), set-password links, the current member, logout. Sessions are an `HttpOnly`,
 //! `SameSite=Strict` cookie (`Secure` except on plain-http loopback); every state-changing
-//! request carries the session's `X-CSRF-Token`.
+//! request carries the session's `X-CSRF-Token`. `GET /v1/console/events` streams the
+//! tenant's queue changes (server-sent events) so open consoles update live.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -11,6 +12,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::coord::{ConsoleEvent, announce};
 use crate::http::error::{ApiError, ApiJson};
 use crate::http::otp::error_response as otp_error;
 use crate::staff::{LoginStep, NewSession, StaffError, normalize_email};
@@ -80,6 +82,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/console/me", get(me))
         .route("/v1/console/logout", post(logout))
         .route("/v1/console/presence", post(presence))
+        .route("/v1/console/events", get(events))
         .route("/v1/console/conversations", get(queue))
         .route("/v1/console/conversations/{id}", get(conversation))
         .route("/v1/console/conversations/{id}/claim", post(claim))
@@ -464,6 +467,7 @@ async fn claim(
     {
         Ok(ConsoleClaim::Claimed) => {
             audit(&state, member, "claim", &id).await;
+            announce(&state.store, state.coord.as_ref(), &member.tenant_id, &id).await;
             axum::Json(json!({ "claimed": true, "assignee": member.id })).into_response()
         }
         Ok(ConsoleClaim::TakenBy(other)) => ApiError::new(
@@ -502,6 +506,7 @@ async fn reply(
         {
             Ok(Some(message_id)) => {
                 audit(&state, member, "note", &id).await;
+                announce(&state.store, state.coord.as_ref(), &member.tenant_id, &id).await;
                 (
                     StatusCode::CREATED,
                     axum::Json(json!({ "message_id": message_id, "note": true })),
@@ -537,6 +542,7 @@ async fn reply(
         Ok(Some(queued)) => {
             state.dispatcher_wake.notify_one();
             audit(&state, member, "reply", &id).await;
+            announce(&state.store, state.coord.as_ref(), &member.tenant_id, &id).await;
             (
                 StatusCode::ACCEPTED,
                 axum::Json(json!({ "message_id": queued.message_id, "channel": queued.channel_kind.as_str() })),
@@ -567,6 +573,7 @@ async fn release(
     {
         Ok(true) => {
             audit(&state, member, action, &id).await;
+            announce(&state.store, state.coord.as_ref(), &member.tenant_id, &id).await;
             axum::Json(json!({ "state": to })).into_response()
         }
         Ok(false) => taken_or_missing(&state, &member.tenant_id, &id).await,
@@ -637,6 +644,7 @@ async fn transfer(
     {
         Ok(true) => {
             audit(&state, member, "transfer", &id).await;
+            announce(&state.store, state.coord.as_ref(), &member.tenant_id, &id).await;
             axum::Json(json!({ "assignee": target.id })).into_response()
         }
         Ok(false) => taken_or_missing(&state, &member.tenant_id, &id).await,
@@ -672,8 +680,133 @@ async fn presence(
     {
         Ok(()) => {
             audit(&state, member, status, &member.id).await;
+            state.coord.console_publish(
+                &member.tenant_id,
+                ConsoleEvent::Presence {
+                    staff_id: member.id.clone(),
+                    status: status.to_owned(),
+                },
+            );
             axum::Json(json!({ "status": status })).into_response()
         }
         Err(err) => ApiError::from(err).into_response(),
     }
+}
+
+/// Most event streams one staff member may hold open (tabs and devices) in this process.
+pub const MAX_STREAMS_PER_STAFF: usize = 5;
+
+/// Open console event streams per staff member.
+#[derive(Debug, Default)]
+pub struct StreamSlots {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream; frees its slot when dropped (the client went away or the server stops).
+#[derive(Debug)]
+struct StreamSlot {
+    slots: std::sync::Arc<StreamSlots>,
+    staff_id: String,
+}
+
+impl StreamSlots {
+    fn take(self: &std::sync::Arc<Self>, staff_id: &str) -> Option<StreamSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(staff_id.to_owned()).or_default();
+        if *count >= MAX_STREAMS_PER_STAFF {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            slots: self.clone(),
+            staff_id: staff_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.staff_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.staff_id);
+            }
+        }
+    }
+}
+
+/// What the event stream sends next.
+enum Next {
+    Event(ConsoleEvent),
+    Resync,
+    End,
+}
+
+/// `GET /v1/console/events`: the tenant's console events as server-sent events. `conversation`
+/// and `presence` carry JSON; `resync` (this stream missed events) tells the console to refetch.
+async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let (_, session) = match session(&state, &headers, false).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let member = session.member;
+    let Some(slot) = state.console_streams.take(&member.id) else {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "at most {MAX_STREAMS_PER_STAFF} console event streams per staff member; close another console tab"
+            ),
+        )
+        .into_response();
+    };
+    let receiver = state.coord.console_subscribe(&member.tenant_id);
+    let shutdown = state.shutdown.clone();
+    let stream = futures::stream::unfold(
+        (receiver, shutdown, slot),
+        |(mut receiver, shutdown, slot)| async move {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => Next::End,
+                received = receiver.recv() => match received {
+                    Ok(event) => Next::Event(event),
+                    Err(RecvError::Lagged(_)) => Next::Resync,
+                    Err(RecvError::Closed) => Next::End,
+                },
+            };
+            let event = match next {
+                Next::End => return None,
+                Next::Resync => Event::default().event("resync").data("{}"),
+                Next::Event(event) => {
+                    let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+                    Event::default().event(event.name()).data(data)
+                }
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (receiver, shutdown, slot),
+            ))
+        },
+    );
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Proxies such as nginx must not buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }

@@ -43,9 +43,11 @@ impl Default for HandoffRules {
     }
 }
 
-/// Starts the loop on `tracker`; `rules` by tenant; `wake` wakes the dispatcher for notices.
+/// Starts the loop on `tracker`; `rules` by tenant; `wake` wakes the dispatcher for notices;
+/// the consoles hear of every chat a pass changed through `coord`.
 pub fn spawn(
     store: Store,
+    coord: Arc<dyn crate::coord::Coord>,
     rules: HashMap<String, HandoffRules>,
     wake: Arc<Notify>,
     every: Duration,
@@ -58,7 +60,9 @@ pub fn spawn(
                 () = token.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
             }
-            run_once(&store, &rules, &wake, now_ms()).await;
+            for (tenant, conversation) in run_once(&store, &rules, &wake, now_ms()).await {
+                crate::coord::announce(&store, coord.as_ref(), &tenant, &conversation).await;
+            }
         }
     });
 }
@@ -67,18 +71,20 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// One pass over every tenant with waiting chats, as of `now`.
+/// One pass over every tenant with waiting chats, as of `now`. Returns the (tenant,
+/// conversation) pairs it assigned or notified, for the consoles' live events.
 pub async fn run_once(
     store: &Store,
     rules: &HashMap<String, HandoffRules>,
     wake: &Notify,
     now: i64,
-) {
+) -> Vec<(String, String)> {
+    let mut changed = Vec::new();
     let tenants = match store.tenants_waiting().await {
         Ok(tenants) => tenants,
         Err(err) => {
             tracing::warn!(error = %err.chain(), "listing waiting chats failed");
-            return;
+            return changed;
         }
     };
     for tenant in tenants {
@@ -89,6 +95,7 @@ pub async fn run_once(
         {
             Ok(assigned) if !assigned.is_empty() => {
                 tracing::info!(tenant = %tenant, chats = assigned.len(), "waiting chats assigned to online agents");
+                changed.extend(assigned.into_iter().map(|(id, _)| (tenant.clone(), id)));
             }
             Ok(_) => {}
             Err(err) => {
@@ -121,7 +128,10 @@ pub async fn run_once(
                 flows::texts::still_waiting(locale)
             };
             match store.sla_notice(&tenant, &id, text, back_to_bot, now).await {
-                Ok(true) => wake.notify_one(),
+                Ok(true) => {
+                    wake.notify_one();
+                    changed.push((tenant.clone(), id));
+                }
                 Ok(false) => {}
                 Err(err) => {
                     tracing::warn!(error = %err.chain(), tenant = %tenant, "SLA notice failed");
@@ -129,4 +139,5 @@ pub async fn run_once(
             }
         }
     }
+    changed
 }
