@@ -318,6 +318,7 @@ impl Application {
             &work.0,
             work.1.clone(),
         );
+        let channels = registry.clone();
         Dispatcher::new(
             store.clone(),
             registry,
@@ -352,6 +353,7 @@ impl Application {
         let state = AppState(Arc::new(Services {
             staff,
             console_streams: Arc::default(),
+            channels,
             otp,
             sockets,
             config,

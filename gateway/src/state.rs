@@ -61,4 +61,6 @@ pub struct Services {
     pub staff: crate::staff::StaffService,
     /// Open console event streams per staff member.
     pub console_streams: Arc<crate::http::console::StreamSlots>,
+    /// Channel adapters by account (the console's typing indicator).
+    pub channels: Arc<crate::workers::ChannelRegistry>,
 }

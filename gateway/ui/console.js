@@ -20,6 +20,10 @@
       window: 'Jendela WhatsApp', closed: 'tertutup', left: 'tersisa', assigned: 'Ditangani', you: 'Anda',
       bell: 'Notifikasi', bellOn: 'Notifikasi aktif', bellBlocked: 'Notifikasi diblokir browser', newWaiting: 'Chat baru menunggu agen',
       live: 'Langsung', offline: 'Menyambung ulang…',
+      more: 'Tombol & lampiran', choices: 'Tombol balasan cepat (maks. 3, pisahkan dengan koma)', attachment: 'Lampiran (URL https)',
+      image: 'Gambar', document: 'Dokumen', filename: 'Nama file (dokumen)', cannedHint: 'Ketik / untuk balasan tersimpan',
+      windowClosedHint: 'Pelanggan terakhir menulis lebih dari 24 jam lalu. WhatsApp hanya mengizinkan pesan template sampai pelanggan membalas.',
+      template: 'Template', sendTemplate: 'Kirim template', noTemplates: 'Belum ada template agen. Tambahkan [[tenants.<toko>.agent_templates]] di konfigurasi.',
     },
     en: {
       login: 'Sign in to the console', loginHint: 'For owners and agents.', tenant: 'Business (slug)', email: 'Email',
@@ -36,6 +40,10 @@
       window: 'WhatsApp window', closed: 'closed', left: 'left', assigned: 'Assigned', you: 'you',
       bell: 'Notifications', bellOn: 'Notifications on', bellBlocked: 'Notifications blocked by the browser', newWaiting: 'New chat waiting for an agent',
       live: 'Live', offline: 'Reconnecting…',
+      more: 'Buttons & attachment', choices: 'Quick reply buttons (up to 3, comma separated)', attachment: 'Attachment (https URL)',
+      image: 'Image', document: 'Document', filename: 'File name (documents)', cannedHint: 'Type / for saved replies',
+      windowClosedHint: 'The customer last wrote over 24 hours ago. WhatsApp allows only template messages until they reply.',
+      template: 'Template', sendTemplate: 'Send template', noTemplates: 'No agent templates yet. Add [[tenants.<shop>.agent_templates]] to the config.',
     },
   };
   const lang = (navigator.language || 'id').toLowerCase().startsWith('en') ? 'en' : 'id';
@@ -47,6 +55,8 @@
     me: null, queue: 'waiting', items: [], selected: null, conversation: null, timer: null,
     // Live updates: the event stream, its debounce timer, and the last state seen per chat.
     events: null, live: false, pending: null, known: new Map(),
+    // The composer: the tenant's canned replies and templates, and when typing was last shown.
+    canned: [], templates: [], lastTyping: 0,
   };
   /** Live events refetch at once; this slow poll only covers a broken stream. */
   const FALLBACK_POLL_MS = 30000;
@@ -226,6 +236,11 @@
       return;
     }
     render();
+    try {
+      const composer = await api('GET', '/v1/console/canned');
+      state.canned = composer.canned_replies || [];
+      state.templates = composer.agent_templates || [];
+    } catch { /* the composer works without them */ }
     await refresh();
     connectEvents();
     state.timer = setInterval(refresh, FALLBACK_POLL_MS);
@@ -411,19 +426,70 @@
       const status = m.status === 'failed' ? ` · ${t('failed')}` : '';
       return h('div', { class: `msg ${m.author}` }, m.text, h('small', {}, `${who} · ${time}${status}`));
     }));
-    const text = h('textarea', { id: 'reply', placeholder: t('placeholder'), rows: '2', oninput: () => { state.draft = text.value; } });
+    const convUrl = `/v1/console/conversations/${encodeURIComponent(c.id)}`;
+    const windowClosed = Boolean(c.window_expires_at) && Date.parse(c.window_expires_at) <= Date.now();
+    const suggest = h('ul', { class: 'suggest', id: 'suggest', role: 'listbox', hidden: true });
+    const text = h('textarea', {
+      id: 'reply', placeholder: t('placeholder'), rows: '2', title: t('cannedHint'),
+      oninput: () => {
+        state.draft = text.value;
+        showCanned();
+        if (mine && !note.checked && text.value.trim() && Date.now() - state.lastTyping > 5000) {
+          state.lastTyping = Date.now();
+          api('POST', `${convUrl}/typing`, {}).catch(() => { /* best effort */ });
+        }
+      },
+      onkeydown: (e) => {
+        const first = suggest.querySelector('button');
+        if (first && !suggest.hidden && (e.key === 'Tab' || (e.key === 'Enter' && !e.shiftKey))) {
+          e.preventDefault();
+          first.click();
+        }
+      },
+    });
     text.value = state.draft || '';
-    const note = h('input', { type: 'checkbox', id: 'note', onchange: () => { text.placeholder = note.checked ? t('notePlaceholder') : t('placeholder'); } });
+    /** Offers the canned replies whose shortcut starts with what follows a leading `/`. */
+    function showCanned() {
+      const value = text.value;
+      const matches = value.startsWith('/') && !value.includes(' ')
+        ? state.canned.filter((r) => r.shortcut.startsWith(value.slice(1).toLowerCase())).slice(0, 6)
+        : [];
+      suggest.hidden = matches.length === 0;
+      suggest.replaceChildren(...matches.map((r) => h('li', {}, h('button', {
+        type: 'button', 'data-shortcut': r.shortcut,
+        onclick: () => { text.value = r.text; state.draft = r.text; suggest.hidden = true; text.focus(); },
+      }, h('b', {}, `/${r.shortcut}`), h('span', {}, r.text)))));
+    }
+    const note = h('input', { type: 'checkbox', id: 'note', checked: windowClosed, disabled: windowClosed, onchange: () => { text.placeholder = note.checked ? t('notePlaceholder') : t('placeholder'); } });
+    if (windowClosed) text.placeholder = t('notePlaceholder');
+    const choices = h('input', { id: 'choices', maxlength: '80', placeholder: 'Ya, Tidak' });
+    const attachUrl = h('input', { id: 'attachment-url', type: 'url', inputmode: 'url', placeholder: 'https://…' });
+    const attachKind = h('select', { id: 'attachment-kind' }, h('option', { value: 'image' }, t('image')), h('option', { value: 'document' }, t('document')));
+    const attachName = h('input', { id: 'attachment-filename', placeholder: 'menu.pdf' });
+    const extras = windowClosed ? null : h('details', { class: 'extras' }, h('summary', {}, t('more')),
+      h('label', { for: 'choices' }, t('choices')), choices,
+      h('label', { for: 'attachment-url' }, t('attachment')), h('div', { class: 'row' }, attachUrl, attachKind),
+      h('label', { for: 'attachment-filename' }, t('filename')), attachName);
     const send = h('button', { class: 'primary', id: 'send', type: 'submit' }, t('send'));
     const composer = h('form', {
       class: 'composer',
       onsubmit: async (e) => {
         e.preventDefault();
         const value = text.value.trim();
-        if (!value) return;
+        const body = { text: value, note: note.checked };
+        if (!note.checked) {
+          const picked = choices.value.split(',').map((x) => x.trim()).filter(Boolean);
+          if (picked.length) body.choices = picked;
+          if (attachUrl.value.trim()) {
+            body.attachment = { url: attachUrl.value.trim(), kind: attachKind.value };
+            if (attachName.value.trim()) body.attachment.filename = attachName.value.trim();
+          }
+        }
+        if (!value && !body.attachment) return;
         send.disabled = true;
+        alertLine.textContent = '';
         try {
-          await api('POST', `/v1/console/conversations/${encodeURIComponent(c.id)}/messages`, { text: value, note: note.checked });
+          await api('POST', `${convUrl}/messages`, body);
           text.value = '';
           state.draft = '';
           await loadConversation();
@@ -435,9 +501,40 @@
       },
     },
     !mine ? h('div', { class: 'hint' }, t('claimFirst')) : null,
+    windowClosed && mine ? templatePanel() : null,
+    suggest,
     text,
+    extras,
     h('div', { class: 'row' }, h('label', { for: 'note' }, note, t('note')), send),
     alertLine);
+
+    /** Outside WhatsApp's 24-hour window: pick an approved template and send it. */
+    function templatePanel() {
+      if (!state.templates.length) return h('div', { class: 'window-closed' }, h('p', {}, t('windowClosedHint')), h('p', {}, t('noTemplates')));
+      const preview = h('p', { class: 'template-preview', id: 'template-preview' }, state.templates[0].body);
+      const select = h('select', {
+        id: 'template',
+        onchange: () => { preview.textContent = state.templates[Number(select.value)].body; },
+      }, state.templates.map((tpl, i) => h('option', { value: String(i) }, `${tpl.name} (${tpl.language})`)));
+      const go = h('button', {
+        class: 'primary', type: 'button', id: 'send-template',
+        onclick: async () => {
+          const tpl = state.templates[Number(select.value)];
+          go.disabled = true;
+          try {
+            await api('POST', `${convUrl}/messages`, { template: { name: tpl.name, language: tpl.language } });
+            await loadConversation();
+          } catch (err) {
+            alertLine.textContent = err.message;
+          } finally {
+            go.disabled = false;
+          }
+        },
+      }, t('sendTemplate'));
+      return h('div', { class: 'window-closed', id: 'window-closed' },
+        h('p', {}, t('windowClosedHint')),
+        h('label', { for: 'template' }, t('template')), h('div', { class: 'row' }, select, go), preview);
+    }
     thread.replaceChildren(
       h('div', { class: 'thread-head' }, back, h('div', { class: 'title' }, h('b', {}, customerName(c)), h('span', {}, meta)), actions),
       messages,
@@ -452,7 +549,8 @@
       for (const item of state.items) state.known.set(item.id, item.state);
       renderItems();
       if (state.selected) {
-        const typing = document.activeElement && document.activeElement.id === 'reply';
+        // Re-rendering would drop what the agent is writing: wait while the composer has focus.
+        const typing = document.activeElement && document.activeElement.closest && document.activeElement.closest('.composer');
         if (!typing) await loadConversation();
       }
     } catch { /* shown on the next successful refresh */ }

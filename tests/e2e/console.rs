@@ -1075,3 +1075,277 @@ async fn console_events_stream_a_waiting_chat_to_its_tenant_only() {
     drop(eve_events);
     app.stop().await;
 }
+
+/// The demo tenant on WhatsApp with canned replies and an agent template.
+async fn start_composer() -> (TestApp, FakeGraph) {
+    let graph = FakeGraph::start().await;
+    let config = format!(
+        "{}[[tenants.demo.canned_replies]]\nshortcut = \"harga\"\n\
+         text = \"Harga kopi susu mulai Rp25.000.\"\n\
+         [[tenants.demo.agent_templates]]\nname = \"follow_up\"\nlanguage = \"id\"\n\
+         body = \"Halo, kami ingin melanjutkan percakapan Anda.\"\n",
+        whatsapp_config(&graph.base_url, "")
+    );
+    let app = spawn_app_with(&config, Overrides::default(), None).await;
+    (app, graph)
+}
+
+/// A WhatsApp customer asks for a person; the agent claims the chat. Returns its id.
+async fn claimed_whatsapp_chat(app: &TestApp, cookie: &str, csrf: &str) -> String {
+    let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "6281234567000", "phone_number_id": sapa_tests::WA_NUMBER},
+        "contacts": [{"profile": {"name": "Rina"}, "wa_id": "6281311112222"}],
+        "messages": [{"from": "6281311112222", "id": "wamid.C1", "timestamp": "1763791200", "type": "text", "text": {"body": "saya mau bicara dengan admin"}}]}}]}]}))
+    .unwrap();
+    assert_eq!(
+        app.whatsapp_post(&body, sapa_tests::WA_APP_SECRET)
+            .await
+            .status(),
+        200
+    );
+    let item = eventually(Duration::from_secs(20), || async {
+        let queue: Value = get(app, "/v1/console/conversations?queue=waiting", cookie)
+            .await
+            .json()
+            .await
+            .unwrap();
+        queue["conversations"]
+            .as_array()
+            .and_then(|c| c.first().cloned())
+    })
+    .await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(app, &claim, &json!({}), Some(cookie), Some(csrf))
+            .await
+            .status(),
+        200
+    );
+    id
+}
+
+#[tokio::test]
+async fn the_composer_expands_canned_replies_and_sends_quick_replies_and_attachments() {
+    // Arrange
+    let (app, graph) = start_composer().await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let canned: Value = get(&app, "/v1/console/canned", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(canned["canned_replies"][0]["shortcut"], "harga");
+    assert_eq!(canned["agent_templates"][0]["name"], "follow_up");
+    let id = claimed_whatsapp_chat(&app, &cookie, &csrf).await;
+    let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        view["conversation"]["window_expires_at"].is_string(),
+        "{view}"
+    );
+    let reply = format!("/v1/console/conversations/{id}/messages");
+    let send = |body: Value| {
+        let (app, reply, cookie, csrf) = (&app, &reply, &cookie, &csrf);
+        async move { post(app, reply, &body, Some(cookie), Some(csrf)).await }
+    };
+
+    // Act + Assert: `/harga` alone is the canned reply.
+    let sent = send(json!({"text": "/harga"})).await;
+    assert_eq!(sent.status(), 202);
+    let body: Value = sent.json().await.unwrap();
+    assert_eq!(body["text"], "Harga kopi susu mulai Rp25.000.");
+    eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["text"]["body"] == "Harga kopi susu mulai Rp25.000.")
+    })
+    .await;
+
+    // Quick replies: at most three of at most 20 characters.
+    for (choices, why) in [
+        (json!(["a", "b", "c", "d"]), "four"),
+        (json!(["a", "ini pilihan yang terlalu panjang"]), "too long"),
+        (json!([" "]), "empty"),
+    ] {
+        let refused = send(json!({"text": "Pilih:", "choices": choices})).await;
+        assert_eq!(refused.status(), 422, "{why}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_choices", "{why}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 3"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        send(json!({"text": "Jadi pesan?", "choices": ["Ya", "Tidak"]}))
+            .await
+            .status(),
+        202
+    );
+    let buttons = eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["type"] == "interactive")
+    })
+    .await;
+    assert_eq!(
+        buttons.body["interactive"]["body"]["text"], "Jadi pesan?",
+        "{}",
+        buttons.body
+    );
+
+    // Attachments: https only, image or document.
+    for (attachment, why) in [
+        (
+            json!({"url": "http://cdn.example/menu.jpg", "kind": "image"}),
+            "plain http",
+        ),
+        (
+            json!({"url": "https://cdn.example/a.mp4", "kind": "video"}),
+            "a video",
+        ),
+        (
+            json!({"url": "https://cdn.example/a.jpg", "kind": "image", "filename": "a.jpg"}),
+            "a file name on an image",
+        ),
+    ] {
+        let refused = send(json!({"attachment": attachment})).await;
+        assert_eq!(refused.status(), 422, "{why}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_attachment", "{why}");
+    }
+    assert_eq!(
+        send(json!({"text": "Menu kami", "attachment": {"url": "https://cdn.example/menu.pdf", "kind": "document", "filename": "menu.pdf"}}))
+            .await
+            .status(),
+        202
+    );
+    let document = eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["type"] == "document")
+    })
+    .await;
+    assert_eq!(
+        document.body["document"]["link"],
+        "https://cdn.example/menu.pdf"
+    );
+    assert_eq!(document.body["document"]["filename"], "menu.pdf");
+
+    // Typing: the provider's indicator, at most once per 5 seconds.
+    let typing = format!("/v1/console/conversations/{id}/typing");
+    assert_eq!(
+        post(&app, &typing, &json!({}), Some(&cookie), None)
+            .await
+            .status(),
+        403,
+        "typing needs the CSRF token"
+    );
+    assert_eq!(
+        post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        429
+    );
+    eventually(Duration::from_secs(20), || async {
+        graph
+            .requests()
+            .into_iter()
+            .find(|r| r.is_mark_read() && r.body["typing_indicator"].is_object())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn outside_the_whatsapp_window_only_an_agent_template_goes_out() {
+    // Arrange: the customer last wrote 25 hours ago.
+    let (app, graph) = start_composer().await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let id = claimed_whatsapp_chat(&app, &cookie, &csrf).await;
+    let store = app.store().await;
+    let long_ago = gateway::store::now_ms() - 25 * 3600 * 1000;
+    sqlx::query("UPDATE conversations SET last_inbound_at = $1 WHERE id = $2")
+        .bind(long_ago)
+        .bind(&id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let reply = format!("/v1/console/conversations/{id}/messages");
+
+    // Act + Assert: free text is refused, naming the templates to use instead.
+    let refused = post(
+        &app,
+        &reply,
+        &json!({"text": "Halo kak, masih berminat?"}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "outside_window", "{body}");
+    assert_eq!(body["error"]["templates"][0]["name"], "follow_up");
+    let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let expires = view["conversation"]["window_expires_at"].as_str().unwrap();
+    let now = gateway::store::rfc3339(gateway::store::now_ms());
+    assert!(expires < now.as_str(), "{expires} is past");
+    let unknown = post(
+        &app,
+        &reply,
+        &json!({"template": {"name": "promo", "language": "id"}}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(unknown.status(), 422);
+    let sent = post(
+        &app,
+        &reply,
+        &json!({"template": {"name": "follow_up", "language": "id"}}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(sent.status(), 202);
+    let template = eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["type"] == "template")
+    })
+    .await;
+    assert_eq!(template.body["template"]["name"], "follow_up");
+    assert_eq!(template.body["to"], "6281311112222");
+    assert!(
+        graph
+            .sends()
+            .iter()
+            .all(|s| s.body["text"]["body"] != "Halo kak, masih berminat?")
+    );
+    app.stop().await;
+}

@@ -11,6 +11,7 @@
 //!   ids within a conversation are assigned and committed in order, even on Postgres.
 
 mod api_keys;
+mod composer;
 mod console;
 mod contacts;
 mod ingress;
@@ -27,12 +28,14 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
+pub use composer::TypingTarget;
 pub use console::{Claim as ConsoleClaim, Queue, QueueItem};
 pub use contacts::{ContactIds, ContactIdsChange};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpRefusal, OtpSend};
 pub use outbox::{
-    Claim, ClaimedSend, InboundMediaRef, OtpPart, OutboxFailure, QueuedMessage, UndecodableSend,
+    AgentSend, Claim, ClaimedSend, InboundMediaRef, OtpPart, OutboxFailure, QueuedMessage,
+    UndecodableSend,
 };
 pub use staff::{LoginAttempt, StaffMember, StaffSession};
 pub use turns::{LlmUsage, MASKED_CODE, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
