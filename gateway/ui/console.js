@@ -23,6 +23,9 @@
       more: 'Tombol & lampiran', choices: 'Tombol balasan cepat (maks. 3, pisahkan dengan koma)', attachment: 'Lampiran (URL https)',
       image: 'Gambar', document: 'Dokumen', filename: 'Nama file (dokumen)', cannedHint: 'Ketik / untuk balasan tersimpan',
       windowClosedHint: 'Pelanggan terakhir menulis lebih dari 24 jam lalu. WhatsApp hanya mengizinkan pesan template sampai pelanggan membalas.',
+      details: 'Detail pelanggan', info: 'Info', channels: 'Kanal', previous: 'Percakapan sebelumnya', noPrevious: 'Belum ada percakapan lain.',
+      state_bot: 'Dijawab bot', state_waiting_human: 'Menunggu agen', state_human: 'Ditangani agen', state_closed: 'Selesai',
+      download: 'Unduh', photo: 'Foto dari pelanggan', waitingSince: 'Menunggu', status: 'Status', pickDetails: 'Detail pelanggan tampil di sini.',
       template: 'Template', sendTemplate: 'Kirim template', noTemplates: 'Belum ada template agen. Tambahkan [[tenants.<toko>.agent_templates]] di konfigurasi.',
     },
     en: {
@@ -43,6 +46,9 @@
       more: 'Buttons & attachment', choices: 'Quick reply buttons (up to 3, comma separated)', attachment: 'Attachment (https URL)',
       image: 'Image', document: 'Document', filename: 'File name (documents)', cannedHint: 'Type / for saved replies',
       windowClosedHint: 'The customer last wrote over 24 hours ago. WhatsApp allows only template messages until they reply.',
+      details: 'Customer details', info: 'Info', channels: 'Channels', previous: 'Earlier conversations', noPrevious: 'No other conversations yet.',
+      state_bot: 'Bot answering', state_waiting_human: 'Waiting for an agent', state_human: 'With an agent', state_closed: 'Resolved',
+      download: 'Download', photo: 'Photo from the customer', waitingSince: 'Waiting', status: 'Status', pickDetails: 'Customer details show here.',
       template: 'Template', sendTemplate: 'Send template', noTemplates: 'No agent templates yet. Add [[tenants.<shop>.agent_templates]] to the config.',
     },
   };
@@ -339,7 +345,8 @@
     const items = h('ul', { class: 'items', id: 'items' });
     const list = h('section', { class: 'list', 'aria-label': t(state.queue) }, tabs, items);
     const thread = h('section', { class: 'thread', id: 'thread' });
-    const panes = h('div', { class: `panes${state.selected ? ' open' : ''}`, id: 'panes' }, list, thread);
+    const details = h('aside', { class: 'details', id: 'details', 'aria-label': t('details') });
+    const panes = h('div', { class: `panes${state.selected ? ' open' : ''}`, id: 'panes' }, list, thread, details);
     mount(h('div', { class: 'shell' },
       h('header', { class: 'top' }, brand(),
         h('span', { class: `live${state.live ? ' on' : ''}`, id: 'live', title: state.live ? t('live') : t('offline'), role: 'status' }),
@@ -348,6 +355,42 @@
       panes));
     renderItems();
     renderThread();
+  }
+
+  /** The details pane: who the customer is, where else they write, and their earlier chats. */
+  function renderDetails() {
+    const pane = document.getElementById('details');
+    if (!pane) return;
+    const data = state.conversation;
+    if (!state.selected || !data || data.error) {
+      pane.replaceChildren(h('div', { class: 'empty' }, t('pickDetails')));
+      return;
+    }
+    const c = data.conversation;
+    const channel = ['whatsapp', 'telegram', 'webchat'].includes(c.channel) ? c.channel : 'other';
+    const facts = h('dl', { class: 'facts' },
+      h('dt', {}, t('status')), h('dd', {}, t(`state_${c.state}`)),
+      c.handoff_reason ? [h('dt', {}, t('reason')), h('dd', { id: 'handoff-reason' }, t(c.handoff_reason))] : null,
+      c.state === 'waiting_human' && c.waiting_since ? [h('dt', {}, t('waitingSince')), h('dd', {}, since(c.waiting_since))] : null,
+      windowLeft(c) ? [h('dt', {}, t('window')), h('dd', {}, windowLeft(c).split(': ')[1])] : null);
+    const channels = ((data.contact && data.contact.channels) || []).map((k) => h('li', {},
+      h('span', { class: `badge ${['whatsapp', 'telegram', 'webchat'].includes(k.channel) ? k.channel : 'other'}` }, k.channel),
+      h('span', { class: 'address' }, k.username ? `@${k.username}` : (k.channel === 'webchat' ? t('visitor') : k.address))));
+    const previous = (data.previous_conversations || []).map((p) => h('li', {}, h('button', {
+      class: 'previous', 'data-id': p.id, onclick: () => select(p.id),
+    },
+    h('span', { class: 'previous-top' }, h('b', {}, t(`state_${p.state}`)), h('small', {}, new Date(p.updated_at).toLocaleDateString(lang, { day: 'numeric', month: 'short', year: 'numeric' }))),
+    h('span', { class: 'previous-last' }, p.last_message || p.channel))));
+    pane.replaceChildren(
+      h('button', { class: 'ghost details-back', id: 'details-back', onclick: () => document.getElementById('panes').classList.remove('show-details') }, `← ${t('back')}`),
+      h('div', { class: 'profile' },
+        h('span', { class: `avatar big ${channel}` }, initials(customerName(c))),
+        h('b', {}, customerName(c)),
+        h('span', { class: `badge ${channel}` }, c.channel)),
+      facts,
+      h('h3', {}, t('channels')), h('ul', { class: 'channels' }, channels),
+      h('h3', {}, t('previous')),
+      previous.length ? h('ul', { class: 'history' }, previous) : h('p', { class: 'muted' }, t('noPrevious')));
   }
 
   function renderItems() {
@@ -377,6 +420,7 @@
     if (state.selected !== id) state.draft = '';
     state.selected = id;
     document.getElementById('panes').classList.add('open');
+    document.getElementById('panes').classList.remove('show-details');
     renderItems();
     await loadConversation();
   }
@@ -395,6 +439,7 @@
     const thread = document.getElementById('thread');
     if (!thread) return;
     const data = state.conversation;
+    renderDetails();
     if (!state.selected || !data) {
       thread.replaceChildren(h('div', { class: 'empty' }, t('pick')));
       return;
@@ -414,7 +459,7 @@
       }
     };
     const alertLine = h('div', { class: 'error', role: 'alert' });
-    const back = h('button', { class: 'ghost back', onclick: () => { state.selected = null; state.draft = ''; state.conversation = null; document.getElementById('panes').classList.remove('open'); renderItems(); } }, `← ${t('back')}`);
+    const back = h('button', { class: 'ghost back', onclick: () => { state.selected = null; state.draft = ''; state.conversation = null; document.getElementById('panes').classList.remove('open', 'show-details'); renderItems(); renderDetails(); } }, `← ${t('back')}`);
     const meta = [c.channel, windowLeft(c), c.handoff_reason ? `${t('reason')}: ${t(c.handoff_reason)}` : null].filter(Boolean).join(' · ');
     const actions = h('div', { class: 'actions' },
       !mine ? h('button', { class: 'primary', id: 'claim', onclick: act('claim') }, t('claim')) : null,
@@ -424,7 +469,14 @@
       const who = { customer: t('customer'), bot: t('bot'), agent: t('agent'), note: t('noteAuthor') }[m.author] || m.author;
       const time = new Date(m.created_at).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
       const status = m.status === 'failed' ? ` · ${t('failed')}` : '';
-      return h('div', { class: `msg ${m.author}` }, m.text, h('small', {}, `${who} · ${time}${status}`));
+      // Customer photos are fetched through the console's own media route (same origin, the
+      // session cookie); other files are offered as a download.
+      const media = m.media && m.media.url
+        ? (['image', 'sticker'].includes(m.media.kind)
+          ? h('a', { href: m.media.url, target: '_blank', rel: 'noopener' }, h('img', { class: 'media', src: m.media.url, alt: t('photo'), loading: 'lazy' }))
+          : h('a', { class: 'file', href: m.media.url, download: '' }, `📎 ${t('download')} ${m.media.kind}`))
+        : null;
+      return h('div', { class: `msg ${m.author}${media ? ' has-media' : ''}` }, media, m.text, h('small', {}, `${who} · ${time}${status}`));
     }));
     const convUrl = `/v1/console/conversations/${encodeURIComponent(c.id)}`;
     const windowClosed = Boolean(c.window_expires_at) && Date.parse(c.window_expires_at) <= Date.now();
@@ -536,7 +588,9 @@
         h('label', { for: 'template' }, t('template')), h('div', { class: 'row' }, select, go), preview);
     }
     thread.replaceChildren(
-      h('div', { class: 'thread-head' }, back, h('div', { class: 'title' }, h('b', {}, customerName(c)), h('span', {}, meta)), actions),
+      h('div', { class: 'thread-head' }, back, h('div', { class: 'title' }, h('b', {}, customerName(c)), h('span', {}, meta)),
+        h('button', { class: 'ghost info', id: 'info', 'aria-controls': 'details', onclick: () => document.getElementById('panes').classList.toggle('show-details') }, t('info')),
+        actions),
       messages,
       composer);
     messages.scrollTop = messages.scrollHeight;

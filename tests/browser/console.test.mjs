@@ -174,6 +174,9 @@ test('an agent takes over a web chat in the console and hands it back', async ()
   await page.locator('.msg.agent').first().waitFor();
   // The customer's markup is shown as text, never run.
   assert.ok(await page.getByText('<img src=x onerror=alert(1)>', { exact: false }).first().isVisible());
+  // The details pane (third column on a desktop): the handoff reason and the customer's channels.
+  await page.locator('#handoff-reason').waitFor();
+  assert.equal(await page.locator('#handoff-reason').textContent(), 'pelanggan minta admin');
   await page.screenshot({ path: path.join(SHOTS, 'console-conversation.png') });
 
   // While the agent has it, the bot stays silent.
@@ -191,6 +194,12 @@ test('an agent takes over a web chat in the console and hands it back', async ()
   await page.locator(`.items button[data-id="${visitor.id}"]`).click();
   await page.locator('#handback').waitFor();
   await page.screenshot({ path: path.join(SHOTS, 'console-phone.png') });
+  // On a phone the details are one more screen, with a way back to the chat.
+  await page.locator('#info').click();
+  await page.locator('#handoff-reason').waitFor();
+  await page.screenshot({ path: path.join(SHOTS, 'console-phone-details.png') });
+  await page.locator('#details-back').click();
+  await page.locator('#handback').waitFor();
 
   // Hand back: the bot answers the next question.
   await page.locator('#handback').click();

@@ -1083,7 +1083,8 @@ async fn start_composer() -> (TestApp, FakeGraph) {
         "{}[[tenants.demo.canned_replies]]\nshortcut = \"harga\"\n\
          text = \"Harga kopi susu mulai Rp25.000.\"\n\
          [[tenants.demo.agent_templates]]\nname = \"follow_up\"\nlanguage = \"id\"\n\
-         body = \"Halo, kami ingin melanjutkan percakapan Anda.\"\n",
+         body = \"Halo, kami ingin melanjutkan percakapan Anda.\"\n\
+         [tenants.other]\nname = \"Toko Lain\"\nlocale = \"en\"\n",
         whatsapp_config(&graph.base_url, "")
     );
     let app = spawn_app_with(&config, Overrides::default(), None).await;
@@ -1347,5 +1348,101 @@ async fn outside_the_whatsapp_window_only_an_agent_template_goes_out() {
             .iter()
             .all(|s| s.body["text"]["body"] != "Halo kak, masih berminat?")
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_conversation_view_shows_customer_images_channels_and_earlier_chats() {
+    // Arrange: a WhatsApp customer asks for a person, then sends a photo.
+    let (app, graph) = start_composer().await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    add_staff(&app, "other", "eve@other.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let id = claimed_whatsapp_chat(&app, &cookie, &csrf).await;
+    let photo = b"\xff\xd8\xff\xe0 a tiny jpeg".to_vec();
+    graph.add_media("1234567890123456", "image/jpeg", &photo);
+    let mut image: Value = serde_json::from_slice(&sapa_tests::wa_fixture("image.json")).unwrap();
+    image["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["sha256"] =
+        json!(sapa_tests::fake_graph::media_sha256(&photo));
+    let response = app
+        .whatsapp_post(
+            &serde_json::to_vec(&image).unwrap(),
+            sapa_tests::WA_APP_SECRET,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    // An earlier, closed conversation with the same customer.
+    let store = app.store().await;
+    sqlx::query(
+        "INSERT INTO conversations (id, tenant_id, channel_account_id, contact_id, state, locale, handoff_reason, created_at, updated_at) \
+         SELECT 'conv-earlier', tenant_id, channel_account_id, contact_id, 'closed', locale, 'customer_asked', 1000, 2000 \
+         FROM conversations WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+
+    // Act
+    let view: Value = eventually(Duration::from_secs(20), || async {
+        let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+            .await
+            .json()
+            .await
+            .unwrap();
+        view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["media"]["url"].is_string())
+            .then_some(view)
+    })
+    .await;
+
+    // Assert: the photo is served inline to this tenant's agents, from this conversation only.
+    let message = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["media"]["url"].is_string())
+        .unwrap()
+        .clone();
+    assert_eq!(message["media"]["kind"], "image");
+    let url = message["media"]["url"].as_str().unwrap();
+    let served = get(&app, url, &cookie).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "image/jpeg");
+    assert_eq!(served.headers()["content-disposition"], "inline");
+    assert_eq!(served.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(served.bytes().await.unwrap().to_vec(), photo);
+    let (eve, _) = log_in(&app, "other", "eve@other.local").await;
+    assert_eq!(get(&app, url, &eve).await.status(), 404);
+    let message_id = message["id"].as_i64().unwrap();
+    for path in [
+        format!("/v1/console/conversations/conv-earlier/media/{message_id}"),
+        format!(
+            "/v1/console/conversations/{id}/media/{}",
+            view["messages"][0]["id"]
+        ),
+        format!("/v1/console/conversations/{id}/media/x"),
+    ] {
+        assert_eq!(get(&app, &path, &cookie).await.status(), 404, "{path}");
+    }
+    assert_eq!(
+        app.client
+            .get(format!("{}{url}", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // The details: the customer's channels, earlier conversations, the handoff reason.
+    assert_eq!(view["contact"]["channels"][0]["channel"], "whatsapp");
+    assert_eq!(view["contact"]["channels"][0]["address"], "6281311112222");
+    assert_eq!(view["previous_conversations"][0]["id"], "conv-earlier");
+    assert_eq!(view["previous_conversations"][0]["state"], "closed");
+    assert_eq!(view["conversation"]["handoff_reason"], "customer_asked");
     app.stop().await;
 }

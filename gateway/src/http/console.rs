@@ -85,6 +85,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/console/events", get(events))
         .route("/v1/console/canned", get(canned))
         .route("/v1/console/conversations/{id}/typing", post(typing))
+        .route(
+            "/v1/console/conversations/{id}/media/{message_id}",
+            get(media),
+        )
         .route("/v1/console/conversations", get(queue))
         .route("/v1/console/conversations/{id}", get(conversation))
         .route("/v1/console/conversations/{id}/claim", post(claim))
@@ -313,6 +317,8 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
 const QUEUE_LIMIT: i64 = 200;
 /// Most messages the conversation view returns.
 const HISTORY_LIMIT: i64 = 500;
+/// Most earlier conversations of the customer the conversation view lists.
+const PREVIOUS_LIMIT: i64 = 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -604,28 +610,109 @@ async fn conversation(
         Ok(None) => return not_found(),
         Err(err) => return ApiError::from(err).into_response(),
     };
-    match state
-        .store
-        .console_messages(tenant, &id, 0, HISTORY_LIMIT)
-        .await
-    {
-        Ok(messages) => {
-            let messages: Vec<Value> = messages
-                .iter()
-                .map(|m| {
-                    json!({
-                        "id": m.id,
-                        "author": m.author,
-                        "text": m.body,
-                        "status": m.status,
-                        "created_at": rfc3339(m.created_at_ms),
-                    })
-                })
-                .collect();
-            axum::Json(json!({ "conversation": item_json(&item), "messages": messages }))
-                .into_response()
-        }
-        Err(err) => ApiError::from(err).into_response(),
+    let store = &state.store;
+    let (messages, media, channels, previous) = match tokio::try_join!(
+        store.console_messages(tenant, &id, 0, HISTORY_LIMIT),
+        store.conversation_media(tenant, &id),
+        store.contact_channels(tenant, &id),
+        store.contact_history(tenant, &id, PREVIOUS_LIMIT),
+    ) {
+        Ok(found) => found,
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let media: std::collections::HashMap<i64, Value> = media
+        .into_iter()
+        .filter_map(|(message_id, raw)| {
+            let media: Value = serde_json::from_str(&raw).ok()?;
+            let kind = media["kind"].as_str().unwrap_or("media").to_owned();
+            // Only files the provider still holds can be shown (a location has none).
+            let url = media["id"]
+                .as_str()
+                .filter(|i| !i.trim().is_empty())
+                .map(|_| format!("/v1/console/conversations/{id}/media/{message_id}"));
+            Some((message_id, json!({ "kind": kind, "url": url })))
+        })
+        .collect();
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "author": m.author,
+                "text": m.body,
+                "status": m.status,
+                "created_at": rfc3339(m.created_at_ms),
+                "media": media.get(&m.id),
+            })
+        })
+        .collect();
+    let channels: Vec<Value> = channels
+        .iter()
+        .map(|c| {
+            json!({ "channel": c.channel, "address": c.address, "name": c.name, "username": c.username })
+        })
+        .collect();
+    let previous: Vec<Value> = previous
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "channel": p.channel,
+                "state": p.state,
+                "handoff_reason": p.handoff_reason,
+                "last_message": p.last_message,
+                "created_at": rfc3339(p.created_at_ms),
+                "updated_at": rfc3339(p.updated_at_ms),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "conversation": item_json(&item),
+        "messages": messages,
+        "contact": { "channels": channels },
+        "previous_conversations": previous,
+    }))
+    .into_response()
+}
+
+/// `GET /v1/console/conversations/{id}/media/{message_id}`: the file a customer sent in the
+/// tenant's conversation, fetched from the provider now; images inline (the console shows
+/// them), other files as attachments. `404 media_not_found` for anything else.
+async fn media(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Response {
+    let (_, session) = match session(&state, &headers, false).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let tenant = &session.member.tenant_id;
+    let missing = || {
+        ApiError::not_found(
+            "media_not_found",
+            "this conversation has no customer message with that id and a media file",
+        )
+        .into_response()
+    };
+    let Ok(message_id) = message_id.trim().parse::<i64>() else {
+        return missing();
+    };
+    // The message must belong to this conversation of this tenant, not just to the tenant.
+    match state.store.conversation_media(tenant, &id).await {
+        Ok(media) if media.iter().any(|(m, _)| *m == message_id) => {}
+        Ok(_) => return missing(),
+        Err(err) => return ApiError::from(err).into_response(),
+    }
+    let stored = match state.store.inbound_media(tenant, message_id).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return missing(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    match crate::http::admin::customer_media(&state, tenant, message_id, &stored, true).await {
+        Ok(Some(response)) => response,
+        Ok(None) => missing(),
+        Err(err) => err.into_response(),
     }
 }
 

@@ -28,7 +28,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
-pub use composer::TypingTarget;
+pub use composer::{ContactChannel, PastConversation, TypingTarget};
 pub use console::{Claim as ConsoleClaim, Queue, QueueItem};
 pub use contacts::{ContactIds, ContactIdsChange};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
