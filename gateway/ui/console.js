@@ -52,9 +52,26 @@
       template: 'Template', sendTemplate: 'Send template', noTemplates: 'No agent templates yet. Add [[tenants.<shop>.agent_templates]] to the config.',
     },
   };
-  const lang = (navigator.language || 'id').toLowerCase().startsWith('en') ? 'en' : 'id';
+  // Indonesian unless the agent chose English (header switch) or the browser speaks English.
+  const chosen = localStorage.getItem('sapa.lang');
+  let lang = chosen === 'id' || chosen === 'en' ? chosen : ((navigator.language || 'id').toLowerCase().startsWith('en') ? 'en' : 'id');
   const t = (key) => T[lang][key] || T.id[key] || key;
   document.documentElement.lang = lang;
+
+  /** A line icon (SVG built with DOM calls, so no markup strings and no inline styles). */
+  function icon(paths) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(ns, 'svg');
+    for (const [k, v] of Object.entries({ viewBox: '0 0 24 24', width: '18', height: '18', fill: 'none', stroke: 'currentColor', 'stroke-width': '2', 'stroke-linecap': 'round', 'stroke-linejoin': 'round', 'aria-hidden': 'true' })) svg.setAttribute(k, v);
+    for (const d of paths) {
+      const path = document.createElementNS(ns, 'path');
+      path.setAttribute('d', d);
+      svg.append(path);
+    }
+    return svg;
+  }
+  const BELL = ['M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9', 'M13.73 21a2 2 0 0 1-3.46 0'];
+  const CLIP = ['M21.44 11.05l-9.19 9.19a6 6 0 0 1-8.49-8.49l9.19-9.19a4 4 0 0 1 5.66 5.66l-9.2 9.19a2 2 0 0 1-2.83-2.83l8.49-8.48'];
 
   const app = document.getElementById('app');
   const state = {
@@ -313,7 +330,7 @@
         try { await Notification.requestPermission(); } catch { /* unchanged */ }
         render();
       },
-    }, '🔔');
+    }, icon(BELL));
   }
 
   function render() {
@@ -337,6 +354,15 @@
         } catch { /* unchanged */ }
       },
     }, online ? t('online') : t('away'));
+    const language = h('button', {
+      class: 'ghost lang', id: 'lang', title: lang === 'id' ? 'English' : 'Bahasa Indonesia',
+      onclick: () => {
+        lang = lang === 'id' ? 'en' : 'id';
+        localStorage.setItem('sapa.lang', lang);
+        document.documentElement.lang = lang;
+        render();
+      },
+    }, lang === 'id' ? 'EN' : 'ID');
     const tabs = h('div', { class: 'tabs', role: 'tablist' },
       ['waiting', 'mine', 'open', 'resolved'].map((q) => h('button', {
         role: 'tab', 'aria-selected': String(state.queue === q), 'data-queue': q,
@@ -350,7 +376,7 @@
     mount(h('div', { class: 'shell' },
       h('header', { class: 'top' }, brand(),
         h('span', { class: `live${state.live ? ' on' : ''}`, id: 'live', title: state.live ? t('live') : t('offline'), role: 'status' }),
-        h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), bellButton(), presence, logout),
+        h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), language, bellButton(), presence, logout),
       state.me.advise_2fa ? h('div', { class: 'banner', role: 'note' }, t('advise2fa')) : null,
       panes));
     renderItems();
@@ -411,8 +437,10 @@
         onclick: () => select(item.id),
       },
       h('span', { class: `avatar ${channel}`, title: item.channel }, initials(customerName(item))),
-      h('span', { class: 'item-main' }, h('div', { class: 'item-name' }, customerName(item)), h('div', { class: 'item-last' }, item.last_message || '')),
-      h('span', { class: 'item-meta' }, item.channel, h('br'), pill)));
+      h('span', { class: 'item-main' },
+        h('span', { class: 'item-top' }, h('span', { class: 'item-name' }, customerName(item)), h('span', { class: `badge ${channel}` }, item.channel)),
+        h('span', { class: 'item-last' }, item.last_message || ''),
+        pill)));
     }));
   }
 
@@ -459,7 +487,7 @@
       }
     };
     const alertLine = h('div', { class: 'error', role: 'alert' });
-    const back = h('button', { class: 'ghost back', onclick: () => { state.selected = null; state.draft = ''; state.conversation = null; document.getElementById('panes').classList.remove('open', 'show-details'); renderItems(); renderDetails(); } }, `← ${t('back')}`);
+    const back = h('button', { class: 'ghost back', onclick: () => { state.selected = null; state.draft = ''; state.conversation = null; document.getElementById('panes').classList.remove('open', 'show-details'); renderItems(); renderDetails(); }, 'aria-label': t('back'), title: t('back') }, '←', h('span', { class: 'label' }, ` ${t('back')}`));
     const meta = [c.channel, windowLeft(c), c.handoff_reason ? `${t('reason')}: ${t(c.handoff_reason)}` : null].filter(Boolean).join(' · ');
     const actions = h('div', { class: 'actions' },
       !mine ? h('button', { class: 'primary', id: 'claim', onclick: act('claim') }, t('claim')) : null,
@@ -474,7 +502,7 @@
       const media = m.media && m.media.url
         ? (['image', 'sticker'].includes(m.media.kind)
           ? h('a', { href: m.media.url, target: '_blank', rel: 'noopener' }, h('img', { class: 'media', src: m.media.url, alt: t('photo'), loading: 'lazy' }))
-          : h('a', { class: 'file', href: m.media.url, download: '' }, `📎 ${t('download')} ${m.media.kind}`))
+          : h('a', { class: 'file', href: m.media.url, download: '' }, icon(CLIP), ` ${t('download')} ${m.media.kind}`))
         : null;
       return h('div', { class: `msg ${m.author}${media ? ' has-media' : ''}` }, media, m.text, h('small', {}, `${who} · ${time}${status}`));
     }));

@@ -178,6 +178,13 @@ test('an agent takes over a web chat in the console and hands it back', async ()
   await page.locator('#handoff-reason').waitFor();
   assert.equal(await page.locator('#handoff-reason').textContent(), 'pelanggan minta admin');
   await page.screenshot({ path: path.join(SHOTS, 'console-conversation.png') });
+  // The English UI, one click away (remembered), and back to Indonesian.
+  await page.locator('#lang').click();
+  await page.getByRole('tab', { name: 'Waiting' }).waitFor();
+  await page.locator('#handoff-reason', { hasText: 'customer asked for a person' }).waitFor();
+  await page.screenshot({ path: path.join(SHOTS, 'console-conversation-en.png') });
+  await page.locator('#lang').click();
+  await page.getByRole('tab', { name: 'Menunggu' }).waitFor();
 
   // While the agent has it, the bot stays silent.
   const botsBefore = (await visitor.messages()).filter((m) => m.author === 'bot').length;
