@@ -897,9 +897,17 @@ async fn a_chat_waiting_too_long_is_renotified_once_then_returned_to_the_bot() {
     let wake = tokio::sync::Notify::new();
     let rules = std::collections::HashMap::new();
     let minute = 60_000;
-    // Ten minutes later: told once more, and only once.
-    gateway::workers::assigner::run_once(&store, &rules, &wake, since + 11 * minute).await;
-    gateway::workers::assigner::run_once(&store, &rules, &wake, since + 12 * minute).await;
+    // Ten minutes later: told once more, and only once (each pass names what it changed, for
+    // the consoles' live events).
+    let changed =
+        gateway::workers::assigner::run_once(&store, &rules, &wake, since + 11 * minute).await;
+    assert_eq!(
+        changed,
+        vec![("demo".to_owned(), session.conversation_id.clone())]
+    );
+    let changed =
+        gateway::workers::assigner::run_once(&store, &rules, &wake, since + 12 * minute).await;
+    assert!(changed.is_empty(), "{changed:?}");
     let bots = app.bot_messages(&session, notice.len() + 1).await;
     assert_eq!(bots.len(), notice.len() + 1);
     assert!(
@@ -1041,6 +1049,14 @@ async fn console_events_stream_a_waiting_chat_to_its_tenant_only() {
         })
         .await;
     assert!(claimed["assignee"].as_str().unwrap().starts_with("stf_"));
+    // A new customer message in the assigned chat is announced too.
+    app.post(&session, "c2", "halo, masih di sana?").await;
+    let again = budi_events
+        .until(Duration::from_secs(20), |name, data| {
+            name == "conversation" && data["id"] == id
+        })
+        .await;
+    assert_eq!(again["state"], "human", "{again}");
 
     // The other tenant's stream carries none of it: the first event it gets is its own.
     let presence = post(

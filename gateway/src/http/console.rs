@@ -1068,6 +1068,9 @@ async fn presence(
 
 /// Most event streams one staff member may hold open (tabs and devices) in this process.
 pub const MAX_STREAMS_PER_STAFF: usize = 5;
+/// How often an open event stream checks that its session still exists (a logout, an idle
+/// expiry or a disabled account ends the stream within this time).
+const STREAM_SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Open console event streams per staff member.
 #[derive(Debug, Default)]
@@ -1129,7 +1132,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use tokio::sync::broadcast::error::RecvError;
 
-    let (_, session) = match session(&state, &headers, false).await {
+    let (token, session) = match session(&state, &headers, false).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -1145,17 +1148,29 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
         .into_response();
     };
     let receiver = state.coord.console_subscribe(&member.tenant_id);
-    let shutdown = state.shutdown.clone();
+    let start = tokio::time::Instant::now() + STREAM_SESSION_CHECK;
+    let check = tokio::time::interval_at(start, STREAM_SESSION_CHECK);
     let stream = futures::stream::unfold(
-        (receiver, shutdown, slot),
-        |(mut receiver, shutdown, slot)| async move {
-            let next = tokio::select! {
-                () = shutdown.cancelled() => Next::End,
-                received = receiver.recv() => match received {
-                    Ok(event) => Next::Event(event),
-                    Err(RecvError::Lagged(_)) => Next::Resync,
-                    Err(RecvError::Closed) => Next::End,
-                },
+        (receiver, state, token, check, slot),
+        |(mut receiver, state, token, mut check, slot)| async move {
+            let next = loop {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => break Next::End,
+                    _ = check.tick() => {
+                        // Only a session that is gone ends the stream; a storage hiccup does not.
+                        if matches!(
+                            state.staff.session(&token, None).await,
+                            Err(StaffError::NoSession)
+                        ) {
+                            break Next::End;
+                        }
+                    }
+                    received = receiver.recv() => break match received {
+                        Ok(event) => Next::Event(event),
+                        Err(RecvError::Lagged(_)) => Next::Resync,
+                        Err(RecvError::Closed) => Next::End,
+                    },
+                }
             };
             let event = match next {
                 Next::End => return None,
@@ -1167,7 +1182,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
             };
             Some((
                 Ok::<_, std::convert::Infallible>(event),
-                (receiver, shutdown, slot),
+                (receiver, state, token, check, slot),
             ))
         },
     );
