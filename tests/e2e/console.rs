@@ -1462,3 +1462,52 @@ async fn the_conversation_view_shows_customer_images_channels_and_earlier_chats(
     assert_eq!(view["conversation"]["handoff_reason"], "customer_asked");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn agent_quick_replies_reach_a_web_chat_customer_as_choices() {
+    let app = sapa_tests::spawn_app("").await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let session = app.session("demo").await;
+    let id = session.conversation_id.clone();
+    app.post(&session, "c1", "saya mau bicara dengan admin")
+        .await;
+    app.bot_messages(&session, 1).await;
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        200
+    );
+    let sent = post(
+        &app,
+        &format!("/v1/console/conversations/{id}/messages"),
+        &json!({"text": "Mau diantar atau ambil sendiri?", "choices": ["Diantar", "Ambil sendiri"]}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(sent.status(), 202);
+    let agent = eventually(Duration::from_secs(20), || async {
+        app.messages(&session)
+            .await
+            .into_iter()
+            .find(|m| m["author"] == "agent")
+    })
+    .await;
+    assert_eq!(agent["text"], "Mau diantar atau ambil sendiri?");
+    assert_eq!(agent["choices"], json!(["Diantar", "Ambil sendiri"]));
+    // Typing on web chat is a typing event for the customer's socket, once per 5 s.
+    let typing = format!("/v1/console/conversations/{id}/typing");
+    assert_eq!(
+        post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        202
+    );
+    let again = post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf)).await;
+    assert_eq!(again.status(), 429);
+    assert!(again.headers().contains_key("retry-after"));
+    app.stop().await;
+}
