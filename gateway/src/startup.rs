@@ -297,15 +297,15 @@ impl Application {
         );
 
         poller::spawn_checkpointer(store.clone(), &delivery.0, delivery.1.clone());
-        crate::workers::assigner::spawn(
-            store.clone(),
-            handoff,
-            bots.clone(),
-            dispatcher_wake.clone(),
-            ASSIGN_EVERY,
-            &work.0,
-            work.1.clone(),
-        );
+        crate::workers::assigner::Assigner {
+            store: store.clone(),
+            coord: coord.clone(),
+            rules: handoff,
+            bots: bots.clone(),
+            wake: dispatcher_wake.clone(),
+        }
+        .spawn(ASSIGN_EVERY, &work.0, work.1.clone());
+        let channels = registry.clone();
         Dispatcher::new(
             store.clone(),
             registry,
@@ -339,6 +339,8 @@ impl Application {
         );
         let state = AppState(Arc::new(Services {
             staff,
+            console_streams: Arc::default(),
+            channels,
             otp,
             sockets,
             config,

@@ -65,4 +65,8 @@ pub struct Services {
     pub bots: Arc<crate::bot::LiveBots>,
     /// What the answer path uses (the owner's "try it" answers with a draft).
     pub answers: Arc<crate::workers::TurnContext>,
+    /// Open console event streams per staff member.
+    pub console_streams: Arc<crate::http::console::StreamSlots>,
+    /// Channel adapters by account (the console's typing indicator).
+    pub channels: Arc<crate::workers::ChannelRegistry>,
 }

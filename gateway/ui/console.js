@@ -18,6 +18,15 @@
       advise2fa: 'Akun Anda belum memakai verifikasi dua langkah. Minta pemilik menambahkan nomor WhatsApp Anda.',
       reason: 'Alasan', customer: 'Pelanggan', bot: 'Bot', agent: 'Agen', noteAuthor: 'Catatan', failed: 'Gagal: ',
       window: 'Jendela WhatsApp', closed: 'tertutup', left: 'tersisa', assigned: 'Ditangani', you: 'Anda',
+      bell: 'Notifikasi', bellOn: 'Notifikasi aktif', bellBlocked: 'Notifikasi diblokir browser', newWaiting: 'Chat baru menunggu agen',
+      live: 'Langsung', offline: 'Menyambung ulang…',
+      more: 'Tombol & lampiran', choices: 'Tombol balasan cepat (maks. 3, pisahkan dengan koma)', attachment: 'Lampiran (URL https)',
+      image: 'Gambar', document: 'Dokumen', filename: 'Nama file (dokumen)', cannedHint: 'Ketik / untuk balasan tersimpan',
+      windowClosedHint: 'Pelanggan terakhir menulis lebih dari 24 jam lalu. WhatsApp hanya mengizinkan pesan template sampai pelanggan membalas.',
+      details: 'Detail pelanggan', info: 'Info', channels: 'Kanal', previous: 'Percakapan sebelumnya', noPrevious: 'Belum ada percakapan lain.',
+      state_bot: 'Dijawab bot', state_waiting_human: 'Menunggu agen', state_human: 'Ditangani agen', state_closed: 'Selesai',
+      download: 'Unduh', photo: 'Foto dari pelanggan', waitingSince: 'Menunggu', status: 'Status', pickDetails: 'Detail pelanggan tampil di sini.',
+      template: 'Template', sendTemplate: 'Kirim template', noTemplates: 'Belum ada template agen. Tambahkan [[tenants.<toko>.agent_templates]] di konfigurasi.',
     },
     en: {
       login: 'Sign in to the console', loginHint: 'For owners and agents.', tenant: 'Business (slug)', email: 'Email',
@@ -32,14 +41,48 @@
       advise2fa: 'Your account has no second factor. Ask an owner to add your WhatsApp number.',
       reason: 'Reason', customer: 'Customer', bot: 'Bot', agent: 'Agent', noteAuthor: 'Note', failed: 'Failed: ',
       window: 'WhatsApp window', closed: 'closed', left: 'left', assigned: 'Assigned', you: 'you',
+      bell: 'Notifications', bellOn: 'Notifications on', bellBlocked: 'Notifications blocked by the browser', newWaiting: 'New chat waiting for an agent',
+      live: 'Live', offline: 'Reconnecting…',
+      more: 'Buttons & attachment', choices: 'Quick reply buttons (up to 3, comma separated)', attachment: 'Attachment (https URL)',
+      image: 'Image', document: 'Document', filename: 'File name (documents)', cannedHint: 'Type / for saved replies',
+      windowClosedHint: 'The customer last wrote over 24 hours ago. WhatsApp allows only template messages until they reply.',
+      details: 'Customer details', info: 'Info', channels: 'Channels', previous: 'Earlier conversations', noPrevious: 'No other conversations yet.',
+      state_bot: 'Bot answering', state_waiting_human: 'Waiting for an agent', state_human: 'With an agent', state_closed: 'Resolved',
+      download: 'Download', photo: 'Photo from the customer', waitingSince: 'Waiting', status: 'Status', pickDetails: 'Customer details show here.',
+      template: 'Template', sendTemplate: 'Send template', noTemplates: 'No agent templates yet. Add [[tenants.<shop>.agent_templates]] to the config.',
     },
   };
-  const lang = (navigator.language || 'id').toLowerCase().startsWith('en') ? 'en' : 'id';
+  // Indonesian unless the agent chose English (header switch) or the browser speaks English.
+  const chosen = localStorage.getItem('sapa.lang');
+  let lang = chosen === 'id' || chosen === 'en' ? chosen : ((navigator.language || 'id').toLowerCase().startsWith('en') ? 'en' : 'id');
   const t = (key) => T[lang][key] || T.id[key] || key;
   document.documentElement.lang = lang;
 
+  /** A line icon (SVG built with DOM calls, so no markup strings and no inline styles). */
+  function icon(paths) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(ns, 'svg');
+    for (const [k, v] of Object.entries({ viewBox: '0 0 24 24', width: '18', height: '18', fill: 'none', stroke: 'currentColor', 'stroke-width': '2', 'stroke-linecap': 'round', 'stroke-linejoin': 'round', 'aria-hidden': 'true' })) svg.setAttribute(k, v);
+    for (const d of paths) {
+      const path = document.createElementNS(ns, 'path');
+      path.setAttribute('d', d);
+      svg.append(path);
+    }
+    return svg;
+  }
+  const BELL = ['M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9', 'M13.73 21a2 2 0 0 1-3.46 0'];
+  const CLIP = ['M21.44 11.05l-9.19 9.19a6 6 0 0 1-8.49-8.49l9.19-9.19a4 4 0 0 1 5.66 5.66l-9.2 9.19a2 2 0 0 1-2.83-2.83l8.49-8.48'];
+
   const app = document.getElementById('app');
-  const state = { me: null, queue: 'waiting', items: [], selected: null, conversation: null, timer: null };
+  const state = {
+    me: null, queue: 'waiting', items: [], selected: null, conversation: null, timer: null,
+    // Live updates: the event stream, its debounce timer, and the last state seen per chat.
+    events: null, live: false, pending: null, known: new Map(),
+    // The composer: the tenant's canned replies and templates, and when typing was last shown.
+    canned: [], templates: [], lastTyping: 0,
+  };
+  /** Live events refetch at once; this slow poll only covers a broken stream. */
+  const FALLBACK_POLL_MS = 30000;
 
   /** An element with attributes and children (strings become text nodes, never HTML). */
   function h(tag, attrs = {}, ...children) {
@@ -216,8 +259,78 @@
       return;
     }
     render();
+    try {
+      const composer = await api('GET', '/v1/console/canned');
+      state.canned = composer.canned_replies || [];
+      state.templates = composer.agent_templates || [];
+    } catch { /* the composer works without them */ }
     await refresh();
-    state.timer = setInterval(refresh, 3000);
+    connectEvents();
+    state.timer = setInterval(refresh, FALLBACK_POLL_MS);
+  }
+
+  /** Refetches the queue (and the open chat) soon, once for a burst of events. */
+  function scheduleRefresh() {
+    if (state.pending) return;
+    state.pending = setTimeout(() => { state.pending = null; refresh(); }, 150);
+  }
+
+  /** Subscribes to the tenant's console events; reconnects with a growing delay. */
+  function connectEvents(delay = 1000) {
+    if (!('EventSource' in window)) return;
+    const source = new EventSource('/v1/console/events');
+    state.events = source;
+    source.addEventListener('open', () => { delay = 1000; setLive(true); });
+    source.addEventListener('conversation', (e) => {
+      let data = null;
+      try { data = JSON.parse(e.data); } catch { return; }
+      const before = state.known.get(data.id);
+      state.known.set(data.id, data.state);
+      if (data.state === 'waiting_human' && before !== 'waiting_human') notifyWaiting();
+      scheduleRefresh();
+    });
+    source.addEventListener('presence', scheduleRefresh);
+    source.addEventListener('resync', scheduleRefresh);
+    source.addEventListener('error', () => {
+      setLive(false);
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gave up (refused or signed out): retry later; the poll notices a logout.
+        setTimeout(() => connectEvents(Math.min(delay * 2, 30000)), delay);
+      }
+    });
+  }
+
+  function setLive(live) {
+    state.live = live;
+    const dot = document.getElementById('live');
+    if (dot) {
+      dot.className = `live${live ? ' on' : ''}`;
+      dot.title = live ? t('live') : t('offline');
+    }
+  }
+
+  /** A desktop notification for a newly waiting chat, when the agent allowed them. */
+  function notifyWaiting() {
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    try {
+      const n = new Notification('Sapa', { body: t('newWaiting'), tag: 'sapa-waiting' });
+      n.onclick = () => { window.focus(); state.queue = 'waiting'; render(); refresh(); };
+    } catch { /* some browsers allow notifications only from a service worker */ }
+  }
+
+  function bellButton() {
+    const supported = 'Notification' in window;
+    const permission = supported ? Notification.permission : 'denied';
+    const label = permission === 'granted' ? t('bellOn') : permission === 'denied' ? t('bellBlocked') : t('bell');
+    return h('button', {
+      class: `ghost bell${permission === 'granted' ? ' on' : ''}`, id: 'bell', title: label, 'aria-label': label,
+      disabled: !supported || permission === 'denied',
+      // Permission is asked only here, on the agent's click, as browsers require.
+      onclick: async () => {
+        try { await Notification.requestPermission(); } catch { /* unchanged */ }
+        render();
+      },
+    }, icon(BELL));
   }
 
   function render() {
@@ -241,6 +354,15 @@
         } catch { /* unchanged */ }
       },
     }, online ? t('online') : t('away'));
+    const language = h('button', {
+      class: 'ghost lang', id: 'lang', title: lang === 'id' ? 'English' : 'Bahasa Indonesia',
+      onclick: () => {
+        lang = lang === 'id' ? 'en' : 'id';
+        localStorage.setItem('sapa.lang', lang);
+        document.documentElement.lang = lang;
+        render();
+      },
+    }, lang === 'id' ? 'EN' : 'ID');
     const tabs = h('div', { class: 'tabs', role: 'tablist' },
       ['waiting', 'mine', 'open', 'resolved'].map((q) => h('button', {
         role: 'tab', 'aria-selected': String(state.queue === q), 'data-queue': q,
@@ -249,13 +371,52 @@
     const items = h('ul', { class: 'items', id: 'items' });
     const list = h('section', { class: 'list', 'aria-label': t(state.queue) }, tabs, items);
     const thread = h('section', { class: 'thread', id: 'thread' });
-    const panes = h('div', { class: `panes${state.selected ? ' open' : ''}`, id: 'panes' }, list, thread);
+    const details = h('aside', { class: 'details', id: 'details', 'aria-label': t('details') });
+    const panes = h('div', { class: `panes${state.selected ? ' open' : ''}`, id: 'panes' }, list, thread, details);
     mount(h('div', { class: 'shell' },
-      h('header', { class: 'top' }, brand(), h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), presence, logout),
+      h('header', { class: 'top' }, brand(),
+        h('span', { class: `live${state.live ? ' on' : ''}`, id: 'live', title: state.live ? t('live') : t('offline'), role: 'status' }),
+        h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), language, bellButton(), presence, logout),
       state.me.advise_2fa ? h('div', { class: 'banner', role: 'note' }, t('advise2fa')) : null,
       panes));
     renderItems();
     renderThread();
+  }
+
+  /** The details pane: who the customer is, where else they write, and their earlier chats. */
+  function renderDetails() {
+    const pane = document.getElementById('details');
+    if (!pane) return;
+    const data = state.conversation;
+    if (!state.selected || !data || data.error) {
+      pane.replaceChildren(h('div', { class: 'empty' }, t('pickDetails')));
+      return;
+    }
+    const c = data.conversation;
+    const channel = ['whatsapp', 'telegram', 'webchat'].includes(c.channel) ? c.channel : 'other';
+    const facts = h('dl', { class: 'facts' },
+      h('dt', {}, t('status')), h('dd', {}, t(`state_${c.state}`)),
+      c.handoff_reason ? [h('dt', {}, t('reason')), h('dd', { id: 'handoff-reason' }, t(c.handoff_reason))] : null,
+      c.state === 'waiting_human' && c.waiting_since ? [h('dt', {}, t('waitingSince')), h('dd', {}, since(c.waiting_since))] : null,
+      windowLeft(c) ? [h('dt', {}, t('window')), h('dd', {}, windowLeft(c).split(': ')[1])] : null);
+    const channels = ((data.contact && data.contact.channels) || []).map((k) => h('li', {},
+      h('span', { class: `badge ${['whatsapp', 'telegram', 'webchat'].includes(k.channel) ? k.channel : 'other'}` }, k.channel),
+      h('span', { class: 'address' }, k.username ? `@${k.username}` : (k.channel === 'webchat' ? t('visitor') : k.address))));
+    const previous = (data.previous_conversations || []).map((p) => h('li', {}, h('button', {
+      class: 'previous', 'data-id': p.id, onclick: () => select(p.id),
+    },
+    h('span', { class: 'previous-top' }, h('b', {}, t(`state_${p.state}`)), h('small', {}, new Date(p.updated_at).toLocaleDateString(lang, { day: 'numeric', month: 'short', year: 'numeric' }))),
+    h('span', { class: 'previous-last' }, p.last_message || p.channel))));
+    pane.replaceChildren(
+      h('button', { class: 'ghost details-back', id: 'details-back', onclick: () => document.getElementById('panes').classList.remove('show-details') }, `← ${t('back')}`),
+      h('div', { class: 'profile' },
+        h('span', { class: `avatar big ${channel}` }, initials(customerName(c))),
+        h('b', {}, customerName(c)),
+        h('span', { class: `badge ${channel}` }, c.channel)),
+      facts,
+      h('h3', {}, t('channels')), h('ul', { class: 'channels' }, channels),
+      h('h3', {}, t('previous')),
+      previous.length ? h('ul', { class: 'history' }, previous) : h('p', { class: 'muted' }, t('noPrevious')));
   }
 
   function renderItems() {
@@ -276,8 +437,10 @@
         onclick: () => select(item.id),
       },
       h('span', { class: `avatar ${channel}`, title: item.channel }, initials(customerName(item))),
-      h('span', { class: 'item-main' }, h('div', { class: 'item-name' }, customerName(item)), h('div', { class: 'item-last' }, item.last_message || '')),
-      h('span', { class: 'item-meta' }, item.channel, h('br'), pill)));
+      h('span', { class: 'item-main' },
+        h('span', { class: 'item-top' }, h('span', { class: 'item-name' }, customerName(item)), h('span', { class: `badge ${channel}` }, item.channel)),
+        h('span', { class: 'item-last' }, item.last_message || ''),
+        pill)));
     }));
   }
 
@@ -285,6 +448,7 @@
     if (state.selected !== id) state.draft = '';
     state.selected = id;
     document.getElementById('panes').classList.add('open');
+    document.getElementById('panes').classList.remove('show-details');
     renderItems();
     await loadConversation();
   }
@@ -303,6 +467,7 @@
     const thread = document.getElementById('thread');
     if (!thread) return;
     const data = state.conversation;
+    renderDetails();
     if (!state.selected || !data) {
       thread.replaceChildren(h('div', { class: 'empty' }, t('pick')));
       return;
@@ -322,7 +487,7 @@
       }
     };
     const alertLine = h('div', { class: 'error', role: 'alert' });
-    const back = h('button', { class: 'ghost back', onclick: () => { state.selected = null; state.draft = ''; state.conversation = null; document.getElementById('panes').classList.remove('open'); renderItems(); } }, `← ${t('back')}`);
+    const back = h('button', { class: 'ghost back', onclick: () => { state.selected = null; state.draft = ''; state.conversation = null; document.getElementById('panes').classList.remove('open', 'show-details'); renderItems(); renderDetails(); }, 'aria-label': t('back'), title: t('back') }, '←', h('span', { class: 'label' }, ` ${t('back')}`));
     const meta = [c.channel, windowLeft(c), c.handoff_reason ? `${t('reason')}: ${t(c.handoff_reason)}` : null].filter(Boolean).join(' · ');
     const actions = h('div', { class: 'actions' },
       !mine ? h('button', { class: 'primary', id: 'claim', onclick: act('claim') }, t('claim')) : null,
@@ -332,21 +497,79 @@
       const who = { customer: t('customer'), bot: t('bot'), agent: t('agent'), note: t('noteAuthor') }[m.author] || m.author;
       const time = new Date(m.created_at).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
       const status = m.status === 'failed' ? ` · ${t('failed')}` : '';
-      return h('div', { class: `msg ${m.author}` }, m.text, h('small', {}, `${who} · ${time}${status}`));
+      // Customer photos are fetched through the console's own media route (same origin, the
+      // session cookie); other files are offered as a download.
+      const media = m.media && m.media.url
+        ? (['image', 'sticker'].includes(m.media.kind)
+          ? h('a', { href: m.media.url, target: '_blank', rel: 'noopener' }, h('img', { class: 'media', src: m.media.url, alt: t('photo'), loading: 'lazy' }))
+          : h('a', { class: 'file', href: m.media.url, download: '' }, icon(CLIP), ` ${t('download')} ${m.media.kind}`))
+        : null;
+      return h('div', { class: `msg ${m.author}${media ? ' has-media' : ''}` }, media, m.text, h('small', {}, `${who} · ${time}${status}`));
     }));
-    const text = h('textarea', { id: 'reply', placeholder: t('placeholder'), rows: '2', oninput: () => { state.draft = text.value; } });
+    const convUrl = `/v1/console/conversations/${encodeURIComponent(c.id)}`;
+    const windowClosed = Boolean(c.window_expires_at) && Date.parse(c.window_expires_at) <= Date.now();
+    const suggest = h('ul', { class: 'suggest', id: 'suggest', role: 'listbox', hidden: true });
+    const text = h('textarea', {
+      id: 'reply', placeholder: t('placeholder'), rows: '2', title: t('cannedHint'),
+      oninput: () => {
+        state.draft = text.value;
+        showCanned();
+        if (mine && !note.checked && text.value.trim() && Date.now() - state.lastTyping > 5000) {
+          state.lastTyping = Date.now();
+          api('POST', `${convUrl}/typing`, {}).catch(() => { /* best effort */ });
+        }
+      },
+      onkeydown: (e) => {
+        const first = suggest.querySelector('button');
+        if (first && !suggest.hidden && (e.key === 'Tab' || (e.key === 'Enter' && !e.shiftKey))) {
+          e.preventDefault();
+          first.click();
+        }
+      },
+    });
     text.value = state.draft || '';
-    const note = h('input', { type: 'checkbox', id: 'note', onchange: () => { text.placeholder = note.checked ? t('notePlaceholder') : t('placeholder'); } });
+    /** Offers the canned replies whose shortcut starts with what follows a leading `/`. */
+    function showCanned() {
+      const value = text.value;
+      const matches = value.startsWith('/') && !value.includes(' ')
+        ? state.canned.filter((r) => r.shortcut.startsWith(value.slice(1).toLowerCase())).slice(0, 6)
+        : [];
+      suggest.hidden = matches.length === 0;
+      suggest.replaceChildren(...matches.map((r) => h('li', {}, h('button', {
+        type: 'button', 'data-shortcut': r.shortcut,
+        onclick: () => { text.value = r.text; state.draft = r.text; suggest.hidden = true; text.focus(); },
+      }, h('b', {}, `/${r.shortcut}`), h('span', {}, r.text)))));
+    }
+    const note = h('input', { type: 'checkbox', id: 'note', checked: windowClosed, disabled: windowClosed, onchange: () => { text.placeholder = note.checked ? t('notePlaceholder') : t('placeholder'); } });
+    if (windowClosed) text.placeholder = t('notePlaceholder');
+    const choices = h('input', { id: 'choices', maxlength: '80', placeholder: 'Ya, Tidak' });
+    const attachUrl = h('input', { id: 'attachment-url', type: 'url', inputmode: 'url', placeholder: 'https://…' });
+    const attachKind = h('select', { id: 'attachment-kind' }, h('option', { value: 'image' }, t('image')), h('option', { value: 'document' }, t('document')));
+    const attachName = h('input', { id: 'attachment-filename', placeholder: 'menu.pdf' });
+    const extras = windowClosed ? null : h('details', { class: 'extras' }, h('summary', {}, t('more')),
+      h('label', { for: 'choices' }, t('choices')), choices,
+      h('label', { for: 'attachment-url' }, t('attachment')), h('div', { class: 'row' }, attachUrl, attachKind),
+      h('label', { for: 'attachment-filename' }, t('filename')), attachName);
     const send = h('button', { class: 'primary', id: 'send', type: 'submit' }, t('send'));
     const composer = h('form', {
       class: 'composer',
       onsubmit: async (e) => {
         e.preventDefault();
         const value = text.value.trim();
-        if (!value) return;
+        const body = { text: value, note: note.checked };
+        if (!note.checked) {
+          const picked = choices.value.split(',').map((x) => x.trim()).filter(Boolean);
+          if (picked.length) body.choices = picked;
+          if (attachUrl.value.trim()) {
+            body.attachment = { url: attachUrl.value.trim(), kind: attachKind.value };
+            if (attachName.value.trim()) body.attachment.filename = attachName.value.trim();
+          }
+        }
+        if (!value && !body.attachment) return;
         send.disabled = true;
+        alertLine.textContent = '';
         try {
-          await api('POST', `/v1/console/conversations/${encodeURIComponent(c.id)}/messages`, { text: value, note: note.checked });
+          await api('POST', `${convUrl}/messages`, body);
           text.value = '';
           state.draft = '';
           await loadConversation();
@@ -358,11 +581,44 @@
       },
     },
     !mine ? h('div', { class: 'hint' }, t('claimFirst')) : null,
+    windowClosed && mine ? templatePanel() : null,
+    suggest,
     text,
+    extras,
     h('div', { class: 'row' }, h('label', { for: 'note' }, note, t('note')), send),
     alertLine);
+
+    /** Outside WhatsApp's 24-hour window: pick an approved template and send it. */
+    function templatePanel() {
+      if (!state.templates.length) return h('div', { class: 'window-closed' }, h('p', {}, t('windowClosedHint')), h('p', {}, t('noTemplates')));
+      const preview = h('p', { class: 'template-preview', id: 'template-preview' }, state.templates[0].body);
+      const select = h('select', {
+        id: 'template',
+        onchange: () => { preview.textContent = state.templates[Number(select.value)].body; },
+      }, state.templates.map((tpl, i) => h('option', { value: String(i) }, `${tpl.name} (${tpl.language})`)));
+      const go = h('button', {
+        class: 'primary', type: 'button', id: 'send-template',
+        onclick: async () => {
+          const tpl = state.templates[Number(select.value)];
+          go.disabled = true;
+          try {
+            await api('POST', `${convUrl}/messages`, { template: { name: tpl.name, language: tpl.language } });
+            await loadConversation();
+          } catch (err) {
+            alertLine.textContent = err.message;
+          } finally {
+            go.disabled = false;
+          }
+        },
+      }, t('sendTemplate'));
+      return h('div', { class: 'window-closed', id: 'window-closed' },
+        h('p', {}, t('windowClosedHint')),
+        h('label', { for: 'template' }, t('template')), h('div', { class: 'row' }, select, go), preview);
+    }
     thread.replaceChildren(
-      h('div', { class: 'thread-head' }, back, h('div', { class: 'title' }, h('b', {}, customerName(c)), h('span', {}, meta)), actions),
+      h('div', { class: 'thread-head' }, back, h('div', { class: 'title' }, h('b', {}, customerName(c)), h('span', {}, meta)),
+        h('button', { class: 'ghost info', id: 'info', 'aria-controls': 'details', onclick: () => document.getElementById('panes').classList.toggle('show-details') }, t('info')),
+        actions),
       messages,
       composer);
     messages.scrollTop = messages.scrollHeight;
@@ -372,9 +628,11 @@
     try {
       const data = await api('GET', `/v1/console/conversations?queue=${state.queue}`);
       state.items = data.conversations;
+      for (const item of state.items) state.known.set(item.id, item.state);
       renderItems();
       if (state.selected) {
-        const typing = document.activeElement && document.activeElement.id === 'reply';
+        // Re-rendering would drop what the agent is writing: wait while the composer has focus.
+        const typing = document.activeElement && document.activeElement.closest && document.activeElement.closest('.composer');
         if (!typing) await loadConversation();
       }
     } catch { /* shown on the next successful refresh */ }

@@ -148,8 +148,11 @@ test('an agent takes over a web chat in the console and hands it back', async ()
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}/console`);
   await page.locator('.tabs button[data-queue=waiting]').waitFor();
+  // The live event stream is connected (the fallback poll runs only every 30 s).
+  await page.locator('#live.on').waitFor({ timeout: 10_000 });
 
-  // A customer asks for a human; the chat appears in the waiting queue without a reload.
+  // A customer asks for a human; the chat appears in the waiting queue without a reload,
+  // pushed by the event stream: well before the 30-second fallback poll could fetch it.
   const visitor = await customer();
   await visitor.say(XSS);
   // Answered on its own (not in one batch with the request for a person).
@@ -157,7 +160,7 @@ test('an agent takes over a web chat in the console and hands it back', async ()
     (await visitor.messages()).some((m) => m.author === 'bot'));
   await visitor.say('mau bicara dengan admin');
   const item = page.locator(`.items button[data-id="${visitor.id}"]`);
-  await item.waitFor({ timeout: 20_000 });
+  await item.waitFor({ timeout: 10_000 });
   await page.screenshot({ path: path.join(SHOTS, 'console-queue.png') });
 
   // Claim and reply.
@@ -171,7 +174,17 @@ test('an agent takes over a web chat in the console and hands it back', async ()
   await page.locator('.msg.agent').first().waitFor();
   // The customer's markup is shown as text, never run.
   assert.ok(await page.getByText('<img src=x onerror=alert(1)>', { exact: false }).first().isVisible());
+  // The details pane (third column on a desktop): the handoff reason and the customer's channels.
+  await page.locator('#handoff-reason').waitFor();
+  assert.equal(await page.locator('#handoff-reason').textContent(), 'pelanggan minta admin');
   await page.screenshot({ path: path.join(SHOTS, 'console-conversation.png') });
+  // The English UI, one click away (remembered), and back to Indonesian.
+  await page.locator('#lang').click();
+  await page.getByRole('tab', { name: 'Waiting' }).waitFor();
+  await page.locator('#handoff-reason', { hasText: 'customer asked for a person' }).waitFor();
+  await page.screenshot({ path: path.join(SHOTS, 'console-conversation-en.png') });
+  await page.locator('#lang').click();
+  await page.getByRole('tab', { name: 'Menunggu' }).waitFor();
 
   // While the agent has it, the bot stays silent.
   const botsBefore = (await visitor.messages()).filter((m) => m.author === 'bot').length;
@@ -188,6 +201,12 @@ test('an agent takes over a web chat in the console and hands it back', async ()
   await page.locator(`.items button[data-id="${visitor.id}"]`).click();
   await page.locator('#handback').waitFor();
   await page.screenshot({ path: path.join(SHOTS, 'console-phone.png') });
+  // On a phone the details are one more screen, with a way back to the chat.
+  await page.locator('#info').click();
+  await page.locator('#handoff-reason').waitFor();
+  await page.screenshot({ path: path.join(SHOTS, 'console-phone-details.png') });
+  await page.locator('#details-back').click();
+  await page.locator('#handback').waitFor();
 
   // Hand back: the bot answers the next question.
   await page.locator('#handback').click();

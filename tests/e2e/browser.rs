@@ -23,7 +23,10 @@ async fn the_console_works_in_a_real_browser() {
             "console-login.png",
             "console-queue.png",
             "console-conversation.png",
+            "console-conversation-en.png",
+            "console-phone-queue.png",
             "console-phone.png",
+            "console-phone-details.png",
         ],
     )
     .await;

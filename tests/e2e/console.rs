@@ -929,9 +929,19 @@ async fn a_chat_waiting_too_long_is_renotified_once_then_returned_to_the_bot() {
     let rules = std::collections::HashMap::new();
     let live = gateway::bot::LiveBots::default();
     let minute = 60_000;
-    // Ten minutes later: told once more, and only once.
-    gateway::workers::assigner::run_once(&store, &rules, &live, &wake, since + 11 * minute).await;
-    gateway::workers::assigner::run_once(&store, &rules, &live, &wake, since + 12 * minute).await;
+    // Ten minutes later: told once more, and only once (each pass names what it changed, for
+    // the consoles' live events).
+    let changed =
+        gateway::workers::assigner::run_once(&store, &rules, &live, &wake, since + 11 * minute)
+            .await;
+    assert_eq!(
+        changed,
+        vec![("demo".to_owned(), session.conversation_id.clone())]
+    );
+    let changed =
+        gateway::workers::assigner::run_once(&store, &rules, &live, &wake, since + 12 * minute)
+            .await;
+    assert!(changed.is_empty(), "{changed:?}");
     let bots = app.bot_messages(&session, notice.len() + 1).await;
     assert_eq!(bots.len(), notice.len() + 1);
     assert!(
@@ -959,6 +969,580 @@ async fn a_chat_waiting_too_long_is_renotified_once_then_returned_to_the_bot() {
         .await;
     app.bot_messages(&session, notice.len() + 3).await;
     store.close().await;
+    app.stop().await;
+}
+
+/// An open `GET /v1/console/events` stream, read event by event.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(app: &TestApp, cookie: &str) -> Self {
+        let response = get(app, "/v1/console/events", cookie).await;
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (`event:` name, parsed `data:`) other than keep-alive comments; panics
+    /// when none arrives within `deadline`.
+    async fn next(&mut self, deadline: Duration) -> (String, Value) {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            while let Some(at) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..at + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim());
+                    }
+                }
+                if !data.is_empty() {
+                    return (name, serde_json::from_str(&data).unwrap());
+                }
+            }
+            let chunk = tokio::time::timeout_at(end, self.response.chunk())
+                .await
+                .expect("no console event within the deadline")
+                .unwrap()
+                .expect("the event stream ended");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Reads events until one matches `wanted`.
+    async fn until(&mut self, deadline: Duration, wanted: impl Fn(&str, &Value) -> bool) -> Value {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            let (name, data) = self.next(left).await;
+            if wanted(&name, &data) {
+                return data;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn console_events_stream_a_waiting_chat_to_its_tenant_only() {
+    // Arrange
+    let app =
+        sapa_tests::spawn_app("[tenants.other]\nname = \"Toko Lain\"\nlocale = \"en\"\n").await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    add_staff(&app, "other", "eve@other.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let (eve, eve_csrf) = log_in(&app, "other", "eve@other.local").await;
+    let unauthenticated = app
+        .client
+        .get(format!("{}/v1/console/events", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let mut budi_events = EventStream::open(&app, &cookie).await;
+    let mut eve_events = EventStream::open(&app, &eve).await;
+
+    // Act: a web chat customer of `demo` asks for a person.
+    let session = app.session("demo").await;
+    app.post(&session, "c1", "saya mau bicara dengan admin")
+        .await;
+
+    // Assert: demo's console hears of it at once (no polling)...
+    let id = session.conversation_id.as_str();
+    let waiting = budi_events
+        .until(Duration::from_secs(20), |name, data| {
+            name == "conversation" && data["id"] == id
+        })
+        .await;
+    assert_eq!(waiting["state"], "waiting_human", "{waiting}");
+    assert_eq!(waiting["assignee"], Value::Null);
+    // ...and its claim and reply too.
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        200
+    );
+    let claimed = budi_events
+        .until(Duration::from_secs(20), |name, data| {
+            name == "conversation" && data["id"] == id && data["state"] == "human"
+        })
+        .await;
+    assert!(claimed["assignee"].as_str().unwrap().starts_with("stf_"));
+    // A new customer message in the assigned chat is announced too.
+    app.post(&session, "c2", "halo, masih di sana?").await;
+    let again = budi_events
+        .until(Duration::from_secs(20), |name, data| {
+            name == "conversation" && data["id"] == id
+        })
+        .await;
+    assert_eq!(again["state"], "human", "{again}");
+
+    // The other tenant's stream carries none of it: the first event it gets is its own.
+    let presence = post(
+        &app,
+        "/v1/console/presence",
+        &json!({"status": "online"}),
+        Some(&eve),
+        Some(&eve_csrf),
+    )
+    .await;
+    assert_eq!(presence.status(), 200);
+    let (name, data) = eve_events.next(Duration::from_secs(20)).await;
+    assert_eq!(name, "presence", "{data}");
+    assert_eq!(data["status"], "online");
+
+    // A staff member holds at most five streams at a time.
+    let mut more = Vec::new();
+    for _ in 0..4 {
+        more.push(EventStream::open(&app, &cookie).await);
+    }
+    let refused = get(&app, "/v1/console/events", &cookie).await;
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+    drop(more);
+    eventually(Duration::from_secs(20), || async {
+        let response = get(&app, "/v1/console/events", &cookie).await;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    drop(budi_events);
+    drop(eve_events);
+    app.stop().await;
+}
+
+/// The demo tenant on WhatsApp with canned replies and an agent template.
+async fn start_composer() -> (TestApp, FakeGraph) {
+    let graph = FakeGraph::start().await;
+    let config = format!(
+        "{}[[tenants.demo.canned_replies]]\nshortcut = \"harga\"\n\
+         text = \"Harga kopi susu mulai Rp25.000.\"\n\
+         [[tenants.demo.agent_templates]]\nname = \"follow_up\"\nlanguage = \"id\"\n\
+         body = \"Halo, kami ingin melanjutkan percakapan Anda.\"\n\
+         [tenants.other]\nname = \"Toko Lain\"\nlocale = \"en\"\n",
+        whatsapp_config(&graph.base_url, "")
+    );
+    let app = spawn_app_with(&config, Overrides::default(), None).await;
+    (app, graph)
+}
+
+/// A WhatsApp customer asks for a person; the agent claims the chat. Returns its id.
+async fn claimed_whatsapp_chat(app: &TestApp, cookie: &str, csrf: &str) -> String {
+    let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "6281234567000", "phone_number_id": sapa_tests::WA_NUMBER},
+        "contacts": [{"profile": {"name": "Rina"}, "wa_id": "6281311112222"}],
+        "messages": [{"from": "6281311112222", "id": "wamid.C1", "timestamp": "1763791200", "type": "text", "text": {"body": "saya mau bicara dengan admin"}}]}}]}]}))
+    .unwrap();
+    assert_eq!(
+        app.whatsapp_post(&body, sapa_tests::WA_APP_SECRET)
+            .await
+            .status(),
+        200
+    );
+    let item = eventually(Duration::from_secs(20), || async {
+        let queue: Value = get(app, "/v1/console/conversations?queue=waiting", cookie)
+            .await
+            .json()
+            .await
+            .unwrap();
+        queue["conversations"]
+            .as_array()
+            .and_then(|c| c.first().cloned())
+    })
+    .await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(app, &claim, &json!({}), Some(cookie), Some(csrf))
+            .await
+            .status(),
+        200
+    );
+    id
+}
+
+#[tokio::test]
+async fn the_composer_expands_canned_replies_and_sends_quick_replies_and_attachments() {
+    // Arrange
+    let (app, graph) = start_composer().await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let canned: Value = get(&app, "/v1/console/canned", &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(canned["canned_replies"][0]["shortcut"], "harga");
+    assert_eq!(canned["agent_templates"][0]["name"], "follow_up");
+    let id = claimed_whatsapp_chat(&app, &cookie, &csrf).await;
+    let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        view["conversation"]["window_expires_at"].is_string(),
+        "{view}"
+    );
+    let reply = format!("/v1/console/conversations/{id}/messages");
+    let send = |body: Value| {
+        let (app, reply, cookie, csrf) = (&app, &reply, &cookie, &csrf);
+        async move { post(app, reply, &body, Some(cookie), Some(csrf)).await }
+    };
+
+    // Act + Assert: `/harga` alone is the canned reply.
+    let sent = send(json!({"text": "/harga"})).await;
+    assert_eq!(sent.status(), 202);
+    let body: Value = sent.json().await.unwrap();
+    assert_eq!(body["text"], "Harga kopi susu mulai Rp25.000.");
+    eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["text"]["body"] == "Harga kopi susu mulai Rp25.000.")
+    })
+    .await;
+
+    // Quick replies: at most three of at most 20 characters.
+    for (choices, why) in [
+        (json!(["a", "b", "c", "d"]), "four"),
+        (json!(["a", "ini pilihan yang terlalu panjang"]), "too long"),
+        (json!([" "]), "empty"),
+    ] {
+        let refused = send(json!({"text": "Pilih:", "choices": choices})).await;
+        assert_eq!(refused.status(), 422, "{why}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_choices", "{why}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 3"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        send(json!({"text": "Jadi pesan?", "choices": ["Ya", "Tidak"]}))
+            .await
+            .status(),
+        202
+    );
+    let buttons = eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["type"] == "interactive")
+    })
+    .await;
+    assert_eq!(
+        buttons.body["interactive"]["body"]["text"], "Jadi pesan?",
+        "{}",
+        buttons.body
+    );
+
+    // Attachments: https only, image or document.
+    for (attachment, why) in [
+        (
+            json!({"url": "http://cdn.example/menu.jpg", "kind": "image"}),
+            "plain http",
+        ),
+        (
+            json!({"url": "https://cdn.example/a.mp4", "kind": "video"}),
+            "a video",
+        ),
+        (
+            json!({"url": "https://cdn.example/a.jpg", "kind": "image", "filename": "a.jpg"}),
+            "a file name on an image",
+        ),
+    ] {
+        let refused = send(json!({"attachment": attachment})).await;
+        assert_eq!(refused.status(), 422, "{why}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_attachment", "{why}");
+    }
+    assert_eq!(
+        send(json!({"text": "Menu kami", "attachment": {"url": "https://cdn.example/menu.pdf", "kind": "document", "filename": "menu.pdf"}}))
+            .await
+            .status(),
+        202
+    );
+    let document = eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["type"] == "document")
+    })
+    .await;
+    assert_eq!(
+        document.body["document"]["link"],
+        "https://cdn.example/menu.pdf"
+    );
+    assert_eq!(document.body["document"]["filename"], "menu.pdf");
+
+    // Typing: the provider's indicator, at most once per 5 seconds.
+    let typing = format!("/v1/console/conversations/{id}/typing");
+    assert_eq!(
+        post(&app, &typing, &json!({}), Some(&cookie), None)
+            .await
+            .status(),
+        403,
+        "typing needs the CSRF token"
+    );
+    assert_eq!(
+        post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        429
+    );
+    eventually(Duration::from_secs(20), || async {
+        graph
+            .requests()
+            .into_iter()
+            .find(|r| r.is_mark_read() && r.body["typing_indicator"].is_object())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn outside_the_whatsapp_window_only_an_agent_template_goes_out() {
+    // Arrange: the customer last wrote 25 hours ago.
+    let (app, graph) = start_composer().await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let id = claimed_whatsapp_chat(&app, &cookie, &csrf).await;
+    let store = app.store().await;
+    let long_ago = gateway::store::now_ms() - 25 * 3600 * 1000;
+    sqlx::query("UPDATE conversations SET last_inbound_at = $1 WHERE id = $2")
+        .bind(long_ago)
+        .bind(&id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let reply = format!("/v1/console/conversations/{id}/messages");
+
+    // Act + Assert: free text is refused, naming the templates to use instead.
+    let refused = post(
+        &app,
+        &reply,
+        &json!({"text": "Halo kak, masih berminat?"}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "outside_window", "{body}");
+    assert_eq!(body["error"]["templates"][0]["name"], "follow_up");
+    let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let expires = view["conversation"]["window_expires_at"].as_str().unwrap();
+    let now = gateway::store::rfc3339(gateway::store::now_ms());
+    assert!(expires < now.as_str(), "{expires} is past");
+    let unknown = post(
+        &app,
+        &reply,
+        &json!({"template": {"name": "promo", "language": "id"}}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(unknown.status(), 422);
+    let sent = post(
+        &app,
+        &reply,
+        &json!({"template": {"name": "follow_up", "language": "id"}}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(sent.status(), 202);
+    let template = eventually(Duration::from_secs(20), || async {
+        graph
+            .sends()
+            .into_iter()
+            .find(|s| s.body["type"] == "template")
+    })
+    .await;
+    assert_eq!(template.body["template"]["name"], "follow_up");
+    assert_eq!(template.body["to"], "6281311112222");
+    assert!(
+        graph
+            .sends()
+            .iter()
+            .all(|s| s.body["text"]["body"] != "Halo kak, masih berminat?")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_conversation_view_shows_customer_images_channels_and_earlier_chats() {
+    // Arrange: a WhatsApp customer asks for a person, then sends a photo.
+    let (app, graph) = start_composer().await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    add_staff(&app, "other", "eve@other.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let id = claimed_whatsapp_chat(&app, &cookie, &csrf).await;
+    let photo = b"\xff\xd8\xff\xe0 a tiny jpeg".to_vec();
+    graph.add_media("1234567890123456", "image/jpeg", &photo);
+    let mut image: Value = serde_json::from_slice(&sapa_tests::wa_fixture("image.json")).unwrap();
+    image["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["sha256"] =
+        json!(sapa_tests::fake_graph::media_sha256(&photo));
+    let response = app
+        .whatsapp_post(
+            &serde_json::to_vec(&image).unwrap(),
+            sapa_tests::WA_APP_SECRET,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    // An earlier, closed conversation with the same customer.
+    let store = app.store().await;
+    sqlx::query(
+        "INSERT INTO conversations (id, tenant_id, channel_account_id, contact_id, state, locale, handoff_reason, created_at, updated_at) \
+         SELECT 'conv-earlier', tenant_id, channel_account_id, contact_id, 'closed', locale, 'customer_asked', 1000, 2000 \
+         FROM conversations WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+
+    // Act
+    let view: Value = eventually(Duration::from_secs(20), || async {
+        let view: Value = get(&app, &format!("/v1/console/conversations/{id}"), &cookie)
+            .await
+            .json()
+            .await
+            .unwrap();
+        view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["media"]["url"].is_string())
+            .then_some(view)
+    })
+    .await;
+
+    // Assert: the photo is served inline to this tenant's agents, from this conversation only.
+    let message = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["media"]["url"].is_string())
+        .unwrap()
+        .clone();
+    assert_eq!(message["media"]["kind"], "image");
+    let url = message["media"]["url"].as_str().unwrap();
+    let served = get(&app, url, &cookie).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "image/jpeg");
+    assert_eq!(served.headers()["content-disposition"], "inline");
+    assert_eq!(served.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(served.bytes().await.unwrap().to_vec(), photo);
+    let (eve, _) = log_in(&app, "other", "eve@other.local").await;
+    assert_eq!(get(&app, url, &eve).await.status(), 404);
+    let message_id = message["id"].as_i64().unwrap();
+    for path in [
+        format!("/v1/console/conversations/conv-earlier/media/{message_id}"),
+        format!(
+            "/v1/console/conversations/{id}/media/{}",
+            view["messages"][0]["id"]
+        ),
+        format!("/v1/console/conversations/{id}/media/x"),
+    ] {
+        assert_eq!(get(&app, &path, &cookie).await.status(), 404, "{path}");
+    }
+    assert_eq!(
+        app.client
+            .get(format!("{}{url}", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // The details: the customer's channels, earlier conversations, the handoff reason.
+    assert_eq!(view["contact"]["channels"][0]["channel"], "whatsapp");
+    assert_eq!(view["contact"]["channels"][0]["address"], "6281311112222");
+    assert_eq!(view["previous_conversations"][0]["id"], "conv-earlier");
+    assert_eq!(view["previous_conversations"][0]["state"], "closed");
+    assert_eq!(view["conversation"]["handoff_reason"], "customer_asked");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn agent_quick_replies_reach_a_web_chat_customer_as_choices() {
+    let app = sapa_tests::spawn_app("").await;
+    add_staff(&app, "demo", "budi@demo.local", None).await;
+    let (cookie, csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let session = app.session("demo").await;
+    let id = session.conversation_id.clone();
+    app.post(&session, "c1", "saya mau bicara dengan admin")
+        .await;
+    app.bot_messages(&session, 1).await;
+    let claim = format!("/v1/console/conversations/{id}/claim");
+    assert_eq!(
+        post(&app, &claim, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        200
+    );
+    let sent = post(
+        &app,
+        &format!("/v1/console/conversations/{id}/messages"),
+        &json!({"text": "Mau diantar atau ambil sendiri?", "choices": ["Diantar", "Ambil sendiri"]}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(sent.status(), 202);
+    let agent = eventually(Duration::from_secs(20), || async {
+        app.messages(&session)
+            .await
+            .into_iter()
+            .find(|m| m["author"] == "agent")
+    })
+    .await;
+    assert_eq!(agent["text"], "Mau diantar atau ambil sendiri?");
+    assert_eq!(agent["choices"], json!(["Diantar", "Ambil sendiri"]));
+    // Typing on web chat is a typing event for the customer's socket, once per 5 s.
+    let typing = format!("/v1/console/conversations/{id}/typing");
+    assert_eq!(
+        post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf))
+            .await
+            .status(),
+        202
+    );
+    let again = post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf)).await;
+    assert_eq!(again.status(), 429);
+    assert!(again.headers().contains_key("retry-after"));
     app.stop().await;
 }
 

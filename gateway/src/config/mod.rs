@@ -15,6 +15,7 @@ use toml::{Table, Value};
 
 pub use crate::store::DatabaseTarget;
 
+pub mod console;
 pub mod origin;
 
 /// Compiled-in defaults; every operator-settable key appears here.
@@ -425,6 +426,12 @@ pub struct TenantConfig {
     /// Accounts of any channel plugin: `[[tenants.<slug>.channels]]` tables.
     #[serde(default)]
     pub channels: Vec<ChannelTable>,
+    /// Replies agents insert in the console by typing `/shortcut`.
+    #[serde(default)]
+    pub canned_replies: Vec<console::CannedReply>,
+    /// WhatsApp templates agents may send after the 24-hour window has closed.
+    #[serde(default)]
+    pub agent_templates: Vec<console::AgentTemplate>,
 }
 
 /// `[[tenants.<slug>.channels]]`: one account of any channel plugin — `kind = "<kind>"` plus
@@ -1069,6 +1076,12 @@ impl Config {
                 &tenant.allowed_origins,
                 &mut problems,
             );
+            console::check(
+                slug,
+                &tenant.canned_replies,
+                &tenant.agent_templates,
+                &mut problems,
+            );
             for link in &tenant.allowed_links {
                 if !flows::policy::valid_allowed_link(link) {
                     problems.push(format!(
@@ -1264,6 +1277,21 @@ impl Schema<'_> {
                         {
                             problems.push(format!(
                                 "{origin}: `{path}[{index}]` must be a table with `kind = \"<channel kind>\"`"
+                            ));
+                        }
+                    }
+                }
+                // Composer tables: their fields are checked by serde and `validate`.
+                (Value::Array(_), Value::Array(items))
+                    if matches!(
+                        parts.as_slice(),
+                        ["tenants", _, "canned_replies" | "agent_templates"]
+                    ) =>
+                {
+                    for (index, item) in items.iter().enumerate() {
+                        if !item.is_table() {
+                            problems.push(format!(
+                                "{origin}: `{path}[{index}]` must be a table ([[{path}]])"
                             ));
                         }
                     }
@@ -1812,6 +1840,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.admin_bind"), "{err}");
+    }
+
+    #[test]
+    fn canned_replies_and_agent_templates_are_checked() {
+        let config = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n\
+             [[tenants.shop.canned_replies]]\nshortcut = \"harga\"\ntext = \"Harga mulai 25rb.\"\n\
+             [[tenants.shop.agent_templates]]\nname = \"follow_up\"\nlanguage = \"id\"\nbody = \"Halo, ada kabar baru.\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.tenants["shop"].canned_replies[0].shortcut, "harga");
+        assert_eq!(config.tenants["shop"].agent_templates[0].name, "follow_up");
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n\
+             [[tenants.shop.canned_replies]]\nshortcut = \"Harga!\"\ntext = \"x\"\n\
+             [[tenants.shop.canned_replies]]\nshortcut = \"ok\"\ntext = \" \"\n\
+             [[tenants.shop.canned_replies]]\nshortcut = \"ok\"\ntext = \"y\"\n\
+             [[tenants.shop.agent_templates]]\nname = \"Bad Name\"\nlanguage = \"\"\nbody = \"\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "tenants.shop.canned_replies[0].shortcut must be 1-32 characters",
+            "tenants.shop.canned_replies[1].text must not be empty",
+            "tenants.shop.canned_replies[2].shortcut \"ok\" is used twice",
+            "tenants.shop.agent_templates[0].name must be",
+            "tenants.shop.agent_templates[0].language must be",
+            "tenants.shop.agent_templates[0].body must not be empty",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -26,13 +26,20 @@ pub enum RateLimit {
     /// Customer messages answered per conversation of the other channels
     /// (`conversation.messages_per_minute`), keyed by conversation id.
     Conversation,
+    /// Typing indicators an agent sends from the console: one per 5 s, keyed by conversation
+    /// id.
+    ConsoleTyping,
 }
+
+/// How often the console may show a conversation's customer that an agent is typing.
+const CONSOLE_TYPING_EVERY: Duration = Duration::from_secs(5);
 
 /// One limiter per [`RateLimit`]; `None` when its rate is 0 (disabled).
 pub(super) struct Limiters {
     per_session: Option<Keyed>,
     per_ip: Option<Keyed>,
     per_conversation: Option<Keyed>,
+    typing: Option<Keyed>,
     checks: AtomicU32,
 }
 
@@ -52,6 +59,8 @@ impl Limiters {
             per_session: keyed(config.messages_per_minute_per_session),
             per_ip: keyed(config.requests_per_minute_per_ip),
             per_conversation: None,
+            typing: Quota::with_period(CONSOLE_TYPING_EVERY)
+                .map(|quota| RateLimiter::keyed(quota.allow_burst(NonZeroU32::MIN))),
             checks: AtomicU32::new(0),
         }
     }
@@ -68,6 +77,7 @@ impl Limiters {
             RateLimit::WebchatSession => &self.per_session,
             RateLimit::ClientIp => &self.per_ip,
             RateLimit::Conversation => &self.per_conversation,
+            RateLimit::ConsoleTyping => &self.typing,
         };
         match limiter {
             Some(limiter) => limiter
@@ -83,9 +93,14 @@ impl Limiters {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
             return;
         }
-        for limiter in [&self.per_session, &self.per_ip, &self.per_conversation]
-            .into_iter()
-            .flatten()
+        for limiter in [
+            &self.per_session,
+            &self.per_ip,
+            &self.per_conversation,
+            &self.typing,
+        ]
+        .into_iter()
+        .flatten()
         {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -146,5 +161,17 @@ mod tests {
             "{wait:?}"
         );
         limits.check(RateLimit::WebchatSession, "c").unwrap();
+    }
+
+    #[test]
+    fn console_typing_is_one_per_five_seconds_per_conversation() {
+        let limits = Limiters::new(&config(0, 0));
+        limits.check(RateLimit::ConsoleTyping, "c").unwrap();
+        let wait = limits.check(RateLimit::ConsoleTyping, "c").unwrap_err();
+        assert!(
+            wait > Duration::from_secs(4) && wait <= CONSOLE_TYPING_EVERY,
+            "{wait:?}"
+        );
+        limits.check(RateLimit::ConsoleTyping, "d").unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! [`Local`]: the in-process [`Coord`] of embedded mode.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use channels::{PacingPolicy, Throttled};
 use tokio::sync::broadcast;
 
 use super::limits::Limiters;
-use super::{Coord, Pacer, RateLimit};
+use super::{ConsoleEvent, Coord, Pacer, RateLimit};
 use crate::config::WebchatConfig;
 
 /// Leases, limiters, pacer and pub/sub of one process.
@@ -19,7 +19,13 @@ pub struct Local {
     limiters: Limiters,
     pacer: Mutex<Pacer>,
     hub: Hub,
+    /// Console event channels by tenant; created by the first subscriber, dropped when a
+    /// publish finds no subscriber left.
+    console: Mutex<HashMap<String, broadcast::Sender<ConsoleEvent>>>,
 }
+
+/// How many console events a slow stream may lag behind before it is told to resync.
+const CONSOLE_BUFFER: usize = 256;
 
 impl Local {
     /// In-process coordination with the web chat limits of `config`.
@@ -29,6 +35,7 @@ impl Local {
             limiters: Limiters::new(config),
             pacer: Mutex::new(Pacer::default()),
             hub: Hub::default(),
+            console: Mutex::new(HashMap::new()),
         }
     }
 
@@ -103,6 +110,25 @@ impl Coord for Local {
             .unwrap_or_else(PoisonError::into_inner)
             .throttled(policy, account, recipient, what);
     }
+
+    fn console_subscribe(&self, tenant_id: &str) -> broadcast::Receiver<ConsoleEvent> {
+        self.console
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(tenant_id.to_owned())
+            .or_insert_with(|| broadcast::channel(CONSOLE_BUFFER).0)
+            .subscribe()
+    }
+
+    fn console_publish(&self, tenant_id: &str, event: ConsoleEvent) {
+        let mut channels = self.console.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = channels.get(tenant_id)
+            && sender.send(event).is_err()
+        {
+            // Nobody listens any more: forget the tenant's channel.
+            channels.remove(tenant_id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +169,29 @@ mod tests {
             coord.reserve_send(wa, "n1", "628111").await,
             Err(std::time::Duration::from_secs(6))
         );
+    }
+
+    #[tokio::test]
+    async fn console_events_reach_only_the_tenants_subscribers() {
+        let coord: std::sync::Arc<dyn Coord> = std::sync::Arc::new(Local::new(&unlimited()));
+        let mut a = coord.console_subscribe("a");
+        let mut b = coord.console_subscribe("b");
+        let event = ConsoleEvent::Presence {
+            staff_id: "s1".into(),
+            status: "online".into(),
+        };
+        coord.console_publish("a", event.clone());
+        assert_eq!(a.recv().await.unwrap(), event);
+        assert!(matches!(
+            b.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+        drop(b);
+        // The last subscriber gone, publishing drops the tenant's channel.
+        coord.console_publish("b", event.clone());
+        let mut again = coord.console_subscribe("b");
+        coord.console_publish("b", event.clone());
+        assert_eq!(again.recv().await.unwrap(), event);
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! The coordination seam: what the replicas of one deployment must agree on — who answers a
-//! conversation (leases), shared rate limits, outbound pacing state, and web chat pub/sub.
+//! conversation (leases), shared rate limits, outbound pacing state, web chat pub/sub, and the
+//! agent console's live events per tenant.
 //!
 //! [`Local`] keeps all of it in this process (embedded mode: one replica). A distributed
 //! implementation (Redis) goes behind the same [`Coord`] trait; callers — lanes, the
 //! dispatcher's pacer, the HTTP limiters and the web chat sockets — only see the trait.
 
+mod console;
 mod limits;
 mod local;
 mod pacing;
@@ -13,7 +15,9 @@ use std::time::Duration;
 
 use channels::webchat::EventBus;
 use channels::{PacingPolicy, Throttled};
+use tokio::sync::broadcast;
 
+pub use console::{ConsoleEvent, announce};
 pub use limits::RateLimit;
 pub use local::Local;
 use pacing::Pacer;
@@ -60,4 +64,12 @@ pub trait Coord: EventBus {
         recipient: &str,
         what: Throttled,
     );
+
+    /// Subscribes to the agent console events of `tenant_id` (one stream per open console).
+    /// A receiver that lags behind loses events and must refetch (`RecvError::Lagged`).
+    fn console_subscribe(&self, tenant_id: &str) -> broadcast::Receiver<ConsoleEvent>;
+
+    /// Publishes a console event to `tenant_id`'s subscribers, best effort: consoles also poll
+    /// slowly, so a lost event delays an update but never hides it.
+    fn console_publish(&self, tenant_id: &str, event: ConsoleEvent);
 }

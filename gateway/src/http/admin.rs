@@ -578,6 +578,13 @@ async fn send_message(
         .await?
         .ok_or_else(not_found)?;
     state.dispatcher_wake.notify_one();
+    crate::coord::announce(
+        &state.store,
+        state.coord.as_ref(),
+        &tenant,
+        &conversation_id,
+    )
+    .await;
     tracing::info!(
         tenant = %tenant,
         conversation = %conversation_id,
@@ -637,13 +644,35 @@ async fn message_media(
         .inbound_media(&tenant, id)
         .await?
         .ok_or_else(not_found)?;
-    let media: StoredMedia = serde_json::from_str(&stored.media).map_err(|_| not_found())?;
-    let media_id = media
+    customer_media(&state, &tenant, id, &stored, false)
+        .await?
+        .ok_or_else(not_found)
+}
+
+/// Downloads the file of the tenant's customer message `id` (`stored`) from its provider now;
+/// `None` when the message has no provider file. With `inline_images`, an image is served for
+/// display (`inline`, under a CSP that allows nothing else); everything else is an attachment.
+///
+/// # Errors
+/// 502/501 when the provider cannot give the file.
+pub(crate) async fn customer_media(
+    state: &AppState,
+    tenant: &str,
+    id: i64,
+    stored: &crate::store::InboundMediaRef,
+    inline_images: bool,
+) -> Result<Option<Response>, ApiError> {
+    let Ok(media) = serde_json::from_str::<StoredMedia>(&stored.media) else {
+        return Ok(None);
+    };
+    let Some(media_id) = media
         .id
         .as_deref()
         .map(str::trim)
         .filter(|id| !id.is_empty())
-        .ok_or_else(not_found)?;
+    else {
+        return Ok(None);
+    };
     let unavailable =
         |message: String| ApiError::new(StatusCode::BAD_GATEWAY, "media_unavailable", message);
     if !is_safe_media_id(media_id) {
@@ -655,7 +684,7 @@ async fn message_media(
     let route = state
         .accounts
         .by_account_id(&stored.channel_account_id)
-        .filter(|r| r.tenant_id == tenant)
+        .filter(|r| r.tenant_id == *tenant)
         .ok_or_else(|| {
             unavailable(format!(
                 "the {kind} account this message arrived on is no longer configured, so its media cannot be fetched"
@@ -706,16 +735,34 @@ async fn message_media(
             || format!("{kind}-{media_id}.{}", extension_of(&mime)),
             str::to_owned,
         );
-    Ok((
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::CONTENT_DISPOSITION, content_disposition(&filename)),
-            (header::CACHE_CONTROL, "private".to_owned()),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-        ],
-        file.bytes,
-    )
-        .into_response())
+    // Only raster images render inline (never SVG, which can carry script); the CSP keeps even
+    // a mislabelled file inert.
+    let inline = inline_images
+        && matches!(
+            mime.as_str(),
+            "image/jpeg" | "image/png" | "image/gif" | "image/webp"
+        );
+    let disposition = if inline {
+        "inline".to_owned()
+    } else {
+        content_disposition(&filename)
+    };
+    Ok(Some(
+        (
+            [
+                (header::CONTENT_TYPE, mime),
+                (header::CONTENT_DISPOSITION, disposition),
+                (header::CACHE_CONTROL, "private".to_owned()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; sandbox".to_owned(),
+                ),
+            ],
+            file.bytes,
+        )
+            .into_response(),
+    ))
 }
 
 /// Whether a stored media id is safe to put in a Graph API path (WhatsApp ids are digits).

@@ -1,7 +1,8 @@
 //! The console's JSON API for staff: login (password, then a one-time code when the member has
 //! a channel), set-password links, the current member, logout. Sessions are an `HttpOnly`,
 //! `SameSite=Strict` cookie (`Secure` except on plain-http loopback); every state-changing
-//! request carries the session's `X-CSRF-Token`.
+//! request carries the session's `X-CSRF-Token`. `GET /v1/console/events` streams the
+//! tenant's queue changes (server-sent events) so open consoles update live.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -11,6 +12,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::coord::{ConsoleEvent, announce};
 use crate::http::error::{ApiError, ApiJson};
 use crate::http::otp::error_response as otp_error;
 use crate::staff::{LoginStep, NewSession, StaffError, normalize_email};
@@ -80,6 +82,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/console/me", get(me))
         .route("/v1/console/logout", post(logout))
         .route("/v1/console/presence", post(presence))
+        .route("/v1/console/events", get(events))
+        .route("/v1/console/canned", get(canned))
+        .route("/v1/console/conversations/{id}/typing", post(typing))
+        .route(
+            "/v1/console/conversations/{id}/media/{message_id}",
+            get(media),
+        )
         .route("/v1/console/conversations", get(queue))
         .route("/v1/console/conversations/{id}", get(conversation))
         .route("/v1/console/conversations/{id}/claim", post(claim))
@@ -308,6 +317,8 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
 const QUEUE_LIMIT: i64 = 200;
 /// Most messages the conversation view returns.
 const HISTORY_LIMIT: i64 = 500;
+/// Most earlier conversations of the customer the conversation view lists.
+const PREVIOUS_LIMIT: i64 = 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -319,10 +330,43 @@ struct QueueParams {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplyBody {
+    #[serde(default)]
     text: String,
     #[serde(default)]
     note: bool,
+    /// Quick replies sent as buttons.
+    #[serde(default)]
+    choices: Vec<String>,
+    /// A file by URL.
+    #[serde(default)]
+    attachment: Option<AttachmentBody>,
+    /// A WhatsApp template instead of free text.
+    #[serde(default)]
+    template: Option<TemplateBody>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentBody {
+    url: String,
+    kind: String,
+    #[serde(default)]
+    filename: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateBody {
+    name: String,
+    language: String,
+}
+
+/// Most quick replies on one agent message (WhatsApp shows at most three reply buttons).
+const MAX_CHOICES: usize = 3;
+/// Longest quick reply (WhatsApp's reply button title limit).
+const MAX_CHOICE_CHARS: usize = 20;
+/// WhatsApp's customer service window: free text only this long after the customer last wrote.
+const WHATSAPP_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,7 +385,172 @@ fn item_json(item: &QueueItem) -> Value {
         "assignee": item.assignee,
         "handoff_reason": item.handoff_reason,
         "last_customer_message_at": item.last_inbound_ms.map(rfc3339),
+        "window_expires_at": window_expires_ms(item).map(rfc3339),
     })
+}
+
+/// When WhatsApp's 24-hour customer service window of a WhatsApp conversation closes (closed
+/// already when the customer never wrote); `None` on other channels.
+fn window_expires_ms(item: &QueueItem) -> Option<i64> {
+    (item.channel == "whatsapp")
+        .then(|| item.last_inbound_ms.map_or(0, |at| at + WHATSAPP_WINDOW_MS))
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>) -> Response {
+    invalid(code, message).into_response()
+}
+
+/// The tenant's composer settings.
+fn tenant_config<'a>(
+    state: &'a AppState,
+    tenant_id: &str,
+) -> Option<&'a crate::config::TenantConfig> {
+    state.config.tenants.get(tenant_id)
+}
+
+/// `text` with a canned reply in place of an exact `/shortcut` of the tenant's.
+fn expand_canned(state: &AppState, tenant_id: &str, text: &str) -> String {
+    let expanded = text.strip_prefix('/').and_then(|shortcut| {
+        tenant_config(state, tenant_id)?
+            .canned_replies
+            .iter()
+            .find(|reply| reply.shortcut == shortcut)
+    });
+    expanded.map_or_else(|| text.to_owned(), |reply| reply.text.trim().to_owned())
+}
+
+/// Checks quick replies: at most three, each 1-20 characters.
+fn validate_choices(choices: &[String]) -> Result<Vec<String>, ApiError> {
+    let trimmed: Vec<String> = choices.iter().map(|c| c.trim().to_owned()).collect();
+    if trimmed.len() > MAX_CHOICES
+        || trimmed
+            .iter()
+            .any(|c| c.is_empty() || c.chars().count() > MAX_CHOICE_CHARS)
+    {
+        return Err(invalid(
+            "invalid_choices",
+            format!(
+                "`choices` takes at most {MAX_CHOICES} quick replies of 1-{MAX_CHOICE_CHARS} characters each"
+            ),
+        ));
+    }
+    Ok(trimmed)
+}
+
+/// Checks an attachment: an https URL, `image` or `document`, a plain file name for documents.
+fn validate_attachment(
+    attachment: AttachmentBody,
+) -> Result<channels::model::OutboundMedia, ApiError> {
+    use channels::model::{MediaKind, MediaSource, OutboundMedia};
+    let kind = match attachment.kind.trim() {
+        "image" => MediaKind::Image,
+        "document" => MediaKind::Document,
+        _ => {
+            return Err(invalid(
+                "invalid_attachment",
+                "`attachment.kind` must be \"image\" or \"document\"",
+            ));
+        }
+    };
+    let url = attachment.url.trim().to_owned();
+    let https = url
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+    if !https || !channels::model::is_http_url(&url) {
+        return Err(invalid(
+            "invalid_attachment",
+            format!(
+                "`attachment.url` must be an https:// URL of at most {} characters, without spaces, that the provider can download",
+                channels::model::MAX_MEDIA_URL_CHARS
+            ),
+        ));
+    }
+    let filename = attachment
+        .filename
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty());
+    if let Some(name) = &filename
+        && (kind != MediaKind::Document
+            || name.chars().count() > 240
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control))
+    {
+        return Err(invalid(
+            "invalid_attachment",
+            "`attachment.filename` is only for documents: a plain file name of at most 240 characters, without `/` or `\\`",
+        ));
+    }
+    Ok(OutboundMedia {
+        kind,
+        source: MediaSource::Url(url),
+        caption: None,
+        filename,
+    })
+}
+
+/// `GET /v1/console/canned`: the tenant's canned replies and agent templates.
+async fn canned(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (_, session) = match session(&state, &headers, false).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (replies, templates) = tenant_config(&state, &session.member.tenant_id)
+        .map(|t| (t.canned_replies.clone(), t.agent_templates.clone()))
+        .unwrap_or_default();
+    axum::Json(json!({ "canned_replies": replies, "agent_templates": templates })).into_response()
+}
+
+/// `POST /v1/console/conversations/{id}/typing`: shows the customer that the agent is typing
+/// (web chat: a typing event; WhatsApp and Telegram: the provider's indicator). At most one
+/// per 5 s per conversation (`429 typing_rate_limited`).
+async fn typing(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let session = match acting(&state, &headers).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let tenant = &session.member.tenant_id;
+    let target = match state.store.typing_target(tenant, &id).await {
+        Ok(Some(target)) => target,
+        Ok(None) => return not_found(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    if let Err(wait) = state
+        .coord
+        .check_rate(crate::coord::RateLimit::ConsoleTyping, &id)
+        .await
+    {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "typing_rate_limited",
+            "one typing indicator per 5 seconds per conversation",
+        )
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    if target.channel_kind.is_webchat() {
+        state
+            .coord
+            .publish(&id, channels::webchat::WebchatEvent::Typing);
+    } else if let Some(channel) = state
+        .channels
+        .resolve(&target.channel_account_id, target.channel_kind)
+    {
+        let last = target.last_inbound_id.unwrap_or_default();
+        // Best effort, off the request: a slow provider never holds the agent's browser.
+        tokio::spawn(async move { channel.typing(&target.recipient, &last).await });
+    }
+    StatusCode::ACCEPTED.into_response()
 }
 
 fn not_found() -> Response {
@@ -401,38 +610,112 @@ async fn conversation(
         Ok(None) => return not_found(),
         Err(err) => return ApiError::from(err).into_response(),
     };
-    match state
-        .store
-        .console_messages(tenant, &id, 0, HISTORY_LIMIT)
-        .await
-    {
-        Ok(messages) => {
-            let messages: Vec<Value> = messages
-                .iter()
-                .map(|m| {
-                    json!({
-                        "id": m.id,
-                        "author": m.author,
-                        "text": m.body,
-                        "status": m.status,
-                        "created_at": rfc3339(m.created_at_ms),
-                    })
-                })
-                .collect();
-            // What the bot was told at the last hand back (best effort).
-            let summary = state
-                .store
-                .handoff_summary(tenant, &id)
-                .await
-                .unwrap_or_default();
-            axum::Json(json!({
-                "conversation": item_json(&item),
-                "messages": messages,
-                "handoff_summary": summary,
-            }))
-            .into_response()
-        }
-        Err(err) => ApiError::from(err).into_response(),
+    let store = &state.store;
+    let (messages, media, channels, previous) = match tokio::try_join!(
+        store.console_messages(tenant, &id, 0, HISTORY_LIMIT),
+        store.conversation_media(tenant, &id),
+        store.contact_channels(tenant, &id),
+        store.contact_history(tenant, &id, PREVIOUS_LIMIT),
+    ) {
+        Ok(found) => found,
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let media: std::collections::HashMap<i64, Value> = media
+        .into_iter()
+        .filter_map(|(message_id, raw)| {
+            let media: Value = serde_json::from_str(&raw).ok()?;
+            let kind = media["kind"].as_str().unwrap_or("media").to_owned();
+            // Only files the provider still holds can be shown (a location has none).
+            let url = media["id"]
+                .as_str()
+                .filter(|i| !i.trim().is_empty())
+                .map(|_| format!("/v1/console/conversations/{id}/media/{message_id}"));
+            Some((message_id, json!({ "kind": kind, "url": url })))
+        })
+        .collect();
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "author": m.author,
+                "text": m.body,
+                "status": m.status,
+                "created_at": rfc3339(m.created_at_ms),
+                "media": media.get(&m.id),
+            })
+        })
+        .collect();
+    let channels: Vec<Value> = channels
+        .iter()
+        .map(|c| {
+            json!({ "channel": c.channel, "address": c.address, "name": c.name, "username": c.username })
+        })
+        .collect();
+    let previous: Vec<Value> = previous
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "channel": p.channel,
+                "state": p.state,
+                "handoff_reason": p.handoff_reason,
+                "last_message": p.last_message,
+                "created_at": rfc3339(p.created_at_ms),
+                "updated_at": rfc3339(p.updated_at_ms),
+            })
+        })
+        .collect();
+    // What the bot was told at the last hand back (best effort).
+    let summary = store.handoff_summary(tenant, &id).await.unwrap_or_default();
+    axum::Json(json!({
+        "conversation": item_json(&item),
+        "messages": messages,
+        "contact": { "channels": channels },
+        "previous_conversations": previous,
+        "handoff_summary": summary,
+    }))
+    .into_response()
+}
+
+/// `GET /v1/console/conversations/{id}/media/{message_id}`: the file a customer sent in the
+/// tenant's conversation, fetched from the provider now; images inline (the console shows
+/// them), other files as attachments. `404 media_not_found` for anything else.
+async fn media(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Response {
+    let (_, session) = match session(&state, &headers, false).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let tenant = &session.member.tenant_id;
+    let missing = || {
+        ApiError::not_found(
+            "media_not_found",
+            "this conversation has no customer message with that id and a media file",
+        )
+        .into_response()
+    };
+    let Ok(message_id) = message_id.trim().parse::<i64>() else {
+        return missing();
+    };
+    // The message must belong to this conversation of this tenant, not just to the tenant.
+    match state.store.conversation_media(tenant, &id).await {
+        Ok(media) if media.iter().any(|(m, _)| *m == message_id) => {}
+        Ok(_) => return missing(),
+        Err(err) => return ApiError::from(err).into_response(),
+    }
+    let stored = match state.store.inbound_media(tenant, message_id).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return missing(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    match crate::http::admin::customer_media(&state, tenant, message_id, &stored, true).await {
+        Ok(Some(response)) => response,
+        Ok(None) => missing(),
+        Err(err) => err.into_response(),
     }
 }
 
@@ -474,6 +757,7 @@ async fn claim(
     {
         Ok(ConsoleClaim::Claimed) => {
             audit(&state, member, "claim", &id).await;
+            announce(&state.store, state.coord.as_ref(), &member.tenant_id, &id).await;
             axum::Json(json!({ "claimed": true, "assignee": member.id })).into_response()
         }
         Ok(ConsoleClaim::TakenBy(other)) => ApiError::new(
@@ -498,20 +782,24 @@ async fn reply(
         Err(response) => return response,
     };
     let member = &session.member;
-    let text = body.text.trim();
-    if text.is_empty() || text.chars().count() > 4096 {
-        return ApiError::bad_request("invalid_text", "`text` must be 1-4096 characters")
-            .into_response();
-    }
+    let tenant = member.tenant_id.as_str();
     if body.note {
+        if body.template.is_some() || body.attachment.is_some() || !body.choices.is_empty() {
+            return unprocessable(
+                "invalid_note",
+                "a note is text only: no `choices`, `attachment` or `template`",
+            );
+        }
+        let text = expand_canned(&state, tenant, body.text.trim());
+        if text.is_empty() || text.chars().count() > 4096 {
+            return ApiError::bad_request("invalid_text", "`text` must be 1-4096 characters")
+                .into_response();
+        }
         // A note needs no claim: any agent of the tenant may leave one.
-        return match state
-            .store
-            .add_note(&member.tenant_id, &id, text, now_ms())
-            .await
-        {
+        return match state.store.add_note(tenant, &id, &text, now_ms()).await {
             Ok(Some(message_id)) => {
                 audit(&state, member, "note", &id).await;
+                announce(&state.store, state.coord.as_ref(), tenant, &id).await;
                 (
                     StatusCode::CREATED,
                     axum::Json(json!({ "message_id": message_id, "note": true })),
@@ -522,12 +810,8 @@ async fn reply(
             Err(err) => ApiError::from(err).into_response(),
         };
     }
-    match state
-        .store
-        .console_conversation(&member.tenant_id, &id)
-        .await
-    {
-        Ok(Some(item)) if item.assignee.as_deref() == Some(member.id.as_str()) => {}
+    let item = match state.store.console_conversation(tenant, &id).await {
+        Ok(Some(item)) if item.assignee.as_deref() == Some(member.id.as_str()) => item,
         Ok(Some(_)) => {
             return ApiError::new(
                 StatusCode::CONFLICT,
@@ -538,18 +822,106 @@ async fn reply(
         }
         Ok(None) => return not_found(),
         Err(err) => return ApiError::from(err).into_response(),
-    }
-    match state
-        .store
-        .enqueue_agent_message(&member.tenant_id, &id, text, None)
-        .await
-    {
+    };
+    let templates = tenant_config(&state, tenant).map_or(&[][..], |t| &t.agent_templates[..]);
+    let (text, media, choices, template) = if let Some(wanted) = body.template {
+        if item.channel != "whatsapp" {
+            return unprocessable(
+                "template_unsupported",
+                "templates are for WhatsApp conversations; send `text` instead",
+            );
+        }
+        if !body.text.trim().is_empty() || body.attachment.is_some() || !body.choices.is_empty() {
+            return unprocessable(
+                "invalid_template_message",
+                "a template is sent on its own: no `text`, `choices` or `attachment`",
+            );
+        }
+        let Some(found) = templates
+            .iter()
+            .find(|t| t.name == wanted.name && t.language == wanted.language)
+        else {
+            return unprocessable(
+                "unknown_template",
+                format!(
+                    "this tenant has no agent template `{}` ({}); configure it under [[tenants.{tenant}.agent_templates]]",
+                    wanted.name, wanted.language
+                ),
+            );
+        };
+        let template = channels::model::Template {
+            name: found.name.clone(),
+            language: found.language.clone(),
+            body_params: Vec::new(),
+            copy_code: None,
+        };
+        (
+            found.body.trim().to_owned(),
+            None,
+            Vec::new(),
+            Some(template),
+        )
+    } else {
+        let text = expand_canned(&state, tenant, body.text.trim());
+        let media = match body.attachment.map(validate_attachment).transpose() {
+            Ok(media) => media,
+            Err(err) => return err.into_response(),
+        };
+        if (text.is_empty() && media.is_none()) || text.chars().count() > 4096 {
+            return ApiError::bad_request(
+                "invalid_text",
+                "`text` must be 1-4096 characters (it may be empty with an `attachment`)",
+            )
+            .into_response();
+        }
+        let choices = match validate_choices(&body.choices) {
+            Ok(choices) => choices,
+            Err(err) => return err.into_response(),
+        };
+        if !choices.is_empty() && (media.is_some() || text.is_empty()) {
+            return unprocessable(
+                "invalid_choices",
+                "quick replies go with a text message without an attachment",
+            );
+        }
+        if let Some(expires) = window_expires_ms(&item)
+            && expires <= now_ms()
+        {
+            let names: Vec<Value> = templates
+                .iter()
+                .map(|t| json!({ "name": t.name, "language": t.language, "body": t.body }))
+                .collect();
+            return (
+                StatusCode::CONFLICT,
+                axum::Json(json!({ "error": {
+                    "code": "outside_window",
+                    "message": "the customer last wrote more than 24 hours ago: WhatsApp allows only an approved template now (send `template`)",
+                    "window_expires_at": rfc3339(expires),
+                    "templates": names,
+                }})),
+            )
+                .into_response();
+        }
+        (text, media, choices, None)
+    };
+    let send = crate::store::AgentSend {
+        text: &text,
+        media: media.as_ref(),
+        choices: &choices,
+        template: template.as_ref(),
+    };
+    match state.store.enqueue_agent_send(tenant, &id, &send).await {
         Ok(Some(queued)) => {
             state.dispatcher_wake.notify_one();
             audit(&state, member, "reply", &id).await;
+            announce(&state.store, state.coord.as_ref(), tenant, &id).await;
             (
                 StatusCode::ACCEPTED,
-                axum::Json(json!({ "message_id": queued.message_id, "channel": queued.channel_kind.as_str() })),
+                axum::Json(json!({
+                    "message_id": queued.message_id,
+                    "channel": queued.channel_kind.as_str(),
+                    "text": text,
+                })),
             )
                 .into_response()
         }
@@ -578,6 +950,7 @@ async fn release(state: AppState, headers: HeaderMap, id: String, hand_back: boo
             {
                 crate::handback::summarize(&state, &member.tenant_id, &id).await;
             }
+            announce(&state.store, state.coord.as_ref(), &member.tenant_id, &id).await;
             axum::Json(json!({ "state": step.to.state().as_str() })).into_response()
         }
         Ok(None) => taken_or_missing(&state, &member.tenant_id, &id).await,
@@ -648,6 +1021,7 @@ async fn transfer(
     {
         Ok(true) => {
             audit(&state, member, "transfer", &id).await;
+            announce(&state.store, state.coord.as_ref(), &member.tenant_id, &id).await;
             axum::Json(json!({ "assignee": target.id })).into_response()
         }
         Ok(false) => taken_or_missing(&state, &member.tenant_id, &id).await,
@@ -683,8 +1057,148 @@ async fn presence(
     {
         Ok(()) => {
             audit(&state, member, status, &member.id).await;
+            state.coord.console_publish(
+                &member.tenant_id,
+                ConsoleEvent::Presence {
+                    staff_id: member.id.clone(),
+                    status: status.to_owned(),
+                },
+            );
             axum::Json(json!({ "status": status })).into_response()
         }
         Err(err) => ApiError::from(err).into_response(),
     }
+}
+
+/// Most event streams one staff member may hold open (tabs and devices) in this process.
+pub const MAX_STREAMS_PER_STAFF: usize = 5;
+/// How often an open event stream checks that its session still exists (a logout, an idle
+/// expiry or a disabled account ends the stream within this time).
+const STREAM_SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Open console event streams per staff member.
+#[derive(Debug, Default)]
+pub struct StreamSlots {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream; frees its slot when dropped (the client went away or the server stops).
+#[derive(Debug)]
+struct StreamSlot {
+    slots: std::sync::Arc<StreamSlots>,
+    staff_id: String,
+}
+
+impl StreamSlots {
+    fn take(self: &std::sync::Arc<Self>, staff_id: &str) -> Option<StreamSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(staff_id.to_owned()).or_default();
+        if *count >= MAX_STREAMS_PER_STAFF {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            slots: self.clone(),
+            staff_id: staff_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.staff_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.staff_id);
+            }
+        }
+    }
+}
+
+/// What the event stream sends next.
+enum Next {
+    Event(ConsoleEvent),
+    Resync,
+    End,
+}
+
+/// `GET /v1/console/events`: the tenant's console events as server-sent events. `conversation`
+/// and `presence` carry JSON; `resync` (this stream missed events) tells the console to refetch.
+async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let (token, session) = match session(&state, &headers, false).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let member = session.member;
+    let Some(slot) = state.console_streams.take(&member.id) else {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "at most {MAX_STREAMS_PER_STAFF} console event streams per staff member; close another console tab"
+            ),
+        )
+        .into_response();
+    };
+    let receiver = state.coord.console_subscribe(&member.tenant_id);
+    let start = tokio::time::Instant::now() + STREAM_SESSION_CHECK;
+    let check = tokio::time::interval_at(start, STREAM_SESSION_CHECK);
+    let stream = futures::stream::unfold(
+        (receiver, state, token, check, slot),
+        |(mut receiver, state, token, mut check, slot)| async move {
+            let next = loop {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => break Next::End,
+                    _ = check.tick() => {
+                        // Only a session that is gone ends the stream; a storage hiccup does not.
+                        if matches!(
+                            state.staff.session(&token, None).await,
+                            Err(StaffError::NoSession)
+                        ) {
+                            break Next::End;
+                        }
+                    }
+                    received = receiver.recv() => break match received {
+                        Ok(event) => Next::Event(event),
+                        Err(RecvError::Lagged(_)) => Next::Resync,
+                        Err(RecvError::Closed) => Next::End,
+                    },
+                }
+            };
+            let event = match next {
+                Next::End => return None,
+                Next::Resync => Event::default().event("resync").data("{}"),
+                Next::Event(event) => {
+                    let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+                    Event::default().event(event.name()).data(data)
+                }
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (receiver, state, token, check, slot),
+            ))
+        },
+    );
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Proxies such as nginx must not buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }

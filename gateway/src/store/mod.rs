@@ -12,6 +12,7 @@
 
 mod api_keys;
 mod bot;
+mod composer;
 mod console;
 mod contacts;
 mod ingress;
@@ -30,12 +31,14 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use api_keys::{ApiKeyInfo, StoredApiKey};
 pub use bot::BotVersion;
+pub use composer::{ContactChannel, PastConversation, TypingTarget};
 pub use console::{Claim as ConsoleClaim, Queue, QueueItem};
 pub use contacts::{ContactIds, ContactIdsChange};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpRefusal, OtpSend};
 pub use outbox::{
-    Claim, ClaimedSend, InboundMediaRef, OtpPart, OutboxFailure, QueuedMessage, UndecodableSend,
+    AgentSend, Claim, ClaimedSend, InboundMediaRef, OtpPart, OutboxFailure, QueuedMessage,
+    UndecodableSend,
 };
 pub use staff::{LoginAttempt, StaffMember, StaffSession};
 pub use turns::{LlmUsage, MASKED_CODE, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};

@@ -683,6 +683,26 @@ impl Store {
         text: &str,
         media: Option<&OutboundMedia>,
     ) -> Result<Option<QueuedMessage>, StoreError> {
+        let send = AgentSend {
+            text,
+            media,
+            ..AgentSend::default()
+        };
+        self.enqueue_agent_send(tenant_id, conversation_id, &send)
+            .await
+    }
+
+    /// [`Store::enqueue_agent_message`] with quick replies and templates (the console's
+    /// composer).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; nothing was stored.
+    pub async fn enqueue_agent_send(
+        &self,
+        tenant_id: &str,
+        conversation_id: &str,
+        send: &AgentSend<'_>,
+    ) -> Result<Option<QueuedMessage>, StoreError> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
         // The conversation's row lock first, as every writer to a conversation does.
@@ -698,13 +718,12 @@ impl Store {
         if locked == 0 {
             return Ok(None);
         }
-        let queued = queue_message(
+        let queued = queue_send(
             &mut tx,
             tenant_id,
             conversation_id,
             Author::Agent,
-            text,
-            media,
+            send,
             now,
         )
         .await?;
@@ -793,6 +812,37 @@ pub(crate) async fn queue_message(
     media: Option<&OutboundMedia>,
     now: i64,
 ) -> Result<QueuedMessage, StoreError> {
+    let send = AgentSend {
+        text,
+        media,
+        ..AgentSend::default()
+    };
+    queue_send(tx, tenant_id, conversation_id, author, &send, now).await
+}
+
+/// What an agent sends: text, optionally with media, quick replies, or as a template.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgentSend<'a> {
+    /// The text (a template's preview when `template` is set).
+    pub text: &'a str,
+    /// A file to send with the text.
+    pub media: Option<&'a OutboundMedia>,
+    /// Quick replies offered as buttons.
+    pub choices: &'a [String],
+    /// Send this WhatsApp template instead of free text.
+    pub template: Option<&'a channels::model::Template>,
+}
+
+/// [`queue_message`] with quick replies and a template.
+async fn queue_send(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &str,
+    conversation_id: &str,
+    author: Author,
+    send: &AgentSend<'_>,
+    now: i64,
+) -> Result<QueuedMessage, StoreError> {
+    let (text, media) = (send.text, send.media);
     let row = sqlx::query(
         "SELECT c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
          c.last_inbound_at FROM conversations c \
@@ -817,13 +867,18 @@ pub(crate) async fn queue_message(
         recipient: row.try_get("recipient")?,
         author,
         text: super::storable(text).into_owned(),
-        choices: Vec::new(),
+        choices: send.choices.to_vec(),
         in_reply_to: Vec::new(),
         created_at_ms: now,
         idempotency_key: String::new(),
         customer_last_seen_ms: row.try_get("last_inbound_at")?,
-        template: None,
+        template: send.template.cloned(),
         media: media.cloned(),
+    };
+    let choices_json = if send.choices.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(send.choices).map_err(|e| StoreError::Corrupt(e.to_string()))?)
     };
     let media_json = media
         .map(|m| {
@@ -841,8 +896,8 @@ pub(crate) async fn queue_message(
         .transpose()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let message_id: i64 = sqlx::query(
-        "INSERT INTO messages (tenant_id, conversation_id, author, body, content_kind, media, status, created_at) \
-         VALUES ($1, $2, $7, $3, $4, $5, 'pending', $6) RETURNING id",
+        "INSERT INTO messages (tenant_id, conversation_id, author, body, content_kind, media, choices, status, created_at) \
+         VALUES ($1, $2, $7, $3, $4, $5, $8, 'pending', $6) RETURNING id",
     )
     .bind(tenant_id)
     .bind(conversation_id)
@@ -851,6 +906,7 @@ pub(crate) async fn queue_message(
     .bind(media_json)
     .bind(now)
     .bind(author.as_str())
+    .bind(choices_json)
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?;

@@ -46,25 +46,44 @@ impl Default for HandoffRules {
     }
 }
 
-/// Starts the loop on `tracker`; `rules` by tenant; `wake` wakes the dispatcher for notices.
-pub fn spawn(
-    store: Store,
-    rules: Arc<HashMap<String, HandoffRules>>,
-    bots: Arc<crate::bot::LiveBots>,
-    wake: Arc<Notify>,
-    every: Duration,
-    tracker: &TaskTracker,
-    token: CancellationToken,
-) {
-    tracker.spawn(async move {
-        loop {
-            tokio::select! {
-                () = token.cancelled() => break,
-                () = tokio::time::sleep(every) => {}
+/// What the loop works with.
+#[derive(Debug, Clone)]
+pub struct Assigner {
+    /// Storage.
+    pub store: Store,
+    /// The consoles hear of every chat a pass changed.
+    pub coord: Arc<dyn crate::coord::Coord>,
+    /// Handoff settings by tenant.
+    pub rules: Arc<HashMap<String, HandoffRules>>,
+    /// Live bot settings (business hours for the re-notify's wait).
+    pub bots: Arc<crate::bot::LiveBots>,
+    /// Wakes the dispatcher for notices.
+    pub wake: Arc<Notify>,
+}
+
+impl Assigner {
+    /// Starts the loop on `tracker`, a pass every `every`.
+    pub fn spawn(self, every: Duration, tracker: &TaskTracker, token: CancellationToken) {
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    () = tokio::time::sleep(every) => {}
+                }
+                let changed =
+                    run_once(&self.store, &self.rules, &self.bots, &self.wake, now_ms()).await;
+                for (tenant, conversation) in changed {
+                    crate::coord::announce(
+                        &self.store,
+                        self.coord.as_ref(),
+                        &tenant,
+                        &conversation,
+                    )
+                    .await;
+                }
             }
-            run_once(&store, &rules, &bots, &wake, now_ms()).await;
-        }
-    });
+        });
+    }
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -97,19 +116,21 @@ pub async fn wait_outlook(
     hours.outlook(now, load.agents_online, minutes)
 }
 
-/// One pass over every tenant with waiting chats, as of `now`.
+/// One pass over every tenant with waiting chats, as of `now`. Returns the (tenant,
+/// conversation) pairs it assigned or notified, for the consoles' live events.
 pub async fn run_once(
     store: &Store,
     rules: &HashMap<String, HandoffRules>,
     bots: &crate::bot::LiveBots,
     wake: &Notify,
     now: i64,
-) {
+) -> Vec<(String, String)> {
+    let mut changed = Vec::new();
     let tenants = match store.tenants_waiting().await {
         Ok(tenants) => tenants,
         Err(err) => {
             tracing::warn!(error = %err.chain(), "listing waiting chats failed");
-            return;
+            return changed;
         }
     };
     for tenant in tenants {
@@ -120,6 +141,7 @@ pub async fn run_once(
         {
             Ok(assigned) if !assigned.is_empty() => {
                 tracing::info!(tenant = %tenant, chats = assigned.len(), "waiting chats assigned to online agents");
+                changed.extend(assigned.into_iter().map(|(id, _)| (tenant.clone(), id)));
             }
             Ok(_) => {}
             Err(err) => {
@@ -157,7 +179,10 @@ pub async fn run_once(
                 .sla_notice(&tenant, &id, &text, back_to_bot, now)
                 .await
             {
-                Ok(true) => wake.notify_one(),
+                Ok(true) => {
+                    wake.notify_one();
+                    changed.push((tenant.clone(), id));
+                }
                 Ok(false) => {}
                 Err(err) => {
                     tracing::warn!(error = %err.chain(), tenant = %tenant, "SLA notice failed");
@@ -165,4 +190,5 @@ pub async fn run_once(
             }
         }
     }
+    changed
 }

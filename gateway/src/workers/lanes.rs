@@ -234,6 +234,7 @@ async fn answer_while_pending(
             }
         };
         let (kind, oldest_received_ms) = (turn.kind, turn.oldest_received_ms());
+        let in_console = shown_in_console(&turn);
         let usage = turn.llm_usage.clone();
         match ctx.committer.commit(turn).await {
             Ok(TurnOutcome::Committed { outbox_rows }) => {
@@ -253,6 +254,15 @@ async fn answer_while_pending(
                 if outbox_rows > 0 {
                     ctx.dispatcher_wake.notify_one();
                 }
+                if in_console {
+                    crate::coord::announce(
+                        &ctx.store,
+                        ctx.coord.as_ref(),
+                        &tenant_id,
+                        conversation_id,
+                    )
+                    .await;
+                }
             }
             Ok(TurnOutcome::Superseded) => {
                 metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
@@ -271,6 +281,15 @@ async fn answer_while_pending(
     }
     let mut lanes = inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
     lanes.remove(conversation_id);
+}
+
+/// Whether the agent consoles show this turn's conversation: it is waiting for or assigned to
+/// an agent (a new customer message), or the turn hands it off or back.
+fn shown_in_console(turn: &crate::store::Turn) -> bool {
+    use flows::ConversationState::{Human, WaitingHuman};
+    [turn.batch.conversation.state, turn.conversation.state]
+        .iter()
+        .any(|state| matches!(state, WaitingHuman | Human))
 }
 
 /// Stores the usage of a model answer that was not committed (superseded); best effort.
