@@ -443,7 +443,7 @@ fn quoted_answer(
     passage: &str,
     style: crate::excerpt::AnswerStyle,
 ) -> String {
-    let lines = crate::excerpt::excerpt(query, passage, style);
+    let lines = crate::excerpt::excerpt(query, title, passage, style);
     let quoted = lines
         .iter()
         .map(|line| {

@@ -186,10 +186,11 @@ fn sentences(line: &str) -> Vec<String> {
     out
 }
 
-/// The passage as quotable units, in order.
-fn units(passage: &str) -> Vec<Unit> {
+/// The passage as quotable units, in order; `title` words are every unit's context.
+fn units(title: &str, passage: &str) -> Vec<Unit> {
     let mut units = Vec::new();
-    let mut heading: Vec<String> = Vec::new();
+    let title = words(title);
+    let mut heading: Vec<String> = title.clone();
     let mut header: Vec<String> = Vec::new();
     let lines: Vec<&str> = passage.lines().collect();
     for (i, line) in lines.iter().enumerate() {
@@ -199,7 +200,11 @@ fn units(passage: &str) -> Vec<Unit> {
             continue;
         }
         if t.starts_with('#') {
-            heading = words(t.trim_start_matches('#'));
+            heading = title
+                .iter()
+                .cloned()
+                .chain(words(t.trim_start_matches('#')))
+                .collect();
             header.clear();
             continue;
         }
@@ -246,13 +251,17 @@ fn units(passage: &str) -> Vec<Unit> {
     units
 }
 
+/// A question word the unit contains counts 1, unless its title or heading names it too
+/// (then it tells the units under it apart no better than the heading does): 0.3, as a
+/// word only the context contains.
 fn score(unit: &Unit, asked: &[String]) -> f32 {
     asked
         .iter()
         .map(|q| {
-            if unit.words.iter().any(|w| same_word(w, q)) {
+            let in_context = unit.context.iter().any(|w| same_word(w, q));
+            if unit.words.iter().any(|w| same_word(w, q)) && !in_context {
                 1.0
-            } else if unit.context.iter().any(|w| same_word(w, q)) {
+            } else if in_context {
                 0.3
             } else {
                 0.0
@@ -261,10 +270,10 @@ fn score(unit: &Unit, asked: &[String]) -> f32 {
         .sum()
 }
 
-/// The lines of `passage` that answer `query`: the best-matching units (ties in passage
+/// The lines of `passage` (titled `title`) that answer `query`: the best-matching units (ties in passage
 /// order), at most `style`'s lines; the passage's first lines when no word matches. A FAQ
 /// passage (`Q: …` / `A: …`) gives its answer.
-pub fn excerpt(query: &str, passage: &str, style: AnswerStyle) -> Vec<String> {
+pub fn excerpt(query: &str, title: &str, passage: &str, style: AnswerStyle) -> Vec<String> {
     let max = style.max_lines();
     if let Some(rest) = passage.trim_start().strip_prefix("Q:")
         && let Some((_, answer)) = rest.split_once("\nA:")
@@ -277,7 +286,7 @@ pub fn excerpt(query: &str, passage: &str, style: AnswerStyle) -> Vec<String> {
             .map(str::to_owned)
             .collect();
     }
-    let units = units(passage);
+    let units = units(title, passage);
     let asked = words(query);
     let scores: Vec<f32> = units.iter().map(|u| score(u, &asked)).collect();
     let best = scores.iter().copied().fold(0.0_f32, f32::max);
@@ -304,13 +313,14 @@ mod tests {
         assert_eq!(
             excerpt(
                 "berapa harga kopi susu gula aren?",
+                "Menu dan Harga — Kopi",
                 MENU,
                 AnswerStyle::Short
             ),
             ["Kopi Susu Gula Aren — Rp 22.000"]
         );
         assert_eq!(
-            excerpt("harga latte berapa kak", MENU, AnswerStyle::Short),
+            excerpt("harga latte berapa kak", "", MENU, AnswerStyle::Short),
             ["Caffe Latte — Rp 28.000"]
         );
     }
@@ -319,18 +329,18 @@ mod tests {
     fn the_best_sentence_or_list_item_is_quoted() {
         let text = "Kami buka setiap hari. Pengiriman ke Bekasi memakai kurir instan, ongkir mulai Rp 15.000. Pesanan di atas Rp 200.000 gratis ongkir.\n\n- Pembayaran: QRIS, kartu debit, tunai.\n- Tidak menerima cek.";
         assert_eq!(
-            excerpt("bisa kirim ke bekasi?", text, AnswerStyle::Short),
+            excerpt("bisa kirim ke bekasi?", "", text, AnswerStyle::Short),
             ["Pengiriman ke Bekasi memakai kurir instan, ongkir mulai Rp 15.000."]
         );
         assert_eq!(
-            excerpt("bisa bayar pakai qris?", text, AnswerStyle::Short),
+            excerpt("bisa bayar pakai qris?", "", text, AnswerStyle::Short),
             ["Pembayaran: QRIS, kartu debit, tunai."]
         );
     }
 
     #[test]
     fn without_a_matching_word_the_passage_opening_is_quoted_and_nothing_invented() {
-        let lines = excerpt("zzz", MENU, AnswerStyle::Short);
+        let lines = excerpt("zzz", "", MENU, AnswerStyle::Short);
         assert_eq!(lines.len(), 3);
         for line in &lines {
             let cells: Vec<&str> = line.split(" — ").collect();
@@ -340,17 +350,35 @@ mod tests {
 
     #[test]
     fn ties_are_kept_in_order_up_to_the_style_limit() {
-        let lines = excerpt("kopi", MENU, AnswerStyle::Short);
+        // Every row is under "Kopi": the first three.
+        let lines = excerpt("kopi", "", MENU, AnswerStyle::Short);
         assert_eq!(
             lines,
             [
-                "Kopi Susu Gula Aren — Rp 22.000",
-                "Es Kopi Pandan — Rp 25.000"
+                "Espresso — Rp 18.000",
+                "Americano — Rp 22.000",
+                "Kopi Susu Gula Aren — Rp 22.000"
             ]
         );
+        let lines = excerpt("es kopi", "", MENU, AnswerStyle::Short);
+        assert_eq!(lines, ["Es Kopi Pandan — Rp 25.000"]);
         let many = "- a kopi\n- b kopi\n- c kopi\n- d kopi\n- e kopi\n";
-        assert_eq!(excerpt("kopi", many, AnswerStyle::Short).len(), 3);
-        assert_eq!(excerpt("kopi", many, AnswerStyle::Normal).len(), 5);
+        assert_eq!(excerpt("kopi", "", many, AnswerStyle::Short).len(), 3);
+        assert_eq!(excerpt("kopi", "", many, AnswerStyle::Normal).len(), 5);
+    }
+
+    #[test]
+    fn words_the_title_shares_with_the_question_do_not_pick_the_line() {
+        let passage = "Jam buka: Senin–Jumat 07.00–22.00 WIB, Sabtu–Minggu 08.00–23.00 WIB.\nParkir motor tersedia di depan outlet; parkir mobil di gedung Blok M Square.";
+        assert_eq!(
+            excerpt(
+                "jam buka outlet Blok M hari Minggu?",
+                "Profil — Outlet Blok M",
+                passage,
+                AnswerStyle::Short
+            ),
+            ["Jam buka: Senin–Jumat 07.00–22.00 WIB, Sabtu–Minggu 08.00–23.00 WIB."]
+        );
     }
 
     #[test]
@@ -358,6 +386,7 @@ mod tests {
         assert_eq!(
             excerpt(
                 "ada wifi?",
+                "faq",
                 "Q: Apakah ada wifi?\nA: Ada, wifi gratis di semua outlet.",
                 AnswerStyle::Short
             ),
