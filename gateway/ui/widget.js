@@ -205,6 +205,7 @@
   function rich(text, parent) {
     var quote = null;
     var first = true;
+    var afterBlock = false;
     text.split('\n').forEach(function (line) {
       var t = line.trim();
       if (/^\|[\s|:-]*$/.test(t) && t.length > 1) return;
@@ -219,10 +220,13 @@
         inline(q[1], quote);
         return;
       }
-      // A blockquote ends its own line.
-      if (!first && !quote) parent.appendChild(document.createTextNode('\n'));
+      // A blockquote ends its own line (and the blank line after it).
+      if (quote) afterBlock = true;
+      else if (!first && !afterBlock) parent.appendChild(document.createTextNode('\n'));
       quote = null;
       first = false;
+      if (t) afterBlock = false;
+      else if (afterBlock) return;
       var h = /^#{1,6}\s+(.*)$/.exec(t);
       if (h) { parent.appendChild(el('strong', null, h[1].split('**').join(''))); return; }
       if (/^\|.+/.test(t)) {
