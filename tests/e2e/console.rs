@@ -685,6 +685,81 @@ async fn an_agent_reply_reaches_a_whatsapp_customer() {
     })
     .await;
     assert_eq!(send.body["to"], "6281311112222");
+    // A second reply arrives after the first.
+    let sent = post(
+        &app,
+        &reply,
+        &json!({"text": "Pesanan Rina sedang saya cek."}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(sent.status(), 202);
+    let texts = eventually(Duration::from_secs(20), || async {
+        let texts: Vec<String> = graph
+            .sends()
+            .into_iter()
+            .filter_map(|s| s.body["text"]["body"].as_str().map(str::to_owned))
+            .collect();
+        texts
+            .iter()
+            .any(|t| t == "Pesanan Rina sedang saya cek.")
+            .then_some(texts)
+    })
+    .await;
+    let first = texts
+        .iter()
+        .position(|t| t == "Halo Rina, saya Budi.")
+        .unwrap();
+    let second = texts
+        .iter()
+        .position(|t| t == "Pesanan Rina sedang saya cek.")
+        .unwrap();
+    assert!(first < second, "{texts:?}");
+    // While the agent has it, the customer's messages get no bot answer.
+    let customer = |wamid: &str, text: &str| {
+        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": sapa_tests::WA_NUMBER},
+            "contacts": [{"profile": {"name": "Rina"}, "wa_id": "6281311112222"}],
+            "messages": [{"from": "6281311112222", "id": wamid, "timestamp": "1763791300", "type": "text", "text": {"body": text}}]}}]}]}))
+        .unwrap()
+    };
+    let before = graph.sends().len();
+    let posted = app
+        .whatsapp_post(
+            &customer("wamid.H2", "jam buka outlet Blok M hari Minggu?"),
+            sapa_tests::WA_APP_SECRET,
+        )
+        .await;
+    assert_eq!(posted.status(), 200);
+    app.settled().await;
+    assert_eq!(graph.sends().len(), before, "the bot stayed silent");
+    // Handed back, the bot answers the next question.
+    let back = post(
+        &app,
+        &format!("/v1/console/conversations/{id}/handback"),
+        &json!({}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(back.status(), 200);
+    let posted = app
+        .whatsapp_post(
+            &customer("wamid.H3", "jam buka outlet Blok M hari Minggu?"),
+            sapa_tests::WA_APP_SECRET,
+        )
+        .await;
+    assert_eq!(posted.status(), 200);
+    eventually(Duration::from_secs(20), || async {
+        graph.sends().into_iter().skip(before).find(|s| {
+            s.body["text"]["body"]
+                .as_str()
+                .is_some_and(|t| t.contains("08.00–23.00"))
+        })
+    })
+    .await;
     let resolved = post(
         &app,
         &format!("/v1/console/conversations/{id}/resolve"),
@@ -840,6 +915,57 @@ async fn an_agent_reply_reaches_a_telegram_customer() {
         call.body["chat_id"].to_string().trim_matches('"'),
         chat.to_string()
     );
+    // While the agent has it, the customer's messages get no bot answer.
+    let customer = |update_id: i64, message_id: i64, text: &str| {
+        serde_json::to_vec(&json!({"update_id": update_id, "message": {
+            "message_id": message_id, "date": 1_763_792_100, "text": text,
+            "from": {"id": chat, "is_bot": false, "first_name": "Dewi", "language_code": "id"},
+            "chat": {"id": chat, "first_name": "Dewi", "type": "private"}}}))
+        .unwrap()
+    };
+    let before = telegram.calls_of("sendMessage").len();
+    let posted = app
+        .telegram_post(
+            &customer(2, 8, "jam buka outlet Blok M hari Minggu?"),
+            Some(sapa_tests::TG_WEBHOOK_SECRET),
+        )
+        .await;
+    assert_eq!(posted.status(), 200);
+    app.settled().await;
+    assert_eq!(
+        telegram.calls_of("sendMessage").len(),
+        before,
+        "the bot stayed silent"
+    );
+    // Handed back, the bot answers the next question.
+    let back = post(
+        &app,
+        &format!("/v1/console/conversations/{id}/handback"),
+        &json!({}),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(back.status(), 200);
+    let posted = app
+        .telegram_post(
+            &customer(3, 9, "jam buka outlet Blok M hari Minggu?"),
+            Some(sapa_tests::TG_WEBHOOK_SECRET),
+        )
+        .await;
+    assert_eq!(posted.status(), 200);
+    eventually(Duration::from_secs(20), || async {
+        telegram
+            .calls_of("sendMessage")
+            .into_iter()
+            .skip(before)
+            .find(|c| {
+                c.body["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("08.00–23.00"))
+            })
+    })
+    .await;
     app.stop().await;
 }
 
