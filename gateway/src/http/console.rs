@@ -724,7 +724,8 @@ async fn acting(state: &AppState, headers: &HeaderMap) -> Result<StaffSession, R
     session(state, headers, true).await.map(|(_, s)| s)
 }
 
-async fn audit(state: &AppState, member: &StaffMember, action: &str, id: &str) {
+/// Records a staff action in the tenant's audit log (a failure is logged, never fatal).
+pub(crate) async fn audit(state: &AppState, member: &StaffMember, action: &str, id: &str) {
     if let Err(err) = state
         .store
         .audit(

@@ -273,20 +273,7 @@ async fn dismiss(
 }
 
 async fn audit(state: &AppState, session: &StaffSession, action: &str, detail: &str) {
-    let member = &session.member;
-    if let Err(err) = state
-        .store
-        .audit(
-            &member.tenant_id,
-            Some(&member.id),
-            action,
-            Some(detail),
-            now_ms(),
-        )
-        .await
-    {
-        tracing::warn!(error = %err, action, "audit log write failed");
-    }
+    crate::http::console::audit(state, &session.member, action, detail).await;
 }
 
 async fn golden(

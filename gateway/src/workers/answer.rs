@@ -349,14 +349,7 @@ async fn generate(
         tenant_name,
         instructions,
         question: query.to_owned(),
-        chunks: chunks
-            .iter()
-            .map(|h| PromptChunk {
-                id: h.chunk.id.clone(),
-                title: chunk_title(&h.chunk),
-                text: h.chunk.text.clone(),
-            })
-            .collect(),
+        chunks: prompt_chunks(&chunks),
         abstain_streak: conversation.abstain_streak,
         history: history
             .into_iter()
@@ -387,19 +380,7 @@ async fn generate(
         }
     };
     let rendered_tokens = rendered.estimated_tokens();
-    let request = ChatRequest {
-        messages: vec![
-            ChatMessage {
-                role: Role::System,
-                content: rendered.system,
-            },
-            ChatMessage {
-                role: Role::User,
-                content: rendered.user,
-            },
-        ],
-        json: true,
-    };
+    let request = model_request(rendered);
     let estimate = LlmUsage {
         model: llm.label().to_owned(),
         prompt_tokens: i64::try_from(rendered_tokens).unwrap_or(i64::MAX),
@@ -709,26 +690,10 @@ pub async fn try_answer(
                     }
                 };
                 for action in answered.actions {
-                    match action {
-                        Action::Reply(reply) => replies.push(reply),
-                        Action::WaitNotice { lead } => replies.push(flows::BotReply {
-                            text: lead,
-                            choices: vec![],
-                            citations: vec![],
-                        }),
-                        Action::Handoff { .. } => kind = "handoff",
-                        _ => {}
-                    }
+                    shown(action, &mut replies, &mut kind);
                 }
             }
-            Action::Reply(reply) => replies.push(reply),
-            Action::WaitNotice { lead } => replies.push(flows::BotReply {
-                text: lead,
-                choices: vec![],
-                citations: vec![],
-            }),
-            Action::Handoff { .. } => kind = "handoff",
-            _ => {}
+            other => shown(other, &mut replies, &mut kind),
         }
     }
     let cited: Vec<String> = replies.iter().flat_map(|r| r.citations.clone()).collect();
@@ -750,6 +715,20 @@ pub async fn try_answer(
             })
             .collect(),
         kind,
+    }
+}
+
+/// What a "try it" answer shows of an action: its replies, the wait notice's lead, handoffs.
+fn shown(action: Action, replies: &mut Vec<flows::BotReply>, kind: &mut &'static str) {
+    match action {
+        Action::Reply(reply) => replies.push(reply),
+        Action::WaitNotice { lead } => replies.push(flows::BotReply {
+            text: lead,
+            choices: vec![],
+            citations: vec![],
+        }),
+        Action::Handoff { .. } => *kind = "handoff",
+        _ => {}
     }
 }
 
@@ -780,14 +759,7 @@ async fn try_generate(
         tenant_name,
         instructions: draft.instructions.clone(),
         question: query.to_owned(),
-        chunks: chunks
-            .iter()
-            .map(|h| PromptChunk {
-                id: h.chunk.id.clone(),
-                title: chunk_title(&h.chunk),
-                text: h.chunk.text.clone(),
-            })
-            .collect(),
+        chunks: prompt_chunks(chunks),
         abstain_streak: 0,
         history: vec![],
         omitted_messages: 0,
@@ -799,19 +771,7 @@ async fn try_generate(
     else {
         return Generation::Unavailable;
     };
-    let request = ChatRequest {
-        messages: vec![
-            ChatMessage {
-                role: Role::System,
-                content: rendered.system,
-            },
-            ChatMessage {
-                role: Role::User,
-                content: rendered.user,
-            },
-        ],
-        json: true,
-    };
+    let request = model_request(rendered);
     let Ok(response) = llm.chat(&request).await else {
         return Generation::Unavailable;
     };
@@ -831,5 +791,34 @@ async fn try_generate(
     match flows::policy::validate(&response.content, &given, allowed) {
         Ok(reply) => Generation::Valid(reply),
         Err(_) => Generation::Rejected,
+    }
+}
+
+/// The passages as the prompt shows them.
+fn prompt_chunks(chunks: &[ScoredChunk]) -> Vec<PromptChunk> {
+    chunks
+        .iter()
+        .map(|h| PromptChunk {
+            id: h.chunk.id.clone(),
+            title: chunk_title(&h.chunk),
+            text: h.chunk.text.clone(),
+        })
+        .collect()
+}
+
+/// The structured-answer request for a rendered prompt.
+fn model_request(rendered: flows::RenderedPrompt) -> ChatRequest {
+    ChatRequest {
+        messages: vec![
+            ChatMessage {
+                role: Role::System,
+                content: rendered.system,
+            },
+            ChatMessage {
+                role: Role::User,
+                content: rendered.user,
+            },
+        ],
+        json: true,
     }
 }
