@@ -519,6 +519,8 @@
     if (author === 'customer') linkify(text, bubble); else rich(text, bubble);
     li.appendChild(bubble);
     var meta = el('div', 'meta');
+    // A person wrote this: say so where the customer looks (screen readers get the label above).
+    if (author === 'agent') meta.appendChild(attr(el('span', 'who', T.agent + ' · '), 'aria-hidden', 'true'));
     var time = el('time', null, formatTime(iso));
     time.dateTime = iso;
     meta.appendChild(time);

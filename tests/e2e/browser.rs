@@ -21,6 +21,8 @@ async fn the_console_works_in_a_real_browser() {
         "console.test.mjs",
         &[
             "console-login.png",
+            "console-code.png",
+            "console-widget-agent-reply.png",
             "console-queue.png",
             "console-conversation.png",
             "console-conversation-en.png",

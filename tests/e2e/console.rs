@@ -1658,8 +1658,22 @@ async fn agent_quick_replies_reach_a_web_chat_customer_as_choices() {
     .await;
     assert_eq!(agent["text"], "Mau diantar atau ambil sendiri?");
     assert_eq!(agent["choices"], json!(["Diantar", "Ambil sendiri"]));
-    // Typing on web chat is a typing event for the customer's socket, once per 5 s.
+    // Typing on web chat is a typing event for the customer's socket, once per 5 s, and only
+    // from the agent who has the chat.
     let typing = format!("/v1/console/conversations/{id}/typing");
+    add_staff(&app, "demo", "sari@demo.local", None).await;
+    let (other_cookie, other_csrf) = log_in(&app, "demo", "sari@demo.local").await;
+    let refused = post(
+        &app,
+        &typing,
+        &json!({}),
+        Some(&other_cookie),
+        Some(&other_csrf),
+    )
+    .await;
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_assigned");
     assert_eq!(
         post(&app, &typing, &json!({}), Some(&cookie), Some(&csrf))
             .await

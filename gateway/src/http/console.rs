@@ -506,7 +506,8 @@ async fn canned(State(state): State<AppState>, headers: HeaderMap) -> Response {
 
 /// `POST /v1/console/conversations/{id}/typing`: shows the customer that the agent is typing
 /// (web chat: a typing event; WhatsApp and Telegram: the provider's indicator). At most one
-/// per 5 s per conversation (`429 typing_rate_limited`).
+/// per 5 s per conversation (`429 typing_rate_limited`); only for the conversation's assignee
+/// (`409 not_assigned`), as replies are.
 async fn typing(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -522,6 +523,9 @@ async fn typing(
         Ok(None) => return not_found(),
         Err(err) => return ApiError::from(err).into_response(),
     };
+    if target.assignee.as_deref() != Some(session.member.id.as_str()) {
+        return not_assigned();
+    }
     if let Err(wait) = state
         .coord
         .check_rate(crate::coord::RateLimit::ConsoleTyping, &id)
@@ -551,6 +555,16 @@ async fn typing(
         tokio::spawn(async move { channel.typing(&target.recipient, &last).await });
     }
     StatusCode::ACCEPTED.into_response()
+}
+
+/// 409 for an agent acting on a conversation someone else (or nobody) has.
+fn not_assigned() -> Response {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_assigned",
+        "claim the conversation before replying (POST …/claim)",
+    )
+    .into_response()
 }
 
 fn not_found() -> Response {
@@ -813,14 +827,7 @@ async fn reply(
     }
     let item = match state.store.console_conversation(tenant, &id).await {
         Ok(Some(item)) if item.assignee.as_deref() == Some(member.id.as_str()) => item,
-        Ok(Some(_)) => {
-            return ApiError::new(
-                StatusCode::CONFLICT,
-                "not_assigned",
-                "claim the conversation before replying (POST …/claim)",
-            )
-            .into_response();
-        }
+        Ok(Some(_)) => return not_assigned(),
         Ok(None) => return not_found(),
         Err(err) => return ApiError::from(err).into_response(),
     };

@@ -18,6 +18,8 @@ pub struct TypingTarget {
     /// The provider id of the customer's latest message (WhatsApp marks it read with the
     /// indicator); `None` before the customer wrote.
     pub last_inbound_id: Option<String>,
+    /// The staff member the conversation is assigned to, if any.
+    pub assignee: Option<String>,
 }
 
 impl Store {
@@ -32,7 +34,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<TypingTarget>, StoreError> {
         let row = sqlx::query(
-            "SELECT c.channel_account_id, a.kind, k.external_id AS recipient, \
+            "SELECT c.channel_account_id, a.kind, k.external_id AS recipient, c.assignee, \
              (SELECT i.external_id FROM inbox i WHERE i.tenant_id = c.tenant_id AND i.conversation_id = c.id \
               ORDER BY i.id DESC LIMIT 1) AS last_inbound \
              FROM conversations c \
@@ -50,6 +52,7 @@ impl Store {
                 channel_kind: super::channel_kind_of(&r, "kind")?,
                 recipient: r.try_get("recipient")?,
                 last_inbound_id: r.try_get("last_inbound")?,
+                assignee: r.try_get("assignee")?,
             })
         })
         .transpose()
