@@ -14,6 +14,7 @@
 //! - `hours`: business hours (time zone, weekly ranges, holidays) and the wait outlook.
 //! - `handoff`: the human handoff state machine (triggers, claims, SLA, hand back).
 //! - `lang`: a cheap Indonesian/English detector for customer messages.
+//! - `flow`: declarative tenant flows (YAML): their types, JSON Schema, parsing and checks.
 //!
 //! # Invariants
 //! - **Model output is never sent unvalidated**: [`policy::validate`] decides, a rejection
@@ -26,6 +27,7 @@
 mod action;
 mod engine;
 pub mod excerpt;
+pub mod flow;
 pub mod handoff;
 pub mod hours;
 pub mod lang;

@@ -74,6 +74,24 @@ enum Command {
         #[command(subcommand)]
         command: StaffCommand,
     },
+    /// Flow documents: check them, print their JSON Schema.
+    Flows {
+        #[command(subcommand)]
+        command: FlowsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FlowsCommand {
+    /// Check flow documents (YAML): every mistake as `FILE:LINE:COLUMN: message`, exit 1 if any.
+    Check {
+        /// Flow files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of a flow document (for editor completion; also shipped as
+    /// `flows/flow.schema.json`).
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +306,7 @@ pub fn run() -> ExitCode {
             Command::Channel { command } => channel(command, &config, runtime).await,
             Command::Otp { command } => otp(command, &config, runtime).await,
             Command::Staff { command } => staff(command, &config, runtime).await,
+            Command::Flows { command } => flows_command(command),
         }
     });
     match result {
@@ -503,6 +522,47 @@ async fn otp(command: OtpCommand, config: &Config, runtime: Runtime) -> anyhow::
             anyhow::bail!("the code is not correct ({attempts_left} attempts left)")
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+fn flows_command(command: FlowsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        FlowsCommand::Schema => {
+            print!("{}", flows::flow::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        FlowsCommand::Check { files } => {
+            let mut failed = false;
+            for file in files {
+                let source = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                match flows::flow::parse(&source) {
+                    Ok(flow) => println!(
+                        "{}: flow `{}` is valid ({} steps)",
+                        file.display(),
+                        flow.name,
+                        flow.steps.len()
+                    ),
+                    Err(errors) => {
+                        failed = true;
+                        for error in errors {
+                            eprintln!(
+                                "{}:{}:{}: {}",
+                                file.display(),
+                                error.line,
+                                error.column,
+                                error.message
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
     }
 }
 

@@ -178,3 +178,65 @@ async fn sigterm_stops_the_server_gracefully() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn flows_check_accepts_the_demo_flows_and_points_at_each_mistake() {
+    let (_dir, path) = temp();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/flows");
+    let ok = command(&path, &[])
+        .args(["flows", "check"])
+        .arg(demo.join("cek-pesanan.yaml"))
+        .arg(demo.join("reservasi.yaml"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("flow `cek-pesanan` is valid"), "{stdout}");
+    assert!(stdout.contains("flow `reservasi` is valid"), "{stdout}");
+
+    std::fs::write(
+        path.join("typo.yaml"),
+        "name: x\ntriggers:\n  keywords: [halo]\nsteps:\n  - ask:\n      slot: nama\n      promt: { id: Nama?, en: Name? }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        path.join("jump.yaml"),
+        "name: y\ndescription: d\nsteps:\n  - ask:\n      label: nomor\n      slot: order\n      prompt: { id: A?, en: A? }\n  - if:\n      slot: order\n      present: true\n      then: nomr\n",
+    )
+    .unwrap();
+    let bad = command(&path, &[])
+        .args(["flows", "check", "typo.yaml", "jump.yaml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("typo.yaml:7:7: steps[0].ask: unknown field `promt`")
+            && stderr.contains("(did you mean `prompt`?)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("jump.yaml:11:13: steps[1].if.then: no step has the label `nomr` (did you mean `nomor`?)"),
+        "{stderr}"
+    );
+
+    let schema = command(&path, &[])
+        .args(["flows", "schema"])
+        .output()
+        .await
+        .unwrap();
+    assert!(schema.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&schema.stdout),
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows/flow.schema.json")
+        )
+        .unwrap()
+    );
+}
