@@ -225,7 +225,11 @@ impl LiveBots {
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
         for (tenant, json) in store.live_bot_settings().await? {
             match serde_json::from_str::<BotSettings>(&json) {
-                Ok(settings) => self.set(&tenant, &settings),
+                Ok(settings) => {
+                    self.set(&tenant, &settings);
+                    // Usage is counted on the tenant's local day.
+                    store.set_usage_zone(&tenant, self.get(&tenant).hours.clone());
+                }
                 Err(err) => {
                     tracing::warn!(tenant = %tenant, error = %err, "a stored bot version does not parse; keeping the previous one");
                 }
@@ -281,6 +285,7 @@ pub async fn seed_and_load(
                         &settings.locale,
                         FILE_AUTHOR,
                         Some("seeded from sapa.toml"),
+                        None,
                     )
                     .await?;
                 tracing::info!(tenant = %tenant, "bot settings version 1 seeded from sapa.toml");
@@ -295,6 +300,7 @@ pub async fn seed_and_load(
                         &settings.locale,
                         FILE_AUTHOR,
                         Some("changed in sapa.toml"),
+                        None,
                     )
                     .await?;
             }

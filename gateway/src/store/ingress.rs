@@ -221,11 +221,11 @@ impl Store {
         for &index in order {
             let item = &items[index];
             if !isolate {
-                results[index] = accept_one(&mut tx, item).await?;
+                results[index] = accept_one(&mut tx, item, &self.days).await?;
                 continue;
             }
             let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
-            match accept_one(&mut savepoint, item).await {
+            match accept_one(&mut savepoint, item, &self.days).await {
                 Ok(outcome) => {
                     savepoint.commit().await?;
                     results[index] = outcome;
@@ -262,6 +262,7 @@ fn inbox_key(item: &InboundItem) -> String {
 async fn accept_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     item: &InboundItem,
+    days: &super::usage::UsageDays,
 ) -> Result<Accepted, StoreError> {
     let key = inbox_key(item);
     let conversation_id = match &item.target {
@@ -297,6 +298,30 @@ async fn accept_one(
         return Ok(Accepted::Duplicate);
     };
     let inbox_id: i64 = row.try_get("id")?;
+    // A conversation counts on the day of its first customer message.
+    let first_inbound: Option<i64> = sqlx::query(
+        "SELECT last_inbound_at FROM conversations WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(&conversation_id)
+    .bind(&item.tenant_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.try_get("last_inbound_at"))
+    .transpose()?
+    .flatten();
+    let usage = super::usage::UsageDelta {
+        messages_in: 1,
+        conversations: i64::from(first_inbound.is_none()),
+        ..Default::default()
+    };
+    super::usage::bump(
+        tx,
+        &item.tenant_id,
+        &days.day(&item.tenant_id, item.received_at_ms),
+        item.channel_kind.as_str(),
+        &usage,
+    )
+    .await?;
     sqlx::query(
         "UPDATE conversations SET last_inbound_at = $1, updated_at = $1 WHERE id = $2 AND tenant_id = $3",
     )

@@ -270,7 +270,8 @@ impl Store {
         let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
         let mut tx = self.write.begin().await?;
         for index in order {
-            outcomes[index] = commit_one(&mut tx, commits[index], now, self.dialect).await?;
+            outcomes[index] =
+                commit_one(&mut tx, commits[index], now, self.dialect, &self.days).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -284,6 +285,7 @@ async fn commit_one(
     commit: &Turn,
     now: i64,
     dialect: Dialect,
+    days: &super::usage::UsageDays,
 ) -> Result<TurnOutcome, StoreError> {
     let batch = &commit.batch;
     let Some(max_inbox_id) = batch.turns.iter().map(|t| t.inbox_id).max() else {
@@ -453,9 +455,59 @@ async fn commit_one(
         .execute(&mut **tx)
         .await?;
     }
+    let channel = batch.channel_kind.as_str();
+    super::usage::bump(
+        tx,
+        &batch.tenant_id,
+        &days.day(&batch.tenant_id, now),
+        channel,
+        &turn_usage(commit),
+    )
+    .await?;
+    if !commit.replies.is_empty() {
+        super::usage::first_response(
+            tx,
+            days,
+            &batch.tenant_id,
+            &batch.conversation_id,
+            channel,
+            now,
+        )
+        .await?;
+    }
     Ok(TurnOutcome::Committed {
         outbox_rows: commit.replies.len(),
     })
+}
+
+/// What a committed turn adds to the day's usage. A turn that consulted the knowledge base
+/// (its `kind` says so) either abstained (it recorded an unanswered question) or, when it
+/// replied from a passage (extractive, or the model's answer), answered.
+fn turn_usage(commit: &Turn) -> super::usage::UsageDelta {
+    let answer_turn = matches!(
+        commit.kind,
+        "passage"
+            | "no_match"
+            | "failed"
+            | "llm_answer"
+            | "llm_clarify"
+            | "llm_handoff"
+            | "llm_rejected"
+            | "llm_unavailable"
+    );
+    let abstained = answer_turn && !commit.unanswered.is_empty();
+    let answered =
+        !abstained && matches!(commit.kind, "passage" | "llm_answer" | "llm_rejected");
+    super::usage::UsageDelta {
+        messages_out: i64::try_from(commit.replies.len()).unwrap_or(i64::MAX),
+        handoffs: i64::from(commit.handoff_reason.is_some()),
+        answer_turns: i64::from(answer_turn),
+        answered: i64::from(answered),
+        abstained: i64::from(abstained),
+        prompt_tokens: commit.llm_usage.iter().map(|u| u.prompt_tokens).sum(),
+        completion_tokens: commit.llm_usage.iter().map(|u| u.completion_tokens).sum(),
+        ..Default::default()
+    }
 }
 
 /// What a one-time code the customer typed is stored as.
