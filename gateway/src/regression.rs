@@ -122,7 +122,10 @@ fn judge(case: &Case, tried: &Tried, with_model: bool) -> Result<(), String> {
             return if answered {
                 Err(format!(
                     "answered from {} instead of abstaining",
-                    tried.retrieved_docs.first().map_or("a passage", String::as_str)
+                    tried
+                        .retrieved_docs
+                        .first()
+                        .map_or("a passage", String::as_str)
                 ))
             } else {
                 Ok(())
@@ -139,7 +142,10 @@ fn judge(case: &Case, tried: &Tried, with_model: bool) -> Result<(), String> {
     if !tried.retrieved_docs.iter().any(|d| d == doc) {
         return Err(format!(
             "answered from {} ({doc} is not among the passages above the answer threshold)",
-            tried.retrieved_docs.first().map_or("nothing", String::as_str)
+            tried
+                .retrieved_docs
+                .first()
+                .map_or("nothing", String::as_str)
         ));
     }
     if with_model && !tried.cited_docs.iter().any(|d| d == doc) {

@@ -24,7 +24,13 @@ pub(crate) async fn add_staff(app: &TestApp, tenant: &str, email: &str, whatsapp
     add_member(app, tenant, email, "agent", whatsapp).await;
 }
 
-pub(crate) async fn add_member(app: &TestApp, tenant: &str, email: &str, role: &str, whatsapp: Option<&str>) {
+pub(crate) async fn add_member(
+    app: &TestApp,
+    tenant: &str,
+    email: &str,
+    role: &str,
+    whatsapp: Option<&str>,
+) {
     let store = app.store().await;
     let member = gateway::store::StaffMember {
         id: format!("stf_{}", uuid::Uuid::new_v4().simple()),

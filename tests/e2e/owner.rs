@@ -69,8 +69,16 @@ async fn a_draft_that_breaks_a_golden_question_is_held_back_until_confirmed() {
     let report = json_of(check(owner.clone(), csrf.clone()).await).await;
 
     // Assert: reported, and publishing waits for a confirmation.
-    assert_eq!(report["live"], json!({"passed": 2, "failed": 0}), "{report}");
-    assert_eq!(report["draft"], json!({"passed": 1, "failed": 1}), "{report}");
+    assert_eq!(
+        report["live"],
+        json!({"passed": 2, "failed": 0}),
+        "{report}"
+    );
+    assert_eq!(
+        report["draft"],
+        json!({"passed": 1, "failed": 1}),
+        "{report}"
+    );
     let failing = report["newly_failing"].as_array().unwrap();
     assert_eq!(failing.len(), 1, "{report}");
     assert_eq!(failing[0]["question"], HOURS_QUESTION);
@@ -91,7 +99,10 @@ async fn a_draft_that_breaks_a_golden_question_is_held_back_until_confirmed() {
     assert_eq!(refused.status(), 409);
     let refused = json_of(refused).await;
     assert_eq!(refused["error"]["code"], "regression_failures", "{refused}");
-    assert_eq!(refused["regression"]["newly_failing"], report["newly_failing"]);
+    assert_eq!(
+        refused["regression"]["newly_failing"],
+        report["newly_failing"]
+    );
     let live_after = json_of(get(&app, "/v1/console/bot/versions", &owner).await).await;
     assert_eq!(live_before, live_after, "nothing was published");
     // Customers still get the live version: the hours question is answered, not handed off.
@@ -226,7 +237,10 @@ async fn usage_counts_messages_conversations_handoffs_and_abstains_exactly() {
         "date,channel,messages_in,messages_out,conversations,handoffs,answer_rate,abstain_rate,first_response_p50_ms,prompt_tokens,completion_tokens,cost"
     );
     assert_eq!(lines.len(), 2, "{csv}");
-    assert!(lines[1].contains(",webchat,4,4,3,1,0.6667,0.3333,"), "{csv}");
+    assert!(
+        lines[1].contains(",webchat,4,4,3,1,0.6667,0.3333,"),
+        "{csv}"
+    );
 
     // Bad ranges name the parameter to fix.
     for (query, says) in [
@@ -264,7 +278,12 @@ async fn over_the_monthly_token_quota_the_bot_answers_without_the_model() {
     )
     .await;
     assert_eq!(bad.status(), 422);
-    assert!(bad.text().await.unwrap().contains("monthly_messages must be"));
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("monthly_messages must be")
+    );
     let set = put(
         &app,
         "/v1/console/quota",

@@ -973,7 +973,10 @@ impl Config {
             problems.push("llm.max_tokens must be at least 1".to_owned());
         }
         for (key, price) in [
-            ("price_per_1k_prompt_tokens", self.llm.price_per_1k_prompt_tokens),
+            (
+                "price_per_1k_prompt_tokens",
+                self.llm.price_per_1k_prompt_tokens,
+            ),
             (
                 "price_per_1k_completion_tokens",
                 self.llm.price_per_1k_completion_tokens,

@@ -741,17 +741,17 @@ struct UsageQuery {
 }
 
 /// `value` of the query parameter `name` as a date, or the 422 naming it.
-fn query_date(name: &str, value: Option<&str>) -> Result<time::Date, Response> {
+fn query_date(name: &str, value: Option<&str>) -> Result<time::Date, ApiError> {
     let invalid = || {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_date",
             format!("`{name}` must be a date YYYY-MM-DD, e.g. {name}=2026-12-01"),
         )
-        .into_response()
     };
     let value = value.map(str::trim).filter(|v| !v.is_empty());
-    let format = time::format_description::parse("[year]-[month]-[day]").map_err(|_| invalid())?;
+    let format = time::format_description::parse_borrowed::<1>("[year]-[month]-[day]")
+        .map_err(|_| invalid())?;
     value
         .filter(|v| v.len() == 10)
         .and_then(|v| time::Date::parse(v, &format).ok())
@@ -788,7 +788,7 @@ async fn usage(
         query_date("to", query.to.as_deref()),
     ) {
         (Ok(from), Ok(to)) => (from, to),
-        (Err(response), _) | (_, Err(response)) => return response,
+        (Err(err), _) | (_, Err(err)) => return err.into_response(),
     };
     if from > to {
         return ApiError::new(
@@ -996,7 +996,9 @@ pub async fn notices(state: &AppState, session: &StaffSession) -> Vec<Value> {
         .notice_once(&member.tenant_id, kind, &quota.month, now_ms())
         .await
     {
-        Ok(true) => vec![json!({"kind": kind, "month": quota.month, "message": message, "quota": quota})],
+        Ok(true) => {
+            vec![json!({"kind": kind, "month": quota.month, "message": message, "quota": quota})]
+        }
         Ok(false) => Vec::new(),
         Err(err) => {
             tracing::warn!(error = %err.chain(), "storing an owner notice failed");

@@ -42,8 +42,8 @@ pub use outbox::{
     UndecodableSend,
 };
 pub use staff::{LoginAttempt, StaffMember, StaffSession};
-pub use usage::{QuotaOverride, UsageDay};
 pub use turns::{LlmUsage, MASKED_CODE, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
+pub use usage::{QuotaOverride, UsageDay};
 
 /// One migration: version, name, SQLite script, Postgres script.
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[

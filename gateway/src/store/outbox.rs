@@ -804,6 +804,7 @@ where
 /// Stores a message of `author` in the conversation and queues it, inside `tx`, which holds
 /// the conversation's row lock (every writer to a conversation takes it first, so messages are
 /// sent in order).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn queue_message(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     days: &super::usage::UsageDays,

@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::outbox::queue_outbound;
+use super::usage::{UsageBatch, UsageDays};
 use super::{Dialect, Store, StoreError, now_ms};
 
 /// One pending customer message of a batch.
@@ -268,11 +269,19 @@ impl Store {
         });
         let now = now_ms();
         let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
+        let mut usage = UsageBatch::default();
         let mut tx = self.write.begin().await?;
         for index in order {
-            outcomes[index] =
-                commit_one(&mut tx, commits[index], now, self.dialect, &self.days).await?;
+            outcomes[index] = commit_one(
+                &mut tx,
+                commits[index],
+                now,
+                self.dialect,
+                (&self.days, &mut usage),
+            )
+            .await?;
         }
+        usage.flush(&mut tx).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -285,7 +294,7 @@ async fn commit_one(
     commit: &Turn,
     now: i64,
     dialect: Dialect,
-    days: &super::usage::UsageDays,
+    (days, counters): (&UsageDays, &mut UsageBatch),
 ) -> Result<TurnOutcome, StoreError> {
     let batch = &commit.batch;
     let Some(max_inbox_id) = batch.turns.iter().map(|t| t.inbox_id).max() else {
@@ -456,14 +465,12 @@ async fn commit_one(
         .await?;
     }
     let channel = batch.channel_kind.as_str();
-    super::usage::bump(
-        tx,
+    counters.add(
         &batch.tenant_id,
-        &days.day(&batch.tenant_id, now),
+        days.day(&batch.tenant_id, now),
         channel,
         &turn_usage(commit),
-    )
-    .await?;
+    );
     if !commit.replies.is_empty() {
         super::usage::first_response(
             tx,
@@ -496,8 +503,7 @@ fn turn_usage(commit: &Turn) -> super::usage::UsageDelta {
             | "llm_unavailable"
     );
     let abstained = answer_turn && !commit.unanswered.is_empty();
-    let answered =
-        !abstained && matches!(commit.kind, "passage" | "llm_answer" | "llm_rejected");
+    let answered = !abstained && matches!(commit.kind, "passage" | "llm_answer" | "llm_rejected");
     super::usage::UsageDelta {
         messages_out: i64::try_from(commit.replies.len()).unwrap_or(i64::MAX),
         handoffs: i64::from(commit.handoff_reason.is_some()),

@@ -12,13 +12,13 @@ use super::{Store, StoreError};
 /// Each tenant's business-hours time zone, which decides the day usage is counted on
 /// (default `Asia/Jakarta`). Kept current by `crate::bot::LiveBots`.
 #[derive(Debug, Default)]
-pub struct UsageDays {
+pub(super) struct UsageDays {
     by_tenant: RwLock<HashMap<String, flows::BusinessHours>>,
 }
 
 impl UsageDays {
     /// The tenant's local date at `ms`, `YYYY-MM-DD`.
-    pub fn day(&self, tenant_id: &str, ms: i64) -> String {
+    pub(super) fn day(&self, tenant_id: &str, ms: i64) -> String {
         let zones = self
             .by_tenant
             .read()
@@ -30,7 +30,7 @@ impl UsageDays {
     }
 
     /// Sets the tenant's zone (from its live business hours).
-    pub fn set(&self, tenant_id: &str, hours: flows::BusinessHours) {
+    pub(super) fn set(&self, tenant_id: &str, hours: flows::BusinessHours) {
         self.by_tenant
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -50,6 +50,56 @@ pub(super) struct UsageDelta {
     pub(super) abstained: i64,
     pub(super) prompt_tokens: i64,
     pub(super) completion_tokens: i64,
+}
+
+impl UsageDelta {
+    fn accumulate(&mut self, other: &Self) {
+        self.messages_in += other.messages_in;
+        self.messages_out += other.messages_out;
+        self.conversations += other.conversations;
+        self.handoffs += other.handoffs;
+        self.answer_turns += other.answer_turns;
+        self.answered += other.answered;
+        self.abstained += other.abstained;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+/// The usage of a group transaction, by (tenant, day, channel), written at its end in key
+/// order: every writer takes the counter rows' locks in one global order, after its
+/// conversations' locks, so concurrent group commits (replicas on Postgres) cannot deadlock.
+#[derive(Debug, Default)]
+pub(super) struct UsageBatch {
+    rows: BTreeMap<(String, String, String), UsageDelta>,
+}
+
+impl UsageBatch {
+    /// Adds `delta` to the tenant's `day` and `channel`.
+    pub(super) fn add(&mut self, tenant_id: &str, day: String, channel: &str, delta: &UsageDelta) {
+        self.rows
+            .entry((tenant_id.to_owned(), day, channel.to_owned()))
+            .or_default()
+            .accumulate(delta);
+    }
+
+    /// Adds everything `other` holds.
+    pub(super) fn merge(&mut self, other: Self) {
+        for (key, delta) in other.rows {
+            self.rows.entry(key).or_default().accumulate(&delta);
+        }
+    }
+
+    /// Writes the counters inside `tx`.
+    pub(super) async fn flush(
+        self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        for ((tenant_id, day, channel), delta) in &self.rows {
+            bump(tx, tenant_id, day, channel, delta).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Adds `delta` to the tenant's counters of `day` and `channel`, inside `tx`.

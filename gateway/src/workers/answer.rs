@@ -690,7 +690,7 @@ pub async fn try_answer(
                                     flows::ModelAction::Handoff => "llm_handoff",
                                 };
                                 ctx.engine.on_generated(
-                                &decision.conversation,
+                                    &decision.conversation,
                                     &query,
                                     Generation::Valid(reply),
                                 )
