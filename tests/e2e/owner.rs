@@ -65,7 +65,12 @@ async fn a_draft_that_breaks_a_golden_question_is_held_back_until_confirmed() {
     let mut draft = json_of(get(&app, "/v1/console/bot/draft", &owner).await).await;
     draft["handoff_keywords"] = json!(["outlet"]);
     let saved = put(&app, "/v1/console/bot/draft", &draft, &owner, &csrf).await;
-    assert_eq!(saved.status(), 200);
+    assert_eq!(
+        saved.status(),
+        200,
+        "{draft} {}",
+        saved.text().await.unwrap()
+    );
     let report = json_of(check(owner.clone(), csrf.clone()).await).await;
 
     // Assert: reported, and publishing waits for a confirmation.
