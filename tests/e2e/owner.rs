@@ -22,7 +22,7 @@ async fn owner_of_demo(app: &TestApp) -> (String, String) {
 }
 
 #[tokio::test]
-async fn a_draft_that_breaks_a_golden_question_is_held_back_until_confirmed() {
+async fn regression_check_holds_back_a_draft_that_breaks_a_golden_question_until_confirmed() {
     // Arrange: two golden questions the live version answers from the right documents.
     let app = spawn_app("").await;
     let (owner, csrf) = owner_of_demo(&app).await;
