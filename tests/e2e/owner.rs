@@ -345,3 +345,46 @@ async fn over_the_monthly_token_quota_the_bot_answers_without_the_model() {
     assert_eq!(me(owner.clone()).await["notices"], json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn at_80_percent_of_the_configured_message_quota_owners_are_warned_once() {
+    // Arrange: 5 messages a month from sapa.toml.
+    let app = spawn_app(
+        "[tenants.shop]\nname = \"Toko Sepatu\"\nlocale = \"id\"\n[tenants.shop.quota]\nmonthly_messages = 5\n",
+    )
+    .await;
+    add_member(&app, "shop", "pemilik@shop.local", "owner", None).await;
+    add_staff(&app, "shop", "budi@shop.local", None).await;
+    let (owner, _) = log_in(&app, "shop", "pemilik@shop.local").await;
+    let (agent, _) = log_in(&app, "shop", "budi@shop.local").await;
+    let quota = json_of(get(&app, "/v1/console/quota", &owner).await).await;
+    assert_eq!(quota["source"], "config", "{quota}");
+    assert_eq!(quota["monthly_messages"], 5);
+    assert_eq!(quota["quota"]["warning"], false);
+
+    // Act: two questions and their two answers are 4 of 5 messages.
+    let session = app.session("shop").await;
+    app.post(&session, "w-1", "ada sepatu lari ukuran 44?").await;
+    app.bot_messages(&session, 1).await;
+    app.post(&session, "w-2", "kalau ukuran 45 ada?").await;
+    app.bot_messages(&session, 2).await;
+
+    // Assert
+    let quota = eventually(Duration::from_secs(20), || async {
+        let quota = json_of(get(&app, "/v1/console/quota", &owner).await).await;
+        (quota["quota"]["messages_used"] == 4).then_some(quota)
+    })
+    .await;
+    assert_eq!(quota["quota"]["warning"], true, "{quota}");
+    assert_eq!(quota["quota"]["exceeded"], false, "{quota}");
+    let me = |cookie: String| {
+        let app = &app;
+        async move { json_of(get(app, "/v1/console/me", &cookie).await).await }
+    };
+    assert_eq!(me(agent).await["notices"], json!([]), "agents get no notices");
+    let notices = me(owner.clone()).await["notices"].clone();
+    assert_eq!(notices[0]["kind"], "quota_warning", "{notices}");
+    assert_eq!(notices[0]["quota"]["messages_limit"], 5);
+    assert_eq!(me(owner).await["notices"], json!([]), "once a month");
+    app.stop().await;
+}
