@@ -136,6 +136,9 @@ fn judge(case: &Case, tried: &Tried, with_model: bool) -> Result<(), String> {
         return Err(match tried.kind {
             "handoff" | "llm_handoff" => "handed off to a human instead of answering".to_owned(),
             "no_match" => "abstained: no passage above the answer threshold".to_owned(),
+            "llm_clarify" => {
+                "asked a clarifying question instead of answering (llm_clarify)".to_owned()
+            }
             other => format!("no answer ({other})"),
         });
     }

@@ -364,7 +364,8 @@ async fn at_80_percent_of_the_configured_message_quota_owners_are_warned_once() 
 
     // Act: two questions and their two answers are 4 of 5 messages.
     let session = app.session("shop").await;
-    app.post(&session, "w-1", "ada sepatu lari ukuran 44?").await;
+    app.post(&session, "w-1", "ada sepatu lari ukuran 44?")
+        .await;
     app.bot_messages(&session, 1).await;
     app.post(&session, "w-2", "kalau ukuran 45 ada?").await;
     app.bot_messages(&session, 2).await;
@@ -381,10 +382,99 @@ async fn at_80_percent_of_the_configured_message_quota_owners_are_warned_once() 
         let app = &app;
         async move { json_of(get(app, "/v1/console/me", &cookie).await).await }
     };
-    assert_eq!(me(agent).await["notices"], json!([]), "agents get no notices");
+    assert_eq!(
+        me(agent).await["notices"],
+        json!([]),
+        "agents get no notices"
+    );
     let notices = me(owner.clone()).await["notices"].clone();
     assert_eq!(notices[0]["kind"], "quota_warning", "{notices}");
     assert_eq!(notices[0]["quota"]["messages_limit"], 5);
     assert_eq!(me(owner).await["notices"], json!([]), "once a month");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_model_the_regression_check_asks_it_with_each_versions_instructions() {
+    // Arrange: the model clarifies instead of answering when told not to give the hours.
+    const RULE: &str = "JANGAN sebutkan jam buka.";
+    let model = || {
+        Reply::computed(|request| {
+            let system = request["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default();
+            if system.contains(RULE) {
+                json!({"reply": "Outlet yang mana, Kak?", "action": "clarify", "citations": []})
+                    .to_string()
+            } else {
+                let id = chunk_containing(request, HOURS).unwrap_or_else(|| "missing".into());
+                json!({"reply": "Buka 08.00–23.00, Kak.", "action": "answer", "citations": [id]})
+                    .to_string()
+            }
+        })
+    };
+    let fake = FakeOpenAi::start([model(), model()]).await;
+    let app = spawn_app(&fake.config("stream = false")).await;
+    let (owner, csrf) = owner_of_demo(&app).await;
+    let added = post(
+        &app,
+        "/v1/console/golden",
+        &json!({"query": HOURS_QUESTION, "doc": "profil-dan-lokasi.md"}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(added.status(), 201);
+    let mut draft = json_of(get(&app, "/v1/console/bot/draft", &owner).await).await;
+    draft["instructions"] = json!(RULE);
+    let saved = put(&app, "/v1/console/bot/draft", &draft, &owner, &csrf).await;
+    assert_eq!(saved.status(), 200);
+
+    // Act
+    let report = json_of(
+        post(
+            &app,
+            "/v1/console/bot/draft/regression",
+            &json!({}),
+            Some(&owner),
+            Some(&csrf),
+        )
+        .await,
+    )
+    .await;
+
+    // Assert: live answers citing the expected document; the draft's model call clarifies.
+    assert_eq!(
+        report["live"],
+        json!({"passed": 1, "failed": 0}),
+        "{report}"
+    );
+    assert_eq!(
+        report["draft"],
+        json!({"passed": 0, "failed": 1}),
+        "{report}"
+    );
+    assert_eq!(report["newly_failing"][0]["question"], HOURS_QUESTION);
+    assert!(
+        report["newly_failing"][0]["got"]
+            .as_str()
+            .unwrap()
+            .contains("llm_clarify"),
+        "{report}"
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "one model call per version");
+    let with_rule = requests
+        .iter()
+        .filter(|r| {
+            r["messages"][0]["content"]
+                .as_str()
+                .is_some_and(|s| s.contains(RULE))
+        })
+        .count();
+    assert_eq!(
+        with_rule, 1,
+        "only the draft's call has the draft's instructions"
+    );
     app.stop().await;
 }
