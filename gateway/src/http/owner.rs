@@ -967,7 +967,7 @@ async fn put_quota(
     quota(State(state), headers).await
 }
 
-/// Notices for an owner, each shown once per tenant and month (`GET /v1/console/me`'s
+/// Notices for an owner, each shown once to each owner per month (`GET /v1/console/me`'s
 /// `notices`): the quota warning at 80% and the notice at 100%. Agents get none; a failure
 /// to read usage shows none (the usage page still shows the banner).
 pub async fn notices(state: &AppState, session: &StaffSession) -> Vec<Value> {
@@ -993,7 +993,7 @@ pub async fn notices(state: &AppState, session: &StaffSession) -> Vec<Value> {
     };
     match state
         .store
-        .notice_once(&member.tenant_id, kind, &quota.month, now_ms())
+        .notice_once(&member.tenant_id, &member.id, kind, &quota.month, now_ms())
         .await
     {
         Ok(true) => {

@@ -320,16 +320,17 @@ async fn usage_is_counted_with_the_messages_once_per_day_and_channel_on_both_bac
             .await
             .unwrap();
         assert_eq!(s.quota_override("shop").await.unwrap(), Some(set));
-        assert!(
-            s.notice_once("shop", "quota_warning", &month, 1)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !s.notice_once("shop", "quota_warning", &month, 2)
-                .await
-                .unwrap()
-        );
+        let notice = |staff: &'static str, now: i64| {
+            let month = month.clone();
+            async move {
+                s.notice_once("shop", staff, "quota_warning", &month, now)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(notice("owner-1", 1).await);
+        assert!(!notice("owner-1", 2).await, "once");
+        assert!(notice("owner-2", 3).await, "to each owner");
     }
 }
 

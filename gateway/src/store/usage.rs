@@ -371,23 +371,25 @@ impl Store {
         Ok(())
     }
 
-    /// Records the notice `kind` for `period` once; `true` the first time (show it), `false`
-    /// after.
+    /// Records that staff member `staff_id` was shown the notice `kind` for `period`; `true`
+    /// the first time (show it), `false` after.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
     pub async fn notice_once(
         &self,
         tenant_id: &str,
+        staff_id: &str,
         kind: &str,
         period: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO owner_notices (tenant_id, kind, period, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tenant_id, kind, period) DO NOTHING",
+            "INSERT INTO owner_notices (tenant_id, staff_id, kind, period, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, staff_id, kind, period) DO NOTHING",
         )
         .bind(tenant_id)
+        .bind(staff_id)
         .bind(kind)
         .bind(period)
         .bind(now)

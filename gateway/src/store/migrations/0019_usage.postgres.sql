@@ -1,7 +1,7 @@
 -- Usage per tenant, day (in the tenant's time zone, `YYYY-MM-DD`) and channel kind, counted in
 -- the transactions that store the messages; first-response times per conversation (their
 -- median is computed when read); the regression report stored with each published version;
--- console quota overrides; one-time notices to owners.
+-- console quota overrides; one-time notices to each owner.
 CREATE TABLE usage_daily (
     tenant_id TEXT NOT NULL,
     day TEXT NOT NULL,
@@ -36,8 +36,9 @@ CREATE TABLE tenant_quotas (
 );
 CREATE TABLE owner_notices (
     tenant_id TEXT NOT NULL,
+    staff_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     period TEXT NOT NULL,
     created_at BIGINT NOT NULL,
-    PRIMARY KEY (tenant_id, kind, period)
+    PRIMARY KEY (tenant_id, staff_id, kind, period)
 );
