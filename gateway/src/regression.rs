@@ -74,29 +74,56 @@ pub async fn run(
         )
     });
     let with_model = ctx.llm.is_some();
+    let cases: Vec<Case> = cases
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
     let mut report = Report::default();
-    for line in cases {
-        let Ok(case) = serde_json::from_str::<Case>(line) else {
-            continue;
-        };
-        let mut results = Vec::with_capacity(2);
-        for (settings, locale) in &versions {
-            let tried = try_answer(ctx, tenant_id, settings, *locale, &case.query).await;
-            results.push(judge(&case, &tried, with_model));
-        }
-        let (on_draft, on_live) = (&results[0], &results[1]);
-        count(&mut report.draft, on_draft);
-        count(&mut report.live, on_live);
-        if let (Err(got), Ok(())) = (on_draft, on_live) {
-            report.newly_failing.push(Failure {
-                question: case.query.clone(),
-                expected: expected(&case),
-                got: got.clone(),
-            });
+    // Several questions at once, and both versions of one question together: with a model
+    // each is a model call, and the whole check must fit in one request.
+    for group in cases.chunks(CONCURRENCY) {
+        let judged = futures::future::join_all(
+            group
+                .iter()
+                .map(|case| judge_both(ctx, tenant_id, &versions, case, with_model)),
+        )
+        .await;
+        for (case, (on_draft, on_live)) in group.iter().zip(judged) {
+            count(&mut report.draft, &on_draft);
+            count(&mut report.live, &on_live);
+            if let (Err(got), Ok(())) = (on_draft, on_live) {
+                report.newly_failing.push(Failure {
+                    question: case.query.clone(),
+                    expected: expected(case),
+                    got,
+                });
+            }
         }
     }
     report
 }
+
+/// `case` on the draft and on the live version.
+async fn judge_both(
+    ctx: &TurnContext,
+    tenant_id: &str,
+    versions: &[(crate::bot::Live, flows::Locale); 2],
+    case: &Case,
+    with_model: bool,
+) -> (Result<(), String>, Result<(), String>) {
+    let [(draft, draft_locale), (live, live_locale)] = versions;
+    let (on_draft, on_live) = futures::join!(
+        try_answer(ctx, tenant_id, draft, *draft_locale, &case.query),
+        try_answer(ctx, tenant_id, live, *live_locale, &case.query),
+    );
+    (
+        judge(case, &on_draft, with_model),
+        judge(case, &on_live, with_model),
+    )
+}
+
+/// Golden questions checked at once.
+const CONCURRENCY: usize = 8;
 
 fn count(tally: &mut Tally, result: &Result<(), String>) {
     if result.is_ok() {
