@@ -149,6 +149,16 @@ impl BusinessHours {
         &self.zone_name
     }
 
+    /// The local date at `ms` (Unix milliseconds) as `YYYY-MM-DD`: the day usage is counted
+    /// on. A time out of range counts on 1970-01-01.
+    pub fn local_day(&self, ms: i64) -> String {
+        Timestamp::from_millisecond(ms)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+            .to_zoned(self.zone.clone())
+            .date()
+            .to_string()
+    }
+
     /// Whether the team works at `now_ms`, and if not, when it next opens.
     pub fn availability(&self, now_ms: i64) -> Availability {
         let Some(week) = &self.week else {
@@ -459,5 +469,14 @@ mod tests {
         }
         assert!(err("", "", "25/12/2026").contains("holidays"));
         assert!(BusinessHours::parse("h", "", ["00:00-24:00"; 7], &[]).is_ok());
+    }
+
+    #[test]
+    fn local_day_is_the_tenant_date() {
+        // 2026-12-06 18:30 UTC is already 7 December in Jakarta (UTC+7), not in Amsterdam.
+        let ms = 1_796_581_800_000;
+        assert_eq!(BusinessHours::always_open().local_day(ms), "2026-12-07");
+        let europe = BusinessHours::parse("h", "Europe/Amsterdam", [""; 7], &[]).unwrap();
+        assert_eq!(europe.local_day(ms), "2026-12-06");
     }
 }

@@ -23,7 +23,7 @@ const MAX_GREETING: usize = 500;
 const MAX_KEYWORDS: usize = 50;
 
 /// What an owner edits.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BotSettings {
     /// Tone, do's and don'ts, added to the system prompt.
@@ -44,6 +44,21 @@ pub struct BotSettings {
     /// `short` or `normal`.
     #[serde(default = "default_style")]
     pub answer_style: String,
+}
+
+// Not derived: the defaults must be valid settings (the demo tenant's version 1 is built
+// from them, and an owner must be able to save back what the console shows).
+impl Default for BotSettings {
+    fn default() -> Self {
+        Self {
+            instructions: String::new(),
+            greeting: String::new(),
+            business_hours: None,
+            handoff_keywords: Vec::new(),
+            locale: default_locale(),
+            answer_style: default_style(),
+        }
+    }
 }
 
 fn default_locale() -> String {
@@ -225,7 +240,11 @@ impl LiveBots {
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
         for (tenant, json) in store.live_bot_settings().await? {
             match serde_json::from_str::<BotSettings>(&json) {
-                Ok(settings) => self.set(&tenant, &settings),
+                Ok(settings) => {
+                    self.set(&tenant, &settings);
+                    // Usage is counted on the tenant's local day.
+                    store.set_usage_zone(&tenant, self.get(&tenant).hours.clone());
+                }
                 Err(err) => {
                     tracing::warn!(tenant = %tenant, error = %err, "a stored bot version does not parse; keeping the previous one");
                 }
@@ -281,6 +300,7 @@ pub async fn seed_and_load(
                         &settings.locale,
                         FILE_AUTHOR,
                         Some("seeded from sapa.toml"),
+                        None,
                     )
                     .await?;
                 tracing::info!(tenant = %tenant, "bot settings version 1 seeded from sapa.toml");
@@ -295,6 +315,7 @@ pub async fn seed_and_load(
                         &settings.locale,
                         FILE_AUTHOR,
                         Some("changed in sapa.toml"),
+                        None,
                     )
                     .await?;
             }
@@ -341,6 +362,7 @@ mod tests {
         }
         let good: BotSettings = serde_json::from_str(r#"{"instructions": "Ramah."}"#).unwrap();
         assert!(good.validate().is_ok());
+        assert_eq!(BotSettings::default().validate(), Ok(()));
         assert_eq!(good.compile().style, flows::AnswerStyle::Short);
     }
 }

@@ -14,6 +14,8 @@
 //! - `store`: the only module with SQL (SQLite embedded, Postgres distributed).
 //! - `workers`: inbound group commit, conversation lanes, answering, the outbox dispatcher,
 //!   pacing and the recovery poller.
+//! - `usage`: the owner's usage report and monthly quotas (from the store's day counters);
+//!   `regression`: the golden-set check run before a bot version is published.
 //! - `crypto`: AES-GCM for secrets at rest; `telemetry`: logs and metric names; `checks`:
 //!   dependency checks; `demo`: the compiled-in demo tenant.
 //!
@@ -49,9 +51,11 @@ pub mod demo;
 pub mod handback;
 pub mod http;
 pub mod otp;
+pub mod regression;
 pub mod staff;
 pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod usage;
 pub mod workers;

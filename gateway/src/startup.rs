@@ -263,6 +263,11 @@ impl Application {
                 .iter()
                 .map(|(slug, tenant)| (slug.clone(), tenant.allowed_links.clone()))
                 .collect(),
+            quotas: config
+                .tenants
+                .iter()
+                .map(|(slug, tenant)| (slug.clone(), tenant.quota))
+                .collect(),
         });
         let answers = ctx.clone();
         let lanes = Lanes::new(

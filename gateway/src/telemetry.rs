@@ -40,6 +40,8 @@ pub const RESTARTS_CAPPED_TOTAL: &str = "sapa_answer_restarts_capped_total";
 pub const CONVERSATION_THROTTLED_TOTAL: &str = "sapa_conversation_throttled_total";
 /// Answers given extractively because the tenant's daily token budget was spent, by `tenant`.
 pub const LLM_BUDGET_EXHAUSTED_TOTAL: &str = "sapa_llm_budget_exhausted_total";
+/// Answers given without the model because the tenant's monthly quota is reached, by `tenant`.
+pub const QUOTA_EXCEEDED_TOTAL: &str = "sapa_quota_exceeded_total";
 /// Outbox send attempts, by channel and outcome (`sent`, `retry`, `failed`, `dead`, `deferred`).
 pub const OUTBOX_SENDS_TOTAL: &str = "sapa_outbox_sends_total";
 /// Retries scheduled.

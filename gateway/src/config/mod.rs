@@ -227,6 +227,10 @@ pub struct LlmConfig {
     pub max_restarts: u32,
     /// Tokens one tenant may use per UTC day; then extractive answers. 0: no limit.
     pub daily_tokens_per_tenant: u64,
+    /// Price of 1,000 prompt tokens, for the estimated cost on the usage page.
+    pub price_per_1k_prompt_tokens: f64,
+    /// Price of 1,000 completion tokens.
+    pub price_per_1k_completion_tokens: f64,
 }
 
 /// `[embeddings]`.
@@ -374,6 +378,18 @@ impl TenantConfig {
     }
 }
 
+/// `[tenants.<slug>.quota]`: monthly limits (0: unlimited); the console's values win.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Customer, bot and agent messages per month.
+    #[serde(default)]
+    pub monthly_messages: u64,
+    /// Language model tokens (prompt + completion) per month.
+    #[serde(default)]
+    pub monthly_llm_tokens: u64,
+}
+
 /// `[tenants.<slug>]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -417,6 +433,9 @@ pub struct TenantConfig {
     /// When the team answers chats handed to a human; without it, around the clock.
     #[serde(default)]
     pub business_hours: Option<BusinessHoursConfig>,
+    /// Monthly message and model-token quotas.
+    #[serde(default)]
+    pub quota: QuotaConfig,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
@@ -952,6 +971,22 @@ impl Config {
         }
         if self.llm.max_tokens == 0 {
             problems.push("llm.max_tokens must be at least 1".to_owned());
+        }
+        for (key, price) in [
+            (
+                "price_per_1k_prompt_tokens",
+                self.llm.price_per_1k_prompt_tokens,
+            ),
+            (
+                "price_per_1k_completion_tokens",
+                self.llm.price_per_1k_completion_tokens,
+            ),
+        ] {
+            if !(price.is_finite() && price >= 0.0) {
+                problems.push(format!(
+                    "llm.{key} must be a price of 0 or more (got {price})"
+                ));
+            }
         }
         if !(0.0..=2.0).contains(&self.llm.temperature) {
             problems.push(format!(

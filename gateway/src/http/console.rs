@@ -283,11 +283,13 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 Ok(presence) => presence,
                 Err(err) => return ApiError::from(err).into_response(),
             };
+            let notices = crate::http::owner::notices(&state, &session).await;
             axum::Json(json!({
                 "presence": presence,
                 "staff": staff_json(member),
                 "advise_2fa": advise_2fa,
                 "require_2fa": state.staff.requires_2fa(&member.tenant_id),
+                "notices": notices,
             }))
             .into_response()
         }

@@ -1,8 +1,9 @@
 //! The owner pages' JSON API under `/v1/console/…` (same login as the console; role
 //! `owner`): unanswered questions grouped by similarity, "answer it" (the owner's answer goes
 //! into the tenant's owner FAQ document and the golden set, and is answerable at once),
-//! dismiss, CSV export, and the golden question set in `sapa kb eval`'s JSONL format.
-//! Agents get 403 on every route here.
+//! dismiss, CSV export, the golden question set in `sapa kb eval`'s JSONL format, the
+//! bot settings' drafts, regression check, versions and publishing, usage per day and the
+//! monthly quotas. Agents get 403 on every route here.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -34,9 +35,12 @@ pub fn router() -> Router<AppState> {
         .route("/v1/console/golden", get(golden).post(add_golden))
         .route("/v1/console/bot/draft", get(draft).put(save_draft))
         .route("/v1/console/bot/draft/try", post(try_draft))
+        .route("/v1/console/bot/draft/regression", post(regression))
         .route("/v1/console/bot/publish", post(publish))
         .route("/v1/console/bot/versions", get(versions))
         .route("/v1/console/bot/versions/{n}/restore", post(restore))
+        .route("/v1/console/usage", get(usage))
+        .route("/v1/console/quota", get(quota).put(put_quota))
 }
 
 /// The session of an owner; 401 without a session, 403 (CSRF, or not an owner) otherwise.
@@ -496,9 +500,11 @@ async fn publish_settings(
     session: &StaffSession,
     settings: &BotSettings,
     note: Option<&str>,
+    report: Option<&crate::regression::Report>,
 ) -> Response {
     let member = &session.member;
     let json = serde_json::to_string(settings).unwrap_or_default();
+    let report_json = report.and_then(|r| serde_json::to_string(r).ok());
     let version = match state
         .store
         .publish_bot(
@@ -508,6 +514,7 @@ async fn publish_settings(
             &settings.locale,
             &member.email,
             note,
+            report_json.as_deref(),
         )
         .await
     {
@@ -516,14 +523,47 @@ async fn publish_settings(
     };
     // Live at once in this process; other replicas re-read within a few seconds.
     state.bots.set(&member.tenant_id, settings);
+    state.store.set_usage_zone(
+        &member.tenant_id,
+        state.bots.get(&member.tenant_id).hours.clone(),
+    );
     audit(state, session, "publish", &format!("version {version}")).await;
-    axum::Json(json!({"version": version, "settings": settings})).into_response()
+    axum::Json(json!({"version": version, "settings": settings, "regression": report}))
+        .into_response()
 }
 
-async fn publish(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `POST /v1/console/bot/publish`'s optional body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    /// Publish even though golden questions newly fail.
+    #[serde(default)]
+    confirm: bool,
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let session = match owner(&state, &headers, true).await {
         Ok(s) => s,
         Err(response) => return response,
+    };
+    let body: PublishBody = if body.iter().all(u8::is_ascii_whitespace) {
+        PublishBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(body) => body,
+            Err(err) => {
+                return ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!("the body must be empty or {{\"confirm\": true}} ({err})"),
+                )
+                .into_response();
+            }
+        }
     };
     let tenant = &session.member.tenant_id;
     let draft = match state.store.bot_draft(tenant).await {
@@ -545,7 +585,66 @@ async fn publish(State(state): State<AppState>, headers: HeaderMap) -> Response 
     if let Err(problems) = settings.validate() {
         return invalid_settings(&problems);
     }
-    publish_settings(&state, &session, &settings, None).await
+    let report = match check(&state, tenant, &settings).await {
+        Ok(report) => report,
+        Err(response) => return response,
+    };
+    if !report.newly_failing.is_empty() && !body.confirm {
+        let message = format!(
+            "{} golden question(s) pass on the live version but fail on the draft; fix the draft, or publish anyway with {{\"confirm\": true}}",
+            report.newly_failing.len()
+        );
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({
+                "error": {"code": "regression_failures", "message": message},
+                "regression": report,
+            })),
+        )
+            .into_response();
+    }
+    publish_settings(&state, &session, &settings, None, Some(&report)).await
+}
+
+/// The tenant's live settings (the defaults before any version).
+async fn live_settings(state: &AppState, tenant_id: &str) -> Result<BotSettings, Response> {
+    match state.store.live_bot(tenant_id).await {
+        Ok(live) => Ok(live
+            .and_then(|v| serde_json::from_str(&v.settings).ok())
+            .unwrap_or_default()),
+        Err(err) => Err(ApiError::from(err).into_response()),
+    }
+}
+
+/// Runs the tenant's golden set against `draft` and the live version.
+async fn check(
+    state: &AppState,
+    tenant_id: &str,
+    draft: &BotSettings,
+) -> Result<crate::regression::Report, Response> {
+    let live = live_settings(state, tenant_id).await?;
+    let cases = state
+        .store
+        .golden(tenant_id)
+        .await
+        .map_err(|err| ApiError::from(err).into_response())?;
+    Ok(crate::regression::run(&state.answers, tenant_id, draft, &live, &cases).await)
+}
+
+async fn regression(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match owner(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let tenant = &session.member.tenant_id;
+    let draft = match current_draft(&state, tenant).await {
+        Ok(settings) => settings,
+        Err(response) => return response,
+    };
+    match check(&state, tenant, &draft).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(response) => response,
+    }
 }
 
 /// The fields that differ between two versions, as `{"field", "before", "after"}`.
@@ -592,6 +691,10 @@ async fn versions(State(state): State<AppState>, headers: HeaderMap) -> Response
                 "created_at": rfc3339(v.created_at_ms),
                 "settings": parsed[i],
                 "diff": diff(&before, &parsed[i]),
+                "regression": v
+                    .regression
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str::<Value>(r).ok()),
             })
         })
         .collect();
@@ -622,6 +725,284 @@ async fn restore(
         Ok(settings) => settings,
         Err(err) => return invalid_settings(&[err.to_string()]),
     };
+    // A restore is a rollback to settings that were live before: no check holds it up.
     let note = format!("restored from version {n}");
-    publish_settings(&state, &session, &settings, Some(&note)).await
+    publish_settings(&state, &session, &settings, Some(&note), None).await
+}
+
+/// Longest usage range, in days.
+const MAX_USAGE_DAYS: i64 = 366;
+
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// `value` of the query parameter `name` as a date, or the 422 naming it.
+fn query_date(name: &str, value: Option<&str>) -> Result<time::Date, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_date",
+            format!("`{name}` must be a date YYYY-MM-DD, e.g. {name}=2026-12-01"),
+        )
+    };
+    let value = value.map(str::trim).filter(|v| !v.is_empty());
+    let format = time::format_description::parse_borrowed::<1>("[year]-[month]-[day]")
+        .map_err(|_| invalid())?;
+    value
+        .filter(|v| v.len() == 10)
+        .and_then(|v| time::Date::parse(v, &format).ok())
+        .ok_or_else(invalid)
+}
+
+/// `part` of `whole`, 4 decimals; `None` without any.
+// Counts stay far below 2^53: the conversions are exact.
+#[allow(clippy::cast_precision_loss)]
+fn rate(part: i64, whole: i64) -> Option<f64> {
+    (whole > 0).then(|| ((part as f64 / whole as f64) * 10_000.0).round() / 10_000.0)
+}
+
+/// The tenant's quota now, with `sapa.toml`'s limits as the fallback.
+async fn tenant_quota(state: &AppState, tenant_id: &str) -> Result<crate::usage::Quota, Response> {
+    let configured = state.config.tenants.get(tenant_id).map(|t| t.quota);
+    crate::usage::quota(&state.store, configured, tenant_id, now_ms())
+        .await
+        .map_err(|err| ApiError::from(err).into_response())
+}
+
+async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<UsageQuery>,
+) -> Response {
+    let session = match owner(&state, &headers, false).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let tenant = &session.member.tenant_id;
+    let (from, to) = match (
+        query_date("from", query.from.as_deref()),
+        query_date("to", query.to.as_deref()),
+    ) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(err), _) | (_, Err(err)) => return err.into_response(),
+    };
+    if from > to {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_range",
+            "`from` must not be after `to`",
+        )
+        .into_response();
+    }
+    if (to - from).whole_days() + 1 > MAX_USAGE_DAYS {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_range",
+            format!("the range from `from` to `to` must be at most {MAX_USAGE_DAYS} days"),
+        )
+        .into_response();
+    }
+    let days = match state
+        .store
+        .usage(tenant, &from.to_string(), &to.to_string())
+        .await
+    {
+        Ok(days) => days,
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let llm = &state.config.llm;
+    let rows: Vec<Value> = days
+        .iter()
+        .map(|d| {
+            json!({
+                "date": d.day,
+                "channel": d.channel,
+                "messages_in": d.messages_in,
+                "messages_out": d.messages_out,
+                "conversations": d.conversations,
+                "handoffs": d.handoffs,
+                "answer_turns": d.answer_turns,
+                "answered": d.answered,
+                "abstained": d.abstained,
+                "answer_rate": rate(d.answered, d.answer_turns),
+                "abstain_rate": rate(d.abstained, d.answer_turns),
+                "first_response_p50_ms": d.first_response_p50_ms,
+                "prompt_tokens": d.prompt_tokens,
+                "completion_tokens": d.completion_tokens,
+                "cost": crate::usage::cost(
+                    d.prompt_tokens,
+                    d.completion_tokens,
+                    llm.price_per_1k_prompt_tokens,
+                    llm.price_per_1k_completion_tokens,
+                ),
+            })
+        })
+        .collect();
+    if query.format.as_deref() == Some("csv") {
+        const COLUMNS: [&str; 12] = [
+            "date",
+            "channel",
+            "messages_in",
+            "messages_out",
+            "conversations",
+            "handoffs",
+            "answer_rate",
+            "abstain_rate",
+            "first_response_p50_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+        ];
+        let mut body = COLUMNS.join(",");
+        body.push_str("\r\n");
+        for row in &rows {
+            let fields: Vec<String> = COLUMNS
+                .iter()
+                .map(|c| match &row[*c] {
+                    Value::Null => String::new(),
+                    Value::String(text) => csv_field(text),
+                    other => other.to_string(),
+                })
+                .collect();
+            body.push_str(&fields.join(","));
+            body.push_str("\r\n");
+        }
+        return csv_response("usage.csv", body);
+    }
+    let quota = match tenant_quota(&state, tenant).await {
+        Ok(quota) => quota,
+        Err(response) => return response,
+    };
+    axum::Json(json!({"days": rows, "quota": quota})).into_response()
+}
+
+async fn quota(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match owner(&state, &headers, false).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let tenant = &session.member.tenant_id;
+    let source = match state.store.quota_override(tenant).await {
+        Ok(Some(_)) => "console",
+        Ok(None) => "config",
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    match tenant_quota(&state, tenant).await {
+        Ok(quota) => axum::Json(json!({
+            "monthly_messages": quota.messages_limit,
+            "monthly_llm_tokens": quota.tokens_limit,
+            "source": source,
+            "quota": quota,
+        }))
+        .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `PUT /v1/console/quota`: both limits, 0 for unlimited.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaBody {
+    monthly_messages: i64,
+    monthly_llm_tokens: i64,
+}
+
+/// Largest quota accepted (a typo guard, far above any real month).
+const MAX_QUOTA: i64 = 1_000_000_000_000;
+
+async fn put_quota(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> Response {
+    let session = match owner(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let mut problems = Vec::new();
+    for (field, value) in [
+        ("monthly_messages", body.monthly_messages),
+        ("monthly_llm_tokens", body.monthly_llm_tokens),
+    ] {
+        if !(0..=MAX_QUOTA).contains(&value) {
+            problems.push(format!(
+                "{field} must be 0 (unlimited) to {MAX_QUOTA} (got {value})"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quota",
+            problems.join("; "),
+        )
+        .into_response();
+    }
+    let member = &session.member;
+    let set = crate::store::QuotaOverride {
+        monthly_messages: body.monthly_messages,
+        monthly_llm_tokens: body.monthly_llm_tokens,
+    };
+    if let Err(err) = state
+        .store
+        .put_quota_override(&member.tenant_id, set, &member.email, now_ms())
+        .await
+    {
+        return ApiError::from(err).into_response();
+    }
+    audit(
+        &state,
+        &session,
+        "set_quota",
+        &format!(
+            "monthly_messages {} monthly_llm_tokens {}",
+            set.monthly_messages, set.monthly_llm_tokens
+        ),
+    )
+    .await;
+    quota(State(state), headers).await
+}
+
+/// Notices for an owner, each shown once to each owner per month (`GET /v1/console/me`'s
+/// `notices`): the quota warning at 80% and the notice at 100%. Agents get none; a failure
+/// to read usage shows none (the usage page still shows the banner).
+pub async fn notices(state: &AppState, session: &StaffSession) -> Vec<Value> {
+    let member = &session.member;
+    if member.role != "owner" {
+        return Vec::new();
+    }
+    let Ok(quota) = tenant_quota(state, &member.tenant_id).await else {
+        return Vec::new();
+    };
+    let (kind, message) = if quota.exceeded {
+        (
+            "quota_exceeded",
+            "The monthly quota is reached: the bot now quotes passages from the knowledge base or offers a human, without the language model, until next month or a higher quota.",
+        )
+    } else if quota.warning {
+        (
+            "quota_warning",
+            "80% of the monthly quota is used. At 100% the bot answers without the language model.",
+        )
+    } else {
+        return Vec::new();
+    };
+    match state
+        .store
+        .notice_once(&member.tenant_id, &member.id, kind, &quota.month, now_ms())
+        .await
+    {
+        Ok(true) => {
+            vec![json!({"kind": kind, "month": quota.month, "message": message, "quota": quota})]
+        }
+        Ok(false) => Vec::new(),
+        Err(err) => {
+            tracing::warn!(error = %err.chain(), "storing an owner notice failed");
+            Vec::new()
+        }
+    }
 }

@@ -19,11 +19,15 @@ pub struct BotVersion {
     pub note: Option<String>,
     /// Unix ms.
     pub created_at_ms: i64,
+    /// The regression check's report at publish (JSON; `crate::regression` owns its shape),
+    /// when one ran.
+    pub regression: Option<String>,
 }
 
 impl Store {
-    /// Publishes `settings` as the tenant's next version; its instructions and locale become
-    /// the tenant's at once. Returns the version.
+    /// Publishes `settings` as the tenant's next version, with the regression report that
+    /// cleared it; its instructions and locale become the tenant's at once. Returns the
+    /// version.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
@@ -36,6 +40,7 @@ impl Store {
         locale: &str,
         author: &str,
         note: Option<&str>,
+        regression: Option<&str>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.write.begin().await?;
         let next: i64 = sqlx::query(
@@ -46,8 +51,8 @@ impl Store {
         .await?
         .try_get("next")?;
         sqlx::query(
-            "INSERT INTO bot_versions (tenant_id, version, settings, author, note, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO bot_versions (tenant_id, version, settings, author, note, created_at, regression) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(tenant_id)
         .bind(next)
@@ -55,6 +60,7 @@ impl Store {
         .bind(author)
         .bind(note)
         .bind(now_ms())
+        .bind(regression)
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE tenants SET instructions = $1, locale = $2 WHERE id = $3")
@@ -77,7 +83,7 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn live_bot(&self, tenant_id: &str) -> Result<Option<BotVersion>, StoreError> {
         let row = sqlx::query(
-            "SELECT version, settings, author, note, created_at FROM bot_versions \
+            "SELECT version, settings, author, note, created_at, regression FROM bot_versions \
              WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
         )
         .bind(tenant_id)
@@ -108,7 +114,7 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn bot_versions(&self, tenant_id: &str) -> Result<Vec<BotVersion>, StoreError> {
         let rows = sqlx::query(
-            "SELECT version, settings, author, note, created_at FROM bot_versions \
+            "SELECT version, settings, author, note, created_at, regression FROM bot_versions \
              WHERE tenant_id = $1 ORDER BY version DESC LIMIT 200",
         )
         .bind(tenant_id)
@@ -127,7 +133,7 @@ impl Store {
         version: i64,
     ) -> Result<Option<BotVersion>, StoreError> {
         let row = sqlx::query(
-            "SELECT version, settings, author, note, created_at FROM bot_versions \
+            "SELECT version, settings, author, note, created_at, regression FROM bot_versions \
              WHERE tenant_id = $1 AND version = $2",
         )
         .bind(tenant_id)
@@ -201,5 +207,6 @@ fn version_of(r: &sqlx::any::AnyRow) -> Result<BotVersion, StoreError> {
         author: r.try_get("author")?,
         note: r.try_get("note")?,
         created_at_ms: r.try_get("created_at")?,
+        regression: r.try_get("regression")?,
     })
 }

@@ -665,6 +665,7 @@ impl Store {
         }
         super::outbox::queue_message(
             &mut tx,
+            &self.days,
             tenant_id,
             conversation_id,
             channels::model::Author::Bot,

@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 
+use super::usage::{UsageBatch, UsageDays, UsageDelta};
 use super::{Refusal, Store, StoreError, StoredMessage, storable};
 
 /// The customer on a provider channel, to resolve into a contact and open conversation.
@@ -217,17 +218,20 @@ impl Store {
         isolate: bool,
     ) -> Result<Vec<Accepted>, StoreError> {
         let mut results = vec![Accepted::Duplicate; items.len()];
+        let mut usage = UsageBatch::default();
         let mut tx = self.write.begin().await?;
         for &index in order {
             let item = &items[index];
             if !isolate {
-                results[index] = accept_one(&mut tx, item).await?;
+                results[index] = accept_one(&mut tx, item, &self.days, &mut usage).await?;
                 continue;
             }
             let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
-            match accept_one(&mut savepoint, item).await {
+            let mut counted = UsageBatch::default();
+            match accept_one(&mut savepoint, item, &self.days, &mut counted).await {
                 Ok(outcome) => {
                     savepoint.commit().await?;
+                    usage.merge(counted);
                     results[index] = outcome;
                 }
                 Err(err) => {
@@ -242,6 +246,7 @@ impl Store {
                 }
             }
         }
+        usage.flush(&mut tx).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -262,6 +267,8 @@ fn inbox_key(item: &InboundItem) -> String {
 async fn accept_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     item: &InboundItem,
+    days: &UsageDays,
+    usage: &mut UsageBatch,
 ) -> Result<Accepted, StoreError> {
     let key = inbox_key(item);
     let conversation_id = match &item.target {
@@ -297,6 +304,26 @@ async fn accept_one(
         return Ok(Accepted::Duplicate);
     };
     let inbox_id: i64 = row.try_get("id")?;
+    // A conversation counts on the day of its first customer message.
+    let first_inbound: Option<i64> =
+        sqlx::query("SELECT last_inbound_at FROM conversations WHERE id = $1 AND tenant_id = $2")
+            .bind(&conversation_id)
+            .bind(&item.tenant_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get("last_inbound_at"))
+            .transpose()?
+            .flatten();
+    usage.add(
+        &item.tenant_id,
+        days.day(&item.tenant_id, item.received_at_ms),
+        item.channel_kind.as_str(),
+        &UsageDelta {
+            messages_in: 1,
+            conversations: i64::from(first_inbound.is_none()),
+            ..UsageDelta::default()
+        },
+    );
     sqlx::query(
         "UPDATE conversations SET last_inbound_at = $1, updated_at = $1 WHERE id = $2 AND tenant_id = $3",
     )

@@ -21,6 +21,7 @@ mod outbox;
 mod owner;
 mod staff;
 mod turns;
+mod usage;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,6 +43,7 @@ pub use outbox::{
 };
 pub use staff::{LoginAttempt, StaffMember, StaffSession};
 pub use turns::{LlmUsage, MASKED_CODE, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
+pub use usage::{QuotaOverride, UsageDay};
 
 /// One migration: version, name, SQLite script, Postgres script.
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
@@ -152,6 +154,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "bot_versions",
         include_str!("migrations/0018_bot_versions.sqlite.sql"),
         include_str!("migrations/0018_bot_versions.postgres.sql"),
+    ),
+    (
+        19,
+        "usage",
+        include_str!("migrations/0019_usage.sqlite.sql"),
+        include_str!("migrations/0019_usage.postgres.sql"),
     ),
 ];
 
@@ -300,6 +308,8 @@ pub struct Store {
     /// Reads. On Postgres the same pool as `write`.
     read: AnyPool,
     dialect: Dialect,
+    /// Each tenant's time zone, for the day usage is counted on.
+    days: std::sync::Arc<usage::UsageDays>,
 }
 
 /// A tenant row.
@@ -435,6 +445,7 @@ impl Store {
                     write: pool.clone(),
                     read: pool,
                     dialect: Dialect::Postgres,
+                    days: std::sync::Arc::default(),
                 })
             }
         }
@@ -480,6 +491,7 @@ impl Store {
             write,
             read,
             dialect: Dialect::Sqlite,
+            days: std::sync::Arc::default(),
         })
     }
 
@@ -737,6 +749,7 @@ impl Store {
         usage: &[turns::LlmUsage],
     ) -> Result<(), StoreError> {
         let now = now_ms();
+        let mut tx = self.write.begin().await?;
         for usage in usage {
             sqlx::query(
                 "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
@@ -748,9 +761,35 @@ impl Store {
             .bind(usage.prompt_tokens)
             .bind(usage.completion_tokens)
             .bind(now)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
         }
+        // The day's counters include what superseded answers cost, on the conversation's channel.
+        let channel: Option<String> = sqlx::query(
+            "SELECT a.kind FROM conversations c \
+             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             WHERE c.id = $1 AND c.tenant_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("kind"))
+        .transpose()?;
+        let delta = usage::UsageDelta {
+            prompt_tokens: usage.iter().map(|u| u.prompt_tokens).sum(),
+            completion_tokens: usage.iter().map(|u| u.completion_tokens).sum(),
+            ..Default::default()
+        };
+        usage::bump(
+            &mut tx,
+            tenant_id,
+            &self.days.day(tenant_id, now),
+            channel.as_deref().unwrap_or("unknown"),
+            &delta,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

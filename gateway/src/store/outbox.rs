@@ -720,6 +720,7 @@ impl Store {
         }
         let queued = queue_send(
             &mut tx,
+            &self.days,
             tenant_id,
             conversation_id,
             Author::Agent,
@@ -803,8 +804,10 @@ where
 /// Stores a message of `author` in the conversation and queues it, inside `tx`, which holds
 /// the conversation's row lock (every writer to a conversation takes it first, so messages are
 /// sent in order).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn queue_message(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    days: &super::usage::UsageDays,
     tenant_id: &str,
     conversation_id: &str,
     author: Author,
@@ -817,7 +820,7 @@ pub(crate) async fn queue_message(
         media,
         ..AgentSend::default()
     };
-    queue_send(tx, tenant_id, conversation_id, author, &send, now).await
+    queue_send(tx, days, tenant_id, conversation_id, author, &send, now).await
 }
 
 /// What an agent sends: text, optionally with media, quick replies, or as a template.
@@ -836,6 +839,7 @@ pub struct AgentSend<'a> {
 /// [`queue_message`] with quick replies and a template.
 async fn queue_send(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    days: &super::usage::UsageDays,
     tenant_id: &str,
     conversation_id: &str,
     author: Author,
@@ -921,6 +925,13 @@ async fn queue_send(
         now,
     )
     .await?;
+    let usage = super::usage::UsageDelta {
+        messages_out: 1,
+        ..Default::default()
+    };
+    let channel = channel_kind.as_str();
+    super::usage::bump(tx, tenant_id, &days.day(tenant_id, now), channel, &usage).await?;
+    super::usage::first_response(tx, days, tenant_id, conversation_id, channel, now).await?;
     Ok(QueuedMessage {
         message_id,
         channel_kind,

@@ -246,6 +246,95 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
 }
 
 #[tokio::test]
+async fn usage_is_counted_with_the_messages_once_per_day_and_channel_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, conv) = webchat_conversation(s, "shop").await;
+        let first = item("shop", &account, &conv, "m1", "a");
+        // The same message delivered twice, in one group and again later: counted once.
+        s.accept_inbound(&[first.clone(), first.clone()])
+            .await
+            .unwrap();
+        s.accept_inbound(&[first]).await.unwrap();
+        let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
+        let commit = Turn {
+            replies: vec![TurnReply {
+                text: "jawaban".into(),
+                choices: vec![],
+                citations: vec![],
+            }],
+            unanswered: vec!["a".into()],
+            llm_usage: vec![LlmUsage {
+                model: "m".into(),
+                prompt_tokens: 100,
+                completion_tokens: 20,
+            }],
+            kind: "llm_answer",
+            ..Turn::new(batch)
+        };
+        s.commit_turn(&commit).await.unwrap();
+        assert_eq!(s.commit_turn(&commit).await.unwrap(), TurnOutcome::Stale);
+        s.record_llm_usage(
+            "shop",
+            &conv,
+            &[LlmUsage {
+                model: "m".into(),
+                prompt_tokens: 5,
+                completion_tokens: 1,
+            }],
+        )
+        .await
+        .unwrap();
+        s.accept_inbound(&[item("shop", &account, &conv, "m2", "b")])
+            .await
+            .unwrap();
+        let today = s.usage_day("shop", now_ms());
+        let days = s.usage("shop", &today, &today).await.unwrap();
+        assert_eq!(days.len(), 1, "{}: {days:?}", t.name);
+        let day = &days[0];
+        assert_eq!(day.channel, "webchat");
+        assert_eq!(
+            (day.messages_in, day.messages_out, day.conversations),
+            (2, 1, 1),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            (day.answer_turns, day.answered, day.abstained),
+            (1, 0, 1),
+            "{}",
+            t.name
+        );
+        assert_eq!((day.prompt_tokens, day.completion_tokens), (105, 21));
+        assert!(day.first_response_p50_ms.is_some_and(|ms| ms >= 0));
+        let month: String = today.chars().take(7).collect();
+        assert_eq!(s.usage_in_month("shop", &month).await.unwrap(), (3, 126));
+        // Other tenants see nothing of it.
+        assert!(s.usage("other", &today, &today).await.unwrap().is_empty());
+        assert_eq!(s.quota_override("shop").await.unwrap(), None);
+        let set = QuotaOverride {
+            monthly_messages: 10,
+            monthly_llm_tokens: 0,
+        };
+        s.put_quota_override("shop", set, "owner@shop", 1)
+            .await
+            .unwrap();
+        assert_eq!(s.quota_override("shop").await.unwrap(), Some(set));
+        let notice = |staff: &'static str, now: i64| {
+            let month = month.clone();
+            async move {
+                s.notice_once("shop", staff, "quota_warning", &month, now)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(notice("owner-1", 1).await);
+        assert!(!notice("owner-1", 2).await, "once");
+        assert!(notice("owner-2", 3).await, "to each owner");
+    }
+}
+
+#[tokio::test]
 async fn a_newer_message_supersedes_an_answer_being_committed() {
     for t in backends().await {
         let s = &t.store;

@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::outbox::queue_outbound;
+use super::usage::{UsageBatch, UsageDays};
 use super::{Dialect, Store, StoreError, now_ms};
 
 /// One pending customer message of a batch.
@@ -268,10 +269,19 @@ impl Store {
         });
         let now = now_ms();
         let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
+        let mut usage = UsageBatch::default();
         let mut tx = self.write.begin().await?;
         for index in order {
-            outcomes[index] = commit_one(&mut tx, commits[index], now, self.dialect).await?;
+            outcomes[index] = commit_one(
+                &mut tx,
+                commits[index],
+                now,
+                self.dialect,
+                (&self.days, &mut usage),
+            )
+            .await?;
         }
+        usage.flush(&mut tx).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -284,6 +294,7 @@ async fn commit_one(
     commit: &Turn,
     now: i64,
     dialect: Dialect,
+    (days, counters): (&UsageDays, &mut UsageBatch),
 ) -> Result<TurnOutcome, StoreError> {
     let batch = &commit.batch;
     let Some(max_inbox_id) = batch.turns.iter().map(|t| t.inbox_id).max() else {
@@ -453,9 +464,56 @@ async fn commit_one(
         .execute(&mut **tx)
         .await?;
     }
+    let channel = batch.channel_kind.as_str();
+    counters.add(
+        &batch.tenant_id,
+        days.day(&batch.tenant_id, now),
+        channel,
+        &turn_usage(commit),
+    );
+    if !commit.replies.is_empty() {
+        super::usage::first_response(
+            tx,
+            days,
+            &batch.tenant_id,
+            &batch.conversation_id,
+            channel,
+            now,
+        )
+        .await?;
+    }
     Ok(TurnOutcome::Committed {
         outbox_rows: commit.replies.len(),
     })
+}
+
+/// What a committed turn adds to the day's usage. A turn that consulted the knowledge base
+/// (its `kind` says so) either abstained (it recorded an unanswered question) or, when it
+/// replied from a passage (extractive, or the model's answer), answered.
+fn turn_usage(commit: &Turn) -> super::usage::UsageDelta {
+    let answer_turn = matches!(
+        commit.kind,
+        "passage"
+            | "no_match"
+            | "failed"
+            | "llm_answer"
+            | "llm_clarify"
+            | "llm_handoff"
+            | "llm_rejected"
+            | "llm_unavailable"
+    );
+    let abstained = answer_turn && !commit.unanswered.is_empty();
+    let answered = !abstained && matches!(commit.kind, "passage" | "llm_answer" | "llm_rejected");
+    super::usage::UsageDelta {
+        messages_out: i64::try_from(commit.replies.len()).unwrap_or(i64::MAX),
+        handoffs: i64::from(commit.handoff_reason.is_some()),
+        answer_turns: i64::from(answer_turn),
+        answered: i64::from(answered),
+        abstained: i64::from(abstained),
+        prompt_tokens: commit.llm_usage.iter().map(|u| u.prompt_tokens).sum(),
+        completion_tokens: commit.llm_usage.iter().map(|u| u.completion_tokens).sum(),
+        ..Default::default()
+    }
 }
 
 /// What a one-time code the customer typed is stored as.

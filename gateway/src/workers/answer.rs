@@ -136,6 +136,39 @@ fn set_in_flight(in_flight: &InFlight, usage: Option<LlmUsage>) {
 /// day). Spent: a warning, a metric, and the caller answers extractively. When usage cannot
 /// be read the model is used (the budget bounds cost; it must not take answers down).
 async fn budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
+    quota_left(ctx, tenant_id).await && daily_budget_left(ctx, tenant_id).await
+}
+
+/// Whether the tenant is under its monthly quotas (messages and model tokens). Reached: a
+/// warning, a metric, and the caller answers extractively (or offers a human) — never
+/// silence. When usage cannot be read the model is used, as for the daily budget.
+async fn quota_left(ctx: &TurnContext, tenant_id: &str) -> bool {
+    let configured = ctx.quotas.get(tenant_id).copied();
+    match crate::usage::quota(&ctx.store, configured, tenant_id, now_ms()).await {
+        Ok(quota) if quota.exceeded => {
+            tracing::warn!(
+                tenant_id = %tenant_id,
+                month = %quota.month,
+                messages_used = quota.messages_used,
+                messages_limit = quota.messages_limit,
+                tokens_used = quota.tokens_used,
+                tokens_limit = quota.tokens_limit,
+                "monthly quota reached; answering without the language model"
+            );
+            metrics::counter!(telemetry::QUOTA_EXCEEDED_TOTAL, "tenant" => tenant_id.to_owned())
+                .increment(1);
+            false
+        }
+        Ok(_) => true,
+        Err(err) => {
+            tracing::warn!(tenant_id = %tenant_id, error = %err, "reading the monthly usage failed; quota not checked");
+            true
+        }
+    }
+}
+
+/// See [`budget_left`]: the daily token budget.
+async fn daily_budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
     let budget = ctx.limits.daily_tokens_per_tenant;
     if budget == 0 {
         return true;
@@ -598,8 +631,12 @@ pub struct Tried {
     pub reply: String,
     /// Cited passages: (chunk id, title, text).
     pub citations: Vec<(String, String, String)>,
-    /// `passage`, `llm_answer`, `no_match`, `handoff`, …
+    /// `passage`, `llm_answer`, `llm_clarify`, `llm_handoff`, `no_match`, `handoff`, …
     pub kind: &'static str,
+    /// Document names of the passages at or above the answer threshold, best first.
+    pub retrieved_docs: Vec<String>,
+    /// Document names of the passages the reply cites.
+    pub cited_docs: Vec<String>,
 }
 
 /// See [`Tried`].
@@ -646,11 +683,18 @@ pub async fn try_answer(
                         )
                         .await;
                         match (generation, found.first()) {
-                            (Generation::Valid(reply), _) => ctx.engine.on_generated(
-                                &decision.conversation,
-                                &query,
-                                Generation::Valid(reply),
-                            ),
+                            (Generation::Valid(reply), _) => {
+                                kind = match reply.action {
+                                    flows::ModelAction::Answer => "llm_answer",
+                                    flows::ModelAction::Clarify => "llm_clarify",
+                                    flows::ModelAction::Handoff => "llm_handoff",
+                                };
+                                ctx.engine.on_generated(
+                                    &decision.conversation,
+                                    &query,
+                                    Generation::Valid(reply),
+                                )
+                            }
                             (_, Some(best)) => {
                                 kind = "passage";
                                 ctx.engine.on_answer(
@@ -698,6 +742,15 @@ pub async fn try_answer(
     }
     let cited: Vec<String> = replies.iter().flat_map(|r| r.citations.clone()).collect();
     Tried {
+        retrieved_docs: chunks
+            .iter()
+            .map(|c| c.chunk.document_name.clone())
+            .collect(),
+        cited_docs: chunks
+            .iter()
+            .filter(|c| cited.contains(&c.chunk.id))
+            .map(|c| c.chunk.document_name.clone())
+            .collect(),
         reply: replies
             .iter()
             .map(|r| r.text.as_str())

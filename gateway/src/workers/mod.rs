@@ -63,6 +63,8 @@ pub struct TurnContext {
     /// Each tenant's live bot settings (greeting, handoff keywords, business hours, answer
     /// style), as published in the console or seeded from `sapa.toml`.
     pub bots: Arc<crate::bot::LiveBots>,
+    /// `tenants.<slug>.quota`, by tenant (the console's values win; see `crate::usage`).
+    pub quotas: HashMap<String, crate::config::QuotaConfig>,
 }
 
 /// Bounds on what one turn may cost (`conversation.max_turn_*`, `llm.max_prompt_tokens`,

@@ -1,0 +1,400 @@
+//! Usage counters: per tenant, local day and channel kind, bumped inside the transactions
+//! that store the messages (so they are exact across restarts and never count a duplicate or
+//! a superseded turn), and read back for the owner's usage page and the monthly quotas.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// Each tenant's business-hours time zone, which decides the day usage is counted on
+/// (default `Asia/Jakarta`). Kept current by `crate::bot::LiveBots`.
+#[derive(Debug, Default)]
+pub(super) struct UsageDays {
+    by_tenant: RwLock<HashMap<String, flows::BusinessHours>>,
+}
+
+impl UsageDays {
+    /// The tenant's local date at `ms`, `YYYY-MM-DD`.
+    pub(super) fn day(&self, tenant_id: &str, ms: i64) -> String {
+        let zones = self
+            .by_tenant
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match zones.get(tenant_id) {
+            Some(hours) => hours.local_day(ms),
+            None => flows::BusinessHours::always_open().local_day(ms),
+        }
+    }
+
+    /// Sets the tenant's zone (from its live business hours).
+    pub(super) fn set(&self, tenant_id: &str, hours: flows::BusinessHours) {
+        self.by_tenant
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(tenant_id.to_owned(), hours);
+    }
+}
+
+/// What one write adds to a day's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct UsageDelta {
+    pub(super) messages_in: i64,
+    pub(super) messages_out: i64,
+    pub(super) conversations: i64,
+    pub(super) handoffs: i64,
+    pub(super) answer_turns: i64,
+    pub(super) answered: i64,
+    pub(super) abstained: i64,
+    pub(super) prompt_tokens: i64,
+    pub(super) completion_tokens: i64,
+}
+
+impl UsageDelta {
+    fn accumulate(&mut self, other: &Self) {
+        self.messages_in += other.messages_in;
+        self.messages_out += other.messages_out;
+        self.conversations += other.conversations;
+        self.handoffs += other.handoffs;
+        self.answer_turns += other.answer_turns;
+        self.answered += other.answered;
+        self.abstained += other.abstained;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+/// The usage of a group transaction, by (tenant, day, channel), written at its end in key
+/// order: every writer takes the counter rows' locks in one global order, after its
+/// conversations' locks, so concurrent group commits (replicas on Postgres) cannot deadlock.
+#[derive(Debug, Default)]
+pub(super) struct UsageBatch {
+    rows: BTreeMap<(String, String, String), UsageDelta>,
+}
+
+impl UsageBatch {
+    /// Adds `delta` to the tenant's `day` and `channel`.
+    pub(super) fn add(&mut self, tenant_id: &str, day: String, channel: &str, delta: &UsageDelta) {
+        self.rows
+            .entry((tenant_id.to_owned(), day, channel.to_owned()))
+            .or_default()
+            .accumulate(delta);
+    }
+
+    /// Adds everything `other` holds.
+    pub(super) fn merge(&mut self, other: Self) {
+        for (key, delta) in other.rows {
+            self.rows.entry(key).or_default().accumulate(&delta);
+        }
+    }
+
+    /// Writes the counters inside `tx`.
+    pub(super) async fn flush(
+        self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        for ((tenant_id, day, channel), delta) in &self.rows {
+            bump(tx, tenant_id, day, channel, delta).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds `delta` to the tenant's counters of `day` and `channel`, inside `tx`.
+pub(super) async fn bump(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &str,
+    day: &str,
+    channel: &str,
+    delta: &UsageDelta,
+) -> Result<(), StoreError> {
+    if *delta == UsageDelta::default() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO usage_daily (tenant_id, day, channel, messages_in, messages_out, conversations, \
+         handoffs, answer_turns, answered, abstained, prompt_tokens, completion_tokens) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (tenant_id, day, channel) DO UPDATE SET \
+         messages_in = usage_daily.messages_in + excluded.messages_in, \
+         messages_out = usage_daily.messages_out + excluded.messages_out, \
+         conversations = usage_daily.conversations + excluded.conversations, \
+         handoffs = usage_daily.handoffs + excluded.handoffs, \
+         answer_turns = usage_daily.answer_turns + excluded.answer_turns, \
+         answered = usage_daily.answered + excluded.answered, \
+         abstained = usage_daily.abstained + excluded.abstained, \
+         prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+         completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens",
+    )
+    .bind(tenant_id)
+    .bind(day)
+    .bind(channel)
+    .bind(delta.messages_in)
+    .bind(delta.messages_out)
+    .bind(delta.conversations)
+    .bind(delta.handoffs)
+    .bind(delta.answer_turns)
+    .bind(delta.answered)
+    .bind(delta.abstained)
+    .bind(delta.prompt_tokens)
+    .bind(delta.completion_tokens)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records the conversation's first response (bot or agent) at `now`, once: the time since
+/// its first customer message, counted on that message's day.
+pub(super) async fn first_response(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    days: &UsageDays,
+    tenant_id: &str,
+    conversation_id: &str,
+    channel: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let first: Option<i64> = sqlx::query(
+        "SELECT MIN(created_at) AS first FROM messages \
+         WHERE tenant_id = $1 AND conversation_id = $2 AND author = 'customer'",
+    )
+    .bind(tenant_id)
+    .bind(conversation_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("first")?;
+    let Some(first) = first else {
+        // The business wrote first (an agent's template): no customer waited.
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO usage_first_responses (tenant_id, conversation_id, day, channel, ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
+    )
+    .bind(tenant_id)
+    .bind(conversation_id)
+    .bind(days.day(tenant_id, first))
+    .bind(channel)
+    .bind((now - first).max(0))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One day and channel of a tenant's usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD`, the tenant's local date.
+    pub day: String,
+    /// Channel kind (`whatsapp`, `telegram`, `webchat`).
+    pub channel: String,
+    /// Customer messages stored.
+    pub messages_in: i64,
+    /// Bot and agent messages queued.
+    pub messages_out: i64,
+    /// Conversations whose first customer message came that day.
+    pub conversations: i64,
+    /// Chats the bot handed to a human.
+    pub handoffs: i64,
+    /// Turns that consulted the knowledge base.
+    pub answer_turns: i64,
+    /// Of those, answered from a passage (extractive or model).
+    pub answered: i64,
+    /// Of those, abstained (recorded as unanswered).
+    pub abstained: i64,
+    /// Median first-response time of the day's new conversations, ms.
+    pub first_response_p50_ms: Option<i64>,
+    /// Model prompt tokens.
+    pub prompt_tokens: i64,
+    /// Model completion tokens.
+    pub completion_tokens: i64,
+}
+
+/// A console quota override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaOverride {
+    /// Messages (in + out) per month; 0: unlimited.
+    pub monthly_messages: i64,
+    /// Model tokens (prompt + completion) per month; 0: unlimited.
+    pub monthly_llm_tokens: i64,
+}
+
+impl Store {
+    /// The day usage of `tenant_id` is counted on at `ms`.
+    pub fn usage_day(&self, tenant_id: &str, ms: i64) -> String {
+        self.days.day(tenant_id, ms)
+    }
+
+    /// Sets the tenant's time zone for usage days.
+    pub fn set_usage_zone(&self, tenant_id: &str, hours: flows::BusinessHours) {
+        self.days.set(tenant_id, hours);
+    }
+
+    /// The tenant's usage from `from` to `to` (`YYYY-MM-DD`, inclusive), by day then channel.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn usage(
+        &self,
+        tenant_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<UsageDay>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, channel, messages_in, messages_out, conversations, handoffs, answer_turns, \
+             answered, abstained, prompt_tokens, completion_tokens FROM usage_daily \
+             WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, channel",
+        )
+        .bind(tenant_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.read)
+        .await?;
+        let mut days = BTreeMap::new();
+        for r in &rows {
+            let day = UsageDay {
+                day: r.try_get("day")?,
+                channel: r.try_get("channel")?,
+                messages_in: r.try_get("messages_in")?,
+                messages_out: r.try_get("messages_out")?,
+                conversations: r.try_get("conversations")?,
+                handoffs: r.try_get("handoffs")?,
+                answer_turns: r.try_get("answer_turns")?,
+                answered: r.try_get("answered")?,
+                abstained: r.try_get("abstained")?,
+                first_response_p50_ms: None,
+                prompt_tokens: r.try_get("prompt_tokens")?,
+                completion_tokens: r.try_get("completion_tokens")?,
+            };
+            days.insert((day.day.clone(), day.channel.clone()), day);
+        }
+        let responses = sqlx::query(
+            "SELECT day, channel, ms FROM usage_first_responses \
+             WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(tenant_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.read)
+        .await?;
+        let mut times: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+        for r in &responses {
+            times
+                .entry((r.try_get("day")?, r.try_get("channel")?))
+                .or_default()
+                .push(r.try_get("ms")?);
+        }
+        for (key, mut ms) in times {
+            ms.sort_unstable();
+            // The lower middle value for an even count: always a time that happened.
+            let median = ms[(ms.len() - 1) / 2];
+            let day = days.entry(key.clone()).or_insert_with(|| UsageDay {
+                day: key.0,
+                channel: key.1,
+                ..UsageDay::default()
+            });
+            day.first_response_p50_ms = Some(median);
+        }
+        Ok(days.into_values().collect())
+    }
+
+    /// Messages (in + out) and model tokens the tenant used in `month` (`YYYY-MM`, local).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn usage_in_month(
+        &self,
+        tenant_id: &str,
+        month: &str,
+    ) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(messages_in + messages_out), 0) AS BIGINT) AS messages, \
+             CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens \
+             FROM usage_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(tenant_id)
+        .bind(format!("{month}-01"))
+        .bind(format!("{month}-31"))
+        .fetch_one(&self.read)
+        .await?;
+        Ok((row.try_get("messages")?, row.try_get("tokens")?))
+    }
+
+    /// The tenant's console quota override, if an owner set one.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn quota_override(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<QuotaOverride>, StoreError> {
+        let row = sqlx::query(
+            "SELECT monthly_messages, monthly_llm_tokens FROM tenant_quotas WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| -> Result<QuotaOverride, StoreError> {
+            Ok(QuotaOverride {
+                monthly_messages: r.try_get("monthly_messages")?,
+                monthly_llm_tokens: r.try_get("monthly_llm_tokens")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Sets the tenant's console quota override.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn put_quota_override(
+        &self,
+        tenant_id: &str,
+        quota: QuotaOverride,
+        author: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_quotas (tenant_id, monthly_messages, monthly_llm_tokens, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET \
+             monthly_messages = excluded.monthly_messages, monthly_llm_tokens = excluded.monthly_llm_tokens, \
+             updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(quota.monthly_messages)
+        .bind(quota.monthly_llm_tokens)
+        .bind(author)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that staff member `staff_id` was shown the notice `kind` for `period`; `true`
+    /// the first time (show it), `false` after.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn notice_once(
+        &self,
+        tenant_id: &str,
+        staff_id: &str,
+        kind: &str,
+        period: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO owner_notices (tenant_id, staff_id, kind, period, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, staff_id, kind, period) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(staff_id)
+        .bind(kind)
+        .bind(period)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(inserted.rows_affected() > 0)
+    }
+}
