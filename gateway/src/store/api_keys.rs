@@ -27,6 +27,8 @@ pub struct ApiKeyInfo {
     pub created_at_ms: i64,
     /// Unix milliseconds; `None` while the key is active.
     pub revoked_at_ms: Option<i64>,
+    /// When the key was last accepted (to the minute), Unix milliseconds; `None`: never.
+    pub last_used_at_ms: Option<i64>,
     /// What the key may do.
     pub scopes: Vec<Scope>,
 }
@@ -99,7 +101,7 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT prefix, created_at, revoked_at, scopes FROM api_keys WHERE tenant_id = $1 \
+            "SELECT prefix, created_at, revoked_at, last_used_at, scopes FROM api_keys WHERE tenant_id = $1 \
              ORDER BY created_at, prefix",
         )
         .bind(tenant_id)
@@ -111,6 +113,7 @@ impl Store {
                     prefix: r.try_get("prefix")?,
                     created_at_ms: r.try_get("created_at")?,
                     revoked_at_ms: r.try_get("revoked_at")?,
+                    last_used_at_ms: r.try_get("last_used_at")?,
                     scopes: scopes_from_column(
                         r.try_get::<Option<String>, _>("scopes")?.as_deref(),
                     ),
@@ -135,5 +138,23 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Records that the key with this prefix was accepted at `now`; writes at most once a
+    /// minute per key, so busy keys cost no write per request.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn touch_api_key(&self, prefix: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 WHERE prefix = $2 \
+             AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(now)
+        .bind(prefix)
+        .bind(now - 60_000)
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 }

@@ -15,6 +15,7 @@ mod bot;
 mod composer;
 mod console;
 mod contacts;
+mod documents;
 mod ingress;
 mod otp;
 mod outbox;
@@ -34,6 +35,7 @@ pub use bot::BotVersion;
 pub use composer::{ContactChannel, PastConversation, TypingTarget};
 pub use console::{Claim as ConsoleClaim, Queue, QueueItem};
 pub use contacts::{ContactIds, ContactIdsChange};
+pub use documents::DocumentDates;
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpRefusal, OtpSend};
 pub use outbox::{
@@ -152,6 +154,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "bot_versions",
         include_str!("migrations/0018_bot_versions.sqlite.sql"),
         include_str!("migrations/0018_bot_versions.postgres.sql"),
+    ),
+    (
+        19,
+        "owner_pages",
+        include_str!("migrations/0019_owner_pages.sqlite.sql"),
+        include_str!("migrations/0019_owner_pages.postgres.sql"),
     ),
 ];
 
