@@ -20,11 +20,17 @@ async fn start() -> (TestApp, FakeGraph) {
     (app, graph)
 }
 
-async fn add_staff(app: &TestApp, tenant: &str, email: &str, whatsapp: Option<&str>) {
+pub(crate) async fn add_staff(app: &TestApp, tenant: &str, email: &str, whatsapp: Option<&str>) {
     add_member(app, tenant, email, "agent", whatsapp).await;
 }
 
-async fn add_member(app: &TestApp, tenant: &str, email: &str, role: &str, whatsapp: Option<&str>) {
+pub(crate) async fn add_member(
+    app: &TestApp,
+    tenant: &str,
+    email: &str,
+    role: &str,
+    whatsapp: Option<&str>,
+) {
     let store = app.store().await;
     let member = gateway::store::StaffMember {
         id: format!("stf_{}", uuid::Uuid::new_v4().simple()),
@@ -42,7 +48,7 @@ async fn add_member(app: &TestApp, tenant: &str, email: &str, role: &str, whatsa
     store.close().await;
 }
 
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     path: &str,
     body: &Value,
@@ -383,7 +389,7 @@ async fn cli_staff_commands_and_a_set_password_link_used_once() {
 }
 
 /// Logs `email` of `tenant` in (password only); returns the cookie and the CSRF token.
-async fn log_in(app: &TestApp, tenant: &str, email: &str) -> (String, String) {
+pub(crate) async fn log_in(app: &TestApp, tenant: &str, email: &str) -> (String, String) {
     let response = post(
         app,
         "/v1/console/login",
@@ -398,7 +404,7 @@ async fn log_in(app: &TestApp, tenant: &str, email: &str) -> (String, String) {
     (cookie, body["csrf_token"].as_str().unwrap().to_owned())
 }
 
-async fn get(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
+pub(crate) async fn get(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
     app.client
         .get(format!("{}{path}", app.address))
         .header("cookie", cookie)
@@ -2042,7 +2048,7 @@ async fn an_owner_answers_an_unanswered_question_and_it_and_a_paraphrase_are_ans
     app.stop().await;
 }
 
-async fn put(
+pub(crate) async fn put(
     app: &TestApp,
     path: &str,
     body: &Value,

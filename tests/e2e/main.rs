@@ -10,6 +10,7 @@ mod health;
 mod limits;
 mod llm;
 mod otp;
+mod owner_pages;
 mod plugin;
 mod process;
 mod retrieval;
