@@ -1,0 +1,333 @@
+// The owner pages in a real browser: Debian's Chromium driven by playwright-core against the
+// real `sapa` binary (SAPA_BIN) with its own temp data dir and port. The demo owner sets a
+// password through the link `sapa serve` prints, logs in, edits the bot's instructions, tries
+// the draft, publishes; uploads Markdown files (file picker and drag and drop) and a web chat
+// customer is answered from one; answers an unanswered question; opens the usage page; creates
+// and revokes an API key. Each page is photographed on a desktop (1280×800) and a phone
+// (390×844) into SCREENSHOT_DIR (default target/browser-screenshots). No page errors, no CSP
+// violations, no browser dialogs.
+//
+//   cargo build -p sapa-tests --bin sapa-e2e-server && cd tests/browser && npm ci && SAPA_BIN=../../target/debug/sapa-e2e-server node owner.test.mjs
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const SAPA_BIN = process.env.SAPA_BIN;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = path.resolve(process.env.SCREENSHOT_DIR || path.join(repo, 'target', 'browser-screenshots'));
+const PASSWORD = 'pemilik-kopi-2026';
+const INSTRUCTIONS = 'Sapa pelanggan dengan "Kak". Jawab singkat dan ramah. Jangan menjanjikan diskon yang tidak ada di daftar promo.';
+const PARKING = '# Parkir bus\n\nParkir bus pariwisata tersedia di basement B2 outlet Kemang, gratis untuk rombongan di atas dua puluh orang.\n\n## Reservasi rombongan\n\nHubungi kami sehari sebelumnya agar meja untuk rombongan disiapkan.\n';
+const WIFI = '# Wi-Fi\n\nSemua outlet punya Wi-Fi gratis. Kata sandinya tertulis di struk pembelian.\n';
+const ANSWER = 'Belum ada layanan antar jemput bandara, Kak. Silakan pakai taksi daring ke outlet kami.';
+
+let tmp;
+let sapa;
+let base;
+let setPasswordLink;
+let browser;
+const dialogs = [];
+const pageErrors = [];
+const consoleErrors = [];
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function eventually(what, check, timeout = 20_000) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => {
+  assert.ok(SAPA_BIN, 'SAPA_BIN must point at the sapa binary');
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sapa-owner-'));
+  fs.mkdirSync(SHOTS, { recursive: true });
+  fs.writeFileSync(path.join(tmp, 'sapa.toml'), '[conversation]\ndebounce = "0s"\n');
+  const port = await freePort();
+  const logFile = fs.openSync(path.join(tmp, 'sapa.log'), 'a');
+  sapa = spawn(
+    SAPA_BIN,
+    ['--config', path.join(tmp, 'sapa.toml'), '--data-dir', path.join(tmp, 'data'), 'serve', '--bind', `127.0.0.1:${port}`],
+    {
+      cwd: tmp,
+      env: { PATH: process.env.PATH, SAPA_TELEMETRY__FILTER: 'warn', SAPA_SERVER__ADMIN_BIND: '127.0.0.1:0' },
+      stdio: ['ignore', 'pipe', logFile],
+    },
+  );
+  let out = '';
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sapa did not print the owner link within 90 s:\n${out}`)), 90_000);
+    sapa.stdout.on('data', (chunk) => {
+      out += chunk;
+      const link = /(http:\/\/\S+\/console\/set-password#token=\S+)/.exec(out);
+      if (out.includes('Sapa is listening on') && link) {
+        clearTimeout(timer);
+        setPasswordLink = link[1];
+        resolve();
+      }
+    });
+    sapa.once('exit', (code) => { clearTimeout(timer); reject(new Error(`sapa exited (${code}):\n${out}`)); });
+  });
+  base = `http://127.0.0.1:${port}`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  sapa?.kill('SIGKILL');
+  if (tmp && !process.env.KEEP_TMP) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A web chat customer, over the web chat API. */
+async function customer() {
+  const res = await fetch(`${base}/v1/webchat/sessions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tenant: 'demo' }),
+  });
+  const session = await res.json();
+  let n = 0;
+  return {
+    id: session.conversation_id,
+    async say(text) {
+      n += 1;
+      const r = await fetch(`${base}/v1/webchat/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${session.session_token}` },
+        body: JSON.stringify({ client_message_id: `m-${n}`, text }),
+      });
+      assert.equal(r.status, 202);
+    },
+    async botReplies() {
+      const r = await fetch(`${base}/v1/webchat/messages`, { headers: { authorization: `Bearer ${session.session_token}` } });
+      return (await r.json()).messages.filter((m) => m.author === 'bot').map((m) => m.text || '');
+    },
+  };
+}
+
+/** Asks `question` in a new web chat; returns the bot's first reply. */
+async function ask(question) {
+  const visitor = await customer();
+  await visitor.say(question);
+  return eventually(`the bot's answer to "${question}"`, async () => (await visitor.botReplies())[0], 30_000);
+}
+
+/** The CSP violations the page reported (collected by an init script, see below). */
+const cspViolations = (page) => page.evaluate(() => window.__csp || []);
+
+async function shoot(page, name) {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+}
+
+async function shootPhone(page, name, ready) {
+  await page.setViewportSize({ width: 390, height: 844 });
+  if (ready) await ready();
+  await page.screenshot({ path: path.join(SHOTS, `${name}-phone.png`) });
+  // Nothing wider than the phone: no sideways scrolling.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `${name} scrolls sideways on a phone by ${overflow}px`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+}
+
+test('an owner runs the bot, knowledge, unanswered, usage and API key pages', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'id-ID' });
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const page = await context.newPage();
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error' && /Content.Security.Policy|Refused to/i.test(m.text())) consoleErrors.push(m.text()); });
+  const csp = [];
+  const checkCsp = async () => { csp.push(...await cspViolations(page)); };
+
+  // The owner sets a password through the printed link and logs in.
+  await page.goto(setPasswordLink);
+  await page.fill('#password', PASSWORD);
+  await page.fill('#again', PASSWORD);
+  await page.click('button[type=submit]');
+  await page.getByText('Kata sandi tersimpan').waitFor();
+  await page.goto(`${base}/console/login?tenant=demo`);
+  await page.fill('#email', 'owner@demo.local');
+  await page.fill('#password', PASSWORD);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${base}/console`);
+  // Owners get the navigation to their pages.
+  await page.locator('.owner-nav a[data-page=bot]').waitFor();
+
+  // ----- Bot: edit the instructions, try the draft, check regressions, publish. -----
+  await page.locator('.owner-nav a[data-page=bot]').click();
+  await page.waitForURL(`${base}/console/bot`);
+  await page.locator('#instructions').waitFor();
+  await page.fill('#instructions', INSTRUCTIONS);
+  await page.fill('#keywords', 'komplain, refund, admin');
+  await page.locator('#save-draft').click();
+  await page.locator('#bot-status.ok', { hasText: 'Draf tersimpan' }).waitFor();
+  await page.fill('#try-text', 'jam buka outlet Blok M hari Minggu?');
+  await page.locator('#try-send').click();
+  await page.locator('#try-log .bubble.bot:not(.pending)').waitFor({ timeout: 30_000 });
+  const regression = await page.evaluate(async () => (await fetch('/v1/console/bot/draft/regression', {
+    method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': sessionStorage.getItem('sapa.csrf') }, body: '{}',
+  })).status);
+  await page.locator('#run-regression').click();
+  if (regression === 404) {
+    // The regression endpoint is built on another branch; until it is merged here the page
+    // must say calmly that the check is not available. The report's assertions (newly failing
+    // first, publish confirmation) are added with that endpoint.
+    await page.locator('#regression-unavailable').waitFor();
+  } else {
+    await page.locator('#regression .scores').waitFor({ timeout: 30_000 });
+  }
+  await page.locator('#publish').click();
+  const confirm = page.locator('#publish-anyway');
+  await eventually('the publication', async () => {
+    if (await confirm.count()) await confirm.click();
+    return (await page.locator('#bot-status.ok', { hasText: 'Diterbitkan sebagai versi' }).count()) > 0;
+  }, 30_000);
+  await page.locator('#versions li[data-version] .tag.current').first().waitFor();
+  const live = await page.evaluate(async () => (await (await fetch('/v1/console/bot/versions')).json()).versions[0].settings.instructions);
+  assert.equal(live, INSTRUCTIONS);
+  await page.locator('#try').scrollIntoViewIfNeeded();
+  await page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0));
+  await shoot(page, 'owner-bot');
+  await shootPhone(page, 'owner-bot');
+  await checkCsp();
+
+  // ----- Knowledge: upload two Markdown files (picker and drag and drop), preview, search. -----
+  await page.locator('.owner-nav a[data-page=knowledge]').click();
+  await page.waitForURL(`${base}/console/knowledge`);
+  await page.locator('#document-list').waitFor();
+  await page.setInputFiles('#file-input', [{ name: 'parkir-bus.md', mimeType: 'text/markdown', buffer: Buffer.from(PARKING) }]);
+  await page.evaluate((text) => {
+    const data = new DataTransfer();
+    data.items.add(new File([text], 'wifi.md', { type: 'text/markdown' }));
+    document.getElementById('dropzone').dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  }, WIFI);
+  await page.locator('#uploads li.done[data-file="parkir-bus.md"]').waitFor({ timeout: 30_000 });
+  await page.locator('#uploads li.done[data-file="wifi.md"]').waitFor({ timeout: 30_000 });
+  const parking = page.locator('#document-list li[data-name="parkir-bus.md"]');
+  await parking.waitFor();
+  assert.match(await parking.textContent(), /potongan/);
+  await parking.locator('button[data-preview]').click();
+  await parking.locator('.chunks li', { hasText: 'basement B2' }).waitFor();
+  await page.fill('#search-q', 'parkir bus pariwisata');
+  await page.locator('#search-go').click();
+  await page.locator('#threshold').waitFor();
+  assert.match(await page.locator('#search-results .hits li').first().textContent(), /parkir-bus\.md/);
+  await page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0));
+  await shoot(page, 'owner-knowledge');
+  await shootPhone(page, 'owner-knowledge');
+  await checkCsp();
+  // A web chat customer is answered from the new document at once.
+  const parkingAnswer = await ask('di mana parkir bus pariwisata?');
+  assert.match(parkingAnswer, /B2/, parkingAnswer);
+
+  // ----- Unanswered: a question the bot cannot answer, answered by the owner. -----
+  const unanswered = await ask('apakah ada layanan antar jemput bandara?');
+  assert.doesNotMatch(unanswered, /taksi daring/);
+  await page.locator('.owner-nav a[data-page=unanswered]').click();
+  await page.waitForURL(`${base}/console/unanswered`);
+  const group = page.locator('#groups li.group', { hasText: 'bandara' });
+  await eventually('the unanswered question on the page', async () => {
+    if (await group.count()) return true;
+    await page.reload();
+    await page.locator('#unanswered-slot ul, #no-unanswered').first().waitFor();
+    return (await group.count()) > 0;
+  });
+  assert.equal(await page.locator('#export-csv').getAttribute('href'), '/v1/console/unanswered?format=csv');
+  assert.ok(await group.locator('a.conv-link').count() >= 1);
+  await shoot(page, 'owner-unanswered');
+  await shootPhone(page, 'owner-unanswered');
+  await group.locator('button[data-answer]').click();
+  await group.locator('textarea').fill(ANSWER);
+  await group.locator('button[data-save]').click();
+  await page.locator('#unanswered-status.ok').waitFor();
+  await eventually('the group to leave the list', async () => (await group.count()) === 0);
+  const answered = await ask('apakah ada layanan antar jemput bandara?');
+  assert.match(answered, /taksi daring/, answered);
+  await checkCsp();
+
+  // ----- Usage: charts from the usage API, or a calm note where it is not on this server. -----
+  await page.locator('.owner-nav a[data-page=usage]').click();
+  await page.waitForURL(`${base}/console/usage`);
+  await page.locator('#usage-unavailable, #chart-messages').first().waitFor();
+  if (await page.locator('#chart-messages').count()) {
+    await page.locator('#chart-rate').waitFor();
+  }
+  await shoot(page, 'owner-usage');
+  await shootPhone(page, 'owner-usage');
+  await checkCsp();
+
+  // ----- API keys: created (the secret shown once), used, revoked. -----
+  await page.locator('.owner-nav a[data-page=keys]').click();
+  await page.waitForURL(`${base}/console/keys`);
+  await page.locator('#scope-knowledge').waitFor();
+  await page.locator('#create-key').click();
+  const key = (await page.locator('#new-key').textContent()).trim();
+  assert.match(key, /^sapa_[0-9a-f]{8}_/);
+  const prefix = key.split('_')[1];
+  const row = page.locator(`#key-list tr[data-prefix="${prefix}"]`);
+  await row.waitFor();
+  const used = await fetch(`${base}/v1/admin/knowledge/documents`, { headers: { authorization: `Bearer ${key}` } });
+  assert.equal(used.status, 200);
+  await shoot(page, 'owner-keys');
+  await shootPhone(page, 'owner-keys');
+  // After a reload the secret is gone for good; the list shows only its prefix.
+  await page.reload();
+  await row.waitFor();
+  assert.equal(await page.locator('#new-key').count(), 0);
+  assert.ok(!(await page.content()).includes(key));
+  await row.locator('button[data-revoke]').click();
+  await row.locator('button[data-revoke]', { hasText: 'Yakin?' }).click();
+  await row.locator('.tag', { hasText: 'Dicabut' }).waitFor();
+  const refused = await fetch(`${base}/v1/admin/knowledge/documents`, { headers: { authorization: `Bearer ${key}` } });
+  assert.equal(refused.status, 401);
+  await checkCsp();
+
+  // ----- English, one click away. -----
+  await page.locator('.owner-nav a[data-page=bot]').click();
+  await page.locator('#instructions').waitFor();
+  await page.locator('#lang').click();
+  await page.locator('.owner-nav a[data-page=knowledge]', { hasText: 'Knowledge' }).waitFor();
+  await page.locator('#publish', { hasText: 'Publish' }).waitFor();
+  await shoot(page, 'owner-bot-en');
+  await page.locator('#lang').click();
+  await page.locator('#publish', { hasText: 'Terbitkan' }).waitFor();
+  await checkCsp();
+
+  assert.deepEqual(csp, [], 'no CSP violations');
+  assert.deepEqual(consoleErrors, [], 'no CSP errors in the console');
+  assert.deepEqual(dialogs, [], 'no browser dialogs');
+  assert.deepEqual(pageErrors, [], 'no page errors');
+  await context.close();
+});
