@@ -257,14 +257,20 @@
     return (words.length > 1 ? words[0][0] + words[1][0] : String(name || '?').slice(0, 2)).toUpperCase();
   }
 
+  /** On a phone the owner navigation scrolls sideways: keep the current page's tab in view. */
+  function centerNav() {
+    const nav = document.querySelector('.owner-nav');
+    const current = nav && nav.querySelector('[aria-current="page"]');
+    if (current) nav.scrollLeft = current.offsetLeft - (nav.clientWidth - current.offsetWidth) / 2;
+  }
+  window.addEventListener('resize', centerNav);
+
   /** An owner page: the top bar, the navigation, and the page owner.js draws. */
   function ownerView(page) {
     const main = h('main', { class: 'owner', id: 'owner-page', 'data-page': page });
     const draw = () => {
       mount(h('div', { class: 'shell' }, topBar(draw, false), ownerNav(page), main));
-      // On a phone the navigation scrolls sideways: keep the current page's tab in view.
-      const current = document.querySelector('.owner-nav a[aria-current="page"]');
-      if (current && current.scrollIntoView) current.scrollIntoView({ block: 'nearest', inline: 'center' });
+      centerNav();
       window.SapaOwner.render(page, main, { h, api, icon, lang, csrf, me: state.me });
     };
     draw();

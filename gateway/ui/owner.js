@@ -21,8 +21,8 @@
       dayHint: '08:00-17:00 atau closed', days: ['Senin', 'Selasa', 'Rabu', 'Kamis', 'Jumat', 'Sabtu', 'Minggu'],
       saveDraft: 'Simpan draf', draftSaved: 'Draf tersimpan.', runRegression: 'Cek regresi', publish: 'Terbitkan', published: 'Diterbitkan sebagai versi',
       tryTitle: 'Coba draf', tryHint: 'Tanyakan sesuatu seperti pelanggan. Jawaban memakai draf yang terakhir disimpan dan tidak dikirim ke siapa pun.',
-      tryPlaceholder: 'Mis. jam buka hari Minggu?', ask: 'Tanya', sources: 'Sumber jawaban', noSources: 'Tanpa kutipan dokumen.',
-      kind_answer: 'Dijawab', kind_abstain: 'Tidak tahu', kind_handoff: 'Dialihkan ke manusia', kind_greeting: 'Salam', kind_closed: 'Di luar jam',
+      tryPlaceholder: 'Mis. jam buka hari Minggu?', tryEmpty: 'Jawaban draf dan dokumen yang dikutip muncul di sini.', ask: 'Tanya', sources: 'Sumber jawaban', noSources: 'Tanpa kutipan dokumen.',
+      kind_reply: 'Balasan bot', kind_llm_answer: 'Dijawab model', kind_passage: 'Kutipan dokumen', kind_no_match: 'Tidak ditemukan', kind_failed: 'Gagal menjawab', kind_handoff: 'Dialihkan ke tim',
       regressionTitle: 'Cek regresi', regressionHint: 'Pertanyaan uji (golden set) dijawab dengan draf dan dengan versi live.',
       draft: 'Draf', live: 'Live', passed: 'lulus', failed: 'gagal', newlyFailing: 'Baru gagal dengan draf ini', noNewFailures: 'Tidak ada pertanyaan yang baru gagal. Aman diterbitkan.',
       expected: 'Diharapkan', got: 'Didapat',
@@ -70,8 +70,8 @@
       dayHint: '08:00-17:00 or closed', days: ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'],
       saveDraft: 'Save draft', draftSaved: 'Draft saved.', runRegression: 'Check regressions', publish: 'Publish', published: 'Published as version',
       tryTitle: 'Try the draft', tryHint: 'Ask something as a customer would. The answer uses the last saved draft and is sent to no one.',
-      tryPlaceholder: 'E.g. are you open on Sunday?', ask: 'Ask', sources: 'Sources', noSources: 'No document quoted.',
-      kind_answer: 'Answered', kind_abstain: 'Did not know', kind_handoff: 'Handed to a person', kind_greeting: 'Greeting', kind_closed: 'Outside hours',
+      tryPlaceholder: 'E.g. are you open on Sunday?', tryEmpty: 'The draft\'s answer and the passages it quotes show here.', ask: 'Ask', sources: 'Sources', noSources: 'No document quoted.',
+      kind_reply: 'Bot reply', kind_llm_answer: 'Model answer', kind_passage: 'Document passage', kind_no_match: 'Not found', kind_failed: 'Answering failed', kind_handoff: 'Handed to the team',
       regressionTitle: 'Regression check', regressionHint: 'The test questions (golden set) answered with the draft and with the live version.',
       draft: 'Draft', live: 'Live', passed: 'passed', failed: 'failed', newlyFailing: 'Newly failing with this draft', noNewFailures: 'No question newly fails. Safe to publish.',
       expected: 'Expected', got: 'Got',
@@ -201,7 +201,7 @@
     root.replaceChildren(
       pageHead(t('botTitle'), t('botHint')),
       h('div', { class: 'bot-grid' },
-        card('bot-editor', null, null, form, error),
+        card('bot-editor', null, null, form),
         tryCard),
       regression,
       versions);
@@ -327,6 +327,7 @@
       h('label', { for: 'keywords' }, t('keywords')), f.keywords, h('p', { class: 'hint' }, t('keywordsHint')),
       h('details', { class: 'hours-box', open: Boolean(draft.business_hours) }, h('summary', {}, t('hours')),
         h('label', { class: 'check', for: 'hours-on' }, f.hoursOn, t('hoursOn')), hoursBox),
+      error,
       h('div', { class: 'form-actions' }, saveButton, regressionButton, publishButton));
     fill(draft);
 
@@ -367,13 +368,20 @@
         const show = (x) => {
           if (x === null || x === undefined || x === '') return t('empty');
           if (Array.isArray(x)) return x.length ? x.join(', ') : t('empty');
+          if (typeof x === 'object' && Array.isArray(x.days)) {
+            const days = x.days.map((d, i) => `${t('days')[i].slice(0, 3)} ${d || '–'}`).join(', ');
+            return `${x.timezone || 'Asia/Jakarta'}: ${days}${x.holidays && x.holidays.length ? ` · ${x.holidays.join(', ')}` : ''}`;
+          }
           if (typeof x === 'object') return JSON.stringify(x);
           return String(x);
         };
-        const diff = (v.diff || []).length
-          ? h('dl', { class: 'diff' }, v.diff.flatMap((d) => [
+        const blank = (x) => x === null || x === undefined || x === '' || (Array.isArray(x) && !x.length);
+        // Only real changes; a field that was or became empty shows one side.
+        const changes = (v.diff || []).filter((d) => show(d.before) !== show(d.after));
+        const diff = changes.length
+          ? h('dl', { class: 'diff' }, changes.flatMap((d) => [
             h('dt', {}, t(`field_${d.field}`)),
-            h('dd', {}, h('del', {}, show(d.before)), h('ins', {}, show(d.after)))]))
+            h('dd', {}, blank(d.before) ? null : h('del', {}, show(d.before)), blank(d.after) ? null : h('ins', {}, show(d.after)))]))
           : h('p', { class: 'muted' }, t('noDiff'));
         const restoreButton = v.live ? null : confirmButton({ class: 'small', 'data-restore': v.version }, t('restore'), async () => {
           try {
@@ -401,7 +409,7 @@
   }
 
   function tryPanel() {
-    const log = h('div', { class: 'try-log', id: 'try-log', 'aria-live': 'polite' });
+    const log = h('div', { class: 'try-log', id: 'try-log', 'aria-live': 'polite' }, h('p', { class: 'try-empty' }, t('tryEmpty')));
     const input = h('input', { id: 'try-text', placeholder: t('tryPlaceholder'), maxlength: '1000', autocomplete: 'off' });
     const send = h('button', { class: 'primary', type: 'submit', id: 'try-send' }, t('ask'));
     const form = h('form', {
@@ -411,6 +419,8 @@
         const text = input.value.trim();
         if (!text) return;
         send.disabled = true;
+        const empty = log.querySelector('.try-empty');
+        if (empty) empty.remove();
         log.append(h('div', { class: 'bubble me' }, text));
         input.value = '';
         const pending = h('div', { class: 'bubble bot pending' }, t('loading'));
@@ -454,9 +464,11 @@
     const docsStatus = status('documents-status');
     root.replaceChildren(
       pageHead(t('kbTitle'), t('kbHint')),
-      card('upload', null, null, input, drop, uploads),
-      card('documents', t('documents'), null, docsStatus, list),
-      searchCard());
+      h('div', { class: 'kb-grid' },
+        h('div', {},
+          card('upload', null, null, input, drop, uploads),
+          card('documents', t('documents'), null, docsStatus, list)),
+        searchCard()));
 
     let info = { max_upload_bytes: 0 };
     async function load() {

@@ -217,7 +217,9 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   await page.locator('#versions li[data-version] .tag.current').first().waitFor();
   const live = await page.evaluate(async () => (await (await fetch('/v1/console/bot/versions')).json()).versions[0].settings.instructions);
   assert.equal(live, INSTRUCTIONS);
-  await page.locator('#try').scrollIntoViewIfNeeded();
+  // The version history with the published change.
+  await page.locator('#versions').scrollIntoViewIfNeeded();
+  await shoot(page, 'owner-bot-versions');
   await page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0));
   await shoot(page, 'owner-bot');
   await shootPhone(page, 'owner-bot');
@@ -244,9 +246,10 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   await page.locator('#search-go').click();
   await page.locator('#threshold').waitFor();
   assert.match(await page.locator('#search-results .hits li').first().textContent(), /parkir-bus\.md/);
-  await page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0));
+  // The new document with its passages open, beside the search playground.
+  await parking.scrollIntoViewIfNeeded();
   await shoot(page, 'owner-knowledge');
-  await shootPhone(page, 'owner-knowledge');
+  await shootPhone(page, 'owner-knowledge', () => page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0)));
   await checkCsp();
   // A web chat customer is answered from the new document at once.
   const parkingAnswer = await ask('di mana parkir bus pariwisata?');
@@ -266,10 +269,10 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   });
   assert.equal(await page.locator('#export-csv').getAttribute('href'), '/v1/console/unanswered?format=csv');
   assert.ok(await group.locator('a.conv-link').count() >= 1);
-  await shoot(page, 'owner-unanswered');
-  await shootPhone(page, 'owner-unanswered');
   await group.locator('button[data-answer]').click();
   await group.locator('textarea').fill(ANSWER);
+  await shoot(page, 'owner-unanswered');
+  await shootPhone(page, 'owner-unanswered');
   await group.locator('button[data-save]').click();
   await page.locator('#unanswered-status.ok').waitFor();
   await eventually('the group to leave the list', async () => (await group.count()) === 0);
@@ -286,6 +289,44 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   }
   await shoot(page, 'owner-usage');
   await shootPhone(page, 'owner-usage');
+  await checkCsp();
+  // The charts, the range switch, the CSV link and the quota banner, drawn from a response of
+  // the usage API's documented shape (served by the test, so it runs before that endpoint is
+  // merged and with numbers that do not depend on the day).
+  await page.route('**/v1/console/usage?*', (route) => {
+    const url = new URL(route.request().url());
+    if (url.searchParams.get('format') === 'csv') return route.fulfill({ status: 200, contentType: 'text/csv', body: 'date,channel\n' });
+    const from = new Date(`${url.searchParams.get('from')}T00:00:00`);
+    const to = new Date(`${url.searchParams.get('to')}T00:00:00`);
+    const days = [];
+    for (let d = new Date(from), i = 0; d <= to; d.setDate(d.getDate() + 1), i += 1) {
+      const date = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+      for (const [channel, share] of [['whatsapp', 1], ['webchat', 0.4]]) {
+        const messagesIn = Math.round((40 + 25 * Math.sin(i / 3) + (i % 7) * 4) * share);
+        days.push({
+          date, channel, messages_in: messagesIn, messages_out: Math.round(messagesIn * 1.1), conversations: Math.round(messagesIn / 3),
+          handoffs: Math.round(messagesIn / 20), answer_rate: 0.8 + 0.1 * Math.sin(i / 5), abstain_rate: 0.12 - 0.05 * Math.sin(i / 5),
+          first_response_p50_ms: 2100, prompt_tokens: messagesIn * 900, completion_tokens: messagesIn * 120, cost: messagesIn * 0.0009,
+        });
+      }
+    }
+    const quota = { month: url.searchParams.get('to').slice(0, 7), messages_used: 8200, messages_limit: 10000, tokens_used: 5400000, tokens_limit: 8000000, warning: true, exceeded: false };
+    return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ days, quota }) });
+  });
+  await page.reload();
+  await page.locator('#chart-messages rect').first().waitFor();
+  await page.locator('#quota-banner.warning').waitFor();
+  assert.match(await page.locator('#usage-csv').getAttribute('href'), /^\/v1\/console\/usage\?from=\d{4}-\d{2}-\d{2}&to=\d{4}-\d{2}-\d{2}&format=csv$/);
+  await page.locator('button[data-range="7"]').click();
+  await page.locator('button[data-range="7"][aria-pressed="true"]').waitFor();
+  await eventually('seven days of bars', async () => (await page.locator('#chart-messages rect').count()) === 14);
+  await page.locator('button[data-range="30"]').click();
+  await eventually('thirty days of bars', async () => (await page.locator('#chart-messages rect').count()) === 60);
+  await shoot(page, 'owner-usage-charts');
+  // The charts are redrawn for the phone's width (not just scaled down).
+  await shootPhone(page, 'owner-usage-charts', () => eventually('charts redrawn for the phone', async () =>
+    Number(await page.locator('#chart-messages').getAttribute('width')) < 390));
+  await page.unroute('**/v1/console/usage?*');
   await checkCsp();
 
   // ----- API keys: created (the secret shown once), used, revoked. -----
