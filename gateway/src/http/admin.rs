@@ -130,8 +130,12 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<StoredApi
     if !api_key::verify(key, &stored.key_hash) {
         return Err(invalid());
     }
-    // Best effort: a failed "last used" write never refuses a valid key.
-    if let Err(err) = state.store.touch_api_key(prefix, now_ms()).await {
+    // Best effort, and at most once a minute per key (no write on most requests): a failed
+    // "last used" write never refuses a valid key.
+    let now = now_ms();
+    if stored.last_use_is_stale(now)
+        && let Err(err) = state.store.touch_api_key(prefix, now).await
+    {
         tracing::warn!(error = %err, "cannot record the API key's last use");
     }
     Ok(stored)

@@ -16,7 +16,21 @@ pub struct StoredApiKey {
     pub key_hash: String,
     /// What the key may do.
     pub scopes: Vec<Scope>,
+    /// When the key was last accepted (to the minute), Unix milliseconds; `None`: never.
+    pub last_used_at_ms: Option<i64>,
 }
+
+impl StoredApiKey {
+    /// True when its "last used" time is over a minute old at `now` (or never set), so
+    /// recording a use is worth a write.
+    pub fn last_use_is_stale(&self, now: i64) -> bool {
+        self.last_used_at_ms
+            .is_none_or(|at| at < now - USE_RESOLUTION_MS)
+    }
+}
+
+/// How precisely a key's last use is kept: at most one write per key per minute.
+const USE_RESOLUTION_MS: i64 = 60_000;
 
 /// A key as listed to its tenant (never the secret or its hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +93,7 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn active_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
         let row = sqlx::query(
-            "SELECT prefix, tenant_id, key_hash, scopes FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
+            "SELECT prefix, tenant_id, key_hash, scopes, last_used_at FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
         )
         .bind(prefix)
         .fetch_optional(&self.read)
@@ -90,6 +104,7 @@ impl Store {
                 tenant_id: r.try_get("tenant_id")?,
                 key_hash: r.try_get("key_hash")?,
                 scopes: scopes_from_column(r.try_get::<Option<String>, _>("scopes")?.as_deref()),
+                last_used_at_ms: r.try_get("last_used_at")?,
             })
         })
         .transpose()
@@ -152,7 +167,7 @@ impl Store {
         )
         .bind(now)
         .bind(prefix)
-        .bind(now - 60_000)
+        .bind(now - USE_RESOLUTION_MS)
         .execute(&self.write)
         .await?;
         Ok(())
