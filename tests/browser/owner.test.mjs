@@ -269,6 +269,19 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   await page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0));
   await shoot(page, 'owner-bot');
   await shootPhone(page, 'owner-bot');
+  // Restore the first version (asks once more), then publish the edited draft again.
+  await page.locator('#versions li[data-version="1"] button[data-restore]').click();
+  await page.locator('#versions li[data-version="1"] button[data-restore]', { hasText: 'Yakin?' }).click();
+  await page.locator('#bot-status.ok', { hasText: 'Dipulihkan sebagai versi' }).waitFor();
+  await eventually('the restored version live', async () =>
+    (await page.evaluate(async () => (await (await fetch('/v1/console/bot/versions')).json()).versions[0].note || '')).includes('restored from version 1'));
+  await page.fill('#instructions', INSTRUCTIONS);
+  await page.locator('#publish').click();
+  await eventually('the edited draft live again', async () => {
+    if (await confirm.count()) await confirm.click();
+    const versions = (await page.evaluate(async () => (await (await fetch('/v1/console/bot/versions')).json()).versions));
+    return versions[0].settings.instructions === INSTRUCTIONS && !versions[0].note;
+  }, 30_000);
   await checkCsp();
 
   // ----- Knowledge: upload two Markdown files (picker and drag and drop), preview, search. -----
@@ -297,6 +310,16 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   await shoot(page, 'owner-knowledge');
   await shootPhone(page, 'owner-knowledge', () => page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0)));
   await checkCsp();
+  // Replace a document with a renamed file, then delete it (asks once more).
+  await page.locator('#document-list li[data-name="wifi.md"] input[type=file]').setInputFiles([
+    { name: 'wifi-outlet.md', mimeType: 'text/markdown', buffer: Buffer.from(WIFI.replace('gratis', 'gratis dan cepat')) }]);
+  const renamed = page.locator('#document-list li[data-name="wifi-outlet.md"]');
+  await renamed.waitFor({ timeout: 30_000 });
+  assert.equal(await page.locator('#document-list li[data-name="wifi.md"]').count(), 0);
+  await renamed.locator('button[data-delete]').click();
+  await renamed.locator('button[data-delete]', { hasText: 'Yakin?' }).click();
+  await page.locator('#documents-status.ok', { hasText: 'wifi-outlet.md' }).waitFor();
+  await eventually('the deleted document to leave the list', async () => (await renamed.count()) === 0);
   // A web chat customer is answered from the new document at once.
   const parkingAnswer = await ask('di mana parkir bus pariwisata?');
   assert.match(parkingAnswer, /B2/, parkingAnswer);
