@@ -1,6 +1,7 @@
 // Sapa agent console: plain JavaScript, no build step, served by the binary under a strict CSP
 // (no inline script). Every string from the server is rendered with textContent, never as HTML.
-// Views by path: /console/login, /console/set-password#token=…, /console (queues + chat).
+// Views by path: /console/login, /console/set-password#token=…, /console (queues + chat), and
+// for owners /console/{bot,knowledge,unanswered,usage,keys} (drawn by owner.js).
 'use strict';
 
 (() => {
@@ -27,6 +28,8 @@
       state_bot: 'Dijawab bot', state_waiting_human: 'Menunggu agen', state_human: 'Ditangani agen', state_closed: 'Selesai',
       download: 'Unduh', photo: 'Foto dari pelanggan', waitingSince: 'Menunggu', status: 'Status', pickDetails: 'Detail pelanggan tampil di sini.',
       template: 'Template', sendTemplate: 'Kirim template', noTemplates: 'Belum ada template agen. Tambahkan [[tenants.<toko>.agent_templates]] di konfigurasi.',
+      nav_inbox: 'Percakapan', nav_bot: 'Bot', nav_knowledge: 'Pengetahuan', nav_unanswered: 'Tak terjawab', nav_usage: 'Pemakaian', nav_keys: 'Kunci API',
+      ownerPages: 'Halaman pemilik',
     },
     en: {
       login: 'Sign in to the console', loginHint: 'For owners and agents.', tenant: 'Business (slug)', email: 'Email',
@@ -50,6 +53,8 @@
       state_bot: 'Bot answering', state_waiting_human: 'Waiting for an agent', state_human: 'With an agent', state_closed: 'Resolved',
       download: 'Download', photo: 'Photo from the customer', waitingSince: 'Waiting', status: 'Status', pickDetails: 'Customer details show here.',
       template: 'Template', sendTemplate: 'Send template', noTemplates: 'No agent templates yet. Add [[tenants.<shop>.agent_templates]] to the config.',
+      nav_inbox: 'Inbox', nav_bot: 'Bot', nav_knowledge: 'Knowledge', nav_unanswered: 'Unanswered', nav_usage: 'Usage', nav_keys: 'API keys',
+      ownerPages: 'Owner pages',
     },
   };
   // Indonesian unless the agent chose English (header switch) or the browser speaks English.
@@ -252,11 +257,38 @@
     return (words.length > 1 ? words[0][0] + words[1][0] : String(name || '?').slice(0, 2)).toUpperCase();
   }
 
-  async function consoleView() {
+  /** On a phone the owner navigation scrolls sideways: keep the current page's tab in view. */
+  function centerNav() {
+    const nav = document.querySelector('.owner-nav');
+    const current = nav && nav.querySelector('[aria-current="page"]');
+    if (current) nav.scrollLeft = current.offsetLeft - (nav.clientWidth - current.offsetWidth) / 2;
+  }
+  window.addEventListener('resize', centerNav);
+
+  /** An owner page: the top bar, the navigation, and the page owner.js draws. */
+  function ownerView(page) {
+    const main = h('main', { class: 'owner', id: 'owner-page', 'data-page': page });
+    const draw = () => {
+      mount(h('div', { class: 'shell' }, topBar(draw, false), ownerNav(page), main));
+      centerNav();
+      window.SapaOwner.render(page, main, { h, api, icon, lang, csrf, me: state.me });
+    };
+    draw();
+  }
+
+  async function consoleView(page) {
     try {
       state.me = await api('GET', '/v1/console/me');
     } catch {
       return;
+    }
+    if (page) {
+      if (isOwner() && window.SapaOwner) {
+        ownerView(page);
+        return;
+      }
+      // Agents have no owner pages: their inbox instead.
+      history.replaceState(null, '', '/console');
     }
     render();
     try {
@@ -265,6 +297,9 @@
       state.templates = composer.agent_templates || [];
     } catch { /* the composer works without them */ }
     await refresh();
+    // A link from an owner page (e.g. an unanswered question's conversation) opens that chat.
+    const linked = new URLSearchParams(location.search).get('conversation');
+    if (linked) select(linked);
     connectEvents();
     state.timer = setInterval(refresh, FALLBACK_POLL_MS);
   }
@@ -333,7 +368,22 @@
     }, icon(BELL));
   }
 
-  function render() {
+  /** The owner pages, in the navigation's order (drawn by owner.js). */
+  const OWNER_PAGES = ['bot', 'knowledge', 'unanswered', 'usage', 'keys'];
+  const isOwner = () => state.me && state.me.staff.role === 'owner';
+
+  /** The owner's navigation between the inbox and the owner pages; agents see none. */
+  function ownerNav(current) {
+    if (!isOwner()) return null;
+    const link = (page) => h('a', {
+      href: page === 'inbox' ? '/console' : `/console/${page}`, 'data-page': page,
+      'aria-current': current === page ? 'page' : null,
+    }, t(`nav_${page}`));
+    return h('nav', { class: 'owner-nav', 'aria-label': t('ownerPages') }, link('inbox'), OWNER_PAGES.map(link));
+  }
+
+  /** The top bar: brand, live dot (inbox only), who is signed in, language, bell, presence. */
+  function topBar(rerender, inbox) {
     const me = state.me.staff;
     const logout = h('button', {
       class: 'ghost',
@@ -350,7 +400,7 @@
         try {
           const data = await api('POST', '/v1/console/presence', { status: online ? 'away' : 'online' });
           state.me.presence = data.status;
-          render();
+          rerender();
         } catch { /* unchanged */ }
       },
     }, online ? t('online') : t('away'));
@@ -360,9 +410,15 @@
         lang = lang === 'id' ? 'en' : 'id';
         localStorage.setItem('sapa.lang', lang);
         document.documentElement.lang = lang;
-        render();
+        rerender();
       },
     }, lang === 'id' ? 'EN' : 'ID');
+    return h('header', { class: 'top' }, brand(),
+      inbox ? h('span', { class: `live${state.live ? ' on' : ''}`, id: 'live', title: state.live ? t('live') : t('offline'), role: 'status' }) : null,
+      h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), language, inbox ? bellButton() : null, presence, logout);
+  }
+
+  function render() {
     const tabs = h('div', { class: 'tabs', role: 'tablist' },
       ['waiting', 'mine', 'open', 'resolved'].map((q) => h('button', {
         role: 'tab', 'aria-selected': String(state.queue === q), 'data-queue': q,
@@ -374,9 +430,8 @@
     const details = h('aside', { class: 'details', id: 'details', 'aria-label': t('details') });
     const panes = h('div', { class: `panes${state.selected ? ' open' : ''}`, id: 'panes' }, list, thread, details);
     mount(h('div', { class: 'shell' },
-      h('header', { class: 'top' }, brand(),
-        h('span', { class: `live${state.live ? ' on' : ''}`, id: 'live', title: state.live ? t('live') : t('offline'), role: 'status' }),
-        h('div', { class: 'who' }, `${me.email} · ${me.tenant}`), language, bellButton(), presence, logout),
+      topBar(render, true),
+      ownerNav('inbox'),
       state.me.advise_2fa ? h('div', { class: 'banner', role: 'note' }, t('advise2fa')) : null,
       panes));
     renderItems();
@@ -641,5 +696,8 @@
   const route = location.pathname.replace(/\/+$/, '');
   if (route === '/console/login') loginView();
   else if (route === '/console/set-password') setPasswordView();
-  else consoleView();
+  else {
+    const page = route.replace(/^\/console\/?/, '');
+    consoleView(OWNER_PAGES.includes(page) ? page : null);
+  }
 })();

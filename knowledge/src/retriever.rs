@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::document::{DocumentInfo, IngestOutcome, ScoredChunk};
+use crate::document::{Chunk, DocumentInfo, IngestOutcome, ScoredChunk};
 use crate::embed::Embedder;
 use crate::error::{IngestError, KnowledgeError};
 use crate::index::{ChunkVectors, PreparedDocument};
@@ -108,6 +108,17 @@ pub trait KnowledgeBase: Retriever {
     /// # Errors
     /// An empty tenant id.
     fn list_documents(&self, tenant: &str) -> Result<Vec<DocumentInfo>, KnowledgeError>;
+
+    /// The chunks of one of the tenant's documents in document order; `None` when the tenant
+    /// has no such document.
+    ///
+    /// # Errors
+    /// An empty tenant id or an index failure.
+    fn document_chunks(
+        &self,
+        tenant: &str,
+        document_id: &str,
+    ) -> Result<Option<Vec<Chunk>>, KnowledgeError>;
 
     /// Deletes one of the tenant's documents with its chunks and vectors; false when the tenant
     /// has no such document.

@@ -1,4 +1,5 @@
-//! The web chat widget in a real browser: runs `tests/browser/widget.test.mjs` (Debian's
+//! The web chat widget, the agent console and the owner pages in a real browser: runs
+//! `tests/browser/{widget,console,owner}.test.mjs` (Debian's
 //! Chromium driven by playwright-core) against the real server binary. Prerequisites: `node`,
 //! `npm ci` in `tests/browser`, and `/usr/bin/chromium` (or `CHROMIUM`). Without them the test
 //! is skipped locally and fails when `CI` is set.
@@ -29,6 +30,32 @@ async fn the_console_works_in_a_real_browser() {
             "console-phone-queue.png",
             "console-phone.png",
             "console-phone-details.png",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_owner_pages_work_in_a_real_browser() {
+    run(
+        "owner.test.mjs",
+        &[
+            "owner-bot.png",
+            "owner-bot-phone.png",
+            "owner-bot-en.png",
+            "owner-bot-versions.png",
+            "owner-bot-regression.png",
+            "owner-knowledge.png",
+            "owner-knowledge-phone.png",
+            "owner-unanswered.png",
+            "owner-unanswered-phone.png",
+            "owner-usage.png",
+            "owner-usage-phone.png",
+            "owner-usage-quota.png",
+            "owner-usage-charts.png",
+            "owner-usage-charts-phone.png",
+            "owner-keys.png",
+            "owner-keys-phone.png",
         ],
     )
     .await;

@@ -11,6 +11,7 @@ mod limits;
 mod llm;
 mod otp;
 mod owner;
+mod owner_pages;
 mod plugin;
 mod process;
 mod retrieval;

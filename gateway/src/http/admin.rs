@@ -30,7 +30,7 @@ use serde_json::json;
 use crate::api_key::{self, Scope};
 use crate::http::error::{ApiError, ApiJson};
 use crate::state::AppState;
-use crate::store::StoredApiKey;
+use crate::store::{StoredApiKey, now_ms, rfc3339};
 
 /// Most chunks `GET /v1/admin/knowledge/search` returns.
 const MAX_SEARCH_LIMIT: usize = 50;
@@ -130,6 +130,14 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<StoredApi
     if !api_key::verify(key, &stored.key_hash) {
         return Err(invalid());
     }
+    // Best effort, and at most once a minute per key (no write on most requests): a failed
+    // "last used" write never refuses a valid key.
+    let now = now_ms();
+    if stored.last_use_is_stale(now)
+        && let Err(err) = state.store.touch_api_key(prefix, now).await
+    {
+        tracing::warn!(error = %err, "cannot record the API key's last use");
+    }
     Ok(stored)
 }
 
@@ -206,16 +214,13 @@ fn ingest_error(err: IngestError) -> ApiError {
     }
 }
 
-/// `POST /v1/admin/knowledge/documents?name=FILE.md` with the file's bytes as the body.
-async fn upload_document(
-    State(state): State<AppState>,
-    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
-    headers: HeaderMap,
-    params: Result<Query<UploadParams>, QueryRejection>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(query_error)?;
-    let name = params.name.as_deref().map(str::trim).unwrap_or_default();
+/// The document name of an upload (`?name=`), checked: a plain file name whose extension is a
+/// supported format.
+///
+/// # Errors
+/// 400 `invalid_name`, 415 `unsupported_format`.
+pub(crate) fn document_name(name: Option<&str>) -> Result<String, ApiError> {
+    let name = name.map(str::trim).unwrap_or_default();
     if name.is_empty()
         || name.len() > MAX_NAME_BYTES
         || name.contains(['/', '\\'])
@@ -235,6 +240,18 @@ async fn upload_document(
             name: name.to_owned(),
         }));
     }
+    Ok(name.to_owned())
+}
+
+/// Reads an upload's body, at most `admin.max_upload_bytes`.
+///
+/// # Errors
+/// 413 `payload_too_large`.
+pub(crate) async fn upload_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, ApiError> {
     let max = state.config.admin.max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -246,39 +263,162 @@ async fn upload_document(
     let bytes = axum::body::to_bytes(body, max)
         .await
         .map_err(|_| payload_too_large(max))?;
-    let knowledge = state.knowledge.clone();
-    let name = name.to_owned();
-    let (outcome, documents) = {
-        let tenant = tenant.clone();
-        let name = name.clone();
-        // Parsing and index writes run on the blocking pool; with `[embeddings]` the chunks are
-        // embedded too (an embedding failure still indexes the document for BM25).
-        let outcome = knowledge
-            .ingest(&tenant, &name, bytes.to_vec())
-            .await
-            .map_err(ingest_error)?;
-        let documents = blocking(move || knowledge.list_documents(&tenant))
-            .await?
-            .map_err(|e| ingest_error(e.into()))?;
-        (outcome, documents)
-    };
-    let id = knowledge::document_id(&tenant, &name);
-    let document = documents.into_iter().find(|d| d.id == id);
+    Ok(bytes.to_vec())
+}
+
+/// What storing an uploaded document did.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    /// 201 for a new document, 200 otherwise.
+    pub(crate) status: StatusCode,
+    /// `indexed`, `replaced` or `unchanged`.
+    pub(crate) outcome: &'static str,
+    /// The document as listed afterwards (with its dates).
+    pub(crate) document: Option<serde_json::Value>,
+}
+
+/// Ingests `bytes` as the tenant's document `name` (replacing one of the same name) and
+/// records its dates; the bot answers from it as soon as this returns.
+///
+/// # Errors
+/// 415/422 for a document that cannot be read, 500 for an index failure.
+pub(crate) async fn store_document(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Result<Stored, ApiError> {
+    // Parsing and index writes run on the blocking pool; with `[embeddings]` the chunks are
+    // embedded too (an embedding failure still indexes the document for BM25).
+    let outcome = state
+        .knowledge
+        .ingest(tenant, name, bytes)
+        .await
+        .map_err(ingest_error)?;
+    let id = knowledge::document_id(tenant, name);
     let (status, label) = match outcome {
         IngestOutcome::Indexed { .. } => (StatusCode::CREATED, "indexed"),
         IngestOutcome::Replaced { .. } => (StatusCode::OK, "replaced"),
         IngestOutcome::Unchanged => (StatusCode::OK, "unchanged"),
     };
+    if label != "unchanged" {
+        state
+            .store
+            .record_document(tenant, &id, name, now_ms())
+            .await?;
+    }
+    let document = documents(state, tenant)
+        .await?
+        .into_iter()
+        .find(|d| d["id"] == id.as_str());
     tracing::info!(
         tenant = %tenant,
         document = %id,
         outcome = label,
-        chunks = document.as_ref().map_or(0, |d| d.chunks),
+        chunks = document.as_ref().map_or(0, |d| d["chunks"].as_u64().unwrap_or(0)),
         "document uploaded"
     );
-    Ok((
+    Ok(Stored {
         status,
-        axum::Json(json!({ "outcome": label, "document": document })),
+        outcome: label,
+        document,
+    })
+}
+
+/// The tenant's documents, sorted by name: id, name, title, chunk count, SHA-256, and when
+/// known `created_at` / `updated_at` (RFC 3339).
+///
+/// # Errors
+/// 500 for an index or database failure.
+pub(crate) async fn documents(
+    state: &AppState,
+    tenant: &str,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let knowledge = state.knowledge.clone();
+    let owner = tenant.to_owned();
+    let listed = blocking(move || knowledge.list_documents(&owner))
+        .await?
+        .map_err(|e| index_error(&e))?;
+    let dates = state.store.document_dates(tenant).await?;
+    Ok(listed
+        .into_iter()
+        .map(|d| {
+            let when = dates.get(&d.id);
+            json!({
+                "id": d.id,
+                "name": d.name,
+                "title": d.title,
+                "chunks": d.chunks,
+                "sha256": d.sha256,
+                "created_at": when.map(|w| rfc3339(w.created_at_ms)),
+                "updated_at": when.map(|w| rfc3339(w.updated_at_ms)),
+            })
+        })
+        .collect())
+}
+
+/// Deletes the tenant's document `id` with its chunks.
+///
+/// # Errors
+/// 404 `document_not_found` when the tenant has no such document, 500 for an index failure.
+pub(crate) async fn remove_document(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    let knowledge = state.knowledge.clone();
+    let (owner, document) = (tenant.to_owned(), id.to_owned());
+    let deleted = blocking(move || knowledge.delete_document(&owner, &document))
+        .await?
+        .map_err(|e| index_error(&e))?;
+    if !deleted {
+        return Err(ApiError::not_found(
+            "document_not_found",
+            format!("no document `{id}` in this tenant's knowledge base"),
+        ));
+    }
+    state.store.forget_document(tenant, id).await?;
+    tracing::info!(tenant = %tenant, document = %id, "document deleted");
+    Ok(())
+}
+
+/// The chunks of the tenant's document `id`, in document order.
+///
+/// # Errors
+/// 404 `document_not_found` when the tenant has no such document, 500 for an index failure.
+pub(crate) async fn document_chunks(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<Vec<knowledge::Chunk>, ApiError> {
+    let knowledge = state.knowledge.clone();
+    let (owner, document) = (tenant.to_owned(), id.to_owned());
+    blocking(move || knowledge.document_chunks(&owner, &document))
+        .await?
+        .map_err(|e| index_error(&e))?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "document_not_found",
+                format!("no document `{id}` in this tenant's knowledge base"),
+            )
+        })
+}
+
+/// `POST /v1/admin/knowledge/documents?name=FILE.md` with the file's bytes as the body.
+async fn upload_document(
+    State(state): State<AppState>,
+    Extension(AdminTenant(tenant)): Extension<AdminTenant>,
+    headers: HeaderMap,
+    params: Result<Query<UploadParams>, QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(query_error)?;
+    let name = document_name(params.name.as_deref())?;
+    let bytes = upload_body(&state, &headers, body).await?;
+    let stored = store_document(&state, &tenant, &name, bytes).await?;
+    Ok((
+        stored.status,
+        axum::Json(json!({ "outcome": stored.outcome, "document": stored.document })),
     )
         .into_response())
 }
@@ -288,10 +428,7 @@ async fn list_documents(
     State(state): State<AppState>,
     Extension(AdminTenant(tenant)): Extension<AdminTenant>,
 ) -> Result<Response, ApiError> {
-    let knowledge = state.knowledge.clone();
-    let documents = blocking(move || knowledge.list_documents(&tenant))
-        .await?
-        .map_err(|e| index_error(&e))?;
+    let documents = documents(&state, &tenant).await?;
     Ok(axum::Json(json!({ "documents": documents })).into_response())
 }
 
@@ -301,21 +438,7 @@ async fn delete_document(
     Extension(AdminTenant(tenant)): Extension<AdminTenant>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let knowledge = state.knowledge.clone();
-    let log_tenant = tenant.clone();
-    let document = id.clone();
-    let deleted = blocking(move || knowledge.delete_document(&tenant, &document))
-        .await?
-        .map_err(|e| index_error(&e))?;
-    if !deleted {
-        return Err(ApiError::not_found(
-            "document_not_found",
-            format!(
-                "no document `{id}` in this tenant's knowledge base (see GET /v1/admin/knowledge/documents)"
-            ),
-        ));
-    }
-    tracing::info!(tenant = %log_tenant, document = %id, "document deleted");
+    remove_document(&state, &tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -335,14 +458,30 @@ async fn search(
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(query_error)?;
-    let query = params.q.trim().to_owned();
+    let found = search_knowledge(&state, &tenant, &params.q, params.limit).await?;
+    Ok(axum::Json(found).into_response())
+}
+
+/// What the bot would retrieve for `q` in the tenant's knowledge: `{"min_relevance",
+/// "results": [{chunk_id, document_id, document_name, title, heading_path, text, score,
+/// relevance, answerable}]}`, best first.
+///
+/// # Errors
+/// 400 `missing_query` / `invalid_limit`, 500 for an index failure.
+pub(crate) async fn search_knowledge(
+    state: &AppState,
+    tenant: &str,
+    q: &str,
+    limit: Option<usize>,
+) -> Result<serde_json::Value, ApiError> {
+    let query = q.trim().to_owned();
     if query.is_empty() {
         return Err(ApiError::bad_request(
             "missing_query",
             "pass the question as `?q=...`",
         ));
     }
-    let limit = params.limit.unwrap_or(state.config.knowledge.top_k);
+    let limit = limit.unwrap_or(state.config.knowledge.top_k);
     if limit == 0 || limit > MAX_SEARCH_LIMIT {
         return Err(ApiError::bad_request(
             "invalid_limit",
@@ -356,6 +495,7 @@ async fn search(
     };
     let knowledge = state.knowledge.clone();
     let vector = knowledge.embed_query(&query).await;
+    let tenant = tenant.to_owned();
     let hits = blocking(move || {
         knowledge.retrieve(
             &tenant,
@@ -381,7 +521,7 @@ async fn search(
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "min_relevance": min_relevance, "results": results })).into_response())
+    Ok(json!({ "min_relevance": min_relevance, "results": results }))
 }
 
 /// Longest agent message text, in characters.

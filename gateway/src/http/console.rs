@@ -28,11 +28,22 @@ const CONSOLE_HTML: &str = include_str!("../../ui/console.html");
 const CONSOLE_JS: &str = include_str!("../../ui/console.js");
 /// The console styles.
 const CONSOLE_CSS: &str = include_str!("../../ui/console.css");
+/// The owner pages (Bot, Knowledge, Unanswered, Usage, API keys): loaded by the same page,
+/// drawn only for owners.
+const OWNER_JS: &str = include_str!("../../ui/owner.js");
+/// The owner pages' styles.
+const OWNER_CSS: &str = include_str!("../../ui/owner.css");
+/// The owner pages' paths (one page each; the console script draws them).
+pub const OWNER_PAGES: [&str; 5] = ["bot", "knowledge", "unanswered", "usage", "keys"];
 
 static JS_ETAG: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::http::widget::etag(CONSOLE_JS));
 static CSS_ETAG: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::http::widget::etag(CONSOLE_CSS));
+static OWNER_JS_ETAG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::http::widget::etag(OWNER_JS));
+static OWNER_CSS_ETAG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::http::widget::etag(OWNER_CSS));
 
 /// The page's Content-Security-Policy: only its own script, styles and API.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -67,15 +78,39 @@ async fn console_css(headers: HeaderMap) -> Response {
     crate::http::widget::asset(&headers, CONSOLE_CSS, "text/css; charset=utf-8", &CSS_ETAG)
 }
 
+async fn owner_js(headers: HeaderMap) -> Response {
+    crate::http::widget::asset(
+        &headers,
+        OWNER_JS,
+        "text/javascript; charset=utf-8",
+        &OWNER_JS_ETAG,
+    )
+}
+
+async fn owner_css(headers: HeaderMap) -> Response {
+    crate::http::widget::asset(
+        &headers,
+        OWNER_CSS,
+        "text/css; charset=utf-8",
+        &OWNER_CSS_ETAG,
+    )
+}
+
 /// The console API routes and pages.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let mut router = Router::new();
+    for name in OWNER_PAGES {
+        router = router.route(&format!("/console/{name}"), get(page));
+    }
+    router
         .route("/console", get(page))
         .route("/console/", get(page))
         .route("/console/login", get(page))
         .route("/console/set-password", get(page))
         .route("/console/console.js", get(console_js))
         .route("/console/console.css", get(console_css))
+        .route("/console/owner.js", get(owner_js))
+        .route("/console/owner.css", get(owner_css))
         .route("/v1/console/login", post(login))
         .route("/v1/console/login/otp", post(login_otp))
         .route("/v1/console/password", post(set_password))

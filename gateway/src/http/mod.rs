@@ -8,6 +8,7 @@ pub mod limits;
 pub mod origin;
 pub mod otp;
 pub mod owner;
+pub mod owner_pages;
 pub mod server;
 pub mod webchat;
 pub mod webhooks;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(otp::router(&state))
         .merge(console::router())
         .merge(owner::router())
+        .merge(owner_pages::router(&state))
         .merge(webhooks::router())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(request_timeout, limits::request_timeout))

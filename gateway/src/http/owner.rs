@@ -44,7 +44,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The session of an owner; 401 without a session, 403 (CSRF, or not an owner) otherwise.
-async fn owner(
+pub(crate) async fn owner(
     state: &AppState,
     headers: &HeaderMap,
     state_changing: bool,

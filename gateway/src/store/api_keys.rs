@@ -16,7 +16,21 @@ pub struct StoredApiKey {
     pub key_hash: String,
     /// What the key may do.
     pub scopes: Vec<Scope>,
+    /// When the key was last accepted (to the minute), Unix milliseconds; `None`: never.
+    pub last_used_at_ms: Option<i64>,
 }
+
+impl StoredApiKey {
+    /// True when its "last used" time is over a minute old at `now` (or never set), so
+    /// recording a use is worth a write.
+    pub fn last_use_is_stale(&self, now: i64) -> bool {
+        self.last_used_at_ms
+            .is_none_or(|at| at < now - USE_RESOLUTION_MS)
+    }
+}
+
+/// How precisely a key's last use is kept: at most one write per key per minute.
+const USE_RESOLUTION_MS: i64 = 60_000;
 
 /// A key as listed to its tenant (never the secret or its hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +41,8 @@ pub struct ApiKeyInfo {
     pub created_at_ms: i64,
     /// Unix milliseconds; `None` while the key is active.
     pub revoked_at_ms: Option<i64>,
+    /// When the key was last accepted (to the minute), Unix milliseconds; `None`: never.
+    pub last_used_at_ms: Option<i64>,
     /// What the key may do.
     pub scopes: Vec<Scope>,
 }
@@ -77,7 +93,7 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn active_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
         let row = sqlx::query(
-            "SELECT prefix, tenant_id, key_hash, scopes FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
+            "SELECT prefix, tenant_id, key_hash, scopes, last_used_at FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL",
         )
         .bind(prefix)
         .fetch_optional(&self.read)
@@ -88,6 +104,7 @@ impl Store {
                 tenant_id: r.try_get("tenant_id")?,
                 key_hash: r.try_get("key_hash")?,
                 scopes: scopes_from_column(r.try_get::<Option<String>, _>("scopes")?.as_deref()),
+                last_used_at_ms: r.try_get("last_used_at")?,
             })
         })
         .transpose()
@@ -99,7 +116,7 @@ impl Store {
     /// [`StoreError::Unavailable`].
     pub async fn api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT prefix, created_at, revoked_at, scopes FROM api_keys WHERE tenant_id = $1 \
+            "SELECT prefix, created_at, revoked_at, last_used_at, scopes FROM api_keys WHERE tenant_id = $1 \
              ORDER BY created_at, prefix",
         )
         .bind(tenant_id)
@@ -111,6 +128,7 @@ impl Store {
                     prefix: r.try_get("prefix")?,
                     created_at_ms: r.try_get("created_at")?,
                     revoked_at_ms: r.try_get("revoked_at")?,
+                    last_used_at_ms: r.try_get("last_used_at")?,
                     scopes: scopes_from_column(
                         r.try_get::<Option<String>, _>("scopes")?.as_deref(),
                     ),
@@ -135,5 +153,23 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Records that the key with this prefix was accepted at `now`; writes at most once a
+    /// minute per key, so busy keys cost no write per request.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn touch_api_key(&self, prefix: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 WHERE prefix = $2 \
+             AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(now)
+        .bind(prefix)
+        .bind(now - USE_RESOLUTION_MS)
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 }

@@ -15,6 +15,7 @@ mod bot;
 mod composer;
 mod console;
 mod contacts;
+mod documents;
 mod ingress;
 mod otp;
 mod outbox;
@@ -35,6 +36,7 @@ pub use bot::BotVersion;
 pub use composer::{ContactChannel, PastConversation, TypingTarget};
 pub use console::{Claim as ConsoleClaim, Queue, QueueItem};
 pub use contacts::{ContactIds, ContactIdsChange};
+pub use documents::DocumentDates;
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpRefusal, OtpSend};
 pub use outbox::{
@@ -160,6 +162,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "usage",
         include_str!("migrations/0019_usage.sqlite.sql"),
         include_str!("migrations/0019_usage.postgres.sql"),
+    ),
+    (
+        20,
+        "owner_pages",
+        include_str!("migrations/0020_owner_pages.sqlite.sql"),
+        include_str!("migrations/0020_owner_pages.postgres.sql"),
     ),
 ];
 

@@ -553,8 +553,24 @@ async fn api_keys_are_tenant_scoped_and_revocable() {
                 tenant_id: "key-a".into(),
                 key_hash: "hash-a1".into(),
                 scopes: crate::api_key::Scope::ALL.to_vec(),
+                last_used_at_ms: None,
             }
         );
+        // A key's last use is kept to the minute: one write per minute at most.
+        s.touch_api_key("pa1", 100_000).await.unwrap();
+        s.touch_api_key("pa1", 130_000).await.unwrap();
+        assert_eq!(
+            s.api_keys("key-a").await.unwrap()[0].last_used_at_ms,
+            Some(100_000)
+        );
+        s.touch_api_key("pa1", 170_000).await.unwrap();
+        assert_eq!(
+            s.api_keys("key-a").await.unwrap()[0].last_used_at_ms,
+            Some(170_000)
+        );
+        let found = s.active_api_key("pa1").await.unwrap().unwrap();
+        assert!(!found.last_use_is_stale(200_000));
+        assert!(found.last_use_is_stale(240_000));
         // A scoped key keeps exactly its scopes.
         s.upsert_tenant("key-s", "S", "id").await.unwrap();
         s.create_scoped_api_key("key-s", "ps1", "x", &[crate::api_key::Scope::Otp])

@@ -10,7 +10,7 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
 use super::backfill::{ChunkVectors, doc_vectors, embedding_text};
-use super::schema::{KIND_CHUNK, KIND_DOCUMENT, stored_str};
+use super::schema::{KIND_CHUNK, KIND_DOCUMENT, chunk_from_doc, stored_str};
 use super::{Knowledge, blocking, check_tenant};
 use crate::analyzer;
 use crate::document::{
@@ -326,6 +326,48 @@ impl Knowledge {
             .unwrap_or_default();
         documents.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(documents)
+    }
+
+    /// The chunks of one of the tenant's documents in document order, or `None` when the tenant
+    /// has no document with this id (another tenant's id included).
+    ///
+    /// # Errors
+    /// An empty tenant id or an index failure.
+    pub fn document_chunks(
+        &self,
+        tenant: &str,
+        document_id: &str,
+    ) -> Result<Option<Vec<Chunk>>, KnowledgeError> {
+        check_tenant(tenant)?;
+        let owned = self
+            .inner
+            .tenants_read()
+            .get(tenant)
+            .is_some_and(|t| t.documents.contains_key(document_id));
+        if !owned {
+            return Ok(None);
+        }
+        let fields = self.inner.fields;
+        let searcher = self.inner.reader.searcher();
+        let query = TermQuery::new(
+            Term::from_field_text(fields.document_id, document_id),
+            IndexRecordOption::Basic,
+        );
+        let mut chunks = Vec::new();
+        for address in searcher.search(&query, &DocSetCollector)? {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if stored_str(&doc, fields.kind) == Some(KIND_CHUNK) {
+                chunks.push(chunk_from_doc(&doc, &fields)?);
+            }
+        }
+        // Chunk ids end in their position (`{document_id}:{n}`): sort by it, not as text.
+        let position = |c: &Chunk| {
+            c.id.rsplit_once(':')
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+                .unwrap_or(usize::MAX)
+        };
+        chunks.sort_by_key(position);
+        Ok(Some(chunks))
     }
 
     /// Deletes one of the tenant's documents and its chunks. Returns false when the tenant has no

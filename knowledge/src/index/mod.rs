@@ -25,7 +25,7 @@ use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 
 use crate::dense::DenseStore;
-use crate::document::{DocumentInfo, IngestOutcome, ScoredChunk};
+use crate::document::{Chunk, DocumentInfo, IngestOutcome, ScoredChunk};
 use crate::embed::Embedder;
 use crate::error::{IngestError, KnowledgeError};
 use crate::retriever::{KnowledgeBase, QueryVector, Retriever, SearchQuery};
@@ -259,6 +259,14 @@ impl KnowledgeBase for Knowledge {
 
     fn list_documents(&self, tenant: &str) -> Result<Vec<DocumentInfo>, KnowledgeError> {
         Knowledge::list_documents(self, tenant)
+    }
+
+    fn document_chunks(
+        &self,
+        tenant: &str,
+        document_id: &str,
+    ) -> Result<Option<Vec<Chunk>>, KnowledgeError> {
+        Knowledge::document_chunks(self, tenant, document_id)
     }
 
     fn delete_document(&self, tenant: &str, document_id: &str) -> Result<bool, KnowledgeError> {
