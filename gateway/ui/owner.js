@@ -698,10 +698,12 @@
 
   /** Round axis maximum: 1, 2, 5 × 10^n at or above `max`. */
   function niceMax(max) {
-    if (max <= 0) return 1;
-    const p = 10 ** Math.floor(Math.log10(max));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= max) return m * p;
-    return 10 * p;
+    // Four gridlines at a round step (1, 2 or 5 times a power of ten): whole numbers for counts.
+    if (max <= 4) return 4;
+    const raw = max / 4;
+    const p = 10 ** Math.floor(Math.log10(raw));
+    for (const m of [1, 2, 5, 10]) if (m * p >= raw) return 4 * m * p;
+    return 40 * p;
   }
 
   /**
@@ -764,10 +766,11 @@
   async function usagePage(root) {
     const range = Number(sessionStorage.getItem('sapa.usage.range')) || 30;
     const body = h('div', { id: 'usage-slot' }, h('p', { class: 'muted' }, t('loading')));
-    const today = new Date();
-    const from = new Date(today.getFullYear(), today.getMonth(), today.getDate() - (range - 1));
-    const query = `from=${isoDay(from)}&to=${isoDay(today)}`;
-    const csv = h('a', { class: 'button', id: 'usage-csv', href: `/v1/console/usage?${query}&format=csv`, download: `usage-${isoDay(from)}-${isoDay(today)}.csv` }, ctx.icon(DOWNLOAD), ` CSV`);
+    // Days are the tenant's local dates (the server says which day it is there); ask for one
+    // more day on each side of the browser's dates, then keep the tenant's last `range` days.
+    const local = new Date();
+    const asked = `from=${isoDay(new Date(local.getFullYear(), local.getMonth(), local.getDate() - range))}&to=${isoDay(new Date(local.getFullYear(), local.getMonth(), local.getDate() + 1))}`;
+    const csv = h('a', { class: 'button', id: 'usage-csv', href: '#', download: 'usage.csv' }, ctx.icon(DOWNLOAD), ` CSV`);
     const ranges = h('div', { class: 'segmented', role: 'group' }, [7, 30, 90].map((d) => h('button', {
       type: 'button', 'data-range': d, 'aria-pressed': String(d === range),
       onclick: () => { sessionStorage.setItem('sapa.usage.range', String(d)); usagePage(root); },
@@ -776,17 +779,23 @@
 
     let data;
     try {
-      data = await ctx.api('GET', `/v1/console/usage?${query}`);
+      data = await ctx.api('GET', `/v1/console/usage?${asked}`);
     } catch (err) {
       csv.hidden = true;
       ranges.hidden = true;
       body.replaceChildren(missing(err) ? unavailable('usage-unavailable') : h('p', { class: 'ostatus error' }, err.message));
       return;
     }
-    const rows = data.days || [];
     // One column per calendar day in the range (days without rows count zero), channels summed.
+    const [ty, tm, td] = (typeof data.today === 'string' ? data.today : isoDay(local)).split('-').map(Number);
+    const today = new Date(ty, tm - 1, td);
+    const from = new Date(ty, tm - 1, td - (range - 1));
+    const query = `from=${isoDay(from)}&to=${isoDay(today)}`;
+    csv.href = `/v1/console/usage?${query}&format=csv`;
+    csv.download = `usage-${isoDay(from)}-${isoDay(today)}.csv`;
     const dates = [];
     for (let d = new Date(from); d <= today; d.setDate(d.getDate() + 1)) dates.push(isoDay(d));
+    const rows = (data.days || []).filter((r) => r.date >= dates[0] && r.date <= dates[dates.length - 1]);
     const byDay = new Map(dates.map((d) => [d, { messages_in: 0, messages_out: 0, conversations: 0, handoffs: 0, prompt_tokens: 0, completion_tokens: 0, cost: 0, answered: 0, abstained: 0, turns: 0 }]));
     const channels = new Map();
     for (const r of rows) {
@@ -842,7 +851,7 @@
       rows.length ? null : h('p', { class: 'empty-note' }, t('noData')),
       card('usage-messages', t('perDay'), null, legend(seriesMessages), slots.messages),
       h('div', { class: 'two-cards' },
-        card('usage-rate', t('answerChart'), p50 ? `${t('firstResponse')}: ${number(p50 / 1000, 1)} s` : null, legend(seriesRate), slots.rate),
+        card('usage-rate', t('answerChart'), p50 ? `${t('firstResponse')}: ${p50 < 1000 ? `${number(p50)} ms` : `${number(p50 / 1000, 1)} s`}` : null, legend(seriesRate), slots.rate),
         card('usage-tokens', t('tokensChart'), null, legend(seriesTokens), slots.tokens)),
       channelRows.length ? card('usage-channels', t('byChannel'), null, h('table', { class: 'otable' },
         h('thead', {}, h('tr', {}, [t('channel'), t('messagesIn'), t('messagesOut'), t('conversations'), t('handoffs')].map((x) => h('th', {}, x)))),

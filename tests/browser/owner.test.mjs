@@ -355,6 +355,9 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   await page.locator('#chart-messages').waitFor();
   await page.locator('#chart-rate').waitFor();
   assert.equal(await page.locator('#usage-unavailable').count(), 0);
+  // This run's messages are counted on the tenant's today, whatever the browser's date.
+  assert.notEqual((await page.locator('#kpi-in b').textContent()).trim(), '0');
+  assert.notEqual((await page.locator('#kpi-conversations b').textContent()).trim(), '0');
   await shoot(page, 'owner-usage');
   await shootPhone(page, 'owner-usage');
   // A monthly message quota of 1 is already used up: the page says so after a reload.

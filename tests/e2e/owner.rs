@@ -222,6 +222,12 @@ async fn usage_counts_messages_conversations_handoffs_and_abstains_exactly() {
     let days = usage["days"].as_array().unwrap();
     assert_eq!(days.len(), 1, "{usage}");
     let day = &days[0];
+    // Counted on the tenant's local date; the response names today's for the page's date axis.
+    let today = usage["today"].as_str().unwrap();
+    assert!(
+        today.len() == 10 && day["date"].as_str().unwrap() <= today,
+        "{usage}"
+    );
     assert_eq!(day["answer_rate"], 0.6667);
     assert_eq!(day["abstain_rate"], 0.3333);
     assert!(day["first_response_p50_ms"].as_i64().unwrap() >= 0, "{day}");

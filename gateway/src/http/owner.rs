@@ -877,7 +877,10 @@ async fn usage(
         Ok(quota) => quota,
         Err(response) => return response,
     };
-    axum::Json(json!({"days": rows, "quota": quota})).into_response()
+    // The tenant's date now: days are the tenant's local dates, which a browser elsewhere
+    // cannot know.
+    let today = state.store.usage_day(tenant, now_ms());
+    axum::Json(json!({"days": rows, "quota": quota, "today": today})).into_response()
 }
 
 async fn quota(State(state): State<AppState>, headers: HeaderMap) -> Response {
