@@ -42,6 +42,10 @@ pub struct Failure {
     pub expected: String,
     /// What the draft did instead.
     pub got: String,
+    /// The draft's turn kind (`handoff`, `no_match`, `llm_clarify`, `passage`, …), for the
+    /// page to say it in the owner's language.
+    #[serde(default)]
+    pub got_kind: String,
 }
 
 /// The check's result, as the console shows it and the version stores it.
@@ -88,7 +92,7 @@ pub async fn run(
                 .map(|case| judge_both(ctx, tenant_id, &versions, case, with_model)),
         )
         .await;
-        for (case, (on_draft, on_live)) in group.iter().zip(judged) {
+        for (case, (on_draft, on_live, draft_kind)) in group.iter().zip(judged) {
             count(&mut report.draft, &on_draft);
             count(&mut report.live, &on_live);
             if let (Err(got), Ok(())) = (on_draft, on_live) {
@@ -96,6 +100,7 @@ pub async fn run(
                     question: case.query.clone(),
                     expected: expected(case),
                     got,
+                    got_kind: draft_kind.to_owned(),
                 });
             }
         }
@@ -110,7 +115,7 @@ async fn judge_both(
     versions: &[(crate::bot::Live, flows::Locale); 2],
     case: &Case,
     with_model: bool,
-) -> (Result<(), String>, Result<(), String>) {
+) -> (Result<(), String>, Result<(), String>, &'static str) {
     let [(draft, draft_locale), (live, live_locale)] = versions;
     let (on_draft, on_live) = futures::join!(
         try_answer(ctx, tenant_id, draft, *draft_locale, &case.query),
@@ -119,6 +124,7 @@ async fn judge_both(
     (
         judge(case, &on_draft, with_model),
         judge(case, &on_live, with_model),
+        on_draft.kind,
     )
 }
 

@@ -13,6 +13,7 @@
       save: 'Simpan', saved: 'Kata sandi tersimpan. Silakan masuk.', toLogin: 'Ke halaman masuk', mismatch: 'Kata sandi tidak sama.',
       waiting: 'Menunggu', mine: 'Milik saya', open: 'Terbuka', visitor: 'Pengunjung web',
       customer_asked: 'pelanggan minta admin', repeated_no_answer: 'bot tidak menemukan jawaban', answer_failed: 'bot gagal menjawab', model_asked: 'bot meneruskan', tenant_keyword: 'kata kunci toko', resolved: 'Selesai', empty: 'Tidak ada percakapan di sini.',
+      addGolden: 'Jadikan pertanyaan uji', goldenAdded: 'Masuk pertanyaan uji', goldenNoAnswer: 'Bot belum bisa menjawab ini; jawab lewat halaman Tak terjawab.',
       pick: 'Pilih percakapan untuk membalas.', claim: 'Ambil alih', handback: 'Kembalikan ke bot', resolve: 'Selesaikan',
       send: 'Kirim', note: 'Catatan internal', placeholder: 'Tulis balasan…', notePlaceholder: 'Catatan untuk tim (tidak dikirim)…',
       claimFirst: 'Ambil alih percakapan ini untuk membalas.', logout: 'Keluar', online: 'Online', away: 'Sedang pergi', back: 'Kembali', waitingFor: 'menunggu',
@@ -38,6 +39,7 @@
       save: 'Save', saved: 'Password saved. Please sign in.', toLogin: 'Go to sign in', mismatch: 'The passwords differ.',
       waiting: 'Waiting', mine: 'Mine', open: 'Open', visitor: 'Web visitor',
       customer_asked: 'customer asked for a person', repeated_no_answer: 'the bot found no answer', answer_failed: 'answering failed', model_asked: 'the bot handed off', tenant_keyword: 'a handoff keyword', resolved: 'Resolved', empty: 'No conversations here.',
+      addGolden: 'Add as a test question', goldenAdded: 'Added to the test questions', goldenNoAnswer: 'The bot cannot answer this yet; answer it on the Unanswered page.',
       pick: 'Pick a conversation to reply.', claim: 'Claim', handback: 'Hand back to bot', resolve: 'Resolve',
       send: 'Send', note: 'Internal note', placeholder: 'Write a reply…', notePlaceholder: 'Note for the team (not sent)…',
       claimFirst: 'Claim this conversation to reply.', logout: 'Sign out', online: 'Online', away: 'Away', back: 'Back', waitingFor: 'waiting',
@@ -372,6 +374,28 @@
   const OWNER_PAGES = ['bot', 'knowledge', 'unanswered', 'usage', 'keys'];
   const isOwner = () => state.me && state.me.staff.role === 'owner';
 
+  /**
+   * Adds a customer's question to the golden set with what the bot does with it today (the
+   * document its answer cites, through the draft's "try it"); a question it cannot answer yet
+   * is left to the Unanswered page.
+   */
+  async function addGolden(question, button) {
+    button.disabled = true;
+    try {
+      const tried = await api('POST', '/v1/console/bot/draft/try', { text: question });
+      const doc = (tried.cited_docs || [])[0] || (tried.retrieved_docs || [])[0];
+      if (!doc) {
+        button.replaceWith(h('small', { class: 'golden-note' }, t('goldenNoAnswer')));
+        return;
+      }
+      await api('POST', '/v1/console/golden', { query: question, doc });
+      button.replaceWith(h('small', { class: 'golden-note ok', 'data-golden-doc': doc }, `✓ ${t('goldenAdded')} · ${doc}`));
+    } catch (err) {
+      button.disabled = false;
+      button.title = err.message;
+    }
+  }
+
   /** The owner's navigation between the inbox and the owner pages; agents see none. */
   function ownerNav(current) {
     if (!isOwner()) return null;
@@ -559,7 +583,11 @@
           ? h('a', { href: m.media.url, target: '_blank', rel: 'noopener' }, h('img', { class: 'media', src: m.media.url, alt: t('photo'), loading: 'lazy' }))
           : h('a', { class: 'file', href: m.media.url, download: '' }, icon(CLIP), ` ${t('download')} ${m.media.kind}`))
         : null;
-      return h('div', { class: `msg ${m.author}${media ? ' has-media' : ''}` }, media, m.text, h('small', {}, `${who} · ${time}${status}`));
+      // Owners turn a customer's question into a golden (regression) question in one click.
+      const golden = isOwner() && m.author === 'customer' && m.text && m.text.trim()
+        ? h('button', { type: 'button', class: 'golden', 'data-golden': '', title: t('addGolden'), onclick: (e) => addGolden(m.text.trim(), e.currentTarget) }, `+ ${t('addGolden')}`)
+        : null;
+      return h('div', { class: `msg ${m.author}${media ? ' has-media' : ''}` }, media, m.text, h('small', {}, `${who} · ${time}${status}`), golden);
     }));
     const convUrl = `/v1/console/conversations/${encodeURIComponent(c.id)}`;
     const windowClosed = Boolean(c.window_expires_at) && Date.parse(c.window_expires_at) <= Date.now();

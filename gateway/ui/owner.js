@@ -22,7 +22,8 @@
       saveDraft: 'Simpan draf', draftSaved: 'Draf tersimpan.', runRegression: 'Cek regresi', publish: 'Terbitkan', published: 'Diterbitkan sebagai versi',
       tryTitle: 'Coba draf', tryHint: 'Tanyakan sesuatu seperti pelanggan. Jawaban memakai draf yang terakhir disimpan dan tidak dikirim ke siapa pun.',
       tryPlaceholder: 'Mis. jam buka hari Minggu?', tryEmpty: 'Jawaban draf dan dokumen yang dikutip muncul di sini.', ask: 'Tanya', sources: 'Sumber jawaban', noSources: 'Tanpa kutipan dokumen.',
-      kind_reply: 'Balasan bot', kind_llm_answer: 'Dijawab model', kind_passage: 'Kutipan dokumen', kind_no_match: 'Tidak ditemukan', kind_failed: 'Gagal menjawab', kind_handoff: 'Dialihkan ke tim',
+      kind_reply: 'Balasan bot', kind_llm_answer: 'Dijawab model', kind_passage: 'Kutipan dokumen', kind_no_match: 'Tidak ditemukan', kind_failed: 'Gagal menjawab', kind_handoff: 'Dialihkan ke tim', kind_llm_handoff: 'Dialihkan ke tim', kind_llm_clarify: 'Bertanya balik',
+      addGolden: 'Jadikan pertanyaan uji', goldenAdded: 'Masuk pertanyaan uji', expects: 'Diharapkan dijawab dari', expectsAbstain: 'Diharapkan tidak dijawab',
       regressionTitle: 'Cek regresi', regressionHint: 'Pertanyaan uji (golden set) dijawab dengan draf dan dengan versi live.',
       draft: 'Draf', live: 'Live', passed: 'lulus', failed: 'gagal', newlyFailing: 'Baru gagal dengan draf ini', noNewFailures: 'Tidak ada pertanyaan yang baru gagal. Aman diterbitkan.',
       expected: 'Diharapkan', got: 'Didapat',
@@ -71,7 +72,8 @@
       saveDraft: 'Save draft', draftSaved: 'Draft saved.', runRegression: 'Check regressions', publish: 'Publish', published: 'Published as version',
       tryTitle: 'Try the draft', tryHint: 'Ask something as a customer would. The answer uses the last saved draft and is sent to no one.',
       tryPlaceholder: 'E.g. are you open on Sunday?', tryEmpty: 'The draft\'s answer and the passages it quotes show here.', ask: 'Ask', sources: 'Sources', noSources: 'No document quoted.',
-      kind_reply: 'Bot reply', kind_llm_answer: 'Model answer', kind_passage: 'Document passage', kind_no_match: 'Not found', kind_failed: 'Answering failed', kind_handoff: 'Handed to the team',
+      kind_reply: 'Bot reply', kind_llm_answer: 'Model answer', kind_passage: 'Document passage', kind_no_match: 'Not found', kind_failed: 'Answering failed', kind_handoff: 'Handed to the team', kind_llm_handoff: 'Handed to the team', kind_llm_clarify: 'Asked to clarify',
+      addGolden: 'Add as a test question', goldenAdded: 'Added to the test questions', expects: 'Expected answer from', expectsAbstain: 'Expected not to be answered',
       regressionTitle: 'Regression check', regressionHint: 'The test questions (golden set) answered with the draft and with the live version.',
       draft: 'Draft', live: 'Live', passed: 'passed', failed: 'failed', newlyFailing: 'Newly failing with this draft', noNewFailures: 'No question newly fails. Safe to publish.',
       expected: 'Expected', got: 'Got',
@@ -305,7 +307,7 @@
       } catch (err) {
         const e = err.data && err.data.error;
         if (err.status === 409 && e && e.code === 'regression_failures') {
-          const report = err.data.report || e.report || e.details || err.data;
+          const report = err.data.regression || err.data.report || err.data;
           regression.replaceChildren(regressionCard(report, () => publish(true)));
           regression.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
         } else {
@@ -331,6 +333,16 @@
       h('div', { class: 'form-actions' }, saveButton, regressionButton, publishButton));
     fill(draft);
 
+    /** What the draft did, in the owner's language where the kind is known (the detail in English otherwise). */
+    function gotText(f2) {
+      const key = `kind_${f2.got_kind || ''}`;
+      const known = f2.got_kind && t(key) !== key;
+      if (!known) return String(f2.got ?? '');
+      // An answer from another document: name it.
+      const from = /^answered from (\S+)/.exec(String(f2.got || ''));
+      return from ? `${t(key)} · ${from[1]}` : t(key);
+    }
+
     /** The regression report: newly failing first; with `onConfirm`, publishing needs a yes. */
     function regressionCard(report, onConfirm) {
       const r = report || {};
@@ -341,7 +353,7 @@
         ? h('ol', { class: 'failing', id: 'newly-failing' }, failing.map((f2) => h('li', {},
           h('b', {}, f2.question),
           h('div', { class: 'expect' }, h('span', {}, t('expected')), String(f2.expected ?? '')),
-          h('div', { class: 'got' }, h('span', {}, t('got')), String(f2.got ?? '')))))
+          h('div', { class: 'got', title: String(f2.got ?? '') }, h('span', {}, t('got')), gotText(f2)))))
         : h('p', { class: 'ostatus ok' }, t('noNewFailures'));
       const confirm = onConfirm && failing.length ? h('div', { class: 'confirm', id: 'publish-confirm', role: 'alertdialog' },
         h('b', {}, t('confirmTitle')),
@@ -433,7 +445,8 @@
             h('span', { class: 'kind' }, t(`kind_${res.kind}`)),
             h('div', { class: 'reply' }, res.reply || ''),
             h('div', { class: 'cites' }, h('small', {}, cites.length ? t('sources') : t('noSources')),
-              cites.map((c) => h('blockquote', {}, h('b', {}, c.title || c.id), h('span', {}, c.text))))));
+              cites.map((c) => h('blockquote', {}, h('b', {}, c.title || c.id), h('span', {}, c.text)))),
+            goldenButton(text, res)));
         } catch (err) {
           pending.replaceWith(h('div', { class: 'bubble bot failed' }, missing(err) ? t('notAvailable') : err.message));
         } finally {
@@ -444,6 +457,28 @@
       },
     }, input, send);
     return card('try', t('tryTitle'), t('tryHint'), log, form);
+  }
+
+  /**
+   * One click adds a question to the golden set with what the bot does with it now: the
+   * document its answer cites, or "should not answer" when it found nothing.
+   */
+  function goldenButton(question, res) {
+    const doc = (res.cited_docs || [])[0] || (res.retrieved_docs || [])[0];
+    const abstain = !doc && res.kind === 'no_match';
+    if (!doc && !abstain) return null;
+    const button = h('button', { type: 'button', class: 'add-golden', title: doc ? `${t('expects')} ${doc}` : t('expectsAbstain') }, `+ ${t('addGolden')}`);
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        await ctx.api('POST', '/v1/console/golden', doc ? { query: question, doc } : { query: question, abstain: true });
+        button.replaceWith(h('small', { class: 'golden-added' }, `✓ ${t('goldenAdded')}`));
+      } catch (err) {
+        button.disabled = false;
+        button.title = err.message;
+      }
+    });
+    return button;
   }
 
   // ----- Knowledge ----------------------------------------------------------------------------

@@ -363,7 +363,14 @@ async fn add_golden(
     let mut row = json!({
         "id": case.id.unwrap_or_else(|| format!("g{}", now_ms())),
         "query": query,
-        "lang": case.lang.unwrap_or_else(|| "id".to_owned()),
+        // The question's language when not given (Indonesian when unsure).
+        "lang": case.lang.unwrap_or_else(|| {
+            match flows::lang::detect(query) {
+                Some(flows::Locale::En) => "en",
+                _ => "id",
+            }
+            .to_owned()
+        }),
     });
     if let Some(doc) = doc {
         row["doc"] = json!(doc);
@@ -491,8 +498,14 @@ async fn try_draft(
         .iter()
         .map(|(id, title, text)| json!({"id": id, "title": title, "text": text}))
         .collect();
-    axum::Json(json!({"reply": tried.reply, "kind": tried.kind, "citations": citations}))
-        .into_response()
+    axum::Json(json!({
+        "reply": tried.reply,
+        "kind": tried.kind,
+        "citations": citations,
+        "cited_docs": tried.cited_docs,
+        "retrieved_docs": tried.retrieved_docs,
+    }))
+    .into_response()
 }
 
 async fn publish_settings(
