@@ -17,6 +17,7 @@
       pick: 'Pilih percakapan untuk membalas.', claim: 'Ambil alih', handback: 'Kembalikan ke bot', resolve: 'Selesaikan',
       send: 'Kirim', note: 'Catatan internal', placeholder: 'Tulis balasan…', notePlaceholder: 'Catatan untuk tim (tidak dikirim)…',
       claimFirst: 'Ambil alih percakapan ini untuk membalas.', logout: 'Keluar', online: 'Online', away: 'Sedang pergi', back: 'Kembali', waitingFor: 'menunggu',
+      notice_quota_warning: 'Pemakaian bulan ini sudah mencapai 80% kuota.', notice_quota_exceeded: 'Kuota bulan ini habis: bot kini menjawab dengan kutipan dokumen dan menawarkan admin, tanpa model.', seeUsage: 'Lihat pemakaian', dismiss: 'Tutup',
       advise2fa: 'Akun Anda belum memakai verifikasi dua langkah. Minta pemilik menambahkan nomor WhatsApp Anda.',
       reason: 'Alasan', customer: 'Pelanggan', bot: 'Bot', agent: 'Agen', noteAuthor: 'Catatan', failed: 'Gagal: ',
       window: 'Jendela WhatsApp', closed: 'tertutup', left: 'tersisa', assigned: 'Ditangani', you: 'Anda',
@@ -43,6 +44,7 @@
       pick: 'Pick a conversation to reply.', claim: 'Claim', handback: 'Hand back to bot', resolve: 'Resolve',
       send: 'Send', note: 'Internal note', placeholder: 'Write a reply…', notePlaceholder: 'Note for the team (not sent)…',
       claimFirst: 'Claim this conversation to reply.', logout: 'Sign out', online: 'Online', away: 'Away', back: 'Back', waitingFor: 'waiting',
+      notice_quota_warning: 'This month\'s usage has reached 80% of the quota.', notice_quota_exceeded: 'This month\'s quota is used up: the bot now answers with document quotes and offers a person, without the model.', seeUsage: 'See usage', dismiss: 'Dismiss',
       advise2fa: 'Your account has no second factor. Ask an owner to add your WhatsApp number.',
       reason: 'Reason', customer: 'Customer', bot: 'Bot', agent: 'Agent', noteAuthor: 'Note', failed: 'Failed: ',
       window: 'WhatsApp window', closed: 'closed', left: 'left', assigned: 'Assigned', you: 'you',
@@ -271,7 +273,7 @@
   function ownerView(page) {
     const main = h('main', { class: 'owner', id: 'owner-page', 'data-page': page });
     const draw = () => {
-      mount(h('div', { class: 'shell' }, topBar(draw, false), ownerNav(page), main));
+      mount(h('div', { class: 'shell' }, topBar(draw, false), ownerNav(page), noticesBar(draw), main));
       centerNav();
       window.SapaOwner.render(page, main, { h, api, icon, lang, csrf, me: state.me });
     };
@@ -283,6 +285,14 @@
       state.me = await api('GET', '/v1/console/me');
     } catch {
       return;
+    }
+    // Owners' notices (a quota at 80% or used up) come once: keep them until dismissed.
+    if (Array.isArray(state.me.notices) && state.me.notices.length) {
+      const kept = storedNotices();
+      for (const n of state.me.notices) {
+        if (!kept.some((k) => k.kind === n.kind && k.month === n.month)) kept.push({ kind: n.kind, month: n.month });
+      }
+      localStorage.setItem('sapa.notices', JSON.stringify(kept));
     }
     if (page) {
       if (isOwner() && window.SapaOwner) {
@@ -396,6 +406,32 @@
     }
   }
 
+  function storedNotices() {
+    try {
+      const kept = JSON.parse(localStorage.getItem('sapa.notices') || '[]');
+      return Array.isArray(kept) ? kept.filter((n) => n && typeof n.kind === 'string') : [];
+    } catch {
+      return [];
+    }
+  }
+
+  /** The owner's notices, each with a link to the usage page and a way to dismiss it. */
+  function noticesBar(rerender) {
+    if (!isOwner()) return null;
+    const kept = storedNotices().filter((n) => t(`notice_${n.kind}`) !== `notice_${n.kind}`);
+    if (!kept.length) return null;
+    return h('div', { class: 'notices', id: 'notices' }, kept.map((n) => h('div', { class: `banner notice ${n.kind}`, role: 'status', 'data-kind': n.kind },
+      h('span', {}, `${t(`notice_${n.kind}`)} (${n.month}) `),
+      h('a', { href: '/console/usage' }, t('seeUsage')),
+      h('button', {
+        type: 'button', class: 'ghost dismiss', title: t('dismiss'), 'aria-label': t('dismiss'),
+        onclick: () => {
+          localStorage.setItem('sapa.notices', JSON.stringify(storedNotices().filter((k) => !(k.kind === n.kind && k.month === n.month))));
+          rerender();
+        },
+      }, '×'))));
+  }
+
   /** The owner's navigation between the inbox and the owner pages; agents see none. */
   function ownerNav(current) {
     if (!isOwner()) return null;
@@ -456,6 +492,7 @@
     mount(h('div', { class: 'shell' },
       topBar(render, true),
       ownerNav('inbox'),
+      noticesBar(render),
       state.me.advise_2fa ? h('div', { class: 'banner', role: 'note' }, t('advise2fa')) : null,
       panes));
     renderItems();

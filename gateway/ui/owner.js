@@ -23,6 +23,7 @@
       tryTitle: 'Coba draf', tryHint: 'Tanyakan sesuatu seperti pelanggan. Jawaban memakai draf yang terakhir disimpan dan tidak dikirim ke siapa pun.',
       tryPlaceholder: 'Mis. jam buka hari Minggu?', tryEmpty: 'Jawaban draf dan dokumen yang dikutip muncul di sini.', ask: 'Tanya', sources: 'Sumber jawaban', noSources: 'Tanpa kutipan dokumen.',
       kind_reply: 'Balasan bot', kind_llm_answer: 'Dijawab model', kind_passage: 'Kutipan dokumen', kind_no_match: 'Tidak ditemukan', kind_failed: 'Gagal menjawab', kind_handoff: 'Dialihkan ke tim', kind_llm_handoff: 'Dialihkan ke tim', kind_llm_clarify: 'Bertanya balik',
+      goldenTitle: 'Pertanyaan uji', goldenHint: 'Dipakai cek regresi sebelum terbit. Tambah dari "Coba" atau dari percakapan; format JSONL sama dengan sapa kb eval.', goldenCount: 'pertanyaan uji', goldenEmpty: 'Belum ada pertanyaan uji. Tambahkan dari jawaban "Coba" atau dari percakapan pelanggan.', goldenImported: 'pertanyaan diimpor', exportJsonl: 'Ekspor JSONL', importJsonl: 'Impor JSONL', line: 'baris',
       addGolden: 'Jadikan pertanyaan uji', goldenAdded: 'Masuk pertanyaan uji', expects: 'Diharapkan dijawab dari', expectsAbstain: 'Diharapkan tidak dijawab',
       regressionTitle: 'Cek regresi', regressionHint: 'Pertanyaan uji (golden set) dijawab dengan draf dan dengan versi live.',
       draft: 'Draf', live: 'Live', passed: 'lulus', failed: 'gagal', newlyFailing: 'Baru gagal dengan draf ini', noNewFailures: 'Tidak ada pertanyaan yang baru gagal. Aman diterbitkan.',
@@ -50,7 +51,7 @@
       messagesIn: 'Pesan masuk', messagesOut: 'Pesan keluar', conversations: 'Percakapan', answerRate: 'Tingkat jawab', handoffs: 'Dialihkan ke tim', cost: 'Biaya model',
       perDay: 'Pesan per hari', answerChart: 'Tingkat jawab dan abstain', tokensChart: 'Token model per hari', promptTokens: 'Token prompt', completionTokens: 'Token jawaban',
       abstainRate: 'Abstain', byChannel: 'Per kanal', channel: 'Kanal', firstResponse: 'Respons pertama (median)',
-      quotaWarning: 'Pemakaian bulan ini mendekati kuota.', quotaExceeded: 'Kuota bulan ini habis. Bot berhenti menjawab otomatis sampai kuota dinaikkan atau bulan berganti.',
+      quotaWarning: 'Pemakaian bulan ini mendekati kuota.', quotaExceeded: 'Kuota bulan ini habis. Sampai kuota dinaikkan atau bulan berganti, bot menjawab dengan kutipan dokumen dan menawarkan admin, tanpa model.',
       quota: 'Kuota bulan', messages: 'Pesan', tokens: 'Token', noData: 'Belum ada pemakaian pada rentang ini.', saveQuota: 'Simpan kuota', quotaSaved: 'Kuota tersimpan.', unlimited: 'tanpa batas', messagesLimit: 'Batas pesan per bulan', tokensLimit: 'Batas token per bulan',
       // Keys
       keysTitle: 'Kunci API', keysHint: 'Untuk sistem Anda sendiri: mengunggah pengetahuan, mengirim pesan, dan OTP lewat REST API. Rahasia kunci hanya ditampilkan sekali.',
@@ -73,6 +74,7 @@
       tryTitle: 'Try the draft', tryHint: 'Ask something as a customer would. The answer uses the last saved draft and is sent to no one.',
       tryPlaceholder: 'E.g. are you open on Sunday?', tryEmpty: 'The draft\'s answer and the passages it quotes show here.', ask: 'Ask', sources: 'Sources', noSources: 'No document quoted.',
       kind_reply: 'Bot reply', kind_llm_answer: 'Model answer', kind_passage: 'Document passage', kind_no_match: 'Not found', kind_failed: 'Answering failed', kind_handoff: 'Handed to the team', kind_llm_handoff: 'Handed to the team', kind_llm_clarify: 'Asked to clarify',
+      goldenTitle: 'Test questions', goldenHint: 'Checked before every publish. Add them from "Try it" or from a conversation; the JSONL format is sapa kb eval\'s.', goldenCount: 'test questions', goldenEmpty: 'No test questions yet. Add them from a "Try it" answer or a customer\'s conversation.', goldenImported: 'questions imported', exportJsonl: 'Export JSONL', importJsonl: 'Import JSONL', line: 'line',
       addGolden: 'Add as a test question', goldenAdded: 'Added to the test questions', expects: 'Expected answer from', expectsAbstain: 'Expected not to be answered',
       regressionTitle: 'Regression check', regressionHint: 'The test questions (golden set) answered with the draft and with the live version.',
       draft: 'Draft', live: 'Live', passed: 'passed', failed: 'failed', newlyFailing: 'Newly failing with this draft', noNewFailures: 'No question newly fails. Safe to publish.',
@@ -97,7 +99,7 @@
       messagesIn: 'Messages in', messagesOut: 'Messages out', conversations: 'Conversations', answerRate: 'Answer rate', handoffs: 'Handed to the team', cost: 'Model cost',
       perDay: 'Messages per day', answerChart: 'Answer and abstain rate', tokensChart: 'Model tokens per day', promptTokens: 'Prompt tokens', completionTokens: 'Completion tokens',
       abstainRate: 'Abstained', byChannel: 'By channel', channel: 'Channel', firstResponse: 'First response (median)',
-      quotaWarning: 'This month\'s usage is close to the quota.', quotaExceeded: 'This month\'s quota is used up. The bot stops answering until the quota is raised or the month ends.',
+      quotaWarning: 'This month\'s usage is close to the quota.', quotaExceeded: 'This month\'s quota is used up. Until it is raised or the month ends, the bot answers with document quotes and offers a person, without the model.',
       quota: 'Quota for', messages: 'Messages', tokens: 'Tokens', noData: 'No usage in this range yet.', saveQuota: 'Save quota', quotaSaved: 'Quota saved.', unlimited: 'unlimited', messagesLimit: 'Messages per month', tokensLimit: 'Tokens per month',
       keysTitle: 'API keys', keysHint: 'For your own systems: upload knowledge, send messages and OTPs through the REST API. A key\'s secret is shown only once.',
       newKey: 'Create a key', scopes: 'Permissions', scope_knowledge: 'Knowledge (upload, search, delete documents)', scope_messages: 'Messages (send as an agent)', scope_otp: 'OTP (send and check codes)',
@@ -206,6 +208,7 @@
         card('bot-editor', null, null, form),
         tryCard),
       regression,
+      goldenCard(),
       versions);
 
     let draft;
@@ -410,6 +413,11 @@
           h('div', { class: 'version-head' },
             h('b', {}, `v${v.version}`), v.live ? h('span', { class: 'tag good current' }, t('live')) : null,
             h('span', { class: 'muted' }, `${fmtDate(v.created_at)} · ${t('by')} ${v.author}`),
+            // The regression check stored with the version when it was published.
+            v.regression && v.regression.draft
+              ? h('span', { class: `tag ${(v.regression.newly_failing || []).length ? 'bad' : 'good'} regression-tag`, title: t('regressionTitle') },
+                `${t('regressionTitle')}: ${number(v.regression.draft.passed)}/${number((v.regression.draft.passed || 0) + (v.regression.draft.failed || 0))}`)
+              : null,
             restoreButton),
           v.note ? h('p', { class: 'muted note' }, v.note) : null,
           diff);
@@ -459,6 +467,57 @@
     return card('try', t('tryTitle'), t('tryHint'), log, form);
   }
 
+  /** Redraws the golden set's card (after a question was added elsewhere on the page). */
+  let reloadGolden = () => {};
+
+  /** The golden set: its questions, JSONL export (the `sapa kb eval` format) and import. */
+  function goldenCard() {
+    const slot = h('div', { id: 'golden-slot' }, h('p', { class: 'muted' }, t('loading')));
+    const note = status('golden-status');
+    const file = h('input', { type: 'file', id: 'golden-file', accept: '.jsonl,.json,application/x-ndjson', class: 'visually-hidden' });
+    const load = async () => {
+      try {
+        const data = await ctx.api('GET', '/v1/console/golden');
+        const cases = data.cases || [];
+        slot.replaceChildren(cases.length
+          ? h('details', { class: 'golden-list' },
+            h('summary', {}, `${number(cases.length)} ${t('goldenCount')}`),
+            h('ul', {}, cases.map((c) => h('li', {}, h('span', {}, c.query), h('small', {}, c.abstain ? t('expectsAbstain') : `→ ${c.doc}`)))))
+          : h('p', { class: 'muted', id: 'golden-empty' }, t('goldenEmpty')));
+      } catch (err) {
+        slot.replaceChildren(missing(err) ? unavailable('golden-unavailable') : h('p', { class: 'ostatus error' }, err.message));
+      }
+    };
+    reloadGolden = load;
+    file.addEventListener('change', async () => {
+      const chosen = file.files && file.files[0];
+      file.value = '';
+      if (!chosen) return;
+      const lines = (await chosen.text()).split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+      let added = 0;
+      const problems = [];
+      for (const [i, line] of lines.entries()) {
+        try {
+          await ctx.api('POST', '/v1/console/golden', JSON.parse(line));
+          added += 1;
+        } catch (err) {
+          problems.push(`${t('line')} ${i + 1}: ${err.message}`);
+        }
+      }
+      if (problems.length) note.error(`${number(added)} ${t('goldenImported')}; ${problems.join(' · ')}`);
+      else note.ok(`${number(added)} ${t('goldenImported')}`);
+      load();
+    });
+    load();
+    return card('golden', t('goldenTitle'), t('goldenHint'),
+      slot,
+      h('div', { class: 'form-actions' },
+        h('a', { class: 'button small', id: 'golden-export', href: '/v1/console/golden?format=jsonl', download: 'golden.jsonl' }, ctx.icon(DOWNLOAD), ` ${t('exportJsonl')}`),
+        h('label', { class: 'button small', for: 'golden-file', id: 'golden-import' }, ctx.icon(UPLOAD), ` ${t('importJsonl')}`),
+        file),
+      note);
+  }
+
   /**
    * One click adds a question to the golden set with what the bot does with it now: the
    * document its answer cites, or "should not answer" when it found nothing.
@@ -473,6 +532,7 @@
       try {
         await ctx.api('POST', '/v1/console/golden', doc ? { query: question, doc } : { query: question, abstain: true });
         button.replaceWith(h('small', { class: 'golden-added' }, `✓ ${t('goldenAdded')}`));
+        reloadGolden();
       } catch (err) {
         button.disabled = false;
         button.title = err.message;

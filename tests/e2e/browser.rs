@@ -52,6 +52,7 @@ async fn the_owner_pages_work_in_a_real_browser() {
             "owner-usage.png",
             "owner-usage-phone.png",
             "owner-usage-quota.png",
+            "owner-knowledge-widget.png",
             "owner-usage-charts.png",
             "owner-usage-charts-phone.png",
             "owner-keys.png",
