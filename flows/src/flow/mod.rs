@@ -24,6 +24,8 @@
 //! ```
 
 mod check;
+mod run;
+mod slots;
 mod suggest;
 
 use std::collections::BTreeMap;
@@ -34,6 +36,14 @@ use serde::{Deserialize, Serialize};
 pub use check::{
     FlowError, MAX_CHOICES, MAX_FOLLOW_UP, MAX_STEPS, MAX_WEBHOOK_RETRIES, MAX_WEBHOOK_TIMEOUT,
     parse,
+};
+pub use run::{
+    Awaiting, FlowAction, FlowEvent, FlowRun, LeaveReason, MAX_ATTEMPTS, Outcome, RunContext,
+    start, step, triggered,
+};
+pub use slots::{
+    SlotError, parse_answer, parse_choice, parse_date, parse_datetime, parse_email, parse_number,
+    parse_phone, parse_text, parse_time,
 };
 
 /// Slots every flow may read without asking for them.
@@ -327,5 +337,7 @@ pub fn json_schema() -> String {
     text
 }
 
+#[cfg(test)]
+mod run_tests;
 #[cfg(test)]
 mod tests;
