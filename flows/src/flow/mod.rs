@@ -7,6 +7,11 @@
 //! unique labels, jumps to labels that exist, slots that are asked or saved before templates
 //! use them, templates that compile, patterns and durations that parse.
 //!
+//! It is also the flow *runtime*: [`parse_answer`] reads a customer's answer into a slot, and
+//! [`start`] / [`step`] walk a flow one event at a time, returning the [`FlowRun`] to persist
+//! and the [`FlowAction`]s the gateway carries out. [`triggered`] picks the flow a message
+//! starts.
+//!
 //! ```yaml
 //! name: cek-pesanan
 //! description: The customer wants to know the status of an order.

@@ -194,13 +194,12 @@ pub fn triggered<'a>(
     button: Option<&str>,
     analyze: &dyn Fn(&str) -> Vec<String>,
 ) -> Option<&'a Flow> {
-    if let Some(id) = button {
-        if let Some(flow) = flows
+    if let Some(id) = button
+        && let Some(flow) = flows
             .iter()
             .find(|f| f.triggers.buttons.iter().any(|b| b == id))
-        {
-            return Some(flow);
-        }
+    {
+        return Some(flow);
     }
     let tokens: BTreeSet<String> = analyze(text).into_iter().collect();
     if tokens.is_empty() {
@@ -245,12 +244,12 @@ pub fn step(flow: &Flow, mut run: FlowRun, event: FlowEvent, ctx: &RunContext) -
         turn.leave(LeaveReason::FlowChanged);
         return turn.outcome(None);
     }
-    if let FlowEvent::CustomerText(text) = &event {
-        if is_cancel(text) {
-            turn.say(texts::flow_cancelled(ctx.locale));
-            turn.leave(LeaveReason::Cancelled);
-            return turn.outcome(None);
-        }
+    if let FlowEvent::CustomerText(text) = &event
+        && is_cancel(text)
+    {
+        turn.say(texts::flow_cancelled(ctx.locale));
+        turn.leave(LeaveReason::Cancelled);
+        return turn.outcome(None);
     }
     let next = match (run.awaiting, event) {
         (Awaiting::Answer, FlowEvent::CustomerText(text) | FlowEvent::Button(text)) => {
@@ -643,14 +642,14 @@ impl<'c> Turn<'c> {
     /// A message while a code is awaited: the code, a resend request, a question, or neither.
     fn code(&mut self, flow: &Flow, mut run: FlowRun, text: &str) -> Option<FlowRun> {
         let lower = text.to_lowercase();
-        if verify::is_resend(&lower) {
-            if let Some(phone) = run.slots.get(OTP_PHONE).cloned() {
-                let attempts = run.attempts;
-                self.send_code(&mut run, phone);
-                // A new code does not wipe out the wrong ones typed before it.
-                run.attempts = attempts;
-                return Some(run);
-            }
+        if verify::is_resend(&lower)
+            && let Some(phone) = run.slots.get(OTP_PHONE).cloned()
+        {
+            let attempts = run.attempts;
+            self.send_code(&mut run, phone);
+            // A new code does not wipe out the wrong ones typed before it.
+            run.attempts = attempts;
+            return Some(run);
         }
         if let Some(code) = verify::typed_code(&lower) {
             self.actions.push(FlowAction::VerifyOtp { code });
