@@ -599,3 +599,62 @@ fn flows_are_triggered_by_button_or_by_all_words_of_a_keyword() {
     assert_eq!(name("pesanan", None), None);
     assert_eq!(name("halo", Some("unknown")), None);
 }
+
+#[test]
+fn every_runtime_sentence_exists_in_indonesian_and_english() {
+    use crate::texts;
+    let errors = [
+        SlotError::Empty,
+        SlotError::Pattern,
+        SlotError::Number,
+        SlotError::Phone,
+        SlotError::Email,
+        SlotError::Date,
+        SlotError::Time,
+        SlotError::Datetime,
+        SlotError::Choice,
+    ];
+    let mut pairs: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.sentence(Locale::Id), e.sentence(Locale::En)))
+        .collect();
+    let sentences: [fn(Locale) -> &'static str; 5] = [
+        texts::flow_cancelled,
+        texts::flow_too_many_invalid,
+        texts::flow_webhook_failed,
+        texts::flow_handoff,
+        texts::flow_type_the_code,
+    ];
+    pairs.extend(sentences.iter().map(|f| (f(Locale::Id), f(Locale::En))));
+    for (id, en) in pairs {
+        assert!(!id.is_empty() && !en.is_empty() && id != en, "{id} / {en}");
+    }
+}
+
+#[test]
+fn if_steps_jumping_in_a_circle_hand_off_instead_of_spinning() {
+    let circle = flow(
+        "name: lingkaran\ndescription: test\nsteps:\n  - if: { label: a, slot: channel, equals: whatsapp, then: b }\n  - if: { label: b, slot: channel, equals: whatsapp, then: a }\n  - end\n",
+    );
+    let o = start(&circle, &id_whatsapp());
+    assert!(matches!(&o.actions[1], FlowAction::Handoff { reason } if reason.contains("loop")));
+    assert_eq!(left(&o), Some(LeaveReason::HandedOff));
+}
+
+#[test]
+fn while_a_lookup_runs_a_question_is_answered_and_other_text_waits() {
+    let orders = flow(DEMO_ORDERS);
+    let ctx = ctx(ChannelKind::Webchat, Locale::Id);
+    let o = next(&orders, start(&orders, &ctx), text("KN-1002"), &ctx);
+    let q = next(&orders, o.clone(), text("berapa lama pengiriman?"), &ctx);
+    assert_eq!(
+        q.actions,
+        [FlowAction::AnswerFromKnowledge {
+            question: "berapa lama pengiriman?".to_owned()
+        }]
+    );
+    assert_eq!(q.run, o.run);
+    let ok = next(&orders, o.clone(), text("ok"), &ctx);
+    assert!(ok.actions.is_empty());
+    assert_eq!(ok.run, o.run);
+}
