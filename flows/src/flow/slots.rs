@@ -187,12 +187,21 @@ pub fn parse_number(input: &str) -> Result<String, SlotError> {
 }
 
 /// A phone number in E.164 with Indonesian defaults: "0812-3456-7890", "62812…", "+62 812…"
-/// and "812…" all become "+62812…". 8 to 15 digits; other countries need their `+`.
+/// and "812…" all become "+62812…", also inside a short message ("nomor saya 0812…"). 8 to 15
+/// digits; other countries need their `+`.
 ///
 /// # Errors
 /// [`SlotError::Phone`] for anything else (letters, too short or long, no country).
 pub fn parse_phone(input: &str) -> Result<String, SlotError> {
-    let input = input.trim();
+    // "nomor saya 0812…", "WA: +62 812…": the number is what runs from the first `+` or digit
+    // to the last digit, and nothing before it may be a digit.
+    let start = input
+        .find(|c: char| c == '+' || c.is_ascii_digit())
+        .ok_or(SlotError::Phone)?;
+    let end = input
+        .rfind(|c: char| c.is_ascii_digit())
+        .map_or(input.len(), |i| i + 1);
+    let input = input.get(start..end.max(start)).ok_or(SlotError::Phone)?;
     let mut plus = false;
     let mut digits = String::new();
     for (i, c) in input.chars().enumerate() {
@@ -223,12 +232,21 @@ pub fn parse_phone(input: &str) -> Result<String, SlotError> {
 }
 
 /// An e-mail address: one `@`, a local part without spaces, a domain of dotted labels ending
-/// in a top-level domain of at least two letters. The domain is lowercased.
+/// in a top-level domain of at least two letters; the one word with an `@` in a short message.
+/// The domain is lowercased.
 ///
 /// # Errors
 /// [`SlotError::Email`] for anything else.
 pub fn parse_email(input: &str) -> Result<String, SlotError> {
-    let input = input.trim().trim_end_matches('.');
+    // "email saya budi@contoh.com ya": the one word with an `@`.
+    let mut candidates = input.split_whitespace().filter(|w| w.contains('@'));
+    let input = match (candidates.next(), candidates.next()) {
+        (Some(one), None) => one,
+        _ => return Err(SlotError::Email),
+    };
+    let input = input
+        .trim_start_matches(['<', '(', '"', '\''])
+        .trim_end_matches(['.', ',', '!', '?', '>', ')', '"', '\'']);
     let (local, domain) = input.split_once('@').ok_or(SlotError::Email)?;
     let local_ok = !local.is_empty()
         && local.len() <= 64
@@ -627,7 +645,18 @@ mod tests {
             );
         }
         assert_eq!(parse_phone("+65 9123 4567"), Ok("+6591234567".to_owned()));
+        assert_eq!(
+            parse_phone("nomor saya 0812 3456 7890 ya"),
+            Ok("+6281234567890".to_owned())
+        );
+        assert_eq!(
+            parse_phone("WA: +62 812-3456-7890"),
+            Ok("+6281234567890".to_owned())
+        );
         for input in [
+            "nomor saya",
+            "0812 atau 0813 1234 5678",
+            "08123456789x0",
             "0812",
             "12345",
             "phone: 0812",
@@ -645,12 +674,21 @@ mod tests {
             Ok("Budi.Santoso@contoh.co.id".to_owned())
         );
         assert_eq!(parse_email("a+b@x.io"), Ok("a+b@x.io".to_owned()));
+        assert_eq!(
+            parse_email("email saya budi@Contoh.com ya"),
+            Ok("budi@contoh.com".to_owned())
+        );
+        assert_eq!(
+            parse_email("<budi@contoh.com>."),
+            Ok("budi@contoh.com".to_owned())
+        );
+        assert_eq!(parse_email("a@x.com atau b@y.com"), Err(SlotError::Email));
         for input in [
             "budi",
             "budi@",
             "@x.com",
             "budi@x",
-            "bu di@x.com",
+            "budi @x.com",
             "a@@x.com",
             "a@x.c0",
         ] {
