@@ -240,9 +240,8 @@ pub fn parse_phone(input: &str) -> Result<String, SlotError> {
 pub fn parse_email(input: &str) -> Result<String, SlotError> {
     // "email saya budi@contoh.com ya": the one word with an `@`.
     let mut candidates = input.split_whitespace().filter(|w| w.contains('@'));
-    let input = match (candidates.next(), candidates.next()) {
-        (Some(one), None) => one,
-        _ => return Err(SlotError::Email),
+    let (Some(input), None) = (candidates.next(), candidates.next()) else {
+        return Err(SlotError::Email);
     };
     let input = input
         .trim_start_matches(['<', '(', '"', '\''])
