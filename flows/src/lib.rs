@@ -14,7 +14,9 @@
 //! - `hours`: business hours (time zone, weekly ranges, holidays) and the wait outlook.
 //! - `handoff`: the human handoff state machine (triggers, claims, SLA, hand back).
 //! - `lang`: a cheap Indonesian/English detector for customer messages.
-//! - `flow`: declarative tenant flows (YAML): their types, JSON Schema, parsing and checks.
+//! - `flow`: declarative tenant flows (YAML): their types, JSON Schema, parsing and checks,
+//!   slot answer parsing (`flow::parse_answer`) and the pure runtime (`flow::start`,
+//!   `flow::step`, `flow::triggered`) that walks a flow's steps.
 //!
 //! # Invariants
 //! - **Model output is never sent unvalidated**: [`policy::validate`] decides, a rejection

@@ -4,6 +4,7 @@
 
 use std::sync::LazyLock;
 
+use crate::flow::SlotError;
 use crate::hours::{Opening, WaitOutlook};
 use crate::prompts::{PromptError, chain};
 use crate::state::Locale;
@@ -438,6 +439,108 @@ fn weekday_index(o: &Opening) -> usize {
 
 fn month_index(o: &Opening) -> usize {
     usize::try_from(o.date.month() - 1).unwrap_or(0)
+}
+
+// Flows: what the flow runtime (`crate::flow::run`) says itself.
+
+/// A flow's answer did not fit its slot; said when the `ask` step has no `invalid` text.
+pub fn flow_invalid_answer(locale: Locale, error: SlotError) -> &'static str {
+    match (locale, error) {
+        (Locale::Id, SlotError::Empty | SlotError::Pattern) => {
+            "Maaf, jawabannya belum sesuai. Boleh dicoba lagi? Ketik \"batal\" untuk berhenti."
+        }
+        (Locale::En, SlotError::Empty | SlotError::Pattern) => {
+            "Sorry, that answer does not fit. Could you try again? Type \"cancel\" to stop."
+        }
+        (Locale::Id, SlotError::Number) => "Mohon tulis angkanya saja, contohnya 4.",
+        (Locale::En, SlotError::Number) => "Please type a number, for example 4.",
+        (Locale::Id, SlotError::Phone) => {
+            "Nomor teleponnya belum benar. Contohnya 0812 3456 7890 atau +62 812 3456 7890."
+        }
+        (Locale::En, SlotError::Phone) => {
+            "That does not look like a phone number. For example +62 812 3456 7890."
+        }
+        (Locale::Id, SlotError::Email) => "Alamat emailnya belum benar. Contohnya nama@contoh.com.",
+        (Locale::En, SlotError::Email) => {
+            "That does not look like an e-mail address. For example name@example.com."
+        }
+        (Locale::Id, SlotError::Date) => {
+            "Tanggalnya belum saya pahami. Contohnya \"besok\", \"Sabtu\" atau \"12/12\"."
+        }
+        (Locale::En, SlotError::Date) => {
+            "I did not understand the date. For example \"tomorrow\", \"Saturday\" or \"Dec 12\"."
+        }
+        (Locale::Id, SlotError::Time) => {
+            "Jamnya belum saya pahami. Contohnya \"jam 3 sore\" atau \"15.00\"."
+        }
+        (Locale::En, SlotError::Time) => {
+            "I did not understand the time. For example \"3pm\" or \"15:00\"."
+        }
+        (Locale::Id, SlotError::Datetime) => {
+            "Tanggal dan jamnya belum saya pahami. Contohnya \"besok jam 7 malam\"."
+        }
+        (Locale::En, SlotError::Datetime) => {
+            "I did not understand the date and time. For example \"tomorrow at 7pm\"."
+        }
+        (Locale::Id, SlotError::Choice) => {
+            "Silakan pilih salah satu pilihan di bawah, atau ketik nomornya."
+        }
+        (Locale::En, SlotError::Choice) => {
+            "Please pick one of the options below, or type its number."
+        }
+    }
+}
+
+/// A flow was left because the customer typed "batal"/"cancel".
+pub fn flow_cancelled(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => "Baik, sudah saya batalkan. Ada lagi yang bisa saya bantu?",
+        Locale::En => "Okay, I have cancelled that. Is there anything else I can help with?",
+    }
+}
+
+/// Three answers in a row did not fit: a person takes over.
+pub fn flow_too_many_invalid(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Maaf, sepertinya saya belum bisa memahami jawabannya. Percakapan ini saya teruskan ke tim kami supaya dibantu langsung, mohon ditunggu ya."
+        }
+        Locale::En => {
+            "Sorry, I could not understand the answer. I am passing this chat to our team so they can help you directly, please wait a moment."
+        }
+    }
+}
+
+/// A flow's webhook failed after its retries: a person takes over.
+pub fn flow_webhook_failed(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Maaf, datanya belum bisa kami cek saat ini. Percakapan ini saya teruskan ke tim kami supaya dibantu langsung, mohon ditunggu ya."
+        }
+        Locale::En => {
+            "Sorry, we cannot look that up right now. I am passing this chat to our team so they can help you directly, please wait a moment."
+        }
+    }
+}
+
+/// A flow's `handoff` step.
+pub fn flow_handoff(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => "Baik, percakapan ini saya teruskan ke tim kami. Mohon ditunggu ya.",
+        Locale::En => "Okay, I am passing this chat to our team. Please wait a moment.",
+    }
+}
+
+/// A flow awaits a one-time code and the message is not one.
+pub fn flow_type_the_code(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Silakan ketik 6 angka kode verifikasi yang kami kirim. Ketik \"kirim ulang\" untuk kode baru, atau \"batal\" untuk berhenti."
+        }
+        Locale::En => {
+            "Please type the 6-digit verification code we sent. Type \"resend\" for a new code, or \"cancel\" to stop."
+        }
+    }
 }
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ fn asks_to_verify(lower: &str) -> bool {
     id || en
 }
 
-fn is_resend(lower: &str) -> bool {
+pub(crate) fn is_resend(lower: &str) -> bool {
     [
         "kirim ulang",
         "kirim lagi",
@@ -232,7 +232,7 @@ fn is_cancel(lower: &str) -> bool {
 
 /// The code when the message is one: six digits in a short message ("123456", "482 913",
 /// "kodenya 482913"), so a typed code never reaches the language model.
-fn typed_code(lower: &str) -> Option<String> {
+pub(crate) fn typed_code(lower: &str) -> Option<String> {
     let digits: String = lower.chars().filter(char::is_ascii_digit).collect();
     (digits.len() == CODE_DIGITS && lower.chars().count() <= 40).then_some(digits)
 }
@@ -261,7 +261,7 @@ pub(crate) fn phone_number(lower: &str) -> Option<String> {
 
 /// `+6281234567890` → `+62 812-****-7890`: enough for the customer to recognize it, not the
 /// whole number in a chat transcript.
-fn masked_phone(phone: &str) -> String {
+pub(crate) fn masked_phone(phone: &str) -> String {
     let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
     if digits.len() < 8 {
         return phone.to_owned();

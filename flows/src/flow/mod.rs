@@ -7,6 +7,11 @@
 //! unique labels, jumps to labels that exist, slots that are asked or saved before templates
 //! use them, templates that compile, patterns and durations that parse.
 //!
+//! It is also the flow *runtime*: [`parse_answer`] reads a customer's answer into a slot, and
+//! [`start`] / [`step`] walk a flow one event at a time, returning the [`FlowRun`] to persist
+//! and the [`FlowAction`]s the gateway carries out. [`triggered`] picks the flow a message
+//! starts.
+//!
 //! ```yaml
 //! name: cek-pesanan
 //! description: The customer wants to know the status of an order.
@@ -24,6 +29,8 @@
 //! ```
 
 mod check;
+mod run;
+mod slots;
 mod suggest;
 
 use std::collections::BTreeMap;
@@ -34,6 +41,14 @@ use serde::{Deserialize, Serialize};
 pub use check::{
     FlowError, MAX_CHOICES, MAX_FOLLOW_UP, MAX_STEPS, MAX_WEBHOOK_RETRIES, MAX_WEBHOOK_TIMEOUT,
     parse,
+};
+pub use run::{
+    Awaiting, FlowAction, FlowEvent, FlowRun, LeaveReason, MAX_ATTEMPTS, Outcome, RunContext,
+    start, step, triggered,
+};
+pub use slots::{
+    SlotError, parse_answer, parse_choice, parse_date, parse_datetime, parse_email, parse_number,
+    parse_phone, parse_text, parse_time,
 };
 
 /// Slots every flow may read without asking for them.
@@ -327,5 +342,7 @@ pub fn json_schema() -> String {
     text
 }
 
+#[cfg(test)]
+mod run_tests;
 #[cfg(test)]
 mod tests;
