@@ -1,0 +1,313 @@
+//! Out-of-process benchmark against the reference gateway, in one run on one machine.
+//!
+//! Starts `../shared/bench`'s `bench-stubs` (fake Graph API, and the do-nothing reference
+//! gateway with `--echo-listen`), then the real `sapa serve` binary with N WhatsApp numbers (one
+//! tenant each, the demo knowledge base, debounce 0, no LLM, `messages_per_second = 1000`), and
+//! runs `bench-loadgen` at the same open-loop rates against both. Prints one Markdown table per
+//! rate with the reference's and Sapa's figures and their ratio.
+//!
+//! ```sh
+//! cargo build --release -p gateway --bin sapa -p sapa-tests --bin gateway-bench
+//! cargo build --release --manifest-path ../shared/bench/Cargo.toml --target-dir target/bench-kit
+//! ./target/release/gateway-bench [--rates 500,1000,2000] [--duration 10] [--numbers 40]
+//!     [--sapa target/release/sapa] [--kit target/bench-kit/release]
+//! ```
+//!
+//! Ports: the stubs on 127.0.0.1:18480, the reference on 18490, Sapa on a free port; the
+//! operator listener takes a free port too. Everything stays on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const STUBS: &str = "127.0.0.1:18480";
+const REFERENCE: &str = "127.0.0.1:18490";
+const SECRET: &str = "bench-app-secret";
+const FIRST_NUMBER: u64 = 100_000_000_000_001;
+
+struct Args {
+    rates: Vec<u32>,
+    duration: u32,
+    numbers: u32,
+    sapa: PathBuf,
+    kit: PathBuf,
+}
+
+fn args() -> Args {
+    let mut parsed = Args {
+        rates: vec![500, 1000, 2000],
+        duration: 10,
+        numbers: 40,
+        sapa: PathBuf::from("target/release/sapa"),
+        kit: PathBuf::from("target/bench-kit/release"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--rates" => {
+                parsed.rates = value
+                    .split(',')
+                    .map(|r| r.trim().parse().expect("--rates: numbers, e.g. 500,1000"))
+                    .collect();
+            }
+            "--duration" => parsed.duration = value.parse().expect("--duration: seconds"),
+            "--numbers" => parsed.numbers = value.parse().expect("--numbers: a count"),
+            "--sapa" => parsed.sapa = PathBuf::from(value),
+            "--kit" => parsed.kit = PathBuf::from(value),
+            other => panic!("unknown flag {other} (see the file's header)"),
+        }
+    }
+    for (what, path) in [
+        ("sapa", parsed.sapa.clone()),
+        ("bench-stubs", parsed.kit.join("bench-stubs")),
+        ("bench-loadgen", parsed.kit.join("bench-loadgen")),
+    ] {
+        assert!(
+            path.exists(),
+            "no {what} at {} (build it, see the file's header)",
+            path.display()
+        );
+    }
+    parsed
+}
+
+/// Kills the child when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(url: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let client = probe::get_ok();
+    while Instant::now() < deadline {
+        if client(url) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what} did not answer at {url} within 120 s");
+}
+
+/// A tiny blocking GET for readiness checks (std only: the bench needs no runtime).
+mod probe {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    pub fn get_ok() -> impl Fn(&str) -> bool {
+        |url: &str| {
+            let Some(rest) = url.strip_prefix("http://") else {
+                return false;
+            };
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let Ok(mut stream) = TcpStream::connect(host) else {
+                return false;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let request =
+                format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            if stream.write_all(request.as_bytes()).is_err() {
+                return false;
+            }
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sapa_config(dir: &Path, numbers: u32) -> PathBuf {
+    let mut config = String::from("[conversation]\ndebounce = \"0s\"\n[demo]\nenabled = false\n");
+    for i in 0..numbers {
+        let number = FIRST_NUMBER + u64::from(i);
+        config.push_str(&format!(
+            "[tenants.t{i}]\nname = \"Toko {i}\"\nlocale = \"id\"\n\
+             [tenants.t{i}.whatsapp]\nphone_number_id = \"{number}\"\napp_secret = \"{SECRET}\"\n\
+             access_token = \"bench\"\nverify_token = \"bench\"\napi_base_url = \"http://{STUBS}\"\n\
+             messages_per_second = 1000\n"
+        ));
+    }
+    let path = dir.join("sapa.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn sapa(args: &Args, dir: &Path, config: &Path) -> Command {
+    let mut command = Command::new(&args.sapa);
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("SAPA_TELEMETRY__FILTER", "warn")
+        .env("SAPA_SERVER__ADMIN_BIND", "127.0.0.1:0")
+        .current_dir(dir);
+    command
+}
+
+/// One loadgen run; its JSON result line.
+fn load(args: &Args, target: &str, rate: u32, first_customer: u64, watch: Option<u32>) -> Value {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut command = Command::new(args.kit.join("bench-loadgen"));
+    command
+        .args(["--target", target])
+        .args(["--stub", &format!("http://{STUBS}")])
+        .args(["--rate", &rate.to_string()])
+        .args(["--duration", &args.duration.to_string()])
+        .args(["--warmup", "2", "--drain", "20"])
+        .args(["--numbers", &args.numbers.to_string()])
+        .args(["--customers", "40000"])
+        .args(["--customer-base", &first_customer.to_string()])
+        .args(["--app-secret", SECRET])
+        .arg("--quiet")
+        .arg("--json-out")
+        .arg(out.path())
+        .stdout(Stdio::null());
+    if let Some(pid) = watch {
+        command.args(["--watch", &format!("sapa={pid}")]);
+    }
+    let status = command.status().expect("bench-loadgen runs");
+    assert!(status.success(), "bench-loadgen failed against {target}");
+    let text = std::fs::read_to_string(out.path()).unwrap();
+    serde_json::from_str(text.lines().last().expect("a result line")).unwrap()
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() {
+        format!("{:.2}", a / b)
+    } else {
+        "–".to_owned()
+    }
+}
+
+fn row(name: &str, v: &Value) -> String {
+    let watch = &v["watch"]["sapa"];
+    let cpu = watch["cpu_cores_avg"]
+        .as_f64()
+        .map_or("–".to_owned(), |c| format!("{c:.2}"));
+    let rss = watch["peak_rss_mb"]
+        .as_f64()
+        .map_or("–".to_owned(), |r| format!("{r:.0}"));
+    format!(
+        "| {name} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {} / {} | {} | {cpu} | {rss} |",
+        num(v, "ack_p50_ms"),
+        num(v, "ack_p99_ms"),
+        num(v, "e2e_p50_ms"),
+        num(v, "e2e_p99_ms"),
+        num(v, "throughput_rps"),
+        v["lost"],
+        v["duplicates"],
+        v["ack_failed"],
+    )
+}
+
+fn main() {
+    let args = args();
+    let dir = tempfile::tempdir().unwrap();
+    let _stubs = Guard(
+        Command::new(args.kit.join("bench-stubs"))
+            .args(["--listen", STUBS, "--echo-listen", REFERENCE])
+            .args(["--echo-app-secret", SECRET])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bench-stubs starts"),
+    );
+    wait_for(&format!("http://{STUBS}/stats"), "bench-stubs");
+
+    // Seed the tenants (one start), give each the demo knowledge base, then serve.
+    let config = sapa_config(dir.path(), args.numbers);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    {
+        let _seed = Guard(
+            sapa(&args, dir.path(), &config)
+                .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(&format!("{base}/health/live"), "sapa (seeding)");
+    }
+    let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/kb");
+    for i in 0..args.numbers {
+        let status = sapa(&args, dir.path(), &config)
+            .args(["kb", "ingest", "--tenant", &format!("t{i}")])
+            .arg(&kb)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kb ingest for t{i}");
+    }
+    let log = std::fs::File::create(dir.path().join("sapa.log")).unwrap();
+    let server = Guard(
+        sapa(&args, dir.path(), &config)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = server.0.id();
+    wait_for(&format!("{base}/health/ready"), "sapa");
+    std::thread::sleep(Duration::from_secs(3));
+
+    println!(
+        "\n{} WhatsApp numbers, {} s per rate (+2 s warm-up), open loop, 40,000 customers\n",
+        args.numbers, args.duration
+    );
+    println!(
+        "| offered/s | gateway | ack p50 / p99 ms | end-to-end p50 / p99 ms | sustained/s | lost / dup | ack failed | CPU cores | RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (n, &rate) in args.rates.iter().enumerate() {
+        let first = 6_281_000_000_000 + (n as u64) * 1_000_000;
+        let reference = load(
+            &args,
+            &format!("http://{REFERENCE}/webhook"),
+            rate,
+            first,
+            None,
+        );
+        let gateway = load(
+            &args,
+            &format!("{base}/webhooks/whatsapp"),
+            rate,
+            first + 500_000,
+            Some(pid),
+        );
+        println!("{}", row(&format!("{rate} | reference"), &reference));
+        println!("{}", row(&format!("{rate} | sapa"), &gateway));
+        println!(
+            "| {rate} | **sapa / reference** | {} (p99) | {} (p99) | **{}** | | | | |",
+            ratio(num(&gateway, "ack_p99_ms"), num(&reference, "ack_p99_ms")),
+            ratio(num(&gateway, "e2e_p99_ms"), num(&reference, "e2e_p99_ms")),
+            ratio(
+                num(&gateway, "throughput_rps"),
+                num(&reference, "throughput_rps")
+            ),
+        );
+    }
+    drop(server);
+}
