@@ -198,6 +198,8 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
             unanswered: vec!["a\nb".into()],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         assert_eq!(
@@ -362,6 +364,8 @@ async fn a_newer_message_supersedes_an_answer_being_committed() {
             unanswered: vec![],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         assert_eq!(
@@ -402,6 +406,8 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                 unanswered: vec![],
                 llm_usage: vec![],
                 accept_newer: false,
+                follow_up: None,
+                opt_out: None,
                 ..Turn::new(batch.clone())
             };
             s.commit_turn(&commit).await.unwrap();
@@ -736,6 +742,8 @@ async fn delivery_statuses_only_move_forward() {
             unanswered: vec![],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
@@ -835,6 +843,8 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
             unanswered: vec![],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
@@ -1085,6 +1095,8 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
             unanswered: vec![],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
