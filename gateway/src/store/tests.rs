@@ -1947,3 +1947,108 @@ async fn sla_notices_are_sent_once_and_return_the_chat_to_the_bot_on_both_backen
         );
     }
 }
+
+/// Inserts a pending follow-up due at `due_at` for `conversation` of `tenant`.
+async fn pending_follow_up(s: &Store, tenant: &str, conversation: &str, due_at: i64) {
+    sqlx::query(
+        "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, state, created_at, updated_at) \
+         SELECT tenant_id, id, contact_id, 'scheduled', $1, 'Ada lagi?', 'pending', 0, 0 FROM conversations \
+         WHERE id = $2 AND tenant_id = $3",
+    )
+    .bind(due_at)
+    .bind(conversation)
+    .bind(tenant)
+    .execute(s.pool())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn follow_ups_are_claimed_with_a_lease_and_sent_once_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (_, conv) = webchat_conversation(s, "shop").await;
+        let (_, other) = webchat_conversation(s, "shop").await;
+        pending_follow_up(s, "shop", &conv, 1000).await;
+        // Not due yet: nothing claimed.
+        assert!(s.claim_follow_ups(999, 10, 5000).await.unwrap().is_empty());
+        let first = s.claim_follow_ups(1000, 10, 5000).await.unwrap();
+        assert_eq!(first.len(), 1, "{}", t.name);
+        // Leased: a second worker gets nothing until the lease ends, then the same row.
+        assert!(s.claim_follow_ups(2000, 10, 5000).await.unwrap().is_empty());
+        let second = s.claim_follow_ups(7000, 10, 5000).await.unwrap();
+        assert_eq!(second.len(), 1, "{}", t.name);
+        // Both workers try to deliver: exactly one sends.
+        let now = now_ms();
+        let a = s.deliver_follow_up(&first[0], 2, None, now).await.unwrap();
+        let b = s.deliver_follow_up(&second[0], 2, None, now).await.unwrap();
+        assert_eq!(a, FollowUpOutcome::Sent { template: false }, "{}", t.name);
+        assert_eq!(b, FollowUpOutcome::Gone, "{}", t.name);
+        let rows = s.follow_ups_of("shop", &conv).await.unwrap();
+        assert_eq!(
+            (rows[0].state.as_str(), rows[0].reason.clone()),
+            ("sent", None)
+        );
+        // Other tenants see nothing of it.
+        assert!(
+            s.follow_ups_of("elsewhere", &conv)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Another conversation's follow-up is independent.
+        pending_follow_up(s, "shop", &other, 1000).await;
+        let due = s.claim_follow_ups(now, 10, 5000).await.unwrap();
+        assert_eq!(
+            s.deliver_follow_up(&due[0], 2, None, now).await.unwrap(),
+            FollowUpOutcome::Sent { template: false }
+        );
+        assert_eq!(
+            s.claim_outbox(10, 30_000).await.unwrap().len(),
+            2,
+            "{}",
+            t.name
+        );
+
+        // The weekly limit: one already sent to this contact, the limit is 1.
+        pending_follow_up(s, "shop", &conv, 1000).await;
+        let due = s.claim_follow_ups(now, 10, 5000).await.unwrap();
+        assert_eq!(
+            s.deliver_follow_up(&due[0], 1, None, now).await.unwrap(),
+            FollowUpOutcome::Skipped("weekly_limit"),
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn live_answers_are_claimed_before_follow_ups_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (_, a) = webchat_conversation(s, "shop").await;
+        let (_, b) = webchat_conversation(s, "shop").await;
+        let now = now_ms();
+        pending_follow_up(s, "shop", &a, 1000).await;
+        let due = s.claim_follow_ups(now, 10, 5000).await.unwrap();
+        s.deliver_follow_up(&due[0], 2, None, now).await.unwrap();
+        let mut tx = s.write.begin().await.unwrap();
+        outbox::queue_message(
+            &mut tx,
+            &s.days,
+            "shop",
+            &b,
+            channels::model::Author::Bot,
+            "live",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        // One row per claim: the later live answer wins over the earlier follow-up.
+        let claimed = s.claim_outbox(1, 30_000).await.unwrap();
+        assert_eq!(claimed[0].message.text, "live", "{}", t.name);
+    }
+}
