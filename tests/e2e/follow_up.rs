@@ -327,3 +327,125 @@ async fn telegram_follow_up_arrives_once() {
     assert_eq!(fake.calls_of("sendMessage").len(), 2);
     app.stop().await;
 }
+
+const CRASH_FOLLOW_UPS: usize = 500;
+
+async fn count(store: &gateway::store::Store, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or(0)
+}
+
+async fn open_store(dir: &std::path::Path) -> gateway::store::Store {
+    gateway::store::Store::connect(
+        &gateway::config::DatabaseTarget::Sqlite(dir.join("sapa.db")),
+        2,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_due_follow_ups_are_each_sent_exactly_once_across_sigkills() {
+    use crate::process::ServerProcess;
+    // Arrange: 500 web chat conversations, each with a follow-up due now.
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [("SAPA_DEMO__FOLLOW_UP__QUIET_HOURS", "off")];
+    let server = ServerProcess::start(dir.path(), &envs).await;
+    let client = reqwest::Client::new();
+    for _ in 0..CRASH_FOLLOW_UPS {
+        sapa_tests::create_session(&client, &server.address, "demo").await;
+    }
+    server.kill().await;
+    let store = open_store(dir.path()).await;
+    sqlx::query(
+        "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, state, created_at, updated_at) \
+         SELECT tenant_id, id, contact_id, 'scheduled', 0, $1, 'pending', 0, 0 FROM conversations WHERE tenant_id = 'demo'",
+    )
+    .bind(FOLLOW_UP_ID)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM follow_ups WHERE state = 'pending'"
+        )
+        .await,
+        CRASH_FOLLOW_UPS as i64
+    );
+
+    // Act: SIGKILL as soon as follow-ups are being sent, and again while the dispatcher
+    // delivers them; restart on the same data dir each time.
+    let mut server = ServerProcess::start(dir.path(), &envs).await;
+    for probe in [
+        "SELECT COUNT(*) FROM follow_ups WHERE state <> 'pending'",
+        "SELECT COUNT(*) FROM outbox WHERE state = 'sent'",
+    ] {
+        eventually(Duration::from_secs(60), || async {
+            (count(&store, probe).await > 0).then_some(())
+        })
+        .await;
+        server.kill().await;
+        let decided = count(
+            &store,
+            "SELECT COUNT(*) FROM follow_ups WHERE state <> 'pending'",
+        )
+        .await;
+        let delivered = count(&store, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'").await;
+        eprintln!("SIGKILL with {decided} follow-ups decided, {delivered} delivered");
+        server = ServerProcess::start(dir.path(), &envs).await;
+    }
+
+    // Assert: every follow-up sent, each conversation got exactly one bot message and one
+    // delivered outbox row.
+    eventually(Duration::from_secs(120), || async {
+        let pending = count(
+            &store,
+            "SELECT COUNT(*) FROM follow_ups WHERE state = 'pending'",
+        )
+        .await;
+        let unsent = count(
+            &store,
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+        )
+        .await;
+        (pending == 0 && unsent == 0).then_some(())
+    })
+    .await;
+    sapa_tests::settled(&client, &server.admin_address).await;
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM follow_ups WHERE state = 'sent'"
+        )
+        .await,
+        CRASH_FOLLOW_UPS as i64
+    );
+    let per_conversation: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT c.id, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id AND m.author = 'bot') \
+         FROM conversations c WHERE c.tenant_id = 'demo'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(per_conversation.len(), CRASH_FOLLOW_UPS);
+    for (conversation, bots) in &per_conversation {
+        assert_eq!(
+            *bots, 1,
+            "conversation {conversation}: one follow-up message"
+        );
+    }
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM outbox WHERE state = 'sent' AND priority = -1"
+        )
+        .await,
+        CRASH_FOLLOW_UPS as i64
+    );
+    eprintln!("crash test: {CRASH_FOLLOW_UPS} follow-ups, 2 SIGKILLs, each sent exactly once");
+    store.close().await;
+    server.kill().await;
+}
