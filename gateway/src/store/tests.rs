@@ -2052,3 +2052,64 @@ async fn live_answers_are_claimed_before_follow_ups_on_both_backends() {
         assert_eq!(claimed[0].message.text, "live", "{}", t.name);
     }
 }
+
+#[tokio::test]
+async fn a_turn_schedules_reschedules_and_opts_out_of_follow_ups_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, conv) = webchat_conversation(s, "shop").await;
+        let plan = |due_at| PlannedFollowUp {
+            due_at,
+            kind: "scheduled",
+            text: "Ada lagi?".into(),
+        };
+        for (n, (follow_up, opt_out)) in [
+            (Some(plan(5000)), None),
+            (Some(plan(9000)), None),
+            (None, Some(true)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.accept_inbound(&[item("shop", &account, &conv, &format!("f{n}"), "a")])
+                .await
+                .unwrap();
+            let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
+            let commit = Turn {
+                follow_up,
+                opt_out,
+                ..Turn::new(batch)
+            };
+            assert!(matches!(
+                s.commit_turn(&commit).await.unwrap(),
+                TurnOutcome::Committed { .. }
+            ));
+        }
+        let rows: Vec<(String, Option<String>, i64)> = s
+            .follow_ups_of("shop", &conv)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.state, r.reason, r.due_at))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("cancelled".into(), Some("rescheduled".into()), 5000),
+                ("cancelled".into(), Some("customer_wrote".into()), 9000),
+            ],
+            "{}",
+            t.name
+        );
+        assert!(
+            s.conversation_follow_up_opt_out("shop", &conv)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.conversation_follow_up_opt_out("other", &conv)
+                .await
+                .unwrap()
+        );
+    }
+}

@@ -132,9 +132,15 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
     turn
 }
 
-/// Schedules the tenant's follow-up after a bot answer that leaves the bot in charge.
+/// Schedules the tenant's follow-up after a bot answer (the knowledge base or the model
+/// replied; not a greeting, a code step or a handoff) that leaves the bot in charge.
 fn plan_follow_up(ctx: &TurnContext, turn: &mut Turn, hours: &flows::BusinessHours, now: i64) {
-    if turn.replies.is_empty()
+    let answered = matches!(
+        turn.kind,
+        "passage" | "no_match" | "llm_answer" | "llm_clarify" | "llm_rejected"
+    );
+    if !answered
+        || turn.replies.is_empty()
         || turn.handoff_reason.is_some()
         || turn.conversation.state != flows::ConversationState::Bot
     {
