@@ -144,6 +144,11 @@ impl BusinessHours {
         })
     }
 
+    /// The zone local times are read in.
+    pub(crate) fn zone(&self) -> &TimeZone {
+        &self.zone
+    }
+
     /// The IANA name of the zone.
     pub fn zone_name(&self) -> &str {
         &self.zone_name

@@ -11,6 +11,7 @@
 //!   percentages or links, digits of any script), how much of a partial reply may stream,
 //!   and reading its `reply` out of a partial stream.
 //! - `prompts`: the model's tera prompts from `prompts/`, compiled at start.
+//! - `follow_up`: quiet hours of follow-ups and the customer's opt-out words.
 //! - `hours`: business hours (time zone, weekly ranges, holidays) and the wait outlook.
 //! - `handoff`: the human handoff state machine (triggers, claims, SLA, hand back).
 //! - `lang`: a cheap Indonesian/English detector for customer messages.
@@ -30,6 +31,7 @@ mod action;
 mod engine;
 pub mod excerpt;
 pub mod flow;
+pub mod follow_up;
 pub mod handoff;
 pub mod hours;
 pub mod lang;

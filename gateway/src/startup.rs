@@ -233,6 +233,7 @@ impl Application {
         let bots = Arc::new(crate::bot::LiveBots::default());
         crate::bot::seed_and_load(&store, &declared_bots(&config), &bots).await?;
         crate::bot::spawn_reload(store.clone(), bots.clone(), &work.0, work.1.clone());
+        let follow_ups = Arc::new(follow_up_rules(&config));
         let ctx = Arc::new(TurnContext {
             bots: bots.clone(),
             otp: otp.clone(),
@@ -268,6 +269,7 @@ impl Application {
                 .iter()
                 .map(|(slug, tenant)| (slug.clone(), tenant.quota))
                 .collect(),
+            follow_ups: follow_ups.clone(),
         });
         let answers = ctx.clone();
         let lanes = Lanes::new(
@@ -310,6 +312,13 @@ impl Application {
             wake: dispatcher_wake.clone(),
         }
         .spawn(ASSIGN_EVERY, &work.0, work.1.clone());
+        crate::workers::follow_ups::FollowUps {
+            store: store.clone(),
+            rules: follow_ups,
+            channels: registry.clone(),
+            wake: dispatcher_wake.clone(),
+        }
+        .spawn(FOLLOW_UP_EVERY, &work.0, work.1.clone());
         let channels = registry.clone();
         Dispatcher::new(
             store.clone(),
@@ -510,6 +519,8 @@ impl Application {
 
 /// How often waiting chats are offered to online agents.
 const ASSIGN_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often due follow-ups are looked for.
+const FOLLOW_UP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long shutdown waits, after its grace, for the sends already in flight to finish and be
 /// recorded (provider calls time out well before it).
@@ -584,6 +595,22 @@ async fn seed(
         }
     }
     Ok(())
+}
+
+/// Each tenant's follow-up settings, by tenant: the declared tenants, and the demo tenant's
+/// `[demo.follow_up]` unless `[tenants.demo]` is declared.
+fn follow_up_rules(
+    config: &Config,
+) -> std::collections::HashMap<String, crate::config::FollowUpConfig> {
+    let mut rules: std::collections::HashMap<String, crate::config::FollowUpConfig> = config
+        .tenants
+        .iter()
+        .map(|(slug, tenant)| (slug.clone(), tenant.follow_up.clone()))
+        .collect();
+    if config.demo.enabled && !config.tenants.contains_key(demo::TENANT) {
+        rules.insert(demo::TENANT.to_owned(), config.demo.follow_up.clone());
+    }
+    rules
 }
 
 /// Each tenant's handoff settings, by tenant. Business hours were checked by validation;

@@ -314,6 +314,95 @@ pub struct DemoConfig {
     pub greeting: String,
     /// Websites that may embed the demo tenant's widget.
     pub allowed_origins: Vec<String>,
+    /// The demo tenant's follow-ups.
+    pub follow_up: FollowUpConfig,
+}
+
+/// `[tenants.<slug>.follow_up]` and `[demo.follow_up]`: one message when a customer goes quiet
+/// after a bot answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpConfig {
+    /// Quiet time after the answer; zero disables follow-ups.
+    #[serde(default = "default_follow_up_after", with = "humantime_serde")]
+    pub after: Duration,
+    /// Local hours without follow-ups (`"21:00-08:00"`), or `"off"`.
+    #[serde(default = "default_quiet_hours")]
+    pub quiet_hours: String,
+    /// Follow-ups one contact gets at most in any 7 days.
+    #[serde(default = "default_max_per_week")]
+    pub max_per_week: u32,
+    /// The message; empty: the built-in one in the conversation's language.
+    #[serde(default)]
+    pub text: String,
+}
+
+impl Default for FollowUpConfig {
+    fn default() -> Self {
+        Self {
+            after: default_follow_up_after(),
+            quiet_hours: default_quiet_hours(),
+            max_per_week: default_max_per_week(),
+            text: String::new(),
+        }
+    }
+}
+
+fn default_follow_up_after() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+
+fn default_quiet_hours() -> String {
+    "21:00-08:00".to_owned()
+}
+
+fn default_max_per_week() -> u32 {
+    2
+}
+
+/// Longest follow-up text, in characters.
+const MAX_FOLLOW_UP_TEXT: usize = 1000;
+
+impl FollowUpConfig {
+    /// Problems with these settings, each naming its key under `prefix`
+    /// (`tenants.shop.follow_up` or `demo.follow_up`).
+    pub fn problems(&self, prefix: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(err) =
+            flows::follow_up::QuietHours::parse(&format!("{prefix}.quiet_hours"), &self.quiet_hours)
+        {
+            problems.push(err.to_string());
+        }
+        if self.max_per_week == 0 {
+            problems.push(format!(
+                "{prefix}.max_per_week must be at least 1 (set {prefix}.after = \"0\" to turn follow-ups off)"
+            ));
+        }
+        if !self.text.is_empty() && self.text.trim().is_empty() {
+            problems.push(format!(
+                "{prefix}.text must not be blank (leave it empty for the built-in text)"
+            ));
+        }
+        if self.text.chars().count() > MAX_FOLLOW_UP_TEXT {
+            problems.push(format!(
+                "{prefix}.text must be at most {MAX_FOLLOW_UP_TEXT} characters"
+            ));
+        }
+        if self.after > Duration::from_secs(30 * 24 * 3600) {
+            problems.push(format!(
+                "{prefix}.after must be at most 30 days (got {})",
+                humantime::format_duration(self.after)
+            ));
+        }
+        problems
+    }
+
+    /// The quiet hours (`None`: off); validation already checked them.
+    pub fn quiet(&self) -> Option<flows::follow_up::QuietHours> {
+        flows::follow_up::QuietHours::parse("follow_up.quiet_hours", &self.quiet_hours)
+            .ok()
+            .flatten()
+    }
 }
 
 /// `[tenants.<slug>.business_hours]`: each weekday's opening hours in the tenant's time zone
@@ -436,6 +525,9 @@ pub struct TenantConfig {
     /// Monthly message and model-token quotas.
     #[serde(default)]
     pub quota: QuotaConfig,
+    /// Follow-ups after a bot answer.
+    #[serde(default)]
+    pub follow_up: FollowUpConfig,
     /// The tenant's WhatsApp Cloud API number, if any.
     #[serde(default)]
     pub whatsapp: Option<TenantWhatsapp>,
@@ -855,7 +947,13 @@ impl Config {
             if let Err(problem) = tenant.business_hours(slug) {
                 problems.push(problem);
             }
+            problems.extend(
+                tenant
+                    .follow_up
+                    .problems(&format!("tenants.{slug}.follow_up")),
+            );
         }
+        problems.extend(self.demo.follow_up.problems("demo.follow_up"));
         if self.otp.ttl < Duration::from_secs(30) || self.otp.ttl > Duration::from_secs(600) {
             problems.push(format!(
                 "otp.ttl must be between 30s and 10m (NIST SP 800-63B), not {}",
@@ -1798,6 +1896,61 @@ mod tests {
                 .contains("postgres://u:***@localhost/test"),
             "{}",
             config.redacted_summary()
+        );
+    }
+
+    #[test]
+    fn follow_ups_are_configured_per_tenant_and_from_the_environment() {
+        let config = Config::from_sources(
+            Some(("f", "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n")),
+            &env(&[
+                ("SAPA_DEMO__FOLLOW_UP__AFTER", "3s"),
+                ("SAPA_DEMO__FOLLOW_UP__QUIET_HOURS", "off"),
+                ("SAPA_TENANTS__SHOP__FOLLOW_UP__AFTER", "0"),
+                ("SAPA_TENANTS__SHOP__FOLLOW_UP__MAX_PER_WEEK", "5"),
+                (
+                    "SAPA_TENANTS__SHOP__FOLLOW_UP__TEXT",
+                    "Masih ada pertanyaan?",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.demo.follow_up.after, Duration::from_secs(3));
+        assert!(config.demo.follow_up.quiet().is_none());
+        assert_eq!(config.demo.follow_up.max_per_week, 2);
+        let shop = &config.tenants["shop"].follow_up;
+        assert_eq!(shop.after, Duration::ZERO);
+        assert_eq!(shop.max_per_week, 5);
+        assert_eq!(shop.text, "Masih ada pertanyaan?");
+        // Defaults without any setting.
+        let plain = Config::from_toml("[tenants.two]\nname = \"T\"\nlocale = \"en\"\n").unwrap();
+        let two = &plain.tenants["two"].follow_up;
+        assert_eq!(two.after, Duration::from_secs(7200));
+        assert!(two.quiet().is_some());
+        assert_eq!(plain.demo.follow_up.after, Duration::from_secs(7200));
+
+        let err = Config::from_sources(
+            Some((
+                "f",
+                "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.follow_up]\nquiet_hours = \"9pm\"\nmax_per_week = 0\n",
+            )),
+            &env(&[("SAPA_DEMO__FOLLOW_UP__AFTER", "soon")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SAPA_DEMO__FOLLOW_UP__AFTER"), "{err}");
+        let err = Config::from_toml(
+            "[tenants.shop]\nname = \"S\"\nlocale = \"id\"\n[tenants.shop.follow_up]\nquiet_hours = \"9pm\"\nmax_per_week = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("tenants.shop.follow_up.quiet_hours must be a local time range"),
+            "{err}"
+        );
+        assert!(
+            err.contains("tenants.shop.follow_up.max_per_week must be at least 1"),
+            "{err}"
         );
     }
 

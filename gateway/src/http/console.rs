@@ -719,10 +719,15 @@ async fn conversation(
         .collect();
     // What the bot was told at the last hand back (best effort).
     let summary = store.handoff_summary(tenant, &id).await.unwrap_or_default();
+    // The customer wrote "berhenti"/"stop": the bot sends them no follow-ups (best effort).
+    let opt_out = store
+        .conversation_follow_up_opt_out(tenant, &id)
+        .await
+        .unwrap_or_default();
     axum::Json(json!({
         "conversation": item_json(&item),
         "messages": messages,
-        "contact": { "channels": channels },
+        "contact": { "channels": channels, "follow_up_opt_out": opt_out },
         "previous_conversations": previous,
         "handoff_summary": summary,
     }))

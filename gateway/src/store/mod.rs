@@ -16,6 +16,7 @@ mod composer;
 mod console;
 mod contacts;
 mod documents;
+mod follow_ups;
 mod ingress;
 mod otp;
 mod outbox;
@@ -37,6 +38,7 @@ pub use composer::{ContactChannel, PastConversation, TypingTarget};
 pub use console::{Claim as ConsoleClaim, Queue, QueueItem};
 pub use contacts::{ContactIds, ContactIdsChange};
 pub use documents::DocumentDates;
+pub use follow_ups::{DueFollowUp, FollowUpOutcome, FollowUpRow, PlannedFollowUp};
 pub use ingress::{Accepted, ContactRef, InboundItem, InboundTarget, StoredContent};
 pub use otp::{NewOtpChallenge, OtpChallenge, OtpCheck, OtpIssue, OtpLimits, OtpRefusal, OtpSend};
 pub use outbox::{
@@ -168,6 +170,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "owner_pages",
         include_str!("migrations/0020_owner_pages.sqlite.sql"),
         include_str!("migrations/0020_owner_pages.postgres.sql"),
+    ),
+    (
+        21,
+        "follow_ups",
+        include_str!("migrations/0021_follow_ups.sqlite.sql"),
+        include_str!("migrations/0021_follow_ups.postgres.sql"),
     ),
 ];
 

@@ -726,6 +726,7 @@ impl Store {
             Author::Agent,
             send,
             now,
+            0,
         )
         .await?;
         tx.commit().await?;
@@ -757,12 +758,37 @@ pub(super) async fn queue_outbound(
     outbound: &OutboundMessage,
     now: i64,
 ) -> Result<(), StoreError> {
+    queue_outbound_with_priority(
+        tx,
+        tenant_id,
+        channel_account_id,
+        channel_kind,
+        outbound,
+        now,
+        0,
+    )
+    .await
+}
+
+/// Outbox priority of follow-ups: claimed after live answers (0) and one-time codes (1).
+pub(super) const FOLLOW_UP_PRIORITY: i64 = -1;
+
+/// [`queue_outbound`] with an explicit claim priority (higher first).
+async fn queue_outbound_with_priority(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &str,
+    channel_account_id: &str,
+    channel_kind: ChannelKind,
+    outbound: &OutboundMessage,
+    now: i64,
+    priority: i64,
+) -> Result<(), StoreError> {
     let payload =
         serde_json::to_string(outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
         "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
-         idempotency_key, payload, state, next_attempt_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8)",
+         idempotency_key, payload, state, next_attempt_at, created_at, updated_at, priority) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $8, $9)",
     )
     .bind(tenant_id)
     .bind(&outbound.conversation_id)
@@ -772,6 +798,7 @@ pub(super) async fn queue_outbound(
     .bind(&outbound.idempotency_key)
     .bind(&payload)
     .bind(now)
+    .bind(priority)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -820,7 +847,7 @@ pub(crate) async fn queue_message(
         media,
         ..AgentSend::default()
     };
-    queue_send(tx, days, tenant_id, conversation_id, author, &send, now).await
+    queue_send(tx, days, tenant_id, conversation_id, author, &send, now, 0).await
 }
 
 /// What an agent sends: text, optionally with media, quick replies, or as a template.
@@ -836,8 +863,9 @@ pub struct AgentSend<'a> {
     pub template: Option<&'a channels::model::Template>,
 }
 
-/// [`queue_message`] with quick replies and a template.
-async fn queue_send(
+/// [`queue_message`] with quick replies, a template and a claim priority.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn queue_send(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     days: &super::usage::UsageDays,
     tenant_id: &str,
@@ -845,6 +873,7 @@ async fn queue_send(
     author: Author,
     send: &AgentSend<'_>,
     now: i64,
+    priority: i64,
 ) -> Result<QueuedMessage, StoreError> {
     let (text, media) = (send.text, send.media);
     let row = sqlx::query(
@@ -916,13 +945,14 @@ async fn queue_send(
     .try_get("id")?;
     outbound.message_id = message_id;
     outbound.idempotency_key = format!("msg-{message_id}");
-    queue_outbound(
+    queue_outbound_with_priority(
         tx,
         tenant_id,
         &channel_account_id,
         channel_kind,
         &outbound,
         now,
+        priority,
     )
     .await?;
     let usage = super::usage::UsageDelta {

@@ -198,6 +198,8 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
             unanswered: vec!["a\nb".into()],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         assert_eq!(
@@ -362,6 +364,8 @@ async fn a_newer_message_supersedes_an_answer_being_committed() {
             unanswered: vec![],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         assert_eq!(
@@ -402,6 +406,8 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                 unanswered: vec![],
                 llm_usage: vec![],
                 accept_newer: false,
+                follow_up: None,
+                opt_out: None,
                 ..Turn::new(batch.clone())
             };
             s.commit_turn(&commit).await.unwrap();
@@ -736,6 +742,8 @@ async fn delivery_statuses_only_move_forward() {
             unanswered: vec![],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
@@ -835,6 +843,8 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
             unanswered: vec![],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
@@ -1085,6 +1095,8 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
             unanswered: vec![],
             llm_usage: vec![],
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             ..Turn::new(batch.clone())
         };
         s.commit_turn(&commit).await.unwrap();
@@ -1932,6 +1944,172 @@ async fn sla_notices_are_sent_once_and_return_the_chat_to_the_bot_on_both_backen
             s.claim_outbox(10, 30_000).await.unwrap().len(),
             1,
             "queued in order"
+        );
+    }
+}
+
+/// Inserts a pending follow-up due at `due_at` for `conversation` of `tenant`.
+async fn pending_follow_up(s: &Store, tenant: &str, conversation: &str, due_at: i64) {
+    sqlx::query(
+        "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, state, created_at, updated_at) \
+         SELECT tenant_id, id, contact_id, 'scheduled', $1, 'Ada lagi?', 'pending', 0, 0 FROM conversations \
+         WHERE id = $2 AND tenant_id = $3",
+    )
+    .bind(due_at)
+    .bind(conversation)
+    .bind(tenant)
+    .execute(s.pool())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn follow_ups_are_claimed_with_a_lease_and_sent_once_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (_, conv) = webchat_conversation(s, "shop").await;
+        let (_, other) = webchat_conversation(s, "shop").await;
+        pending_follow_up(s, "shop", &conv, 1000).await;
+        // Not due yet: nothing claimed.
+        assert!(s.claim_follow_ups(999, 10, 5000).await.unwrap().is_empty());
+        let first = s.claim_follow_ups(1000, 10, 5000).await.unwrap();
+        assert_eq!(first.len(), 1, "{}", t.name);
+        // Leased: a second worker gets nothing until the lease ends, then the same row.
+        assert!(s.claim_follow_ups(2000, 10, 5000).await.unwrap().is_empty());
+        let second = s.claim_follow_ups(7000, 10, 5000).await.unwrap();
+        assert_eq!(second.len(), 1, "{}", t.name);
+        // Both workers try to deliver: exactly one sends.
+        let now = now_ms();
+        let a = s.deliver_follow_up(&first[0], 2, None, now).await.unwrap();
+        let b = s.deliver_follow_up(&second[0], 2, None, now).await.unwrap();
+        assert_eq!(a, FollowUpOutcome::Sent { template: false }, "{}", t.name);
+        assert_eq!(b, FollowUpOutcome::Gone, "{}", t.name);
+        let rows = s.follow_ups_of("shop", &conv).await.unwrap();
+        assert_eq!(
+            (rows[0].state.as_str(), rows[0].reason.clone()),
+            ("sent", None)
+        );
+        // Other tenants see nothing of it.
+        assert!(
+            s.follow_ups_of("elsewhere", &conv)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Another conversation's follow-up is independent.
+        pending_follow_up(s, "shop", &other, 1000).await;
+        let due = s.claim_follow_ups(now, 10, 5000).await.unwrap();
+        assert_eq!(
+            s.deliver_follow_up(&due[0], 2, None, now).await.unwrap(),
+            FollowUpOutcome::Sent { template: false }
+        );
+        assert_eq!(
+            s.claim_outbox(10, 30_000).await.unwrap().len(),
+            2,
+            "{}",
+            t.name
+        );
+
+        // The weekly limit: one already sent to this contact, the limit is 1.
+        pending_follow_up(s, "shop", &conv, 1000).await;
+        let due = s.claim_follow_ups(now, 10, 5000).await.unwrap();
+        assert_eq!(
+            s.deliver_follow_up(&due[0], 1, None, now).await.unwrap(),
+            FollowUpOutcome::Skipped("weekly_limit"),
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn live_answers_are_claimed_before_follow_ups_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (_, a) = webchat_conversation(s, "shop").await;
+        let (_, b) = webchat_conversation(s, "shop").await;
+        let now = now_ms();
+        pending_follow_up(s, "shop", &a, 1000).await;
+        let due = s.claim_follow_ups(now, 10, 5000).await.unwrap();
+        s.deliver_follow_up(&due[0], 2, None, now).await.unwrap();
+        let mut tx = s.write.begin().await.unwrap();
+        outbox::queue_message(
+            &mut tx,
+            &s.days,
+            "shop",
+            &b,
+            channels::model::Author::Bot,
+            "live",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        // One row per claim: the later live answer wins over the earlier follow-up.
+        let claimed = s.claim_outbox(1, 30_000).await.unwrap();
+        assert_eq!(claimed[0].message.text, "live", "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn a_turn_schedules_reschedules_and_opts_out_of_follow_ups_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, conv) = webchat_conversation(s, "shop").await;
+        let plan = |due_at| PlannedFollowUp {
+            due_at,
+            kind: "scheduled",
+            text: "Ada lagi?".into(),
+        };
+        for (n, (follow_up, opt_out)) in [
+            (Some(plan(5000)), None),
+            (Some(plan(9000)), None),
+            (None, Some(true)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.accept_inbound(&[item("shop", &account, &conv, &format!("f{n}"), "a")])
+                .await
+                .unwrap();
+            let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
+            let commit = Turn {
+                follow_up,
+                opt_out,
+                ..Turn::new(batch)
+            };
+            assert!(matches!(
+                s.commit_turn(&commit).await.unwrap(),
+                TurnOutcome::Committed { .. }
+            ));
+        }
+        let rows: Vec<(String, Option<String>, i64)> = s
+            .follow_ups_of("shop", &conv)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.state, r.reason, r.due_at))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("cancelled".into(), Some("rescheduled".into()), 5000),
+                ("cancelled".into(), Some("customer_wrote".into()), 9000),
+            ],
+            "{}",
+            t.name
+        );
+        assert!(
+            s.conversation_follow_up_opt_out("shop", &conv)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.conversation_follow_up_opt_out("other", &conv)
+                .await
+                .unwrap()
         );
     }
 }

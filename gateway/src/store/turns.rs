@@ -86,6 +86,11 @@ pub struct Turn {
     pub accept_newer: bool,
     /// Inbox ids of the customer messages that were one-time codes: stored masked.
     pub masked_inbox_ids: Vec<i64>,
+    /// The follow-up this turn schedules (replacing the pending one); `None` cancels the
+    /// pending one, the customer having written.
+    pub follow_up: Option<super::PlannedFollowUp>,
+    /// The customer's follow-up command: `Some(true)` opted out, `Some(false)` opted in.
+    pub opt_out: Option<bool>,
     /// Metric label: `passage`, `no_match`, `failed`, `handoff`, `silent`, or for model answers
     /// `llm_answer`, `llm_clarify`, `llm_handoff`, `llm_rejected`, `llm_unavailable`.
     pub kind: &'static str,
@@ -103,6 +108,8 @@ impl Turn {
             llm_usage: Vec::new(),
             masked_inbox_ids: Vec::new(),
             accept_newer: false,
+            follow_up: None,
+            opt_out: None,
             kind: "silent",
         }
     }
@@ -464,6 +471,15 @@ async fn commit_one(
         .execute(&mut **tx)
         .await?;
     }
+    super::follow_ups::on_turn(
+        tx,
+        &batch.tenant_id,
+        &batch.conversation_id,
+        commit.follow_up.as_ref(),
+        commit.opt_out,
+        now,
+    )
+    .await?;
     let channel = batch.channel_kind.as_str();
     counters.add(
         &batch.tenant_id,

@@ -41,6 +41,26 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
         ctx.limits.max_turn_chars,
     );
     let mut turn = Turn::new(batch);
+    // "berhenti"/"stop"/"mulai"/"start" as the newest message switches follow-ups and is
+    // confirmed; it is neither a question for the knowledge base nor a handoff.
+    let command = turn
+        .batch
+        .turns
+        .last()
+        .and_then(|t| flows::follow_up::OptCommand::parse(&t.text));
+    if let Some(command) = command {
+        turn.opt_out = Some(command == flows::follow_up::OptCommand::Stop);
+        turn.kind = "follow_up_command";
+        // While a human owns the chat the bot says nothing; the flag is still recorded.
+        if !conversation.state.is_human_owned() {
+            turn.replies.push(TurnReply {
+                text: command.confirmation(conversation.locale).to_owned(),
+                choices: vec![],
+                citations: vec![],
+            });
+        }
+        return turn;
+    }
     let bot = ctx.bots.get(&turn.batch.tenant_id);
     let greeting = bot.greeting.as_deref();
     let keywords = bot.handoff_keywords.as_slice();
@@ -108,7 +128,44 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
             citations: vec![],
         });
     }
+    plan_follow_up(ctx, &mut turn, &bot.hours, now_ms());
     turn
+}
+
+/// Schedules the tenant's follow-up after a bot answer (the knowledge base or the model
+/// replied; not a greeting, a code step or a handoff) that leaves the bot in charge.
+fn plan_follow_up(ctx: &TurnContext, turn: &mut Turn, hours: &flows::BusinessHours, now: i64) {
+    let answered = matches!(
+        turn.kind,
+        "passage" | "no_match" | "llm_answer" | "llm_clarify" | "llm_rejected"
+    );
+    if !answered
+        || turn.replies.is_empty()
+        || turn.handoff_reason.is_some()
+        || turn.conversation.state != flows::ConversationState::Bot
+    {
+        return;
+    }
+    let defaults = crate::config::FollowUpConfig::default();
+    let rules = ctx
+        .follow_ups
+        .get(&turn.batch.tenant_id)
+        .unwrap_or(&defaults);
+    if rules.after.is_zero() {
+        return;
+    }
+    let after = i64::try_from(rules.after.as_millis()).unwrap_or(i64::MAX / 4);
+    let (due_at, deferred) = flows::follow_up::defer(rules.quiet(), hours, now + after);
+    let text = if rules.text.is_empty() {
+        flows::follow_up::default_text(turn.conversation.locale).to_owned()
+    } else {
+        rules.text.clone()
+    };
+    turn.follow_up = Some(crate::store::PlannedFollowUp {
+        due_at,
+        kind: if deferred { "quiet" } else { "scheduled" },
+        text,
+    });
 }
 
 /// `lead` and the honest wait: the tenant's business hours, agents online and recent waits.

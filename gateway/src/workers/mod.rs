@@ -6,6 +6,7 @@ pub mod answer;
 pub mod assigner;
 pub mod committer;
 pub mod dispatcher;
+pub mod follow_ups;
 pub mod inbound;
 pub mod ingress;
 pub mod lanes;
@@ -65,6 +66,9 @@ pub struct TurnContext {
     pub bots: Arc<crate::bot::LiveBots>,
     /// `tenants.<slug>.quota`, by tenant (the console's values win; see `crate::usage`).
     pub quotas: HashMap<String, crate::config::QuotaConfig>,
+    /// `tenants.<slug>.follow_up` (and `demo.follow_up`), by tenant; a tenant not listed
+    /// gets the defaults.
+    pub follow_ups: Arc<HashMap<String, crate::config::FollowUpConfig>>,
 }
 
 /// Bounds on what one turn may cost (`conversation.max_turn_*`, `llm.max_prompt_tokens`,
