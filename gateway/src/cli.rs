@@ -344,6 +344,8 @@ async fn serve(
         tracing::info!("shutdown signal received");
         token.cancel();
     });
+    // The demo owner exists before the ready line: a `sapa staff …` run right after it sees them.
+    let owner_link = app.demo_owner().await?;
     tracing::info!(address = %app.address(), "sapa is ready");
     println!("Sapa is listening on {base}");
     println!("  health:   {base}/health/ready");
@@ -355,7 +357,7 @@ async fn serve(
     }
     println!("  web chat: {base}/v1/webchat/sessions (POST), /v1/webchat/messages, /v1/webchat/ws");
     println!("  widget:   <script src=\"{base}/widget.js\" data-tenant=\"TENANT\" async></script>");
-    if let Some(token) = app.demo_owner().await? {
+    if let Some(token) = owner_link {
         println!(
             "  console:  {base}/console/login — the demo owner {} is new; set their password once (within 24 h):",
             crate::demo::OWNER_EMAIL
