@@ -164,6 +164,14 @@ impl BusinessHours {
             .to_string()
     }
 
+    /// The local date and time at `ms` (what "besok jam 3" is relative to).
+    pub fn local_datetime(&self, ms: i64) -> jiff::civil::DateTime {
+        Timestamp::from_millisecond(ms)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+            .to_zoned(self.zone.clone())
+            .datetime()
+    }
+
     /// Whether the team works at `now_ms`, and if not, when it next opens.
     pub fn availability(&self, now_ms: i64) -> Availability {
         let Some(week) = &self.week else {

@@ -543,6 +543,31 @@ pub fn flow_type_the_code(locale: Locale) -> &'static str {
     }
 }
 
+/// The customer went quiet in the middle of a flow: one reminder.
+pub fn flow_reminder(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Kak, kita belum selesai tadi. Balas pesan ini untuk melanjutkan, atau ketik \"batal\" kalau tidak jadi."
+        }
+        Locale::En => {
+            "We did not finish earlier. Reply to this message to continue, or type \"cancel\" if you changed your mind."
+        }
+    }
+}
+
+/// A flow needs a one-time code but none can be sent (no OTP template or channel): a person
+/// takes over.
+pub fn flow_code_unavailable(locale: Locale) -> &'static str {
+    match locale {
+        Locale::Id => {
+            "Maaf, kode verifikasi belum bisa kami kirim saat ini. Percakapan ini saya teruskan ke tim kami supaya dibantu langsung, mohon ditunggu ya."
+        }
+        Locale::En => {
+            "Sorry, we cannot send a verification code right now. I am passing this chat to our team so they can help you directly, please wait a moment."
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -21,11 +21,13 @@ pub enum Scope {
     Messages,
     /// One-time codes: send and verify (`/v1/otp`).
     Otp,
+    /// Flow documents (`/v1/admin/flows`).
+    Flows,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::Knowledge, Scope::Messages, Scope::Otp];
+    pub const ALL: [Scope; 4] = [Scope::Knowledge, Scope::Messages, Scope::Otp, Scope::Flows];
 
     /// The scope's name in storage, listings and errors.
     pub fn as_str(self) -> &'static str {
@@ -33,6 +35,7 @@ impl Scope {
             Self::Knowledge => "knowledge",
             Self::Messages => "messages",
             Self::Otp => "otp",
+            Self::Flows => "flows",
         }
     }
 

@@ -57,5 +57,6 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tenant_flows;
 pub mod usage;
 pub mod workers;

@@ -234,7 +234,37 @@ impl Application {
         crate::bot::seed_and_load(&store, &declared_bots(&config), &bots).await?;
         crate::bot::spawn_reload(store.clone(), bots.clone(), &work.0, work.1.clone());
         let follow_ups = Arc::new(follow_up_rules(&config));
+        let webhook_hosts = config
+            .tenants
+            .iter()
+            .map(|(slug, tenant)| (slug.clone(), tenant.webhook_hosts.clone()))
+            .collect();
+        let flow_dir = runtime.data_dir.join("flows");
+        let loaded = crate::tenant_flows::load_data_dir(&store, &flow_dir, &webhook_hosts).await?;
+        if loaded > 0 {
+            tracing::info!(flows = loaded, dir = %flow_dir.display(), "flow documents loaded");
+        }
+        let tenant_flows = Arc::new(crate::tenant_flows::FlowRegistry::default());
+        tenant_flows.reload(&store).await?;
+        spawn_flow_reload(store.clone(), tenant_flows.clone(), &work.0, work.1.clone());
+        let webhooks = crate::tenant_flows::WebhookCaller::new(
+            &config.flows,
+            config
+                .tenants
+                .iter()
+                .map(|(slug, tenant)| {
+                    let rules = crate::tenant_flows::TenantWebhooks {
+                        hosts: tenant.webhook_hosts.clone(),
+                        secret: tenant.webhook_secret.clone(),
+                    };
+                    (slug.clone(), rules)
+                })
+                .collect(),
+        )
+        .context("cannot build the webhook client")?;
         let ctx = Arc::new(TurnContext {
+            flows: tenant_flows.clone(),
+            webhooks,
             bots: bots.clone(),
             otp: otp.clone(),
             committer: crate::workers::committer::Committer::spawn(store.clone(), &work.0),
@@ -547,6 +577,27 @@ fn declared_bots(config: &Config) -> Vec<(String, crate::bot::BotSettings)> {
 }
 
 /// Applies tenants declared in the config, and the demo tenant with its knowledge base.
+/// Re-reads every tenant's flows every [`crate::bot::RELOAD_EVERY`] until `token` is cancelled
+/// (another replica, or `sapa flows load`, may have changed them).
+fn spawn_flow_reload(
+    store: Store,
+    live: Arc<crate::tenant_flows::FlowRegistry>,
+    tracker: &TaskTracker,
+    token: CancellationToken,
+) {
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = token.cancelled() => break,
+                () = tokio::time::sleep(crate::bot::RELOAD_EVERY) => {}
+            }
+            if let Err(err) = live.reload(&store).await {
+                tracing::warn!(error = %err.chain(), "re-reading the flows failed");
+            }
+        }
+    });
+}
+
 async fn seed(
     config: &Config,
     store: &Store,
@@ -568,6 +619,7 @@ async fn seed(
     }
     if config.demo.enabled {
         store.upsert_tenant(demo::TENANT, demo::NAME, "id").await?;
+        crate::tenant_flows::seed_demo(store, demo::TENANT).await?;
         store
             .ensure_channel_account(
                 demo::TENANT,

@@ -28,6 +28,8 @@ pub const INGRESS_COMMIT_SECONDS: &str = "sapa_ingress_commit_seconds";
 pub const INGRESS_BATCH_SIZE: &str = "sapa_ingress_batch_size";
 /// Answers produced, by kind (`passage`, `no_match`, `failed`, `handoff`, `silent`).
 pub const ANSWERS_TOTAL: &str = "sapa_answers_total";
+/// Turns run inside a tenant flow, by flow name.
+pub const FLOW_TURNS_TOTAL: &str = "sapa_flow_turns_total";
 /// Seconds from the oldest message of a batch arriving to its answer being committed.
 pub const ANSWER_LATENCY_SECONDS: &str = "sapa_answer_latency_seconds";
 /// Seconds spent retrieving knowledge for one answer.

@@ -110,13 +110,13 @@ fn order_status_on_whatsapp_verifies_the_number_then_looks_the_order_up() {
         panic!("{:?}", o.actions)
     };
     assert_eq!(url, DEMO_ORDERS_URL);
-    assert_eq!(body, &json!({ "order": "kn-1003" }));
+    assert_eq!(body, &json!({ "order": "kn-1003", "locale": "id" }));
     assert_eq!((*timeout, *retries), (Duration::from_secs(5), 2));
     // Assert: the status is said and the flow is left.
     let o = next(
         &orders,
         o,
-        FlowEvent::WebhookResult(Ok(json!({ "status": "Dikirim" }))),
+        FlowEvent::WebhookResult(Ok(json!({ "order": "KN-1003", "status": "Dikirim" }))),
         &ctx,
     );
     assert_eq!(said(&o), ["KN-1003: Dikirim"]);
@@ -135,14 +135,14 @@ fn order_status_on_web_chat_goes_straight_to_the_lookup() {
     );
     let o = next(&orders, o, text("KN-1001"), &ctx);
     assert!(
-        matches!(o.actions.as_slice(), [FlowAction::CallWebhook { body, .. }] if body == &json!({"order": "KN-1001"})),
+        matches!(o.actions.as_slice(), [FlowAction::CallWebhook { body, .. }] if body == &json!({"order": "KN-1001", "locale": "en"})),
         "{:?}",
         o.actions
     );
     let o = next(
         &orders,
         o,
-        FlowEvent::WebhookResult(Ok(json!({ "status": "Delivered" }))),
+        FlowEvent::WebhookResult(Ok(json!({ "order": "KN-1001", "status": "Delivered" }))),
         &ctx,
     );
     assert_eq!(said(&o), ["KN-1001: Delivered"]);
@@ -171,7 +171,7 @@ fn a_failed_lookup_says_so_politely_and_hands_off() {
     let missing = next(
         &orders,
         o,
-        FlowEvent::WebhookResult(Ok(json!({ "error": "not found" }))),
+        FlowEvent::WebhookResult(Ok(json!({ "order": "KN-1001", "error": "not found" }))),
         &ctx,
     );
     assert!(matches!(

@@ -55,6 +55,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// One-time codes.
     pub otp: OtpConfig,
+    /// Flow webhooks.
+    pub flows: FlowsConfig,
     /// Tenants declared in the file, by slug; applied idempotently at start.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
@@ -294,6 +296,17 @@ pub struct OtpConfig {
     pub max_attempts: u32,
 }
 
+/// `[flows]`: the rules of flows' `call_webhook` steps, for every tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// Let webhooks reach private, loopback and link-local addresses, and plain `http://`
+    /// (tests and development only; a tenant could otherwise probe the server's network).
+    pub allow_private_webhooks: bool,
+    /// Largest webhook response read, in bytes; a bigger one fails the call.
+    pub max_webhook_response_bytes: usize,
+}
+
 /// `[admin]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -502,6 +515,12 @@ pub struct TenantConfig {
     /// Hosts and URL prefixes the model may link to besides the cited passages' links.
     #[serde(default)]
     pub allowed_links: Vec<String>,
+    /// Hosts flows' `call_webhook` steps may call (exact host names, e.g. `api.toko.example`).
+    #[serde(default)]
+    pub webhook_hosts: Vec<String>,
+    /// The key flows' webhook bodies are signed with (HMAC-SHA256, `X-Sapa-Signature`).
+    #[serde(default)]
+    pub webhook_secret: Secret,
     /// Staff must log in to the console with a one-time code as a second factor (staff
     /// without a WhatsApp number or Telegram chat cannot log in then).
     #[serde(default)]
@@ -1221,6 +1240,23 @@ impl Config {
                         "tenants.{slug}.allowed_links: `{link}` is neither a host such as \"kopi.example\" nor an http(s) URL such as \"https://wa.me/62812\""
                     ));
                 }
+            }
+            for host in &tenant.webhook_hosts {
+                let valid = !host.is_empty()
+                    && host.len() <= 253
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+                if !valid {
+                    problems.push(format!(
+                        "tenants.{slug}.webhook_hosts: `{host}` is not a host name such as \"api.toko.example\" (no scheme, port or path)"
+                    ));
+                }
+            }
+            if !tenant.webhook_hosts.is_empty() && tenant.webhook_secret.expose().len() < 16 {
+                problems.push(format!(
+                    "tenants.{slug}.webhook_secret must be at least 16 characters when webhook_hosts is set (the endpoint checks the signature with it)"
+                ));
             }
             if flows::Locale::parse(&tenant.locale).is_none() {
                 problems.push(format!(

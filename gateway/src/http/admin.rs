@@ -57,6 +57,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(send_message),
         )
         .route("/v1/admin/messages/{message_id}/media", get(message_media))
+        .route("/v1/admin/flows", get(super::admin_flows::list))
+        .route(
+            "/v1/admin/flows/{name}",
+            get(super::admin_flows::get_one)
+                .put(super::admin_flows::put)
+                .delete(super::admin_flows::delete),
+        )
         .route_layer(from_fn_with_state(state.clone(), require_api_key))
         .layer(DefaultBodyLimit::max(max_upload_bytes))
 }
@@ -69,6 +76,8 @@ pub(crate) struct AdminTenant(pub(crate) String);
 fn required_scope(path: &str) -> Scope {
     if path.starts_with("/v1/admin/knowledge") {
         Scope::Knowledge
+    } else if path.starts_with("/v1/admin/flows") {
+        Scope::Flows
     } else if path.starts_with("/v1/otp") {
         Scope::Otp
     } else {

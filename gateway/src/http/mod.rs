@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per area, all returning [`crate::http::error::ApiError`] on failure.
 
 pub mod admin;
+mod admin_flows;
 pub mod console;
 pub mod error;
 pub mod health;

@@ -135,16 +135,58 @@ impl Store {
         now: i64,
     ) -> Result<FollowUpOutcome, StoreError> {
         let mut tx = self.write.begin().await?;
+        let outcome = self
+            .decide_follow_up(&mut tx, due, max_per_week, template, now)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Decides several claimed follow-ups as [`Store::deliver_follow_up`] does, in one
+    /// transaction (the single SQLite writer pays one commit for the lot); `rules` gives each
+    /// one's weekly limit and re-engagement template. Outcomes in input order.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; nothing changed and every row is retried after its lease.
+    pub async fn deliver_follow_ups<'t>(
+        &self,
+        due: &[DueFollowUp],
+        rules: impl Fn(&DueFollowUp) -> (u32, Option<&'t Template>),
+        now: i64,
+    ) -> Result<Vec<FollowUpOutcome>, StoreError> {
+        let mut order: Vec<usize> = (0..due.len()).collect();
+        // Conversation locks in one global order, as every group writer takes them.
+        order.sort_by(|a, b| due[*a].conversation_id.cmp(&due[*b].conversation_id));
+        let mut outcomes = vec![FollowUpOutcome::Gone; due.len()];
+        let mut tx = self.write.begin().await?;
+        for index in order {
+            let (max_per_week, template) = rules(&due[index]);
+            outcomes[index] = self
+                .decide_follow_up(&mut tx, &due[index], max_per_week, template, now)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn decide_follow_up(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        due: &DueFollowUp,
+        max_per_week: u32,
+        template: Option<&Template>,
+        now: i64,
+    ) -> Result<FollowUpOutcome, StoreError> {
         // Writers to a conversation take its row lock first (see the module invariants).
         sqlx::query(
             "UPDATE conversations SET updated_at = updated_at WHERE id = $1 AND tenant_id = $2",
         )
         .bind(&due.conversation_id)
         .bind(&due.tenant_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let row = sqlx::query(
-            "SELECT f.state AS follow_up_state, f.text, f.created_at, f.contact_id, \
+            "SELECT f.state AS follow_up_state, f.text, f.due_at, f.created_at, f.contact_id, \
              c.state AS conversation_state, c.last_inbound_at, k.follow_up_opt_out \
              FROM follow_ups f \
              JOIN conversations c ON c.id = f.conversation_id AND c.tenant_id = f.tenant_id \
@@ -153,13 +195,16 @@ impl Store {
         )
         .bind(due.id)
         .bind(&due.tenant_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else {
             return Ok(FollowUpOutcome::Gone);
         };
         let state: String = row.try_get("follow_up_state")?;
-        if state != "pending" {
+        let due_at: i64 = row.try_get("due_at")?;
+        if state != "pending" || due_at > now {
+            // Decided elsewhere, or a turn moved it later after this worker claimed it (the
+            // turn dropped the claim, so it is claimed again when due).
             return Ok(FollowUpOutcome::Gone);
         }
         let text: String = row.try_get("text")?;
@@ -175,7 +220,7 @@ impl Store {
         .bind(&due.tenant_id)
         .bind(&contact_id)
         .bind(now - WEEK_MS)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?
         .try_get("n")?;
         let window_closed = due.channel_kind == ChannelKind::Whatsapp
@@ -215,7 +260,7 @@ impl Store {
         .bind(now)
         .bind(due.id)
         .bind(&due.tenant_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if changed == 0 {
@@ -232,7 +277,7 @@ impl Store {
                 ..AgentSend::default()
             };
             let queued = queue_send(
-                &mut tx,
+                tx,
                 &self.days,
                 &due.tenant_id,
                 &due.conversation_id,
@@ -246,10 +291,9 @@ impl Store {
                 .bind(queued.message_id)
                 .bind(due.id)
                 .bind(&due.tenant_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
-        tx.commit().await?;
         Ok(outcome)
     }
 
@@ -301,7 +345,7 @@ impl Store {
         conversation_id: &str,
     ) -> Result<Vec<FollowUpRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, state, reason, due_at FROM follow_ups \
+            "SELECT kind, state, reason, due_at, reschedules FROM follow_ups \
              WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY id",
         )
         .bind(tenant_id)
@@ -315,6 +359,7 @@ impl Store {
                     state: r.try_get("state")?,
                     reason: r.try_get("reason")?,
                     due_at: r.try_get("due_at")?,
+                    reschedules: r.try_get("reschedules")?,
                 })
             })
             .collect()
@@ -332,10 +377,15 @@ pub struct FollowUpRow {
     pub reason: Option<String>,
     /// When it is (was) due, Unix ms.
     pub due_at: i64,
+    /// How many later answers moved it (the customer kept writing).
+    pub reschedules: i64,
 }
 
-/// Inside a turn's commit: replaces the conversation's pending follow-up by `plan` (or just
-/// cancels it, the customer having written), and records the customer's opt-out command.
+/// Inside a turn's commit: moves the conversation's pending follow-up to `plan` (in place, so
+/// a chatty conversation keeps one row instead of one per answer), or cancels it when the turn
+/// plans none (the customer wrote), and records the customer's opt-out command. A claim on the
+/// row is dropped; a worker that claimed it for the old time finds it not yet due (see
+/// [`Store::deliver_follow_up`]).
 pub(super) async fn on_turn(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &str,
@@ -344,21 +394,6 @@ pub(super) async fn on_turn(
     opt_out: Option<bool>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let reason = if plan.is_some() {
-        "rescheduled"
-    } else {
-        "customer_wrote"
-    };
-    sqlx::query(
-        "UPDATE follow_ups SET state = 'cancelled', reason = $1, locked_until = NULL, updated_at = $2 \
-         WHERE conversation_id = $3 AND tenant_id = $4 AND state = 'pending'",
-    )
-    .bind(reason)
-    .bind(now)
-    .bind(conversation_id)
-    .bind(tenant_id)
-    .execute(&mut **tx)
-    .await?;
     if let Some(opt_out) = opt_out {
         sqlx::query(
             "UPDATE contacts SET follow_up_opt_out = $1 WHERE tenant_id = $2 AND id = \
@@ -370,7 +405,34 @@ pub(super) async fn on_turn(
         .execute(&mut **tx)
         .await?;
     }
-    if let Some(plan) = plan {
+    let Some(plan) = plan else {
+        sqlx::query(
+            "UPDATE follow_ups SET state = 'cancelled', reason = 'customer_wrote', locked_until = NULL, \
+             updated_at = $1 WHERE conversation_id = $2 AND tenant_id = $3 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(conversation_id)
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    };
+    let text = super::storable(&plan.text).into_owned();
+    let moved = sqlx::query(
+        "UPDATE follow_ups SET kind = $1, due_at = $2, text = $3, created_at = $4, updated_at = $4, \
+         locked_until = NULL, reschedules = reschedules + 1 \
+         WHERE conversation_id = $5 AND tenant_id = $6 AND state = 'pending'",
+    )
+    .bind(plan.kind)
+    .bind(plan.due_at)
+    .bind(&text)
+    .bind(now)
+    .bind(conversation_id)
+    .bind(tenant_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
         sqlx::query(
             "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, \
              state, created_at, updated_at) \
@@ -379,7 +441,7 @@ pub(super) async fn on_turn(
         )
         .bind(plan.kind)
         .bind(plan.due_at)
-        .bind(super::storable(&plan.text).into_owned())
+        .bind(&text)
         .bind(now)
         .bind(conversation_id)
         .bind(tenant_id)

@@ -22,6 +22,7 @@ mod otp;
 mod outbox;
 mod owner;
 mod staff;
+mod tenant_flows;
 mod turns;
 mod usage;
 
@@ -46,6 +47,7 @@ pub use outbox::{
     UndecodableSend,
 };
 pub use staff::{LoginAttempt, StaffMember, StaffSession};
+pub use tenant_flows::StoredFlow;
 pub use turns::{LlmUsage, MASKED_CODE, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
 pub use usage::{QuotaOverride, UsageDay};
 
@@ -176,6 +178,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "follow_ups",
         include_str!("migrations/0021_follow_ups.sqlite.sql"),
         include_str!("migrations/0021_follow_ups.postgres.sql"),
+    ),
+    (
+        22,
+        "follow_up_reschedules",
+        include_str!("migrations/0022_follow_up_reschedules.sqlite.sql"),
+        include_str!("migrations/0022_follow_up_reschedules.postgres.sql"),
+    ),
+    (
+        23,
+        "flows",
+        include_str!("migrations/0023_flows.sqlite.sql"),
+        include_str!("migrations/0023_flows.postgres.sql"),
     ),
 ];
 

@@ -2024,6 +2024,63 @@ async fn follow_ups_are_claimed_with_a_lease_and_sent_once_on_both_backends() {
 }
 
 #[tokio::test]
+async fn a_follow_up_moved_after_its_claim_is_not_sent_early_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, conv) = webchat_conversation(s, "shop").await;
+        pending_follow_up(s, "shop", &conv, 1000).await;
+        let now = now_ms();
+        let claimed = s.claim_follow_ups(now, 10, 60_000).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", t.name);
+        // The customer writes and is answered while the worker holds the claim: the answer
+        // moves the follow-up to later (and drops the claim).
+        s.accept_inbound(&[item("shop", &account, &conv, "again", "a")])
+            .await
+            .unwrap();
+        let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
+        let later = now + 3_600_000;
+        let commit = Turn {
+            follow_up: Some(PlannedFollowUp {
+                due_at: later,
+                kind: "scheduled",
+                text: "Ada lagi?".into(),
+            }),
+            ..Turn::new(batch)
+        };
+        assert!(matches!(
+            s.commit_turn(&commit).await.unwrap(),
+            TurnOutcome::Committed { .. }
+        ));
+        assert_eq!(
+            s.deliver_follow_up(&claimed[0], 2, None, now + 1)
+                .await
+                .unwrap(),
+            FollowUpOutcome::Gone,
+            "{}",
+            t.name
+        );
+        // Still pending, unclaimed, and claimed again (and sent) once due.
+        assert!(
+            s.claim_follow_ups(later - 1, 10, 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let due = s.claim_follow_ups(later, 10, 60_000).await.unwrap();
+        assert_eq!(due.len(), 1, "{}", t.name);
+        assert_eq!(
+            s.deliver_follow_up(&due[0], 2, None, later).await.unwrap(),
+            FollowUpOutcome::Sent { template: false },
+            "{}",
+            t.name
+        );
+        let rows = s.follow_ups_of("shop", &conv).await.unwrap();
+        assert_eq!(rows.len(), 1, "{}", t.name);
+        assert_eq!((rows[0].state.as_str(), rows[0].reschedules), ("sent", 1));
+    }
+}
+
+#[tokio::test]
 async fn live_answers_are_claimed_before_follow_ups_on_both_backends() {
     for t in backends().await {
         let s = &t.store;
@@ -2085,19 +2142,17 @@ async fn a_turn_schedules_reschedules_and_opts_out_of_follow_ups_on_both_backend
                 TurnOutcome::Committed { .. }
             ));
         }
-        let rows: Vec<(String, Option<String>, i64)> = s
+        // One row: the second answer moved it, the third turn (no answer) cancelled it.
+        let rows: Vec<(String, Option<String>, i64, i64)> = s
             .follow_ups_of("shop", &conv)
             .await
             .unwrap()
             .into_iter()
-            .map(|r| (r.state, r.reason, r.due_at))
+            .map(|r| (r.state, r.reason, r.due_at, r.reschedules))
             .collect();
         assert_eq!(
             rows,
-            vec![
-                ("cancelled".into(), Some("rescheduled".into()), 5000),
-                ("cancelled".into(), Some("customer_wrote".into()), 9000),
-            ],
+            vec![("cancelled".into(), Some("customer_wrote".into()), 9000, 1)],
             "{}",
             t.name
         );
@@ -2111,5 +2166,79 @@ async fn a_turn_schedules_reschedules_and_opts_out_of_follow_ups_on_both_backend
                 .await
                 .unwrap()
         );
+    }
+}
+
+#[tokio::test]
+async fn flows_are_stored_per_tenant_and_a_run_commits_with_its_turn_on_both_backends() {
+    for t in backends().await {
+        let s = &t.store;
+        let (account, conv) = webchat_conversation(s, "shop").await;
+        assert!(
+            !s.put_flow("shop", "poin", "name: poin", "api", 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.put_flow("shop", "poin", "name: poin\n", "cli", 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.put_flow_if_absent("shop", "poin", "x", "demo", 3)
+                .await
+                .unwrap()
+        );
+        let stored = s.flows_of("shop").await.unwrap();
+        assert_eq!(
+            (
+                stored.len(),
+                stored[0].source.as_str(),
+                stored[0].updated_by.as_str()
+            ),
+            (1, "name: poin\n", "cli"),
+            "{}",
+            t.name
+        );
+        assert!(s.flows_of("other").await.unwrap().is_empty());
+        assert!(!s.delete_flow("other", "poin").await.unwrap());
+
+        // A turn stores the run and tags; a later one clears the run, tags accumulate.
+        for (n, (run, tags)) in [
+            (
+                Some(Some("{\"flow\":\"poin\"}".to_owned())),
+                vec!["vip".to_owned()],
+            ),
+            (Some(None), vec!["vip".to_owned(), "poin".to_owned()]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.accept_inbound(&[item("shop", &account, &conv, &format!("t{n}"), "a")])
+                .await
+                .unwrap();
+            let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
+            if n == 1 {
+                assert_eq!(batch.flow_run.as_deref(), Some("{\"flow\":\"poin\"}"));
+            }
+            let commit = Turn {
+                flow_run: run,
+                tags,
+                ..Turn::new(batch)
+            };
+            assert!(matches!(
+                s.commit_turn(&commit).await.unwrap(),
+                TurnOutcome::Committed { .. }
+            ));
+        }
+        let (run, tags) = s.conversation_flow("shop", &conv).await.unwrap();
+        assert_eq!(run, None, "{}", t.name);
+        assert_eq!(tags, vec!["vip", "poin"], "{}", t.name);
+        // Tenant-scoped.
+        assert_eq!(
+            s.conversation_flow("other", &conv).await.unwrap(),
+            (None, vec![])
+        );
+        assert!(s.delete_flow("shop", "poin").await.unwrap());
     }
 }

@@ -41,6 +41,8 @@ pub struct TurnBatch {
     pub conversation: Conversation,
     /// Pending messages, in arrival order.
     pub turns: Vec<PendingTurn>,
+    /// The flow the conversation is in (a `flows::flow::FlowRun` as JSON).
+    pub flow_run: Option<String>,
 }
 
 /// One bot message to store and send.
@@ -74,7 +76,7 @@ pub struct Turn {
     /// The conversation after this turn (state, locale, abstain streak).
     pub conversation: Conversation,
     /// Set when the conversation was handed to a human.
-    pub handoff_reason: Option<&'static str>,
+    pub handoff_reason: Option<String>,
     /// Bot messages, in order.
     pub replies: Vec<TurnReply>,
     /// Questions to record as unanswered.
@@ -91,6 +93,11 @@ pub struct Turn {
     pub follow_up: Option<super::PlannedFollowUp>,
     /// The customer's follow-up command: `Some(true)` opted out, `Some(false)` opted in.
     pub opt_out: Option<bool>,
+    /// The conversation's flow run after this turn, when it changed: `Some(None)` left the
+    /// flow, `Some(Some(json))` is the run to resume.
+    pub flow_run: Option<Option<String>>,
+    /// Tags a flow put on the conversation.
+    pub tags: Vec<String>,
     /// Metric label: `passage`, `no_match`, `failed`, `handoff`, `silent`, or for model answers
     /// `llm_answer`, `llm_clarify`, `llm_handoff`, `llm_rejected`, `llm_unavailable`.
     pub kind: &'static str,
@@ -110,6 +117,8 @@ impl Turn {
             accept_newer: false,
             follow_up: None,
             opt_out: None,
+            flow_run: None,
+            tags: Vec::new(),
             kind: "silent",
         }
     }
@@ -166,7 +175,7 @@ impl Store {
         let pending = sqlx::query(
             "SELECT i.id, m.external_id, i.kind, i.received_at, m.body, \
              c.tenant_id, c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
-             c.state, c.locale, c.abstain_streak, c.verification FROM inbox i \
+             c.state, c.locale, c.abstain_streak, c.verification, c.flow_run FROM inbox i \
              JOIN messages m ON m.inbox_id = i.id AND m.conversation_id = i.conversation_id \
              JOIN conversations c ON c.id = i.conversation_id \
              JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
@@ -212,6 +221,7 @@ impl Store {
             recipient,
             conversation,
             turns,
+            flow_run: row.try_get("flow_run")?,
         }))
     }
 
@@ -358,7 +368,7 @@ async fn commit_one(
     .bind(commit.conversation.state.as_str())
     .bind(commit.conversation.locale.as_str())
     .bind(i64::from(commit.conversation.abstain_streak))
-    .bind(commit.handoff_reason)
+    .bind(commit.handoff_reason.as_deref())
     .bind(now)
     .bind(&batch.conversation_id)
     .bind(&batch.tenant_id)
@@ -480,6 +490,16 @@ async fn commit_one(
         now,
     )
     .await?;
+    if commit.flow_run.is_some() || !commit.tags.is_empty() {
+        super::tenant_flows::on_turn(
+            tx,
+            &batch.tenant_id,
+            &batch.conversation_id,
+            commit.flow_run.as_ref(),
+            &commit.tags,
+        )
+        .await?;
+    }
     let channel = batch.channel_kind.as_str();
     counters.add(
         &batch.tenant_id,

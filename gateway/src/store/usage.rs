@@ -155,6 +155,18 @@ pub(super) async fn first_response(
     channel: &str,
     now: i64,
 ) -> Result<(), StoreError> {
+    // Every reply asks; only the first records. The key lookup keeps the later ones from
+    // scanning the conversation's messages (which grow with it).
+    let recorded = sqlx::query(
+        "SELECT 1 AS one FROM usage_first_responses WHERE tenant_id = $1 AND conversation_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(conversation_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if recorded.is_some() {
+        return Ok(());
+    }
     let first: Option<i64> = sqlx::query(
         "SELECT MIN(created_at) AS first FROM messages \
          WHERE tenant_id = $1 AND conversation_id = $2 AND author = 'customer'",

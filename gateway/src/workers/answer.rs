@@ -62,6 +62,12 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
         return turn;
     }
     let bot = ctx.bots.get(&turn.batch.tenant_id);
+    if !conversation.state.is_human_owned()
+        && super::flow::run(ctx, &mut turn, omitted, in_flight).await
+    {
+        finish_flow_turn(ctx, &mut turn, &bot.hours).await;
+        return turn;
+    }
     let greeting = bot.greeting.as_deref();
     let keywords = bot.handoff_keywords.as_slice();
     let decision = ctx
@@ -87,35 +93,19 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
                 apply(&mut turn, action, &mut wait_lead);
             }
         } else if let Action::Answer { query } = action {
-            show_typing(ctx, &turn.batch);
-            let llm = match &ctx.llm {
-                Some(llm) if budget_left(ctx, &turn.batch.tenant_id).await => Some(llm),
-                _ => None,
+            let asked = Asked {
+                query: &query,
+                omitted,
+                in_flight,
             };
-            let answered = match llm {
-                Some(llm) => {
-                    let asked = Asked {
-                        query: &query,
-                        omitted,
-                        in_flight,
-                    };
-                    generate(ctx, llm.as_ref(), &decision.conversation, asked, &mut turn).await
-                }
-                None => {
-                    let outcome = lookup(ctx, &turn.batch.tenant_id, &query).await;
-                    turn.kind = match &outcome {
-                        AnswerOutcome::Passage { .. } => "passage",
-                        AnswerOutcome::NoMatch => "no_match",
-                        AnswerOutcome::Failed => "failed",
-                    };
-                    ctx.engine
-                        .on_answer(&decision.conversation, &query, outcome)
-                }
-            };
-            turn.conversation = answered.conversation;
-            for action in answered.actions {
-                apply(&mut turn, action, &mut wait_lead);
-            }
+            answer_question(
+                ctx,
+                &decision.conversation,
+                asked,
+                &mut turn,
+                &mut wait_lead,
+            )
+            .await;
         } else {
             apply(&mut turn, action, &mut wait_lead);
         }
@@ -130,6 +120,72 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
     }
     plan_follow_up(ctx, &mut turn, &bot.hours, now_ms());
     turn
+}
+
+/// Answers `asked` from the knowledge base (the model when configured and within budget,
+/// else extractively) as the engine phrases it, into `turn`.
+pub(super) async fn answer_question(
+    ctx: &TurnContext,
+    conversation: &Conversation,
+    asked: Asked<'_>,
+    turn: &mut Turn,
+    wait_lead: &mut Option<String>,
+) {
+    show_typing(ctx, &turn.batch);
+    let llm = match &ctx.llm {
+        Some(llm) if budget_left(ctx, &turn.batch.tenant_id).await => Some(llm),
+        _ => None,
+    };
+    let answered = match llm {
+        Some(llm) => generate(ctx, llm.as_ref(), conversation, asked, turn).await,
+        None => {
+            let outcome = lookup(ctx, &turn.batch.tenant_id, asked.query).await;
+            turn.kind = match &outcome {
+                AnswerOutcome::Passage { .. } => "passage",
+                AnswerOutcome::NoMatch => "no_match",
+                AnswerOutcome::Failed => "failed",
+            };
+            ctx.engine.on_answer(conversation, asked.query, outcome)
+        }
+    };
+    turn.conversation = answered.conversation;
+    for action in answered.actions {
+        apply(turn, action, wait_lead);
+    }
+}
+
+/// A flow's turn: the wait notice when it handed off, and a reminder scheduled while the flow
+/// waits for the customer (unless a flow step scheduled one).
+async fn finish_flow_turn(ctx: &TurnContext, turn: &mut Turn, hours: &flows::BusinessHours) {
+    if turn.handoff_reason.is_some() {
+        // The flow said why; the honest wait goes with it.
+        if let Some(last) = turn.replies.pop() {
+            let text = wait_notice(ctx, turn, &last.text).await;
+            turn.replies.push(TurnReply { text, ..last });
+        }
+        turn.follow_up = None;
+        return;
+    }
+    let waiting = matches!(&turn.flow_run, Some(Some(_)));
+    if turn.follow_up.is_some() || !waiting {
+        return;
+    }
+    let defaults = crate::config::FollowUpConfig::default();
+    let rules = ctx
+        .follow_ups
+        .get(&turn.batch.tenant_id)
+        .unwrap_or(&defaults);
+    if rules.after.is_zero() {
+        return;
+    }
+    let now = now_ms();
+    let after = i64::try_from(rules.after.as_millis()).unwrap_or(i64::MAX / 4);
+    let (due_at, deferred) = flows::follow_up::defer(rules.quiet(), hours, now + after);
+    turn.follow_up = Some(crate::store::PlannedFollowUp {
+        due_at,
+        kind: if deferred { "quiet" } else { "flow_reminder" },
+        text: flows::texts::flow_reminder(turn.conversation.locale).to_owned(),
+    });
 }
 
 /// Schedules the tenant's follow-up after a bot answer (the knowledge base or the model
@@ -169,7 +225,7 @@ fn plan_follow_up(ctx: &TurnContext, turn: &mut Turn, hours: &flows::BusinessHou
 }
 
 /// `lead` and the honest wait: the tenant's business hours, agents online and recent waits.
-async fn wait_notice(ctx: &TurnContext, turn: &Turn, lead: &str) -> String {
+pub(super) async fn wait_notice(ctx: &TurnContext, turn: &Turn, lead: &str) -> String {
     let tenant_id = &turn.batch.tenant_id;
     let hours = ctx.bots.get(tenant_id).hours.clone();
     let outlook = super::assigner::wait_outlook(
@@ -249,10 +305,10 @@ async fn daily_budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
 
 /// The question of one turn, and how many older pending messages it leaves out.
 #[derive(Debug, Clone, Copy)]
-struct Asked<'a> {
-    query: &'a str,
-    omitted: usize,
-    in_flight: &'a InFlight,
+pub(super) struct Asked<'a> {
+    pub(super) query: &'a str,
+    pub(super) omitted: usize,
+    pub(super) in_flight: &'a InFlight,
 }
 
 /// Shows the customer that an answer is coming: a typing event on web chat, otherwise the
@@ -272,7 +328,7 @@ fn show_typing(ctx: &TurnContext, batch: &TurnBatch) {
     }
 }
 
-fn apply(turn: &mut Turn, action: Action, wait_lead: &mut Option<String>) {
+pub(super) fn apply(turn: &mut Turn, action: Action, wait_lead: &mut Option<String>) {
     match action {
         Action::WaitNotice { lead } => *wait_lead = Some(lead),
         Action::Reply(reply) => turn.replies.push(TurnReply {
@@ -281,7 +337,7 @@ fn apply(turn: &mut Turn, action: Action, wait_lead: &mut Option<String>) {
             citations: reply.citations,
         }),
         Action::Handoff { reason } => {
-            turn.handoff_reason = Some(reason.as_str());
+            turn.handoff_reason = Some(reason.as_str().to_owned());
             if turn.kind == "silent" {
                 turn.kind = "handoff";
             }
@@ -294,7 +350,7 @@ fn apply(turn: &mut Turn, action: Action, wait_lead: &mut Option<String>) {
 }
 
 /// Sends a verification code to `phone` over the tenant's WhatsApp number.
-async fn send_code(ctx: &TurnContext, turn: &Turn, phone: &str) -> CodeSent {
+pub(super) async fn send_code(ctx: &TurnContext, turn: &Turn, phone: &str) -> CodeSent {
     let Ok(to) = Recipient::phone(phone) else {
         return CodeSent::Failed;
     };
@@ -323,7 +379,7 @@ async fn send_code(ctx: &TurnContext, turn: &Turn, phone: &str) -> CodeSent {
 }
 
 /// Checks the code the customer typed.
-async fn check_code(
+pub(super) async fn check_code(
     ctx: &TurnContext,
     tenant_id: &str,
     challenge_id: &str,
@@ -343,7 +399,7 @@ async fn check_code(
 }
 
 /// Marks the batch's messages that were the code to be stored masked.
-fn mask_code(turn: &mut Turn, code: &str) {
+pub(super) fn mask_code(turn: &mut Turn, code: &str) {
     for pending in &turn.batch.turns {
         let digits: String = pending.text.chars().filter(char::is_ascii_digit).collect();
         if digits == code {

@@ -1,5 +1,5 @@
 //! The follow-up worker: every half second it claims due follow-ups with a lease and decides
-//! each in one transaction (`Store::deliver_follow_up`), which queues the message in the
+//! them a chunk per transaction (`Store::deliver_follow_ups`), which queues the message in the
 //! outbox below live answers. Several replicas may run it: claims skip each other's rows and
 //! a row leaves `pending` once, so each follow-up is sent at most once, and a claim left by a
 //! crash is taken again after its lease, so none is lost.
@@ -19,6 +19,9 @@ use crate::store::{FollowUpOutcome, Store, now_ms};
 
 /// Rows claimed per pass.
 const BATCH: i64 = 500;
+/// Follow-ups decided per transaction (small: the single SQLite writer is held meanwhile, and
+/// live answers wait for it).
+const CHUNK: usize = 32;
 /// How long a claim holds before another worker may take the row.
 const LEASE_MS: i64 = 60_000;
 
@@ -72,36 +75,48 @@ impl FollowUps {
         };
         let full = due.len() as i64 >= BATCH;
         let mut queued = 0_u64;
-        for follow_up in &due {
-            let max_per_week = self
-                .rules
-                .get(&follow_up.tenant_id)
-                .map_or(2, |r| r.max_per_week);
-            let template = match follow_up.channel_kind {
+        let templates: Vec<Option<channels::model::Template>> = due
+            .iter()
+            .map(|f| match f.channel_kind {
                 ChannelKind::Whatsapp => self
                     .channels
-                    .resolve(&follow_up.channel_account_id, follow_up.channel_kind)
+                    .resolve(&f.channel_account_id, f.channel_kind)
                     .and_then(|channel| channel.reengagement_template()),
                 _ => None,
+            })
+            .collect();
+        for (chunk, chunk_templates) in due.chunks(CHUNK).zip(templates.chunks(CHUNK)) {
+            let rules = |f: &crate::store::DueFollowUp| {
+                let index = chunk.iter().position(|c| c.id == f.id).unwrap_or(0);
+                let max_per_week = self.rules.get(&f.tenant_id).map_or(2, |r| r.max_per_week);
+                (max_per_week, chunk_templates[index].as_ref())
             };
-            match self
-                .store
-                .deliver_follow_up(follow_up, max_per_week, template.as_ref(), now_ms())
-                .await
-            {
-                Ok(FollowUpOutcome::Sent { template }) => {
-                    queued += 1;
-                    metrics::counter!("sapa_follow_ups_total", "outcome" => "sent").increment(1);
-                    tracing::debug!(tenant = %follow_up.tenant_id, conversation_id = %follow_up.conversation_id, template, "follow-up queued");
-                }
-                Ok(FollowUpOutcome::Cancelled(reason) | FollowUpOutcome::Skipped(reason)) => {
-                    metrics::counter!("sapa_follow_ups_total", "outcome" => reason).increment(1);
-                    tracing::info!(tenant = %follow_up.tenant_id, conversation_id = %follow_up.conversation_id, reason, "follow-up not sent");
-                }
-                Ok(FollowUpOutcome::Gone) => {}
+            let outcomes = match self.store.deliver_follow_ups(chunk, rules, now_ms()).await {
+                Ok(outcomes) => outcomes,
                 Err(err) => {
-                    tracing::warn!(error = %err.chain(), tenant = %follow_up.tenant_id, "follow-up failed; retried after its lease");
+                    tracing::warn!(error = %err.chain(), follow_ups = chunk.len(), "deciding follow-ups failed; retried after their lease");
+                    continue;
                 }
+            };
+            for (follow_up, outcome) in chunk.iter().zip(outcomes) {
+                match outcome {
+                    FollowUpOutcome::Sent { template } => {
+                        queued += 1;
+                        metrics::counter!("sapa_follow_ups_total", "outcome" => "sent")
+                            .increment(1);
+                        tracing::debug!(tenant = %follow_up.tenant_id, conversation_id = %follow_up.conversation_id, template, "follow-up queued");
+                    }
+                    FollowUpOutcome::Cancelled(reason) | FollowUpOutcome::Skipped(reason) => {
+                        metrics::counter!("sapa_follow_ups_total", "outcome" => reason)
+                            .increment(1);
+                        tracing::info!(tenant = %follow_up.tenant_id, conversation_id = %follow_up.conversation_id, reason, "follow-up not sent");
+                    }
+                    FollowUpOutcome::Gone => {}
+                }
+            }
+            if queued > 0 {
+                // The dispatcher starts on the first chunk while the next is decided.
+                self.wake.notify_one();
             }
         }
         if queued > 0 {

@@ -6,6 +6,7 @@ pub mod answer;
 pub mod assigner;
 pub mod committer;
 pub mod dispatcher;
+pub mod flow;
 pub mod follow_ups;
 pub mod inbound;
 pub mod ingress;
@@ -69,6 +70,10 @@ pub struct TurnContext {
     /// `tenants.<slug>.follow_up` (and `demo.follow_up`), by tenant; a tenant not listed
     /// gets the defaults.
     pub follow_ups: Arc<HashMap<String, crate::config::FollowUpConfig>>,
+    /// Each tenant's live flows.
+    pub flows: Arc<crate::tenant_flows::FlowRegistry>,
+    /// Flows' webhook calls.
+    pub webhooks: crate::tenant_flows::WebhookCaller,
 }
 
 /// Bounds on what one turn may cost (`conversation.max_turn_*`, `llm.max_prompt_tokens`,
