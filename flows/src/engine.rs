@@ -15,7 +15,6 @@ const HUMAN_WORDS: &[&str] = &[
     "human",
     "operator",
     "cs",
-    "orang",
     "person",
     "representative",
     "staff",
@@ -433,7 +432,23 @@ fn asks_for_human(text: &str) -> bool {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect();
-    words.len() <= 8 && words.iter().any(|w| HUMAN_WORDS.contains(&w.as_str()))
+    words.len() <= 8
+        && (words.iter().any(|w| HUMAN_WORDS.contains(&w.as_str())) || names_a_person(&words))
+}
+
+/// "orang" ("person") asks for one only in a phrase such as "bicara dengan orang", "mau ke
+/// orang", "orang asli": after a number or a counting word it counts people ("meja untuk
+/// lima orang", "berapa orang"), which is a question for the bot.
+fn names_a_person(words: &[String]) -> bool {
+    const BEFORE: &[&str] = &["dengan", "sama", "ke", "minta", "mau", "ama", "pakai"];
+    const AFTER: &[&str] = &["asli", "beneran", "sungguhan", "langsung"];
+    words.iter().enumerate().any(|(i, w)| {
+        w == "orang"
+            && ((i > 0 && BEFORE.contains(&words[i - 1].as_str()))
+                || words
+                    .get(i + 1)
+                    .is_some_and(|n| AFTER.contains(&n.as_str())))
+    })
 }
 
 fn quoted_answer(
@@ -628,6 +643,25 @@ mod tests {
         let d = Engine.decide(&conv(ConversationState::Closed), &[turn("menu apa saja")]);
         assert_eq!(d.conversation.state, ConversationState::Bot);
         assert!(matches!(d.actions[0], Action::Answer { .. }));
+    }
+
+    #[test]
+    fn counting_people_is_not_asking_for_one() {
+        for text in [
+            "bisa siapkan tempat buat lima orang besok malam?",
+            "meja untuk 4 orang",
+            "berapa orang maksimal per meja?",
+        ] {
+            assert!(!asks_for_human(text), "{text}");
+        }
+        for text in [
+            "mau bicara dengan orang",
+            "minta orang asli dong",
+            "sambungkan ke orang",
+            "admin",
+        ] {
+            assert!(asks_for_human(text), "{text}");
+        }
     }
 
     #[test]

@@ -44,6 +44,64 @@ pub struct BotSettings {
     /// `short` or `normal`.
     #[serde(default = "default_style")]
     pub answer_style: String,
+    /// Follow-ups after a bot answer; `null`: the tenant's `[tenants.<slug>.follow_up]` in
+    /// `sapa.toml` (or the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUpSettings>,
+}
+
+/// Follow-ups as the console edits them (the `[tenants.<slug>.follow_up]` keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpSettings {
+    /// Quiet time after the answer, e.g. `"2h"`; `"0"` turns follow-ups off.
+    pub after: String,
+    /// Local hours without follow-ups (`"21:00-08:00"`), or `"off"`.
+    #[serde(default = "default_quiet_hours")]
+    pub quiet_hours: String,
+    /// Follow-ups one contact gets at most in any 7 days.
+    #[serde(default = "default_max_per_week")]
+    pub max_per_week: u32,
+    /// The message; empty: the built-in one in the conversation's language.
+    #[serde(default)]
+    pub text: String,
+}
+
+fn default_quiet_hours() -> String {
+    crate::config::FollowUpConfig::default().quiet_hours
+}
+
+fn default_max_per_week() -> u32 {
+    crate::config::FollowUpConfig::default().max_per_week
+}
+
+impl FollowUpSettings {
+    /// The rules these settings give.
+    ///
+    /// # Errors
+    /// Every problem, each naming its field.
+    pub fn rules(&self) -> Result<crate::config::FollowUpConfig, Vec<String>> {
+        let after = match self.after.trim() {
+            "0" | "off" => Ok(std::time::Duration::ZERO),
+            other => humantime::parse_duration(other).map_err(|_| {
+                vec![format!(
+                    "follow_up.after must be a duration such as \"2h\" or \"30m\", or \"0\" to turn follow-ups off (got \"{other}\")"
+                )]
+            }),
+        }?;
+        let rules = crate::config::FollowUpConfig {
+            after,
+            quiet_hours: self.quiet_hours.clone(),
+            max_per_week: self.max_per_week,
+            text: self.text.clone(),
+        };
+        let problems = rules.problems("follow_up");
+        if problems.is_empty() {
+            Ok(rules)
+        } else {
+            Err(problems)
+        }
+    }
 }
 
 // Not derived: the defaults must be valid settings (the demo tenant's version 1 is built
@@ -57,6 +115,7 @@ impl Default for BotSettings {
             handoff_keywords: Vec::new(),
             locale: default_locale(),
             answer_style: default_style(),
+            follow_up: None,
         }
     }
 }
@@ -121,6 +180,7 @@ impl BotSettings {
             handoff_keywords: tenant.handoff_keywords.clone(),
             locale: tenant.locale.clone(),
             answer_style: default_style(),
+            follow_up: None,
         }
     }
 
@@ -167,6 +227,11 @@ impl BotSettings {
         {
             problems.push(problem);
         }
+        if let Some(follow_up) = &self.follow_up
+            && let Err(found) = follow_up.rules()
+        {
+            problems.extend(found);
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -189,6 +254,7 @@ impl BotSettings {
                 .unwrap_or_default(),
             style: flows::AnswerStyle::parse(&self.answer_style).unwrap_or_default(),
             instructions: self.instructions.clone(),
+            follow_up: self.follow_up.as_ref().and_then(|f| f.rules().ok()),
         }
     }
 }
@@ -206,6 +272,8 @@ pub struct Live {
     pub style: flows::AnswerStyle,
     /// The owner's instructions.
     pub instructions: String,
+    /// The follow-up rules published in the console; `None`: `sapa.toml`'s.
+    pub follow_up: Option<crate::config::FollowUpConfig>,
 }
 
 /// Each tenant's live settings.

@@ -345,6 +345,7 @@ impl Application {
         crate::workers::follow_ups::FollowUps {
             store: store.clone(),
             rules: follow_ups,
+            bots: bots.clone(),
             channels: registry.clone(),
             wake: dispatcher_wake.clone(),
         }

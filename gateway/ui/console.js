@@ -19,7 +19,7 @@
       claimFirst: 'Ambil alih percakapan ini untuk membalas.', logout: 'Keluar', online: 'Online', away: 'Sedang pergi', back: 'Kembali', waitingFor: 'menunggu',
       notice_quota_warning: 'Pemakaian bulan ini sudah mencapai 80% kuota.', notice_quota_exceeded: 'Kuota bulan ini habis: bot kini menjawab dengan kutipan dokumen dan menawarkan admin, tanpa model.', seeUsage: 'Lihat pemakaian', dismiss: 'Tutup',
       advise2fa: 'Akun Anda belum memakai verifikasi dua langkah. Minta pemilik menambahkan nomor WhatsApp Anda.',
-      reason: 'Alasan', customer: 'Pelanggan', bot: 'Bot', agent: 'Agen', noteAuthor: 'Catatan', failed: 'Gagal: ',
+      flowNow: 'Alur', tags: 'Label', followUps: 'Tindak lanjut', followUpsOff: 'Pelanggan minta berhenti', reason: 'Alasan', customer: 'Pelanggan', bot: 'Bot', agent: 'Agen', noteAuthor: 'Catatan', failed: 'Gagal: ',
       window: 'Jendela WhatsApp', closed: 'tertutup', left: 'tersisa', assigned: 'Ditangani', you: 'Anda',
       bell: 'Notifikasi', bellOn: 'Notifikasi aktif', bellBlocked: 'Notifikasi diblokir browser', newWaiting: 'Chat baru menunggu agen',
       live: 'Langsung', offline: 'Menyambung ulang…',
@@ -46,7 +46,7 @@
       claimFirst: 'Claim this conversation to reply.', logout: 'Sign out', online: 'Online', away: 'Away', back: 'Back', waitingFor: 'waiting',
       notice_quota_warning: 'This month\'s usage has reached 80% of the quota.', notice_quota_exceeded: 'This month\'s quota is used up: the bot now answers with document quotes and offers a person, without the model.', seeUsage: 'See usage', dismiss: 'Dismiss',
       advise2fa: 'Your account has no second factor. Ask an owner to add your WhatsApp number.',
-      reason: 'Reason', customer: 'Customer', bot: 'Bot', agent: 'Agent', noteAuthor: 'Note', failed: 'Failed: ',
+      flowNow: 'Flow', tags: 'Tags', followUps: 'Follow-ups', followUpsOff: 'Customer opted out', reason: 'Reason', customer: 'Customer', bot: 'Bot', agent: 'Agent', noteAuthor: 'Note', failed: 'Failed: ',
       window: 'WhatsApp window', closed: 'closed', left: 'left', assigned: 'Assigned', you: 'you',
       bell: 'Notifications', bellOn: 'Notifications on', bellBlocked: 'Notifications blocked by the browser', newWaiting: 'New chat waiting for an agent',
       live: 'Live', offline: 'Reconnecting…',
@@ -514,7 +514,10 @@
       h('dt', {}, t('status')), h('dd', {}, t(`state_${c.state}`)),
       c.handoff_reason ? [h('dt', {}, t('reason')), h('dd', { id: 'handoff-reason' }, t(c.handoff_reason))] : null,
       c.state === 'waiting_human' && c.waiting_since ? [h('dt', {}, t('waitingSince')), h('dd', {}, since(c.waiting_since))] : null,
-      windowLeft(c) ? [h('dt', {}, t('window')), h('dd', {}, windowLeft(c).split(': ')[1])] : null);
+      windowLeft(c) ? [h('dt', {}, t('window')), h('dd', {}, windowLeft(c).split(': ')[1])] : null,
+      data.flow ? [h('dt', {}, t('flowNow')), h('dd', { id: 'flow-now' }, data.flow.name)] : null,
+      (data.tags || []).length ? [h('dt', {}, t('tags')), h('dd', { id: 'tags' }, data.tags.map((tag) => h('span', { class: 'badge other' }, tag)))] : null,
+      data.contact && data.contact.follow_up_opt_out ? [h('dt', {}, t('followUps')), h('dd', { id: 'follow-up-opt-out' }, t('followUpsOff'))] : null);
     const channels = ((data.contact && data.contact.channels) || []).map((k) => h('li', {},
       h('span', { class: `badge ${['whatsapp', 'telegram', 'webchat'].includes(k.channel) ? k.channel : 'other'}` }, k.channel),
       h('span', { class: 'address' }, k.username ? `@${k.username}` : (k.channel === 'webchat' ? t('visitor') : k.address))));

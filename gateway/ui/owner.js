@@ -17,6 +17,8 @@
       greeting: 'Salam pembuka', greetingHint: 'Kosongkan untuk salam bawaan.', locale: 'Bahasa utama', style: 'Gaya jawaban',
       style_short: 'Singkat', style_normal: 'Lengkap', locale_id: 'Bahasa Indonesia', locale_en: 'English',
       keywords: 'Kata kunci alih ke manusia', keywordsHint: 'Pisahkan dengan koma, mis. komplain, refund, admin.',
+      followUp: 'Tindak lanjut', followUpOn: 'Atur tindak lanjut di sini (bukan dari sapa.toml)', followUpAfter: 'Kirim setelah pelanggan diam selama', followUpQuiet: 'Jam tenang (tidak mengirim)', followUpMax: 'Paling banyak per pelanggan per 7 hari', followUpText: 'Pesan (kosong: "Ada lagi yang bisa kami bantu?")',
+      after_0: 'Mati', after_30m: '30 menit', after_1h: '1 jam', after_2h: '2 jam', after_4h: '4 jam', after_1d: '1 hari',
       hours: 'Jam operasional tim', hoursOn: 'Tim hanya membalas pada jam tertentu', timezone: 'Zona waktu', holidays: 'Hari libur (YYYY-MM-DD, pisahkan dengan koma)',
       dayHint: '08:00-17:00 atau closed', days: ['Senin', 'Selasa', 'Rabu', 'Kamis', 'Jumat', 'Sabtu', 'Minggu'],
       saveDraft: 'Simpan draf', draftSaved: 'Draf tersimpan.', runRegression: 'Cek regresi', publish: 'Terbitkan', published: 'Diterbitkan sebagai versi',
@@ -68,6 +70,8 @@
       greeting: 'Greeting', greetingHint: 'Leave empty for the built-in greeting.', locale: 'Main language', style: 'Answer style',
       style_short: 'Short', style_normal: 'Detailed', locale_id: 'Bahasa Indonesia', locale_en: 'English',
       keywords: 'Handoff keywords', keywordsHint: 'Comma separated, e.g. complaint, refund, admin.',
+      followUp: 'Follow-ups', followUpOn: 'Set follow-ups here (instead of sapa.toml)', followUpAfter: 'Send after the customer is quiet for', followUpQuiet: 'Quiet hours (nothing is sent)', followUpMax: 'At most per customer per 7 days', followUpText: 'Message (empty: "Anything else we can help with?")',
+      after_0: 'Off', after_30m: '30 minutes', after_1h: '1 hour', after_2h: '2 hours', after_4h: '4 hours', after_1d: '1 day',
       hours: 'Team hours', hoursOn: 'The team answers only at certain hours', timezone: 'Time zone', holidays: 'Holidays (YYYY-MM-DD, comma separated)',
       dayHint: '08:00-17:00 or closed', days: ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'],
       saveDraft: 'Save draft', draftSaved: 'Draft saved.', runRegression: 'Check regressions', publish: 'Publish', published: 'Published as version',
@@ -228,6 +232,11 @@
       timezone: h('input', { id: 'timezone', placeholder: 'Asia/Jakarta' }),
       days: [0, 1, 2, 3, 4, 5, 6].map((i) => h('input', { id: `day-${i}`, placeholder: t('dayHint') })),
       holidays: h('input', { id: 'holidays', placeholder: '2026-12-25, 2027-01-01' }),
+      followOn: h('input', { id: 'follow-up-on', type: 'checkbox' }),
+      followAfter: h('select', { id: 'follow-up-after' }, ['0', '30m', '1h', '2h', '4h', '1d'].map((v) => h('option', { value: v }, t(`after_${v}`)))),
+      followQuiet: h('input', { id: 'follow-up-quiet', placeholder: '21:00-08:00' }),
+      followMax: h('input', { id: 'follow-up-max', type: 'number', min: '1', max: '14' }),
+      followText: h('textarea', { id: 'follow-up-text', rows: '2', maxlength: '1000' }),
     };
     const counter = h('span', { class: 'counter' });
     const count = () => { counter.textContent = `${f.instructions.value.length} / 4000`; };
@@ -244,6 +253,15 @@
       f.days.forEach((input, i) => { input.value = (hours && hours.days && hours.days[i]) || ''; });
       f.holidays.value = ((hours && hours.holidays) || []).join(', ');
       hoursBox.classList.toggle('off', !f.hoursOn.checked);
+      const follow = d.follow_up;
+      f.followOn.checked = Boolean(follow);
+      const after = (follow && follow.after) || '2h';
+      if (![...f.followAfter.options].some((o) => o.value === after)) f.followAfter.append(h('option', { value: after }, after));
+      f.followAfter.value = after;
+      f.followQuiet.value = follow ? follow.quiet_hours : '21:00-08:00';
+      f.followMax.value = String(follow ? follow.max_per_week : 2);
+      f.followText.value = (follow && follow.text) || '';
+      followBox.classList.toggle('off', !f.followOn.checked);
       count();
     };
     const read = () => {
@@ -257,6 +275,9 @@
         business_hours: f.hoursOn.checked
           ? { timezone: f.timezone.value.trim(), days: f.days.map((d) => d.value.trim()), holidays: list(f.holidays.value) }
           : null,
+        follow_up: f.followOn.checked
+          ? { after: f.followAfter.value, quiet_hours: f.followQuiet.value.trim() || 'off', max_per_week: Number(f.followMax.value) || 0, text: f.followText.value.trim() }
+          : null,
       };
     };
     const hoursBox = h('div', { class: 'hours' },
@@ -264,6 +285,13 @@
       h('div', { class: 'days' }, f.days.map((input, i) => h('div', { class: 'day' }, h('label', { for: input.id }, t('days')[i]), input))),
       h('label', { for: 'holidays' }, t('holidays')), f.holidays);
     f.hoursOn.addEventListener('change', () => hoursBox.classList.toggle('off', !f.hoursOn.checked));
+    const followBox = h('div', { class: 'hours' },
+      h('div', { class: 'two' },
+        h('div', {}, h('label', { for: 'follow-up-after' }, t('followUpAfter')), f.followAfter),
+        h('div', {}, h('label', { for: 'follow-up-max' }, t('followUpMax')), f.followMax)),
+      h('label', { for: 'follow-up-quiet' }, t('followUpQuiet')), f.followQuiet,
+      h('label', { for: 'follow-up-text' }, t('followUpText')), f.followText);
+    f.followOn.addEventListener('change', () => followBox.classList.toggle('off', !f.followOn.checked));
 
     const save = async () => {
       try {
@@ -332,6 +360,8 @@
       h('label', { for: 'keywords' }, t('keywords')), f.keywords, h('p', { class: 'hint' }, t('keywordsHint')),
       h('details', { class: 'hours-box', open: Boolean(draft.business_hours) }, h('summary', {}, t('hours')),
         h('label', { class: 'check', for: 'hours-on' }, f.hoursOn, t('hoursOn')), hoursBox),
+      h('details', { class: 'hours-box', id: 'follow-up-box', open: Boolean(draft.follow_up) }, h('summary', {}, t('followUp')),
+        h('label', { class: 'check', for: 'follow-up-on' }, f.followOn, t('followUpOn')), followBox),
       error,
       h('div', { class: 'form-actions' }, saveButton, regressionButton, publishButton));
     fill(draft);

@@ -177,8 +177,19 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   await page.locator('#instructions').waitFor();
   await page.fill('#instructions', INSTRUCTIONS);
   await page.fill('#keywords', 'komplain, refund, admin');
+  // Follow-up rules set in the console (instead of sapa.toml).
+  await page.locator('#follow-up-box summary').click();
+  await page.locator('#follow-up-on').check();
+  await page.selectOption('#follow-up-after', '30m');
+  await page.fill('#follow-up-max', '1');
+  await page.fill('#follow-up-text', 'Kak, masih ada yang ingin ditanyakan?');
+  await page.locator('#follow-up-box').scrollIntoViewIfNeeded();
+  await shoot(page, 'owner-bot-follow-up');
   await page.locator('#save-draft').click();
   await page.locator('#bot-status.ok', { hasText: 'Draf tersimpan' }).waitFor();
+  // The form is filled back from what the server stored.
+  assert.equal(await page.locator('#follow-up-after').inputValue(), '30m');
+  assert.equal(await page.locator('#follow-up-max').inputValue(), '1');
   // A real customer asked a price; from that conversation the owner adds the question to
   // the golden set in one click (what the bot cites for it today is the expected document).
   const priceCustomer = await customer();

@@ -42,6 +42,7 @@ async fn the_owner_pages_work_in_a_real_browser() {
         &[
             "owner-bot.png",
             "owner-bot-phone.png",
+            "owner-bot-follow-up.png",
             "owner-bot-en.png",
             "owner-bot-versions.png",
             "owner-bot-regression.png",

@@ -472,3 +472,57 @@ async fn a_flow_in_progress_survives_sigkill_where_it_was() {
     );
     server.kill().await;
 }
+
+#[tokio::test]
+async fn with_a_model_a_message_no_keyword_matches_can_start_a_flow_by_its_description() {
+    use sapa_tests::fake_openai::{FakeOpenAi, Reply};
+    const ROUTER: &str = "You route a customer's chat message";
+    // The router picks the reservation flow; an answer request gets a clarifying question.
+    let reply = || {
+        Reply::computed(|request| {
+            let system = request["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default();
+            if system.contains(ROUTER) {
+                assert!(system.contains("- reservasi: The customer wants to reserve a table"));
+                json!({"flow": "reservasi"}).to_string()
+            } else {
+                json!({"reply": "Maksudnya bagaimana, Kak?", "action": "clarify", "citations": []})
+                    .to_string()
+            }
+        })
+    };
+    let fake = FakeOpenAi::start((0..6).map(|_| reply())).await;
+    let app = spawn_app(&fake.config("stream = false")).await;
+    let session = app.session("demo").await;
+    // No keyword of any flow ("pesan meja", "reservasi", …) is in it.
+    let new = say(
+        &app,
+        &session,
+        "i-1",
+        "bisa siapkan tempat buat lima orang besok malam?",
+        1,
+    )
+    .await;
+    assert_eq!(
+        new,
+        vec!["Mau reservasi di outlet mana, Kak?"],
+        "{:?}",
+        fake.requests()
+    );
+    let routed = fake
+        .requests()
+        .iter()
+        .filter(|r| {
+            r["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(ROUTER)
+        })
+        .count();
+    assert_eq!(routed, 1);
+    // The flow runs on from there.
+    let new = say(&app, &session, "i-2", "Kemang", 2).await;
+    assert!(new[0].starts_with("Untuk kapan?"), "{new:?}");
+    app.stop().await;
+}

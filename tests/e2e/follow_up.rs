@@ -12,7 +12,7 @@ use sapa_tests::{
 };
 use serde_json::{Value, json};
 
-use crate::console::{add_staff, get, log_in, post};
+use crate::console::{add_member, add_staff, get, log_in, post, put};
 
 /// The demo tenant's follow-up after 2 s, at any hour.
 const FAST_DEMO: &str = "[demo.follow_up]\nafter = \"2s\"\nquiet_hours = \"off\"\n";
@@ -445,4 +445,46 @@ async fn five_hundred_due_follow_ups_are_each_sent_exactly_once_across_sigkills(
     eprintln!("crash test: {CRASH_FOLLOW_UPS} follow-ups, 2 SIGKILLs, each sent exactly once");
     store.close().await;
     server.kill().await;
+}
+
+#[tokio::test]
+async fn follow_up_rules_published_in_the_console_replace_the_config_file_s() {
+    // sapa.toml says 2 h; the owner publishes 2 s with a text of their own.
+    let app = spawn_app("").await;
+    add_member(&app, "demo", "pemilik@demo.local", "owner", None).await;
+    let (owner, csrf) = log_in(&app, "demo", "pemilik@demo.local").await;
+    let mut draft: Value = get(&app, "/v1/console/bot/draft", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(draft["follow_up"], Value::Null, "{draft}");
+    draft["follow_up"] =
+        json!({"after": "soon", "quiet_hours": "off", "max_per_week": 2, "text": ""});
+    let bad = put(&app, "/v1/console/bot/draft", &draft, &owner, &csrf).await;
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("follow_up.after"));
+    draft["follow_up"] = json!({"after": "2s", "quiet_hours": "off", "max_per_week": 2,
+        "text": "Kak, masih ada yang ingin ditanyakan?"});
+    assert_eq!(
+        put(&app, "/v1/console/bot/draft", &draft, &owner, &csrf)
+            .await
+            .status(),
+        200
+    );
+    let published = post(
+        &app,
+        "/v1/console/bot/publish",
+        &json!({}),
+        Some(&owner),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(published.status(), 200);
+    let session = app.session("demo").await;
+    app.post(&session, "q-1", QUESTION).await;
+    let bots = app.bot_messages(&session, 2).await;
+    assert_eq!(bots[1]["text"], "Kak, masih ada yang ingin ditanyakan?");
+    wait_follow_ups(&app, &session.conversation_id, &[("sent", None)]).await;
+    app.stop().await;
 }

@@ -724,12 +724,22 @@ async fn conversation(
         .conversation_follow_up_opt_out(tenant, &id)
         .await
         .unwrap_or_default();
+    // The flow the customer is in and the tags flows set (best effort).
+    let (flow_run, tags) = store
+        .conversation_flow(tenant, &id)
+        .await
+        .unwrap_or_default();
+    let flow = flow_run
+        .and_then(|json| serde_json::from_str::<flows::flow::FlowRun>(&json).ok())
+        .map(|run| json!({"name": run.flow, "step": run.step}));
     axum::Json(json!({
         "conversation": item_json(&item),
         "messages": messages,
         "contact": { "channels": channels, "follow_up_opt_out": opt_out },
         "previous_conversations": previous,
         "handoff_summary": summary,
+        "flow": flow,
+        "tags": tags,
     }))
     .into_response()
 }

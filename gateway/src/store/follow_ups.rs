@@ -418,10 +418,17 @@ pub(super) async fn on_turn(
         return Ok(());
     };
     let text = super::storable(&plan.text).into_owned();
-    let moved = sqlx::query(
-        "UPDATE follow_ups SET kind = $1, due_at = $2, text = $3, created_at = $4, updated_at = $4, \
-         locked_until = NULL, reschedules = reschedules + 1 \
-         WHERE conversation_id = $5 AND tenant_id = $6 AND state = 'pending'",
+    // One statement (each is a round trip to the writer's thread): the conversation's pending
+    // row is unique, so a new one is inserted and an existing one moved.
+    sqlx::query(
+        "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, \
+         state, created_at, updated_at) \
+         SELECT tenant_id, id, contact_id, $1, $2, $3, 'pending', $4, $4 FROM conversations \
+         WHERE id = $5 AND tenant_id = $6 \
+         ON CONFLICT (conversation_id) WHERE state = 'pending' DO UPDATE SET \
+         kind = excluded.kind, due_at = excluded.due_at, text = excluded.text, \
+         created_at = excluded.created_at, updated_at = excluded.updated_at, locked_until = NULL, \
+         reschedules = follow_ups.reschedules + 1",
     )
     .bind(plan.kind)
     .bind(plan.due_at)
@@ -430,23 +437,6 @@ pub(super) async fn on_turn(
     .bind(conversation_id)
     .bind(tenant_id)
     .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if moved == 0 {
-        sqlx::query(
-            "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, \
-             state, created_at, updated_at) \
-             SELECT tenant_id, id, contact_id, $1, $2, $3, 'pending', $4, $4 FROM conversations \
-             WHERE id = $5 AND tenant_id = $6",
-        )
-        .bind(plan.kind)
-        .bind(plan.due_at)
-        .bind(&text)
-        .bind(now)
-        .bind(conversation_id)
-        .bind(tenant_id)
-        .execute(&mut **tx)
-        .await?;
-    }
+    .await?;
     Ok(())
 }

@@ -304,34 +304,30 @@ async fn accept_one(
         return Ok(Accepted::Duplicate);
     };
     let inbox_id: i64 = row.try_get("id")?;
-    // A conversation counts on the day of its first customer message.
-    let first_inbound: Option<i64> =
-        sqlx::query("SELECT last_inbound_at FROM conversations WHERE id = $1 AND tenant_id = $2")
-            .bind(&conversation_id)
-            .bind(&item.tenant_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.try_get("last_inbound_at"))
-            .transpose()?
-            .flatten();
+    // One statement (each is a round trip to the writer's thread) stamps the conversation and
+    // says whether this is its first customer message: a conversation counts on that day.
+    let inbound_count: i64 = sqlx::query(
+        "UPDATE conversations SET last_inbound_at = $1, updated_at = $1, inbound_count = inbound_count + 1 \
+         WHERE id = $2 AND tenant_id = $3 RETURNING inbound_count",
+    )
+    .bind(item.received_at_ms)
+    .bind(&conversation_id)
+    .bind(&item.tenant_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.try_get("inbound_count"))
+    .transpose()?
+    .unwrap_or(0);
     usage.add(
         &item.tenant_id,
         days.day(&item.tenant_id, item.received_at_ms),
         item.channel_kind.as_str(),
         &UsageDelta {
             messages_in: 1,
-            conversations: i64::from(first_inbound.is_none()),
+            conversations: i64::from(inbound_count == 1),
             ..UsageDelta::default()
         },
     );
-    sqlx::query(
-        "UPDATE conversations SET last_inbound_at = $1, updated_at = $1 WHERE id = $2 AND tenant_id = $3",
-    )
-    .bind(item.received_at_ms)
-    .bind(&conversation_id)
-    .bind(&item.tenant_id)
-    .execute(&mut **tx)
-    .await?;
     let text = storable(&item.text).into_owned();
     let external_id = storable(&item.external_id).into_owned();
     let message_id: i64 = sqlx::query(

@@ -191,6 +191,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("migrations/0023_flows.sqlite.sql"),
         include_str!("migrations/0023_flows.postgres.sql"),
     ),
+    (
+        24,
+        "inbound_count",
+        include_str!("migrations/0024_inbound_count.sqlite.sql"),
+        include_str!("migrations/0024_inbound_count.postgres.sql"),
+    ),
 ];
 
 /// The outbox rows (`outbox_id`, `message_id`) sent through account `$2` of tenant `$1` whose

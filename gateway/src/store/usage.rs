@@ -90,17 +90,78 @@ impl UsageBatch {
         }
     }
 
-    /// Writes the counters inside `tx`.
+    /// Writes the counters inside `tx`: one statement for all of them (each statement is a
+    /// round trip to the database's worker thread, and the writer is the bottleneck), in key
+    /// order.
     pub(super) async fn flush(
         self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ) -> Result<(), StoreError> {
-        for ((tenant_id, day, channel), delta) in &self.rows {
-            bump(tx, tenant_id, day, channel, delta).await?;
+        let rows: Vec<_> = self
+            .rows
+            .iter()
+            .filter(|(_, delta)| **delta != UsageDelta::default())
+            .collect();
+        for part in rows.chunks(FLUSH_ROWS) {
+            let values: Vec<String> = (0..part.len())
+                .map(|i| {
+                    let b = i * 12;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9,
+                        b + 10,
+                        b + 11,
+                        b + 12
+                    )
+                })
+                .collect();
+            let sql = format!("{UPSERT_HEAD} VALUES {} {UPSERT_TAIL}", values.join(", "));
+            let mut query = sqlx::query(&sql);
+            for ((tenant_id, day, channel), delta) in part {
+                query = query
+                    .bind(tenant_id)
+                    .bind(day)
+                    .bind(channel)
+                    .bind(delta.messages_in)
+                    .bind(delta.messages_out)
+                    .bind(delta.conversations)
+                    .bind(delta.handoffs)
+                    .bind(delta.answer_turns)
+                    .bind(delta.answered)
+                    .bind(delta.abstained)
+                    .bind(delta.prompt_tokens)
+                    .bind(delta.completion_tokens);
+            }
+            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
 }
+
+/// Counter rows per statement (12 parameters each, well under SQLite's 32,766).
+const FLUSH_ROWS: usize = 200;
+
+const UPSERT_HEAD: &str = "INSERT INTO usage_daily (tenant_id, day, channel, messages_in, messages_out, conversations, \
+     handoffs, answer_turns, answered, abstained, prompt_tokens, completion_tokens)";
+
+const UPSERT_TAIL: &str = "ON CONFLICT (tenant_id, day, channel) DO UPDATE SET \
+     messages_in = usage_daily.messages_in + excluded.messages_in, \
+     messages_out = usage_daily.messages_out + excluded.messages_out, \
+     conversations = usage_daily.conversations + excluded.conversations, \
+     handoffs = usage_daily.handoffs + excluded.handoffs, \
+     answer_turns = usage_daily.answer_turns + excluded.answer_turns, \
+     answered = usage_daily.answered + excluded.answered, \
+     abstained = usage_daily.abstained + excluded.abstained, \
+     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens";
 
 /// Adds `delta` to the tenant's counters of `day` and `channel`, inside `tx`.
 pub(super) async fn bump(
@@ -113,40 +174,30 @@ pub(super) async fn bump(
     if *delta == UsageDelta::default() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO usage_daily (tenant_id, day, channel, messages_in, messages_out, conversations, \
-         handoffs, answer_turns, answered, abstained, prompt_tokens, completion_tokens) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (tenant_id, day, channel) DO UPDATE SET \
-         messages_in = usage_daily.messages_in + excluded.messages_in, \
-         messages_out = usage_daily.messages_out + excluded.messages_out, \
-         conversations = usage_daily.conversations + excluded.conversations, \
-         handoffs = usage_daily.handoffs + excluded.handoffs, \
-         answer_turns = usage_daily.answer_turns + excluded.answer_turns, \
-         answered = usage_daily.answered + excluded.answered, \
-         abstained = usage_daily.abstained + excluded.abstained, \
-         prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
-         completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens",
-    )
-    .bind(tenant_id)
-    .bind(day)
-    .bind(channel)
-    .bind(delta.messages_in)
-    .bind(delta.messages_out)
-    .bind(delta.conversations)
-    .bind(delta.handoffs)
-    .bind(delta.answer_turns)
-    .bind(delta.answered)
-    .bind(delta.abstained)
-    .bind(delta.prompt_tokens)
-    .bind(delta.completion_tokens)
-    .execute(&mut **tx)
-    .await?;
+    let sql = format!(
+        "{UPSERT_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {UPSERT_TAIL}"
+    );
+    sqlx::query(&sql)
+        .bind(tenant_id)
+        .bind(day)
+        .bind(channel)
+        .bind(delta.messages_in)
+        .bind(delta.messages_out)
+        .bind(delta.conversations)
+        .bind(delta.handoffs)
+        .bind(delta.answer_turns)
+        .bind(delta.answered)
+        .bind(delta.abstained)
+        .bind(delta.prompt_tokens)
+        .bind(delta.completion_tokens)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 /// Records the conversation's first response (bot or agent) at `now`, once: the time since
-/// its first customer message, counted on that message's day.
+/// its first customer message, counted on the day of the response (the same day but for a wait
+/// across midnight).
 pub(super) async fn first_response(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     days: &UsageDays,
@@ -155,40 +206,22 @@ pub(super) async fn first_response(
     channel: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    // Every reply asks; only the first records. The key lookup keeps the later ones from
-    // scanning the conversation's messages (which grow with it).
-    let recorded = sqlx::query(
-        "SELECT 1 AS one FROM usage_first_responses WHERE tenant_id = $1 AND conversation_id = $2",
-    )
-    .bind(tenant_id)
-    .bind(conversation_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if recorded.is_some() {
-        return Ok(());
-    }
-    let first: Option<i64> = sqlx::query(
-        "SELECT MIN(created_at) AS first FROM messages \
-         WHERE tenant_id = $1 AND conversation_id = $2 AND author = 'customer'",
-    )
-    .bind(tenant_id)
-    .bind(conversation_id)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("first")?;
-    let Some(first) = first else {
-        // The business wrote first (an agent's template): no customer waited.
-        return Ok(());
-    };
+    // One statement (each is a round trip to the writer's thread): nothing when it is recorded
+    // already (a key lookup, before the conversation's messages are read), nothing when the
+    // business wrote first (no customer waited). Counted on the day of the response.
     sqlx::query(
         "INSERT INTO usage_first_responses (tenant_id, conversation_id, day, channel, ms) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
+         SELECT $1, $2, $3, $4, CASE WHEN MIN(created_at) < $5 THEN $5 - MIN(created_at) ELSE 0 END FROM messages \
+         WHERE tenant_id = $1 AND conversation_id = $2 AND author = 'customer' \
+         AND NOT EXISTS (SELECT 1 FROM usage_first_responses f WHERE f.tenant_id = $1 AND f.conversation_id = $2) \
+         HAVING MIN(created_at) IS NOT NULL \
+         ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
     )
     .bind(tenant_id)
     .bind(conversation_id)
-    .bind(days.day(tenant_id, first))
+    .bind(days.day(tenant_id, now))
     .bind(channel)
-    .bind((now - first).max(0))
+    .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -65,7 +65,7 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
     if !conversation.state.is_human_owned()
         && super::flow::run(ctx, &mut turn, omitted, in_flight).await
     {
-        finish_flow_turn(ctx, &mut turn, &bot.hours).await;
+        finish_flow_turn(ctx, &mut turn, &bot).await;
         return turn;
     }
     let greeting = bot.greeting.as_deref();
@@ -118,7 +118,14 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
             citations: vec![],
         });
     }
-    plan_follow_up(ctx, &mut turn, &bot.hours, now_ms());
+    if matches!(turn.kind, "no_match" | "llm_clarify")
+        && turn.handoff_reason.is_none()
+        && super::flow::start_by_intent(ctx, &mut turn, omitted, in_flight).await
+    {
+        finish_flow_turn(ctx, &mut turn, &bot).await;
+        return turn;
+    }
+    plan_follow_up(ctx, &mut turn, &bot, now_ms());
     turn
 }
 
@@ -156,7 +163,7 @@ pub(super) async fn answer_question(
 
 /// A flow's turn: the wait notice when it handed off, and a reminder scheduled while the flow
 /// waits for the customer (unless a flow step scheduled one).
-async fn finish_flow_turn(ctx: &TurnContext, turn: &mut Turn, hours: &flows::BusinessHours) {
+async fn finish_flow_turn(ctx: &TurnContext, turn: &mut Turn, bot: &crate::bot::Live) {
     if turn.handoff_reason.is_some() {
         // The flow said why; the honest wait goes with it.
         if let Some(last) = turn.replies.pop() {
@@ -171,10 +178,8 @@ async fn finish_flow_turn(ctx: &TurnContext, turn: &mut Turn, hours: &flows::Bus
         return;
     }
     let defaults = crate::config::FollowUpConfig::default();
-    let rules = ctx
-        .follow_ups
-        .get(&turn.batch.tenant_id)
-        .unwrap_or(&defaults);
+    let rules = follow_up_rules(ctx, &turn.batch.tenant_id, bot, &defaults);
+    let hours = &bot.hours;
     if rules.after.is_zero() {
         return;
     }
@@ -188,9 +193,22 @@ async fn finish_flow_turn(ctx: &TurnContext, turn: &mut Turn, hours: &flows::Bus
     });
 }
 
+/// The tenant's follow-up rules: published in the console, else `sapa.toml`'s, else defaults.
+fn follow_up_rules<'a>(
+    ctx: &'a TurnContext,
+    tenant_id: &str,
+    bot: &'a crate::bot::Live,
+    defaults: &'a crate::config::FollowUpConfig,
+) -> &'a crate::config::FollowUpConfig {
+    bot.follow_up
+        .as_ref()
+        .or_else(|| ctx.follow_ups.get(tenant_id))
+        .unwrap_or(defaults)
+}
+
 /// Schedules the tenant's follow-up after a bot answer (the knowledge base or the model
 /// replied; not a greeting, a code step or a handoff) that leaves the bot in charge.
-fn plan_follow_up(ctx: &TurnContext, turn: &mut Turn, hours: &flows::BusinessHours, now: i64) {
+fn plan_follow_up(ctx: &TurnContext, turn: &mut Turn, bot: &crate::bot::Live, now: i64) {
     let answered = matches!(
         turn.kind,
         "passage" | "no_match" | "llm_answer" | "llm_clarify" | "llm_rejected"
@@ -203,10 +221,8 @@ fn plan_follow_up(ctx: &TurnContext, turn: &mut Turn, hours: &flows::BusinessHou
         return;
     }
     let defaults = crate::config::FollowUpConfig::default();
-    let rules = ctx
-        .follow_ups
-        .get(&turn.batch.tenant_id)
-        .unwrap_or(&defaults);
+    let rules = follow_up_rules(ctx, &turn.batch.tenant_id, bot, &defaults);
+    let hours = &bot.hours;
     if rules.after.is_zero() {
         return;
     }
@@ -248,7 +264,7 @@ fn set_in_flight(in_flight: &InFlight, usage: Option<LlmUsage>) {
 /// Whether the tenant may still call the model today (`llm.daily_tokens_per_tenant`, UTC
 /// day). Spent: a warning, a metric, and the caller answers extractively. When usage cannot
 /// be read the model is used (the budget bounds cost; it must not take answers down).
-async fn budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
+pub(super) async fn budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
     quota_left(ctx, tenant_id).await && daily_budget_left(ctx, tenant_id).await
 }
 

@@ -30,8 +30,10 @@ const LEASE_MS: i64 = 60_000;
 pub struct FollowUps {
     /// Storage.
     pub store: Store,
-    /// Follow-up settings by tenant (defaults for others).
+    /// Follow-up settings by tenant from `sapa.toml` (defaults for others).
     pub rules: Arc<HashMap<String, FollowUpConfig>>,
+    /// Each tenant's live bot settings: follow-up rules published in the console win.
+    pub bots: Arc<crate::bot::LiveBots>,
     /// Channel adapters: WhatsApp numbers' re-engagement templates.
     pub channels: Arc<ChannelRegistry>,
     /// Wakes the dispatcher when something was queued.
@@ -88,7 +90,13 @@ impl FollowUps {
         for (chunk, chunk_templates) in due.chunks(CHUNK).zip(templates.chunks(CHUNK)) {
             let rules = |f: &crate::store::DueFollowUp| {
                 let index = chunk.iter().position(|c| c.id == f.id).unwrap_or(0);
-                let max_per_week = self.rules.get(&f.tenant_id).map_or(2, |r| r.max_per_week);
+                let max_per_week = match &self.bots.get(&f.tenant_id).follow_up {
+                    Some(published) => published.max_per_week,
+                    None => self
+                        .rules
+                        .get(&f.tenant_id)
+                        .map_or(FollowUpConfig::default().max_per_week, |r| r.max_per_week),
+                };
                 (max_per_week, chunk_templates[index].as_ref())
             };
             let outcomes = match self.store.deliver_follow_ups(chunk, rules, now_ms()).await {
