@@ -32,6 +32,13 @@ pub struct BusinessHours {
     holidays: BTreeSet<Date>,
 }
 
+/// Midnight UTC of the date `YYYY-MM-DD`, Unix ms (`None` for anything else).
+pub fn utc_day_start_ms(day: &str) -> Option<i64> {
+    let date: Date = day.parse().ok()?;
+    let zoned = date.to_zoned(TimeZone::UTC).ok()?;
+    Some(zoned.timestamp().as_millisecond())
+}
+
 /// The days of `week`, Monday first, as configured.
 pub const DAY_NAMES: [&str; 7] = [
     "monday",

@@ -47,7 +47,7 @@ pub use engine::{
     AnswerOutcome, CustomerTurn, Decision, Engine, Generation, TurnKind, latest_turns,
 };
 pub use excerpt::AnswerStyle;
-pub use hours::{Availability, BusinessHours, Opening, WaitOutlook};
+pub use hours::{Availability, BusinessHours, Opening, WaitOutlook, utc_day_start_ms};
 pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
 pub use prompts::{PromptChunk, PromptContext, PromptError, PromptTurn, Prompts, RenderedPrompt};
 pub use state::{Conversation, ConversationState, Locale, Verification};

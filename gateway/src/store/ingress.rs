@@ -307,7 +307,8 @@ async fn accept_one(
     // One statement (each is a round trip to the writer's thread) stamps the conversation and
     // says whether this is its first customer message: a conversation counts on that day.
     let inbound_count: i64 = sqlx::query(
-        "UPDATE conversations SET last_inbound_at = $1, updated_at = $1, inbound_count = inbound_count + 1 \
+        "UPDATE conversations SET last_inbound_at = $1, updated_at = $1, inbound_count = inbound_count + 1, \
+         first_inbound_at = COALESCE(first_inbound_at, $1) \
          WHERE id = $2 AND tenant_id = $3 RETURNING inbound_count",
     )
     .bind(item.received_at_ms)

@@ -362,7 +362,9 @@ async fn commit_one(
          renotified_at = CASE WHEN state = $9 AND $1 = 'waiting_human' AND state <> 'waiting_human' THEN NULL \
              ELSE renotified_at END, \
          state = CASE WHEN state = $9 THEN $1 ELSE state END, locale = $2, abstain_streak = $3, \
-         handoff_reason = COALESCE($4, handoff_reason), updated_at = $5, verification = $8 \
+         handoff_reason = COALESCE($4, handoff_reason), updated_at = $5, verification = $8, \
+         first_response_at = CASE WHEN first_response_at IS NULL AND first_inbound_at IS NOT NULL AND $10 = 1 \
+             THEN $5 ELSE first_response_at END \
          WHERE id = $6 AND tenant_id = $7",
     )
     .bind(commit.conversation.state.as_str())
@@ -374,6 +376,8 @@ async fn commit_one(
     .bind(&batch.tenant_id)
     .bind(verification_column(&commit.conversation.verification)?)
     .bind(batch.conversation.state.as_str())
+    // The conversation's first response, when this turn replies (usage: first-response time).
+    .bind(i64::from(!commit.replies.is_empty()))
     .execute(&mut **tx)
     .await?;
     if !commit.masked_inbox_ids.is_empty() {
@@ -507,17 +511,6 @@ async fn commit_one(
         channel,
         &turn_usage(commit),
     );
-    if !commit.replies.is_empty() {
-        super::usage::first_response(
-            tx,
-            days,
-            &batch.tenant_id,
-            &batch.conversation_id,
-            channel,
-            now,
-        )
-        .await?;
-    }
     Ok(TurnOutcome::Committed {
         outbox_rows: commit.replies.len(),
     })

@@ -195,33 +195,21 @@ pub(super) async fn bump(
     Ok(())
 }
 
-/// Records the conversation's first response (bot or agent) at `now`, once: the time since
-/// its first customer message, counted on the day of the response (the same day but for a wait
-/// across midnight).
+/// Records the conversation's first response at `now` (an agent's message; a bot turn sets it
+/// in the statement that writes the conversation), once, when a customer wrote first.
 pub(super) async fn first_response(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    days: &UsageDays,
     tenant_id: &str,
     conversation_id: &str,
-    channel: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    // One statement (each is a round trip to the writer's thread): nothing when it is recorded
-    // already (a key lookup, before the conversation's messages are read), nothing when the
-    // business wrote first (no customer waited). Counted on the day of the response.
     sqlx::query(
-        "INSERT INTO usage_first_responses (tenant_id, conversation_id, day, channel, ms) \
-         SELECT $1, $2, $3, $4, CASE WHEN MIN(created_at) < $5 THEN $5 - MIN(created_at) ELSE 0 END FROM messages \
-         WHERE tenant_id = $1 AND conversation_id = $2 AND author = 'customer' \
-         AND NOT EXISTS (SELECT 1 FROM usage_first_responses f WHERE f.tenant_id = $1 AND f.conversation_id = $2) \
-         HAVING MIN(created_at) IS NOT NULL \
-         ON CONFLICT (tenant_id, conversation_id) DO NOTHING",
+        "UPDATE conversations SET first_response_at = $1 WHERE id = $2 AND tenant_id = $3 \
+         AND first_response_at IS NULL AND first_inbound_at IS NOT NULL",
     )
-    .bind(tenant_id)
-    .bind(conversation_id)
-    .bind(days.day(tenant_id, now))
-    .bind(channel)
     .bind(now)
+    .bind(conversation_id)
+    .bind(tenant_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -329,6 +317,38 @@ impl Store {
                 .entry((r.try_get("day")?, r.try_get("channel")?))
                 .or_default()
                 .push(r.try_get("ms")?);
+        }
+        // Since migration 24 the times are on the conversations, counted on the day of the
+        // response in the tenant's zone: read a day around the range, keep the range's days.
+        let (Some(start), Some(end)) = (flows::utc_day_start_ms(from), flows::utc_day_start_ms(to))
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "not a date range: {from}..{to}"
+            )));
+        };
+        const DAY_MS: i64 = 24 * 3600 * 1000;
+        let conversations = sqlx::query(
+            "SELECT a.kind AS channel, c.first_inbound_at, c.first_response_at FROM conversations c \
+             JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
+             WHERE c.tenant_id = $1 AND c.first_response_at >= $2 AND c.first_response_at < $3",
+        )
+        .bind(tenant_id)
+        .bind(start - DAY_MS)
+        .bind(end + 2 * DAY_MS)
+        .fetch_all(&self.read)
+        .await?;
+        for r in &conversations {
+            let first: Option<i64> = r.try_get("first_inbound_at")?;
+            let responded: i64 = r.try_get("first_response_at")?;
+            let Some(first) = first else { continue };
+            let day = self.days.day(tenant_id, responded);
+            if day.as_str() < from || day.as_str() > to {
+                continue;
+            }
+            times
+                .entry((day, r.try_get("channel")?))
+                .or_default()
+                .push((responded - first).max(0));
         }
         for (key, mut ms) in times {
             ms.sort_unstable();
