@@ -526,3 +526,40 @@ async fn with_a_model_a_message_no_keyword_matches_can_start_a_flow_by_its_descr
     assert!(new[0].starts_with("Untuk kapan?"), "{new:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_customer_who_goes_quiet_mid_flow_gets_one_reminder() {
+    let app = spawn_app("[demo.follow_up]\nafter = \"2s\"\nquiet_hours = \"off\"\n").await;
+    let session = app.session("demo").await;
+    say(&app, &session, "q-1", "reservasi", 1).await;
+    let bots = app.bot_messages(&session, 2).await;
+    assert!(
+        texts(&bots)[1].starts_with("Kak, kita belum selesai tadi."),
+        "{:?}",
+        texts(&bots)
+    );
+    app.settled().await;
+    assert_eq!(app.bot_messages(&session, 2).await.len(), 2, "once");
+    // The run waited meanwhile: the answer goes on with the flow.
+    let new = say(&app, &session, "q-2", "Kemang", 3).await;
+    assert!(new[0].starts_with("Untuk kapan?"), "{new:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_schedule_follow_up_step_sends_its_own_text_later() {
+    let app = spawn_app(&shop_config(true)).await;
+    let key = api_key(&app, "shop", &[gateway::api_key::Scope::Flows]).await;
+    let flow = "name: janji\ndescription: Remind me later.\ntriggers:\n  keywords: [ingatkan saya]\nsteps:\n  \
+        - schedule_follow_up:\n      after: 2s\n      text:\n        id: Ini pengingatnya, Kak.\n        en: Here is your reminder.\n  \
+        - say:\n      text:\n        id: Siap, nanti saya ingatkan.\n        en: Sure, I will remind you.\n  - end\n";
+    assert_eq!(put_flow(&app, &key, "janji", flow).await.status(), 201);
+    let session = app.session("shop").await;
+    let new = say(&app, &session, "j-1", "tolong ingatkan saya", 1).await;
+    assert_eq!(new, vec!["Siap, nanti saya ingatkan."]);
+    let bots = app.bot_messages(&session, 2).await;
+    assert_eq!(bots[1]["text"], "Ini pengingatnya, Kak.");
+    app.settled().await;
+    assert_eq!(app.bot_messages(&session, 2).await.len(), 2, "once");
+    app.stop().await;
+}

@@ -21,7 +21,10 @@ use crate::store::{FollowUpOutcome, Store, now_ms};
 const BATCH: i64 = 500;
 /// Follow-ups decided per transaction (small: the single SQLite writer is held meanwhile, and
 /// live answers wait for it).
-const CHUNK: usize = 32;
+const CHUNK: usize = 8;
+/// Follow-ups queued per second at most: a burst (100,000 due at 09:00) leaves the writer and
+/// the dispatcher room for live answers, whose latency is what customers notice.
+const PER_SECOND: u64 = 1_200;
 /// How long a claim holds before another worker may take the row.
 const LEASE_MS: i64 = 60_000;
 
@@ -87,7 +90,11 @@ impl FollowUps {
                 _ => None,
             })
             .collect();
+        let mut pace =
+            tokio::time::interval(Duration::from_micros(1_000_000 * CHUNK as u64 / PER_SECOND));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for (chunk, chunk_templates) in due.chunks(CHUNK).zip(templates.chunks(CHUNK)) {
+            pace.tick().await;
             let rules = |f: &crate::store::DueFollowUp| {
                 let index = chunk.iter().position(|c| c.id == f.id).unwrap_or(0);
                 let max_per_week = match &self.bots.get(&f.tenant_id).follow_up {

@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p sapa-tests --bin followup-bench -- [COUNT] [LIVE_PER_SECOND]`
 //! (defaults 100000, 20). The conversations and follow-ups are inserted in bulk while the
-//! server is stopped; only the sending is timed.
+//! server is stopped, not yet due; the live questions run alone for 10 s (their baseline
+//! latency), then every follow-up falls due at once and only the sending is timed.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::sync::Arc;
@@ -14,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use gateway::startup::Overrides;
 use sapa_tests::{list_messages, percentile, spawn_app_with};
+
+/// Live questions alone before the follow-ups fall due.
+const BASELINE: Duration = Duration::from_secs(10);
 
 const CONFIG: &str = "[demo.follow_up]\nafter = \"1h\"\nquiet_hours = \"off\"\n";
 
@@ -67,15 +71,14 @@ async fn main() {
     .unwrap();
     sqlx::query(
         "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, state, created_at, updated_at) \
-         SELECT 'demo', id, contact_id, 'scheduled', 0, 'Ada lagi yang bisa kami bantu?', 'pending', 0, 0 \
+         SELECT 'demo', id, contact_id, 'scheduled', 4000000000000000, 'Ada lagi yang bisa kami bantu?', 'pending', 0, 0 \
          FROM conversations WHERE id LIKE 'bench-c%'",
     )
     .execute(store.pool())
     .await
     .unwrap();
 
-    // Act: restart; the follow-ups are due at once. Live questions meanwhile.
-    let started = Instant::now();
+    // Act: restart; live questions alone for the baseline, then every follow-up falls due.
     let app = spawn_app_with(CONFIG, Overrides::default(), Some(dir)).await;
     let done = Arc::new(AtomicBool::new(false));
     let address = app.address.clone();
@@ -94,6 +97,7 @@ async fn main() {
                 tasks.push(tokio::spawn(async move {
                     let session = sapa_tests::create_session(&client, &address, "demo").await;
                     let asked = Instant::now();
+                    let at = asked;
                     sapa_tests::post_message(
                         &client,
                         &address,
@@ -110,7 +114,7 @@ async fn main() {
                             .iter()
                             .any(|m| m["author"] == "bot" && m["status"] != "pending")
                         {
-                            return asked.elapsed();
+                            return (at, asked.elapsed());
                         }
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
@@ -122,6 +126,12 @@ async fn main() {
             waits
         })
     };
+    tokio::time::sleep(BASELINE).await;
+    sqlx::query("UPDATE follow_ups SET due_at = 0 WHERE conversation_id LIKE 'bench-c%'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let started = Instant::now();
     loop {
         let pending = count(
             &store,
@@ -143,14 +153,30 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     done.store(true, Ordering::SeqCst);
-    let mut waits = live.await.unwrap();
-    waits.sort();
+    let asked = live.await.unwrap();
+    let phase = |during: bool| {
+        let mut waits: Vec<Duration> = asked
+            .iter()
+            .filter(|(at, _)| (*at >= started) == during)
+            .map(|(_, wait)| *wait)
+            .collect();
+        waits.sort();
+        waits
+    };
+    let (baseline, waits) = (phase(false), phase(true));
     let sent = count(
         &store,
         "SELECT COUNT(*) FROM outbox WHERE state = 'sent' AND priority = -1",
     )
     .await;
     assert_eq!(sent, total, "every follow-up sent once");
+    println!(
+        "live answers alone (first {} s): {} (p50 {:?}, p99 {:?})",
+        BASELINE.as_secs(),
+        baseline.len(),
+        percentile(&baseline, 0.50),
+        percentile(&baseline, 0.99),
+    );
     println!(
         "follow-ups: {total} sent in {:.1} s = {:.0} msg/s; live answers during the run: {} (p50 {:?}, p99 {:?}, max {:?})",
         elapsed.as_secs_f64(),
