@@ -186,8 +186,10 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         let row = sqlx::query(
-            "SELECT f.state AS follow_up_state, f.text, f.due_at, f.created_at, f.contact_id, \
-             c.state AS conversation_state, c.last_inbound_at, k.follow_up_opt_out \
+            "SELECT f.state AS follow_up_state, f.text, f.due_at, f.created_at, \
+             c.state AS conversation_state, c.last_inbound_at, k.follow_up_opt_out, \
+             (SELECT COUNT(*) FROM follow_ups s WHERE s.tenant_id = f.tenant_id \
+                 AND s.contact_id = f.contact_id AND s.state = 'sent' AND s.updated_at > $3) AS sent_this_week \
              FROM follow_ups f \
              JOIN conversations c ON c.id = f.conversation_id AND c.tenant_id = f.tenant_id \
              JOIN contacts k ON k.id = f.contact_id AND k.tenant_id = f.tenant_id \
@@ -195,6 +197,7 @@ impl Store {
         )
         .bind(due.id)
         .bind(&due.tenant_id)
+        .bind(now - WEEK_MS)
         .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else {
@@ -209,20 +212,10 @@ impl Store {
         }
         let text: String = row.try_get("text")?;
         let created_at: i64 = row.try_get("created_at")?;
-        let contact_id: String = row.try_get("contact_id")?;
         let conversation_state: String = row.try_get("conversation_state")?;
         let last_inbound: Option<i64> = row.try_get("last_inbound_at")?;
         let opted_out: i64 = row.try_get("follow_up_opt_out")?;
-        let sent_this_week: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM follow_ups WHERE tenant_id = $1 AND contact_id = $2 \
-             AND state = 'sent' AND updated_at > $3",
-        )
-        .bind(&due.tenant_id)
-        .bind(&contact_id)
-        .bind(now - WEEK_MS)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("n")?;
+        let sent_this_week: i64 = row.try_get("sent_this_week")?;
         let window_closed = due.channel_kind == ChannelKind::Whatsapp
             && last_inbound.is_some_and(|seen| now - seen >= WHATSAPP_WINDOW_MS);
         let outcome = if matches!(conversation_state.as_str(), "waiting_human" | "human") {

@@ -961,7 +961,10 @@ pub(super) async fn queue_send(
     };
     let channel = channel_kind.as_str();
     super::usage::bump(tx, tenant_id, &days.day(tenant_id, now), channel, &usage).await?;
-    super::usage::first_response(tx, tenant_id, conversation_id, now).await?;
+    // A follow-up (below live answers) comes after an answer: never the first response.
+    if priority >= 0 {
+        super::usage::first_response(tx, tenant_id, conversation_id, now).await?;
+    }
     Ok(QueuedMessage {
         message_id,
         channel_kind,
