@@ -32,6 +32,9 @@ pub const DEMO_FLOWS: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct FlowRegistry {
     by_tenant: RwLock<HashMap<String, Arc<Vec<Flow>>>>,
+    /// The documents the live flows were parsed from: a reload that reads the same ones parses
+    /// nothing.
+    loaded: std::sync::Mutex<Vec<crate::store::StoredFlow>>,
 }
 
 impl FlowRegistry {
@@ -51,8 +54,19 @@ impl FlowRegistry {
     /// # Errors
     /// [`StoreError::Unavailable`].
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        let all = store.all_flows().await?;
+        {
+            let mut loaded = self
+                .loaded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *loaded == all {
+                return Ok(());
+            }
+            loaded.clone_from(&all);
+        }
         let mut by_tenant: HashMap<String, Vec<Flow>> = HashMap::new();
-        for stored in store.all_flows().await? {
+        for stored in all {
             match flows::flow::parse(&stored.source) {
                 Ok(flow) => by_tenant.entry(stored.tenant_id).or_default().push(flow),
                 Err(errors) => tracing::warn!(

@@ -12,8 +12,9 @@ use gateway::startup::Overrides;
 use sapa_tests::fake_graph::FakeGraph;
 use sapa_tests::fake_telegram::FakeTelegram;
 use sapa_tests::{
-    Session, TG_WEBHOOK_SECRET, TestApp, WA_APP_SECRET, WA_NUMBER, create_session, eventually,
-    list_messages, post_message, spawn_app, spawn_app_with, telegram_config, whatsapp_config,
+    Session, TG_WEBHOOK_SECRET, TestApp, WA_APP_SECRET, create_session, eventually, list_messages,
+    post_message, spawn_app, spawn_app_with, telegram_config, wa_sends_to, wa_text,
+    whatsapp_config,
 };
 use serde_json::{Value, json};
 
@@ -109,33 +110,6 @@ async fn web_chat_reservation_answers_a_digression_then_books_and_cancel_leaves(
     app.stop().await;
 }
 
-/// A WhatsApp text message from `from`.
-fn wa_text(wamid: &str, from: &str, text: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
-            "contacts": [{"profile": {"name": "Rina"}, "wa_id": from}],
-            "messages": [{"from": from, "id": wamid, "timestamp": "1763791200", "type": "text", "text": {"body": text}}]
-        }}]}]
-    }))
-    .unwrap()
-}
-
-async fn wa_sends(graph: &FakeGraph, to: &str, n: usize) -> Vec<Value> {
-    eventually(Duration::from_secs(20), || async {
-        let sends: Vec<Value> = graph
-            .sends()
-            .into_iter()
-            .map(|r| r.body)
-            .filter(|b| b["to"] == to)
-            .collect();
-        (sends.len() >= n).then_some(sends)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn whatsapp_order_status_verifies_the_number_by_one_time_code_first() {
     let graph = FakeGraph::start().await;
@@ -148,11 +122,11 @@ async fn whatsapp_order_status_verifies_the_number_by_one_time_code_first() {
         wa_text(&format!("wamid.FLOW{wamid}"), from, text)
     };
     app.whatsapp_post(&send("cek pesanan"), WA_APP_SECRET).await;
-    let sends = wa_sends(&graph, from, 1).await;
+    let sends = wa_sends_to(&graph, from, 1).await;
     assert_eq!(sends[0]["text"]["body"], ASK_ORDER_ID);
     app.whatsapp_post(&send("kn-1002"), WA_APP_SECRET).await;
     // The code goes out as the authentication template, with a message saying so.
-    let sends = wa_sends(&graph, from, 3).await;
+    let sends = wa_sends_to(&graph, from, 3).await;
     let template = sends
         .iter()
         .find(|s| s["type"] == "template")
@@ -169,11 +143,11 @@ async fn whatsapp_order_status_verifies_the_number_by_one_time_code_first() {
     );
     let wrong = if code == "000000" { "111111" } else { "000000" };
     app.whatsapp_post(&send(wrong), WA_APP_SECRET).await;
-    let sends = wa_sends(&graph, from, 4).await;
+    let sends = wa_sends_to(&graph, from, 4).await;
     let refused = sends[3]["text"]["body"].as_str().unwrap();
     assert!(refused.starts_with("Kodenya belum cocok."), "{refused}");
     app.whatsapp_post(&send(&code), WA_APP_SECRET).await;
-    let sends = wa_sends(&graph, from, 6).await;
+    let sends = wa_sends_to(&graph, from, 6).await;
     let bodies: Vec<&str> = sends[4..]
         .iter()
         .map(|s| s["text"]["body"].as_str().unwrap_or_default())

@@ -7,8 +7,8 @@ use gateway::startup::Overrides;
 use sapa_tests::fake_graph::FakeGraph;
 use sapa_tests::fake_telegram::FakeTelegram;
 use sapa_tests::{
-    TG_WEBHOOK_SECRET, TestApp, WA_APP_SECRET, WA_NUMBER, eventually, spawn_app, spawn_app_with,
-    telegram_config, whatsapp_config,
+    TG_WEBHOOK_SECRET, TestApp, WA_APP_SECRET, eventually, spawn_app, spawn_app_with,
+    telegram_config, wa_sends_to, wa_text, whatsapp_config,
 };
 use serde_json::{Value, json};
 
@@ -193,33 +193,6 @@ async fn the_customer_writing_again_reschedules_the_follow_up() {
     app.settled().await;
     assert_eq!(app.bot_messages(&session, 3).await.len(), 3);
     app.stop().await;
-}
-
-/// A WhatsApp webhook body with one text message.
-fn wa_text(wamid: &str, from: &str, text: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
-            "contacts": [{"profile": {"name": "Rina"}, "wa_id": from}],
-            "messages": [{"from": from, "id": wamid, "timestamp": "1763791200", "type": "text", "text": {"body": text}}]
-        }}]}]
-    }))
-    .unwrap()
-}
-
-async fn wa_sends_to(graph: &FakeGraph, to: &str, n: usize) -> Vec<Value> {
-    eventually(Duration::from_secs(20), || async {
-        let sends: Vec<Value> = graph
-            .sends()
-            .into_iter()
-            .map(|r| r.body)
-            .filter(|b| b["to"] == to)
-            .collect();
-        (sends.len() >= n).then_some(sends)
-    })
-    .await
 }
 
 #[tokio::test]

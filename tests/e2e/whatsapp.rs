@@ -7,7 +7,7 @@ use gateway::startup::Overrides;
 use sapa_tests::fake_graph::FakeGraph;
 use sapa_tests::{
     TestApp, WA_ACCESS_TOKEN, WA_APP_SECRET, WA_NUMBER, WA_VERIFY_TOKEN, eventually,
-    spawn_app_with, wa_fixture, whatsapp_config,
+    spawn_app_with, wa_fixture, wa_text, whatsapp_config,
 };
 use serde_json::{Value, json};
 
@@ -29,20 +29,6 @@ async fn wait_sends(graph: &FakeGraph, n: usize) -> Vec<sapa_tests::fake_graph::
         (sends.len() >= n).then_some(sends)
     })
     .await
-}
-
-/// A webhook body with one text message.
-fn text_body(wamid: &str, from: &str, text: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
-            "contacts": [{"profile": {"name": "Rina"}, "wa_id": from}],
-            "messages": [{"from": from, "id": wamid, "timestamp": "1763791200", "type": "text", "text": {"body": text}}]
-        }}]}]
-    }))
-    .unwrap()
 }
 
 #[tokio::test]
@@ -179,7 +165,7 @@ async fn whatsapp_fragments_within_the_debounce_window_get_one_answer() {
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let body = text_body(&format!("wamid.FRAG{i}"), CUSTOMER, fragment);
+        let body = wa_text(&format!("wamid.FRAG{i}"), CUSTOMER, fragment);
         assert_eq!(app.whatsapp_post(&body, WA_APP_SECRET).await.status(), 200);
     }
     let sends = wait_sends(&graph, 1).await;
@@ -1283,7 +1269,7 @@ async fn whatsapp_new_message_kinds_are_stored_and_answered_only_as_they_should(
     // and is answered at the new number.
     let before = graph.sends().len();
     app.whatsapp_post(
-        &text_body("wamid.NEWNUMBER1", "6281377776666", "jam buka hari Minggu?"),
+        &wa_text("wamid.NEWNUMBER1", "6281377776666", "jam buka hari Minggu?"),
         WA_APP_SECRET,
     )
     .await;

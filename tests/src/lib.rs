@@ -454,3 +454,31 @@ pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
 }
+
+/// A WhatsApp webhook body with one text message from `from` to the test number.
+pub fn wa_text(wamid: &str, from: &str, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": WA_NUMBER},
+            "contacts": [{"profile": {"name": "Rina"}, "wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": "1763791200", "type": "text", "text": {"body": text}}]
+        }}]}]
+    }))
+    .expect("JSON")
+}
+
+/// Waits (bounded) until the fake Graph API got at least `n` sends to `to`; their bodies.
+pub async fn wa_sends_to(graph: &fake_graph::FakeGraph, to: &str, n: usize) -> Vec<Value> {
+    eventually(Duration::from_secs(20), || async {
+        let sends: Vec<Value> = graph
+            .sends()
+            .into_iter()
+            .map(|r| r.body)
+            .filter(|b| b["to"] == to)
+            .collect();
+        (sends.len() >= n).then_some(sends)
+    })
+    .await
+}

@@ -171,28 +171,9 @@ pub(super) async fn bump(
     channel: &str,
     delta: &UsageDelta,
 ) -> Result<(), StoreError> {
-    if *delta == UsageDelta::default() {
-        return Ok(());
-    }
-    let sql = format!(
-        "{UPSERT_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {UPSERT_TAIL}"
-    );
-    sqlx::query(&sql)
-        .bind(tenant_id)
-        .bind(day)
-        .bind(channel)
-        .bind(delta.messages_in)
-        .bind(delta.messages_out)
-        .bind(delta.conversations)
-        .bind(delta.handoffs)
-        .bind(delta.answer_turns)
-        .bind(delta.answered)
-        .bind(delta.abstained)
-        .bind(delta.prompt_tokens)
-        .bind(delta.completion_tokens)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    let mut batch = UsageBatch::default();
+    batch.add(tenant_id, day.to_owned(), channel, delta);
+    batch.flush(tx).await
 }
 
 /// Records the conversation's first response at `now` (an agent's message; a bot turn sets it
