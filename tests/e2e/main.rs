@@ -6,6 +6,7 @@ mod browser;
 mod console;
 mod crash;
 mod delivery;
+mod distributed;
 mod flows;
 mod follow_up;
 mod health;

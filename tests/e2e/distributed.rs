@@ -1,0 +1,208 @@
+//! Distributed mode with real processes: three `sapa serve` replicas on one Postgres schema
+//! and one Redis (a private key prefix). Web chat clients post to random replicas while two of
+//! them are SIGKILLed and restarted; a WebSocket held on the replica that stays up sees every
+//! answer, wherever it was produced.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use sapa_tests::{
+    create_session, eventually, list_messages, postgres_schema, required_service, try_post_message,
+};
+use serde_json::Value;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::crash::check_transcript;
+use crate::process::ServerProcess;
+
+const REPLICAS: usize = 3;
+const SESSIONS: usize = 12;
+const PER_SESSION: usize = 25;
+/// Every replica must decrypt what another stored: one key for all (hex, 32 bytes).
+const SECRET_KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+const QUESTIONS: &[&str] = &[
+    "jam buka outlet Blok M hari Minggu?",
+    "apakah ada wifi?",
+    "berapa harga kopi susu gula aren?",
+    "bisa bayar pakai qris?",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answers() {
+    let (Some(database), Some(redis)) = (
+        required_service("SAPA_TEST_DATABASE_URL"),
+        required_service("SAPA_TEST_REDIS_URL"),
+    ) else {
+        return;
+    };
+    let scoped = postgres_schema(&database).await;
+    let prefix = format!("sapa-e2e:{}:", uuid::Uuid::new_v4().simple());
+    let envs = [
+        ("SAPA_DATABASE__URL", scoped.as_str()),
+        ("SAPA_REDIS__URL", redis.as_str()),
+        ("SAPA_REDIS__PREFIX", prefix.as_str()),
+        ("SAPA_SECRET_KEY", SECRET_KEY),
+        ("SAPA_CONVERSATION__DEBOUNCE", "0s"),
+        ("SAPA_CONVERSATION__POLL_INTERVAL", "200ms"),
+    ];
+    let dirs: Vec<tempfile::TempDir> = (0..REPLICAS)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    // The first one migrates the schema; the others find it done.
+    let mut servers = Vec::new();
+    for dir in &dirs {
+        servers.push(Some(ServerProcess::start(dir.path(), &envs).await));
+    }
+    let addresses: Arc<RwLock<Vec<String>>> = Arc::new(RwLock::new(
+        servers
+            .iter()
+            .map(|s| s.as_ref().unwrap().address.clone())
+            .collect(),
+    ));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut sessions = Vec::new();
+    for s in 0..SESSIONS {
+        let base = addresses.read().await[s % REPLICAS].clone();
+        sessions.push(create_session(&client, &base, "demo").await);
+    }
+
+    // A WebSocket on replica 0 (never killed) for the first conversation.
+    let watched = sessions[0].clone();
+    let ws_url = format!(
+        "{}/v1/webchat/ws?token={}",
+        addresses.read().await[0].replacen("http", "ws", 1),
+        watched.token
+    );
+    let (socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let seen_live: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let listener = {
+        let seen_live = seen_live.clone();
+        tokio::spawn(async move {
+            let (_, mut read) = socket.split();
+            while let Some(Ok(frame)) = read.next().await {
+                let Ok(text) = frame.to_text() else { continue };
+                let Ok(event) = serde_json::from_str::<Value>(text) else {
+                    continue;
+                };
+                if event["type"] == "message"
+                    && event["message"]["author"] == "bot"
+                    && let Some(id) = event["message"]["id"].as_i64()
+                {
+                    seen_live.lock().await.insert(id);
+                }
+            }
+        })
+    };
+
+    // Clients: messages one after another, each to a random replica, retrying the same
+    // client_message_id on another one until it is accepted (as a load balancer would).
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for (s, session) in sessions.iter().cloned().enumerate() {
+        let (client, addresses, accepted) = (client.clone(), addresses.clone(), accepted.clone());
+        clients.push(tokio::spawn(async move {
+            for n in 0..PER_SESSION {
+                let id = format!("s{s}-m{n}");
+                let text = QUESTIONS[(s + n) % QUESTIONS.len()];
+                loop {
+                    let pick = rand::rng().random_range(0..REPLICAS);
+                    let base = addresses.read().await[pick].clone();
+                    match try_post_message(&client, &base, &session, &id, text).await {
+                        Ok(r) if r.status() == 202 => break,
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+
+    // Replicas 1 and 2 are SIGKILLed once each, a third and two thirds of the way in, and
+    // restarted on their data dirs.
+    let total = SESSIONS * PER_SESSION;
+    for k in 1..REPLICAS {
+        let threshold = total * k / REPLICAS;
+        eventually(Duration::from_secs(120), || async {
+            (accepted.load(Ordering::SeqCst) >= threshold).then_some(())
+        })
+        .await;
+        servers[k].take().unwrap().kill().await;
+        let restarted = ServerProcess::start(dirs[k].path(), &envs).await;
+        addresses.write().await[k] = restarted.address.clone();
+        servers[k] = Some(restarted);
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), total);
+
+    // Every message answered exactly once, in order, whichever replica did it.
+    let base = addresses.read().await[0].clone();
+    eventually(Duration::from_secs(120), || async {
+        for session in &sessions {
+            let messages = list_messages(&client, &base, session).await.ok()?;
+            let answered: usize = messages
+                .iter()
+                .filter(|m| m["author"] == "bot")
+                .map(|m| m["in_reply_to"].as_array().map_or(0, Vec::len))
+                .sum();
+            if answered < PER_SESSION {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let admin = servers[0].as_ref().unwrap().admin_address.clone();
+    sapa_tests::settled(&client, &admin).await;
+    let mut answers = 0;
+    let mut watched_answers = Vec::new();
+    for (s, session) in sessions.iter().enumerate() {
+        let messages = list_messages(&client, &base, session).await.unwrap();
+        answers += check_transcript(s, PER_SESSION, session, &messages);
+        if s == 0 {
+            watched_answers = messages
+                .iter()
+                .filter(|m| m["author"] == "bot")
+                .filter_map(|m| m["id"].as_i64())
+                .collect();
+        }
+    }
+    // The socket on replica 0 saw every answer of its conversation, live.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let seen = seen_live.lock().await.clone();
+        let missing: Vec<&i64> = watched_answers
+            .iter()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        if missing.is_empty() {
+            break seen;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "answers {missing:?} of {watched_answers:?} never reached the socket on replica 0 \
+             (it saw {seen:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    listener.abort();
+    eprintln!(
+        "distributed: {total} messages over {REPLICAS} replicas, {} SIGKILLs, {answers} answers, \
+         0 lost, 0 duplicated; {} answers seen live on replica 0's socket",
+        REPLICAS - 1,
+        live.len()
+    );
+    for server in servers.into_iter().flatten() {
+        server.kill().await;
+    }
+}
