@@ -29,11 +29,27 @@ async fn send(
     cookie: &str,
     csrf: Option<&str>,
 ) -> reqwest::Response {
+    send_as(app, method, path, body, None, cookie, csrf).await
+}
+
+/// [`send`] with a `content-type` when given.
+async fn send_as(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Vec<u8>,
+    content_type: Option<&str>,
+    cookie: &str,
+    csrf: Option<&str>,
+) -> reqwest::Response {
     let mut request = app
         .client
         .request(method, format!("{}{path}", app.address))
         .header("cookie", cookie)
         .body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
     if let Some(csrf) = csrf {
         request = request.header("x-csrf-token", csrf);
     }
@@ -479,16 +495,16 @@ async fn send_flow(
     csrf: Option<&str>,
 ) -> reqwest::Response {
     let body = serde_json::to_vec(&json!({ "source": source })).unwrap();
-    let mut request = app
-        .client
-        .request(method, format!("{}{path}", app.address))
-        .header("cookie", cookie)
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(csrf) = csrf {
-        request = request.header("x-csrf-token", csrf);
-    }
-    request.send().await.unwrap()
+    send_as(
+        app,
+        method,
+        path,
+        body,
+        Some("application/json"),
+        cookie,
+        csrf,
+    )
+    .await
 }
 
 /// The names in `GET /v1/console/flows` for the session `cookie`.
