@@ -57,36 +57,27 @@ pub(super) async fn source_of(
         .ok_or_else(|| no_flow(name))
 }
 
-/// Checks a flow document for `tenant` (size, UTF-8, [`crate::tenant_flows::check`]): the
-/// parsed flow, or the response to give (422 `invalid_flow` with every `{line, column,
-/// message}`).
-pub(super) fn check_document(
-    state: &AppState,
-    tenant: &str,
-    source: &[u8],
-) -> Result<flows::flow::Flow, Response> {
-    if source.len() > MAX_FLOW_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "flow_too_large",
-            format!("a flow document is at most {MAX_FLOW_BYTES} bytes"),
-        )
-        .into_response());
+/// Why a flow document was refused.
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// Too large, not UTF-8, a mismatched name, or the store failed.
+    Api(ApiError),
+    /// Its problems: 422 `invalid_flow` with every `{line, column, message}`.
+    Invalid(Vec<flows::flow::FlowError>),
+}
+
+impl From<ApiError> for Refused {
+    fn from(err: ApiError) -> Self {
+        Self::Api(err)
     }
-    let Ok(source) = std::str::from_utf8(source) else {
-        return Err(ApiError::bad_request(
-            "invalid_flow",
-            "the body must be the flow's YAML, in UTF-8",
-        )
-        .into_response());
-    };
-    let hosts = state
-        .config
-        .tenants
-        .get(tenant)
-        .map(|t| t.webhook_hosts.clone())
-        .unwrap_or_default();
-    crate::tenant_flows::check(source, tenant, &hosts).map_err(|errors| {
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let errors = match self {
+            Self::Api(err) => return err.into_response(),
+            Self::Invalid(errors) => errors,
+        };
         let first = errors.first().map(ToString::to_string).unwrap_or_default();
         let list: Vec<_> = errors
             .iter()
@@ -98,7 +89,37 @@ pub(super) fn check_document(
             "errors": list,
         }});
         (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
-    })
+    }
+}
+
+/// Checks a flow document for `tenant` (size, UTF-8, [`crate::tenant_flows::check`]).
+pub(super) fn check_document(
+    state: &AppState,
+    tenant: &str,
+    source: &[u8],
+) -> Result<flows::flow::Flow, Refused> {
+    if source.len() > MAX_FLOW_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "flow_too_large",
+            format!("a flow document is at most {MAX_FLOW_BYTES} bytes"),
+        )
+        .into());
+    }
+    let Ok(source) = std::str::from_utf8(source) else {
+        return Err(ApiError::bad_request(
+            "invalid_flow",
+            "the body must be the flow's YAML, in UTF-8",
+        )
+        .into());
+    };
+    let hosts = state
+        .config
+        .tenants
+        .get(tenant)
+        .map(|t| t.webhook_hosts.clone())
+        .unwrap_or_default();
+    crate::tenant_flows::check(source, tenant, &hosts).map_err(Refused::Invalid)
 }
 
 /// Checks `source` and stores it as the tenant's flow `name` (written by `author`), live at
@@ -111,7 +132,7 @@ pub(super) async fn store_document(
     source: &[u8],
     author: &str,
     base: &str,
-) -> Result<Response, Response> {
+) -> Result<Response, Refused> {
     let flow = check_document(state, tenant, source)?;
     if flow.name != name {
         return Err(ApiError::new(
@@ -122,7 +143,7 @@ pub(super) async fn store_document(
                 flow.name, flow.name
             ),
         )
-        .into_response());
+        .into());
     }
     // `check_document` read it as UTF-8 already.
     let text = String::from_utf8_lossy(source);
@@ -135,7 +156,7 @@ pub(super) async fn store_document(
         Ok::<_, crate::store::StoreError>(replaced)
     }
     .await;
-    let replaced = stored.map_err(|e| ApiError::from(e).into_response())?;
+    let replaced = stored.map_err(ApiError::from)?;
     let status = if replaced {
         StatusCode::OK
     } else {
@@ -188,7 +209,7 @@ pub(super) async fn put(
 ) -> Response {
     store_document(&state, &tenant, &name, &body, "api", "/v1/admin/flows")
         .await
-        .unwrap_or_else(|response| response)
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `DELETE /v1/admin/flows/{name}`: conversations in it answer freely from their next message.
