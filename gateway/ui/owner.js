@@ -1343,8 +1343,8 @@
             f.description ? h('span', { class: 'flow-desc' }, f.description) : null,
             h('span', { class: 'muted' },
               keywords.slice(0, 3).map((k) => h('span', { class: 'tag' }, k)),
-              keywords.length > 3 ? `+${keywords.length - 3} ` : null,
-              f.updated_at ? `${t('updated')} ${ago(f.updated_at)}` : null)));
+              keywords.length > 3 ? h('span', {}, `+${keywords.length - 3}`) : null,
+              f.updated_at ? h('span', { class: 'flow-when' }, `${t('updated')} ${ago(f.updated_at)}`) : null)));
       })));
       markCurrent();
     }

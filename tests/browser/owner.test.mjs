@@ -460,8 +460,12 @@ test('an owner runs the bot, knowledge, unanswered, usage, flows and API key pag
   assert.match(await saved.locator('.flow-desc').textContent(), /<img src=x onerror=alert\(1\)>/);
   assert.equal(await page.locator('#flow-list img').count(), 0);
   assert.equal(await saved.getAttribute('aria-current'), 'true');
+  // The page's head in view (the editor's focus scrolled the page).
+  const toTop = () => page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0));
+  await toTop();
   await shoot(page, 'owner-flows');
   await page.setViewportSize({ width: 375, height: 812 });
+  await toTop();
   await page.screenshot({ path: path.join(SHOTS, 'owner-flows-phone.png') });
   const flowsOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.ok(flowsOverflow <= 0, `the Flows page scrolls sideways on a phone by ${flowsOverflow}px`);
