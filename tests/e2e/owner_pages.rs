@@ -557,7 +557,7 @@ async fn an_owner_checks_saves_lists_reads_and_deletes_flows_and_a_saved_flow_is
         assert_eq!(refused.status(), 403, "{path} without the CSRF token");
     }
 
-    // Check: errors with line and column, nothing stored either way.
+    // Act: check; errors with line and column, nothing stored either way.
     let checked = send_flow(
         &app,
         Method::POST,
@@ -590,7 +590,7 @@ async fn an_owner_checks_saves_lists_reads_and_deletes_flows_and_a_saved_flow_is
     assert_eq!(body["ok"], true, "{body}");
     assert!(!flow_names(&app, &owner).await.contains(&"promo".to_owned()));
 
-    // Save: invalid YAML and a mismatched name are refused, then the flow is created.
+    // Act: save; invalid YAML and a mismatched name are refused, then the flow is created.
     let path = "/v1/console/flows/promo";
     let refused = send_flow(&app, Method::PUT, path, broken, &owner, Some(&csrf)).await;
     assert_eq!(refused.status(), 422);
@@ -611,7 +611,7 @@ async fn an_owner_checks_saves_lists_reads_and_deletes_flows_and_a_saved_flow_is
     let replaced = send_flow(&app, Method::PUT, path, PROMO_FLOW, &owner, Some(&csrf)).await;
     assert_eq!(replaced.status(), 200);
 
-    // Listed with its description and trigger; read back as written.
+    // Assert: listed with its description and trigger; read back as written.
     let listed: Value = get(&app, "/v1/console/flows", &owner)
         .await
         .json()
