@@ -1,7 +1,7 @@
 //! Distributed mode with real processes: three `sapa serve` replicas on one Postgres schema
-//! and one Redis (a private key prefix). Web chat clients post to random replicas while two of
-//! them are SIGKILLed and restarted; a WebSocket held on the replica that stays up sees every
-//! answer, wherever it was produced.
+//! and one Redis (a private key prefix). Web chat clients post 1,000 messages to random
+//! replicas while one of them is SIGKILLed and restarted twice; a WebSocket held on another
+//! replica sees every answer of its conversation, wherever it was produced.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,8 +20,11 @@ use crate::crash::check_transcript;
 use crate::process::ServerProcess;
 
 const REPLICAS: usize = 3;
-const SESSIONS: usize = 12;
+const SESSIONS: usize = 40;
 const PER_SESSION: usize = 25;
+/// The replica that is SIGKILLed, and how often.
+const KILLED: usize = 1;
+const KILLS: usize = 2;
 /// Every replica must decrypt what another stored: one key for all (hex, 32 bytes).
 const SECRET_KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
@@ -40,24 +43,8 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
     ) else {
         return;
     };
-    let scoped = postgres_schema(&database).await;
-    let prefix = format!("sapa-e2e:{}:", uuid::Uuid::new_v4().simple());
-    let envs = [
-        ("SAPA_DATABASE__URL", scoped.as_str()),
-        ("SAPA_REDIS__URL", redis.as_str()),
-        ("SAPA_REDIS__PREFIX", prefix.as_str()),
-        ("SAPA_SECRET_KEY", SECRET_KEY),
-        ("SAPA_CONVERSATION__DEBOUNCE", "0s"),
-        ("SAPA_CONVERSATION__POLL_INTERVAL", "200ms"),
-    ];
-    let dirs: Vec<tempfile::TempDir> = (0..REPLICAS)
-        .map(|_| tempfile::tempdir().unwrap())
-        .collect();
-    // The first one migrates the schema; the others find it done.
-    let mut servers = Vec::new();
-    for dir in &dirs {
-        servers.push(Some(ServerProcess::start(dir.path(), &envs).await));
-    }
+    let (envs, dirs, mut servers) = start_replicas(&database, &redis, &[]).await;
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let addresses: Arc<RwLock<Vec<String>>> = Arc::new(RwLock::new(
         servers
             .iter()
@@ -126,19 +113,19 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
         }));
     }
 
-    // Replicas 1 and 2 are SIGKILLed once each, a third and two thirds of the way in, and
-    // restarted on their data dirs.
+    // Replica 1 is SIGKILLed twice, a third and two thirds of the way in, and restarted on
+    // its data dir each time.
     let total = SESSIONS * PER_SESSION;
-    for k in 1..REPLICAS {
-        let threshold = total * k / REPLICAS;
+    for k in 1..=KILLS {
+        let threshold = total * k / (KILLS + 1);
         eventually(Duration::from_secs(120), || async {
             (accepted.load(Ordering::SeqCst) >= threshold).then_some(())
         })
         .await;
-        servers[k].take().unwrap().kill().await;
-        let restarted = ServerProcess::start(dirs[k].path(), &envs).await;
-        addresses.write().await[k] = restarted.address.clone();
-        servers[k] = Some(restarted);
+        servers[KILLED].take().unwrap().kill().await;
+        let restarted = ServerProcess::start(dirs[KILLED].path(), &envs).await;
+        addresses.write().await[KILLED] = restarted.address.clone();
+        servers[KILLED] = Some(restarted);
     }
     for c in clients {
         c.await.unwrap();
@@ -197,10 +184,89 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
     };
     listener.abort();
     eprintln!(
-        "distributed: {total} messages over {REPLICAS} replicas, {} SIGKILLs, {answers} answers, \
+        "distributed: {total} messages over {REPLICAS} replicas, {KILLS} SIGKILLs, {answers} answers, \
          0 lost, 0 duplicated; {} answers seen live on replica 0's socket",
-        REPLICAS - 1,
         live.len()
+    );
+    for server in servers.into_iter().flatten() {
+        server.kill().await;
+    }
+}
+
+/// The environment of every replica: one Postgres schema, one Redis prefix, one secret key.
+type Envs = Vec<(&'static str, String)>;
+
+/// Starts [`REPLICAS`] `sapa serve` processes, each with its own data dir, sharing a fresh
+/// Postgres schema and Redis prefix; `extra` is added to their environment.
+async fn start_replicas(
+    database: &str,
+    redis: &str,
+    extra: &[(&'static str, &str)],
+) -> (Envs, Vec<tempfile::TempDir>, Vec<Option<ServerProcess>>) {
+    let scoped = postgres_schema(database).await;
+    let prefix = format!("sapa-e2e:{}:", uuid::Uuid::new_v4().simple());
+    let mut envs: Envs = vec![
+        ("SAPA_DATABASE__URL", scoped),
+        ("SAPA_REDIS__URL", redis.to_owned()),
+        ("SAPA_REDIS__PREFIX", prefix),
+        ("SAPA_SECRET_KEY", SECRET_KEY.to_owned()),
+        ("SAPA_CONVERSATION__DEBOUNCE", "0s".to_owned()),
+        ("SAPA_CONVERSATION__POLL_INTERVAL", "200ms".to_owned()),
+    ];
+    envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let dirs: Vec<tempfile::TempDir> = (0..REPLICAS)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let borrowed: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The first one migrates the schema; the others find it done.
+    let mut servers = Vec::new();
+    for dir in &dirs {
+        servers.push(Some(ServerProcess::start(dir.path(), &borrowed).await));
+    }
+    (envs, dirs, servers)
+}
+
+#[tokio::test]
+async fn a_web_chat_limit_of_n_per_minute_is_n_in_total_over_three_replicas() {
+    let (Some(database), Some(redis)) = (
+        required_service("SAPA_TEST_DATABASE_URL"),
+        required_service("SAPA_TEST_REDIS_URL"),
+    ) else {
+        return;
+    };
+    let (_envs, _dirs, servers) = start_replicas(
+        &database,
+        &redis,
+        &[("SAPA_WEBCHAT__MESSAGES_PER_MINUTE_PER_SESSION", "5")],
+    )
+    .await;
+    let addresses: Vec<String> = servers
+        .iter()
+        .map(|s| s.as_ref().unwrap().address.clone())
+        .collect();
+    let client = reqwest::Client::new();
+    let session = create_session(&client, &addresses[0], "demo").await;
+    let mut statuses = Vec::new();
+    for n in 0..15 {
+        let response = try_post_message(
+            &client,
+            &addresses[n % REPLICAS],
+            &session,
+            &format!("l-{n}"),
+            "apakah ada wifi?",
+        )
+        .await
+        .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    let accepted = statuses.iter().filter(|s| **s == 202).count();
+    assert_eq!(
+        accepted, 5,
+        "5 per minute in total, not 5 per replica: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 429),
+        "{statuses:?}"
     );
     for server in servers.into_iter().flatten() {
         server.kill().await;

@@ -915,6 +915,91 @@ mod tests {
         }
     }
 
+    /// A private `redis-server` on a free port, killed on drop.
+    struct PrivateRedis {
+        child: std::process::Child,
+        port: u16,
+    }
+
+    impl PrivateRedis {
+        fn start(port: u16) -> Self {
+            let child = std::process::Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server runs (CI installs it)");
+            Self { child, port }
+        }
+
+        fn stop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for PrivateRedis {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_going_away_and_coming_back_needs_no_restart() {
+        if redis_url().is_none() {
+            return;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = PrivateRedis::start(port);
+        let url = format!("redis://127.0.0.1:{}", server.port);
+        let r = replicas(&url, 2, 0);
+        listening(&r).await;
+        assert!(r[0].acquire_lease("c1").await);
+        assert!(!r[1].acquire_lease("c1").await);
+
+        server.stop();
+        // Down: served by each replica's own state, and said so.
+        eventually("replica 1 notices", async || {
+            r[1].acquire_lease("c2").await && r[1].is_degraded()
+        })
+        .await;
+        let mut local = r[0].subscribe("conv");
+        r[0].publish("conv", WebchatEvent::Typing);
+        let event = tokio::time::timeout(Duration::from_secs(5), local.recv()).await;
+        assert!(matches!(event, Ok(Ok(WebchatEvent::Typing))), "{event:?}");
+
+        // Back: shared again without a restart.
+        let _server = PrivateRedis::start(port);
+        eventually("leases shared again", async || {
+            r[0].acquire_lease("c3").await && !r[0].is_degraded()
+        })
+        .await;
+        assert!(
+            !r[1].acquire_lease("c3").await,
+            "one holder across replicas again"
+        );
+        listening(&r).await;
+        let mut on_b = r[1].subscribe("conv-back");
+        r[0].publish("conv-back", WebchatEvent::StreamDiscarded);
+        let event = tokio::time::timeout(Duration::from_secs(5), on_b.recv()).await;
+        assert!(
+            matches!(event, Ok(Ok(WebchatEvent::StreamDiscarded))),
+            "{event:?}"
+        );
+    }
+
     #[tokio::test]
     async fn with_redis_unreachable_everything_falls_back_to_this_replica() {
         // A port nobody listens on.
