@@ -20,7 +20,9 @@ use crate::crash::check_transcript;
 use crate::process::ServerProcess;
 
 const REPLICAS: usize = 3;
-const SESSIONS: usize = 40;
+/// Web chat sessions and WhatsApp customers, each sending [`PER_SESSION`] messages.
+const SESSIONS: usize = 30;
+const WA_CUSTOMERS: usize = 10;
 const PER_SESSION: usize = 25;
 /// The replica that is SIGKILLed, and how often.
 const KILLED: usize = 1;
@@ -43,7 +45,11 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
     ) else {
         return;
     };
-    let (envs, dirs, mut servers) = start_replicas(&database, &redis, &[]).await;
+    // Every replica has the demo tenant on web chat and on one WhatsApp number (a fake Graph
+    // API on loopback).
+    let graph = sapa_tests::fake_graph::FakeGraph::start().await;
+    let config = sapa_tests::whatsapp_config(&graph.base_url, "messages_per_second = 1000");
+    let (envs, dirs, mut servers) = start_replicas(&database, &redis, &config, &[]).await;
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let addresses: Arc<RwLock<Vec<String>>> = Arc::new(RwLock::new(
         servers
@@ -113,9 +119,45 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
         }));
     }
 
+    // WhatsApp customers: signed webhooks, each to a random replica, retried on another one
+    // until acknowledged (as Meta does).
+    for c in 0..WA_CUSTOMERS {
+        let s = SESSIONS + c;
+        let (client, addresses, accepted) = (client.clone(), addresses.clone(), accepted.clone());
+        clients.push(tokio::spawn(async move {
+            let from = wa_customer(s);
+            for n in 0..PER_SESSION {
+                let body = sapa_tests::wa_text(
+                    &format!("s{s}-m{n}"),
+                    &from,
+                    QUESTIONS[(s + n) % QUESTIONS.len()],
+                );
+                let signature =
+                    channels::whatsapp::webhook::sign(sapa_tests::WA_APP_SECRET.as_bytes(), &body);
+                loop {
+                    let pick = rand::rng().random_range(0..REPLICAS);
+                    let base = addresses.read().await[pick].clone();
+                    let sent = client
+                        .post(format!("{base}/webhooks/whatsapp"))
+                        .header("content-type", "application/json")
+                        .header("x-hub-signature-256", &signature)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 200 => break,
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+
     // Replica 1 is SIGKILLed twice, a third and two thirds of the way in, and restarted on
     // its data dir each time.
-    let total = SESSIONS * PER_SESSION;
+    let total = (SESSIONS + WA_CUSTOMERS) * PER_SESSION;
     for k in 1..=KILLS {
         let threshold = total * k / (KILLS + 1);
         eventually(Duration::from_secs(120), || async {
@@ -149,9 +191,41 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
         Some(())
     })
     .await;
+    // WhatsApp customers, read from the shared database: each webhook stored once and
+    // answered exactly once, in order; the fake Graph API got at least one send per answer
+    // (sends are at-least-once across a SIGKILL).
+    let pool = sqlx::AnyPool::connect(envs[0].1).await.unwrap();
+    let wa_answers = eventually(Duration::from_secs(120), || async {
+        let mut all = 0;
+        for c in 0..WA_CUSTOMERS {
+            let s = SESSIONS + c;
+            let messages = wa_transcript(&pool, s).await;
+            let answered: usize = messages
+                .iter()
+                .filter(|m| m["author"] == "bot")
+                .map(|m| m["in_reply_to"].as_array().map_or(0, Vec::len))
+                .sum();
+            if answered < PER_SESSION {
+                return None;
+            }
+            let sends = graph
+                .sends()
+                .iter()
+                .filter(|r| r.body["to"] == wa_customer(s))
+                .count();
+            // Sends to one customer are paced (WhatsApp's per-recipient limit).
+            if sends < messages.iter().filter(|m| m["author"] == "bot").count() {
+                return None;
+            }
+            all += check_transcript(s, PER_SESSION, &fake_session(s), &messages);
+        }
+        Some(all)
+    })
+    .await;
+    pool.close().await;
     let admin = servers[0].as_ref().unwrap().admin_address.clone();
     sapa_tests::settled(&client, &admin).await;
-    let mut answers = 0;
+    let mut answers = wa_answers;
     let mut watched_answers = Vec::new();
     for (s, session) in sessions.iter().enumerate() {
         let messages = list_messages(&client, &base, session).await.unwrap();
@@ -164,6 +238,7 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
                 .collect();
         }
     }
+
     // The socket on replica 0 saw every answer of its conversation, live.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let live = loop {
@@ -201,6 +276,7 @@ type Envs = Vec<(&'static str, String)>;
 async fn start_replicas(
     database: &str,
     redis: &str,
+    config: &str,
     extra: &[(&'static str, &str)],
 ) -> (Envs, Vec<tempfile::TempDir>, Vec<Option<ServerProcess>>) {
     let scoped = postgres_schema(database).await;
@@ -217,6 +293,10 @@ async fn start_replicas(
     let dirs: Vec<tempfile::TempDir> = (0..REPLICAS)
         .map(|_| tempfile::tempdir().unwrap())
         .collect();
+    // Each process reads `./sapa.toml` from its data dir (its working directory).
+    for dir in &dirs {
+        std::fs::write(dir.path().join("sapa.toml"), config).unwrap();
+    }
     let borrowed: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // The first one migrates the schema; the others find it done.
     let mut servers = Vec::new();
@@ -237,6 +317,7 @@ async fn a_web_chat_limit_of_n_per_minute_is_n_in_total_over_three_replicas() {
     let (_envs, _dirs, servers) = start_replicas(
         &database,
         &redis,
+        "",
         &[("SAPA_WEBCHAT__MESSAGES_PER_MINUTE_PER_SESSION", "5")],
     )
     .await;
@@ -271,4 +352,57 @@ async fn a_web_chat_limit_of_n_per_minute_is_n_in_total_over_three_replicas() {
     for server in servers.into_iter().flatten() {
         server.kill().await;
     }
+}
+
+/// The WhatsApp number of customer `s`.
+fn wa_customer(s: usize) -> String {
+    format!("6281200{s:05}")
+}
+
+/// A stand-in session for [`check_transcript`]'s messages (it only names the conversation).
+fn fake_session(s: usize) -> sapa_tests::Session {
+    sapa_tests::Session {
+        token: String::new(),
+        conversation_id: format!("whatsapp customer {}", wa_customer(s)),
+    }
+}
+
+/// Customer `s`'s WhatsApp conversation as the web chat API would list it: author, text, the
+/// customer message's id (its wamid) and the ids a bot message answers.
+async fn wa_transcript(pool: &sqlx::AnyPool, s: usize) -> Vec<Value> {
+    use sqlx::Row;
+    let first = format!("s{s}-m0");
+    let Some(conversation) =
+        sqlx::query("SELECT conversation_id FROM messages WHERE external_id = $1")
+            .bind(&first)
+            .fetch_optional(pool)
+            .await
+            .unwrap()
+    else {
+        return Vec::new();
+    };
+    let conversation: String = conversation.get(0);
+    sqlx::query(
+        "SELECT author, body, external_id, in_reply_to FROM messages \
+         WHERE conversation_id = $1 ORDER BY id",
+    )
+    .bind(&conversation)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        let author: String = row.get(0);
+        let external_id: Option<String> = row.get(2);
+        let in_reply_to: Option<String> = row.get(3);
+        serde_json::json!({
+            "author": author,
+            "text": row.get::<String, _>(1),
+            "client_message_id": if author == "customer" { external_id } else { None },
+            "in_reply_to": in_reply_to
+                .and_then(|j| serde_json::from_str::<Value>(&j).ok())
+                .unwrap_or(Value::Array(vec![])),
+        })
+    })
+    .collect()
 }
