@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use metrics::{Label, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -67,6 +68,13 @@ pub const INBOUND_EVENTS_TOTAL: &str = "sapa_inbound_events_total";
 /// Provider delivery statuses, by outcome (`applied`, `stale`).
 pub const DELIVERY_STATUSES_TOTAL: &str = "sapa_delivery_statuses_total";
 
+/// 1 while Redis is unreachable and coordination runs in-process (gauge).
+pub const COORD_DEGRADED: &str = "sapa_coord_degraded";
+/// Coordination operations answered in-process because Redis failed, by `op`.
+pub const COORD_FALLBACKS_TOTAL: &str = "sapa_coord_fallbacks_total";
+/// Conversation leases lost (expired or taken over) while their lane still held them.
+pub const COORD_LEASES_LOST_TOTAL: &str = "sapa_coord_leases_lost_total";
+
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global tracing subscriber. Call once, from `main`.
@@ -103,8 +111,291 @@ pub fn prometheus() -> PrometheusHandle {
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                register_all();
+            }
             handle
         })
         .clone()
+}
+
+/// Built-in channel kinds, the `channel` label of most series.
+const CHANNELS: &[&str] = &["webchat", "whatsapp", "telegram"];
+/// Channels with provider webhooks.
+const PROVIDERS: &[&str] = &["whatsapp", "telegram"];
+
+/// A metric's name, help text and the label values it starts with (every combination).
+type Spec = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static [&'static str])],
+);
+
+const COUNTERS: &[Spec] = &[
+    (
+        OTP_TOTAL,
+        "One-time codes, by event.",
+        &[("event", &["issued", "refused", "verified", "locked"])],
+    ),
+    (
+        INBOUND_TOTAL,
+        "Customer messages received, by channel and outcome.",
+        &[
+            ("channel", CHANNELS),
+            ("outcome", &["new", "duplicate", "refused", "error"]),
+        ],
+    ),
+    (
+        ANSWERS_TOTAL,
+        "Answers produced, by kind.",
+        &[(
+            "kind",
+            &[
+                "passage",
+                "no_match",
+                "failed",
+                "handoff",
+                "silent",
+                "flow",
+                "flow_handoff",
+                "llm_answer",
+                "llm_clarify",
+                "llm_handoff",
+                "llm_rejected",
+                "llm_unavailable",
+            ],
+        )],
+    ),
+    (
+        SUPERSEDED_TOTAL,
+        "Answers discarded because newer customer messages arrived.",
+        &[],
+    ),
+    (
+        RESTARTS_CAPPED_TOTAL,
+        "Turns answered without restarting because llm.max_restarts was reached.",
+        &[],
+    ),
+    (
+        CONVERSATION_THROTTLED_TOTAL,
+        "Turns deferred by conversation.messages_per_minute.",
+        &[],
+    ),
+    (
+        OUTBOX_SENDS_TOTAL,
+        "Outbox send attempts, by channel and outcome.",
+        &[
+            ("channel", CHANNELS),
+            ("outcome", &["sent", "retry", "failed", "dead", "deferred"]),
+        ],
+    ),
+    (
+        OUTBOX_RETRIES_TOTAL,
+        "Retries scheduled, by channel.",
+        &[("channel", CHANNELS)],
+    ),
+    (
+        DEAD_LETTERS_TOTAL,
+        "Messages moved to the dead-letter table, by channel.",
+        &[("channel", CHANNELS)],
+    ),
+    (
+        WEBHOOKS_TOTAL,
+        "Provider webhook requests, by channel and outcome.",
+        &[
+            ("channel", PROVIDERS),
+            (
+                "outcome",
+                &["accepted", "bad_signature", "undecodable", "unavailable"],
+            ),
+        ],
+    ),
+    (
+        WEBHOOK_DROPPED_TOTAL,
+        "Parts of authentic webhooks not processed, by channel and reason.",
+        &[
+            ("channel", PROVIDERS),
+            (
+                "reason",
+                &[
+                    "unknown_account",
+                    "wrong_credentials",
+                    "undecodable",
+                    "provider_error",
+                ],
+            ),
+        ],
+    ),
+    (
+        INBOUND_EVENTS_TOTAL,
+        "Inbound provider events, by channel and outcome.",
+        &[
+            ("channel", PROVIDERS),
+            (
+                "outcome",
+                &[
+                    "accepted",
+                    "unavailable",
+                    "ignored",
+                    "edited",
+                    "blocked",
+                    "unblocked",
+                    "migrated",
+                ],
+            ),
+        ],
+    ),
+    (
+        DELIVERY_STATUSES_TOTAL,
+        "Provider delivery statuses, by outcome.",
+        &[("outcome", &["applied", "stale", "unknown"])],
+    ),
+    (
+        COORD_LEASES_LOST_TOTAL,
+        "Conversation leases lost while their lane still held them.",
+        &[],
+    ),
+    (
+        knowledge::llm::METRIC_REQUESTS_TOTAL,
+        "LLM requests, by outcome.",
+        &[("outcome", &["ok", "retry", "timeout", "error"])],
+    ),
+    (
+        knowledge::llm::METRIC_TOKENS_TOTAL,
+        "LLM tokens used, by kind.",
+        &[("kind", &["prompt", "completion"])],
+    ),
+    (
+        knowledge::embed::METRIC_EMBED_REQUESTS_TOTAL,
+        "Embedding calls, by outcome.",
+        &[("outcome", &["ok", "error", "timeout"])],
+    ),
+    (
+        knowledge::embed::METRIC_EMBED_FALLBACKS_TOTAL,
+        "Retrievals that fell back to BM25 alone, by stage.",
+        &[("stage", &["ingest", "query"])],
+    ),
+];
+
+const GAUGES: &[Spec] = &[
+    (INBOX_DEPTH, "Unanswered inbox rows.", &[]),
+    (OUTBOX_PENDING, "Outbox rows waiting to be sent.", &[]),
+    (
+        WEBCHAT_SOCKETS,
+        "Open web chat WebSockets of this process.",
+        &[],
+    ),
+    (
+        WEBCHAT_TOPICS,
+        "Conversations with live web chat listeners in this process.",
+        &[],
+    ),
+    (
+        COORD_DEGRADED,
+        "1 while Redis is unreachable and coordination runs in-process.",
+        &[],
+    ),
+];
+
+const HISTOGRAMS: &[Spec] = &[
+    (
+        INGRESS_COMMIT_SECONDS,
+        "Seconds to commit one group of inbound messages.",
+        &[],
+    ),
+    (
+        ANSWER_LATENCY_SECONDS,
+        "Seconds from the oldest message of a batch arriving to its answer being committed.",
+        &[],
+    ),
+    (
+        RETRIEVAL_SECONDS,
+        "Seconds spent retrieving knowledge for one answer.",
+        &[],
+    ),
+    (
+        SEND_SECONDS,
+        "Seconds one provider send took, by channel.",
+        &[("channel", CHANNELS)],
+    ),
+    (
+        DELIVERY_LATENCY_SECONDS,
+        "Seconds from answer commit to the send being acknowledged, by channel.",
+        &[("channel", CHANNELS)],
+    ),
+    (
+        knowledge::llm::METRIC_REQUEST_SECONDS,
+        "Seconds one LLM call took, retries and streaming included.",
+        &[],
+    ),
+    (
+        knowledge::embed::METRIC_EMBED_SECONDS,
+        "Seconds one embedding call took.",
+        &[],
+    ),
+];
+
+/// Every combination of the given label values (one empty set when there are no labels).
+fn label_sets(labels: &[(&'static str, &'static [&'static str])]) -> Vec<Vec<Label>> {
+    labels.iter().fold(vec![Vec::new()], |sets, (key, values)| {
+        sets.iter()
+            .flat_map(|set| {
+                values.iter().map(move |value| {
+                    let mut set = set.clone();
+                    set.push(Label::new(*key, *value));
+                    set
+                })
+            })
+            .collect()
+    })
+}
+
+/// Describes every metric and creates its series at zero, so a fresh process exports every
+/// name the dashboard and alert rules in `deploy/` use, and `rate()`/`increase()` see the first
+/// event. Labelled series start with their closed label sets; open ones (a flow's name, a
+/// tenant, a coordination op) start when they first occur, see [`register_tenant`]. Called
+/// once, when the recorder is installed.
+pub fn register_all() {
+    for &(name, help, labels) in COUNTERS {
+        metrics::describe_counter!(name, help);
+        for set in label_sets(labels) {
+            metrics::counter!(name, set).increment(0);
+        }
+    }
+    for &(name, help, labels) in GAUGES {
+        metrics::describe_gauge!(name, help);
+        for set in label_sets(labels) {
+            metrics::gauge!(name, set).set(0.0);
+        }
+    }
+    for &(name, help, labels) in HISTOGRAMS {
+        metrics::describe_histogram!(name, Unit::Seconds, help);
+        for set in label_sets(labels) {
+            // Registering the handle is enough: the exporter renders empty buckets.
+            drop(metrics::histogram!(name, set));
+        }
+    }
+    metrics::describe_histogram!(INGRESS_BATCH_SIZE, "Inbound messages per group commit.");
+    drop(metrics::histogram!(INGRESS_BATCH_SIZE));
+    metrics::describe_counter!(
+        LLM_BUDGET_EXHAUSTED_TOTAL,
+        "Answers given extractively because the tenant's daily token budget was spent."
+    );
+    metrics::describe_counter!(
+        QUOTA_EXCEEDED_TOTAL,
+        "Answers given without the model because the tenant's monthly quota is reached."
+    );
+    metrics::describe_counter!(FLOW_TURNS_TOTAL, "Turns run inside a tenant flow, by flow.");
+    metrics::describe_counter!(
+        COORD_FALLBACKS_TOTAL,
+        "Coordination operations answered in-process because Redis failed, by op."
+    );
+}
+
+/// Creates a tenant's budget and quota series at zero (the dashboard's `tenant` variable
+/// lists them).
+pub fn register_tenant(tenant: &str) {
+    for name in [LLM_BUDGET_EXHAUSTED_TOTAL, QUOTA_EXCEEDED_TOTAL] {
+        metrics::counter!(name, "tenant" => tenant.to_owned()).increment(0);
+    }
 }

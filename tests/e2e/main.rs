@@ -6,6 +6,7 @@ mod browser;
 mod console;
 mod crash;
 mod delivery;
+mod deploy;
 mod flows;
 mod follow_up;
 mod health;
