@@ -1,6 +1,19 @@
-//! Logs and metrics. Metric names live here as constants; labels are bounded sets only.
+//! Logs, metrics and traces. Metric names live here as constants; labels are bounded sets
+//! only. With `telemetry.otlp_endpoint`, spans go to an OpenTelemetry collector: one trace per
+//! customer message, continued across the tasks that handle it by [`hand_over`] and
+//! [`continued`].
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use metrics::{Label, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -82,7 +95,9 @@ pub fn init(config: &TelemetryConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let traces = otlp_tracer(&config.otlp_endpoint)
+        .map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+    let registry = tracing_subscriber::registry().with(filter).with(traces);
     let result = match config.format {
         LogFormat::Json => registry
             .with(
@@ -97,6 +112,100 @@ pub fn init(config: &TelemetryConfig) {
     };
     // A second init (tests, embedded use) keeps the first subscriber.
     let _ = result;
+}
+
+static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// The OTLP/HTTP (JSON) exporter's tracer; `None` when `endpoint` is empty or unusable.
+fn otlp_tracer(endpoint: &str) -> Option<SdkTracer> {
+    if endpoint.is_empty() {
+        return None;
+    }
+    let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpJson)
+        .with_endpoint(url)
+        .with_timeout(Duration::from_secs(10))
+        .build();
+    let exporter = match exporter {
+        Ok(exporter) => exporter,
+        Err(err) => {
+            eprintln!("telemetry.otlp_endpoint: no traces exported: {err}");
+            return None;
+        }
+    };
+    // Spans leave at least every second (the collector batches further).
+    let batch = BatchConfigBuilder::default()
+        .with_scheduled_delay(Duration::from_secs(1))
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+        )
+        .with_resource(Resource::builder().with_service_name("sapa").build())
+        .build();
+    let tracer = provider.tracer("sapa");
+    TRACER_PROVIDER.set(provider).ok()?;
+    Some(tracer)
+}
+
+/// Sends the spans still buffered (call before the process exits).
+pub fn shutdown() {
+    if let Some(provider) = TRACER_PROVIDER.get() {
+        let _ = provider.shutdown();
+    }
+}
+
+/// Where a customer message's trace continues in another task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Handoff {
+    /// From the inbox commit to the conversation's lane (the answer).
+    Answer,
+    /// From the committed answer to the dispatcher (the provider sends).
+    Send,
+}
+
+/// Trace contexts waiting for the next task of a conversation, newest per conversation. Bounded:
+/// a context nobody continues (the answer was skipped) is dropped with the rest at the cap.
+static HANDOFFS: Mutex<BTreeMap<(Handoff, String), opentelemetry::Context>> =
+    Mutex::new(BTreeMap::new());
+const MAX_HANDOFFS: usize = 10_000;
+
+/// Leaves `span`'s trace for the conversation's next `to` task (no-op without traces).
+pub fn hand_over(to: Handoff, conversation_id: &str, span: &tracing::Span) {
+    if TRACER_PROVIDER.get().is_none() || span.is_disabled() {
+        return;
+    }
+    let context = span.context();
+    let mut handoffs = HANDOFFS.lock().unwrap_or_else(PoisonError::into_inner);
+    if handoffs.len() >= MAX_HANDOFFS {
+        handoffs.clear();
+    }
+    handoffs.insert((to, conversation_id.to_owned()), context);
+}
+
+/// `span`, made a child of the trace handed over to the conversation's `from` task, if any.
+/// An answer's context is taken (the next answer belongs to the next message); a send's stays
+/// for the answer's other parts.
+pub fn continued(from: Handoff, conversation_id: &str, span: tracing::Span) -> tracing::Span {
+    if TRACER_PROVIDER.get().is_none() || span.is_disabled() {
+        return span;
+    }
+    let key = (from, conversation_id.to_owned());
+    let context = {
+        let mut handoffs = HANDOFFS.lock().unwrap_or_else(PoisonError::into_inner);
+        match from {
+            Handoff::Answer => handoffs.remove(&key),
+            Handoff::Send => handoffs.get(&key).cloned(),
+        }
+    };
+    if let Some(context) = context {
+        let _ = span.set_parent(context);
+    }
+    span
 }
 
 /// The process-wide Prometheus recorder (installed on first use; shared by apps in one process).

@@ -19,6 +19,7 @@ mod plugin;
 mod process;
 mod retrieval;
 mod telegram;
+mod telemetry;
 mod webchat;
 mod whatsapp;
 mod widget;

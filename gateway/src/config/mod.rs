@@ -136,6 +136,8 @@ pub struct TelemetryConfig {
     pub format: LogFormat,
     /// `RUST_LOG`-style filter.
     pub filter: String,
+    /// OTLP/HTTP collector base URL (`/v1/traces` is appended); empty: no traces exported.
+    pub otlp_endpoint: String,
 }
 
 /// `[conversation]`.
