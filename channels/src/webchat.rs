@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::channel::{Channel, ChannelError};
@@ -17,7 +17,7 @@ use crate::model::{Author, ChannelKind, Delivery, OutboundMessage};
 const SUBSCRIBER_BUFFER: usize = 256;
 
 /// A message as the web chat API and WebSocket present it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WebchatMessage {
     /// Monotonic message id; clients pass the last one they saw as `after`.
     pub id: i64,
@@ -28,25 +28,25 @@ pub struct WebchatMessage {
     /// RFC 3339 creation time.
     pub created_at: String,
     /// For customer messages, the id the client chose when posting.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<String>,
     /// For bot and agent messages, the `client_message_id`s of the customer messages answered.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_reply_to: Vec<String>,
     /// Quick replies offered with this message.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<String>,
     /// Delivery state of bot and agent messages: `pending`, `sent`, `delivered`, `read` or
     /// `failed`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Knowledge chunk ids a bot answer rests on.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub citations: Vec<String>,
 }
 
 /// One event pushed to a conversation's WebSocket subscribers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WebchatEvent {
     /// A stored message (customer echo, bot answer or agent reply).

@@ -321,6 +321,7 @@ impl Engine {
                 action: ModelAction::Answer,
                 reply,
                 citations,
+                ..
             }) => {
                 next.abstain_streak = 0;
                 Decision {
@@ -341,6 +342,11 @@ impl Engine {
                 action: ModelAction::Handoff,
                 ..
             }) => handoff(next, HandoffReason::ModelAsked),
+            // The gateway starts the flow it offered; one it did not offer is an abstain.
+            Generation::Valid(ModelReply {
+                action: ModelAction::Flow,
+                ..
+            }) => abstain(next, query, None),
             Generation::Rejected => abstain(next, query, None),
             Generation::Unavailable => failed(next, texts::llm_unavailable(locale)),
         }
@@ -753,6 +759,7 @@ mod tests {
             action,
             reply: reply.into(),
             citations: citations.iter().map(|c| (*c).to_owned()).collect(),
+            flow: None,
         })
     }
 

@@ -49,6 +49,8 @@ pub use engine::{
 pub use excerpt::AnswerStyle;
 pub use hours::{Availability, BusinessHours, Opening, WaitOutlook, utc_day_start_ms};
 pub use policy::{GivenChunk, ModelAction, ModelReply, Rejection};
-pub use prompts::{PromptChunk, PromptContext, PromptError, PromptTurn, Prompts, RenderedPrompt};
+pub use prompts::{
+    PromptChunk, PromptContext, PromptError, PromptFlow, PromptTurn, Prompts, RenderedPrompt,
+};
 pub use state::{Conversation, ConversationState, Locale, Verification};
 pub use verify::{CodeChecked, CodeSent};

@@ -19,6 +19,8 @@ pub enum ModelAction {
     Clarify,
     /// Hand the conversation to a person.
     Handoff,
+    /// Start one of the tenant's flows (named in [`ModelReply::flow`]).
+    Flow,
 }
 
 /// A validated model answer.
@@ -30,6 +32,8 @@ pub struct ModelReply {
     pub reply: String,
     /// Ids of the passages the reply rests on (all among those given).
     pub citations: Vec<String>,
+    /// The flow to start, for [`ModelAction::Flow`] (the caller checks it is one it offered).
+    pub flow: Option<String>,
 }
 
 /// A passage the model was given.
@@ -50,6 +54,9 @@ pub enum Rejection {
     /// `reply` missing or empty.
     #[error("reply is missing or empty")]
     EmptyReply,
+    /// Action `flow` without a flow name.
+    #[error("action flow names no flow")]
+    NoFlow,
     /// `action` missing or unknown.
     #[error("unknown action {0:?}")]
     UnknownAction(String),
@@ -84,6 +91,28 @@ pub fn validate(
     let value: serde_json::Value =
         serde_json::from_str(strip_fences(raw)).map_err(|_| Rejection::NotJson)?;
     let object = value.as_object().ok_or(Rejection::NotJson)?;
+    let action = match object.get("action").and_then(|v| v.as_str()) {
+        Some("answer") => ModelAction::Answer,
+        Some("clarify") => ModelAction::Clarify,
+        Some("handoff") => ModelAction::Handoff,
+        Some("flow") => ModelAction::Flow,
+        other => return Err(Rejection::UnknownAction(other.unwrap_or("").to_owned())),
+    };
+    if action == ModelAction::Flow {
+        // Nothing is said to the customer: the flow speaks for itself.
+        let flow = object
+            .get("flow")
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .ok_or(Rejection::NoFlow)?;
+        return Ok(ModelReply {
+            action,
+            reply: String::new(),
+            citations: Vec::new(),
+            flow: Some(flow.to_owned()),
+        });
+    }
     let reply = object
         .get("reply")
         .and_then(|v| v.as_str())
@@ -91,12 +120,6 @@ pub fn validate(
         .filter(|r| !r.is_empty())
         .ok_or(Rejection::EmptyReply)?
         .to_owned();
-    let action = match object.get("action").and_then(|v| v.as_str()) {
-        Some("answer") => ModelAction::Answer,
-        Some("clarify") => ModelAction::Clarify,
-        Some("handoff") => ModelAction::Handoff,
-        other => return Err(Rejection::UnknownAction(other.unwrap_or("").to_owned())),
-    };
     let mut citations: Vec<String> = Vec::new();
     match object.get("citations") {
         None | Some(serde_json::Value::Null) => {}
@@ -148,6 +171,7 @@ pub fn validate(
         action,
         reply,
         citations,
+        flow: None,
     })
 }
 
@@ -688,6 +712,29 @@ mod tests {
         let clarify = ok(r#"{"reply":"Outlet yang mana, kak?","action":"clarify"}"#);
         assert_eq!(clarify.action, ModelAction::Clarify);
         assert!(clarify.citations.is_empty());
+    }
+
+    #[test]
+    fn a_flow_pick_names_its_flow_and_says_nothing() {
+        let picked = ok(r#"{"reply":"","action":"flow","flow":" reservasi ","citations":[]}"#);
+        assert_eq!(picked.action, ModelAction::Flow);
+        assert_eq!(picked.flow.as_deref(), Some("reservasi"));
+        assert!(picked.reply.is_empty() && picked.citations.is_empty());
+        // Whatever text came with it is not sent: the flow speaks for itself.
+        let chatty = ok(r#"{"reply":"Harganya Rp 99.000","action":"flow","flow":"cek-pesanan"}"#);
+        assert!(chatty.reply.is_empty());
+        for nameless in [
+            r#"{"reply":"","action":"flow","citations":[]}"#,
+            r#"{"reply":"","action":"flow","flow":null}"#,
+            r#"{"reply":"","action":"flow","flow":"  "}"#,
+        ] {
+            assert_eq!(err(nameless), Rejection::NoFlow, "{nameless}");
+        }
+        // Other actions never carry a flow.
+        let answer = ok(
+            r#"{"reply":"Buka 08.00.","action":"answer","flow":"reservasi","citations":["menu:0"]}"#,
+        );
+        assert_eq!(answer.flow, None);
     }
 
     const PROMO: GivenChunk<'static> = GivenChunk {

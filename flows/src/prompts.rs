@@ -65,6 +65,17 @@ pub struct PromptContext {
     pub omitted_messages: usize,
     /// What a human agent handled before handing the chat back (empty: none).
     pub handoff_summary: String,
+    /// The tenant's flows the model may start instead of answering (empty: none offered).
+    pub flows: Vec<PromptFlow>,
+}
+
+/// A tenant flow offered to the model, by name and the owner's description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptFlow {
+    /// The flow's name (what the model answers with).
+    pub name: String,
+    /// What the flow does, as its owner described it.
+    pub description: String,
 }
 
 /// A rendered prompt.
@@ -188,9 +199,10 @@ impl Prompts {
             }
             // One passage left: cut it (and then the question) by the excess, keeping a start.
             let excess = (estimate - max_tokens) * 4;
+            // A cut text ends in "…": at `keep_min + 1` characters it cannot get shorter.
             let cut = |text: &mut String, keep_min: usize| -> bool {
                 let len = text.chars().count();
-                if len <= keep_min {
+                if len <= keep_min + 1 {
                     return false;
                 }
                 let keep = len.saturating_sub(excess).max(keep_min);
@@ -204,7 +216,7 @@ impl Prompts {
             }
             // The question keeps its end (the newest words).
             let len = ctx.question.chars().count();
-            if len > 200 {
+            if len > 201 {
                 let keep = len.saturating_sub(excess).max(200);
                 ctx.question =
                     "…".to_owned() + &ctx.question.chars().skip(len - keep).collect::<String>();
@@ -239,6 +251,10 @@ fn sample() -> PromptContext {
         ],
         omitted_messages: 2,
         handoff_summary: String::new(),
+        flows: vec![PromptFlow {
+            name: "reservasi".to_owned(),
+            description: "The customer wants to reserve a table.".to_owned(),
+        }],
     }
 }
 
@@ -285,6 +301,12 @@ mod tests {
             let rendered = prompts.render(locale, &sample()).unwrap();
             assert!(rendered.system.contains("Kopi Contoh"));
             assert!(rendered.system.contains("Sapa pelanggan dengan \"Kak\"."));
+            assert!(
+                rendered
+                    .system
+                    .contains("  - reservasi: The customer wants to reserve a table.\n")
+                    && rendered.system.contains("|flow")
+            );
             assert!(rendered.user.contains("[id: doc:0] Profil"));
             assert!(rendered.user.contains("Buka 08.00–22.00"));
             assert!(rendered.user.contains("jam buka?"));
@@ -301,6 +323,7 @@ mod tests {
     fn a_prompt_is_trimmed_to_its_token_limit_history_then_passages_then_text() {
         let prompts = Prompts::load().unwrap();
         let mut ctx = sample();
+        ctx.flows.clear();
         ctx.history = (0..40)
             .map(|i| PromptTurn {
                 role: "customer",
@@ -347,6 +370,19 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_below_what_cannot_be_cut_still_ends_with_the_smallest_prompt() {
+        let prompts = Prompts::load().unwrap();
+        let mut ctx = sample();
+        ctx.instructions = "Selalu ramah. ".repeat(400);
+        ctx.question = "jam buka? ".repeat(100);
+        ctx.chunks[0].text = "Buka 08.00–22.00. ".repeat(100);
+        let rendered = prompts.render_within(Locale::Id, &mut ctx, 50).unwrap();
+        assert!(rendered.estimated_tokens() > 50);
+        assert_eq!(ctx.chunks[0].text.chars().count(), 201);
+        assert_eq!(ctx.question.chars().count(), 201);
+    }
+
+    #[test]
     fn owner_instructions_are_optional_and_not_escaped() {
         let prompts = Prompts::load().unwrap();
         let mut ctx = sample();
@@ -359,6 +395,12 @@ mod tests {
                 .contains("Instructions from the business owner")
         );
         assert!(rendered.user.contains("<b>harga & promo</b>"));
+        // Without flows the model is not told about the flow action.
+        ctx.flows.clear();
+        for locale in [Locale::Id, Locale::En] {
+            let rendered = prompts.render(locale, &ctx).unwrap();
+            assert!(!rendered.system.contains("flow"), "{}", rendered.system);
+        }
     }
 
     #[test]

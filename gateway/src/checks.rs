@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::config::{Config, redact_url};
 use crate::store::Store;
 
@@ -56,7 +54,8 @@ pub async fn run(config: &Config, store: Option<&Store>, http: &reqwest::Client)
                 name: "redis",
                 ok: false,
                 detail: format!(
-                    "{} unreachable: {err} (start Redis or clear redis.url)",
+                    "{} unreachable: {err} (start Redis or clear redis.url); meanwhile leases, \
+                     limits and live events are per replica",
                     redact_url(&config.redis.url)
                 ),
             },
@@ -68,34 +67,22 @@ pub async fn run(config: &Config, store: Option<&Store>, http: &reqwest::Client)
     checks
 }
 
-/// Sends `PING` over RESP and expects `+PONG` (or `-NOAUTH`, which still proves reachability
-/// but is reported as a failure so the operator adds the password).
+/// Connects with the redis crate and sends `PING` (authentication from the URL, if any).
 async fn redis_ping(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("redis://")
-        .ok_or("redis.url must start with redis://")?;
-    let host_port = rest.rsplit('@').next().unwrap_or(rest);
-    let host_port = host_port.split('/').next().unwrap_or(host_port);
-    let address = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:6379")
-    };
+    let client = redis::Client::open(url).map_err(|e| format!("redis.url is not valid: {e}"))?;
     let work = async {
-        let mut stream = tokio::net::TcpStream::connect(&address)
+        let mut connection = client
+            .get_multiplexed_async_connection()
             .await
             .map_err(|e| e.to_string())?;
-        stream
-            .write_all(b"*1\r\n$4\r\nPING\r\n")
+        let reply: String = redis::cmd("PING")
+            .query_async(&mut connection)
             .await
             .map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64];
-        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
-        let reply = String::from_utf8_lossy(&buf[..n]).to_string();
-        if reply.starts_with("+PONG") {
+        if reply == "PONG" {
             Ok(())
         } else {
-            Err(format!("unexpected reply {}", reply.trim()))
+            Err(format!("unexpected reply {reply}"))
         }
     };
     tokio::time::timeout(CHECK_TIMEOUT, work)

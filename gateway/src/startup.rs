@@ -199,10 +199,18 @@ impl Application {
             .context("cannot build the HTTP client")?;
         let accounts = Arc::new(crate::accounts::load(&store, &secrets, &plugins, &http).await?);
 
-        let coord: Arc<dyn Coord> = Arc::new(
-            crate::coord::Local::new(&config.webchat)
-                .with_conversation_rate(config.conversation.messages_per_minute),
-        );
+        let local = crate::coord::Local::new(&config.webchat)
+            .with_conversation_rate(config.conversation.messages_per_minute);
+        let coord: Arc<dyn Coord> = if config.redis.url.is_empty() {
+            Arc::new(local)
+        } else {
+            let quotas = crate::coord::Quotas {
+                webchat_session_per_minute: config.webchat.messages_per_minute_per_session,
+                client_ip_per_minute: config.webchat.requests_per_minute_per_ip,
+                conversation_per_minute: config.conversation.messages_per_minute,
+            };
+            crate::coord::RedisCoord::start(&config.redis.url, &config.redis.prefix, local, quotas)?
+        };
         let dispatcher_wake = Arc::new(Notify::new());
         let work = (TaskTracker::new(), CancellationToken::new());
         let delivery = (TaskTracker::new(), CancellationToken::new());

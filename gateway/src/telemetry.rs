@@ -36,6 +36,13 @@ pub const OUTBOX_PENDING: &str = "sapa_outbox_pending";
 pub const WEBCHAT_SOCKETS: &str = "sapa_webchat_sockets";
 /// Conversations with live web chat listeners in this process (gauge, refreshed on scrape).
 pub const WEBCHAT_TOPICS: &str = "sapa_webchat_topics";
+/// 1 while Redis is unreachable and leases, limits and events are per replica (distributed
+/// mode only).
+pub const COORD_DEGRADED: &str = "sapa_coord_degraded";
+/// Coordination operations served by this replica's own state because Redis failed, by `op`.
+pub const COORD_FALLBACKS_TOTAL: &str = "sapa_coord_fallbacks_total";
+/// Conversation leases that expired while this replica still held them.
+pub const COORD_LEASES_LOST_TOTAL: &str = "sapa_coord_leases_lost_total";
 /// Seconds to commit one group of inbound messages.
 pub const INGRESS_COMMIT_SECONDS: &str = "sapa_ingress_commit_seconds";
 /// Inbound messages per group commit.
@@ -81,12 +88,6 @@ pub const INBOUND_EVENTS_TOTAL: &str = "sapa_inbound_events_total";
 /// Provider delivery statuses, by outcome (`applied`, `stale`).
 pub const DELIVERY_STATUSES_TOTAL: &str = "sapa_delivery_statuses_total";
 
-/// 1 while Redis is unreachable and coordination runs in-process (gauge).
-pub const COORD_DEGRADED: &str = "sapa_coord_degraded";
-/// Coordination operations answered in-process because Redis failed, by `op`.
-pub const COORD_FALLBACKS_TOTAL: &str = "sapa_coord_fallbacks_total";
-/// Conversation leases lost (expired or taken over) while their lane still held them.
-pub const COORD_LEASES_LOST_TOTAL: &str = "sapa_coord_leases_lost_total";
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 

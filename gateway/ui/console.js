@@ -1,7 +1,7 @@
 // Sapa agent console: plain JavaScript, no build step, served by the binary under a strict CSP
 // (no inline script). Every string from the server is rendered with textContent, never as HTML.
 // Views by path: /console/login, /console/set-password#token=…, /console (queues + chat), and
-// for owners /console/{bot,knowledge,unanswered,usage,keys} (drawn by owner.js).
+// for owners /console/{bot,knowledge,unanswered,flows,usage,keys} (drawn by owner.js).
 'use strict';
 
 (() => {
@@ -30,7 +30,7 @@
       state_bot: 'Dijawab bot', state_waiting_human: 'Menunggu agen', state_human: 'Ditangani agen', state_closed: 'Selesai',
       download: 'Unduh', photo: 'Foto dari pelanggan', waitingSince: 'Menunggu', status: 'Status', pickDetails: 'Detail pelanggan tampil di sini.',
       template: 'Template', sendTemplate: 'Kirim template', noTemplates: 'Belum ada template agen. Tambahkan [[tenants.<toko>.agent_templates]] di konfigurasi.',
-      nav_inbox: 'Percakapan', nav_bot: 'Bot', nav_knowledge: 'Pengetahuan', nav_unanswered: 'Tak terjawab', nav_usage: 'Pemakaian', nav_keys: 'Kunci API',
+      nav_inbox: 'Percakapan', nav_bot: 'Bot', nav_knowledge: 'Pengetahuan', nav_unanswered: 'Tak terjawab', nav_flows: 'Alur', nav_usage: 'Pemakaian', nav_keys: 'Kunci API',
       ownerPages: 'Halaman pemilik',
     },
     en: {
@@ -57,7 +57,7 @@
       state_bot: 'Bot answering', state_waiting_human: 'Waiting for an agent', state_human: 'With an agent', state_closed: 'Resolved',
       download: 'Download', photo: 'Photo from the customer', waitingSince: 'Waiting', status: 'Status', pickDetails: 'Customer details show here.',
       template: 'Template', sendTemplate: 'Send template', noTemplates: 'No agent templates yet. Add [[tenants.<shop>.agent_templates]] to the config.',
-      nav_inbox: 'Inbox', nav_bot: 'Bot', nav_knowledge: 'Knowledge', nav_unanswered: 'Unanswered', nav_usage: 'Usage', nav_keys: 'API keys',
+      nav_inbox: 'Inbox', nav_bot: 'Bot', nav_knowledge: 'Knowledge', nav_unanswered: 'Unanswered', nav_flows: 'Flows', nav_usage: 'Usage', nav_keys: 'API keys',
       ownerPages: 'Owner pages',
     },
   };
@@ -381,7 +381,7 @@
   }
 
   /** The owner pages, in the navigation's order (drawn by owner.js). */
-  const OWNER_PAGES = ['bot', 'knowledge', 'unanswered', 'usage', 'keys'];
+  const OWNER_PAGES = ['bot', 'knowledge', 'unanswered', 'flows', 'usage', 'keys'];
   const isOwner = () => state.me && state.me.staff.role === 'owner';
 
   /**

@@ -1,4 +1,4 @@
-// Sapa owner pages: Bot, Knowledge, Unanswered, Usage and API keys. Plain JavaScript, no build
+// Sapa owner pages: Bot, Knowledge, Unanswered, Flows, Usage and API keys. Plain JavaScript, no build
 // step, loaded by the console page under the same strict CSP (no inline script or style). The
 // console script draws the top bar and the navigation, then calls SapaOwner.render(page, root,
 // ctx) with its helpers. Every string from the server is rendered with textContent (through
@@ -61,6 +61,12 @@
       create: 'Buat kunci', created: 'Dibuat', lastUsed: 'Terakhir dipakai', status: 'Status', active: 'Aktif', revoked: 'Dicabut', revoke: 'Cabut',
       secretOnce: 'Salin dan simpan kunci ini sekarang. Demi keamanan, kunci ini tidak akan ditampilkan lagi.', copy: 'Salin', copied: 'Tersalin',
       noKeys: 'Belum ada kunci API.', keysList: 'Kunci tenant ini', chooseScope: 'Pilih minimal satu izin.',
+      // Flows
+      flowsTitle: 'Alur', flowsHint: 'Percakapan terpandu (mis. cek pesanan, reservasi) yang dimulai oleh kata kunci pelanggan. Alur yang disimpan langsung dipakai bot.',
+      flowsList: 'Alur bisnis ini', noFlows: 'Belum ada alur. Klik "Alur baru" untuk mulai dari contoh.', flowNew: 'Alur baru',
+      flowEditor: 'Editor alur', flowEditorHint: 'YAML alur. Cek dulu, lalu simpan; nama alur diambil dari baris name.', flowNewHint: 'Contoh kecil yang valid: ubah nama, kata kunci, dan teksnya, lalu simpan.',
+      flowYaml: 'YAML alur', flowCheck: 'Cek', flowSave: 'Simpan', flowSaved: 'Tersimpan dan aktif', flowKept: 'alur lama tetap ada:',
+      flowValid: 'Alur valid', flowSteps: 'langkah', flowProblems: 'masalah; klik untuk menuju barisnya.', flowLine: 'baris', flowColumn: 'kolom',
     },
     en: {
       notAvailable: 'Not available on this server yet', notAvailableHint: 'This feature turns on when the Sapa server is updated. The other pages keep working.',
@@ -110,6 +116,11 @@
       create: 'Create key', created: 'Created', lastUsed: 'Last used', status: 'Status', active: 'Active', revoked: 'Revoked', revoke: 'Revoke',
       secretOnce: 'Copy and store this key now. For your security it will not be shown again.', copy: 'Copy', copied: 'Copied',
       noKeys: 'No API keys yet.', keysList: 'This tenant\'s keys', chooseScope: 'Choose at least one permission.',
+      flowsTitle: 'Flows', flowsHint: 'Guided conversations (e.g. order status, reservations) that a customer\'s keywords start. A saved flow is live at once.',
+      flowsList: 'This business\'s flows', noFlows: 'No flows yet. Click "New flow" to start from an example.', flowNew: 'New flow',
+      flowEditor: 'Flow editor', flowEditorHint: 'The flow\'s YAML. Check it, then save; the flow\'s name is its name line.', flowNewHint: 'A small valid example: change its name, keywords and texts, then save.',
+      flowYaml: 'Flow YAML', flowCheck: 'Check', flowSave: 'Save', flowSaved: 'Saved and live', flowKept: 'the old flow is kept:',
+      flowValid: 'The flow is valid', flowSteps: 'steps', flowProblems: 'problem(s); click one to go to its line.', flowLine: 'line', flowColumn: 'column',
     },
   };
 
@@ -1106,7 +1117,241 @@
     load();
   }
 
-  const PAGES = { bot: botPage, knowledge: knowledgePage, unanswered: unansweredPage, usage: usagePage, keys: keysPage };
+  // ----- Flows -------------------------------------------------------------------------------
+  /** A small valid flow to start from: say, ask, say, end; texts in Indonesian and English. */
+  function starterFlow(name) {
+    return [
+      `name: ${name}`,
+      'description: The customer wants to leave a message for the team.',
+      'triggers:',
+      '  keywords:',
+      '    - titip pesan',
+      '    - leave a message',
+      'steps:',
+      '  - say:',
+      '      text:',
+      '        id: Siap, Kak. Pesannya kami sampaikan ke tim.',
+      '        en: Sure, we will pass your message to the team.',
+      '  - ask:',
+      '      slot: message',
+      '      type: text',
+      '      prompt:',
+      '        id: Apa pesannya?',
+      '        en: What is your message?',
+      '  - say:',
+      '      text:',
+      '        id: "Terima kasih, pesan Kakak sudah kami catat: {{ slots.message }}"',
+      '        en: "Thank you, we noted your message: {{ slots.message }}"',
+      '  - end',
+      '',
+    ].join('\n');
+  }
+
+  async function flowsPage(root) {
+    const list = h('div', { id: 'flows-slot' }, h('p', { class: 'muted' }, t('loading')));
+    const listStatus = status('flows-status');
+    const editorTitle = h('h2', { id: 'flow-title' }, t('flowEditor'));
+    const editorHint = h('p', {}, t('flowEditorHint'));
+    const gutter = h('pre', { class: 'flow-gutter', 'aria-hidden': 'true' }, '1');
+    const source = h('textarea', {
+      id: 'flow-source', class: 'flow-source', spellcheck: 'false', autocomplete: 'off', autocapitalize: 'off', wrap: 'off',
+      'aria-label': t('flowYaml'), 'aria-describedby': 'flow-caret', rows: '22',
+    });
+    const caret = h('span', { id: 'flow-caret', class: 'flow-caret', 'aria-live': 'off' });
+    const errors = h('ul', { id: 'flow-errors', class: 'flow-errors', hidden: true });
+    const note = status('flow-status');
+    const checkButton = h('button', { type: 'button', id: 'flow-check' }, t('flowCheck'));
+    const saveButton = h('button', { type: 'button', class: 'primary', id: 'flow-save' }, t('flowSave'));
+    let current = null; // the stored flow being edited, or null for a new one
+    let names = [];
+
+    const deleteButton = confirmButton({ class: 'danger-text', id: 'flow-delete' }, t('delete'), async () => {
+      if (!current) return;
+      try {
+        await ctx.api('DELETE', `/v1/console/flows/${encodeURIComponent(current)}`);
+        listStatus.ok(`${t('deleted')}: ${current}`);
+        openNew();
+        load();
+      } catch (err) {
+        note.error(err.message);
+      }
+    });
+
+    const lines = () => source.value.split('\n');
+    function drawGutter() {
+      const n = lines().length;
+      gutter.textContent = Array.from({ length: n }, (_, i) => String(i + 1)).join('\n');
+      gutter.scrollTop = source.scrollTop;
+    }
+    function drawCaret() {
+      const before = source.value.slice(0, source.selectionStart).split('\n');
+      caret.textContent = `${t('flowLine')} ${before.length}, ${t('flowColumn')} ${before[before.length - 1].length + 1}`;
+    }
+    source.addEventListener('input', () => { drawGutter(); drawCaret(); });
+    source.addEventListener('scroll', () => { gutter.scrollTop = source.scrollTop; });
+    for (const type of ['keyup', 'click', 'select', 'focus']) source.addEventListener(type, drawCaret);
+
+    /** Puts the caret at `line`:`column` (1-based) and scrolls it into view. */
+    function goTo(line, column) {
+      const all = lines();
+      const l = Math.min(Math.max(1, line), all.length);
+      let offset = 0;
+      for (let i = 0; i < l - 1; i += 1) offset += all[i].length + 1;
+      offset += Math.min(Math.max(0, column - 1), all[l - 1].length);
+      source.focus();
+      source.setSelectionRange(offset, offset);
+      const height = parseFloat(getComputedStyle(source).lineHeight) || 20;
+      source.scrollTop = Math.max(0, (l - 3) * height);
+      gutter.scrollTop = source.scrollTop;
+      drawCaret();
+    }
+
+    function showErrors(list) {
+      errors.replaceChildren(...list.map((e) => h('li', {},
+        h('button', {
+          type: 'button', class: 'flow-error', 'data-line': e.line, 'data-column': e.column,
+          onclick: () => goTo(Number(e.line), Number(e.column)),
+        }, `${t('flowLine')} ${e.line}, ${t('flowColumn')} ${e.column}: ${e.message}`))));
+      errors.hidden = !list.length;
+    }
+
+    /** The server's problems with the document, or null when it is valid. */
+    function problems(err) {
+      const found = err && err.data && err.data.error && err.data.error.errors;
+      return Array.isArray(found) ? found : null;
+    }
+
+    async function check() {
+      note.clear();
+      showErrors([]);
+      try {
+        return await ctx.api('POST', '/v1/console/flows/check', { source: source.value });
+      } catch (err) {
+        const found = problems(err);
+        if (found) {
+          showErrors(found);
+          note.error(`${found.length} ${t('flowProblems')}`);
+        } else {
+          note.error(missing(err) ? t('notAvailable') : err.message);
+        }
+        return null;
+      }
+    }
+
+    checkButton.addEventListener('click', async () => {
+      checkButton.disabled = true;
+      try {
+        const ok = await check();
+        if (ok) note.ok(`${t('flowValid')} (${ok.steps} ${t('flowSteps')})`);
+      } finally {
+        checkButton.disabled = false;
+      }
+    });
+
+    saveButton.addEventListener('click', async () => {
+      saveButton.disabled = true;
+      try {
+        const ok = await check();
+        if (!ok) return;
+        const saved = await ctx.api('PUT', `/v1/console/flows/${encodeURIComponent(ok.name)}`, { source: source.value });
+        const renamed = current && current !== saved.name;
+        note.ok(`${t('flowSaved')}: ${saved.name}${renamed ? ` (${t('flowKept')} ${current})` : ''}`);
+        openStored(saved.name, source.value);
+        load();
+      } catch (err) {
+        const found = problems(err);
+        if (found) showErrors(found);
+        note.error(err.message);
+      } finally {
+        saveButton.disabled = false;
+      }
+    });
+
+    function openStored(name, text) {
+      current = name;
+      editorTitle.textContent = name;
+      editorHint.textContent = t('flowEditorHint');
+      source.value = text;
+      deleteButton.hidden = false;
+      drawGutter();
+      drawCaret();
+      markCurrent();
+    }
+
+    function openNew() {
+      let name = 'new-flow';
+      for (let i = 2; names.includes(name); i += 1) name = `new-flow-${i}`;
+      current = null;
+      editorTitle.textContent = t('flowNew');
+      editorHint.textContent = t('flowNewHint');
+      source.value = starterFlow(name);
+      deleteButton.hidden = true;
+      showErrors([]);
+      note.clear();
+      drawGutter();
+      drawCaret();
+      markCurrent();
+    }
+
+    async function open(name) {
+      note.clear();
+      showErrors([]);
+      try {
+        const flow = await ctx.api('GET', `/v1/console/flows/${encodeURIComponent(name)}`);
+        openStored(flow.name, flow.source);
+      } catch (err) {
+        note.error(err.message);
+      }
+    }
+
+    function markCurrent() {
+      for (const row of list.querySelectorAll('[data-flow]')) {
+        if (row.dataset.flow === current) row.setAttribute('aria-current', 'true');
+        else row.removeAttribute('aria-current');
+      }
+    }
+
+    const newButton = h('button', { type: 'button', class: 'primary', id: 'flow-new', onclick: () => { openNew(); source.focus(); } }, t('flowNew'));
+    const editor = h('section', { class: 'ocard', id: 'flow-editor' },
+      h('div', { class: 'ocard-head' }, editorTitle, editorHint),
+      h('div', { class: 'flow-edit' }, gutter, source),
+      h('div', { class: 'flow-bar' }, caret),
+      errors,
+      note,
+      h('div', { class: 'form-actions' }, deleteButton, checkButton, saveButton));
+    root.replaceChildren(
+      pageHead(t('flowsTitle'), t('flowsHint'), newButton),
+      h('div', { class: 'flows-grid' }, card('flows', t('flowsList'), null, list, listStatus), editor));
+    openNew();
+
+    async function load() {
+      let data;
+      try {
+        data = await ctx.api('GET', '/v1/console/flows');
+      } catch (err) {
+        list.replaceChildren(missing(err) ? unavailable('flows-unavailable') : h('p', { class: 'ostatus error' }, err.message));
+        return;
+      }
+      const flows = data.flows || [];
+      names = flows.map((f) => f.name);
+      if (!flows.length) { list.replaceChildren(h('p', { class: 'empty-note' }, t('noFlows'))); return; }
+      list.replaceChildren(h('ul', { class: 'flow-list', id: 'flow-list' }, flows.map((f) => {
+        const keywords = (f.triggers && f.triggers.keywords) || [];
+        return h('li', {},
+          h('button', { type: 'button', class: 'flow-item', 'data-flow': f.name, onclick: () => open(f.name) },
+            h('b', {}, f.name),
+            f.description ? h('span', { class: 'flow-desc' }, f.description) : null,
+            h('span', { class: 'muted' },
+              keywords.slice(0, 3).map((k) => h('span', { class: 'tag' }, k)),
+              keywords.length > 3 ? h('span', {}, `+${keywords.length - 3}`) : null,
+              f.updated_at ? h('span', { class: 'flow-when' }, `${t('updated')} ${ago(f.updated_at)}`) : null)));
+      })));
+      markCurrent();
+    }
+    load();
+  }
+
+  const PAGES = { bot: botPage, knowledge: knowledgePage, unanswered: unansweredPage, flows: flowsPage, usage: usagePage, keys: keysPage };
 
   window.SapaOwner = {
     /** Draws owner page `page` into `root`; `context` carries the console's helpers. */

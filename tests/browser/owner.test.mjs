@@ -2,9 +2,10 @@
 // real `sapa` binary (SAPA_BIN) with its own temp data dir and port. The demo owner sets a
 // password through the link `sapa serve` prints, logs in, edits the bot's instructions, tries
 // the draft, publishes; uploads Markdown files (file picker and drag and drop) and a web chat
-// customer is answered from one; answers an unanswered question; opens the usage page; creates
-// and revokes an API key. Each page is photographed on a desktop (1280×800) and a phone
-// (390×844) into SCREENSHOT_DIR (default target/browser-screenshots). No page errors, no CSP
+// customer is answered from one; answers an unanswered question; opens the usage page; writes
+// a flow (a mistake shown by line and column, fixed, saved, deleted); creates and revokes an API
+// key. Each page is photographed on a desktop (1280×800) and a phone (390×844; the Flows page
+// 375×812) into SCREENSHOT_DIR (default target/browser-screenshots). No page errors, no CSP
 // violations, no browser dialogs.
 //
 //   cargo build -p sapa-tests --bin sapa-e2e-server && cd tests/browser && npm ci && SAPA_BIN=../../target/debug/sapa-e2e-server node owner.test.mjs
@@ -144,7 +145,7 @@ async function shootPhone(page, name, ready) {
   await page.setViewportSize({ width: 1280, height: 800 });
 }
 
-test('an owner runs the bot, knowledge, unanswered, usage and API key pages', async () => {
+test('an owner runs the bot, knowledge, unanswered, usage, flows and API key pages', async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'id-ID' });
   await context.addInitScript(() => {
     window.__csp = [];
@@ -419,6 +420,64 @@ test('an owner runs the bot, knowledge, unanswered, usage and API key pages', as
   await shootPhone(page, 'owner-usage-charts', () => eventually('charts redrawn for the phone', async () =>
     Number(await page.locator('#chart-messages').getAttribute('width')) < 390));
   await page.unroute('**/v1/console/usage?*');
+  await checkCsp();
+
+  // ----- Flows: a new flow with a mistake, its line and column, fixed, saved, listed. -----
+  await page.locator('.owner-nav a[data-page=flows]').click();
+  await page.waitForURL(`${base}/console/flows`);
+  await page.locator('#flow-list [data-flow="cek-pesanan"]').waitFor();
+  await page.locator('#flow-new').click();
+  const starter = await page.locator('#flow-source').inputValue();
+  assert.match(starter, /^name: new-flow$/m);
+  // The starter is valid as it is.
+  await page.locator('#flow-check').click();
+  await page.locator('#flow-status.ok').waitFor();
+  // A mistake on line 8 (`sya` for `say`); a description with markup, shown as text.
+  const written = starter
+    .replace('name: new-flow', 'name: titip-pesan')
+    .replace(/^description: .*$/m, 'description: Titip pesan <img src=x onerror=alert(1)> untuk tim.');
+  await page.locator('#flow-source').fill(written.replace('  - say:', '  - sya:'));
+  await page.locator('#flow-save').click();
+  const problem = page.locator('#flow-errors .flow-error').first();
+  await problem.waitFor();
+  assert.equal(await problem.getAttribute('data-line'), '8');
+  assert.match(await problem.textContent(), /^baris 8, kolom \d+: \S/);
+  await problem.click();
+  await eventually('the caret on line 8', async () => /^baris 8, kolom \d+$/.test(await page.locator('#flow-caret').textContent()));
+  assert.equal(await page.evaluate(() => {
+    const area = document.getElementById('flow-source');
+    return area.value.slice(0, area.selectionStart).split('\n').length;
+  }), 8);
+  assert.equal(await page.locator('#flow-list [data-flow="titip-pesan"]').count(), 0, 'nothing saved with a problem');
+  await shoot(page, 'owner-flows-error');
+  // Fixed and saved: listed, live, its description as text.
+  await page.locator('#flow-source').fill(written);
+  await page.locator('#flow-save').click();
+  await page.locator('#flow-status.ok').waitFor();
+  assert.equal(await page.locator('#flow-errors .flow-error').count(), 0);
+  const saved = page.locator('#flow-list [data-flow="titip-pesan"]');
+  await saved.waitFor();
+  assert.match(await saved.locator('.flow-desc').textContent(), /<img src=x onerror=alert\(1\)>/);
+  assert.equal(await page.locator('#flow-list img').count(), 0);
+  assert.equal(await saved.getAttribute('aria-current'), 'true');
+  // The page's head in view (the editor's focus scrolled the page).
+  const toTop = () => page.evaluate(() => document.getElementById('owner-page').scrollTo(0, 0));
+  await toTop();
+  await shoot(page, 'owner-flows');
+  await page.setViewportSize({ width: 375, height: 812 });
+  await toTop();
+  await page.screenshot({ path: path.join(SHOTS, 'owner-flows-phone.png') });
+  const flowsOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(flowsOverflow <= 0, `the Flows page scrolls sideways on a phone by ${flowsOverflow}px`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  // A reload reads it back from the server; delete asks once more.
+  await page.reload();
+  await saved.click();
+  await eventually('the saved flow in the editor', async () => /^name: titip-pesan$/m.test(await page.locator('#flow-source').inputValue()));
+  await page.locator('#flow-delete').click();
+  await page.locator('#flow-delete', { hasText: 'Yakin?' }).click();
+  await eventually('the flow gone from the list', async () => (await page.locator('#flow-list [data-flow="titip-pesan"]').count()) === 0);
+  await page.locator('#flow-list [data-flow="cek-pesanan"]').waitFor();
   await checkCsp();
 
   // ----- API keys: created (the secret shown once), used, revoked. -----

@@ -58,6 +58,9 @@ async fn the_owner_pages_work_in_a_real_browser() {
             "owner-usage-charts-phone.png",
             "owner-keys.png",
             "owner-keys-phone.png",
+            "owner-flows-error.png",
+            "owner-flows.png",
+            "owner-flows-phone.png",
         ],
     )
     .await;

@@ -108,7 +108,7 @@ async fn every_accepted_message_gets_exactly_one_answer_across_sigkills() {
     for (s, session) in sessions.iter().enumerate() {
         let messages = list_messages(&client, &base, session).await.unwrap();
         assert!(messages.len() >= transcripts[s].len());
-        answers_total += check_transcript(s, session, &messages);
+        answers_total += check_transcript(s, PER_SESSION, session, &messages);
     }
     eprintln!(
         "crash test: {total} messages accepted, {KILLS} SIGKILLs, {answers_total} answers, 0 lost, 0 duplicated"
@@ -117,14 +117,20 @@ async fn every_accepted_message_gets_exactly_one_answer_across_sigkills() {
 }
 
 /// Asserts one conversation: each customer message stored once, answered exactly once, and
-/// answers in the order of the messages they answer. Returns the number of answers.
-fn check_transcript(s: usize, session: &Session, messages: &[Value]) -> usize {
+/// answers in the order of the messages they answer (`s{s}-m{n}` for n < `per_session`).
+/// Returns the number of answers.
+pub(crate) fn check_transcript(
+    s: usize,
+    per_session: usize,
+    session: &Session,
+    messages: &[Value],
+) -> usize {
     let customer: Vec<String> = messages
         .iter()
         .filter(|m| m["author"] == "customer")
         .map(|m| m["client_message_id"].as_str().unwrap().to_owned())
         .collect();
-    let expected: Vec<String> = (0..PER_SESSION).map(|n| format!("s{s}-m{n}")).collect();
+    let expected: Vec<String> = (0..per_session).map(|n| format!("s{s}-m{n}")).collect();
     assert_eq!(
         customer, expected,
         "conversation {}: customer messages stored once each, in order",
@@ -163,7 +169,7 @@ fn check_transcript(s: usize, session: &Session, messages: &[Value]) -> usize {
     }
     assert_eq!(
         answered.len(),
-        PER_SESSION,
+        per_session,
         "conversation {s}: every message answered"
     );
     answers

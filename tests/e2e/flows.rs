@@ -502,6 +502,61 @@ async fn with_a_model_a_message_no_keyword_matches_can_start_a_flow_by_its_descr
 }
 
 #[tokio::test]
+async fn the_answering_model_can_start_a_flow_instead_of_answering_in_the_same_call() {
+    use sapa_tests::fake_openai::{FakeOpenAi, Reply};
+    // The answer request lists the flows; the model picks one. A mid-flow knowledge question
+    // is not offered flows again.
+    let reply = || {
+        Reply::computed(|request| {
+            let system = request["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default();
+            if system.contains("  - reservasi: The customer wants to reserve a table") {
+                assert!(system.contains("  - cek-pesanan: The customer wants to know the status"));
+                json!({"reply": "", "action": "flow", "flow": "reservasi", "citations": [], })
+                    .to_string()
+            } else {
+                json!({"reply": "Maksudnya bagaimana, Kak?", "action": "clarify", "citations": []})
+                    .to_string()
+            }
+        })
+    };
+    let fake = FakeOpenAi::start((0..6).map(|_| reply())).await;
+    let app = spawn_app(&fake.config("stream = false")).await;
+    let session = app.session("demo").await;
+    // A question the knowledge base has passages for (the meeting room), no flow keyword.
+    let new = say(
+        &app,
+        &session,
+        "m-1",
+        "mau pakai ruang meeting di Tebet buat 10 orang besok, bisa?",
+        1,
+    )
+    .await;
+    assert_eq!(
+        new,
+        vec!["Mau reservasi di outlet mana, Kak?"],
+        "{:?}",
+        fake.requests()
+    );
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "one model call: no router after it"
+    );
+    // Mid-flow, a knowledge question goes to the model without the flow list.
+    let new = say(&app, &session, "m-2", "bisa bayar pakai QRIS?", 2).await;
+    assert!(!new.is_empty());
+    let last = fake.requests().last().cloned().unwrap_or_default();
+    let system = last["messages"][0]["content"].as_str().unwrap_or_default();
+    assert!(
+        !system.contains("guided flows") && !system.contains("alur terpandu"),
+        "{system}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_customer_who_goes_quiet_mid_flow_gets_one_reminder() {
     let app = spawn_app("[demo.follow_up]\nafter = \"2s\"\nquiet_hours = \"off\"\n").await;
     let session = app.session("demo").await;

@@ -7,6 +7,7 @@ mod console;
 mod crash;
 mod delivery;
 mod deploy;
+mod distributed;
 mod flows;
 mod follow_up;
 mod health;

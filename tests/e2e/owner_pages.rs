@@ -1,5 +1,6 @@
-//! The owner pages' knowledge and API key endpoints end to end: owner-only (agents 403),
-//! tenant-scoped (another tenant's owner 404), CSRF-guarded (403 without the token).
+//! The owner pages' knowledge, API key and flow endpoints end to end: owner-only (agents 403),
+//! tenant-scoped (another tenant's owner 404), CSRF-guarded (403 without the token); a flow
+//! saved on the Flows page is live at once.
 
 use serde_json::{Value, json};
 
@@ -28,11 +29,27 @@ async fn send(
     cookie: &str,
     csrf: Option<&str>,
 ) -> reqwest::Response {
+    send_as(app, method, path, body, None, cookie, csrf).await
+}
+
+/// [`send`] with a `content-type` when given.
+async fn send_as(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Vec<u8>,
+    content_type: Option<&str>,
+    cookie: &str,
+    csrf: Option<&str>,
+) -> reqwest::Response {
     let mut request = app
         .client
         .request(method, format!("{}{path}", app.address))
         .header("cookie", cookie)
         .body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
     if let Some(csrf) = csrf {
         request = request.header("x-csrf-token", csrf);
     }
@@ -430,7 +447,7 @@ async fn an_owner_creates_lists_and_revokes_api_keys_and_sees_the_secret_only_on
 #[tokio::test]
 async fn the_owner_pages_are_served_under_the_console_csp_and_agents_get_no_owner_api() {
     let app = start().await;
-    for page in ["bot", "knowledge", "unanswered", "usage", "keys"] {
+    for page in ["bot", "knowledge", "unanswered", "flows", "usage", "keys"] {
         let response = app.get(&format!("/console/{page}")).await;
         assert_eq!(response.status(), 200, "{page}");
         let csp = response.headers()["content-security-policy"]
@@ -457,5 +474,223 @@ async fn the_owner_pages_are_served_under_the_console_csp_and_agents_get_no_owne
     ] {
         assert_eq!(get(&app, path, &agent).await.status(), 403, "{path}");
     }
+    app.stop().await;
+}
+
+/// A flow the owner writes on the Flows page: a promotion, then a question, then a thank-you.
+const PROMO_FLOW: &str = "name: promo\ndescription: The customer asks about this month's promotion.\n\
+triggers:\n  keywords: [promo bulan ini]\nsteps:\n  - say:\n      text:\n        \
+id: Promo bulan ini diskon 20% untuk kopi susu.\n        en: This month's promotion is 20% off lattes.\n  \
+- ask:\n      slot: email\n      type: text\n      prompt:\n        id: Mau dikirimi kupon? Tulis email Kakak.\n        \
+en: Want a coupon? Write your email.\n  - say:\n      text:\n        id: \"Kupon dikirim ke {{ slots.email }}.\"\n        \
+en: \"The coupon goes to {{ slots.email }}.\"\n  - end\n";
+
+/// Sends `{"source": source}` with `method` to `path` as the session `cookie`.
+async fn send_flow(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    source: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+) -> reqwest::Response {
+    let body = serde_json::to_vec(&json!({ "source": source })).unwrap();
+    send_as(
+        app,
+        method,
+        path,
+        body,
+        Some("application/json"),
+        cookie,
+        csrf,
+    )
+    .await
+}
+
+/// The names in `GET /v1/console/flows` for the session `cookie`.
+async fn flow_names(app: &TestApp, cookie: &str) -> Vec<String> {
+    let listed = get(app, "/v1/console/flows", cookie).await;
+    assert_eq!(listed.status(), 200);
+    let listed: Value = listed.json().await.unwrap();
+    listed["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_owner_checks_saves_lists_reads_and_deletes_flows_and_a_saved_flow_is_live() {
+    use reqwest::Method;
+    // Arrange
+    let app = start().await;
+    let (owner, csrf) = log_in(&app, "demo", "pemilik@demo.local").await;
+    let (agent, agent_csrf) = log_in(&app, "demo", "budi@demo.local").await;
+    let (boss, boss_csrf) = log_in(&app, "other", "boss@other.local").await;
+    let broken = "name: promo\nsteps:\n  - sya: {}\n";
+
+    // Agents have no Flows page; a change needs the CSRF token.
+    assert_eq!(
+        code(get(&app, "/v1/console/flows", &agent).await).await,
+        (403, "owner_only".to_owned())
+    );
+    assert_eq!(
+        code(get(&app, "/v1/console/flows/cek-pesanan", &agent).await).await,
+        (403, "owner_only".to_owned())
+    );
+    for (method, path) in [
+        (Method::PUT, "/v1/console/flows/promo"),
+        (Method::POST, "/v1/console/flows/check"),
+        (Method::DELETE, "/v1/console/flows/cek-pesanan"),
+    ] {
+        let refused = send_flow(
+            &app,
+            method.clone(),
+            path,
+            PROMO_FLOW,
+            &agent,
+            Some(&agent_csrf),
+        );
+        assert_eq!(code(refused.await).await, (403, "owner_only".to_owned()));
+        let refused = send_flow(&app, method, path, PROMO_FLOW, &owner, None).await;
+        assert_eq!(refused.status(), 403, "{path} without the CSRF token");
+    }
+
+    // Act: check; errors with line and column, nothing stored either way.
+    let checked = send_flow(
+        &app,
+        Method::POST,
+        "/v1/console/flows/check",
+        broken,
+        &owner,
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(checked.status(), 422);
+    let body: Value = checked.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_flow", "{body}");
+    assert_eq!(body["error"]["errors"][0]["line"], 3, "{body}");
+    assert!(
+        body["error"]["errors"][0]["column"].as_u64().unwrap() >= 1,
+        "{body}"
+    );
+    assert!(body["error"]["errors"][0]["message"].is_string(), "{body}");
+    let checked = send_flow(
+        &app,
+        Method::POST,
+        "/v1/console/flows/check",
+        PROMO_FLOW,
+        &owner,
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(checked.status(), 200);
+    let body: Value = checked.json().await.unwrap();
+    assert_eq!(body["ok"], true, "{body}");
+    assert!(!flow_names(&app, &owner).await.contains(&"promo".to_owned()));
+
+    // Act: save; invalid YAML and a mismatched name are refused, then the flow is created.
+    let path = "/v1/console/flows/promo";
+    let refused = send_flow(&app, Method::PUT, path, broken, &owner, Some(&csrf)).await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["errors"][0]["line"], 3, "{body}");
+    let refused = send_flow(
+        &app,
+        Method::PUT,
+        "/v1/console/flows/other-name",
+        PROMO_FLOW,
+        &owner,
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(code(refused).await, (422, "flow_name_mismatch".to_owned()));
+    let created = send_flow(&app, Method::PUT, path, PROMO_FLOW, &owner, Some(&csrf)).await;
+    assert_eq!(created.status(), 201);
+    let replaced = send_flow(&app, Method::PUT, path, PROMO_FLOW, &owner, Some(&csrf)).await;
+    assert_eq!(replaced.status(), 200);
+
+    // Assert: listed with its description and trigger; read back as written.
+    let listed: Value = get(&app, "/v1/console/flows", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let promo = listed["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "promo")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        promo["description"],
+        "The customer asks about this month's promotion."
+    );
+    assert_eq!(promo["triggers"]["keywords"][0], "promo bulan ini");
+    assert_eq!(promo["updated_by"], "pemilik@demo.local");
+    assert!(promo["updated_at"].is_string(), "{promo}");
+    let read: Value = get(&app, path, &owner).await.json().await.unwrap();
+    assert_eq!(read["source"], PROMO_FLOW);
+
+    // Another tenant's owner sees none of it.
+    assert!(!flow_names(&app, &boss).await.contains(&"promo".to_owned()));
+    assert_eq!(
+        code(get(&app, path, &boss).await).await,
+        (404, "flow_not_found".to_owned())
+    );
+    let refused = send_flow(&app, Method::DELETE, path, "", &boss, Some(&boss_csrf)).await;
+    assert_eq!(code(refused).await, (404, "flow_not_found".to_owned()));
+
+    // Live at once: the keyword starts it in the owner's tenant, not in the other.
+    let session = app.session("demo").await;
+    assert_eq!(
+        app.post(&session, "promo-1", "promo bulan ini apa?")
+            .await
+            .status(),
+        202
+    );
+    let bots = app.bot_messages(&session, 2).await;
+    assert_eq!(
+        bots[0]["text"],
+        "Promo bulan ini diskon 20% untuk kopi susu."
+    );
+    assert_eq!(bots[1]["text"], "Mau dikirimi kupon? Tulis email Kakak.");
+    assert_eq!(
+        app.post(&session, "promo-2", "kak@contoh.id")
+            .await
+            .status(),
+        202
+    );
+    let bots = app.bot_messages(&session, 3).await;
+    assert_eq!(bots[2]["text"], "Kupon dikirim ke kak@contoh.id.");
+    let elsewhere = app.session("other").await;
+    assert_eq!(
+        app.post(&elsewhere, "promo-1", "promo bulan ini apa?")
+            .await
+            .status(),
+        202
+    );
+    let bots = app.bot_messages(&elsewhere, 1).await;
+    assert_ne!(bots[0]["text"], "This month's promotion is 20% off lattes.");
+
+    // Delete: gone from the list and from the chat.
+    let deleted = send_flow(&app, Method::DELETE, path, "", &owner, Some(&csrf)).await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(get(&app, path, &owner).await.status(), 404);
+    assert!(!flow_names(&app, &owner).await.contains(&"promo".to_owned()));
+    let later = app.session("demo").await;
+    assert_eq!(
+        app.post(&later, "promo-1", "promo bulan ini apa?")
+            .await
+            .status(),
+        202
+    );
+    let bots = app.bot_messages(&later, 1).await;
+    assert_ne!(
+        bots[0]["text"],
+        "Promo bulan ini diskon 20% untuk kopi susu."
+    );
     app.stop().await;
 }

@@ -296,6 +296,36 @@ pub async fn list_messages(
     }
 }
 
+/// The URL of a service CI must provide (`SAPA_TEST_DATABASE_URL`, `SAPA_TEST_REDIS_URL`):
+/// `None` (skip) only outside CI.
+pub fn required_service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(std::env::var("CI").is_err(), "CI is set but {var} is not");
+            eprintln!("{var} not set: test skipped outside CI");
+            None
+        }
+    }
+}
+
+/// Creates a private schema on the Postgres at `url` and returns a URL whose connections use
+/// it, so a test's tables are its own.
+pub async fn postgres_schema(url: &str) -> String {
+    let schema = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(url)
+        .await
+        .expect("Postgres reachable");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    admin.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options[search_path]={schema}")
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, mut check: F) -> T
 where

@@ -114,8 +114,16 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Empty, or `redis://host:port`.
+    /// Empty (embedded mode), or `redis://host:port`: leases, limits, pacing and live events
+    /// shared by every replica.
     pub url: String,
+    /// Start of every key and channel name, so deployments can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+}
+
+fn default_redis_prefix() -> String {
+    "sapa:".to_owned()
 }
 
 /// Log output format.

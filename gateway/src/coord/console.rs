@@ -2,13 +2,13 @@
 //! consoles (`GET /v1/console/events`). Events carry ids and states only, never message text:
 //! the console refetches what it shows through the tenant-scoped JSON API.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Coord;
 use crate::store::Store;
 
 /// One console event; the SSE `event:` name is [`ConsoleEvent::name`], the data its JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ConsoleEvent {
     /// A conversation changed state or assignee, or got a new customer, agent or note message

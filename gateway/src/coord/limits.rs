@@ -31,8 +31,20 @@ pub enum RateLimit {
     ConsoleTyping,
 }
 
+impl RateLimit {
+    /// A short name, for keys shared between replicas.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WebchatSession => "session",
+            Self::ClientIp => "ip",
+            Self::Conversation => "conversation",
+            Self::ConsoleTyping => "typing",
+        }
+    }
+}
+
 /// How often the console may show a conversation's customer that an agent is typing.
-const CONSOLE_TYPING_EVERY: Duration = Duration::from_secs(5);
+pub(super) const CONSOLE_TYPING_EVERY: Duration = Duration::from_secs(5);
 
 /// One limiter per [`RateLimit`]; `None` when its rate is 0 (disabled).
 pub(super) struct Limiters {

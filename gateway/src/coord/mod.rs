@@ -2,14 +2,16 @@
 //! conversation (leases), shared rate limits, outbound pacing state, web chat pub/sub, and the
 //! agent console's live events per tenant.
 //!
-//! [`Local`] keeps all of it in this process (embedded mode: one replica). A distributed
-//! implementation (Redis) goes behind the same [`Coord`] trait; callers — lanes, the
-//! dispatcher's pacer, the HTTP limiters and the web chat sockets — only see the trait.
+//! [`Local`] keeps all of it in this process (embedded mode: one replica); [`RedisCoord`]
+//! shares it through Redis between replicas (distributed mode, `redis.url` set). Callers —
+//! lanes, the dispatcher's pacer, the HTTP limiters and the web chat sockets — only see the
+//! [`Coord`] trait.
 
 mod console;
 mod limits;
 mod local;
 mod pacing;
+mod redis;
 
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ pub use console::{ConsoleEvent, announce};
 pub use limits::RateLimit;
 pub use local::Local;
 use pacing::Pacer;
+pub use redis::{LEASE_TTL, Quotas, RedisCoord};
 
 /// Shared coordination state. Pub/sub of web chat events comes from the [`EventBus`]
 /// supertrait, so the web chat channel can publish through the same object.

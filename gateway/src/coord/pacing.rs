@@ -10,9 +10,9 @@ use channels::{PacingPolicy, Throttled};
 use tokio::time::Instant;
 
 /// Lowest share of its configured rate a throttled account is slowed to.
-const MIN_SCALE: f64 = 1.0 / 16.0;
+pub(super) const MIN_SCALE: f64 = 1.0 / 16.0;
 /// Share of the configured rate an account regains per second without being throttled.
-const RECOVERY_PER_SEC: f64 = 0.05;
+pub(super) const RECOVERY_PER_SEC: f64 = 0.05;
 /// Recipient buckets kept before idle ones are dropped.
 const MAX_RECIPIENTS: usize = 100_000;
 

@@ -28,13 +28,13 @@ const CONSOLE_HTML: &str = include_str!("../../ui/console.html");
 const CONSOLE_JS: &str = include_str!("../../ui/console.js");
 /// The console styles.
 const CONSOLE_CSS: &str = include_str!("../../ui/console.css");
-/// The owner pages (Bot, Knowledge, Unanswered, Usage, API keys): loaded by the same page,
+/// The owner pages (Bot, Knowledge, Unanswered, Flows, Usage, API keys): loaded by the same page,
 /// drawn only for owners.
 const OWNER_JS: &str = include_str!("../../ui/owner.js");
 /// The owner pages' styles.
 const OWNER_CSS: &str = include_str!("../../ui/owner.css");
 /// The owner pages' paths (one page each; the console script draws them).
-pub const OWNER_PAGES: [&str; 5] = ["bot", "knowledge", "unanswered", "usage", "keys"];
+pub const OWNER_PAGES: [&str; 6] = ["bot", "knowledge", "unanswered", "flows", "usage", "keys"];
 
 static JS_ETAG: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::http::widget::etag(CONSOLE_JS));

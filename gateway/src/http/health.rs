@@ -33,9 +33,14 @@ async fn live() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
+/// Ready when every check passes; `degraded` (still 200: ingress keeps accepting into the
+/// database) when only Redis is down, since every replica then coordinates on its own.
 fn status_of(report: &[checks::Check]) -> (StatusCode, &'static str) {
-    if report.iter().all(|c| c.ok) {
+    let mut failed = report.iter().filter(|c| !c.ok).peekable();
+    if failed.peek().is_none() {
         (StatusCode::OK, "ready")
+    } else if failed.all(|c| c.name == "redis") {
+        (StatusCode::OK, "degraded")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
     }

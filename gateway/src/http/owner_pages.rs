@@ -2,10 +2,11 @@
 //! role `owner`, `X-CSRF-Token` on every change): the knowledge documents (list with chunk
 //! counts and dates, upload, chunk preview, replace, delete), the search playground (what the
 //! bot would retrieve for a question, with relevance and the answer threshold), and the
-//! tenant's API keys (list without secrets, create with the secret shown once, revoke).
+//! tenant's API keys (list without secrets, create with the secret shown once, revoke), and the
+//! tenant's flows (list, read, check, save, delete; the Flows page's editor).
 //!
-//! The work is the admin API's (`crate::http::admin`'s shared functions); only the
-//! authentication differs: the tenant is the owner's, never a parameter.
+//! The work is the admin API's (`crate::http::admin`'s and `crate::http::admin_flows`' shared
+//! functions); only the authentication differs: the tenant is the owner's, never a parameter.
 
 use axum::Router;
 use axum::body::Body;
@@ -18,9 +19,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api_key::{self, Scope};
-use crate::http::admin;
 use crate::http::error::{ApiError, ApiJson};
 use crate::http::owner::owner;
+use crate::http::{admin, admin_flows};
 use crate::state::AppState;
 use crate::store::{StaffSession, rfc3339};
 
@@ -46,6 +47,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/console/knowledge/search", get(search))
         .route("/v1/console/api-keys", get(api_keys).post(create_api_key))
         .route("/v1/console/api-keys/{prefix}/revoke", post(revoke_api_key))
+        .route("/v1/console/flows", get(list_flows))
+        // `POST /v1/console/flows/check` is this route too, so a flow named `check` can still
+        // be read, saved and deleted.
+        .route(
+            "/v1/console/flows/{name}",
+            get(flow_source)
+                .put(save_flow)
+                .delete(delete_flow)
+                .post(check_flow),
+        )
         .layer(DefaultBodyLimit::max(state.config.admin.max_upload_bytes))
 }
 
@@ -309,4 +320,89 @@ async fn revoke_api_key(
     }
     audit(&state, &session, "revoke_api_key", &prefix).await;
     axum::Json(json!({ "revoked": prefix })).into_response()
+}
+
+/// `GET /v1/console/flows`: `{"flows": [{name, description, steps, triggers: {keywords,
+/// buttons}, updated_at, updated_by}]}`.
+async fn list_flows(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = step!(owner(&state, &headers, false).await);
+    let flows = step!(admin_flows::summaries(&state, &session.member.tenant_id).await);
+    axum::Json(json!({ "flows": flows })).into_response()
+}
+
+/// `GET /v1/console/flows/{name}`: `{"name", "source"}`, the YAML as stored.
+async fn flow_source(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let session = step!(owner(&state, &headers, false).await);
+    let source = step!(admin_flows::source_of(&state, &session.member.tenant_id, &name).await);
+    axum::Json(json!({ "name": name, "source": source })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowBody {
+    source: String,
+}
+
+/// `PUT /v1/console/flows/{name}` `{"source": YAML}`: checked like the admin API's (422
+/// `invalid_flow` with every `{line, column, message}`), stored and live at once.
+async fn save_flow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<FlowBody>, ApiError>,
+) -> Response {
+    let session = step!(owner(&state, &headers, true).await);
+    let ApiJson(body) = step!(body);
+    let member = &session.member;
+    let saved = step!(
+        admin_flows::store_document(
+            &state,
+            &member.tenant_id,
+            &name,
+            body.source.as_bytes(),
+            &member.email,
+            "/v1/console/flows",
+        )
+        .await
+    );
+    audit(&state, &session, "save_flow", &name).await;
+    saved
+}
+
+/// `POST /v1/console/flows/check` `{"source": YAML}`: `{"ok": true, "name", "steps"}` or the
+/// 422 `invalid_flow` errors; nothing is stored.
+async fn check_flow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<FlowBody>, ApiError>,
+) -> Response {
+    let session = step!(owner(&state, &headers, true).await);
+    if name != "check" {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let ApiJson(body) = step!(body);
+    let flow = step!(admin_flows::check_document(
+        &state,
+        &session.member.tenant_id,
+        body.source.as_bytes()
+    ));
+    axum::Json(json!({ "ok": true, "name": flow.name, "steps": flow.steps.len() })).into_response()
+}
+
+/// `DELETE /v1/console/flows/{name}`: 204; conversations in it answer freely from their next
+/// message.
+async fn delete_flow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let session = step!(owner(&state, &headers, true).await);
+    step!(admin_flows::remove(&state, &session.member.tenant_id, &name).await);
+    audit(&state, &session, "delete_flow", &name).await;
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -77,6 +77,8 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
     turn.conversation = decision.conversation.clone();
     // The wait notice needs the queue's load; it is always a handoff's last action.
     let mut wait_lead = None;
+    // A flow the model chose instead of answering.
+    let mut picked_flow = None;
     for action in decision.actions {
         if let Action::SendOtp { phone } = action {
             let sent = send_code(ctx, &turn, &phone).await;
@@ -98,8 +100,9 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
                 query: &query,
                 omitted,
                 in_flight,
+                offer_flows: true,
             };
-            answer_question(
+            picked_flow = answer_question(
                 ctx,
                 &decision.conversation,
                 asked,
@@ -119,7 +122,14 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
             citations: vec![],
         });
     }
-    if matches!(turn.kind, "no_match" | "llm_clarify")
+    if let Some(name) = picked_flow
+        && super::flow::start_named(ctx, &mut turn, &name, omitted, in_flight).await
+    {
+        finish_flow_turn(ctx, &mut turn, &bot).await;
+        return turn;
+    }
+    // The model was not asked (no passage to answer from): the router may still pick a flow.
+    if turn.kind == "no_match"
         && turn.handoff_reason.is_none()
         && super::flow::start_by_intent(ctx, &mut turn, omitted, in_flight).await
     {
@@ -131,21 +141,25 @@ pub async fn prepare(ctx: &TurnContext, batch: TurnBatch, in_flight: &InFlight) 
 }
 
 /// Answers `asked` from the knowledge base (the model when configured and within budget,
-/// else extractively) as the engine phrases it, into `turn`.
+/// else extractively) as the engine phrases it, into `turn`. Returns the flow the model chose
+/// to start instead (only when `asked.offer_flows`); `turn` is then left as the model found it.
 pub(super) async fn answer_question(
     ctx: &TurnContext,
     conversation: &Conversation,
     asked: Asked<'_>,
     turn: &mut Turn,
     wait_lead: &mut Option<String>,
-) {
+) -> Option<String> {
     show_typing(ctx, &turn.batch);
     let llm = match &ctx.llm {
         Some(llm) if budget_left(ctx, &turn.batch.tenant_id).await => Some(llm),
         _ => None,
     };
     let answered = match llm {
-        Some(llm) => generate(ctx, llm.as_ref(), conversation, asked, turn).await,
+        Some(llm) => match generate(ctx, llm.as_ref(), conversation, asked, turn).await {
+            Generated::Decided(decision) => decision,
+            Generated::StartFlow(name) => return Some(name),
+        },
         None => {
             let outcome = lookup(ctx, &turn.batch.tenant_id, asked.query).await;
             turn.kind = match &outcome {
@@ -160,6 +174,7 @@ pub(super) async fn answer_question(
     for action in answered.actions {
         apply(turn, action, wait_lead);
     }
+    None
 }
 
 /// A flow's turn: the wait notice when it handed off, and a reminder scheduled while the flow
@@ -326,6 +341,16 @@ pub(super) struct Asked<'a> {
     pub(super) query: &'a str,
     pub(super) omitted: usize,
     pub(super) in_flight: &'a InFlight,
+    /// Offer the model the tenant's described flows (not while one runs).
+    pub(super) offer_flows: bool,
+}
+
+/// What a model call came to.
+enum Generated {
+    /// The engine's answer.
+    Decided(flows::Decision),
+    /// The model chose to start this (offered) flow instead of answering.
+    StartFlow(String),
 }
 
 /// Shows the customer that an answer is coming: a typing event on web chat, otherwise the
@@ -475,7 +500,7 @@ async fn generate(
     conversation: &Conversation,
     asked: Asked<'_>,
     turn: &mut Turn,
-) -> flows::Decision {
+) -> Generated {
     let query = asked.query;
     let batch = &turn.batch;
     let (tenant_id, conversation_id) = (batch.tenant_id.clone(), batch.conversation_id.clone());
@@ -488,15 +513,19 @@ async fn generate(
     // Only passages at or above the threshold reach the model: nothing there, no model call.
     let Some(chunks) = retrieve_relevant(ctx, &tenant_id, query).await else {
         turn.kind = "failed";
-        return ctx
-            .engine
-            .on_answer(conversation, query, AnswerOutcome::Failed);
+        return Generated::Decided(ctx.engine.on_answer(
+            conversation,
+            query,
+            AnswerOutcome::Failed,
+        ));
     };
     if chunks.is_empty() {
         turn.kind = "no_match";
-        return ctx
-            .engine
-            .on_answer(conversation, query, AnswerOutcome::NoMatch);
+        return Generated::Decided(ctx.engine.on_answer(
+            conversation,
+            query,
+            AnswerOutcome::NoMatch,
+        ));
     }
     let handoff_summary = ctx
         .store
@@ -513,9 +542,11 @@ async fn generate(
         Err(err) => {
             tracing::warn!(tenant_id = %tenant_id, error = %err, "loading tenant instructions failed");
             turn.kind = "failed";
-            return ctx
-                .engine
-                .on_answer(conversation, query, AnswerOutcome::Failed);
+            return Generated::Decided(ctx.engine.on_answer(
+                conversation,
+                query,
+                AnswerOutcome::Failed,
+            ));
         }
     };
     let mut prompt_ctx = PromptContext {
@@ -537,6 +568,11 @@ async fn generate(
             .collect(),
         omitted_messages: asked.omitted,
         handoff_summary,
+        flows: if asked.offer_flows {
+            super::flow::offered(ctx, &tenant_id)
+        } else {
+            Vec::new()
+        },
     };
     let rendered = match ctx.prompts.render_within(
         conversation.locale,
@@ -547,9 +583,11 @@ async fn generate(
         Err(err) => {
             tracing::error!(error = %err, "rendering the prompt failed");
             turn.kind = "failed";
-            return ctx
-                .engine
-                .on_answer(conversation, query, AnswerOutcome::Failed);
+            return Generated::Decided(ctx.engine.on_answer(
+                conversation,
+                query,
+                AnswerOutcome::Failed,
+            ));
         }
     };
     let rendered_tokens = rendered.estimated_tokens();
@@ -625,12 +663,22 @@ async fn generate(
             Generation::Unavailable
         }
     };
+    // A flow must be one the model was offered.
+    let generation = match generation {
+        Generation::Valid(r)
+            if r.action == flows::ModelAction::Flow
+                && !prompt_ctx
+                    .flows
+                    .iter()
+                    .any(|f| Some(f.name.as_str()) == r.flow.as_deref()) =>
+        {
+            tracing::warn!(tenant_id = %tenant_id, flow = ?r.flow, "the model chose a flow it was not offered; abstaining");
+            Generation::Rejected
+        }
+        other => other,
+    };
     turn.kind = match &generation {
-        Generation::Valid(r) => match r.action {
-            flows::ModelAction::Answer => "llm_answer",
-            flows::ModelAction::Clarify => "llm_clarify",
-            flows::ModelAction::Handoff => "llm_handoff",
-        },
+        Generation::Valid(r) => model_kind(r.action),
         Generation::Rejected => "llm_rejected",
         Generation::Unavailable => "llm_unavailable",
     };
@@ -645,7 +693,7 @@ async fn generate(
     // answer: the customer gets the extractive answer from the best one, not a clarifying
     // question.
     if let (Generation::Rejected, Some(best)) = (&generation, chunks.first()) {
-        return ctx.engine.on_answer(
+        return Generated::Decided(ctx.engine.on_answer(
             conversation,
             query,
             AnswerOutcome::Passage {
@@ -654,9 +702,27 @@ async fn generate(
                 chunk_id: best.chunk.id.clone(),
                 style: ctx.bots.get(&tenant_id).style,
             },
-        );
+        ));
     }
-    ctx.engine.on_generated(conversation, query, generation)
+    if let Generation::Valid(flows::ModelReply {
+        action: flows::ModelAction::Flow,
+        flow: Some(name),
+        ..
+    }) = generation
+    {
+        return Generated::StartFlow(name);
+    }
+    Generated::Decided(ctx.engine.on_generated(conversation, query, generation))
+}
+
+/// The metric label of a valid model reply.
+fn model_kind(action: flows::ModelAction) -> &'static str {
+    match action {
+        flows::ModelAction::Answer => "llm_answer",
+        flows::ModelAction::Clarify => "llm_clarify",
+        flows::ModelAction::Handoff => "llm_handoff",
+        flows::ModelAction::Flow => "llm_flow",
+    }
 }
 
 /// Streams a completion, publishing the `reply` field to the conversation's web chat sockets
@@ -828,11 +894,7 @@ pub async fn try_answer(
                         .await;
                         match (generation, found.first()) {
                             (Generation::Valid(reply), _) => {
-                                kind = match reply.action {
-                                    flows::ModelAction::Answer => "llm_answer",
-                                    flows::ModelAction::Clarify => "llm_clarify",
-                                    flows::ModelAction::Handoff => "llm_handoff",
-                                };
+                                kind = model_kind(reply.action);
                                 ctx.engine.on_generated(
                                     &decision.conversation,
                                     &query,
@@ -961,6 +1023,8 @@ async fn try_generate(
         history: vec![],
         omitted_messages: 0,
         handoff_summary: String::new(),
+        // "Try it" shows the knowledge answer; flows are tried by their keywords.
+        flows: Vec::new(),
     };
     let Ok(rendered) =
         ctx.prompts

@@ -368,10 +368,11 @@ fn answer_schema() -> serde_json::Value {
         "type": "object",
         "properties": {
             "reply": { "type": "string" },
-            "action": { "type": "string", "enum": ["answer", "clarify", "handoff"] },
-            "citations": { "type": "array", "items": { "type": "string" } }
+            "action": { "type": "string", "enum": ["answer", "clarify", "handoff", "flow"] },
+            "citations": { "type": "array", "items": { "type": "string" } },
+            "flow": { "type": ["string", "null"] }
         },
-        "required": ["reply", "action", "citations"],
+        "required": ["reply", "action", "citations", "flow"],
         "additionalProperties": false
     })
 }
@@ -513,6 +514,13 @@ mod tests {
             .build_request(&req, false);
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(json["response_format"]["type"], "json_schema");
+        // Strict schemas list every property as required; `flow` is null unless it starts one.
+        let schema = &json["response_format"]["json_schema"]["schema"];
+        assert_eq!(
+            schema["required"],
+            serde_json::json!(["reply", "action", "citations", "flow"])
+        );
+        assert_eq!(schema["properties"]["action"]["enum"][3], "flow");
         assert!(json.get("stream").is_none() || json["stream"].is_null());
     }
 }

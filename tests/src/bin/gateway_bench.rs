@@ -11,7 +11,15 @@
 //! cargo build --release --manifest-path ../shared/bench/Cargo.toml --target-dir target/bench-kit
 //! ./target/release/gateway-bench [--rates 500,1000,2000] [--duration 10] [--numbers 40]
 //!     [--sapa target/release/sapa] [--kit target/bench-kit/release]
+//!     [--database postgres://… --redis redis://… [--replicas N]]
 //! ```
+//!
+//! Distributed mode: with `--database` (a Postgres URL; the bench creates a fresh schema) and
+//! `--redis`, Sapa runs as `--replicas` processes on that schema and Redis, each with its own
+//! data dir (a copy of the seeded one: the embedded index is per replica), and the offered
+//! rate is split evenly over them by one load generator per replica (a load balancer's job);
+//! their figures are combined: throughput and losses summed, p50 averaged, p99 the worst, CPU
+//! summed, RSS the largest.
 //!
 //! Ports: the stubs on 127.0.0.1:18480, the reference on 18490, Sapa on a free port; the
 //! operator listener takes a free port too. Everything stays on loopback.
@@ -34,6 +42,9 @@ struct Args {
     numbers: u32,
     sapa: PathBuf,
     kit: PathBuf,
+    database: Option<String>,
+    redis: Option<String>,
+    replicas: u32,
 }
 
 fn args() -> Args {
@@ -43,6 +54,9 @@ fn args() -> Args {
         numbers: 40,
         sapa: PathBuf::from("target/release/sapa"),
         kit: PathBuf::from("target/bench-kit/release"),
+        database: None,
+        redis: None,
+        replicas: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,9 +72,16 @@ fn args() -> Args {
             "--numbers" => parsed.numbers = value.parse().expect("--numbers: a count"),
             "--sapa" => parsed.sapa = PathBuf::from(value),
             "--kit" => parsed.kit = PathBuf::from(value),
+            "--database" => parsed.database = Some(value),
+            "--redis" => parsed.redis = Some(value),
+            "--replicas" => parsed.replicas = value.parse().expect("--replicas: a count"),
             other => panic!("unknown flag {other} (see the file's header)"),
         }
     }
+    assert!(
+        parsed.replicas == 1 || (parsed.database.is_some() && parsed.redis.is_some()),
+        "--replicas above 1 needs --database and --redis (distributed mode)"
+    );
     for (what, path) in [
         ("sapa", parsed.sapa.clone()),
         ("bench-stubs", parsed.kit.join("bench-stubs")),
@@ -133,8 +154,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn sapa_config(dir: &Path, numbers: u32) -> PathBuf {
+fn sapa_config(dir: &Path, args: &Args, schema_url: Option<&str>) -> PathBuf {
+    let numbers = args.numbers;
     let mut config = String::from("[conversation]\ndebounce = \"0s\"\n[demo]\nenabled = false\n");
+    if let Some(url) = schema_url {
+        config.push_str(&format!("[database]\nurl = \"{url}\"\n"));
+    }
+    if let Some(url) = &args.redis {
+        let prefix = format!("sapa-bench:{}:", std::process::id());
+        config.push_str(&format!(
+            "[redis]\nurl = \"{url}\"\nprefix = \"{prefix}\"\n"
+        ));
+    }
     for i in 0..numbers {
         let number = FIRST_NUMBER + u64::from(i);
         config.push_str(&format!(
@@ -158,6 +189,11 @@ fn sapa(args: &Args, dir: &Path, config: &Path) -> Command {
         .arg(dir.join("data"))
         .env("SAPA_TELEMETRY__FILTER", "warn")
         .env("SAPA_SERVER__ADMIN_BIND", "127.0.0.1:0")
+        // Replicas on one database open each other's sealed credentials.
+        .env(
+            "SAPA_SECRET_KEY",
+            "6262626262626262626262626262626262626262626262626262626262626262",
+        )
         .current_dir(dir);
     command
 }
@@ -237,7 +273,8 @@ fn main() {
     wait_for(&format!("http://{STUBS}/stats"), "bench-stubs");
 
     // Seed the tenants (one start), give each the demo knowledge base, then serve.
-    let config = sapa_config(dir.path(), args.numbers);
+    let schema_url = args.database.as_deref().map(fresh_schema);
+    let config = sapa_config(dir.path(), &args, schema_url.as_deref());
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     {
@@ -260,19 +297,45 @@ fn main() {
             .unwrap();
         assert!(status.success(), "kb ingest for t{i}");
     }
-    let log = std::fs::File::create(dir.path().join("sapa.log")).unwrap();
-    let server = Guard(
-        sapa(&args, dir.path(), &config)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let pid = server.0.id();
-    wait_for(&format!("{base}/health/ready"), "sapa");
+    // Replicas: each its own copy of the seeded data dir (the embedded index), same config.
+    let mut replica_dirs = vec![dir.path().to_path_buf()];
+    for r in 1..args.replicas {
+        let copy = dir.path().join(format!("replica-{r}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(dir.path().join("data"))
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(status.success(), "copying the data dir");
+        replica_dirs.push(copy);
+    }
+    let mut servers = Vec::new();
+    for (r, replica_dir) in replica_dirs.iter().enumerate() {
+        let port = if r == 0 { port } else { free_port() };
+        let log = std::fs::File::create(replica_dir.join("sapa.log")).unwrap();
+        let server = Guard(
+            sapa(&args, replica_dir, &config)
+                .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{base}/health/ready"), "sapa");
+        servers.push((server, base));
+    }
     std::thread::sleep(Duration::from_secs(3));
-
+    let mode = match args.database {
+        Some(_) => format!(
+            "distributed: {} replica(s) on Postgres + Redis",
+            args.replicas
+        ),
+        None => "embedded (SQLite)".to_owned(),
+    };
+    println!("\nsapa {mode}");
     println!(
         "\n{} WhatsApp numbers, {} s per rate (+2 s warm-up), open loop, 40,000 customers\n",
         args.numbers, args.duration
@@ -290,13 +353,7 @@ fn main() {
             first,
             None,
         );
-        let gateway = load(
-            &args,
-            &format!("{base}/webhooks/whatsapp"),
-            rate,
-            first + 500_000,
-            Some(pid),
-        );
+        let gateway = load_replicas(&args, &servers, rate, first + 500_000);
         println!("{}", row(&format!("{rate} | reference"), &reference));
         println!("{}", row(&format!("{rate} | sapa"), &gateway));
         println!(
@@ -309,5 +366,73 @@ fn main() {
             ),
         );
     }
-    drop(server);
+    drop(servers);
+}
+
+/// A fresh schema on the Postgres at `url` (with psql); the URL that uses it.
+fn fresh_schema(url: &str) -> String {
+    let schema = format!("bench_{}", std::process::id());
+    let status = Command::new("psql")
+        .args([
+            url,
+            "-qc",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "cannot create schema {schema}");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options[search_path]={schema}")
+}
+
+/// Offers `rate` split evenly over the replicas (one load generator each, in parallel, with
+/// their own customers) and combines their results into one.
+fn load_replicas(args: &Args, servers: &[(Guard, String)], rate: u32, first: u64) -> Value {
+    let n = u32::try_from(servers.len()).unwrap_or(1).max(1);
+    let results: Vec<Value> = std::thread::scope(|scope| {
+        let runs: Vec<_> = servers
+            .iter()
+            .enumerate()
+            .map(|(r, (server, base))| {
+                let pid = server.0.id();
+                let target = format!("{base}/webhooks/whatsapp");
+                let share = rate / n + u32::from(u32::try_from(r).unwrap_or(0) < rate % n);
+                let customers = first + (r as u64) * 100_000;
+                scope.spawn(move || load(args, &target, share, customers, Some(pid)))
+            })
+            .collect();
+        runs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    if results.len() == 1 {
+        return results.into_iter().next().unwrap_or(Value::Null);
+    }
+    let sum = |key: &str| results.iter().map(|v| num(v, key)).sum::<f64>();
+    let max = |key: &str| results.iter().map(|v| num(v, key)).fold(f64::NAN, f64::max);
+    let mean = |key: &str| sum(key) / results.len() as f64;
+    let int_sum = |key: &str| {
+        results
+            .iter()
+            .map(|v| v[key].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let watch = |key: &'static str| -> Vec<f64> {
+        results
+            .iter()
+            .filter_map(|v| v["watch"]["sapa"][key].as_f64())
+            .collect()
+    };
+    serde_json::json!({
+        "ack_p50_ms": mean("ack_p50_ms"),
+        "ack_p99_ms": max("ack_p99_ms"),
+        "e2e_p50_ms": mean("e2e_p50_ms"),
+        "e2e_p99_ms": max("e2e_p99_ms"),
+        "throughput_rps": sum("throughput_rps"),
+        "lost": int_sum("lost"),
+        "duplicates": int_sum("duplicates"),
+        "ack_failed": int_sum("ack_failed"),
+        "watch": {"sapa": {
+            "cpu_cores_avg": watch("cpu_cores_avg").iter().sum::<f64>(),
+            "peak_rss_mb": watch("peak_rss_mb").into_iter().fold(0.0, f64::max),
+        }},
+    })
 }
