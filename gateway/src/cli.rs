@@ -323,6 +323,7 @@ pub fn run() -> ExitCode {
             Command::Flows { command } => flows_command(command),
         }
     });
+    telemetry::shutdown();
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -165,6 +165,8 @@ impl Application {
         runtime: Runtime,
         overrides: Overrides,
     ) -> anyhow::Result<Self> {
+        // The recorder first, so that what startup does (migrations, seeding) is counted.
+        let metrics = telemetry::prometheus();
         let (store, applied) = open_store(&config, &runtime).await?;
         if !applied.is_empty() {
             tracing::info!(versions = ?applied, "database migrated");
@@ -381,6 +383,10 @@ impl Application {
             None => None,
         };
         let sockets = Arc::new(crate::http::webchat::SocketSlots::new(&config.webchat));
+        // Every metric exists from the first scrape, tenants' series included.
+        for tenant in store.tenants().await.unwrap_or_default() {
+            telemetry::register_tenant(&tenant.id);
+        }
         let staff = crate::staff::StaffService::new(
             store.clone(),
             otp.clone(),
@@ -402,7 +408,7 @@ impl Application {
             coord,
             ingress,
             http,
-            metrics: telemetry::prometheus(),
+            metrics,
             secrets,
             accounts,
             inbound,

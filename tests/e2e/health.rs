@@ -20,7 +20,12 @@ async fn health_and_metrics_report_the_message_path() {
     app.bot_messages(&session, 1).await;
     let metrics = eventually(Duration::from_secs(10), || async {
         let text = app.metrics().await;
-        text.contains("sapa_outbox_sends_total").then_some(text)
+        let sent = text.lines().any(|l| {
+            l.starts_with("sapa_outbox_sends_total")
+                && l.contains("outcome=\"sent\"")
+                && !l.ends_with(" 0")
+        });
+        sent.then_some(text)
     })
     .await;
     for name in [

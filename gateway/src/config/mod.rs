@@ -144,6 +144,8 @@ pub struct TelemetryConfig {
     pub format: LogFormat,
     /// `RUST_LOG`-style filter.
     pub filter: String,
+    /// OTLP/HTTP collector base URL (`/v1/traces` is appended); empty: no traces exported.
+    pub otlp_endpoint: String,
 }
 
 /// `[conversation]`.
@@ -1042,6 +1044,14 @@ impl Config {
         }
         if !self.redis.url.is_empty() && !self.redis.url.starts_with("redis://") {
             problems.push("redis.url must start with `redis://`".to_owned());
+        }
+        let otlp = &self.telemetry.otlp_endpoint;
+        if !otlp.is_empty() && !channels::model::is_http_url(otlp) {
+            problems.push(
+                "telemetry.otlp_endpoint must be an http:// or https:// URL, e.g. \
+                 \"http://otel-collector:4318\""
+                    .to_owned(),
+            );
         }
         if !self.llm.base_url.is_empty() {
             if !channels::model::is_http_url(&self.llm.base_url) {
@@ -2228,5 +2238,21 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("sk-secret"));
         assert!(debug.contains("[redacted]"));
+    }
+
+    #[test]
+    fn an_otlp_endpoint_must_be_an_http_url() {
+        let ok =
+            Config::from_toml("[telemetry]\notlp_endpoint = \"http://collector:4318\"\n").unwrap();
+        assert_eq!(ok.telemetry.otlp_endpoint, "http://collector:4318");
+        let defaults = Config::from_toml("").unwrap();
+        assert!(defaults.telemetry.otlp_endpoint.is_empty());
+        let err =
+            Config::from_toml("[telemetry]\notlp_endpoint = \"collector:4317\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("telemetry.otlp_endpoint must be an http:// or https:// URL"),
+            "{err}"
+        );
     }
 }

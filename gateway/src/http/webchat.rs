@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
+use tracing::Instrument as _;
 
 use crate::config::{WebchatConfig, valid_slug};
 use crate::coord::RateLimit;
@@ -289,7 +290,8 @@ async fn post_message(
         received_at_ms: now_ms(),
         channel_kind: channels::ChannelKind::Webchat,
     };
-    match state.ingress.accept(item).await {
+    let span = tracing::info_span!("webchat.message", tenant = %session.tenant_id);
+    match state.ingress.accept(item).instrument(span).await {
         Ok(Accepted::New { message, .. }) => Ok((
             StatusCode::ACCEPTED,
             axum::Json(json!({ "duplicate": false, "message": to_webchat(&message) })),

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use channels::provider::{Provider, Verified, WebhookRequest};
+use tracing::Instrument as _;
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -75,7 +76,21 @@ async fn receive_keyed(
     receive(state, kind, Some(account), headers, body).await
 }
 
+/// A webhook request is the root of the traces of the messages it carries.
 async fn receive(
+    state: AppState,
+    kind: String,
+    account: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let span = tracing::info_span!("webhook", channel = %kind);
+    receive_in_span(state, kind, account, headers, body)
+        .instrument(span)
+        .await
+}
+
+async fn receive_in_span(
     state: AppState,
     kind: String,
     account: Option<String>,

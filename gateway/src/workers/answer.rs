@@ -12,6 +12,7 @@ use flows::{
 use futures::StreamExt;
 use knowledge::ScoredChunk;
 use knowledge::llm::{ChatDelta, ChatMessage, ChatRequest, LlmError, LlmProvider, Role, Usage};
+use tracing::Instrument as _;
 
 use super::TurnContext;
 use crate::otp::{ChannelChoice, IssueRequest, OtpError, Recipient};
@@ -453,6 +454,16 @@ pub(super) fn mask_code(turn: &mut Turn, code: &str) {
 /// `[embeddings]` the question is embedded first (hybrid search); when that fails the search
 /// uses BM25 alone.
 async fn retrieve(ctx: &TurnContext, tenant_id: &str, query: &str) -> Option<Vec<ScoredChunk>> {
+    retrieve_chunks(ctx, tenant_id, query)
+        .instrument(tracing::info_span!("retrieval"))
+        .await
+}
+
+async fn retrieve_chunks(
+    ctx: &TurnContext,
+    tenant_id: &str,
+    query: &str,
+) -> Option<Vec<ScoredChunk>> {
     let knowledge = ctx.knowledge.clone();
     let tenant = tenant_id.to_owned();
     let question = query.to_owned();
@@ -589,12 +600,16 @@ async fn generate(
     set_in_flight(asked.in_flight, Some(estimate));
     let stream_to = stream_to.then_some(conversation_id.as_str());
     let mut published = 0usize;
-    let result = match stream_to {
-        Some(conversation_id) => {
-            stream_completion(ctx, llm, &request, conversation_id, &mut published).await
+    let result = async {
+        match stream_to {
+            Some(conversation_id) => {
+                stream_completion(ctx, llm, &request, conversation_id, &mut published).await
+            }
+            None => llm.chat(&request).await.map(|r| (r.content, r.usage)),
         }
-        None => llm.chat(&request).await.map(|r| (r.content, r.usage)),
-    };
+    }
+    .instrument(tracing::info_span!("llm", model = llm.label()))
+    .await;
     // Finished: the turn carries the real usage from here on.
     set_in_flight(asked.in_flight, None);
     let allowed_links = ctx

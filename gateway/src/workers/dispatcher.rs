@@ -12,6 +12,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::ChannelRegistry;
 use crate::config::DispatcherConfig;
@@ -391,7 +392,12 @@ impl Dispatcher {
             store: &self.store,
             send: &send,
         };
-        let result = channel.send_resuming(&message, &log).await;
+        let span = telemetry::continued(
+            telemetry::Handoff::Send,
+            &send.message.conversation_id,
+            tracing::info_span!("send", channel = kind_label),
+        );
+        let result = channel.send_resuming(&message, &log).instrument(span).await;
         drop(message);
         metrics::histogram!(telemetry::SEND_SECONDS, "channel" => kind_label)
             .record(started.elapsed().as_secs_f64());

@@ -7,6 +7,7 @@ use channels::webchat::{EventBus, WebchatEvent, WebchatMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::lanes::Lanes;
 use crate::store::{Accepted, InboundItem, Refusal, Store, StoreError, StoredMessage};
@@ -18,6 +19,9 @@ const MAX_GROUP: usize = 512;
 const QUEUE: usize = 4096;
 
 type Reply = oneshot::Sender<Result<Accepted, IngressError>>;
+/// One handler's message, its answer channel and its `inbox.commit` span (the message's trace
+/// continues from it in the conversation's lane).
+type Queued = (InboundItem, Reply, tracing::Span);
 
 /// Why an inbound message was not accepted.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,7 +41,7 @@ pub enum IngressError {
 /// Handle for submitting inbound messages.
 #[derive(Debug, Clone)]
 pub struct Ingress {
-    tx: mpsc::Sender<(InboundItem, Reply)>,
+    tx: mpsc::Sender<Queued>,
 }
 
 impl Ingress {
@@ -60,12 +64,17 @@ impl Ingress {
     /// # Errors
     /// [`IngressError`] when nothing was stored (the caller answers 503 so the sender retries).
     pub async fn accept(&self, item: InboundItem) -> Result<Accepted, IngressError> {
+        let span = tracing::info_span!("inbox.commit", channel = item.channel_kind.as_str());
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((item, reply))
-            .await
-            .map_err(|_| IngressError::ShuttingDown)?;
-        answer.await.map_err(|_| IngressError::ShuttingDown)?
+        async {
+            self.tx
+                .send((item, reply, tracing::Span::current()))
+                .await
+                .map_err(|_| IngressError::ShuttingDown)?;
+            answer.await.map_err(|_| IngressError::ShuttingDown)?
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -73,10 +82,10 @@ async fn run(
     store: Store,
     lanes: Lanes,
     coord: std::sync::Arc<dyn crate::coord::Coord>,
-    mut rx: mpsc::Receiver<(InboundItem, Reply)>,
+    mut rx: mpsc::Receiver<Queued>,
     token: CancellationToken,
 ) {
-    let mut group: Vec<(InboundItem, Reply)> = Vec::with_capacity(MAX_GROUP);
+    let mut group: Vec<Queued> = Vec::with_capacity(MAX_GROUP);
     loop {
         let first = tokio::select! {
             item = rx.recv() => item,
@@ -98,20 +107,15 @@ async fn run(
     }
 }
 
-async fn commit_group(
-    store: &Store,
-    lanes: &Lanes,
-    bus: &dyn EventBus,
-    group: &mut Vec<(InboundItem, Reply)>,
-) {
-    let items: Vec<InboundItem> = group.iter().map(|(item, _)| item.clone()).collect();
+async fn commit_group(store: &Store, lanes: &Lanes, bus: &dyn EventBus, group: &mut Vec<Queued>) {
+    let items: Vec<InboundItem> = group.iter().map(|(item, ..)| item.clone()).collect();
     let started = Instant::now();
     let result = store.accept_inbound(&items).await;
     metrics::histogram!(telemetry::INGRESS_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::histogram!(telemetry::INGRESS_BATCH_SIZE).record(items.len() as f64);
     match result {
         Ok(outcomes) => {
-            for ((item, reply), outcome) in group.drain(..).zip(outcomes) {
+            for ((item, reply, span), outcome) in group.drain(..).zip(outcomes) {
                 if let Accepted::New {
                     conversation_id,
                     message,
@@ -127,6 +131,7 @@ async fn commit_group(
                         );
                     }
                     if item.answer {
+                        telemetry::hand_over(telemetry::Handoff::Answer, conversation_id, &span);
                         lanes.wake(conversation_id, item.kind == flows::TurnKind::Text);
                     }
                 } else if let Accepted::Refused { refusal, cause } = &outcome {
@@ -147,7 +152,7 @@ async fn commit_group(
         }
         Err(err) => {
             log_store_error(&err);
-            for (item, reply) in group.drain(..) {
+            for (item, reply, _) in group.drain(..) {
                 metrics::counter!(telemetry::INBOUND_TOTAL, "channel" => item.channel_kind.as_str(), "outcome" => "error").increment(1);
                 let _ = reply.send(Err(IngressError::Unavailable));
             }

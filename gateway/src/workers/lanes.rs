@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::TurnContext;
 use super::answer;
@@ -201,17 +202,25 @@ async fn answer_while_pending(
             break;
         };
         let (tenant_id, conversation) = (batch.tenant_id.clone(), batch.conversation_id.clone());
+        // The answer continues the trace of the message that woke the lane.
+        let span = telemetry::continued(
+            telemetry::Handoff::Answer,
+            conversation_id,
+            tracing::info_span!("answer", tenant = %tenant_id, conversation_id = %conversation_id),
+        );
         let last_try = restarts >= ctx.max_restarts();
         let turn = if last_try {
             // Restarted often enough: answer this batch even if the customer adds more.
             metrics::counter!(telemetry::RESTARTS_CAPPED_TOTAL).increment(1);
-            let mut turn = answer::prepare(&ctx, batch, &answer::InFlight::default()).await;
+            let mut turn = answer::prepare(&ctx, batch, &answer::InFlight::default())
+                .instrument(span.clone())
+                .await;
             turn.accept_newer = true;
             turn
         } else {
             let in_flight = answer::InFlight::default();
             tokio::select! {
-                turn = answer::prepare(&ctx, batch, &in_flight) => turn,
+                turn = answer::prepare(&ctx, batch, &in_flight).instrument(span.clone()) => turn,
                 nudge = rx.recv() => {
                     // Supersede: the customer added something; answer everything together.
                     metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
@@ -236,8 +245,14 @@ async fn answer_while_pending(
         let (kind, oldest_received_ms) = (turn.kind, turn.oldest_received_ms());
         let in_console = shown_in_console(&turn);
         let usage = turn.llm_usage.clone();
-        match ctx.committer.commit(turn).await {
+        let committed = ctx
+            .committer
+            .commit(turn)
+            .instrument(tracing::info_span!(parent: &span, "commit"))
+            .await;
+        match committed {
             Ok(TurnOutcome::Committed { outbox_rows }) => {
+                telemetry::hand_over(telemetry::Handoff::Send, conversation_id, &span);
                 backoff = Duration::from_millis(100);
                 restarts = 0;
                 if last_try {
