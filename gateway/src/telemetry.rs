@@ -88,7 +88,6 @@ pub const INBOUND_EVENTS_TOTAL: &str = "sapa_inbound_events_total";
 /// Provider delivery statuses, by outcome (`applied`, `stale`).
 pub const DELIVERY_STATUSES_TOTAL: &str = "sapa_delivery_statuses_total";
 
-
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global tracing subscriber. Call once, from `main`.

@@ -78,6 +78,12 @@ fn args() -> Args {
             other => panic!("unknown flag {other} (see the file's header)"),
         }
     }
+    // Children run in their own directories: relative paths would resolve there.
+    for path in [&mut parsed.sapa, &mut parsed.kit] {
+        if let Ok(absolute) = std::fs::canonicalize(&*path) {
+            *path = absolute;
+        }
+    }
     assert!(
         parsed.replicas == 1 || (parsed.database.is_some() && parsed.redis.is_some()),
         "--replicas above 1 needs --database and --redis (distributed mode)"
