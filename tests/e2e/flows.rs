@@ -167,6 +167,90 @@ async fn whatsapp_order_status_verifies_the_number_by_one_time_code_first() {
     app.stop().await;
 }
 
+/// A WhatsApp webhook body: `from` tapped the reply button `id` (`title`) the bot sent.
+fn wa_button(wamid: &str, from: &str, id: &str, title: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "6281234567000", "phone_number_id": sapa_tests::WA_NUMBER},
+            "contacts": [{"profile": {"name": "Rina"}, "wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": "1763791200", "type": "interactive",
+                "interactive": {"type": "button_reply", "button_reply": {"id": id, "title": title}}}]
+        }}]}]
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn whatsapp_reservation_is_booked_with_reply_buttons() {
+    let graph = FakeGraph::start().await;
+    let config = whatsapp_config(&graph.base_url, "");
+    let app = spawn_app_with(&config, Overrides::default(), None).await;
+    let from = "6281311119002";
+    app.whatsapp_post(&wa_text("wamid.RSV1", from, "reservasi"), WA_APP_SECRET)
+        .await;
+    let sends = wa_sends_to(&graph, from, 1).await;
+    // The outlets go out as reply buttons.
+    assert_eq!(sends[0]["type"], "interactive", "{sends:?}");
+    assert_eq!(
+        sends[0]["interactive"]["body"]["text"],
+        "Mau reservasi di outlet mana, Kak?"
+    );
+    let buttons = sends[0]["interactive"]["action"]["buttons"]
+        .as_array()
+        .unwrap();
+    let kemang = buttons
+        .iter()
+        .find(|b| b["reply"]["title"] == "Kemang")
+        .expect("a Kemang button");
+    let id = kemang["reply"]["id"].as_str().unwrap();
+    app.whatsapp_post(&wa_button("wamid.RSV2", from, id, "Kemang"), WA_APP_SECRET)
+        .await;
+    let sends = wa_sends_to(&graph, from, 2).await;
+    let text = |send: &Value| {
+        send["text"]["body"]
+            .as_str()
+            .or_else(|| send["interactive"]["body"]["text"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(text(&sends[1]).starts_with("Untuk kapan?"), "{sends:?}");
+    app.whatsapp_post(
+        &wa_text("wamid.RSV3", from, "besok jam 7 malam"),
+        WA_APP_SECRET,
+    )
+    .await;
+    let sends = wa_sends_to(&graph, from, 3).await;
+    assert_eq!(text(&sends[2]), "Untuk berapa orang?");
+    app.whatsapp_post(&wa_text("wamid.RSV4", from, "4 orang"), WA_APP_SECRET)
+        .await;
+    let sends = wa_sends_to(&graph, from, 4).await;
+    let confirm = text(&sends[3]);
+    assert!(
+        confirm.starts_with("Reservasi di kemang untuk 4 orang, ") && confirm.contains("19:00"),
+        "{sends:?}"
+    );
+    // Confirmed with its first button when it has buttons, else in words.
+    let reply = match sends[3]["interactive"]["action"]["buttons"][0]["reply"].as_object() {
+        Some(button) => wa_button(
+            "wamid.RSV5",
+            from,
+            button["id"].as_str().unwrap(),
+            button["title"].as_str().unwrap(),
+        ),
+        None => wa_text("wamid.RSV5", from, "Ya, benar"),
+    };
+    app.whatsapp_post(&reply, WA_APP_SECRET).await;
+    let sends = wa_sends_to(&graph, from, 5).await;
+    let booked = text(&sends[4]);
+    assert!(
+        booked.starts_with("Siap, reservasi RSV-") && booked.ends_with("tercatat. Sampai jumpa!"),
+        "{sends:?}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn telegram_order_status_flow_needs_no_code() {
     let fake = FakeTelegram::start().await;
@@ -196,6 +280,79 @@ async fn telegram_order_status_flow_needs_no_code() {
     let sends = fake.calls_of("sendMessage");
     assert_eq!(sends[0].body["text"], ASK_ORDER_ID);
     assert_eq!(sends[1].body["text"], "KN-1005: dibatalkan");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn telegram_reservation_is_booked_with_inline_buttons() {
+    let fake = FakeTelegram::start().await;
+    let app = spawn_app_with(
+        &telegram_config(&fake.base_url, ""),
+        Overrides::default(),
+        None,
+    )
+    .await;
+    let chat = json!({"id": 779, "first_name": "Sari", "type": "private"});
+    let user = json!({"id": 779, "is_bot": false, "first_name": "Sari", "language_code": "id"});
+    let mut update_id = 0;
+    let mut post = async |update: Value, sends: usize| -> Vec<Value> {
+        update_id += 1;
+        let mut update = update;
+        update["update_id"] = json!(update_id);
+        let response = app
+            .telegram_post(
+                &serde_json::to_vec(&update).unwrap(),
+                Some(TG_WEBHOOK_SECRET),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        eventually(Duration::from_secs(20), || async {
+            let calls = fake.calls_of("sendMessage");
+            (calls.len() >= sends).then(|| calls.into_iter().map(|c| c.body).collect())
+        })
+        .await
+    };
+    let text = |n: i64, text: &str| {
+        json!({"message": {"message_id": n, "date": 1_763_792_000, "text": text,
+            "from": user, "chat": chat}})
+    };
+    let tapped = |send: &Value, title: &str| {
+        let data = send["reply_markup"]["inline_keyboard"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+            .find(|b| b["text"] == title)
+            .unwrap_or_else(|| panic!("no {title} button in {send}"))["callback_data"]
+            .clone();
+        json!({"callback_query": {"id": format!("q-{title}"), "from": user,
+            "chat_instance": "x", "data": data}})
+    };
+    let sends = post(text(1, "reservasi"), 1).await;
+    assert_eq!(sends[0]["text"], "Mau reservasi di outlet mana, Kak?");
+    let sends = post(tapped(&sends[0], "Bandung Dago"), 2).await;
+    assert!(
+        sends[1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Untuk kapan?"),
+        "{sends:?}"
+    );
+    let sends = post(text(3, "besok jam 3 sore"), 3).await;
+    assert_eq!(sends[2]["text"], "Untuk berapa orang?");
+    let sends = post(text(4, "2"), 4).await;
+    let confirm = sends[3]["text"].as_str().unwrap();
+    assert!(
+        confirm.starts_with("Reservasi di bandung-dago untuk 2 orang, ")
+            && confirm.contains("15:00"),
+        "{sends:?}"
+    );
+    let sends = post(tapped(&sends[3], "Ya, benar"), 5).await;
+    let booked = sends[4]["text"].as_str().unwrap();
+    assert!(
+        booked.starts_with("Siap, reservasi RSV-") && booked.ends_with("tercatat. Sampai jumpa!"),
+        "{sends:?}"
+    );
     app.stop().await;
 }
 
