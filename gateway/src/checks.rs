@@ -11,7 +11,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The result of one check.
 #[derive(Debug, Clone)]
 pub struct Check {
-    /// `database`, `redis` or `llm`.
+    /// `database`, `redis`, `qdrant` or `llm`.
     pub name: &'static str,
     /// Whether it passed.
     pub ok: bool,
@@ -19,8 +19,14 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Checks the database (through `store` if given) and every configured dependency.
-pub async fn run(config: &Config, store: Option<&Store>, http: &reqwest::Client) -> Vec<Check> {
+/// Checks the database (through `store` if given), the knowledge backend when it is a server
+/// (through `knowledge` if given) and every configured dependency.
+pub async fn run(
+    config: &Config,
+    store: Option<&Store>,
+    knowledge: Option<&dyn knowledge::KnowledgeBase>,
+    http: &reqwest::Client,
+) -> Vec<Check> {
     let mut checks = Vec::new();
     if let Some(store) = store {
         checks.push(
@@ -58,6 +64,36 @@ pub async fn run(config: &Config, store: Option<&Store>, http: &reqwest::Client)
                      limits and live events are per replica",
                     redact_url(&config.redis.url)
                 ),
+            },
+        });
+    }
+    if config.knowledge.uses_qdrant() {
+        let url = redact_url(&config.qdrant.url);
+        checks.push(match knowledge {
+            None => Check {
+                name: "qdrant",
+                ok: false,
+                detail: format!("{url} not connected"),
+            },
+            Some(knowledge) => match tokio::time::timeout(CHECK_TIMEOUT, knowledge.check()).await {
+                Ok(Ok(detail)) => Check {
+                    name: "qdrant",
+                    ok: true,
+                    detail: format!("{url}: {detail}"),
+                },
+                Ok(Err(err)) => Check {
+                    name: "qdrant",
+                    ok: false,
+                    detail: format!(
+                        "{url}: {err} (start Qdrant or fix qdrant.url); meanwhile messages are \
+                         accepted and wait for their answers"
+                    ),
+                },
+                Err(_) => Check {
+                    name: "qdrant",
+                    ok: false,
+                    detail: format!("{url}: timed out after 3s"),
+                },
             },
         });
     }

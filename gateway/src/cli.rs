@@ -879,7 +879,24 @@ async fn check(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    for check in checks::run(&config, store.as_ref(), &http).await {
+    // Qdrant: connecting checks the collection's schema (and creates it when missing, as
+    // `sapa serve` would).
+    let knowledge = if config.knowledge.uses_qdrant() {
+        match startup::open_qdrant(&config).await {
+            Ok(knowledge) => Some(knowledge),
+            Err(err) => {
+                println!("qdrant: FAILED: {err:#}");
+                failed = true;
+                None
+            }
+        }
+    } else {
+        None
+    };
+    for check in checks::run(&config, store.as_ref(), knowledge.as_deref(), &http).await {
+        if check.name == "qdrant" && knowledge.is_none() {
+            continue;
+        }
         failed |= !check.ok;
         println!(
             "{}: {} ({})",
@@ -914,7 +931,7 @@ async fn check(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
 }
 
 async fn kb(command: KbCommand, config: &Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
-    let knowledge = startup::open_knowledge(config, &runtime)?;
+    let knowledge = startup::open_knowledge(config, &runtime).await?;
     match command {
         KbCommand::Ingest { tenant, paths } => {
             let files = expand(&paths)?;

@@ -121,12 +121,29 @@ pub fn embedder(config: &Config) -> Option<Arc<dyn knowledge::embed::Embedder>> 
     )))
 }
 
-/// Opens the knowledge index under the data dir, with the `[embeddings]` model if configured
-/// (hybrid retrieval).
+/// Opens the knowledge base `knowledge.backend` selects, with the `[embeddings]` model if
+/// configured (hybrid retrieval): the embedded index under the data dir, or the Qdrant
+/// collection of `[qdrant]`.
+///
+/// # Errors
+/// When the index cannot be opened, or Qdrant is unreachable or its collection has another
+/// schema.
+pub async fn open_knowledge(
+    config: &Config,
+    runtime: &Runtime,
+) -> anyhow::Result<Arc<dyn knowledge::KnowledgeBase>> {
+    if config.knowledge.uses_qdrant() {
+        return open_qdrant(config).await;
+    }
+    open_embedded_knowledge(config, runtime)
+}
+
+/// Opens the embedded index under the data dir, whatever `knowledge.backend` says (the other
+/// side of `sapa kb reindex`).
 ///
 /// # Errors
 /// When the index cannot be opened.
-pub fn open_knowledge(
+pub fn open_embedded_knowledge(
     config: &Config,
     runtime: &Runtime,
 ) -> anyhow::Result<Arc<dyn knowledge::KnowledgeBase>> {
@@ -145,6 +162,51 @@ pub fn open_knowledge(
         }
         None => knowledge,
     }))
+}
+
+/// Connects to the Qdrant collection of `[qdrant]`, whatever `knowledge.backend` says.
+///
+/// # Errors
+/// Qdrant is unreachable or its collection has another schema.
+#[cfg(feature = "qdrant")]
+pub async fn open_qdrant(config: &Config) -> anyhow::Result<Arc<dyn knowledge::KnowledgeBase>> {
+    Ok(Arc::new(connect_qdrant(config).await?))
+}
+
+/// The Qdrant backend itself (for `sapa check`).
+///
+/// # Errors
+/// As [`open_qdrant`].
+#[cfg(feature = "qdrant")]
+pub async fn connect_qdrant(config: &Config) -> anyhow::Result<knowledge::qdrant::QdrantKnowledge> {
+    let q = &config.qdrant;
+    let settings = knowledge::qdrant::QdrantSettings {
+        url: q.url.clone(),
+        api_key: q.api_key.expose().to_owned(),
+        collection: q.collection.clone(),
+        timeout: q.timeout,
+    };
+    let knowledge = knowledge::qdrant::QdrantKnowledge::connect(&settings, embedder(config))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot use Qdrant at {} (check qdrant.url, qdrant.api_key and qdrant.collection)",
+                q.url
+            )
+        })?
+        .with_min_similarity(config.embeddings.min_similarity as f32)
+        .with_dense_weight(config.embeddings.dense_weight as f32);
+    tracing::info!(collection = q.collection, "knowledge in Qdrant");
+    Ok(knowledge)
+}
+
+/// Without the `qdrant` feature, configuration validation already refuses the backend.
+///
+/// # Errors
+/// Always.
+#[cfg(not(feature = "qdrant"))]
+pub async fn open_qdrant(_config: &Config) -> anyhow::Result<Arc<dyn knowledge::KnowledgeBase>> {
+    anyhow::bail!("this sapa was built without the `qdrant` feature")
 }
 
 impl Application {
@@ -183,7 +245,7 @@ impl Application {
             None => tracing::info!("no language model configured: extractive answers"),
         }
         let secrets = SecretBox::load(runtime.secret_key.as_deref(), &runtime.data_dir, embedded)?;
-        let knowledge = open_knowledge(&config, &runtime)?;
+        let knowledge = open_knowledge(&config, &runtime).await?;
         seed(&config, &store, knowledge.as_ref()).await?;
         let mut plugins = crate::accounts::Plugins::default();
         for plugin in overrides.plugins {

@@ -34,6 +34,15 @@ pub enum KnowledgeError {
     /// else.
     #[error("stored record is missing field {0}")]
     Corrupt(&'static str),
+    /// A server-backed index (Qdrant) failed or is unreachable; the message says which call
+    /// and why.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// The backend, e.g. `qdrant`.
+        backend: &'static str,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// Why one document could not be ingested. Messages tell the uploader what to fix.

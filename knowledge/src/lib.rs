@@ -17,6 +17,8 @@
 //! - `embed`: [`embed::Embedder`], the OpenAI-compatible embeddings client and a hashed test double.
 //! - `retriever`: [`Retriever`] (read path) and [`KnowledgeBase`] (write path), the index
 //!   boundary a second backend (Qdrant) would implement.
+//! - `qdrant` (feature `qdrant`): [`qdrant::QdrantKnowledge`], the same traits over a Qdrant
+//!   collection shared by replicas.
 //! - `relevance`: query planning (IDF weights, typo corrections) and the coverage measure.
 //! - `document`, `error`: the public data types and error enums.
 //! - `llm`: [`llm::LlmProvider`], the OpenAI-compatible chat client and a scripted double.
@@ -43,6 +45,8 @@ pub mod eval;
 mod index;
 pub mod ingest;
 pub mod llm;
+#[cfg(feature = "qdrant")]
+pub mod qdrant;
 mod relevance;
 mod retriever;
 

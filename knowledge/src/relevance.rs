@@ -21,7 +21,7 @@ pub(crate) const TITLE_FACTOR: f32 = 0.6;
 const MAX_CORRECTIONS: usize = 3;
 
 /// BM25 inverse document frequency, as tantivy computes it.
-fn idf(doc_freq: u64, docs: u64) -> f32 {
+pub(crate) fn idf(doc_freq: u64, docs: u64) -> f32 {
     let docs = docs.max(doc_freq) as f32;
     let df = doc_freq as f32;
     (1.0 + (docs - df + 0.5) / (df + 0.5)).ln()
@@ -151,6 +151,39 @@ impl QueryPlan {
             members: index,
             total_weight,
         }
+    }
+
+    /// BM25 of a chunk's analyzed tokens against the plan as the embedded index scores it: per
+    /// query word the best of its terms (`factor × IDF × saturated TF`, `k1` = 1.2, `b` = 0.75,
+    /// the tenant's average chunk length), summed over words. Server-backed indexes rescore
+    /// their candidates with it, so both backends rank alike.
+    pub(crate) fn bm25(&self, tokens: &str) -> f32 {
+        const K1: f32 = 1.2;
+        const B: f32 = 0.75;
+        let mut frequencies: HashMap<&str, u32> = HashMap::new();
+        let mut length = 0u32;
+        for token in tokens.split_whitespace() {
+            length += 1;
+            if self.members.contains_key(token) {
+                *frequencies.entry(token).or_default() += 1;
+            }
+        }
+        let average = self.tokens as f32 / self.chunks.max(1) as f32;
+        let norm = K1 * (1.0 - B + B * length as f32 / average.max(1.0));
+        self.groups
+            .iter()
+            .map(|group| {
+                group
+                    .members
+                    .iter()
+                    .filter_map(|member| {
+                        let tf = *frequencies.get(member.term.as_str())? as f32;
+                        let df = *self.doc_freq.get(&member.term)?;
+                        Some(member.factor * idf(df, self.chunks) * tf * (K1 + 1.0) / (tf + norm))
+                    })
+                    .fold(0.0f32, f32::max)
+            })
+            .sum()
     }
 
     /// True when at least one query word (or alternative) occurs in the tenant's documents.

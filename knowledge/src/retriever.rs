@@ -74,6 +74,15 @@ pub trait Retriever: Send + Sync + fmt::Debug {
 
     /// The model that embeds this index's chunks and queries, if any.
     fn embedder(&self) -> Option<&Arc<dyn Embedder>>;
+
+    /// Whether the index answers, with a short description of it (readiness checks). The
+    /// embedded index is always there; a server-backed one asks its server.
+    ///
+    /// # Errors
+    /// The server is unreachable or its schema is not Sapa's.
+    async fn check(&self) -> Result<String, KnowledgeError> {
+        Ok("embedded index".to_owned())
+    }
 }
 
 /// The write path of a tenant-partitioned chunk index, on top of its read path. Every method

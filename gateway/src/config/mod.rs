@@ -43,6 +43,8 @@ pub struct Config {
     pub dispatcher: DispatcherConfig,
     /// Retrieval.
     pub knowledge: KnowledgeConfig,
+    /// The Qdrant knowledge backend (`knowledge.backend = "qdrant"`).
+    pub qdrant: QdrantConfig,
     /// Optional OpenAI-compatible LLM.
     pub llm: LlmConfig,
     /// Optional OpenAI-compatible embeddings (hybrid retrieval).
@@ -196,10 +198,34 @@ pub struct DispatcherConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KnowledgeConfig {
+    /// Where chunks are indexed: `embedded` (the data dir) or `qdrant` (`[qdrant]`).
+    pub backend: String,
     /// Chunks retrieved per question.
     pub top_k: usize,
     /// Answer threshold; negative means the built-in default.
     pub min_relevance: f64,
+}
+
+/// `[qdrant]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QdrantConfig {
+    /// gRPC URL.
+    pub url: String,
+    /// API key; empty for none.
+    pub api_key: Secret,
+    /// The collection every tenant's chunks share.
+    pub collection: String,
+    /// Limit of one call.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl KnowledgeConfig {
+    /// Whether chunks live in Qdrant.
+    pub fn uses_qdrant(&self) -> bool {
+        self.backend == "qdrant"
+    }
 }
 
 /// `[llm]`.
@@ -922,6 +948,31 @@ impl Config {
         if self.database.max_connections == 0 {
             problems.push("database.max_connections must be at least 1".to_owned());
         }
+        match self.knowledge.backend.as_str() {
+            "embedded" => {}
+            "qdrant" => {
+                if !cfg!(feature = "qdrant") {
+                    problems.push(
+                        "knowledge.backend = \"qdrant\" needs a sapa built with the `qdrant` feature (the default)"
+                            .to_owned(),
+                    );
+                }
+                if !(self.qdrant.url.starts_with("http://")
+                    || self.qdrant.url.starts_with("https://"))
+                {
+                    problems.push(format!(
+                        "qdrant.url must be the gRPC URL, e.g. http://127.0.0.1:6334 (got {:?})",
+                        self.qdrant.url
+                    ));
+                }
+                if self.qdrant.collection.trim().is_empty() {
+                    problems.push("qdrant.collection must not be empty".to_owned());
+                }
+            }
+            other => problems.push(format!(
+                "knowledge.backend must be \"embedded\" or \"qdrant\" (got {other:?})"
+            )),
+        }
         if self.knowledge.top_k == 0 {
             problems.push("knowledge.top_k must be at least 1".to_owned());
         }
@@ -1315,7 +1366,7 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted (for `sapa check` and debug logs).
     pub fn redacted_summary(&self) -> String {
         format!(
-            "bind={} database={} redis={} llm={} debounce={:?} demo={}",
+            "bind={} database={} redis={} knowledge={} llm={} debounce={:?} demo={}",
             self.server.bind,
             if self.database.url.is_empty() {
                 "sqlite (data dir)".to_owned()
@@ -1326,6 +1377,15 @@ impl Config {
                 "off".to_owned()
             } else {
                 redact_url(&self.redis.url)
+            },
+            if self.knowledge.uses_qdrant() {
+                format!(
+                    "qdrant {} collection {}",
+                    redact_url(&self.qdrant.url),
+                    self.qdrant.collection
+                )
+            } else {
+                "embedded".to_owned()
             },
             if self.llm.base_url.is_empty() {
                 "off (extractive answers)".to_owned()

@@ -34,12 +34,14 @@ async fn live() -> impl IntoResponse {
 }
 
 /// Ready when every check passes; `degraded` (still 200: ingress keeps accepting into the
-/// database) when only Redis is down, since every replica then coordinates on its own.
+/// database) when only Redis or Qdrant is down: without Redis every replica coordinates on
+/// its own, without Qdrant accepted messages wait for their answers (retried) while webhooks
+/// keep being acknowledged.
 fn status_of(report: &[checks::Check]) -> (StatusCode, &'static str) {
     let mut failed = report.iter().filter(|c| !c.ok).peekable();
     if failed.peek().is_none() {
         (StatusCode::OK, "ready")
-    } else if failed.all(|c| c.name == "redis") {
+    } else if failed.all(|c| c.name == "redis" || c.name == "qdrant") {
         (StatusCode::OK, "degraded")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
@@ -47,13 +49,25 @@ fn status_of(report: &[checks::Check]) -> (StatusCode, &'static str) {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let report = checks::run(&state.config, Some(&state.store), &state.http).await;
+    let report = checks::run(
+        &state.config,
+        Some(&state.store),
+        Some(state.knowledge.as_ref()),
+        &state.http,
+    )
+    .await;
     let (status, label) = status_of(&report);
     (status, axum::Json(json!({ "status": label })))
 }
 
 async fn ready_details(State(state): State<AppState>) -> impl IntoResponse {
-    let report = checks::run(&state.config, Some(&state.store), &state.http).await;
+    let report = checks::run(
+        &state.config,
+        Some(&state.store),
+        Some(state.knowledge.as_ref()),
+        &state.http,
+    )
+    .await;
     let (status, label) = status_of(&report);
     let checks: serde_json::Map<String, serde_json::Value> = report
         .iter()

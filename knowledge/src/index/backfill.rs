@@ -172,7 +172,7 @@ impl Knowledge {
 }
 
 /// The text embedded for a chunk: its heading path (document title first), then its text.
-pub(super) fn embedding_text(chunk: &Chunk) -> String {
+pub(crate) fn embedding_text(chunk: &Chunk) -> String {
     let headings = if chunk.heading_path.is_empty() {
         chunk.title.clone()
     } else {

@@ -22,9 +22,9 @@ use crate::ingest;
 
 /// A chunk's analyzed tokens; the first `title_len` come from the document title.
 #[derive(Debug)]
-struct IndexedTokens {
-    tokens: String,
-    title_len: u64,
+pub(crate) struct IndexedTokens {
+    pub(crate) tokens: String,
+    pub(crate) title_len: u64,
 }
 
 impl Knowledge {
@@ -110,59 +110,10 @@ impl Knowledge {
             return Err(IngestError::EmptyName);
         }
         let id = document_id(tenant, name);
-        let sha256 = content_sha256(bytes);
-        if self.inner.is_unchanged(tenant, &id, &sha256) {
+        if self.inner.is_unchanged(tenant, &id, &content_sha256(bytes)) {
             return Ok(None);
         }
-        let parsed = ingest::parse(name, bytes)?;
-        let chunks: Vec<(Chunk, IndexedTokens)> = parsed
-            .chunks
-            .into_iter()
-            .enumerate()
-            .map(|(n, draft)| {
-                // Headings are indexed with the text so that they are searchable. The document
-                // title comes first and is counted, so that coverage can discount it: it names
-                // the whole document, not this passage.
-                let (title_tokens, headings) = match draft.heading_path.split_first() {
-                    Some((first, rest)) if !rest.is_empty() && *first == parsed.title => {
-                        (analyzer::analyze(first), rest)
-                    }
-                    _ => (Vec::new(), draft.heading_path.as_slice()),
-                };
-                let mut indexed = headings.join("\n");
-                indexed.push('\n');
-                indexed.push_str(&draft.text);
-                let title_len = title_tokens.len() as u64;
-                let mut tokens = title_tokens;
-                tokens.extend(analyzer::analyze(&indexed));
-                let tokens = IndexedTokens {
-                    tokens: tokens.join(" "),
-                    title_len,
-                };
-                let chunk = Chunk {
-                    id: format!("{id}:{n}"),
-                    tenant: tenant.to_owned(),
-                    document_id: id.clone(),
-                    document_name: name.to_owned(),
-                    title: parsed.title.clone(),
-                    heading_path: draft.heading_path,
-                    text: draft.text,
-                };
-                (chunk, tokens)
-            })
-            .collect();
-        let info = DocumentInfo {
-            id,
-            name: name.to_owned(),
-            title: parsed.title.clone(),
-            chunks: chunks.len(),
-            sha256,
-        };
-        Ok(Some(PreparedDocument {
-            tenant: tenant.to_owned(),
-            info,
-            chunks,
-        }))
+        prepare(tenant, name, bytes).map(Some)
     }
 
     /// Writes a prepared document (all its chunks or none), replacing an earlier version, and
@@ -431,12 +382,82 @@ impl Knowledge {
     }
 }
 
+/// Parses and analyzes a document into chunks with their index tokens, whatever the backend.
+///
+/// # Errors
+/// As [`Knowledge::ingest_document`].
+pub(crate) fn prepare(
+    tenant: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<PreparedDocument, IngestError> {
+    check_tenant(tenant)?;
+    if name.trim().is_empty() {
+        return Err(IngestError::EmptyName);
+    }
+    let id = document_id(tenant, name);
+    let sha256 = content_sha256(bytes);
+    let parsed = ingest::parse(name, bytes)?;
+    let chunks: Vec<(Chunk, IndexedTokens)> = parsed
+        .chunks
+        .into_iter()
+        .enumerate()
+        .map(|(n, draft)| {
+            let tokens = analyze_chunk(&parsed.title, &draft.heading_path, &draft.text);
+            let chunk = Chunk {
+                id: format!("{id}:{n}"),
+                tenant: tenant.to_owned(),
+                document_id: id.clone(),
+                document_name: name.to_owned(),
+                title: parsed.title.clone(),
+                heading_path: draft.heading_path,
+                text: draft.text,
+            };
+            (chunk, tokens)
+        })
+        .collect();
+    let info = DocumentInfo {
+        id,
+        name: name.to_owned(),
+        title: parsed.title.clone(),
+        chunks: chunks.len(),
+        sha256,
+    };
+    Ok(PreparedDocument {
+        tenant: tenant.to_owned(),
+        info,
+        chunks,
+    })
+}
+
+/// A chunk's index tokens. Headings are indexed with the text so that they are searchable.
+/// The document title comes first and is counted, so that coverage can discount it: it names
+/// the whole document, not this passage.
+fn analyze_chunk(title: &str, heading_path: &[String], text: &str) -> IndexedTokens {
+    let (title_tokens, headings) = match heading_path.split_first() {
+        Some((first, rest)) if !rest.is_empty() && *first == title => {
+            (analyzer::analyze(first), rest)
+        }
+        _ => (Vec::new(), heading_path),
+    };
+    let mut indexed = headings.join("\n");
+    indexed.push('\n');
+    indexed.push_str(text);
+    let title_len = title_tokens.len() as u64;
+    let mut tokens = title_tokens;
+    tokens.extend(analyzer::analyze(&indexed));
+    IndexedTokens {
+        tokens: tokens.join(" "),
+        title_len,
+    }
+}
+
 /// A parsed, analyzed document ready for [`Knowledge::write_document`].
 #[derive(Debug)]
 pub struct PreparedDocument {
-    tenant: String,
-    info: DocumentInfo,
-    chunks: Vec<(Chunk, IndexedTokens)>,
+    pub(crate) tenant: String,
+    pub(crate) info: DocumentInfo,
+    pub(crate) chunks: Vec<(Chunk, IndexedTokens)>,
 }
 
 impl PreparedDocument {
@@ -448,6 +469,29 @@ impl PreparedDocument {
     /// The chunks, in order.
     pub fn chunks(&self) -> impl Iterator<Item = &Chunk> {
         self.chunks.iter().map(|(c, _)| c)
+    }
+
+    /// A document read back from an index (its listing and its chunks in order), analyzed
+    /// again for writing into another index: how `sapa kb reindex` moves a tenant between
+    /// backends without the original files.
+    pub fn from_chunks(tenant: &str, info: DocumentInfo, chunks: Vec<Chunk>) -> Self {
+        let chunks = chunks
+            .into_iter()
+            .map(|chunk| {
+                let tokens = analyze_chunk(&chunk.title, &chunk.heading_path, &chunk.text);
+                (chunk, tokens)
+            })
+            .collect();
+        Self {
+            tenant: tenant.to_owned(),
+            info,
+            chunks,
+        }
+    }
+
+    /// The tenant the document belongs to.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     /// The text to embed for each chunk, in order: its headings, then its text.

@@ -33,8 +33,11 @@ use schema::{Fields, TOKENIZER, schema};
 use stats::load_tenants;
 
 pub use backfill::ChunkVectors;
+pub(crate) use backfill::embedding_text;
 pub use ingest::PreparedDocument;
+pub(crate) use ingest::prepare;
 pub use search::RRF_K;
+pub(crate) use search::{MIN_CANDIDATES, semantic_relevance};
 pub(crate) use stats::TenantState;
 
 /// Memory budget of the single indexing thread.
@@ -113,7 +116,7 @@ impl Inner {
     }
 }
 
-fn check_tenant(tenant: &str) -> Result<(), KnowledgeError> {
+pub(crate) fn check_tenant(tenant: &str) -> Result<(), KnowledgeError> {
     if tenant.trim().is_empty() {
         return Err(KnowledgeError::EmptyTenant);
     }

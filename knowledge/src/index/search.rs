@@ -21,7 +21,7 @@ use crate::relevance::{self, Fuzzy};
 use crate::retriever::{QueryVector, SearchQuery};
 
 /// Candidates fetched from BM25 before re-ranking by coverage (and from the dense index).
-const MIN_CANDIDATES: usize = 20;
+pub(crate) const MIN_CANDIDATES: usize = 20;
 /// The `k` of reciprocal rank fusion: `score = Σ 1 / (RRF_K + rank)`.
 pub const RRF_K: f32 = 60.0;
 
@@ -289,7 +289,7 @@ impl Knowledge {
 
 /// Semantic relevance of a cosine: piecewise linear, 0 → 0, `min_similarity` →
 /// [`crate::DEFAULT_MIN_RELEVANCE`], 1 → 1.
-fn semantic_relevance(cosine: f32, min_similarity: f32) -> f32 {
+pub(crate) fn semantic_relevance(cosine: f32, min_similarity: f32) -> f32 {
     let mid = crate::DEFAULT_MIN_RELEVANCE;
     let cosine = cosine.clamp(0.0, 1.0);
     if cosine >= min_similarity {

@@ -16,7 +16,7 @@ use crate::error::KnowledgeError;
 /// coverage and typo tolerance need. Rebuilt from the stored records at open.
 #[derive(Debug, Default)]
 pub(crate) struct TenantState {
-    pub(super) documents: BTreeMap<String, DocumentInfo>,
+    pub(crate) documents: BTreeMap<String, DocumentInfo>,
     /// Number of chunks containing each term.
     pub(crate) doc_freq: HashMap<String, u32>,
     /// Number of chunks.
@@ -26,7 +26,7 @@ pub(crate) struct TenantState {
 }
 
 impl TenantState {
-    pub(super) fn add_chunk(&mut self, tokens: &str) {
+    pub(crate) fn add_chunk(&mut self, tokens: &str) {
         self.chunks += 1;
         let mut seen = HashSet::new();
         for token in tokens.split_whitespace() {
