@@ -271,7 +271,16 @@ impl Application {
                 client_ip_per_minute: config.webchat.requests_per_minute_per_ip,
                 conversation_per_minute: config.conversation.messages_per_minute,
             };
-            crate::coord::RedisCoord::start(&config.redis.url, &config.redis.prefix, local, quotas)?
+            // Leases fall back to the database while Redis is away, when replicas share it.
+            let lease_store =
+                (store.dialect() == crate::store::Dialect::Postgres).then(|| store.clone());
+            crate::coord::RedisCoord::start(
+                &config.redis.url,
+                &config.redis.prefix,
+                local,
+                quotas,
+                lease_store,
+            )?
         };
         let dispatcher_wake = Arc::new(Notify::new());
         let work = (TaskTracker::new(), CancellationToken::new());

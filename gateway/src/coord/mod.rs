@@ -3,7 +3,8 @@
 //! agent console's live events per tenant.
 //!
 //! [`Local`] keeps all of it in this process (embedded mode: one replica); [`RedisCoord`]
-//! shares it through Redis between replicas (distributed mode, `redis.url` set). Callers —
+//! shares it through Redis between replicas (distributed mode, `redis.url` set), with leases
+//! kept in Postgres while Redis is unreachable. Callers —
 //! lanes, the dispatcher's pacer, the HTTP limiters and the web chat sockets — only see the
 //! [`Coord`] trait.
 

@@ -10,13 +10,38 @@
 //!   and `<prefix>console:<tenant>`; every replica pattern-subscribes and hands what it
 //!   receives to its own sockets, so a browser on replica A sees what replica B sends.
 //!
-//! **Redis down**: every operation falls back to this replica's in-process state ([`Local`])
-//! — leases per replica, limits per replica, events to local sockets only — counts the
-//! fallback in `sapa_coord_fallbacks_total{op}` and sets `sapa_coord_degraded` to 1; the next
-//! command that succeeds clears it. Nothing needs a restart: the connection manager reconnects
-//! and the subscriber loop re-subscribes.
+//! **Redis down**: every failed command counts a fallback in `sapa_coord_fallbacks_total{op}`
+//! and sets `sapa_coord_degraded` to 1; the next command that succeeds clears it. Nothing
+//! needs a restart: the connection manager reconnects and the subscriber loop re-subscribes.
+//! Meanwhile:
+//! - **Leases go to Postgres** when the database is Postgres (the store handle given to
+//!   [`RedisCoord::start`]): a row in `conversation_leases` (see `store::leases`), shared by
+//!   every replica on the database, with the same TTL, renewed by the same loop and deleted
+//!   only by its holder — so the per-conversation order still holds across replicas. Each
+//!   held lease remembers where it lives (Redis, Postgres or this process), so renewal and
+//!   release go to the same place. Only when the database cannot be reached either does a
+//!   lease fall back to this replica alone ([`Local`]), as the store's commit check still
+//!   refuses a stale answer.
+//! - **Limits and events** are per replica: limits from [`Local`], events to this replica's
+//!   sockets only.
+//!
+//! **Handovers between the two lease stores.** *Redis going away*: a lease held in Redis
+//! whose renewal fails is moved into Postgres under the same token at that renewal (within
+//! 3 s), so a replica falling back to Postgres meets it there; a replica that falls back in
+//! the seconds before the move can still win the row, and the holder then counts the lease as
+//! lost (`sapa_coord_leases_lost_total`) — the store's commit check fences that window.
+//! *Redis coming back* (or a replica that never lost it, in a partition): a lease taken in
+//! Redis is kept only if Postgres has no live lease of another holder for the conversation —
+//! one primary-key lookup per lease taken, made whenever a store is configured, because a
+//! replica cannot know whether another one is degraded. Otherwise the Redis lease is given
+//! back and the acquire refused, so a Postgres lease taken during the outage keeps its
+//! conversation until its holder releases it or it expires. If the database cannot answer
+//! that lookup the Redis lease stands (no one can take a Postgres lease then either). Not
+//! caught: a replica that cannot reach Redis taking the row between another replica's `SET`
+//! and its lookup — possible only while one replica reaches Redis and the other does not, and
+//! fenced by the commit check like any lost lease.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -28,6 +53,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{ConsoleEvent, Coord, Local, RateLimit};
+use crate::store::Store;
 use crate::telemetry;
 
 /// How long a lease lives without renewal (the bound: at most 10 s).
@@ -174,19 +200,41 @@ enum BusEvent {
     },
 }
 
-/// Coordination through Redis, with this replica's [`Local`] state as the fallback and as the
-/// last hop to its own sockets.
+/// Where a held lease lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// `<prefix>lease:<conversation>` in Redis.
+    Redis,
+    /// A `conversation_leases` row (Redis was unreachable).
+    Postgres,
+    /// This process only (Redis and the database were unreachable).
+    Local,
+}
+
+/// A lease this replica holds: its token and where it lives.
+#[derive(Debug, Clone)]
+struct Held {
+    token: String,
+    backend: Backend,
+}
+
+/// Coordination through Redis, with Postgres as the fallback of leases, this replica's
+/// [`Local`] state as the last fallback and as the last hop to its own sockets.
 pub struct RedisCoord {
     local: Local,
     manager: ConnectionManager,
+    /// The database, when it is Postgres: where leases go while Redis is unreachable.
+    store: Option<Store>,
     prefix: String,
     /// Unique per process: the first part of every lease token.
     replica: String,
     next_token: AtomicU64,
-    /// Leases this replica holds in Redis, with their tokens.
-    held: Mutex<HashMap<String, String>>,
-    /// Leases taken locally while Redis was unreachable.
-    local_leases: Mutex<HashSet<String>>,
+    /// Leases this replica holds, by conversation.
+    held: Mutex<HashMap<String, Held>>,
+    /// How long a lease lives without renewal ([`LEASE_TTL`]; shorter in tests).
+    lease_ttl: Duration,
+    /// How often held leases are renewed ([`RENEW_EVERY`]; shorter in tests).
+    renew_every: Duration,
     /// Per-minute amounts of the configured limits (0: off).
     quotas: Quotas,
     /// The subscriber listens: events go through Redis (else straight to local sockets).
@@ -235,7 +283,8 @@ impl Quotas {
 impl RedisCoord {
     /// Connects lazily to `url` (a replica starts even while Redis is down, degraded) and
     /// starts the subscriber, publisher and lease-renewal tasks, which end with the returned
-    /// value. Keys and channels start with `prefix`.
+    /// value. Keys and channels start with `prefix`. `store` is the database when it is
+    /// Postgres: leases go there while Redis is unreachable (`None`: to this replica alone).
     ///
     /// # Errors
     /// When `url` is not a Redis URL.
@@ -244,6 +293,19 @@ impl RedisCoord {
         prefix: &str,
         local: Local,
         quotas: Quotas,
+        store: Option<Store>,
+    ) -> anyhow::Result<Arc<Self>> {
+        Self::start_with(url, prefix, local, quotas, store, (LEASE_TTL, RENEW_EVERY))
+    }
+
+    /// [`Self::start`] with the lease TTL and renewal period given (tests shorten them).
+    fn start_with(
+        url: &str,
+        prefix: &str,
+        local: Local,
+        quotas: Quotas,
+        store: Option<Store>,
+        (lease_ttl, renew_every): (Duration, Duration),
     ) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(url)
             .map_err(|e| anyhow::anyhow!("redis.url is not a Redis URL: {e}"))?;
@@ -258,11 +320,13 @@ impl RedisCoord {
         let coord = Arc::new(Self {
             local,
             manager,
+            store,
             prefix: prefix.to_owned(),
             replica: uuid::Uuid::new_v4().simple().to_string(),
             next_token: AtomicU64::new(1),
             held: Mutex::new(HashMap::new()),
-            local_leases: Mutex::new(HashSet::new()),
+            lease_ttl,
+            renew_every,
             quotas,
             subscribed: Arc::new(AtomicBool::new(false)),
             degraded: AtomicBool::new(false),
@@ -404,36 +468,173 @@ async fn publish_loop(coord: Weak<RedisCoord>, mut queue: mpsc::UnboundedReceive
     }
 }
 
-/// Renews every lease this replica holds, every [`RENEW_EVERY`].
+/// Renews every lease this replica holds, every [`RENEW_EVERY`], where it lives. A Redis
+/// lease whose renewal fails moves into Postgres (same token) when a store is configured.
 async fn renew_loop(coord: Weak<RedisCoord>) {
-    let mut tick = tokio::time::interval(RENEW_EVERY);
+    let Some(every) = coord.upgrade().map(|c| c.renew_every) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(coord) = coord.upgrade() else {
             return;
         };
-        let held: Vec<(String, String)> = coord
+        let held: Vec<(String, Held)> = coord
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let ttl = u64::try_from(LEASE_TTL.as_millis()).unwrap_or(10_000);
-        for (conversation_id, token) in held {
-            let mut manager = coord.manager.clone();
-            let renewed: Result<i64, _> = RENEW
-                .key(coord.key("lease", &conversation_id))
-                .arg(&token)
-                .arg(ttl)
-                .invoke_async(&mut manager)
-                .await;
-            if coord.outcome("lease_renew", renewed) == Some(0) {
+        for (conversation_id, lease) in held {
+            if !coord.renew(&conversation_id, &lease).await {
                 tracing::warn!(conversation_id = %conversation_id, "a lease expired while held; the store's commit check refuses a stale answer");
                 metrics::counter!(telemetry::COORD_LEASES_LOST_TOTAL).increment(1);
             }
         }
+    }
+}
+
+impl RedisCoord {
+    /// A fresh lease token: this replica, then a counter.
+    fn new_token(&self) -> String {
+        format!(
+            "{}:{}",
+            self.replica,
+            self.next_token.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.lease_ttl.as_millis()).unwrap_or(10_000)
+    }
+
+    /// Renews one held lease where it lives; `false` when it is lost (another holder may
+    /// have it). A renewal that cannot reach its backend is not a loss: the lease may still
+    /// be live, and expires by its TTL otherwise.
+    async fn renew(&self, conversation_id: &str, lease: &Held) -> bool {
+        match lease.backend {
+            Backend::Local => true,
+            Backend::Redis => {
+                let mut manager = self.manager.clone();
+                let renewed: Result<i64, _> = RENEW
+                    .key(self.key("lease", conversation_id))
+                    .arg(&lease.token)
+                    .arg(self.ttl_ms())
+                    .invoke_async(&mut manager)
+                    .await;
+                match self.outcome("lease_renew", renewed) {
+                    Some(renewed) => renewed != 0,
+                    None => self.move_to_postgres(conversation_id, lease).await,
+                }
+            }
+            Backend::Postgres => {
+                let Some(store) = &self.store else {
+                    return true;
+                };
+                match store
+                    .renew_conversation_lease(conversation_id, &lease.token, self.lease_ttl)
+                    .await
+                {
+                    Ok(renewed) => renewed,
+                    Err(err) => {
+                        tracing::warn!(error = %err.chain(), "renewing a lease in the database failed; it expires unless a later renewal succeeds");
+                        true
+                    }
+                }
+            }
+        }
+    }
+
+    /// Redis could not renew a lease held there: takes the same lease (same token) in
+    /// Postgres, where replicas falling back look. `false` when another holder has it there.
+    async fn move_to_postgres(&self, conversation_id: &str, lease: &Held) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
+        match store
+            .try_conversation_lease(conversation_id, &lease.token, self.lease_ttl)
+            .await
+        {
+            Ok(true) => {
+                if let Some(held) = self
+                    .held
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_mut(conversation_id)
+                    .filter(|h| h.token == lease.token)
+                {
+                    held.backend = Backend::Postgres;
+                }
+                true
+            }
+            Ok(false) => false,
+            Err(err) => {
+                tracing::warn!(error = %err.chain(), "moving a lease to the database failed");
+                true
+            }
+        }
+    }
+
+    /// Redis is unreachable: takes the lease in Postgres when a store is configured, else
+    /// (or when the database is unreachable too) in this process.
+    async fn acquire_fallback(&self, conversation_id: &str, token: String) -> bool {
+        if let Some(store) = &self.store {
+            match store
+                .try_conversation_lease(conversation_id, &token, self.lease_ttl)
+                .await
+            {
+                Ok(taken) => {
+                    if taken {
+                        self.hold(conversation_id, token, Backend::Postgres);
+                    }
+                    return taken;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err.chain(), "Redis and the database are unreachable: this lease holds on this replica only");
+                    metrics::counter!(telemetry::COORD_FALLBACKS_TOTAL, "op" => "lease_local")
+                        .increment(1);
+                }
+            }
+        }
+        // This replica's own lease (the store's commit check still fences).
+        match self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(conversation_id.to_owned())
+        {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Held {
+                    token,
+                    backend: Backend::Local,
+                });
+                true
+            }
+        }
+    }
+
+    /// Records a lease taken.
+    fn hold(&self, conversation_id: &str, token: String, backend: Backend) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(conversation_id.to_owned(), Held { token, backend });
+    }
+
+    /// Compare-and-delete of a Redis lease.
+    async fn release_in_redis(&self, conversation_id: &str, token: &str) {
+        let mut manager = self.manager.clone();
+        let released: Result<i64, _> = RELEASE
+            .key(self.key("lease", conversation_id))
+            .arg(token)
+            .invoke_async(&mut manager)
+            .await;
+        // A lease Redis could not free expires by its TTL.
+        self.outcome("lease_release", released);
     }
 }
 
@@ -472,58 +673,65 @@ fn pace_args(policy: PacingPolicy) -> (u64, u32, u32) {
 #[async_trait::async_trait]
 impl Coord for RedisCoord {
     async fn acquire_lease(&self, conversation_id: &str) -> bool {
-        let token = format!(
-            "{}:{}",
-            self.replica,
-            self.next_token.fetch_add(1, Ordering::Relaxed)
-        );
+        let token = self.new_token();
         let mut manager = self.manager.clone();
         let taken: Result<Option<String>, _> = redis::cmd("SET")
             .arg(self.key("lease", conversation_id))
             .arg(&token)
             .arg("NX")
             .arg("PX")
-            .arg(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(10_000))
+            .arg(self.ttl_ms())
             .query_async(&mut manager)
             .await;
         match self.outcome("lease", taken) {
             Some(Some(_)) => {
-                self.held
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(conversation_id.to_owned(), token);
+                // A Postgres lease taken while Redis was away (here or on a replica that
+                // cannot reach it) keeps its conversation.
+                if let Some(store) = &self.store {
+                    match store
+                        .conversation_leased_by_other(conversation_id, &token)
+                        .await
+                    {
+                        Ok(true) => {
+                            self.release_in_redis(conversation_id, &token).await;
+                            return false;
+                        }
+                        Ok(false) => {}
+                        Err(err) => {
+                            tracing::debug!(error = %err.chain(), "checking the database for a fallback lease failed; the Redis lease stands");
+                        }
+                    }
+                }
+                self.hold(conversation_id, token, Backend::Redis);
                 true
             }
             Some(None) => false,
-            // Redis down: this replica's own lease (the store's commit check still fences).
-            None => self
-                .local_leases
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(conversation_id.to_owned()),
+            None => self.acquire_fallback(conversation_id, token).await,
         }
     }
 
     async fn release_lease(&self, conversation_id: &str) {
-        let local = self
-            .local_leases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(conversation_id);
-        let token = self
+        let held = self
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(conversation_id);
-        if let (Some(token), false) = (token, local) {
-            let mut manager = self.manager.clone();
-            let released: Result<i64, _> = RELEASE
-                .key(self.key("lease", conversation_id))
-                .arg(token)
-                .invoke_async(&mut manager)
-                .await;
-            // A lease Redis could not free expires by its TTL.
-            self.outcome("lease_release", released);
+        let Some(Held { token, backend }) = held else {
+            return;
+        };
+        match backend {
+            Backend::Redis => self.release_in_redis(conversation_id, &token).await,
+            Backend::Postgres => {
+                if let Some(store) = &self.store
+                    && let Err(err) = store
+                        .release_conversation_lease(conversation_id, &token)
+                        .await
+                {
+                    // It expires by its TTL.
+                    tracing::warn!(error = %err.chain(), "releasing a lease in the database failed");
+                }
+            }
+            Backend::Local => {}
         }
     }
 
@@ -629,6 +837,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::config::WebchatConfig;
+    use crate::store::DatabaseTarget;
 
     /// Redis from `SAPA_TEST_REDIS_URL`; `None` (skip) outside CI when unset. Each test gets
     /// its own key prefix.
@@ -671,6 +880,7 @@ mod tests {
                         client_ip_per_minute: 0,
                         conversation_per_minute: 0,
                     },
+                    None,
                 )
                 .unwrap()
             })
@@ -1016,6 +1226,7 @@ mod tests {
                 client_ip_per_minute: 0,
                 conversation_per_minute: 0,
             },
+            None,
         )
         .unwrap();
         assert!(coord.acquire_lease("c1").await);
@@ -1053,5 +1264,199 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(event, WebchatEvent::Typing));
+    }
+
+    /// `n` stores on one fresh, migrated Postgres schema from `SAPA_TEST_DATABASE_URL` (one
+    /// per replica); `None` (skip) outside CI when unset.
+    async fn postgres_stores(n: usize) -> Option<Vec<Store>> {
+        let url = match std::env::var("SAPA_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI is set but SAPA_TEST_DATABASE_URL is not: the Postgres lease tests must run in CI"
+                );
+                eprintln!("SAPA_TEST_DATABASE_URL not set: Postgres lease test skipped");
+                return None;
+            }
+        };
+        sqlx::any::install_default_drivers();
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::AnyPool::connect(&url)
+            .await
+            .expect("SAPA_TEST_DATABASE_URL is set but Postgres is unreachable");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{sep}options[search_path]={schema}");
+        let mut stores = Vec::new();
+        for _ in 0..n {
+            stores.push(
+                Store::connect(&DatabaseTarget::Postgres(scoped.clone()), 4)
+                    .await
+                    .unwrap(),
+            );
+        }
+        stores[0].migrate().await.unwrap();
+        Some(stores)
+    }
+
+    /// A Redis URL nobody listens on.
+    fn unreachable_redis() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!(
+            "redis://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        )
+    }
+
+    fn replica_on(url: &str, store: &Store, timing: (Duration, Duration)) -> Arc<RedisCoord> {
+        RedisCoord::start_with(
+            url,
+            "sapa-lease-test:",
+            Local::new(&webchat(0)),
+            Quotas {
+                webchat_session_per_minute: 0,
+                client_ip_per_minute: 0,
+                conversation_per_minute: 0,
+            },
+            Some(store.clone()),
+            timing,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_redis_unreachable_a_lease_has_one_holder_across_replicas_through_postgres() {
+        let Some(stores) = postgres_stores(2).await else {
+            return;
+        };
+        let url = unreachable_redis();
+        let a = replica_on(&url, &stores[0], (LEASE_TTL, RENEW_EVERY));
+        let b = replica_on(&url, &stores[1], (LEASE_TTL, RENEW_EVERY));
+        assert!(a.acquire_lease("x").await);
+        assert!(a.is_degraded());
+        assert!(
+            !b.acquire_lease("x").await,
+            "the other replica is refused: the lease is in Postgres, not per replica"
+        );
+        assert!(
+            !a.acquire_lease("x").await,
+            "held means held, even by itself"
+        );
+        // Only the holder frees it.
+        b.release_lease("x").await;
+        assert!(!b.acquire_lease("x").await);
+        assert!(b.acquire_lease("y").await, "another conversation is free");
+        a.release_lease("x").await;
+        assert!(b.acquire_lease("x").await);
+        assert!(!a.acquire_lease("x").await);
+        assert!(b.is_degraded());
+    }
+
+    #[tokio::test]
+    async fn a_postgres_lease_is_renewed_while_held_and_lapses_when_its_holder_stops() {
+        let Some(stores) = postgres_stores(2).await else {
+            return;
+        };
+        let url = unreachable_redis();
+        let timing = (Duration::from_millis(800), Duration::from_millis(200));
+        let a = replica_on(&url, &stores[0], timing);
+        let b = replica_on(&url, &stores[1], timing);
+        assert!(a.acquire_lease("x").await);
+        // Renewed: still A's well past its TTL.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert!(!b.acquire_lease("x").await, "renewed in Postgres");
+        // A stops (its process is gone): nothing renews, the lease lapses after the TTL.
+        drop(a);
+        assert!(!b.acquire_lease("x").await, "live until the TTL");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(
+            b.acquire_lease("x").await,
+            "lapsed: another replica takes it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redis_lease_is_refused_while_a_postgres_lease_of_another_holder_is_live() {
+        let Some(redis) = redis_url() else { return };
+        let Some(stores) = postgres_stores(2).await else {
+            return;
+        };
+        // A cannot reach Redis (down, or partitioned) and holds x in Postgres; B reaches it.
+        let a = replica_on(&unreachable_redis(), &stores[0], (LEASE_TTL, RENEW_EVERY));
+        let prefix = format!("sapa-test:{}:", uuid::Uuid::new_v4().simple());
+        let b = RedisCoord::start(
+            &redis,
+            &prefix,
+            Local::new(&webchat(0)),
+            Quotas {
+                webchat_session_per_minute: 0,
+                client_ip_per_minute: 0,
+                conversation_per_minute: 0,
+            },
+            Some(stores[1].clone()),
+        )
+        .unwrap();
+        assert!(a.acquire_lease("x").await);
+        assert!(!b.acquire_lease("x").await, "Postgres still has x");
+        assert!(!b.is_degraded());
+        // B gave its Redis lease back instead of keeping x from everyone.
+        let mut con = b.manager.clone();
+        let key: Option<String> = redis::cmd("GET")
+            .arg(b.key("lease", "x"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(key, None);
+        assert!(b.acquire_lease("y").await, "others go through Redis");
+        a.release_lease("x").await;
+        assert!(b.acquire_lease("x").await);
+    }
+
+    #[tokio::test]
+    async fn a_redis_lease_moves_to_postgres_when_redis_goes_away() {
+        if redis_url().is_none() {
+            return;
+        }
+        let Some(stores) = postgres_stores(2).await else {
+            return;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = PrivateRedis::start(port);
+        let url = format!("redis://127.0.0.1:{}", server.port);
+        let timing = (Duration::from_secs(3), Duration::from_millis(300));
+        let a = replica_on(&url, &stores[0], timing);
+        let b = replica_on(&url, &stores[1], timing);
+        eventually("Redis is up", async || a.acquire_lease("x").await).await;
+        assert!(!a.is_degraded());
+        assert!(!b.acquire_lease("x").await);
+
+        server.stop();
+        // A's next renewal fails and takes the same lease in Postgres.
+        eventually("the lease moved to Postgres", async || {
+            stores[1]
+                .conversation_leased_by_other("x", "nobody")
+                .await
+                .unwrap()
+        })
+        .await;
+        assert!(
+            !b.acquire_lease("x").await,
+            "B falls back to Postgres and meets it"
+        );
+        assert!(b.is_degraded());
+        // Renewed there, released there.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!b.acquire_lease("x").await);
+        a.release_lease("x").await;
+        assert!(b.acquire_lease("x").await);
     }
 }

@@ -18,6 +18,7 @@ mod contacts;
 mod documents;
 mod follow_ups;
 mod ingress;
+mod leases;
 mod otp;
 mod outbox;
 mod owner;
@@ -196,6 +197,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "inbound_count",
         include_str!("migrations/0024_inbound_count.sqlite.sql"),
         include_str!("migrations/0024_inbound_count.postgres.sql"),
+    ),
+    (
+        25,
+        "conversation_leases",
+        include_str!("migrations/0025_conversation_leases.sqlite.sql"),
+        include_str!("migrations/0025_conversation_leases.postgres.sql"),
     ),
 ];
 

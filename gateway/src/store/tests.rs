@@ -2242,3 +2242,110 @@ async fn flows_are_stored_per_tenant_and_a_run_commits_with_its_turn_on_both_bac
         assert!(s.delete_flow("shop", "poin").await.unwrap());
     }
 }
+
+#[tokio::test]
+async fn a_conversation_lease_has_one_live_holder_until_released_or_expired() {
+    for t in backends().await {
+        let (s, name) = (&t.store, t.name);
+        let ttl = Duration::from_secs(10);
+        assert!(
+            s.try_conversation_lease("c1", "a:1", ttl).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.try_conversation_lease("c1", "b:1", ttl).await.unwrap(),
+            "{name}"
+        );
+        // The holder's own retry extends it.
+        assert!(
+            s.try_conversation_lease("c1", "a:1", ttl).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            s.conversation_leased_by_other("c1", "b:1").await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.conversation_leased_by_other("c1", "a:1").await.unwrap(),
+            "{name}"
+        );
+        // Only the holder renews or frees it.
+        assert!(
+            !s.renew_conversation_lease("c1", "b:1", ttl).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.release_conversation_lease("c1", "b:1").await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            s.renew_conversation_lease("c1", "a:1", ttl).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.try_conversation_lease("c1", "b:1", ttl).await.unwrap(),
+            "{name}"
+        );
+        // Conversations are leased independently.
+        assert!(
+            s.try_conversation_lease("c2", "b:1", ttl).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            s.release_conversation_lease("c1", "a:1").await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.conversation_leased_by_other("c1", "b:2").await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            s.try_conversation_lease("c1", "b:2", ttl).await.unwrap(),
+            "{name}"
+        );
+
+        // A lease nobody renews lapses after its TTL, by the database's clock.
+        let short = Duration::from_millis(300);
+        assert!(
+            s.try_conversation_lease("c3", "a:2", short).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.try_conversation_lease("c3", "b:3", ttl).await.unwrap(),
+            "{name}"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            !s.conversation_leased_by_other("c3", "b:3").await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.renew_conversation_lease("c3", "a:2", ttl).await.unwrap(),
+            "{name}: an expired lease is lost, not renewed"
+        );
+        assert!(
+            s.try_conversation_lease("c3", "b:3", ttl).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.release_conversation_lease("c3", "a:2").await.unwrap(),
+            "{name}: the old holder frees nothing"
+        );
+        assert!(
+            s.conversation_leased_by_other("c3", "a:2").await.unwrap(),
+            "{name}"
+        );
+
+        // Racing replicas: exactly one wins.
+        let racers = (0..8).map(|i| {
+            let s = s.clone();
+            async move {
+                s.try_conversation_lease("c4", &format!("r{i}:1"), ttl)
+                    .await
+                    .unwrap()
+            }
+        });
+        let won = futures::future::join_all(racers).await;
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{name}: {won:?}");
+    }
+}
