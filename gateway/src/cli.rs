@@ -269,6 +269,21 @@ enum KbCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move tenants' documents from the other knowledge backend into the configured one
+    /// (`knowledge.backend`): e.g. from the embedded index into Qdrant. The target ends up
+    /// with exactly the source's documents; run it while `sapa serve` is stopped when the
+    /// source is the embedded index (its writer lock).
+    Reindex {
+        /// Tenant slug.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        tenant: Option<String>,
+        /// Every tenant in the database.
+        #[arg(long)]
+        all: bool,
+        /// The backend to read from: `embedded` or `qdrant` (default: the one not configured).
+        #[arg(long)]
+        from: Option<String>,
+    },
     /// Measure retrieval quality on a JSONL question file.
     Eval {
         /// Tenant slug.
@@ -930,7 +945,76 @@ async fn check(config: Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `sapa kb reindex`: copies tenants from the other backend into the configured one.
+async fn reindex(
+    config: &Config,
+    runtime: Runtime,
+    tenant: Option<String>,
+    all: bool,
+    from: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let configured = config.knowledge.backend.as_str();
+    let from = from.unwrap_or_else(|| {
+        if config.knowledge.uses_qdrant() {
+            "embedded".to_owned()
+        } else {
+            "qdrant".to_owned()
+        }
+    });
+    if from == configured {
+        anyhow::bail!(
+            "--from {from} is the configured knowledge.backend: set knowledge.backend to the backend to move into"
+        );
+    }
+    let source = match from.as_str() {
+        "embedded" => startup::open_embedded_knowledge(config, &runtime)?,
+        "qdrant" => startup::open_qdrant(config).await?,
+        other => anyhow::bail!("--from must be `embedded` or `qdrant` (got {other:?})"),
+    };
+    let target = startup::open_knowledge(config, &runtime).await?;
+    let tenants = match tenant {
+        Some(tenant) => vec![tenant],
+        None if all => {
+            let (store, _) = startup::open_store(config, &runtime).await?;
+            store
+                .tenants()
+                .await
+                .context("cannot list tenants")?
+                .into_iter()
+                .map(|t| t.id)
+                .collect()
+        }
+        None => anyhow::bail!("give --tenant T or --all"),
+    };
+    for tenant in tenants {
+        let (s, t, slug) = (source.clone(), target.clone(), tenant.clone());
+        let report = tokio::task::spawn_blocking(move || {
+            knowledge::copy_tenant(s.as_ref(), t.as_ref(), &slug)
+        })
+        .await
+        .context("reindex task")?
+        .with_context(|| format!("reindexing tenant {tenant} from {from} into {configured}"))?;
+        let embedded = target.embed_missing(&tenant).await?;
+        println!(
+            "{tenant}: {} documents written, {} unchanged, {} deleted, {} chunks in {configured}{}",
+            report.written,
+            report.unchanged,
+            report.deleted,
+            report.chunks,
+            if embedded > 0 {
+                format!(", {embedded} documents embedded")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn kb(command: KbCommand, config: &Config, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    if let KbCommand::Reindex { tenant, all, from } = command {
+        return reindex(config, runtime, tenant, all, from).await;
+    }
     let knowledge = startup::open_knowledge(config, &runtime).await?;
     match command {
         KbCommand::Ingest { tenant, paths } => {
@@ -1009,6 +1093,7 @@ async fn kb(command: KbCommand, config: &Config, runtime: Runtime) -> anyhow::Re
             }
             Ok(ExitCode::SUCCESS)
         }
+        KbCommand::Reindex { .. } => unreachable!("handled above"),
         KbCommand::Eval { tenant, file, json } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;

@@ -54,7 +54,7 @@ pub use document::{Chunk, DocumentInfo, IngestOutcome, IngestReport, ScoredChunk
 pub use error::{EvalError, IngestError, KnowledgeError};
 pub use eval::EvalReport;
 pub use index::{ChunkVectors, DEFAULT_MIN_SIMILARITY, Knowledge, PreparedDocument, RRF_K};
-pub use retriever::{KnowledgeBase, QueryVector, Retriever, SearchQuery};
+pub use retriever::{CopyReport, KnowledgeBase, QueryVector, Retriever, SearchQuery, copy_tenant};
 
 /// Relevance under which the caller should not answer from the knowledge base (clarify or hand
 /// off instead). See [`ScoredChunk::relevance`].

@@ -146,3 +146,57 @@ pub trait KnowledgeBase: Retriever {
         vectors: Option<ChunkVectors>,
     ) -> Result<IngestOutcome, IngestError>;
 }
+
+/// What [`copy_tenant`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Documents written to the target (new or changed there).
+    pub written: usize,
+    /// Documents the target already had with the same content.
+    pub unchanged: usize,
+    /// Documents the target had that the source does not, deleted.
+    pub deleted: usize,
+    /// Chunks of the tenant now in the target.
+    pub chunks: usize,
+}
+
+/// Makes `to` hold exactly the tenant's documents of `from` (how `sapa kb reindex` moves a
+/// tenant between backends): every document is read back as chunks, analyzed again and
+/// written (idempotent by document id), and documents only `to` has are deleted. Vectors are
+/// not copied: a target with an embedder gets them from [`KnowledgeBase::embed_missing`].
+/// Blocking.
+///
+/// # Errors
+/// An empty tenant id, or either index failing.
+pub fn copy_tenant(
+    from: &dyn KnowledgeBase,
+    to: &dyn KnowledgeBase,
+    tenant: &str,
+) -> Result<CopyReport, KnowledgeError> {
+    let mut report = CopyReport::default();
+    let documents = from.list_documents(tenant)?;
+    for info in &documents {
+        let Some(chunks) = from.document_chunks(tenant, &info.id)? else {
+            continue;
+        };
+        report.chunks += chunks.len();
+        let document = PreparedDocument::from_chunks(tenant, info.clone(), chunks);
+        match to.write_document(document, None) {
+            Ok(IngestOutcome::Unchanged) => report.unchanged += 1,
+            Ok(_) => report.written += 1,
+            Err(IngestError::Index(error)) => return Err(error),
+            Err(other) => {
+                return Err(KnowledgeError::Backend {
+                    backend: "reindex",
+                    message: format!("{}: {other}", info.name),
+                });
+            }
+        }
+    }
+    for stale in to.list_documents(tenant)? {
+        if !documents.iter().any(|d| d.id == stale.id) && to.delete_document(tenant, &stale.id)? {
+            report.deleted += 1;
+        }
+    }
+    Ok(report)
+}

@@ -1,7 +1,9 @@
-//! Distributed mode with real processes: three `sapa serve` replicas on one Postgres schema
-//! and one Redis (a private key prefix). Web chat clients post 1,000 messages to random
-//! replicas while one of them is SIGKILLed and restarted twice; a WebSocket held on another
-//! replica sees every answer of its conversation, wherever it was produced.
+//! Distributed mode with real processes: three `sapa serve` replicas on one Postgres schema,
+//! one Redis (a private key prefix) and one Qdrant collection (`knowledge.backend = "qdrant"`,
+//! a private collection). Web chat clients post 1,000 messages to random replicas while one
+//! of them is SIGKILLed and restarted twice; a WebSocket held on another replica sees every
+//! answer of its conversation, wherever it was produced. A document uploaded through one
+//! replica's admin API is answered on another at once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,7 +13,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use rand::Rng;
 use sapa_tests::{
-    create_session, eventually, list_messages, postgres_schema, required_service, try_post_message,
+    create_session, eventually, list_messages, post_message, postgres_schema, required_service,
+    try_post_message,
 };
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
@@ -39,9 +42,10 @@ const QUESTIONS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answers() {
-    let (Some(database), Some(redis)) = (
+    let (Some(database), Some(redis), Some(qdrant)) = (
         required_service("SAPA_TEST_DATABASE_URL"),
         required_service("SAPA_TEST_REDIS_URL"),
+        required_service("SAPA_TEST_QDRANT_URL"),
     ) else {
         return;
     };
@@ -49,7 +53,7 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
     // API on loopback).
     let graph = sapa_tests::fake_graph::FakeGraph::start().await;
     let config = sapa_tests::whatsapp_config(&graph.base_url, "messages_per_second = 1000");
-    let (envs, dirs, mut servers) = start_replicas(&database, &redis, &config, &[]).await;
+    let (envs, dirs, mut servers) = start_replicas(&database, &redis, &qdrant, &config, &[]).await;
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let addresses: Arc<RwLock<Vec<String>>> = Arc::new(RwLock::new(
         servers
@@ -272,10 +276,11 @@ async fn three_replicas_answer_every_message_once_in_order_and_fan_out_live_answ
 type Envs = Vec<(&'static str, String)>;
 
 /// Starts [`REPLICAS`] `sapa serve` processes, each with its own data dir, sharing a fresh
-/// Postgres schema and Redis prefix; `extra` is added to their environment.
+/// Postgres schema, Redis prefix and Qdrant collection; `extra` is added to their environment.
 async fn start_replicas(
     database: &str,
     redis: &str,
+    qdrant: &str,
     config: &str,
     extra: &[(&'static str, &str)],
 ) -> (Envs, Vec<tempfile::TempDir>, Vec<Option<ServerProcess>>) {
@@ -288,6 +293,12 @@ async fn start_replicas(
         ("SAPA_SECRET_KEY", SECRET_KEY.to_owned()),
         ("SAPA_CONVERSATION__DEBOUNCE", "0s".to_owned()),
         ("SAPA_CONVERSATION__POLL_INTERVAL", "200ms".to_owned()),
+        ("SAPA_KNOWLEDGE__BACKEND", "qdrant".to_owned()),
+        ("SAPA_QDRANT__URL", qdrant.to_owned()),
+        (
+            "SAPA_QDRANT__COLLECTION",
+            format!("sapa_e2e_{}", uuid::Uuid::new_v4().simple()),
+        ),
     ];
     envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let dirs: Vec<tempfile::TempDir> = (0..REPLICAS)
@@ -308,15 +319,17 @@ async fn start_replicas(
 
 #[tokio::test]
 async fn a_web_chat_limit_of_n_per_minute_is_n_in_total_over_three_replicas() {
-    let (Some(database), Some(redis)) = (
+    let (Some(database), Some(redis), Some(qdrant)) = (
         required_service("SAPA_TEST_DATABASE_URL"),
         required_service("SAPA_TEST_REDIS_URL"),
+        required_service("SAPA_TEST_QDRANT_URL"),
     ) else {
         return;
     };
     let (_envs, _dirs, servers) = start_replicas(
         &database,
         &redis,
+        &qdrant,
         "",
         &[("SAPA_WEBCHAT__MESSAGES_PER_MINUTE_PER_SESSION", "5")],
     )
@@ -352,6 +365,102 @@ async fn a_web_chat_limit_of_n_per_minute_is_n_in_total_over_three_replicas() {
     for server in servers.into_iter().flatten() {
         server.kill().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_uploaded_through_one_replica_is_answered_on_another_at_once() {
+    let (Some(database), Some(redis), Some(qdrant)) = (
+        required_service("SAPA_TEST_DATABASE_URL"),
+        required_service("SAPA_TEST_REDIS_URL"),
+        required_service("SAPA_TEST_QDRANT_URL"),
+    ) else {
+        return;
+    };
+    let (envs, dirs, servers) = start_replicas(&database, &redis, &qdrant, "", &[]).await;
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let addresses: Vec<String> = servers
+        .iter()
+        .map(|s| s.as_ref().unwrap().address.clone())
+        .collect();
+    let client = reqwest::Client::new();
+    // Replica 3 answers from the shared collection before the upload: the demo tenant's
+    // documents, seeded once for all replicas.
+    let session = create_session(&client, &addresses[2], "demo").await;
+    post_message(
+        &client,
+        &addresses[2],
+        &session,
+        "kb-1",
+        "jam buka outlet Blok M hari Minggu?",
+    )
+    .await;
+    bot_answer_containing(&client, &addresses[2], &session, "08.00").await;
+
+    let created = crate::process::command(dirs[1].path(), &envs)
+        .args(["tenant", "api-key", "create", "demo"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let uploaded = client
+        .post(format!("{}/v1/admin/knowledge/documents", addresses[1]))
+        .query(&[("name", "promo-zebra.md")])
+        .bearer_auth(&key)
+        .body("# Promo Zebra\n\nPromo Zebra: beli dua minuman gratis satu croissant setiap hari Jumat di semua outlet.\n")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploaded.status().is_success(),
+        "{}",
+        uploaded.text().await.unwrap()
+    );
+    // Asked on replica 3 right after the upload answered on replica 2.
+    post_message(
+        &client,
+        &addresses[2],
+        &session,
+        "kb-2",
+        "ada promo zebra hari jumat?",
+    )
+    .await;
+    bot_answer_containing(&client, &addresses[2], &session, "gratis satu croissant").await;
+    // Replica 1 lists it too.
+    let listed: Value = client
+        .get(format!("{}/v1/admin/knowledge/documents", addresses[0]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed.to_string().contains("promo-zebra.md"), "{listed}");
+    for server in servers.into_iter().flatten() {
+        server.kill().await;
+    }
+}
+
+/// Waits for a bot message of the session that contains `needle`.
+async fn bot_answer_containing(
+    client: &reqwest::Client,
+    base: &str,
+    session: &sapa_tests::Session,
+    needle: &str,
+) {
+    eventually(Duration::from_secs(30), || async {
+        let messages = list_messages(client, base, session).await.ok()?;
+        messages
+            .iter()
+            .any(|m| m["author"] == "bot" && m["text"].as_str().is_some_and(|t| t.contains(needle)))
+            .then_some(())
+    })
+    .await;
 }
 
 /// The WhatsApp number of customer `s`.
