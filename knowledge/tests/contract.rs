@@ -523,3 +523,31 @@ async fn a_tenant_moves_between_backends_with_the_same_results() {
     let returned = eval::run(&back, TENANT, &data("paraphrased.jsonl")).unwrap();
     assert_eq!(returned.recall_at_1, base.recall_at_1);
 }
+
+/// Qdrant only: an unreachable server does not stop the start (ingress keeps working); every
+/// knowledge call fails with what is wrong until it answers.
+#[cfg(feature = "qdrant")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_qdrant_fails_each_call_but_not_the_start() {
+    use std::time::Duration;
+    let settings = knowledge::qdrant::QdrantSettings {
+        url: "http://127.0.0.1:9".to_owned(),
+        api_key: String::new(),
+        collection: "sapa".to_owned(),
+        timeout: Duration::from_secs(2),
+    };
+    let k = knowledge::qdrant::QdrantKnowledge::connect(&settings, None)
+        .await
+        .unwrap();
+    let error = knowledge::Retriever::retrieve(&k, "t", &SearchQuery::text("harga kopi"), 5)
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("qdrant:"), "{error}");
+    assert!(k.list_documents("t").is_err());
+    assert!(
+        k.ingest("t", "a.md", b"# A\n\nKopi.\n".to_vec())
+            .await
+            .is_err()
+    );
+    assert!(k.check().await.is_err());
+}

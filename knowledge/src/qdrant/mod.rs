@@ -65,6 +65,9 @@ use crate::index::{
 use crate::relevance::{self, Fuzzy, QueryPlan};
 use crate::retriever::{KnowledgeBase, QueryVector, Retriever, SearchQuery};
 
+/// The `backend` of errors about a collection that is not Sapa's (a configuration mistake,
+/// unlike an unreachable server).
+const SCHEMA: &str = "qdrant collection";
 /// Points written per upsert call.
 const UPSERT_BATCH: usize = 256;
 /// Sparse candidates fetched per candidate kept: the stored term weights use the average
@@ -120,8 +123,11 @@ pub struct QdrantKnowledge {
 struct Inner {
     client: Qdrant,
     collection: String,
-    /// The size of the collection's dense vectors; `None` when it has none.
-    dense_size: Option<u64>,
+    /// Set once the collection is known to exist with Sapa's schema: the size of its dense
+    /// vectors, `None` when it has none.
+    layout: tokio::sync::OnceCell<Option<u64>>,
+    /// The embedder that sizes a new collection's dense vector.
+    probe: Option<Arc<dyn Embedder>>,
     bridge: Bridge,
     /// Per tenant: the manifest revision the statistics were built at, and the statistics.
     tenants: Mutex<HashMap<String, Arc<Cached>>>,
@@ -138,7 +144,7 @@ impl fmt::Debug for QdrantKnowledge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QdrantKnowledge")
             .field("collection", &self.inner.collection)
-            .field("dense_size", &self.inner.dense_size)
+            .field("dense_size", &self.inner.layout.get())
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.model().to_owned()),
@@ -174,30 +180,42 @@ impl QdrantKnowledge {
         let client = builder
             .build()
             .map_err(|e| backend(format!("qdrant.url {:?}: {e}", settings.url)))?;
-        let collection = settings.collection.clone();
-        let probe = embedder.clone();
-        let (client, dense_size) = bridge
-            .run(async move {
-                let dense_size = ensure_collection(&client, &collection, probe).await?;
-                Ok((client, dense_size))
-            })
-            .await?;
-        if embedder.is_some() && dense_size.is_none() {
-            tracing::warn!(
+        let inner = Arc::new(Inner {
+            client,
+            collection: settings.collection.clone(),
+            layout: tokio::sync::OnceCell::new(),
+            probe: embedder.clone(),
+            bridge,
+            tenants: Mutex::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+        });
+        let started = inner.clone();
+        match inner
+            .bridge
+            .run(async move { started.dense_size().await })
+            .await
+        {
+            Ok(None) if embedder.is_some() => tracing::warn!(
                 collection = settings.collection,
                 "the Qdrant collection has no dense vector: retrieval stays lexical; reindex into a new collection to use [embeddings]"
-            );
+            ),
+            Ok(_) => {}
+            // A collection that is not Sapa's is a configuration mistake: refuse to start.
+            Err(
+                error @ KnowledgeError::Backend {
+                    backend: SCHEMA, ..
+                },
+            ) => return Err(error),
+            // Unreachable: start anyway (ingress keeps accepting); every knowledge call tries
+            // again, and fails, until Qdrant answers.
+            Err(error) => tracing::warn!(
+                %error,
+                "Qdrant is unreachable at start: knowledge calls fail until it answers"
+            ),
         }
         Ok(Self {
-            inner: Arc::new(Inner {
-                client,
-                collection: settings.collection.clone(),
-                dense_size,
-                bridge,
-                tenants: Mutex::new(HashMap::new()),
-                writes: tokio::sync::Mutex::new(()),
-            }),
-            embedder: embedder.filter(|_| dense_size.is_some()),
+            inner,
+            embedder,
             min_similarity: DEFAULT_MIN_SIMILARITY,
             dense_weight: 1.0,
         })
@@ -226,6 +244,7 @@ impl QdrantKnowledge {
         self.inner
             .bridge
             .run(async move {
+                inner.dense_size().await?;
                 let info = inner
                     .client
                     .collection_info(&inner.collection)
@@ -323,13 +342,13 @@ fn check_schema(
         .config
         .as_ref()
         .and_then(|c| c.params.as_ref())
-        .ok_or_else(|| backend(format!("collection {collection:?} has no parameters")))?;
+        .ok_or_else(|| schema_error(format!("collection {collection:?} has no parameters")))?;
     let has_lexical = params
         .sparse_vectors_config
         .as_ref()
         .is_some_and(|s| s.map.contains_key(LEXICAL));
     if !has_lexical {
-        return Err(backend(format!(
+        return Err(schema_error(format!(
             "collection {collection:?} has no sparse vector {LEXICAL:?}: it was not created by Sapa; set qdrant.collection to a new name"
         )));
     }
@@ -338,7 +357,7 @@ fn check_schema(
         .get(TENANT)
         .is_some_and(|schema| schema.data_type == PayloadSchemaType::Keyword as i32);
     if !tenant_indexed {
-        return Err(backend(format!(
+        return Err(schema_error(format!(
             "collection {collection:?} has no keyword index on {TENANT:?}"
         )));
     }
@@ -349,14 +368,14 @@ fn check_schema(
     {
         Some(vectors_config::Config::ParamsMap(map)) => map.map.get(DENSE).cloned(),
         Some(vectors_config::Config::Params(_)) => {
-            return Err(backend(format!(
+            return Err(schema_error(format!(
                 "collection {collection:?} has an unnamed vector: it was not created by Sapa; set qdrant.collection to a new name"
             )));
         }
         None => None,
     };
     match dense {
-        Some(params) if params.distance != Distance::Cosine as i32 => Err(backend(format!(
+        Some(params) if params.distance != Distance::Cosine as i32 => Err(schema_error(format!(
             "collection {collection:?}: vector {DENSE:?} must use cosine distance"
         ))),
         Some(params) => Ok(Some(params.size)),
@@ -364,7 +383,25 @@ fn check_schema(
     }
 }
 
+fn schema_error(message: String) -> KnowledgeError {
+    KnowledgeError::Backend {
+        backend: SCHEMA,
+        message,
+    }
+}
+
 impl Inner {
+    /// Makes sure the collection exists with Sapa's schema (once per process; retried after
+    /// a failure) and returns its dense size.
+    async fn dense_size(&self) -> Result<Option<u64>, KnowledgeError> {
+        self.layout
+            .get_or_try_init(|| {
+                ensure_collection(&self.client, &self.collection, self.probe.clone())
+            })
+            .await
+            .copied()
+    }
+
     fn cached(&self, tenant: &str) -> Option<Arc<Cached>> {
         self.tenants
             .lock()
@@ -382,6 +419,7 @@ impl Inner {
 
     /// The tenant's manifest revision; empty when it has never been written.
     async fn revision(&self, tenant: &str) -> Result<String, KnowledgeError> {
+        self.dense_size().await?;
         let response = self
             .client
             .get_points(
@@ -437,6 +475,7 @@ impl Inner {
         fields: Option<&[&str]>,
         mut visit: impl FnMut(qdrant_client::qdrant::RetrievedPoint) -> Result<(), KnowledgeError>,
     ) -> Result<(), KnowledgeError> {
+        self.dense_size().await?;
         let mut offset = None;
         loop {
             let mut request = ScrollPointsBuilder::new(&self.collection)
@@ -474,6 +513,7 @@ impl Inner {
         tenant: &str,
         document_id: &str,
     ) -> Result<Option<DocumentPayload>, KnowledgeError> {
+        self.dense_size().await?;
         let response = self
             .client
             .get_points(
@@ -582,6 +622,7 @@ impl Inner {
         vectors: Option<ChunkVectors>,
     ) -> Result<IngestOutcome, KnowledgeError> {
         let _write = self.writes.lock().await;
+        let dense_size = self.dense_size().await?;
         let PreparedDocument {
             tenant,
             info,
@@ -589,7 +630,7 @@ impl Inner {
         } = document;
         let vectors = vectors.filter(|v| {
             let fits = v.vectors.len() == chunks.len()
-                && self.dense_size.is_some_and(|size| {
+                && dense_size.is_some_and(|size| {
                     v.vectors.iter().all(|vector| vector.len() as u64 == size)
                 });
             if !fits {
@@ -721,7 +762,8 @@ impl Inner {
         let _write = self.writes.lock().await;
         let fits = vectors.len() == chunks.len()
             && self
-                .dense_size
+                .dense_size()
+                .await?
                 .is_some_and(|size| vectors.iter().all(|v| v.len() as u64 == size));
         if !fits {
             return Ok(false);
@@ -823,10 +865,9 @@ impl Inner {
             }
             Ok(by_id)
         };
-        let vector = vector.filter(|v| {
-            self.dense_size
-                .is_some_and(|size| v.values.len() as u64 == size)
-        });
+        let dense_size = self.dense_size().await?;
+        let vector =
+            vector.filter(|v| dense_size.is_some_and(|size| v.values.len() as u64 == size));
         let Some(vector) = vector else {
             let Some(sparse) = sparse_input else {
                 return Ok(Vec::new());
@@ -1003,7 +1044,7 @@ impl Retriever for QdrantKnowledge {
 
     async fn embed_query(&self, query: &str) -> Option<QueryVector> {
         let embedder = self.embedder.as_ref()?;
-        if query.trim().is_empty() {
+        if query.trim().is_empty() || self.inner.layout.get() == Some(&None) {
             return None;
         }
         match embedder.embed(&[query.to_owned()]).await {
