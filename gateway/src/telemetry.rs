@@ -55,6 +55,8 @@ pub const FLOW_TURNS_TOTAL: &str = "sapa_flow_turns_total";
 pub const ANSWER_LATENCY_SECONDS: &str = "sapa_answer_latency_seconds";
 /// Seconds spent retrieving knowledge for one answer.
 pub const RETRIEVAL_SECONDS: &str = "sapa_retrieval_seconds";
+/// Knowledge searches that failed (the index or Qdrant unreachable, or failing).
+pub const RETRIEVAL_FAILURES_TOTAL: &str = "sapa_retrieval_failures_total";
 /// Answers discarded because newer customer messages arrived (supersede).
 pub const SUPERSEDED_TOTAL: &str = "sapa_answers_superseded_total";
 /// Turns answered without restarting because `llm.max_restarts` was reached.
@@ -241,6 +243,11 @@ type Spec = (
 );
 
 const COUNTERS: &[Spec] = &[
+    (
+        RETRIEVAL_FAILURES_TOTAL,
+        "Knowledge searches that failed (the index or Qdrant unreachable or failing).",
+        &[],
+    ),
     (
         OTP_TOTAL,
         "One-time codes, by event.",

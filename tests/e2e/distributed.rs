@@ -515,3 +515,88 @@ async fn wa_transcript(pool: &sqlx::AnyPool, s: usize) -> Vec<Value> {
     })
     .collect()
 }
+
+#[tokio::test]
+async fn kb_reindex_moves_a_tenant_into_qdrant_with_the_same_eval_and_check_reports_it() {
+    let Some(qdrant) = required_service("SAPA_TEST_QDRANT_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/kb");
+    let questions = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../knowledge/tests/data/retrieval.jsonl"
+    );
+    let collection = format!("sapa_e2e_{}", uuid::Uuid::new_v4().simple());
+    let in_qdrant = [
+        ("SAPA_KNOWLEDGE__BACKEND", "qdrant"),
+        ("SAPA_QDRANT__URL", qdrant.as_str()),
+        ("SAPA_QDRANT__COLLECTION", collection.as_str()),
+    ];
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut command = crate::process::command(dir.path(), envs);
+        command.args(args);
+        async move { command.output().await.unwrap() }
+    };
+    let stdout =
+        |output: &std::process::Output| String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let ingested = run(&[], &["kb", "ingest", "--tenant", "demo", kb]).await;
+    assert!(ingested.status.success(), "{}", stdout(&ingested));
+    let embedded = run(
+        &[],
+        &["kb", "eval", "--tenant", "demo", questions, "--json"],
+    )
+    .await;
+    let embedded: Value = serde_json::from_slice(&embedded.stdout).unwrap();
+
+    let moved = run(&in_qdrant, &["kb", "reindex", "--tenant", "demo"]).await;
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    assert!(
+        stdout(&moved).contains("demo: 10 documents written, 0 unchanged, 0 deleted"),
+        "{}",
+        stdout(&moved)
+    );
+    let again = run(&in_qdrant, &["kb", "reindex", "--tenant", "demo"]).await;
+    assert!(
+        stdout(&again).contains("0 documents written, 10 unchanged"),
+        "{}",
+        stdout(&again)
+    );
+    let remote = run(
+        &in_qdrant,
+        &["kb", "eval", "--tenant", "demo", questions, "--json"],
+    )
+    .await;
+    let remote: Value = serde_json::from_slice(&remote.stdout).unwrap();
+    for metric in ["recall_at_1", "recall_at_5", "abstain_accuracy"] {
+        let (q, e) = (
+            remote[metric].as_f64().unwrap(),
+            embedded[metric].as_f64().unwrap(),
+        );
+        assert!(q >= e, "{metric}: qdrant {q} < embedded {e}");
+    }
+
+    let check = run(&in_qdrant, &["check"]).await;
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("qdrant: ok") && stdout(&check).contains(&collection),
+        "{}",
+        stdout(&check)
+    );
+    let down = [
+        ("SAPA_KNOWLEDGE__BACKEND", "qdrant"),
+        ("SAPA_QDRANT__URL", "http://127.0.0.1:9"),
+    ];
+    let check = run(&down, &["check"]).await;
+    assert!(!check.status.success());
+    assert!(
+        stdout(&check).contains("qdrant: FAILED"),
+        "{}",
+        stdout(&check)
+    );
+}

@@ -482,10 +482,12 @@ async fn retrieve_chunks(
     match result {
         Ok(Ok(hits)) => Some(hits),
         Ok(Err(err)) => {
+            metrics::counter!(telemetry::RETRIEVAL_FAILURES_TOTAL).increment(1);
             tracing::warn!(tenant_id = %tenant_id, error = %err, "knowledge search failed");
             None
         }
         Err(err) => {
+            metrics::counter!(telemetry::RETRIEVAL_FAILURES_TOTAL).increment(1);
             tracing::error!(tenant_id = %tenant_id, error = %err, "knowledge search panicked");
             None
         }
