@@ -210,6 +210,19 @@ pub fn continued(from: Handoff, conversation_id: &str, span: tracing::Span) -> t
     span
 }
 
+/// The OpenTelemetry trace id of `span` (32 hex digits); `None` without traces.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    if TRACER_PROVIDER.get().is_none() || span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// The process-wide Prometheus recorder (installed on first use; shared by apps in one process).
 pub fn prometheus() -> PrometheusHandle {
     PROMETHEUS

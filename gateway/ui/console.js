@@ -627,7 +627,10 @@
       const golden = isOwner() && m.author === 'customer' && m.text && m.text.trim()
         ? h('button', { type: 'button', class: 'golden', 'data-golden': '', title: t('addGolden'), onclick: (e) => addGolden(m.text.trim(), e.currentTarget) }, `+ ${t('addGolden')}`)
         : null;
-      return h('div', { class: `msg ${m.author}${media ? ' has-media' : ''}` }, media, m.text, h('small', {}, `${who} · ${time}${status}`), golden);
+      // The message's trace id (with telemetry.otlp_endpoint): "why did the bot say this"
+      // is followed in the tracing backend from here.
+      const trace = m.trace_id ? { title: `trace ${m.trace_id}`, 'data-trace': m.trace_id } : {};
+      return h('div', { class: `msg ${m.author}${media ? ' has-media' : ''}` }, media, m.text, h('small', trace, `${who} · ${time}${status}`), golden);
     }));
     const convUrl = `/v1/console/conversations/${encodeURIComponent(c.id)}`;
     const windowClosed = Boolean(c.window_expires_at) && Date.parse(c.window_expires_at) <= Date.now();

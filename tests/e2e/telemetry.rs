@@ -106,5 +106,25 @@ async fn one_web_chat_message_is_one_trace_from_request_to_send() {
     assert_eq!(parent("llm"), span_id("answer"));
     assert_eq!(parent("commit"), span_id("answer"));
     assert_eq!(parent("send"), span_id("answer"));
+
+    // The trace id is stored on the customer's message and on the bot's answer, and the
+    // console shows it: "why did the bot say this" leads to this trace.
+    let trace_id = trace[0]["traceId"].as_str().unwrap().to_owned();
+    let store = app.store().await;
+    let messages = store
+        .console_messages("demo", &session.conversation_id, 0, 10)
+        .await
+        .unwrap();
+    let authors: Vec<(&str, Option<&str>)> = messages
+        .iter()
+        .map(|m| (m.author.as_str(), m.trace_id.as_deref()))
+        .collect();
+    assert_eq!(
+        authors,
+        [
+            ("customer", Some(trace_id.as_str())),
+            ("bot", Some(trace_id.as_str()))
+        ],
+    );
     app.stop().await;
 }

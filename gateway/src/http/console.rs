@@ -694,6 +694,7 @@ async fn conversation(
                 "status": m.status,
                 "created_at": rfc3339(m.created_at_ms),
                 "media": media.get(&m.id),
+                "trace_id": m.trace_id,
             })
         })
         .collect();

@@ -278,6 +278,7 @@ async fn post_message(
         return Ok(rate_limited(wait, "too many messages in this conversation"));
     }
     let item = InboundItem {
+        trace_id: None,
         tenant_id: session.tenant_id.clone(),
         channel_account_id: session.channel_account_id.clone(),
         target: InboundTarget::Conversation(session.conversation_id.clone()),

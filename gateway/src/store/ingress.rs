@@ -69,6 +69,8 @@ pub struct InboundItem {
     pub received_at_ms: i64,
     /// Channel kind.
     pub channel_kind: channels::ChannelKind,
+    /// The OpenTelemetry trace id of the request that brought it (set by the ingress writer).
+    pub trace_id: Option<String>,
 }
 
 /// How a provider message's content is stored: what the bot reads, whether it answers, and the
@@ -332,8 +334,8 @@ async fn accept_one(
     let text = storable(&item.text).into_owned();
     let external_id = storable(&item.external_id).into_owned();
     let message_id: i64 = sqlx::query(
-        "INSERT INTO messages (tenant_id, conversation_id, author, body, external_id, inbox_id, content_kind, media, created_at) \
-         VALUES ($1, $2, 'customer', $3, $4, $5, $6, $7, $8) RETURNING id",
+        "INSERT INTO messages (tenant_id, conversation_id, author, body, external_id, inbox_id, content_kind, media, created_at, trace_id) \
+         VALUES ($1, $2, 'customer', $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(&item.tenant_id)
     .bind(&conversation_id)
@@ -343,6 +345,7 @@ async fn accept_one(
     .bind(item.content_kind)
     .bind(item.media.as_deref().map(|m| storable(m).into_owned()))
     .bind(item.received_at_ms)
+    .bind(item.trace_id.as_deref())
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?;
@@ -358,6 +361,7 @@ async fn accept_one(
             status: None,
             citations: Vec::new(),
             created_at_ms: item.received_at_ms,
+            trace_id: item.trace_id.clone(),
         },
     })
 }

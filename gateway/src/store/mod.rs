@@ -204,6 +204,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("migrations/0025_conversation_leases.sqlite.sql"),
         include_str!("migrations/0025_conversation_leases.postgres.sql"),
     ),
+    (
+        26,
+        "message_trace_id",
+        include_str!("migrations/0026_message_trace_id.sqlite.sql"),
+        include_str!("migrations/0026_message_trace_id.postgres.sql"),
+    ),
 ];
 
 /// The outbox rows (`outbox_id`, `message_id`) sent through account `$2` of tenant `$1` whose
@@ -445,6 +451,8 @@ pub struct StoredMessage {
     pub citations: Vec<String>,
     /// Unix milliseconds.
     pub created_at_ms: i64,
+    /// OpenTelemetry trace id (32 hex digits) of the request or answer turn that wrote it.
+    pub trace_id: Option<String>,
 }
 
 /// Current Unix time in milliseconds.
@@ -1223,7 +1231,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, author, body, external_id, in_reply_to, choices, status, citations, created_at FROM messages \
+            "SELECT id, author, body, external_id, in_reply_to, choices, status, citations, created_at, trace_id FROM messages \
              WHERE tenant_id = $1 AND conversation_id = $2 AND id > $3 AND author <> 'note' ORDER BY id LIMIT $4",
         )
         .bind(tenant_id)
@@ -1248,7 +1256,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, author, body, external_id, in_reply_to, choices, status, citations, created_at FROM messages \
+            "SELECT id, author, body, external_id, in_reply_to, choices, status, citations, created_at, trace_id FROM messages \
              WHERE tenant_id = $1 AND conversation_id = $2 AND id > $3 ORDER BY id LIMIT $4",
         )
         .bind(tenant_id)
@@ -1351,6 +1359,7 @@ fn stored_message(r: &AnyRow) -> Result<StoredMessage, StoreError> {
         status: r.try_get("status")?,
         citations: json_list(r.try_get("citations")?)?,
         created_at_ms: r.try_get("created_at")?,
+        trace_id: r.try_get("trace_id")?,
     })
 }
 

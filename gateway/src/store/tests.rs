@@ -95,6 +95,7 @@ fn item(
     text: &str,
 ) -> InboundItem {
     InboundItem {
+        trace_id: None,
         tenant_id: tenant.into(),
         channel_account_id: account.into(),
         target: InboundTarget::Conversation(conversation.into()),
@@ -183,6 +184,7 @@ async fn a_turn_commits_state_messages_and_outbox_together_and_once() {
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
         assert_eq!(batch.turns.len(), 2);
         let commit = Turn {
+            trace_id: None,
             conversation: flows::Conversation {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
@@ -260,6 +262,7 @@ async fn usage_is_counted_with_the_messages_once_per_day_and_channel_on_both_bac
         s.accept_inbound(&[first]).await.unwrap();
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
         let commit = Turn {
+            trace_id: None,
             replies: vec![TurnReply {
                 text: "jawaban".into(),
                 choices: vec![],
@@ -349,6 +352,7 @@ async fn a_newer_message_supersedes_an_answer_being_committed() {
             .await
             .unwrap();
         let commit = Turn {
+            trace_id: None,
             conversation: flows::Conversation {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
@@ -391,6 +395,7 @@ async fn outbox_sends_one_row_per_conversation_in_order_and_dead_letters() {
                 .unwrap();
             let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
             let commit = Turn {
+                trace_id: None,
                 conversation: flows::Conversation {
                     state: flows::ConversationState::Bot,
                     locale: flows::Locale::Id,
@@ -610,6 +615,7 @@ async fn api_keys_are_tenant_scoped_and_revocable() {
 
 fn wa_item(tenant: &str, account: &str, wa_id: &str, external: &str, answer: bool) -> InboundItem {
     InboundItem {
+        trace_id: None,
         tenant_id: tenant.into(),
         channel_account_id: account.into(),
         target: InboundTarget::Contact(ContactRef {
@@ -727,6 +733,7 @@ async fn delivery_statuses_only_move_forward() {
         let conv = conversation_of(&accepted[0]);
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
         let commit = Turn {
+            trace_id: None,
             conversation: flows::Conversation {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
@@ -828,6 +835,7 @@ async fn statuses_of_any_part_of_a_split_message_reach_it() {
         let conv = conversation_of(&accepted[0]);
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
         let commit = Turn {
+            trace_id: None,
             conversation: flows::Conversation {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
@@ -1080,6 +1088,7 @@ async fn contacts_track_reachability_phone_edits_migration_and_poll_offset() {
         let batch = s.load_turn_batch(&conversation).await.unwrap().unwrap();
         let long = "Saya ingin berbicara dengan admin tentang pesanan katering besar".to_owned();
         let commit = Turn {
+            trace_id: None,
             conversation: flows::Conversation {
                 state: flows::ConversationState::Bot,
                 locale: flows::Locale::Id,
@@ -2040,6 +2049,7 @@ async fn a_follow_up_moved_after_its_claim_is_not_sent_early_on_both_backends() 
         let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
         let later = now + 3_600_000;
         let commit = Turn {
+            trace_id: None,
             follow_up: Some(PlannedFollowUp {
                 due_at: later,
                 kind: "scheduled",
@@ -2133,6 +2143,7 @@ async fn a_turn_schedules_reschedules_and_opts_out_of_follow_ups_on_both_backend
                 .unwrap();
             let batch = s.load_turn_batch(&conv).await.unwrap().unwrap();
             let commit = Turn {
+                trace_id: None,
                 follow_up,
                 opt_out,
                 ..Turn::new(batch)
@@ -2222,6 +2233,7 @@ async fn flows_are_stored_per_tenant_and_a_run_commits_with_its_turn_on_both_bac
                 assert_eq!(batch.flow_run.as_deref(), Some("{\"flow\":\"poin\"}"));
             }
             let commit = Turn {
+                trace_id: None,
                 flow_run: run,
                 tags,
                 ..Turn::new(batch)

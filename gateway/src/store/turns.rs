@@ -98,6 +98,8 @@ pub struct Turn {
     pub flow_run: Option<Option<String>>,
     /// Tags a flow put on the conversation.
     pub tags: Vec<String>,
+    /// The OpenTelemetry trace id of the answer turn, stored on its bot messages.
+    pub trace_id: Option<String>,
     /// Metric label: `passage`, `no_match`, `failed`, `handoff`, `silent`, or for model answers
     /// `llm_answer`, `llm_clarify`, `llm_handoff`, `llm_rejected`, `llm_unavailable`.
     pub kind: &'static str,
@@ -120,6 +122,8 @@ impl Turn {
             flow_run: None,
             tags: Vec::new(),
             kind: "silent",
+            // Built inside the answer's span: its trace is the customer message's.
+            trace_id: crate::telemetry::trace_id(&tracing::Span::current()),
         }
     }
 
@@ -423,8 +427,8 @@ async fn commit_one(
             )
         };
         let message_id: i64 = sqlx::query(
-            "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, citations, status, created_at) \
-             VALUES ($1, $2, 'bot', $3, $4, $5, $6, 'pending', $7) RETURNING id",
+            "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, citations, status, created_at, trace_id) \
+             VALUES ($1, $2, 'bot', $3, $4, $5, $6, 'pending', $7, $8) RETURNING id",
         )
         .bind(&batch.tenant_id)
         .bind(&batch.conversation_id)
@@ -433,6 +437,7 @@ async fn commit_one(
         .bind(choices_json)
         .bind(citations_json)
         .bind(now)
+        .bind(commit.trace_id.as_deref())
         .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;

@@ -330,6 +330,7 @@ fn inbound_item(route: &Route, inbound: Inbound) -> InboundItem {
         content.kind
     };
     InboundItem {
+        trace_id: None,
         tenant_id: route.tenant_id.clone(),
         channel_account_id: route.account_id.clone(),
         target: InboundTarget::Contact(ContactRef {

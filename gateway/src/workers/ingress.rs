@@ -63,8 +63,9 @@ impl Ingress {
     ///
     /// # Errors
     /// [`IngressError`] when nothing was stored (the caller answers 503 so the sender retries).
-    pub async fn accept(&self, item: InboundItem) -> Result<Accepted, IngressError> {
+    pub async fn accept(&self, mut item: InboundItem) -> Result<Accepted, IngressError> {
         let span = tracing::info_span!("inbox.commit", channel = item.channel_kind.as_str());
+        item.trace_id = telemetry::trace_id(&span);
         let (reply, answer) = oneshot::channel();
         async {
             self.tx
