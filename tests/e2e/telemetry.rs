@@ -7,8 +7,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
+use sapa_tests::fake_graph::FakeGraph;
 use sapa_tests::fake_openai::{FakeOpenAi, Reply};
-use sapa_tests::{eventually, spawn_app, test_config};
+use sapa_tests::{WA_APP_SECRET, eventually, spawn_app, test_config, wa_text, whatsapp_config};
 use serde_json::{Value, json};
 
 type Spans = Arc<Mutex<Vec<Value>>>;
@@ -62,6 +63,69 @@ async fn one_web_chat_message_is_one_trace_from_request_to_send() {
     app.bot_messages(&session, 1).await;
 
     // Assert: the request's span is the root; the rest of the path shares its trace.
+    let trace_id = assert_one_trace(&spans, "webchat.message").await;
+
+    // The trace id is stored on the customer's message and on the bot's answer, and the
+    // console shows it: "why did the bot say this" leads to this trace.
+    let store = app.store().await;
+    let messages = store
+        .console_messages("demo", &session.conversation_id, 0, 10)
+        .await
+        .unwrap();
+    let authors: Vec<(&str, Option<&str>)> = messages
+        .iter()
+        .map(|m| (m.author.as_str(), m.trace_id.as_deref()))
+        .collect();
+    assert_eq!(
+        authors,
+        [
+            ("customer", Some(trace_id.as_str())),
+            ("bot", Some(trace_id.as_str()))
+        ],
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_whatsapp_webhook_message_is_one_trace_from_webhook_to_send() {
+    let (collector, spans) = fake_collector().await;
+    let fake = FakeOpenAi::start([Reply::content(
+        json!({"reply": "Kopi susu Rp18.000, Kak.", "action": "answer", "citations": []})
+            .to_string(),
+    )])
+    .await;
+    let graph = FakeGraph::start().await;
+    let extra = format!(
+        "{}{}[telemetry]\notlp_endpoint = \"{collector}\"\n",
+        whatsapp_config(&graph.base_url, ""),
+        fake.config("stream = false")
+    );
+    gateway::telemetry::init(&test_config(&extra).telemetry);
+    let app = spawn_app(&extra).await;
+
+    let body = wa_text("wamid.trace-1", "6281299990001", "berapa harga kopi susu?");
+    assert_eq!(app.whatsapp_post(&body, WA_APP_SECRET).await.status(), 200);
+
+    let trace_id = assert_one_trace(&spans, "webhook").await;
+    let store = app.store().await;
+    let conversation: String = eventually(Duration::from_secs(10), || async {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT conversation_id FROM messages WHERE author = 'bot' AND trace_id = $1",
+        )
+        .bind(&trace_id)
+        .fetch_optional(store.pool())
+        .await
+        .unwrap();
+        row.map(|(c,)| c)
+    })
+    .await;
+    assert!(!conversation.is_empty());
+    app.stop().await;
+}
+
+/// Waits for the trace rooted at the span named `root` to hold the whole path of one customer
+/// message, checks every span's parent, and returns the trace id.
+async fn assert_one_trace(spans: &Spans, root: &str) -> String {
     let path = [
         "inbox.commit",
         "answer",
@@ -72,7 +136,7 @@ async fn one_web_chat_message_is_one_trace_from_request_to_send() {
     ];
     let trace = eventually(Duration::from_secs(20), || async {
         let spans = spans.lock().unwrap().clone();
-        let root = spans.iter().find(|s| s["name"] == "webchat.message")?;
+        let root = spans.iter().find(|s| s["name"] == root)?;
         let trace_id = root["traceId"].as_str()?.to_owned();
         let trace: Vec<Value> = spans
             .iter()
@@ -100,31 +164,11 @@ async fn one_web_chat_message_is_one_trace_from_request_to_send() {
             .unwrap_or_default()
             .to_owned()
     };
-    assert_eq!(parent("inbox.commit"), span_id("webchat.message"));
+    assert_eq!(parent("inbox.commit"), span_id(root));
     assert_eq!(parent("answer"), span_id("inbox.commit"));
     assert_eq!(parent("retrieval"), span_id("answer"));
     assert_eq!(parent("llm"), span_id("answer"));
     assert_eq!(parent("commit"), span_id("answer"));
     assert_eq!(parent("send"), span_id("answer"));
-
-    // The trace id is stored on the customer's message and on the bot's answer, and the
-    // console shows it: "why did the bot say this" leads to this trace.
-    let trace_id = trace[0]["traceId"].as_str().unwrap().to_owned();
-    let store = app.store().await;
-    let messages = store
-        .console_messages("demo", &session.conversation_id, 0, 10)
-        .await
-        .unwrap();
-    let authors: Vec<(&str, Option<&str>)> = messages
-        .iter()
-        .map(|m| (m.author.as_str(), m.trace_id.as_deref()))
-        .collect();
-    assert_eq!(
-        authors,
-        [
-            ("customer", Some(trace_id.as_str())),
-            ("bot", Some(trace_id.as_str()))
-        ],
-    );
-    app.stop().await;
+    trace[0]["traceId"].as_str().unwrap().to_owned()
 }
