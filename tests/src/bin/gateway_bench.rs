@@ -11,7 +11,7 @@
 //! cargo build --release --manifest-path ../shared/bench/Cargo.toml --target-dir target/bench-kit
 //! ./target/release/gateway-bench [--rates 500,1000,2000] [--duration 10] [--numbers 40]
 //!     [--sapa target/release/sapa] [--kit target/bench-kit/release]
-//!     [--database postgres://… --redis redis://… [--replicas N]]
+//!     [--database postgres://… --redis redis://… [--replicas N] [--qdrant http://…:6334]]
 //! ```
 //!
 //! Distributed mode: with `--database` (a Postgres URL; the bench creates a fresh schema) and
@@ -19,7 +19,8 @@
 //! data dir (a copy of the seeded one: the embedded index is per replica), and the offered
 //! rate is split evenly over them by one load generator per replica (a load balancer's job);
 //! their figures are combined: throughput and losses summed, p50 averaged, p99 the worst, CPU
-//! summed, RSS the largest.
+//! summed, RSS the largest. With `--qdrant` (Qdrant's gRPC URL) the knowledge base is a fresh
+//! Qdrant collection shared by the replicas (`knowledge.backend = "qdrant"`), as in production.
 //!
 //! Ports: the stubs on 127.0.0.1:18480, the reference on 18490, Sapa on a free port; the
 //! operator listener takes a free port too. Everything stays on loopback.
@@ -45,6 +46,7 @@ struct Args {
     database: Option<String>,
     redis: Option<String>,
     replicas: u32,
+    qdrant: Option<String>,
 }
 
 fn args() -> Args {
@@ -57,6 +59,7 @@ fn args() -> Args {
         database: None,
         redis: None,
         replicas: 1,
+        qdrant: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,6 +78,7 @@ fn args() -> Args {
             "--database" => parsed.database = Some(value),
             "--redis" => parsed.redis = Some(value),
             "--replicas" => parsed.replicas = value.parse().expect("--replicas: a count"),
+            "--qdrant" => parsed.qdrant = Some(value),
             other => panic!("unknown flag {other} (see the file's header)"),
         }
     }
@@ -170,6 +174,12 @@ fn sapa_config(dir: &Path, args: &Args, schema_url: Option<&str>) -> PathBuf {
         let prefix = format!("sapa-bench:{}:", std::process::id());
         config.push_str(&format!(
             "[redis]\nurl = \"{url}\"\nprefix = \"{prefix}\"\n"
+        ));
+    }
+    if let Some(url) = &args.qdrant {
+        config.push_str(&format!(
+            "[knowledge]\nbackend = \"qdrant\"\n[qdrant]\nurl = \"{url}\"\ncollection = \"sapa_bench_{}\"\n",
+            std::process::id()
         ));
     }
     for i in 0..numbers {
