@@ -318,6 +318,11 @@ fn main() {
     for r in 1..args.replicas {
         let copy = dir.path().join(format!("replica-{r}"));
         std::fs::create_dir_all(&copy).unwrap();
+        if !dir.path().join("data").exists() {
+            // Postgres and Qdrant hold everything: nothing to copy.
+            replica_dirs.push(copy);
+            continue;
+        }
         let status = Command::new("cp")
             .arg("-r")
             .arg(dir.path().join("data"))
