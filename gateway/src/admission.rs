@@ -7,6 +7,11 @@
 //! retry on their own schedule and web chat clients honour `Retry-After`; a request that was
 //! acknowledged is stored and answered as before, so nothing acknowledged is lost.
 //!
+//! A second bound keeps acknowledgements fast while the backlog is still under the limit: when
+//! more messages wait for the inbound group commit than [`MAX_QUEUED`] (about two commits'
+//! worth), new requests are shed too, instead of queueing for seconds until the sender times
+//! out. `max_pending_messages = 0` turns both off.
+//!
 //! The check is one atomic load. The count it reads is the database's inbox depth (refreshed by
 //! the recovery poller every `conversation.poll_interval`) plus the messages this process
 //! committed since that refresh. Answers lower it at the next refresh, so shedding stops within
@@ -17,6 +22,10 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+/// Messages waiting for the inbound group commit beyond which requests are shed: about two
+/// group commits' worth, so an admitted message is acknowledged after a few commits at most.
+pub const MAX_QUEUED: usize = 1024;
 
 /// Shared admission state: the limit and the estimated number of pending inbox rows.
 #[derive(Debug)]
@@ -67,6 +76,22 @@ impl Admission {
                 pending,
             })
         }
+    }
+
+    /// [`Admission::check`], and also refuses while `queued` messages (handed to the group
+    /// commit, not yet stored) are [`MAX_QUEUED`] or more.
+    ///
+    /// # Errors
+    /// [`Overloaded`] over either bound.
+    pub fn check_queued(&self, queued: usize) -> Result<(), Overloaded> {
+        self.check()?;
+        if self.limit != 0 && queued >= MAX_QUEUED {
+            return Err(Overloaded {
+                retry_after_secs: self.retry_after_secs,
+                pending: self.pending(),
+            });
+        }
+        Ok(())
     }
 
     /// Counts `n` inbox rows committed unanswered by this process.
@@ -144,6 +169,22 @@ mod tests {
         let before = admission.snapshot();
         admission.refresh(before, 6);
         assert_eq!(admission.pending(), 6);
+    }
+
+    #[test]
+    fn a_long_commit_queue_sheds_even_under_the_pending_limit() {
+        let admission = Admission::new(10_000, Duration::from_secs(1));
+        assert_eq!(admission.check_queued(MAX_QUEUED - 1), Ok(()));
+        assert_eq!(
+            admission
+                .check_queued(MAX_QUEUED)
+                .unwrap_err()
+                .retry_after_secs,
+            1
+        );
+        // No limit: no shedding at all.
+        let unlimited = Admission::new(0, Duration::from_secs(1));
+        assert_eq!(unlimited.check_queued(MAX_QUEUED * 10), Ok(()));
     }
 
     #[test]

@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 
 use channels::ChannelKind;
 
-use crate::admission::Admission;
+use crate::admission::Overloaded;
 use crate::coord::{Coord, RateLimit};
 use crate::http::error::ApiError;
 use crate::telemetry;
+use crate::workers::ingress::Ingress;
 
 /// 429 `rate_limited` with `Retry-After` (whole seconds, at least 1).
 pub fn rate_limited(wait: Duration, what: &str) -> Response {
@@ -38,24 +39,26 @@ pub fn rate_limited(wait: Duration, what: &str) -> Response {
 /// Admission control for an inbound request of `channel`: `None` to go on, or the fast 503
 /// `overloaded` (with `Retry-After`) to answer before anything is read or stored, counted in
 /// `sapa_ingress_shed_total`. See [`crate::admission`].
-pub fn shed(admission: &Admission, channel: ChannelKind) -> Option<Response> {
-    let over = admission.check().err()?;
+pub fn shed(ingress: &Ingress, channel: ChannelKind) -> Option<Response> {
+    Some(overloaded(ingress.admit().err()?, channel))
+}
+
+/// The 503 `overloaded` response for `over`, counted.
+fn overloaded(over: Overloaded, channel: ChannelKind) -> Response {
     metrics::counter!(telemetry::INGRESS_SHED_TOTAL, "channel" => channel.as_str()).increment(1);
-    tracing::debug!(%channel, pending = over.pending, "inbound request shed: too many pending messages");
+    tracing::debug!(%channel, pending = over.pending, "inbound request shed: overloaded");
     let seconds = over.retry_after_secs;
-    Some(
-        (
-            [(header::RETRY_AFTER, seconds.to_string())],
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                format!(
-                    "too many messages are waiting for an answer (server.max_pending_messages); nothing was stored, retry in {seconds} s"
-                ),
+    (
+        [(header::RETRY_AFTER, seconds.to_string())],
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "too many messages are waiting to be stored or answered (server.max_pending_messages); nothing was stored, retry in {seconds} s"
             ),
-        )
-            .into_response(),
+        ),
     )
+        .into_response()
 }
 
 /// Middleware: a request (body upload included) that takes longer than `limit` is abandoned
@@ -109,10 +112,10 @@ mod tests {
 
     #[test]
     fn over_the_pending_limit_is_a_503_that_says_when_to_retry() {
-        let admission = Admission::new(2, Duration::from_millis(200));
-        assert!(shed(&admission, ChannelKind::Webchat).is_none());
+        let admission = crate::admission::Admission::new(2, Duration::from_millis(200));
         admission.accepted(2);
-        let response = shed(&admission, ChannelKind::Webchat).unwrap();
+        let over = admission.check().unwrap_err();
+        let response = overloaded(over, ChannelKind::Webchat);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }

@@ -269,9 +269,7 @@ async fn post_message(
 ) -> Result<Response, ApiError> {
     // Over `server.max_pending_messages`: refuse before anything is stored; the widget
     // retries after `Retry-After` with the same client_message_id.
-    if let Some(overloaded) =
-        crate::http::limits::shed(state.ingress.admission(), ChannelKind::Webchat)
-    {
+    if let Some(overloaded) = crate::http::limits::shed(&state.ingress, ChannelKind::Webchat) {
         return Ok(overloaded);
     }
     let session = authenticate(&state, bearer(&headers)?).await?;

@@ -103,7 +103,7 @@ async fn receive_in_span(
     let channel = provider.kind();
     // Over `server.max_pending_messages`: refuse before reading or storing anything; the
     // provider retries on its own schedule.
-    if let Some(overloaded) = crate::http::limits::shed(state.ingress.admission(), channel) {
+    if let Some(overloaded) = crate::http::limits::shed(&state.ingress, channel) {
         return Ok(overloaded);
     }
     let count = |outcome: &'static str| {

@@ -63,10 +63,19 @@ impl Ingress {
         Self { tx, admission }
     }
 
-    /// The admission check callers run before handing over a message
-    /// (`server.max_pending_messages`).
+    /// The admission state (`server.max_pending_messages`).
     pub fn admission(&self) -> &Admission {
         &self.admission
+    }
+
+    /// The check callers run before handing over messages: the pending limit, and the length
+    /// of the group commit's queue (see [`crate::admission`]).
+    ///
+    /// # Errors
+    /// [`Overloaded`](crate::admission::Overloaded): answer 503 without storing anything.
+    pub fn admit(&self) -> Result<(), crate::admission::Overloaded> {
+        let queued = self.tx.max_capacity().saturating_sub(self.tx.capacity());
+        self.admission.check_queued(queued)
     }
 
     /// Stores one message durably; returns only after commit.

@@ -57,7 +57,7 @@ async fn run(
     loop {
         // Over `server.max_pending_messages`: pull nothing until the backlog shrinks (the
         // provider keeps the updates; the offset does not move).
-        if let Err(over) = inbound.ingress.admission().check() {
+        if let Err(over) = inbound.ingress.admit() {
             tracing::debug!(channel = %route.kind, pending = over.pending, "pulling paused: too many pending messages");
             if sleep_or_stop(&token, Duration::from_secs(over.retry_after_secs)).await {
                 break;
