@@ -40,6 +40,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod accounts;
+pub mod admission;
 pub mod api_key;
 pub mod bot;
 pub mod checks;

@@ -389,10 +389,15 @@ impl Application {
             work.0.clone(),
             work.1.clone(),
         );
+        let admission = Arc::new(crate::admission::Admission::new(
+            config.server.max_pending_messages,
+            config.conversation.poll_interval,
+        ));
         let ingress = Ingress::spawn(
             store.clone(),
             lanes.clone(),
             coord.clone(),
+            admission.clone(),
             &work.0,
             work.1.clone(),
         );
@@ -409,6 +414,7 @@ impl Application {
         poller::spawn(
             store.clone(),
             lanes,
+            admission,
             config.conversation.poll_interval,
             &work.0,
             work.1.clone(),

@@ -43,6 +43,9 @@ pub const COORD_DEGRADED: &str = "sapa_coord_degraded";
 pub const COORD_FALLBACKS_TOTAL: &str = "sapa_coord_fallbacks_total";
 /// Conversation leases that expired while this replica still held them.
 pub const COORD_LEASES_LOST_TOTAL: &str = "sapa_coord_leases_lost_total";
+/// Inbound requests refused with 503 `overloaded` before anything was stored
+/// (`server.max_pending_messages`), by `channel`.
+pub const INGRESS_SHED_TOTAL: &str = "sapa_ingress_shed_total";
 /// Seconds to commit one group of inbound messages.
 pub const INGRESS_COMMIT_SECONDS: &str = "sapa_ingress_commit_seconds";
 /// Inbound messages per group commit.
@@ -338,6 +341,11 @@ const COUNTERS: &[Spec] = &[
                 &["accepted", "bad_signature", "undecodable", "unavailable"],
             ),
         ],
+    ),
+    (
+        INGRESS_SHED_TOTAL,
+        "Inbound requests refused with 503 overloaded before anything was stored, by channel.",
+        &[("channel", CHANNELS)],
     ),
     (
         WEBHOOK_DROPPED_TOTAL,

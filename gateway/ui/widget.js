@@ -830,8 +830,9 @@
           makeUnavailable();
           return;
         } else if (r.status >= 500) {
+          // 503 overloaded says when to come back (Retry-After); the jitter spreads retries.
           setPendingState(entry.cid, 'queued');
-          state.flushTimer = setTimeout(flush, 2000 + Math.random() * 3000);
+          state.flushTimer = setTimeout(flush, Math.max(2000, r.retryAfter * 1000) + Math.random() * 3000);
           return;
         } else {
           // 400/413/422: this message can never be accepted; keep it visible as failed.

@@ -747,3 +747,57 @@ async fn telegram_conversation_over_its_rate_is_stored_and_acknowledged_but_answ
     store.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn past_max_pending_messages_a_webhook_gets_503_and_its_retry_is_answered_later() {
+    let llm = FakeOpenAi::start((0..4).map(|_| hours_answer("Buka 08.00–23.00.".to_owned()))).await;
+    // The model call stalls, so the first message stays pending.
+    llm.hold(true);
+    let extra =
+        llm.config("stream = false\ntimeout = \"60s\"") + "[server]\nmax_pending_messages = 1\n";
+    let (app, fake) = start("", &extra).await;
+    post_ok(&app, &text_update(1, CHAT, 10, HOURS_QUESTION, "id")).await;
+    eventually(Duration::from_secs(20), || async {
+        (!llm.requests().is_empty()).then_some(())
+    })
+    .await;
+    let second = text_update(2, CHAT + 1, 20, HOURS_QUESTION, "id");
+    let shed = app.telegram_post(&second, Some(TG_WEBHOOK_SECRET)).await;
+    assert_eq!(shed.status(), 503);
+    assert!(shed.headers().contains_key("retry-after"));
+    assert_eq!(
+        shed.json::<Value>().await.unwrap()["error"]["code"],
+        "overloaded"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .lines()
+            .any(|l| l == "sapa_ingress_shed_total{channel=\"telegram\"} 1"),
+        "the 503 is counted"
+    );
+    // Released: the acknowledged message is answered; the refused one was never stored.
+    llm.hold(false);
+    wait_calls(&fake, "sendMessage", 1).await;
+    let url = format!("sqlite://{}", app.data_dir.path().join("sapa.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let inbox = |pool: sqlx::AnyPool| async move {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM inbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        sqlx::Row::get::<i64, _>(&row, "n")
+    };
+    assert_eq!(inbox(pool.clone()).await, 1);
+    // Telegram's redelivery is accepted once the backlog has drained, and answered.
+    eventually(Duration::from_secs(20), || async {
+        let response = app.telegram_post(&second, Some(TG_WEBHOOK_SECRET)).await;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    wait_calls(&fake, "sendMessage", 2).await;
+    assert_eq!(inbox(pool.clone()).await, 2);
+    pool.close().await;
+    app.stop().await;
+}

@@ -7,7 +7,7 @@ use gateway::startup::Overrides;
 use sapa_tests::fake_graph::FakeGraph;
 use sapa_tests::{
     TestApp, WA_ACCESS_TOKEN, WA_APP_SECRET, WA_NUMBER, WA_VERIFY_TOKEN, eventually,
-    spawn_app_with, wa_fixture, wa_text, whatsapp_config,
+    spawn_app_with, wa_fixture, wa_sends_to, wa_text, whatsapp_config,
 };
 use serde_json::{Value, json};
 
@@ -1287,5 +1287,141 @@ async fn whatsapp_new_message_kinds_are_stored_and_answered_only_as_they_should(
         .unwrap()
         .unwrap();
     assert_eq!(ids.user_id.as_deref(), Some("ID.77712345678901234567"));
+    app.stop().await;
+}
+
+/// The customer messages stored with this external id (the raw database, not the API).
+async fn stored_with_external_id(app: &TestApp, external_id: &str) -> i64 {
+    let url = format!("sqlite://{}", app.data_dir.path().join("sapa.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE external_id = $1")
+        .bind(external_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    sqlx::Row::get::<i64, _>(&row, "n")
+}
+
+/// The value of one series in the Prometheus text, 0 when absent.
+fn series(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn past_max_pending_messages_ingress_sheds_with_a_fast_503_and_loses_nothing_acknowledged() {
+    use sapa_tests::fake_openai::{FakeOpenAi, Reply, chunk_containing};
+    const QUESTION: &str = "jam buka outlet Blok M hari Minggu?";
+    let answer = || {
+        Reply::computed(|request| {
+            let id = chunk_containing(request, "08.00–23.00").unwrap_or_else(|| "missing".into());
+            json!({"reply": "Buka 08.00–23.00, Kak.", "action": "answer", "citations": [id]})
+                .to_string()
+        })
+    };
+    let llm = FakeOpenAi::start((0..12).map(|_| answer())).await;
+    // The answer path stalls: every model call waits until released.
+    llm.hold(true);
+    let extra =
+        llm.config("stream = false\ntimeout = \"60s\"") + "[server]\nmax_pending_messages = 3\n";
+    let (app, graph) = start("", &extra).await;
+    let session = app.session("demo").await;
+    let customers = ["6281300000001", "6281300000002", "6281300000003"];
+    for (i, from) in customers.iter().enumerate() {
+        let response = app
+            .whatsapp_post(
+                &wa_text(&format!("wamid.OK{i}"), from, QUESTION),
+                WA_APP_SECRET,
+            )
+            .await;
+        assert_eq!(response.status(), 200, "under the limit: acknowledged");
+    }
+    // All three are stuck in the model call, so three messages are pending.
+    eventually(Duration::from_secs(20), || async {
+        (llm.requests().len() >= 3).then_some(())
+    })
+    .await;
+
+    // A fourth WhatsApp message and a web chat message are refused at once, unread.
+    let shed_body = wa_text("wamid.SHED", "6281300000004", QUESTION);
+    let started = std::time::Instant::now();
+    let shed = app.whatsapp_post(&shed_body, WA_APP_SECRET).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(shed.status(), 503);
+    let retry_after: u64 = shed.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: Value = shed.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
+    let web = app.post(&session, "shed-1", QUESTION).await;
+    assert_eq!(web.status(), 503);
+    assert!(web.headers().contains_key("retry-after"));
+    assert_eq!(
+        web.json::<Value>().await.unwrap()["error"]["code"],
+        "overloaded"
+    );
+    let metrics = app.metrics().await;
+    assert_eq!(
+        series(&metrics, "sapa_ingress_shed_total{channel=\"whatsapp\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        series(&metrics, "sapa_ingress_shed_total{channel=\"webchat\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(series(&metrics, "sapa_inbox_depth"), 3.0, "{metrics}");
+    // Nothing refused was stored; everything acknowledged was.
+    assert_eq!(stored_with_external_id(&app, "wamid.SHED").await, 0);
+    let messages = app.messages(&session).await;
+    assert!(
+        messages.iter().all(|m| m["author"] != "customer"),
+        "{messages:?}"
+    );
+    let bots_before = messages.iter().filter(|m| m["author"] == "bot").count();
+    for i in 0..3 {
+        assert_eq!(
+            stored_with_external_id(&app, &format!("wamid.OK{i}")).await,
+            1
+        );
+    }
+
+    // The stall ends: every acknowledged message is answered and the backlog drains.
+    llm.hold(false);
+    for from in customers {
+        wa_sends_to(&graph, from, 1).await;
+    }
+    let store = app.store().await;
+    eventually(Duration::from_secs(20), || async {
+        (store.inbox_depth().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    store.close().await;
+    // Admission resumes: the providers' retries (the same bodies) are accepted and answered.
+    eventually(Duration::from_secs(20), || async {
+        let response = app.whatsapp_post(&shed_body, WA_APP_SECRET).await;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(20), || async {
+        let response = app.post(&session, "shed-1", QUESTION).await;
+        (response.status() == 202).then_some(())
+    })
+    .await;
+    wa_sends_to(&graph, "6281300000004", 1).await;
+    app.bot_messages(&session, bots_before + 1).await;
+    assert_eq!(stored_with_external_id(&app, "wamid.SHED").await, 1);
     app.stop().await;
 }

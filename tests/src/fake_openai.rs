@@ -100,6 +100,8 @@ struct FakeState {
     embedder: Mutex<HashEmbedder>,
     embedding_inputs: Mutex<Vec<String>>,
     embeddings_down: std::sync::atomic::AtomicBool,
+    /// While true, chat completions wait (after their request is logged) instead of answering.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 /// The running fake server.
@@ -133,6 +135,7 @@ impl FakeOpenAi {
             embedder: Mutex::new(HashEmbedder::new(256)),
             embedding_inputs: Mutex::new(Vec::new()),
             embeddings_down: std::sync::atomic::AtomicBool::new(false),
+            held: tokio::sync::watch::channel(false).0,
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
@@ -169,6 +172,12 @@ impl FakeOpenAi {
         let mut root = toml::Table::new();
         root.insert("llm".to_owned(), toml::Value::Table(llm));
         root.to_string()
+    }
+
+    /// While `held`, chat completion requests are logged but not answered (the answer path
+    /// stalls); releasing answers every waiting request from the script.
+    pub fn hold(&self, held: bool) {
+        self.state.held.send_replace(held);
     }
 
     /// Request bodies received so far.
@@ -277,6 +286,7 @@ pub fn chunk_containing(request: &Value, needle: &str) -> Option<String> {
 async fn completions(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     state.requests.lock().unwrap().push(request.clone());
+    let _ = state.held.subscribe().wait_for(|held| !*held).await;
     let reply = state.script.lock().unwrap().pop_front();
     let Some(reply) = reply else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "script exhausted").into_response();

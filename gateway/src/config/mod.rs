@@ -85,6 +85,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Most connections served at once on the public port; more wait to be accepted.
     pub max_connections: usize,
+    /// Most pending (accepted, not yet answered) customer messages before webhooks and web
+    /// chat posts get 503 `overloaded` with `Retry-After`; 0: no limit. See
+    /// [`crate::admission`].
+    pub max_pending_messages: u64,
     /// Operator listener (`/metrics`, detailed `/health/ready`): `HOST:PORT`, port 0 for a
     /// free port, empty to disable it.
     pub admin_bind: String,

@@ -2,7 +2,8 @@
 //! `request_timeout`), and the rate limits of the public web chat API: messages per session and
 //! requests per client IP (`webchat.messages_per_minute_per_session`,
 //! `webchat.requests_per_minute_per_ip`), counted through the [`Coord`] seam so replicas share
-//! them. Over a rate limit: 429 `rate_limited` with `Retry-After`.
+//! them. Over a rate limit: 429 `rate_limited` with `Retry-After`. Over
+//! `server.max_pending_messages`: 503 `overloaded` with `Retry-After` ([`shed`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +14,13 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use channels::ChannelKind;
+
+use crate::admission::Overloaded;
 use crate::coord::{Coord, RateLimit};
 use crate::http::error::ApiError;
+use crate::telemetry;
+use crate::workers::ingress::Ingress;
 
 /// 429 `rate_limited` with `Retry-After` (whole seconds, at least 1).
 pub fn rate_limited(wait: Duration, what: &str) -> Response {
@@ -25,6 +31,31 @@ pub fn rate_limited(wait: Duration, what: &str) -> Response {
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("{what}; retry in {seconds} s"),
+        ),
+    )
+        .into_response()
+}
+
+/// Admission control for an inbound request of `channel`: `None` to go on, or the fast 503
+/// `overloaded` (with `Retry-After`) to answer before anything is read or stored, counted in
+/// `sapa_ingress_shed_total`. See [`crate::admission`].
+pub fn shed(ingress: &Ingress, channel: ChannelKind) -> Option<Response> {
+    Some(overloaded(ingress.admit().err()?, channel))
+}
+
+/// The 503 `overloaded` response for `over`, counted.
+fn overloaded(over: Overloaded, channel: ChannelKind) -> Response {
+    metrics::counter!(telemetry::INGRESS_SHED_TOTAL, "channel" => channel.as_str()).increment(1);
+    tracing::debug!(%channel, pending = over.pending, "inbound request shed: overloaded");
+    let seconds = over.retry_after_secs;
+    (
+        [(header::RETRY_AFTER, seconds.to_string())],
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "too many messages are waiting to be stored or answered (server.max_pending_messages); nothing was stored, retry in {seconds} s"
+            ),
         ),
     )
         .into_response()
@@ -77,5 +108,15 @@ mod tests {
         let response = rate_limited(Duration::from_millis(2500), "slow down");
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn over_the_pending_limit_is_a_503_that_says_when_to_retry() {
+        let admission = crate::admission::Admission::new(2, Duration::from_millis(200));
+        admission.accepted(2);
+        let over = admission.check().unwrap_err();
+        let response = overloaded(over, ChannelKind::Webchat);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 }

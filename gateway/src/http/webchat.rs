@@ -267,6 +267,11 @@ async fn post_message(
     headers: HeaderMap,
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<Response, ApiError> {
+    // Over `server.max_pending_messages`: refuse before anything is stored; the widget
+    // retries after `Retry-After` with the same client_message_id.
+    if let Some(overloaded) = crate::http::limits::shed(&state.ingress, ChannelKind::Webchat) {
+        return Ok(overloaded);
+    }
     let session = authenticate(&state, bearer(&headers)?).await?;
     origin::enforce(&headers, &state.config, &session.tenant_id)?;
     let body = body.validate(state.config.webchat.max_message_chars)?;

@@ -6,6 +6,8 @@
 //! A request is acknowledged only after its events are committed, so the provider's retry
 //! covers a crash; replays are harmless (inbox dedupe, statuses only move forward). An
 //! authentic body that cannot be read is acknowledged and counted: a retry cannot fix it.
+//! Past `server.max_pending_messages` a request gets 503 `overloaded` before its body is
+//! read (see [`crate::admission`]).
 
 use std::sync::Arc;
 
@@ -99,6 +101,11 @@ async fn receive_in_span(
 ) -> Result<Response, ApiError> {
     let provider = provider(&state, &kind)?;
     let channel = provider.kind();
+    // Over `server.max_pending_messages`: refuse before reading or storing anything; the
+    // provider retries on its own schedule.
+    if let Some(overloaded) = crate::http::limits::shed(&state.ingress, channel) {
+        return Ok(overloaded);
+    }
     let count = |outcome: &'static str| {
         metrics::counter!(telemetry::WEBHOOKS_TOTAL, "channel" => channel.as_str(), "outcome" => outcome)
             .increment(1);

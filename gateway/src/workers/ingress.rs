@@ -1,6 +1,7 @@
 //! Group commit for inbound messages: handlers hand items to one writer task, which stores
 //! everything queued so far in one transaction and answers each handler when it committed.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use channels::webchat::{EventBus, WebchatEvent, WebchatMessage};
@@ -10,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use super::lanes::Lanes;
+use crate::admission::Admission;
 use crate::store::{Accepted, InboundItem, Refusal, Store, StoreError, StoredMessage};
 use crate::telemetry;
 
@@ -42,21 +44,38 @@ pub enum IngressError {
 #[derive(Debug, Clone)]
 pub struct Ingress {
     tx: mpsc::Sender<Queued>,
+    admission: Arc<Admission>,
 }
 
 impl Ingress {
     /// Starts the writer task on `tracker`; it stops after `token` is cancelled and the queue
-    /// is drained.
+    /// is drained. Every unanswered inbox row it commits is counted in `admission`.
     pub fn spawn(
         store: Store,
         lanes: Lanes,
-        coord: std::sync::Arc<dyn crate::coord::Coord>,
+        coord: Arc<dyn crate::coord::Coord>,
+        admission: Arc<Admission>,
         tracker: &TaskTracker,
         token: CancellationToken,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tracker.spawn(run(store, lanes, coord, rx, token));
-        Self { tx }
+        tracker.spawn(run(store, lanes, coord, admission.clone(), rx, token));
+        Self { tx, admission }
+    }
+
+    /// The admission state (`server.max_pending_messages`).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// The check callers run before handing over messages: the pending limit, and the length
+    /// of the group commit's queue (see [`crate::admission`]).
+    ///
+    /// # Errors
+    /// [`Overloaded`](crate::admission::Overloaded): answer 503 without storing anything.
+    pub fn admit(&self) -> Result<(), crate::admission::Overloaded> {
+        let queued = self.tx.max_capacity().saturating_sub(self.tx.capacity());
+        self.admission.check_queued(queued)
     }
 
     /// Stores one message durably; returns only after commit.
@@ -82,7 +101,8 @@ impl Ingress {
 async fn run(
     store: Store,
     lanes: Lanes,
-    coord: std::sync::Arc<dyn crate::coord::Coord>,
+    coord: Arc<dyn crate::coord::Coord>,
+    admission: Arc<Admission>,
     mut rx: mpsc::Receiver<Queued>,
     token: CancellationToken,
 ) {
@@ -104,11 +124,17 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_group(&store, &lanes, coord.as_ref(), &mut group).await;
+        commit_group(&store, &lanes, coord.as_ref(), &admission, &mut group).await;
     }
 }
 
-async fn commit_group(store: &Store, lanes: &Lanes, bus: &dyn EventBus, group: &mut Vec<Queued>) {
+async fn commit_group(
+    store: &Store,
+    lanes: &Lanes,
+    bus: &dyn EventBus,
+    admission: &Admission,
+    group: &mut Vec<Queued>,
+) {
     let items: Vec<InboundItem> = group.iter().map(|(item, ..)| item.clone()).collect();
     let started = Instant::now();
     let result = store.accept_inbound(&items).await;
@@ -132,6 +158,8 @@ async fn commit_group(store: &Store, lanes: &Lanes, bus: &dyn EventBus, group: &
                         );
                     }
                     if item.answer {
+                        // Stored unanswered (`processed_at` empty): pending until answered.
+                        admission.accepted(1);
                         telemetry::hand_over(telemetry::Handoff::Answer, conversation_id, &span);
                         lanes.wake(conversation_id, item.kind == flows::TurnKind::Text);
                     }

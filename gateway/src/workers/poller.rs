@@ -1,12 +1,15 @@
 //! The recovery poller: finds conversations with unanswered inbox rows (after a crash, a
-//! restart, or a lost wake-up) and makes sure a lane handles each.
+//! restart, or a lost wake-up) and makes sure a lane handles each. It also refreshes the inbox
+//! depth: the `sapa_inbox_depth` gauge and the count admission control sheds by.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::lanes::Lanes;
+use crate::admission::Admission;
 use crate::store::Store;
 use crate::telemetry;
 
@@ -17,6 +20,7 @@ const SCAN_LIMIT: i64 = 2000;
 pub fn spawn(
     store: Store,
     lanes: Lanes,
+    admission: Arc<Admission>,
     interval: Duration,
     tracker: &TaskTracker,
     token: CancellationToken,
@@ -33,8 +37,15 @@ pub fn spawn(
                     tracing::warn!(error = %err.chain(), "scanning pending conversations failed")
                 }
             }
-            if let Ok(depth) = store.inbox_depth().await {
-                metrics::gauge!(telemetry::INBOX_DEPTH).set(depth as f64);
+            let before = admission.snapshot();
+            match store.inbox_depth().await {
+                Ok(depth) => {
+                    admission.refresh(before, depth);
+                    metrics::gauge!(telemetry::INBOX_DEPTH).set(depth as f64);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err.chain(), "reading the inbox depth failed")
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}

@@ -55,6 +55,15 @@ async fn run(
     let mut backoff = Duration::from_millis(500);
     tracing::info!(channel = %route.kind, account = %route.key, "pulling started");
     loop {
+        // Over `server.max_pending_messages`: pull nothing until the backlog shrinks (the
+        // provider keeps the updates; the offset does not move).
+        if let Err(over) = inbound.ingress.admit() {
+            tracing::debug!(channel = %route.kind, pending = over.pending, "pulling paused: too many pending messages");
+            if sleep_or_stop(&token, Duration::from_secs(over.retry_after_secs)).await {
+                break;
+            }
+            continue;
+        }
         let result = tokio::select! {
             r = pull.pull(offset) => r,
             () = token.cancelled() => break,

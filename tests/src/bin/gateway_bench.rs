@@ -261,8 +261,15 @@ fn row(name: &str, v: &Value) -> String {
     let rss = watch["peak_rss_mb"]
         .as_f64()
         .map_or("–".to_owned(), |r| format!("{r:.0}"));
+    // Acknowledged but not answered when the drain ended (the backlog), and the fast 503s of
+    // overload shedding (`server.max_pending_messages`), which the provider would retry.
+    let unanswered = v["lost"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(v["lost_unacked"].as_u64().unwrap_or(0));
+    let shed = v["ack_status"]["503"].as_u64().unwrap_or(0);
     format!(
-        "| {name} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {} / {} | {} | {cpu} | {rss} |",
+        "| {name} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {} / {} | {unanswered} | {} ({shed}) | {cpu} | {rss} |",
         num(v, "ack_p50_ms"),
         num(v, "ack_p99_ms"),
         num(v, "e2e_p50_ms"),
@@ -362,9 +369,9 @@ fn main() {
         args.numbers, args.duration
     );
     println!(
-        "| offered/s | gateway | ack p50 / p99 ms | end-to-end p50 / p99 ms | sustained/s | lost / dup | ack failed | CPU cores | RSS MB |"
+        "| offered/s | gateway | ack p50 / p99 ms | end-to-end p50 / p99 ms | sustained/s | no reply / dup | acked, unanswered | ack failed (503) | CPU cores | RSS MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (n, &rate) in args.rates.iter().enumerate() {
         let first = 6_281_000_000_000 + (n as u64) * 1_000_000;
         let reference = load(
@@ -378,7 +385,7 @@ fn main() {
         println!("{}", row(&format!("{rate} | reference"), &reference));
         println!("{}", row(&format!("{rate} | sapa"), &gateway));
         println!(
-            "| {rate} | **sapa / reference** | {} (p99) | {} (p99) | **{}** | | | | |",
+            "| {rate} | **sapa / reference** | {} (p99) | {} (p99) | **{}** | | | | | |",
             ratio(num(&gateway, "ack_p99_ms"), num(&reference, "ack_p99_ms")),
             ratio(num(&gateway, "e2e_p99_ms"), num(&reference, "e2e_p99_ms")),
             ratio(
@@ -449,6 +456,11 @@ fn load_replicas(args: &Args, servers: &[(Guard, String)], rate: u32, first: u64
         "e2e_p99_ms": max("e2e_p99_ms"),
         "throughput_rps": sum("throughput_rps"),
         "lost": int_sum("lost"),
+        "lost_unacked": int_sum("lost_unacked"),
+        "ack_status": {"503": results
+            .iter()
+            .map(|v| v["ack_status"]["503"].as_u64().unwrap_or(0))
+            .sum::<u64>()},
         "duplicates": int_sum("duplicates"),
         "ack_failed": int_sum("ack_failed"),
         "watch": {"sapa": {
