@@ -14,10 +14,10 @@ use crate::channel::{Channel, ChannelError};
 use crate::model::{Author, ChannelKind, Delivery, OutboundMessage};
 
 /// How many events a slow subscriber may lag behind before it must resync from storage. Each
-/// conversation with a listener allocates this many slots up front (an idle web chat socket's
-/// second largest cost after its read buffer); a subscriber that lags catches up from storage,
-/// missing only streamed deltas of an answer it then receives whole.
-const SUBSCRIBER_BUFFER: usize = 32;
+/// conversation with a listener allocates this many slots up front (about 50 KB: an idle web
+/// chat socket's largest cost after its read buffer); it must hold a streamed answer's burst of
+/// deltas arriving from another replica (pipelined by the Redis bus), so it stays at 256.
+const SUBSCRIBER_BUFFER: usize = 256;
 
 /// A message as the web chat API and WebSocket present it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
