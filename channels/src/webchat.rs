@@ -13,11 +13,16 @@ use tokio::sync::broadcast;
 use crate::channel::{Channel, ChannelError};
 use crate::model::{Author, ChannelKind, Delivery, OutboundMessage};
 
-/// How many events a slow subscriber may lag behind before it must resync from storage. Each
-/// conversation with a listener allocates this many slots up front (about 50 KB: an idle web
-/// chat socket's largest cost after its read buffer); it must hold a streamed answer's burst of
-/// deltas arriving from another replica (pipelined by the Redis bus), so it stays at 256.
+/// How many events a slow subscriber may lag behind before it must resync from storage. It must
+/// hold a streamed answer's burst of deltas arriving from another replica (pipelined by the
+/// Redis bus), so it stays at 256. Each conversation with a listener allocates the slots up
+/// front; events travel as [`SharedEvent`] so a slot is a pointer, not an event (10,000 idle
+/// sockets: 651 MB with events in the slots, see the README's socket benchmark).
 const SUBSCRIBER_BUFFER: usize = 256;
+
+/// A [`WebchatEvent`] as subscribers receive it: shared, so the broadcast buffer's slots stay
+/// pointer-sized and every subscriber reads the same allocation.
+pub type SharedEvent = Arc<WebchatEvent>;
 
 /// A message as the web chat API and WebSocket present it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -76,7 +81,7 @@ pub enum WebchatEvent {
 /// replica sees what another replica sends.
 pub trait EventBus: Send + Sync + std::fmt::Debug {
     /// Subscribes to a conversation's events.
-    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<WebchatEvent>;
+    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<SharedEvent>;
 
     /// Publishes an event to the conversation's subscribers (best effort: a browser that
     /// misses it catches up from storage).
@@ -90,12 +95,12 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
 /// Per-conversation fan-out of [`WebchatEvent`]s to connected browsers.
 #[derive(Debug, Default)]
 pub struct Hub {
-    topics: Mutex<HashMap<String, broadcast::Sender<WebchatEvent>>>,
+    topics: Mutex<HashMap<String, broadcast::Sender<SharedEvent>>>,
 }
 
 impl Hub {
     /// Subscribes to a conversation's events.
-    pub fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<WebchatEvent> {
+    pub fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<SharedEvent> {
         let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
         topics
             .entry(conversation_id.to_owned())
@@ -109,7 +114,7 @@ impl Hub {
         let Some(sender) = topics.get(conversation_id) else {
             return 0;
         };
-        match sender.send(event) {
+        match sender.send(Arc::new(event)) {
             Ok(n) => n,
             Err(_) => {
                 // Nobody listens any more: forget the topic so idle conversations cost nothing.
@@ -141,7 +146,7 @@ impl Hub {
 }
 
 impl EventBus for Hub {
-    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<WebchatEvent> {
+    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<SharedEvent> {
         Hub::subscribe(self, conversation_id)
     }
 
@@ -260,7 +265,7 @@ mod tests {
             media: None,
         };
         channel.send(&msg).await.unwrap();
-        match rx.recv().await.unwrap() {
+        match &*rx.recv().await.unwrap() {
             WebchatEvent::Message { message } => {
                 assert_eq!(message.id, 7);
                 assert_eq!(message.in_reply_to, vec!["m1".to_owned()]);
@@ -277,7 +282,7 @@ mod tests {
             ..msg
         };
         channel.send(&with_media).await.unwrap();
-        match rx.recv().await.unwrap() {
+        match &*rx.recv().await.unwrap() {
             WebchatEvent::Message { message } => {
                 assert_eq!(message.text, "halo\n[image] https://example.com/a.jpg");
             }

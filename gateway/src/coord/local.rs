@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use channels::webchat::{EventBus, Hub, WebchatEvent};
+use channels::webchat::{EventBus, Hub, SharedEvent, WebchatEvent};
 use channels::{PacingPolicy, Throttled};
 use tokio::sync::broadcast;
 
@@ -49,7 +49,7 @@ impl Local {
 }
 
 impl EventBus for Local {
-    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<WebchatEvent> {
+    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<SharedEvent> {
         self.hub.subscribe(conversation_id)
     }
 
@@ -199,6 +199,6 @@ mod tests {
         let coord: std::sync::Arc<dyn Coord> = std::sync::Arc::new(Local::new(&unlimited()));
         let mut rx = coord.subscribe("c1");
         coord.publish("c1", WebchatEvent::Typing);
-        assert!(matches!(rx.recv().await.unwrap(), WebchatEvent::Typing));
+        assert!(matches!(*rx.recv().await.unwrap(), WebchatEvent::Typing));
     }
 }

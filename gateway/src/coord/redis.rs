@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use channels::webchat::{EventBus, WebchatEvent};
+use channels::webchat::{EventBus, SharedEvent, WebchatEvent};
 use channels::{PacingPolicy, Throttled};
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -639,7 +639,7 @@ impl RedisCoord {
 }
 
 impl EventBus for RedisCoord {
-    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<WebchatEvent> {
+    fn subscribe(&self, conversation_id: &str) -> broadcast::Receiver<SharedEvent> {
         self.local.subscribe(conversation_id)
     }
 
@@ -1043,7 +1043,7 @@ mod tests {
                 .await
                 .expect("an event from another replica")
                 .unwrap();
-            match event {
+            match &*event {
                 WebchatEvent::Delta { text } => {
                     // Events of one publisher stay in order; two publishers interleave.
                     assert!(text.parse::<usize>().unwrap() < 20, "{i}: {text}");
@@ -1100,13 +1100,13 @@ mod tests {
         );
         r[0].publish("conv-2", WebchatEvent::Typing);
         r[0].publish("conv-2", WebchatEvent::StreamDiscarded);
-        match on_b.recv().await.unwrap() {
-            WebchatEvent::Message { message: got } => assert_eq!(got, message),
+        match &*on_b.recv().await.unwrap() {
+            WebchatEvent::Message { message: got } => assert_eq!(*got, message),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(on_b.recv().await.unwrap(), WebchatEvent::Typing));
+        assert!(matches!(*on_b.recv().await.unwrap(), WebchatEvent::Typing));
         assert!(matches!(
-            on_b.recv().await.unwrap(),
+            *on_b.recv().await.unwrap(),
             WebchatEvent::StreamDiscarded
         ));
         for i in 0..200 {
@@ -1118,8 +1118,8 @@ mod tests {
             );
         }
         for i in 0..200 {
-            match on_b.recv().await.unwrap() {
-                WebchatEvent::Delta { text } => assert_eq!(text, format!("{i}")),
+            match &*on_b.recv().await.unwrap() {
+                WebchatEvent::Delta { text } => assert_eq!(*text, format!("{i}")),
                 other => panic!("{other:?}"),
             }
         }
@@ -1188,7 +1188,13 @@ mod tests {
         let mut local = r[0].subscribe("conv");
         r[0].publish("conv", WebchatEvent::Typing);
         let event = tokio::time::timeout(Duration::from_secs(5), local.recv()).await;
-        assert!(matches!(event, Ok(Ok(WebchatEvent::Typing))), "{event:?}");
+        assert!(
+            matches!(
+                event.as_ref().map(|e| e.as_ref().map(|e| &**e)),
+                Ok(Ok(WebchatEvent::Typing))
+            ),
+            "{event:?}"
+        );
 
         // Back: shared again without a restart.
         let _server = PrivateRedis::start(port);
@@ -1205,7 +1211,10 @@ mod tests {
         r[0].publish("conv-back", WebchatEvent::StreamDiscarded);
         let event = tokio::time::timeout(Duration::from_secs(5), on_b.recv()).await;
         assert!(
-            matches!(event, Ok(Ok(WebchatEvent::StreamDiscarded))),
+            matches!(
+                event.as_ref().map(|e| e.as_ref().map(|e| &**e)),
+                Ok(Ok(WebchatEvent::StreamDiscarded))
+            ),
             "{event:?}"
         );
     }
@@ -1263,7 +1272,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(event, WebchatEvent::Typing));
+        assert!(matches!(*event, WebchatEvent::Typing));
     }
 
     /// `n` stores on one fresh, migrated Postgres schema from `SAPA_TEST_DATABASE_URL` (one

@@ -395,12 +395,12 @@ async fn run_socket(
     loop {
         tokio::select! {
             event = events.recv() => {
-                let result = match event {
+                let result = match event.as_deref() {
                     Ok(WebchatEvent::Message { .. }) | Err(RecvError::Lagged(_)) => {
                         catch_up(&mut socket, state, &session, &mut last).await
                     }
                     Ok(event @ (WebchatEvent::Typing | WebchatEvent::Delta { .. } | WebchatEvent::StreamDiscarded)) => {
-                        send_event(&mut socket, &event).await
+                        send_event(&mut socket, event).await
                     }
                     Err(RecvError::Closed) => break,
                 };
