@@ -363,6 +363,7 @@ async fn serve(
         Some(config.server.public_url.trim_end_matches('/').to_owned())
     };
     let demo = config.demo.enabled;
+    let startup = crate::memory::StartupPurge::begin();
     let app = Application::build(config, runtime).await?;
     let base = public.unwrap_or_else(|| format!("http://{}", app.address()));
     let token = app.shutdown_token();
@@ -376,6 +377,7 @@ async fn serve(
     });
     // The demo owner exists before the ready line: a `sapa staff …` run right after it sees them.
     let owner_link = app.demo_owner().await?;
+    startup.finish();
     tracing::info!(address = %app.address(), "sapa is ready");
     println!("Sapa is listening on {base}");
     println!("  health:   {base}/health/ready");

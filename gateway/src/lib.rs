@@ -51,6 +51,7 @@ pub mod crypto;
 pub mod demo;
 pub mod handback;
 pub mod http;
+pub mod memory;
 pub mod otp;
 pub mod regression;
 pub mod staff;
