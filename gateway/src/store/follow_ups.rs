@@ -379,6 +379,25 @@ pub struct FollowUpRow {
 /// plans none (the customer wrote), and records the customer's opt-out command. A claim on the
 /// row is dropped; a worker that claimed it for the old time finds it not yet due (see
 /// [`Store::deliver_follow_up`]).
+/// Stores whether the conversation's contact opted out of follow-ups.
+pub(super) async fn set_opt_out(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &str,
+    conversation_id: &str,
+    opt_out: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE contacts SET follow_up_opt_out = $1 WHERE tenant_id = $2 AND id = \
+         (SELECT contact_id FROM conversations WHERE id = $3 AND tenant_id = $2)",
+    )
+    .bind(i64::from(opt_out))
+    .bind(tenant_id)
+    .bind(conversation_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 pub(super) async fn on_turn(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &str,
@@ -388,15 +407,7 @@ pub(super) async fn on_turn(
     now: i64,
 ) -> Result<(), StoreError> {
     if let Some(opt_out) = opt_out {
-        sqlx::query(
-            "UPDATE contacts SET follow_up_opt_out = $1 WHERE tenant_id = $2 AND id = \
-             (SELECT contact_id FROM conversations WHERE id = $3 AND tenant_id = $2)",
-        )
-        .bind(i64::from(opt_out))
-        .bind(tenant_id)
-        .bind(conversation_id)
-        .execute(&mut **tx)
-        .await?;
+        set_opt_out(tx, tenant_id, conversation_id, opt_out).await?;
     }
     let Some(plan) = plan else {
         sqlx::query(

@@ -222,6 +222,20 @@ impl Store {
         let mut results = vec![Accepted::Duplicate; items.len()];
         let mut usage = UsageBatch::default();
         let mut tx = self.write.begin().await?;
+        if !isolate && super::inbound_batch::batchable(items) {
+            // A fixed handful of statements for the whole group (see `inbound_batch`).
+            results = super::inbound_batch::accept_batched(
+                &mut tx,
+                items,
+                order,
+                (&self.days, &mut usage),
+                self.dialect,
+            )
+            .await?;
+            usage.flush(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(results);
+        }
         for &index in order {
             let item = &items[index];
             if !isolate {
@@ -257,7 +271,7 @@ impl Store {
 /// The inbox's dedupe key of `item`: the provider's message id for provider channels (unique
 /// per channel account), and `<conversation id>:<client message id>` for web chat, whose
 /// client ids are only unique within one session's conversation.
-fn inbox_key(item: &InboundItem) -> String {
+pub(super) fn inbox_key(item: &InboundItem) -> String {
     let external = storable(&item.external_id);
     match &item.target {
         InboundTarget::Conversation(conversation) => format!("{conversation}:{external}"),

@@ -17,6 +17,7 @@ mod console;
 mod contacts;
 mod documents;
 mod follow_ups;
+mod inbound_batch;
 mod ingress;
 mod leases;
 mod otp;
@@ -24,6 +25,7 @@ mod outbox;
 mod owner;
 mod staff;
 mod tenant_flows;
+mod turn_batch;
 mod turns;
 mod usage;
 
@@ -278,6 +280,35 @@ impl std::fmt::Display for ErrorChain<'_> {
         }
         Ok(())
     }
+}
+
+/// `count` copies of `row`, comma-separated, each `?` replaced by the next numbered
+/// placeholder from `$first`: `values_from(2, 2, "(?, 'x', ?)")` is
+/// `($2, 'x', $3), ($4, 'x', $5)`. Multi-row statements are how group commits stay a few
+/// round trips whatever their size.
+pub(crate) fn values_from(first: usize, count: usize, row: &str) -> String {
+    let mut sql = String::with_capacity(count * (row.len() + 8));
+    let mut next = first;
+    for index in 0..count {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        for c in row.chars() {
+            if c == '?' {
+                sql.push('$');
+                sql.push_str(&next.to_string());
+                next += 1;
+            } else {
+                sql.push(c);
+            }
+        }
+    }
+    sql
+}
+
+/// [`values_from`] numbered from `$1`.
+pub(crate) fn values(count: usize, row: &str) -> String {
+    values_from(1, count, row)
 }
 
 /// `text` as the database can store it: without NUL characters, which Postgres `TEXT` cannot

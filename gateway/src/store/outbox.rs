@@ -356,16 +356,41 @@ impl Store {
         }
         let now = now_ms();
         let mut tx = self.write.begin().await?;
+        // Two statements for the whole batch (each is a round trip to the writer): the outbox
+        // rows, then the messages' status. Parts, codes and moved chats (rare) go one by one.
+        for part in sent.chunks(MARK_ROWS) {
+            let sql = format!(
+                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = v.column2, \
+                 locked_until = NULL, last_error = NULL, sealed_code = NULL, updated_at = $1 \
+                 FROM (VALUES {}) AS v WHERE outbox.id = v.column1",
+                super::values_from(2, part.len(), "(?, ?)")
+            );
+            let mut query = sqlx::query(&sql).bind(now);
+            for (send, delivery) in part {
+                query = query
+                    .bind(send.id)
+                    .bind(delivery.provider_message_id.as_deref());
+            }
+            query.execute(&mut *tx).await?;
+            let messages: Vec<&ClaimedSend> = part
+                .iter()
+                .filter(|(send, _)| send.otp.is_none())
+                .map(|(send, _)| *send)
+                .collect();
+            if !messages.is_empty() {
+                let sql = format!(
+                    "UPDATE messages SET status = 'sent' FROM (VALUES {}) AS v \
+                     WHERE messages.id = v.column1 AND messages.tenant_id = v.column2",
+                    super::values(messages.len(), "(?, ?)")
+                );
+                let mut query = sqlx::query(&sql);
+                for send in messages {
+                    query = query.bind(send.message.message_id).bind(&send.tenant_id);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
         for (send, delivery) in sent {
-            sqlx::query(
-                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = $1, \
-                 locked_until = NULL, last_error = NULL, sealed_code = NULL, updated_at = $2 WHERE id = $3",
-            )
-            .bind(delivery.provider_message_id.as_deref())
-            .bind(now)
-            .bind(send.id)
-            .execute(&mut *tx)
-            .await?;
             for (index, part) in delivery.extra_provider_message_ids.iter().enumerate() {
                 insert_part(&mut *tx, send, index, part).await?;
             }
@@ -380,11 +405,6 @@ impl Store {
                 .await?;
                 continue;
             }
-            sqlx::query("UPDATE messages SET status = 'sent' WHERE id = $1 AND tenant_id = $2")
-                .bind(send.message.message_id)
-                .bind(&send.tenant_id)
-                .execute(&mut *tx)
-                .await?;
             if let Some(to) = &delivery.recipient_moved_to {
                 // The customer's chat moved (a Telegram group became a supergroup): later
                 // messages go to the new address, also after a restart.
@@ -769,6 +789,9 @@ pub(super) async fn queue_outbound(
     )
     .await
 }
+
+/// Sends marked per statement (two parameters a row).
+const MARK_ROWS: usize = 1000;
 
 /// Outbox priority of follow-ups: claimed after live answers (0) and one-time codes (1).
 pub(super) const FOLLOW_UP_PRIORITY: i64 = -1;

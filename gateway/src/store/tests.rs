@@ -2361,3 +2361,114 @@ async fn a_conversation_lease_has_one_live_holder_until_released_or_expired() {
         assert_eq!(won.iter().filter(|w| **w).count(), 1, "{name}: {won:?}");
     }
 }
+
+#[tokio::test]
+async fn one_group_stores_what_message_by_message_would() {
+    for t in backends().await {
+        let s = &t.store;
+        for tenant in ["wa", "wb"] {
+            s.upsert_tenant(tenant, "Shop", "id").await.unwrap();
+        }
+        let a = s
+            .ensure_channel_account("wa", ChannelKind::Whatsapp, "1065", "WA", None)
+            .await
+            .unwrap();
+        let b = s
+            .ensure_channel_account("wb", ChannelKind::Whatsapp, "2065", "WB", None)
+            .await
+            .unwrap();
+        let (web, conv) = webchat_conversation(s, "wa").await;
+        let earlier = s
+            .accept_inbound(&[wa_item("wa", &a, "628100", "wamid.old", true)])
+            .await
+            .unwrap();
+        let known = conversation_of(&earlier[0]);
+        let nameless = |mut item: InboundItem| {
+            if let InboundTarget::Contact(contact) = &mut item.target {
+                contact.display_name = None;
+            }
+            item
+        };
+        let mut renamed = wa_item("wa", &a, "628200", "wamid.n2", true);
+        if let InboundTarget::Contact(contact) = &mut renamed.target {
+            contact.display_name = Some("Budi".into());
+        }
+        let group = [
+            wa_item("wa", &a, "628100", "wamid.m1", true),
+            nameless(wa_item("wa", &a, "628200", "wamid.n1", true)),
+            wa_item("wb", &b, "628200", "wamid.x1", true),
+            renamed,
+            wa_item("wa", &a, "628100", "wamid.m1", true),
+            item("wa", &web, &conv, "c1", "halo"),
+            wa_item("wa", &a, "628100", "wamid.old", true),
+            item("wa", &web, &conv, "c1", "halo"),
+            wa_item("wa", &a, "628100", "wamid.m2", false),
+        ];
+        let got = s.accept_inbound(&group).await.unwrap();
+        let new: Vec<bool> = got
+            .iter()
+            .map(|g| matches!(g, Accepted::New { .. }))
+            .collect();
+        assert_eq!(
+            new,
+            [true, true, true, true, false, true, false, false, true],
+            "{}",
+            t.name
+        );
+        assert_eq!(conversation_of(&got[0]), known, "{}", t.name);
+        assert_eq!(conversation_of(&got[8]), known, "{}", t.name);
+        let fresh = conversation_of(&got[1]);
+        assert_ne!(fresh, known, "{}", t.name);
+        assert_eq!(conversation_of(&got[3]), fresh, "{}", t.name);
+        assert_ne!(conversation_of(&got[2]), fresh, "one contact per tenant");
+        assert_eq!(conversation_of(&got[5]), conv, "{}", t.name);
+        let id = |g: &Accepted| match g {
+            Accepted::New { message, .. } => message.id,
+            _ => unreachable!(),
+        };
+        // Message ids follow arrival within a conversation.
+        assert!(id(&got[1]) < id(&got[3]), "{}", t.name);
+        assert!(id(&got[0]) < id(&got[8]), "{}", t.name);
+        // The customer's pending messages in order; the reaction is stored, not pending.
+        let batch = s.load_turn_batch(&known).await.unwrap().unwrap();
+        let pending: Vec<&str> = batch.turns.iter().map(|p| p.external_id.as_str()).collect();
+        assert_eq!(pending, ["wamid.old", "wamid.m1"], "{}", t.name);
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT display_name FROM contacts WHERE tenant_id = 'wa' AND external_id = '628200'",
+        )
+        .fetch_one(&s.write)
+        .await
+        .unwrap();
+        assert_eq!(name.as_deref(), Some("Budi"), "{}", t.name);
+        let count: i64 = sqlx::query_scalar(
+            "SELECT inbound_count FROM conversations WHERE tenant_id = 'wa' AND id = $1",
+        )
+        .bind(&known)
+        .fetch_one(&s.write)
+        .await
+        .unwrap();
+        assert_eq!(count, 3, "{}", t.name);
+        let today = s.usage_day("wa", now_ms());
+        let mut days = s.usage("wa", &today, &today).await.unwrap();
+        days.sort_by(|x, y| x.channel.cmp(&y.channel));
+        let counted: Vec<(&str, i64, i64)> = days
+            .iter()
+            .map(|d| (d.channel.as_str(), d.messages_in, d.conversations))
+            .collect();
+        assert_eq!(
+            counted,
+            [("webchat", 1, 1), ("whatsapp", 5, 2)],
+            "{}",
+            t.name
+        );
+        let other = s.usage("wb", &today, &today).await.unwrap();
+        assert_eq!((other[0].messages_in, other[0].conversations), (1, 1));
+    }
+}
+
+#[test]
+fn values_number_the_placeholders_of_every_row() {
+    assert_eq!(values(2, "(?, 'x', ?)"), "($1, 'x', $2), ($3, 'x', $4)");
+    assert_eq!(values_from(2, 2, "(?, ?)"), "($2, $3), ($4, $5)");
+    assert_eq!(values(1, "?"), "$1");
+}

@@ -292,6 +292,21 @@ impl Store {
         let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
         let mut usage = UsageBatch::default();
         let mut tx = self.write.begin().await?;
+        if super::turn_batch::batchable(commits) {
+            // A fixed handful of statements for the whole group (see `turn_batch`).
+            outcomes = super::turn_batch::commit_batched(
+                &mut tx,
+                commits,
+                &order,
+                now,
+                self.dialect,
+                (&self.days, &mut usage),
+            )
+            .await?;
+            usage.flush(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(outcomes);
+        }
         for index in order {
             outcomes[index] = commit_one(
                 &mut tx,
@@ -524,7 +539,7 @@ async fn commit_one(
 /// What a committed turn adds to the day's usage. A turn that consulted the knowledge base
 /// (its `kind` says so) either abstained (it recorded an unanswered question) or, when it
 /// replied from a passage (extractive, or the model's answer), answered.
-fn turn_usage(commit: &Turn) -> super::usage::UsageDelta {
+pub(super) fn turn_usage(commit: &Turn) -> super::usage::UsageDelta {
     let answer_turn = matches!(
         commit.kind,
         "passage"
@@ -554,7 +569,9 @@ fn turn_usage(commit: &Turn) -> super::usage::UsageDelta {
 pub const MASKED_CODE: &str = "••••••";
 
 /// The `verification` column: JSON, NULL when none is under way.
-fn verification_column(verification: &Verification) -> Result<Option<String>, StoreError> {
+pub(super) fn verification_column(
+    verification: &Verification,
+) -> Result<Option<String>, StoreError> {
     if *verification == Verification::None {
         return Ok(None);
     }

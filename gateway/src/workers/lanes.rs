@@ -278,6 +278,12 @@ async fn answer_while_pending(
                     )
                     .await;
                 }
+                // Every message committed since the load nudged this lane, so with no nudge
+                // queued nothing is pending: leave without reading the conversation again
+                // (one read per answer less; a nudge racing the exit starts a new lane).
+                if !last_try && !debounce && try_exit(inner, conversation_id, &mut rx) {
+                    return;
+                }
             }
             Ok(TurnOutcome::Superseded) => {
                 metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
