@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use super::ingress::{Accepted, InboundItem, InboundTarget, inbox_key};
 use super::usage::{UsageBatch, UsageDays, UsageDelta};
-use super::{Dialect, StoreError, StoredMessage, storable, values};
+use super::{Dialect, StoreError, StoredMessage, bind_marks, dialect_of, rows, storable};
 
 /// Rows per statement: the widest statement (messages) binds 9 parameters a row, well under
 /// SQLite's 32,766 and Postgres's 65,535.
@@ -116,12 +116,15 @@ async fn known_inbox_keys(
 ) -> Result<HashSet<(String, String)>, StoreError> {
     let mut known = HashSet::new();
     for part in which.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            // A join, not a row-value `IN`: SQLite scans the whole table for the latter.
-            "SELECT i.channel_account_id AS channel_account_id, i.external_id AS external_id \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                // A join, not a row-value `IN`: SQLite scans the whole table for the latter.
+                "SELECT i.channel_account_id AS channel_account_id, i.external_id AS external_id \
              FROM (VALUES {}) AS v JOIN inbox i \
              ON i.channel_account_id = v.column1 AND i.external_id = v.column2",
-            values(part.len(), "(?, ?)")
+                rows(part.len(), "(?, ?)")
+            ),
         );
         let mut query = sqlx::query(&sql);
         for &i in part {
@@ -187,12 +190,15 @@ async fn resolve_conversations(
 
     let mut contact_ids: HashMap<(String, String), String> = HashMap::new();
     for part in upserts.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO contacts (id, tenant_id, channel_account_id, external_id, display_name, created_at) \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO contacts (id, tenant_id, channel_account_id, external_id, display_name, created_at) \
              VALUES {} ON CONFLICT (channel_account_id, external_id) \
              DO UPDATE SET display_name = COALESCE(excluded.display_name, contacts.display_name), unreachable = 0 \
              RETURNING id, channel_account_id, external_id",
-            values(part.len(), "(?, ?, ?, ?, ?, ?)")
+                rows(part.len(), "(?, ?, ?, ?, ?, ?)")
+            ),
         );
         let mut query = sqlx::query(&sql);
         for (first, name) in part.iter().copied() {
@@ -234,11 +240,14 @@ async fn resolve_conversations(
     // The newest open conversation of each contact.
     let mut open: HashMap<(String, String), (i64, String)> = HashMap::new();
     for part in owners.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT c.id AS id, c.tenant_id AS tenant_id, c.contact_id AS contact_id, \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "SELECT c.id AS id, c.tenant_id AS tenant_id, c.contact_id AS contact_id, \
              c.created_at AS created_at FROM (VALUES {}) AS v JOIN conversations c \
              ON c.tenant_id = v.column1 AND c.contact_id = v.column2 WHERE c.state <> 'closed'",
-            values(part.len(), "(?, ?)")
+                rows(part.len(), "(?, ?)")
+            ),
         );
         let mut query = sqlx::query(&sql);
         for (tenant, contact) in part {
@@ -269,10 +278,13 @@ async fn resolve_conversations(
         }
     }
     for part in created.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO conversations (id, tenant_id, channel_account_id, contact_id, state, locale, created_at, updated_at) \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO conversations (id, tenant_id, channel_account_id, contact_id, state, locale, created_at, updated_at) \
              VALUES {}",
-            values(part.len(), "(?, ?, ?, ?, 'bot', ?, ?, ?)")
+                rows(part.len(), "(?, ?, ?, ?, 'bot', ?, ?, ?)")
+            ),
         );
         let mut query = sqlx::query(&sql);
         for &slot in part {
@@ -308,11 +320,14 @@ async fn insert_inbox(
 ) -> Result<HashMap<usize, i64>, StoreError> {
     let mut ids = HashMap::with_capacity(which.len());
     for part in which.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO inbox (tenant_id, channel_account_id, external_id, conversation_id, kind, received_at, processed_at) \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO inbox (tenant_id, channel_account_id, external_id, conversation_id, kind, received_at, processed_at) \
              VALUES {} ON CONFLICT (channel_account_id, external_id) DO NOTHING \
              RETURNING id, channel_account_id, external_id",
-            values(part.len(), "(?, ?, ?, ?, ?, ?, ?)")
+                rows(part.len(), "(?, ?, ?, ?, ?, ?, ?)")
+            ),
         );
         let mut query = sqlx::query(&sql);
         for &i in part {
@@ -379,9 +394,12 @@ async fn stamp_conversations(
         let mut ids: Vec<&str> = stamps.iter().map(|(id, ..)| *id).collect();
         ids.sort_unstable();
         for part in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT id FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                values(part.len(), "?")
+            let sql = bind_marks(
+                dialect_of(tx),
+                &format!(
+                    "SELECT id FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                    rows(part.len(), "?")
+                ),
             );
             let mut query = sqlx::query(&sql);
             for id in part {
@@ -393,13 +411,16 @@ async fn stamp_conversations(
     let mut counts: HashMap<String, i64> = HashMap::with_capacity(stamps.len());
     for part in stamps.chunks(ROWS_PER_STATEMENT) {
         // column1 id, column2 tenant, column3 last received, column4 first received, column5 n
-        let sql = format!(
-            "UPDATE conversations SET last_inbound_at = v.column3, updated_at = v.column3, \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "UPDATE conversations SET last_inbound_at = v.column3, updated_at = v.column3, \
              inbound_count = inbound_count + v.column5, \
              first_inbound_at = COALESCE(first_inbound_at, v.column4) \
              FROM (VALUES {}) AS v WHERE conversations.id = v.column1 AND conversations.tenant_id = v.column2 \
              RETURNING conversations.id AS id, conversations.inbound_count AS inbound_count",
-            values(part.len(), "(?, ?, ?, ?, ?)")
+                rows(part.len(), "(?, ?, ?, ?, ?)")
+            ),
         );
         let mut query = sqlx::query(&sql);
         for (id, first, last, n) in part {
@@ -447,10 +468,13 @@ async fn insert_messages(
 ) -> Result<HashMap<i64, i64>, StoreError> {
     let mut ids = HashMap::with_capacity(which.len());
     for part in which.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO messages (tenant_id, conversation_id, author, body, external_id, inbox_id, content_kind, media, created_at, trace_id) \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO messages (tenant_id, conversation_id, author, body, external_id, inbox_id, content_kind, media, created_at, trace_id) \
              VALUES {} RETURNING id, inbox_id",
-            values(part.len(), "(?, ?, 'customer', ?, ?, ?, ?, ?, ?, ?)")
+                rows(part.len(), "(?, ?, 'customer', ?, ?, ?, ?, ?, ?, ?)")
+            ),
         );
         let mut query = sqlx::query(&sql);
         for &i in part {

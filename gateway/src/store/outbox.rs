@@ -359,17 +359,21 @@ impl Store {
         // Two statements for the whole batch (each is a round trip to the writer): the outbox
         // rows, then the messages' status. Parts, codes and moved chats (rare) go one by one.
         for part in sent.chunks(MARK_ROWS) {
-            let sql = format!(
-                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = v.column2, \
-                 locked_until = NULL, last_error = NULL, sealed_code = NULL, updated_at = $1 \
-                 FROM (VALUES {}) AS v WHERE outbox.id = v.column1",
-                super::values_from(2, part.len(), "(?, ?)")
+            let sql = super::bind_marks(
+                self.dialect,
+                &format!(
+                    "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = v.column2, \
+                     locked_until = NULL, last_error = NULL, sealed_code = NULL, updated_at = v.column3 \
+                     FROM (VALUES {}) AS v WHERE outbox.id = v.column1",
+                    super::rows(part.len(), "(?, ?, ?)")
+                ),
             );
-            let mut query = sqlx::query(&sql).bind(now);
+            let mut query = sqlx::query(&sql);
             for (send, delivery) in part {
                 query = query
                     .bind(send.id)
-                    .bind(delivery.provider_message_id.as_deref());
+                    .bind(delivery.provider_message_id.as_deref())
+                    .bind(now);
             }
             query.execute(&mut *tx).await?;
             let messages: Vec<&ClaimedSend> = part
@@ -378,10 +382,13 @@ impl Store {
                 .map(|(send, _)| *send)
                 .collect();
             if !messages.is_empty() {
-                let sql = format!(
-                    "UPDATE messages SET status = 'sent' FROM (VALUES {}) AS v \
-                     WHERE messages.id = v.column1 AND messages.tenant_id = v.column2",
-                    super::values(messages.len(), "(?, ?)")
+                let sql = super::bind_marks(
+                    self.dialect,
+                    &format!(
+                        "UPDATE messages SET status = 'sent' FROM (VALUES {}) AS v \
+                         WHERE messages.id = v.column1 AND messages.tenant_id = v.column2",
+                        super::rows(messages.len(), "(?, ?)")
+                    ),
                 );
                 let mut query = sqlx::query(&sql);
                 for send in messages {

@@ -2467,8 +2467,37 @@ async fn one_group_stores_what_message_by_message_would() {
 }
 
 #[test]
-fn values_number_the_placeholders_of_every_row() {
-    assert_eq!(values(2, "(?, 'x', ?)"), "($1, 'x', $2), ($3, 'x', $4)");
-    assert_eq!(values_from(2, 2, "(?, ?)"), "($2, $3), ($4, $5)");
-    assert_eq!(values(1, "?"), "$1");
+fn multi_row_statements_use_each_dialects_placeholders() {
+    let sql = format!("INSERT INTO t VALUES {}", rows(2, "(?, 'x', ?)"));
+    assert_eq!(sql, "INSERT INTO t VALUES (?, 'x', ?), (?, 'x', ?)");
+    assert_eq!(bind_marks(Dialect::Sqlite, &sql), sql);
+    assert_eq!(
+        bind_marks(Dialect::Postgres, &sql),
+        "INSERT INTO t VALUES ($1, 'x', $2), ($3, 'x', $4)"
+    );
+}
+
+#[tokio::test]
+async fn the_dialect_is_told_by_the_connection() {
+    for t in backends().await {
+        let mut conn = t.store.write.acquire().await.unwrap();
+        let expected = if t.name == "postgres" {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        };
+        assert_eq!(dialect_of(&conn), expected);
+        // A multi-row statement with its dialect's placeholders runs.
+        let sql = bind_marks(
+            dialect_of(&conn),
+            &format!("SELECT column1 AS a FROM (VALUES {}) AS v", rows(2, "(?)")),
+        );
+        let got: Vec<i64> = sqlx::query_scalar(&sql)
+            .bind(1_i64)
+            .bind(2_i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 2, "{}", t.name);
+    }
 }

@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use super::turns::{MASKED_CODE, Turn, TurnOutcome, turn_usage, verification_column};
 use super::usage::{UsageBatch, UsageDays};
-use super::{Dialect, StoreError, storable, values, values_from};
+use super::{Dialect, StoreError, bind_marks, dialect_of, rows, storable};
 
 /// Rows per statement (the widest binds 9 parameters a row).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -58,9 +58,12 @@ pub(super) async fn commit_batched(
             .map(|&i| commits[i].batch.conversation_id.as_str())
             .collect();
         for part in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT id FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                values(part.len(), "?")
+            let sql = bind_marks(
+                dialect,
+                &format!(
+                    "SELECT id FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                    rows(part.len(), "?")
+                ),
             );
             let mut query = sqlx::query(&sql);
             for id in part {
@@ -146,13 +149,16 @@ async fn pending_counts(
 ) -> Result<HashMap<String, (i64, i64)>, StoreError> {
     let mut counts = HashMap::with_capacity(which.len());
     for part in which.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT v.column1 AS conversation_id, \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "SELECT v.column1 AS conversation_id, \
              COALESCE(SUM(CASE WHEN i.id > v.column2 THEN 1 ELSE 0 END), 0) AS newer, \
              COALESCE(SUM(CASE WHEN i.id <= v.column2 THEN 1 ELSE 0 END), 0) AS mine \
              FROM (VALUES {}) AS v JOIN inbox i ON i.conversation_id = v.column1 \
              AND i.processed_at IS NULL GROUP BY v.column1",
-            values(part.len(), "(?, ?)")
+                rows(part.len(), "(?, ?)")
+            ),
         );
         let mut query = sqlx::query(&sql);
         for &i in part {
@@ -178,17 +184,21 @@ async fn mark_processed(
     now: i64,
 ) -> Result<(), StoreError> {
     for part in which.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE inbox SET processed_at = $1 FROM (VALUES {}) AS v \
-             WHERE inbox.conversation_id = v.column1 AND inbox.processed_at IS NULL \
-             AND inbox.id <= v.column2",
-            values_from(2, part.len(), "(?, ?)")
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "UPDATE inbox SET processed_at = v.column3 FROM (VALUES {}) AS v \
+                 WHERE inbox.conversation_id = v.column1 AND inbox.processed_at IS NULL \
+                 AND inbox.id <= v.column2",
+                rows(part.len(), "(?, ?, ?)")
+            ),
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql);
         for &i in part {
             query = query
                 .bind(&commits[i].batch.conversation_id)
-                .bind(max_inbox_id(commits[i]));
+                .bind(max_inbox_id(commits[i]))
+                .bind(now);
         }
         query.execute(&mut **tx).await?;
     }
@@ -207,22 +217,25 @@ async fn update_conversations(
         // prepared: the state the turn started from (column8) must still be the stored one to
         // change it. column1 id, column2 tenant, column3 new state, column4 locale, column5
         // abstain streak, column6 handoff reason, column7 verification, column8 state the turn
-        // started from, column9 whether the turn replies (first-response time).
-        let sql = format!(
-            "UPDATE conversations SET \
-             waiting_since = CASE WHEN state = v.column8 THEN (CASE WHEN v.column3 = 'waiting_human' AND state <> 'waiting_human' THEN $1 \
+        // started from, column9 whether the turn replies (first-response time), column10 now.
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "UPDATE conversations SET \
+             waiting_since = CASE WHEN state = v.column8 THEN (CASE WHEN v.column3 = 'waiting_human' AND state <> 'waiting_human' THEN v.column10 \
                  WHEN v.column3 IN ('bot', 'closed') THEN NULL ELSE waiting_since END) ELSE waiting_since END, \
              renotified_at = CASE WHEN state = v.column8 AND v.column3 = 'waiting_human' AND state <> 'waiting_human' THEN NULL \
                  ELSE renotified_at END, \
              state = CASE WHEN state = v.column8 THEN v.column3 ELSE state END, locale = v.column4, \
-             abstain_streak = v.column5, handoff_reason = COALESCE(v.column6, handoff_reason), updated_at = $1, \
+             abstain_streak = v.column5, handoff_reason = COALESCE(v.column6, handoff_reason), updated_at = v.column10, \
              verification = v.column7, \
              first_response_at = CASE WHEN first_response_at IS NULL AND first_inbound_at IS NOT NULL AND v.column9 = 1 \
-                 THEN $1 ELSE first_response_at END \
+                 THEN v.column10 ELSE first_response_at END \
              FROM (VALUES {}) AS v WHERE conversations.id = v.column1 AND conversations.tenant_id = v.column2",
-            values_from(2, part.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                rows(part.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            ),
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql);
         for &i in part {
             let commit = commits[i];
             query = query
@@ -234,7 +247,8 @@ async fn update_conversations(
                 .bind(commit.handoff_reason.as_deref())
                 .bind(verification_column(&commit.conversation.verification)?)
                 .bind(commit.batch.conversation.state.as_str())
-                .bind(i64::from(!commit.replies.is_empty()));
+                .bind(i64::from(!commit.replies.is_empty()))
+                .bind(now);
         }
         query.execute(&mut **tx).await?;
     }
@@ -246,10 +260,13 @@ async fn mask_codes(tx: Tx<'_, '_>, commit: &Turn) -> Result<(), StoreError> {
     if commit.masked_inbox_ids.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "UPDATE messages SET body = $1 WHERE tenant_id = $2 AND conversation_id = $3 \
-         AND inbox_id IN ({})",
-        values_from(4, commit.masked_inbox_ids.len(), "?")
+    let sql = bind_marks(
+        dialect_of(tx),
+        &format!(
+            "UPDATE messages SET body = ? WHERE tenant_id = ? AND conversation_id = ? \
+             AND inbox_id IN ({})",
+            rows(commit.masked_inbox_ids.len(), "?")
+        ),
     );
     let mut query = sqlx::query(&sql)
         .bind(MASKED_CODE)
@@ -321,12 +338,15 @@ async fn insert_replies(
     // conversation's ascending ids are its replies in order.
     let mut ids: HashMap<String, Vec<i64>> = HashMap::new();
     for part in replies.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, citations, status, created_at, trace_id) \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO messages (tenant_id, conversation_id, author, body, in_reply_to, choices, citations, status, created_at, trace_id) \
              VALUES {} RETURNING id, conversation_id",
-            values_from(2, part.len(), "(?, ?, 'bot', ?, ?, ?, ?, 'pending', $1, ?)")
+                rows(part.len(), "(?, ?, 'bot', ?, ?, ?, ?, 'pending', ?, ?)")
+            ),
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql);
         for reply in part {
             let batch = &reply.commit.batch;
             query = query
@@ -336,6 +356,7 @@ async fn insert_replies(
                 .bind(&in_reply[batch.conversation_id.as_str()].1)
                 .bind(json_list(reply.choices)?)
                 .bind(reply.citations.as_deref())
+                .bind(now)
                 .bind(reply.commit.trace_id.as_deref());
         }
         for row in query.fetch_all(&mut **tx).await? {
@@ -349,7 +370,7 @@ async fn insert_replies(
         list.reverse(); // popped from the end: smallest first
     }
 
-    let mut rows: Vec<(&Turn, i64, String)> = Vec::with_capacity(replies.len());
+    let mut queued: Vec<(&Turn, i64, String)> = Vec::with_capacity(replies.len());
     for reply in &replies {
         let batch = &reply.commit.batch;
         let message_id = ids
@@ -372,19 +393,18 @@ async fn insert_replies(
         };
         let payload =
             serde_json::to_string(&outbound).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        rows.push((reply.commit, message_id, payload));
+        queued.push((reply.commit, message_id, payload));
     }
-    for part in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
+    for part in queued.chunks(ROWS_PER_STATEMENT) {
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
              idempotency_key, payload, state, next_attempt_at, created_at, updated_at, priority) VALUES {}",
-            values_from(
-                2,
-                part.len(),
-                "(?, ?, ?, ?, ?, ?, ?, 'pending', $1, $1, $1, 0)"
-            )
+                rows(part.len(), "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0)")
+            ),
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql);
         for (commit, message_id, payload) in part {
             let batch = &commit.batch;
             query = query
@@ -394,7 +414,10 @@ async fn insert_replies(
                 .bind(batch.channel_kind.as_str())
                 .bind(*message_id)
                 .bind(format!("msg-{message_id}"))
-                .bind(payload);
+                .bind(payload)
+                .bind(now)
+                .bind(now)
+                .bind(now);
         }
         query.execute(&mut **tx).await?;
     }
@@ -408,7 +431,7 @@ async fn insert_unanswered(
     which: &[usize],
     now: i64,
 ) -> Result<(), StoreError> {
-    let rows: Vec<(&Turn, String)> = which
+    let questions: Vec<(&Turn, String)> = which
         .iter()
         .flat_map(|&i| {
             commits[i]
@@ -417,17 +440,21 @@ async fn insert_unanswered(
                 .map(move |q| (commits[i], storable(q).into_owned()))
         })
         .collect();
-    for part in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO unanswered_questions (tenant_id, conversation_id, query, created_at) VALUES {}",
-            values_from(2, part.len(), "(?, ?, ?, $1)")
+    for part in questions.chunks(ROWS_PER_STATEMENT) {
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO unanswered_questions (tenant_id, conversation_id, query, created_at) VALUES {}",
+                rows(part.len(), "(?, ?, ?, ?)")
+            ),
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql);
         for (commit, question) in part {
             query = query
                 .bind(&commit.batch.tenant_id)
                 .bind(&commit.batch.conversation_id)
-                .bind(question);
+                .bind(question)
+                .bind(now);
         }
         query.execute(&mut **tx).await?;
     }
@@ -441,24 +468,28 @@ async fn insert_llm_usage(
     which: &[usize],
     now: i64,
 ) -> Result<(), StoreError> {
-    let rows: Vec<(&Turn, &super::turns::LlmUsage)> = which
+    let usages: Vec<(&Turn, &super::turns::LlmUsage)> = which
         .iter()
         .flat_map(|&i| commits[i].llm_usage.iter().map(move |u| (commits[i], u)))
         .collect();
-    for part in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
-             VALUES {}",
-            values_from(2, part.len(), "(?, ?, ?, ?, ?, $1)")
+    for part in usages.chunks(ROWS_PER_STATEMENT) {
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
+                 VALUES {}",
+                rows(part.len(), "(?, ?, ?, ?, ?, ?)")
+            ),
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql);
         for (commit, usage) in part {
             query = query
                 .bind(&commit.batch.tenant_id)
                 .bind(&commit.batch.conversation_id)
                 .bind(&usage.model)
                 .bind(usage.prompt_tokens)
-                .bind(usage.completion_tokens);
+                .bind(usage.completion_tokens)
+                .bind(now);
         }
         query.execute(&mut **tx).await?;
     }
@@ -491,35 +522,42 @@ async fn follow_ups(
         .copied()
         .partition(|&i| commits[i].follow_up.is_some());
     for part in cancelled.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE follow_ups SET state = 'cancelled', reason = 'customer_wrote', locked_until = NULL, \
-             updated_at = $1 FROM (VALUES {}) AS v WHERE follow_ups.conversation_id = v.column1 \
-             AND follow_ups.tenant_id = v.column2 AND follow_ups.state = 'pending'",
-            values_from(2, part.len(), "(?, ?)")
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "UPDATE follow_ups SET state = 'cancelled', reason = 'customer_wrote', locked_until = NULL, \
+                 updated_at = v.column3 FROM (VALUES {}) AS v WHERE follow_ups.conversation_id = v.column1 \
+                 AND follow_ups.tenant_id = v.column2 AND follow_ups.state = 'pending'",
+                rows(part.len(), "(?, ?, ?)")
+            ),
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql);
         for &i in part {
             query = query
                 .bind(&commits[i].batch.conversation_id)
-                .bind(&commits[i].batch.tenant_id);
+                .bind(&commits[i].batch.tenant_id)
+                .bind(now);
         }
         query.execute(&mut **tx).await?;
     }
     for part in planned.chunks(ROWS_PER_STATEMENT) {
         // A conversation's pending row is unique: a new one is inserted, an existing one moved.
-        let sql = format!(
-            "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, \
+        let sql = bind_marks(
+            dialect_of(tx),
+            &format!(
+                "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, \
              state, created_at, updated_at) \
-             SELECT c.tenant_id, c.id, c.contact_id, v.column3, v.column4, v.column5, 'pending', $1, $1 \
+             SELECT c.tenant_id, c.id, c.contact_id, v.column3, v.column4, v.column5, 'pending', v.column6, v.column6 \
              FROM (VALUES {}) AS v JOIN conversations c ON c.id = v.column1 AND c.tenant_id = v.column2 \
              WHERE true \
              ON CONFLICT (conversation_id) WHERE state = 'pending' DO UPDATE SET \
              kind = excluded.kind, due_at = excluded.due_at, text = excluded.text, \
              created_at = excluded.created_at, updated_at = excluded.updated_at, locked_until = NULL, \
              reschedules = follow_ups.reschedules + 1",
-            values_from(2, part.len(), "(?, ?, ?, ?, ?)")
+                rows(part.len(), "(?, ?, ?, ?, ?, ?)")
+            ),
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        let mut query = sqlx::query(&sql);
         for &i in part {
             let commit = commits[i];
             let Some(plan) = &commit.follow_up else {
@@ -530,7 +568,8 @@ async fn follow_ups(
                 .bind(&commit.batch.tenant_id)
                 .bind(plan.kind)
                 .bind(plan.due_at)
-                .bind(storable(&plan.text).into_owned());
+                .bind(storable(&plan.text).into_owned())
+                .bind(now);
         }
         query.execute(&mut **tx).await?;
     }

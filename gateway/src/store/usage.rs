@@ -103,27 +103,13 @@ impl UsageBatch {
             .filter(|(_, delta)| **delta != UsageDelta::default())
             .collect();
         for part in rows.chunks(FLUSH_ROWS) {
-            let values: Vec<String> = (0..part.len())
-                .map(|i| {
-                    let b = i * 12;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8,
-                        b + 9,
-                        b + 10,
-                        b + 11,
-                        b + 12
-                    )
-                })
-                .collect();
-            let sql = format!("{UPSERT_HEAD} VALUES {} {UPSERT_TAIL}", values.join(", "));
+            let sql = super::bind_marks(
+                super::dialect_of(tx),
+                &format!(
+                    "{UPSERT_HEAD} VALUES {} {UPSERT_TAIL}",
+                    super::rows(part.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                ),
+            );
             let mut query = sqlx::query(&sql);
             for ((tenant_id, day, channel), delta) in part {
                 query = query
