@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use super::ingress::{Accepted, InboundItem, InboundTarget, inbox_key};
 use super::usage::{UsageBatch, UsageDays, UsageDelta};
-use super::{Dialect, StoreError, StoredMessage, bind_marks, dialect_of, rows, storable};
+use super::{StoreError, StoredMessage, bind_marks, dialect_of, rows, storable};
 
 /// Rows per statement: the widest statement (messages) binds 9 parameters a row, well under
 /// SQLite's 32,766 and Postgres's 65,535.
@@ -39,7 +39,6 @@ pub(super) async fn accept_batched(
     items: &[InboundItem],
     order: &[usize],
     (days, usage): (&UsageDays, &mut UsageBatch),
-    dialect: Dialect,
 ) -> Result<Vec<Accepted>, StoreError> {
     let mut results = vec![Accepted::Duplicate; items.len()];
     let keys: Vec<String> = items.iter().map(inbox_key).collect();
@@ -83,25 +82,14 @@ pub(super) async fn accept_batched(
         return Ok(results);
     }
 
-    stamp_conversations(tx, items, &stored, &conversations, (days, usage), dialect).await?;
+    stamp_conversations(tx, items, &stored, &conversations, (days, usage)).await?;
     let message_ids = insert_messages(tx, items, &stored, &inbox_ids, &conversations).await?;
 
     for i in stored {
         let item = &items[i];
         results[i] = Accepted::New {
             conversation_id: conversations[&i].clone(),
-            message: StoredMessage {
-                id: message_ids[&inbox_ids[&i]],
-                author: "customer".to_owned(),
-                body: storable(&item.text).into_owned(),
-                external_id: Some(storable(&item.external_id).into_owned()),
-                in_reply_to: Vec::new(),
-                choices: Vec::new(),
-                status: None,
-                citations: Vec::new(),
-                created_at_ms: item.received_at_ms,
-                trace_id: item.trace_id.clone(),
-            },
+            message: StoredMessage::customer(item, message_ids[&inbox_ids[&i]]),
         };
     }
     Ok(results)
@@ -369,7 +357,6 @@ async fn stamp_conversations(
     which: &[usize],
     conversations: &HashMap<usize, String>,
     (days, usage): (&UsageDays, &mut UsageBatch),
-    dialect: Dialect,
 ) -> Result<(), StoreError> {
     // Per conversation: its first and last new message (in order) and how many.
     let mut stamps: Vec<(&str, usize, usize, i64)> = Vec::new();
@@ -387,27 +374,8 @@ async fn stamp_conversations(
             }
         }
     }
-    if dialect == Dialect::Postgres {
-        // Row locks in one global order (by id), as every writer to conversations takes them,
-        // so concurrent group commits of several replicas cannot deadlock. (SQLite has one
-        // writer: its transaction is already exclusive.)
-        let mut ids: Vec<&str> = stamps.iter().map(|(id, ..)| *id).collect();
-        ids.sort_unstable();
-        for part in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = bind_marks(
-                dialect_of(tx),
-                &format!(
-                    "SELECT id FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                    rows(part.len(), "?")
-                ),
-            );
-            let mut query = sqlx::query(&sql);
-            for id in part {
-                query = query.bind(*id);
-            }
-            query.fetch_all(&mut **tx).await?;
-        }
-    }
+    let mut ids: Vec<&str> = stamps.iter().map(|(id, ..)| *id).collect();
+    super::lock_conversations(tx, &mut ids).await?;
     let mut counts: HashMap<String, i64> = HashMap::with_capacity(stamps.len());
     for part in stamps.chunks(ROWS_PER_STATEMENT) {
         // column1 id, column2 tenant, column3 last received, column4 first received, column5 n

@@ -219,30 +219,39 @@ impl Store {
         order: &[usize],
         isolate: bool,
     ) -> Result<Vec<Accepted>, StoreError> {
-        let mut results = vec![Accepted::Duplicate; items.len()];
         let mut usage = UsageBatch::default();
         let mut tx = self.write.begin().await?;
-        if !isolate && super::inbound_batch::batchable(items) {
+        let results = if !isolate && super::inbound_batch::batchable(items) {
             // A fixed handful of statements for the whole group (see `inbound_batch`).
-            results = super::inbound_batch::accept_batched(
-                &mut tx,
-                items,
-                order,
-                (&self.days, &mut usage),
-                self.dialect,
-            )
-            .await?;
-            usage.flush(&mut tx).await?;
-            tx.commit().await?;
-            return Ok(results);
-        }
+            super::inbound_batch::accept_batched(&mut tx, items, order, (&self.days, &mut usage))
+                .await?
+        } else {
+            self.accept_rows(&mut tx, items, order, isolate, &mut usage)
+                .await?
+        };
+        usage.flush(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// Stores `items` one by one inside `tx`; with `isolate`, each in a savepoint, so an item
+    /// the database refuses for good is reported and the others are stored.
+    async fn accept_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        items: &[InboundItem],
+        order: &[usize],
+        isolate: bool,
+        usage: &mut UsageBatch,
+    ) -> Result<Vec<Accepted>, StoreError> {
+        let mut results = vec![Accepted::Duplicate; items.len()];
         for &index in order {
             let item = &items[index];
             if !isolate {
-                results[index] = accept_one(&mut tx, item, &self.days, &mut usage).await?;
+                results[index] = accept_one(tx, item, &self.days, usage).await?;
                 continue;
             }
-            let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
             let mut counted = UsageBatch::default();
             match accept_one(&mut savepoint, item, &self.days, &mut counted).await {
                 Ok(outcome) => {
@@ -262,8 +271,6 @@ impl Store {
                 }
             }
         }
-        usage.flush(&mut tx).await?;
-        tx.commit().await?;
         Ok(results)
     }
 }
@@ -365,18 +372,7 @@ async fn accept_one(
     .try_get("id")?;
     Ok(Accepted::New {
         conversation_id,
-        message: StoredMessage {
-            id: message_id,
-            author: "customer".to_owned(),
-            body: text,
-            external_id: Some(external_id),
-            in_reply_to: Vec::new(),
-            choices: Vec::new(),
-            status: None,
-            citations: Vec::new(),
-            created_at_ms: item.received_at_ms,
-            trace_id: item.trace_id.clone(),
-        },
+        message: StoredMessage::customer(item, message_id),
     })
 }
 

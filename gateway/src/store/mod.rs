@@ -322,6 +322,37 @@ pub(crate) fn dialect_of(conn: &sqlx::AnyConnection) -> Dialect {
     }
 }
 
+/// Conversations locked per statement.
+const LOCK_ROWS: usize = 500;
+
+/// Takes the row locks of the conversations `ids` on Postgres, in one global order (by id) as
+/// every writer to conversations takes them, so concurrent group commits of several replicas
+/// cannot deadlock. SQLite has one writer: its transaction is already exclusive.
+pub(crate) async fn lock_conversations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ids: &mut [&str],
+) -> Result<(), StoreError> {
+    if dialect_of(tx) != Dialect::Postgres {
+        return Ok(());
+    }
+    ids.sort_unstable();
+    for part in ids.chunks(LOCK_ROWS) {
+        let sql = bind_marks(
+            Dialect::Postgres,
+            &format!(
+                "SELECT id FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                rows(part.len(), "?")
+            ),
+        );
+        let mut query = sqlx::query(&sql);
+        for id in part.iter() {
+            query = query.bind(*id);
+        }
+        query.fetch_all(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// `text` as the database can store it: without NUL characters, which Postgres `TEXT` cannot
 /// hold (SQLite would keep them but cut the text short in some functions). Every free text a
 /// customer, agent or model wrote goes through this before it is bound, on both backends, so
@@ -495,6 +526,24 @@ pub struct StoredMessage {
     pub created_at_ms: i64,
     /// OpenTelemetry trace id (32 hex digits) of the request or answer turn that wrote it.
     pub trace_id: Option<String>,
+}
+
+impl StoredMessage {
+    /// The customer message `item`, stored as `id`.
+    pub(crate) fn customer(item: &ingress::InboundItem, id: i64) -> Self {
+        Self {
+            id,
+            author: "customer".to_owned(),
+            body: storable(&item.text).into_owned(),
+            external_id: Some(storable(&item.external_id).into_owned()),
+            in_reply_to: Vec::new(),
+            choices: Vec::new(),
+            status: None,
+            citations: Vec::new(),
+            created_at_ms: item.received_at_ms,
+            trace_id: item.trace_id.clone(),
+        }
+    }
 }
 
 /// Current Unix time in milliseconds.

@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use super::turns::{MASKED_CODE, Turn, TurnOutcome, turn_usage, verification_column};
 use super::usage::{UsageBatch, UsageDays};
-use super::{Dialect, StoreError, bind_marks, dialect_of, rows, storable};
+use super::{StoreError, bind_marks, dialect_of, rows, storable};
 
 /// Rows per statement (the widest binds 9 parameters a row).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -38,7 +38,6 @@ pub(super) async fn commit_batched(
     commits: &[&Turn],
     order: &[usize],
     now: i64,
-    dialect: Dialect,
     (days, counters): (&UsageDays, &mut UsageBatch),
 ) -> Result<Vec<TurnOutcome>, StoreError> {
     let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
@@ -50,28 +49,12 @@ pub(super) async fn commit_batched(
     if candidates.is_empty() {
         return Ok(outcomes);
     }
-    if dialect == Dialect::Postgres {
-        // The conversations' row locks first, in one global order, as every writer takes them:
-        // replicas writing to one conversation are serialized and cannot deadlock.
-        let ids: Vec<&str> = candidates
-            .iter()
-            .map(|&i| commits[i].batch.conversation_id.as_str())
-            .collect();
-        for part in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = bind_marks(
-                dialect,
-                &format!(
-                    "SELECT id FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                    rows(part.len(), "?")
-                ),
-            );
-            let mut query = sqlx::query(&sql);
-            for id in part {
-                query = query.bind(*id);
-            }
-            query.fetch_all(&mut **tx).await?;
-        }
-    }
+    // The conversations' row locks first (Postgres), as every writer takes them.
+    let mut ids: Vec<&str> = candidates
+        .iter()
+        .map(|&i| commits[i].batch.conversation_id.as_str())
+        .collect();
+    super::lock_conversations(tx, &mut ids).await?;
 
     // Superseded (newer customer messages) or stale (another worker got here first): nothing
     // of that turn is written.

@@ -299,23 +299,20 @@ impl Store {
                 commits,
                 &order,
                 now,
-                self.dialect,
                 (&self.days, &mut usage),
             )
             .await?;
-            usage.flush(&mut tx).await?;
-            tx.commit().await?;
-            return Ok(outcomes);
-        }
-        for index in order {
-            outcomes[index] = commit_one(
-                &mut tx,
-                commits[index],
-                now,
-                self.dialect,
-                (&self.days, &mut usage),
-            )
-            .await?;
+        } else {
+            for index in order {
+                outcomes[index] = commit_one(
+                    &mut tx,
+                    commits[index],
+                    now,
+                    self.dialect,
+                    (&self.days, &mut usage),
+                )
+                .await?;
+            }
         }
         usage.flush(&mut tx).await?;
         tx.commit().await?;
