@@ -168,12 +168,21 @@ async fn answer_while_pending(
             }
         }
         debounce = false;
+        // The permit comes before the load: under a backlog, thousands of lanes wait here
+        // holding nothing but their id, instead of each holding its loaded batch (and all
+        // loading at once) until a permit frees up. For the same reason the big futures
+        // below (load, answer, commit) are boxed: a spawned task is allocated at the size of
+        // its largest state, so unboxed they would make every waiting lane that large.
+        let Ok(permit) = inner.permits.acquire().await else {
+            break;
+        };
         // Wake-ups sent so far are for messages the load below sees: they must not restart
         // the answer to them.
         while rx.try_recv().is_ok() {}
-        let batch = match ctx.store.load_turn_batch(conversation_id).await {
+        let batch = match Box::pin(ctx.store.load_turn_batch(conversation_id)).await {
             Ok(Some(batch)) => batch,
             Ok(None) => {
+                drop(permit);
                 if try_exit(inner, conversation_id, &mut rx) {
                     return;
                 }
@@ -181,6 +190,7 @@ async fn answer_while_pending(
             }
             Err(err) => {
                 tracing::warn!(conversation_id = %conversation_id, error = %err.chain(), "loading pending messages failed; retrying");
+                drop(permit);
                 if pause(&inner.token, &mut backoff).await {
                     break;
                 }
@@ -193,14 +203,12 @@ async fn answer_while_pending(
         {
             metrics::counter!(telemetry::CONVERSATION_THROTTLED_TOTAL).increment(1);
             tracing::debug!(conversation_id = %conversation_id, ?wait, "conversation over its message rate; answer deferred");
+            drop(permit);
             tokio::select! {
                 () = tokio::time::sleep(wait) => continue,
                 () = inner.token.cancelled() => break,
             }
         }
-        let Ok(_permit) = inner.permits.acquire().await else {
-            break;
-        };
         let (tenant_id, conversation) = (batch.tenant_id.clone(), batch.conversation_id.clone());
         // The answer continues the trace of the message that woke the lane.
         let span = telemetry::continued(
@@ -212,15 +220,16 @@ async fn answer_while_pending(
         let turn = if last_try {
             // Restarted often enough: answer this batch even if the customer adds more.
             metrics::counter!(telemetry::RESTARTS_CAPPED_TOTAL).increment(1);
-            let mut turn = answer::prepare(&ctx, batch, &answer::InFlight::default())
-                .instrument(span.clone())
-                .await;
+            let mut turn = Box::pin(
+                answer::prepare(&ctx, batch, &answer::InFlight::default()).instrument(span.clone()),
+            )
+            .await;
             turn.accept_newer = true;
             turn
         } else {
             let in_flight = answer::InFlight::default();
             tokio::select! {
-                turn = answer::prepare(&ctx, batch, &in_flight).instrument(span.clone()) => turn,
+                turn = Box::pin(answer::prepare(&ctx, batch, &in_flight).instrument(span.clone())) => turn,
                 nudge = rx.recv() => {
                     // Supersede: the customer added something; answer everything together.
                     metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
@@ -231,7 +240,7 @@ async fn answer_while_pending(
                         .unwrap_or_else(PoisonError::into_inner)
                         .take();
                     if let Some(usage) = dropped {
-                        record_usage(&ctx, &tenant_id, &conversation, &[usage]).await;
+                        Box::pin(record_usage(&ctx, &tenant_id, &conversation, &[usage])).await;
                     }
                     if ctx.llm.is_some() && on_webchat {
                         // Drop any half-streamed answer from the browser.
@@ -245,11 +254,12 @@ async fn answer_while_pending(
         let (kind, oldest_received_ms) = (turn.kind, turn.oldest_received_ms());
         let in_console = shown_in_console(&turn);
         let usage = turn.llm_usage.clone();
-        let committed = ctx
-            .committer
-            .commit(turn)
-            .instrument(tracing::info_span!(parent: &span, "commit"))
-            .await;
+        let committed = Box::pin(
+            ctx.committer
+                .commit(turn)
+                .instrument(tracing::info_span!(parent: &span, "commit")),
+        )
+        .await;
         match committed {
             Ok(TurnOutcome::Committed { outbox_rows }) => {
                 telemetry::hand_over(telemetry::Handoff::Send, conversation_id, &span);
@@ -270,12 +280,12 @@ async fn answer_while_pending(
                     ctx.dispatcher_wake.notify_one();
                 }
                 if in_console {
-                    crate::coord::announce(
+                    Box::pin(crate::coord::announce(
                         &ctx.store,
                         ctx.coord.as_ref(),
                         &tenant_id,
                         conversation_id,
-                    )
+                    ))
                     .await;
                 }
                 // Every message committed since the load nudged this lane, so with no nudge
@@ -289,11 +299,12 @@ async fn answer_while_pending(
                 metrics::counter!(telemetry::SUPERSEDED_TOTAL).increment(1);
                 restarts += 1;
                 // The model was paid for the discarded answer: it counts against the budget.
-                record_usage(&ctx, &tenant_id, &conversation, &usage).await;
+                Box::pin(record_usage(&ctx, &tenant_id, &conversation, &usage)).await;
             }
             Ok(TurnOutcome::Stale) => {}
             Err(err) => {
                 tracing::warn!(conversation_id = %conversation_id, error = %err.chain(), "committing an answer failed; retrying");
+                drop(permit);
                 if pause(&inner.token, &mut backoff).await {
                     break;
                 }
