@@ -12,7 +12,15 @@
 //! ./target/release/gateway-bench [--rates 500,1000,2000] [--duration 10] [--numbers 40]
 //!     [--sapa target/release/sapa] [--kit target/bench-kit/release]
 //!     [--database postgres://… --redis redis://… [--replicas N] [--qdrant http://…:6334]]
+//!     [--llm-latency-ms 300]
 //! ```
+//!
+//! With `--llm-latency-ms N` both gateways call the stubs' OpenAI-compatible chat endpoint,
+//! which answers after N ms: the reference once per message before it replies
+//! (`--echo-llm`), Sapa as its `[llm]` (JSON answers, `response_format = "json_object"`). The
+//! stub's fixed answer is a valid structured reply (a clarifying question, which needs no
+//! citation), so Sapa sends the model's words rather than a fallback; replies are then
+//! correlated first-in first-out per customer (the answer carries no `ref:` tag).
 //!
 //! Distributed mode: with `--database` (a Postgres URL; the bench creates a fresh schema) and
 //! `--redis`, Sapa runs as `--replicas` processes on that schema and Redis, each with its own
@@ -47,7 +55,11 @@ struct Args {
     redis: Option<String>,
     replicas: u32,
     qdrant: Option<String>,
+    llm_latency_ms: Option<u32>,
 }
+
+/// The stub model's fixed answer in LLM mode: Sapa's structured reply (see `flows::policy`).
+const LLM_ANSWER: &str = r#"{"action":"clarify","reply":"Boleh dijelaskan sedikit lagi, Kak? Produk mana yang dimaksud?","citations":[]}"#;
 
 fn args() -> Args {
     let mut parsed = Args {
@@ -60,6 +72,7 @@ fn args() -> Args {
         redis: None,
         replicas: 1,
         qdrant: None,
+        llm_latency_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,6 +92,10 @@ fn args() -> Args {
             "--redis" => parsed.redis = Some(value),
             "--replicas" => parsed.replicas = value.parse().expect("--replicas: a count"),
             "--qdrant" => parsed.qdrant = Some(value),
+            "--llm-latency-ms" => {
+                parsed.llm_latency_ms =
+                    Some(value.parse().expect("--llm-latency-ms: milliseconds"));
+            }
             other => panic!("unknown flag {other} (see the file's header)"),
         }
     }
@@ -166,7 +183,21 @@ fn free_port() -> u16 {
 
 fn sapa_config(dir: &Path, args: &Args, schema_url: Option<&str>) -> PathBuf {
     let numbers = args.numbers;
-    let mut config = String::from("[conversation]\ndebounce = \"0s\"\n[demo]\nenabled = false\n");
+    let mut config = String::from("[conversation]\ndebounce = \"0s\"\n");
+    if let Some(latency) = args.llm_latency_ms {
+        // Conversations wait on the model this long each: to answer 1,000/s at 300 ms, about
+        // 300 must be in flight at once (the default, 64, suits a rate-limited provider key).
+        let in_flight = (u64::from(latency) * 4).max(64);
+        // The load generator's generic questions mostly score under the demo knowledge base's
+        // answer threshold, and a question with no passage over it is answered without the
+        // model. Threshold 0 sends every question with any matching passage to the model, so
+        // the run measures the model path (the table's "model calls" line counts them).
+        config.push_str(&format!(
+            "max_concurrent = {in_flight}\n[knowledge]\nmin_relevance = 0.0\n[llm]\nbase_url = \"http://{STUBS}/v1\"\nmodel = \"stub\"\n\
+             daily_tokens_per_tenant = 0\n"
+        ));
+    }
+    config.push_str("[demo]\nenabled = false\n");
     if let Some(url) = schema_url {
         config.push_str(&format!("[database]\nurl = \"{url}\"\n"));
     }
@@ -284,10 +315,17 @@ fn row(name: &str, v: &Value) -> String {
 fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
+    let mut stubs = Command::new(args.kit.join("bench-stubs"));
+    stubs
+        .args(["--listen", STUBS, "--echo-listen", REFERENCE])
+        .args(["--echo-app-secret", SECRET]);
+    if let Some(latency) = args.llm_latency_ms {
+        stubs
+            .args(["--llm-latency-ms", &latency.to_string()])
+            .args(["--llm-answer", LLM_ANSWER, "--no-ref-echo", "--echo-llm"]);
+    }
     let _stubs = Guard(
-        Command::new(args.kit.join("bench-stubs"))
-            .args(["--listen", STUBS, "--echo-listen", REFERENCE])
-            .args(["--echo-app-secret", SECRET])
+        stubs
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -363,6 +401,10 @@ fn main() {
         ),
         None => "embedded (SQLite)".to_owned(),
     };
+    let mode = match args.llm_latency_ms {
+        Some(ms) => format!("{mode}, LLM stub answering in {ms} ms (both gateways call it)"),
+        None => format!("{mode}, no LLM"),
+    };
     println!("\nsapa {mode}");
     println!(
         "\n{} WhatsApp numbers, {} s per rate (+2 s warm-up), open loop, 40,000 customers\n",
@@ -384,6 +426,12 @@ fn main() {
         let gateway = load_replicas(&args, &servers, rate, first + 500_000);
         println!("{}", row(&format!("{rate} | reference"), &reference));
         println!("{}", row(&format!("{rate} | sapa"), &gateway));
+        if args.llm_latency_ms.is_some() {
+            println!(
+                "| {rate} | model calls | reference {} | sapa {} | | | | | | |",
+                reference["stub_llm_calls"], gateway["stub_llm_calls"]
+            );
+        }
         println!(
             "| {rate} | **sapa / reference** | {} (p99) | {} (p99) | **{}** | | | | | |",
             ratio(num(&gateway, "ack_p99_ms"), num(&reference, "ack_p99_ms")),
@@ -463,6 +511,7 @@ fn load_replicas(args: &Args, servers: &[(Guard, String)], rate: u32, first: u64
             .sum::<u64>()},
         "duplicates": int_sum("duplicates"),
         "ack_failed": int_sum("ack_failed"),
+        "stub_llm_calls": int_sum("stub_llm_calls"),
         "watch": {"sapa": {
             "cpu_cores_avg": watch("cpu_cores_avg").iter().sum::<f64>(),
             "peak_rss_mb": watch("peak_rss_mb").into_iter().fold(0.0, f64::max),
