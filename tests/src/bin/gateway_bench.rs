@@ -193,8 +193,8 @@ fn sapa_config(dir: &Path, args: &Args, schema_url: Option<&str>) -> PathBuf {
         // model. Threshold 0 sends every question with any matching passage to the model, so
         // the run measures the model path (the table's "model calls" line counts them).
         config.push_str(&format!(
-            "max_concurrent = {in_flight}\n[knowledge]\nmin_relevance = 0.0\n[llm]\nbase_url = \"http://{STUBS}/v1\"\nmodel = \"stub\"\n\
-             daily_tokens_per_tenant = 0\n"
+            "max_concurrent = {in_flight}\n[knowledge]\nmin_relevance = 0.0\n\
+             [llm]\nbase_url = \"http://{STUBS}/v1\"\nmodel = \"stub\"\n"
         ));
     }
     config.push_str("[demo]\nenabled = false\n");
