@@ -572,13 +572,28 @@
     await loadConversation();
   }
 
-  async function loadConversation() {
+  /** Whether the agent is writing: focus in the composer (its reply, note box, buttons). */
+  function composing() {
+    const active = document.activeElement;
+    return Boolean(active && active.closest && active.closest('.composer'));
+  }
+
+  /** Loads and shows the selected conversation. A background load (a refresh pushed by the
+   *  event stream) that returns while the agent is writing keeps the data for the next render
+   *  and leaves the composer alone: re-rendering under the agent's cursor would move the focus
+   *  and send their next keystrokes nowhere. */
+  async function loadConversation(background = false) {
     if (!state.selected) return;
+    const selected = state.selected;
+    let loaded;
     try {
-      state.conversation = await api('GET', `/v1/console/conversations/${encodeURIComponent(state.selected)}`);
+      loaded = await api('GET', `/v1/console/conversations/${encodeURIComponent(selected)}`);
     } catch (err) {
-      state.conversation = { error: err.message };
+      loaded = { error: err.message };
     }
+    if (state.selected !== selected) return;
+    state.conversation = loaded;
+    if (background && composing()) return;
     renderThread();
   }
 
@@ -586,6 +601,10 @@
     const thread = document.getElementById('thread');
     if (!thread) return;
     const data = state.conversation;
+    // A re-render while the agent writes (after their own action) hands the new reply box the
+    // focus and the caret, so typing continues where it was.
+    const active = document.activeElement;
+    const caret = active && active.id === 'reply' ? [active.selectionStart, active.selectionEnd] : null;
     renderDetails();
     if (!state.selected || !data) {
       thread.replaceChildren(h('div', { class: 'empty' }, t('pick')));
@@ -748,6 +767,10 @@
       messages,
       composer);
     messages.scrollTop = messages.scrollHeight;
+    if (caret) {
+      text.focus();
+      text.setSelectionRange(caret[0], caret[1]);
+    }
   }
 
   async function refresh() {
@@ -756,11 +779,8 @@
       state.items = data.conversations;
       for (const item of state.items) state.known.set(item.id, item.state);
       renderItems();
-      if (state.selected) {
-        // Re-rendering would drop what the agent is writing: wait while the composer has focus.
-        const typing = document.activeElement && document.activeElement.closest && document.activeElement.closest('.composer');
-        if (!typing) await loadConversation();
-      }
+      // Re-rendering would disturb what the agent is writing: wait while the composer has focus.
+      if (state.selected && !composing()) await loadConversation(true);
     } catch { /* shown on the next successful refresh */ }
   }
 
