@@ -267,7 +267,8 @@ pub struct LlmConfig {
     pub max_prompt_tokens: usize,
     /// Times a turn is restarted for newer messages before the latest batch is answered.
     pub max_restarts: u32,
-    /// Tokens one tenant may use per UTC day; then extractive answers. 0: no limit.
+    /// Tokens one tenant may use per day (its usage day: midnight in its business-hours time
+    /// zone, UTC without one); then extractive answers. 0: no limit.
     pub daily_tokens_per_tenant: u64,
     /// Price of 1,000 prompt tokens, for the estimated cost on the usage page.
     pub price_per_1k_prompt_tokens: f64,

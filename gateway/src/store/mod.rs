@@ -866,27 +866,6 @@ impl Store {
         .transpose()
     }
 
-    /// Tokens (prompt + completion) the tenant used since `since_ms` (Unix ms): what its daily
-    /// budget is checked against.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`].
-    pub async fn llm_tokens_since(
-        &self,
-        tenant_id: &str,
-        since_ms: i64,
-    ) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS used \
-             FROM llm_usage WHERE tenant_id = $1 AND created_at >= $2",
-        )
-        .bind(tenant_id)
-        .bind(since_ms)
-        .fetch_one(&self.read)
-        .await?;
-        Ok(row.try_get("used")?)
-    }
-
     /// Records token usage outside a committed turn (an answer that was superseded after the
     /// model was paid for it).
     ///

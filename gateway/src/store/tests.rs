@@ -314,6 +314,10 @@ async fn usage_is_counted_with_the_messages_once_per_day_and_channel_on_both_bac
         assert!(day.first_response_p50_ms.is_some_and(|ms| ms >= 0));
         let month: String = today.chars().take(7).collect();
         assert_eq!(s.usage_in_month("shop", &month).await.unwrap(), (3, 126));
+        // The daily token budget reads the same day's counters: today only, this tenant only.
+        assert_eq!(s.tokens_on_day("shop", &today).await.unwrap(), 126);
+        assert_eq!(s.tokens_on_day("shop", "2000-01-01").await.unwrap(), 0);
+        assert_eq!(s.tokens_on_day("other", &today).await.unwrap(), 0);
         // Other tenants see nothing of it.
         assert!(s.usage("other", &today, &today).await.unwrap().is_empty());
         assert_eq!(s.quota_override("shop").await.unwrap(), None);

@@ -331,6 +331,25 @@ impl Store {
         Ok(days.into_values().collect())
     }
 
+    /// Model tokens (prompt + completion) the tenant used on `day` (`YYYY-MM-DD`, local): what
+    /// its daily budget is checked against. The day's few counter rows (one per channel), not
+    /// its `llm_usage` rows: the check runs before every model call and must not grow with the
+    /// day's traffic.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn tokens_on_day(&self, tenant_id: &str, day: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens \
+             FROM usage_daily WHERE tenant_id = $1 AND day = $2",
+        )
+        .bind(tenant_id)
+        .bind(day)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(row.try_get("tokens")?)
+    }
+
     /// Messages (in + out) and model tokens the tenant used in `month` (`YYYY-MM`, local).
     ///
     /// # Errors

@@ -277,8 +277,8 @@ fn set_in_flight(in_flight: &InFlight, usage: Option<LlmUsage>) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = usage;
 }
 
-/// Whether the tenant may still call the model today (`llm.daily_tokens_per_tenant`, UTC
-/// day). Spent: a warning, a metric, and the caller answers extractively. When usage cannot
+/// Whether the tenant may still call the model today (`llm.daily_tokens_per_tenant`, the
+/// tenant's usage day: midnight to midnight in its business-hours time zone, UTC without one). Spent: a warning, a metric, and the caller answers extractively. When usage cannot
 /// be read the model is used (the budget bounds cost; it must not take answers down).
 pub(super) async fn budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
     quota_left(ctx, tenant_id).await && daily_budget_left(ctx, tenant_id).await
@@ -318,11 +318,10 @@ async fn daily_budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
     if budget == 0 {
         return true;
     }
-    const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-    let day_start = now_ms().div_euclid(DAY_MS) * DAY_MS;
-    match ctx.store.llm_tokens_since(tenant_id, day_start).await {
+    let day = ctx.store.usage_day(tenant_id, now_ms());
+    match ctx.store.tokens_on_day(tenant_id, &day).await {
         Ok(used) if u64::try_from(used).unwrap_or(0) >= budget => {
-            tracing::warn!(tenant_id = %tenant_id, used, budget, "daily LLM token budget spent; answering extractively until 00:00 UTC");
+            tracing::warn!(tenant_id = %tenant_id, %day, used, budget, "daily LLM token budget spent; answering extractively until the tenant's midnight");
             metrics::counter!(telemetry::LLM_BUDGET_EXHAUSTED_TOTAL, "tenant" => tenant_id.to_owned())
                 .increment(1);
             false

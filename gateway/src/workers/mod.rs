@@ -88,7 +88,7 @@ pub struct AnswerLimits {
     pub max_prompt_tokens: usize,
     /// Restarts for newer messages before the batch is answered as it is.
     pub max_restarts: u32,
-    /// Tokens per tenant per UTC day; 0: unlimited.
+    /// Tokens per tenant per usage day (its time zone); 0: unlimited.
     pub daily_tokens_per_tenant: u64,
 }
 
