@@ -41,25 +41,6 @@ fn level(used: i64, limit: i64) -> (bool, bool) {
     )
 }
 
-/// The tenant's limits: the console's override, else `sapa.toml`'s.
-///
-/// # Errors
-/// [`StoreError::Unavailable`].
-pub async fn limits(
-    store: &Store,
-    configured: Option<QuotaConfig>,
-    tenant_id: &str,
-) -> Result<QuotaOverride, StoreError> {
-    if let Some(set) = store.quota_override(tenant_id).await? {
-        return Ok(set);
-    }
-    let configured = configured.unwrap_or_default();
-    Ok(QuotaOverride {
-        monthly_messages: i64::try_from(configured.monthly_messages).unwrap_or(i64::MAX),
-        monthly_llm_tokens: i64::try_from(configured.monthly_llm_tokens).unwrap_or(i64::MAX),
-    })
-}
-
 /// The tenant's quota at `now_ms`.
 ///
 /// # Errors
@@ -70,19 +51,54 @@ pub async fn quota(
     tenant_id: &str,
     now_ms: i64,
 ) -> Result<Quota, StoreError> {
-    let limits = limits(store, configured, tenant_id).await?;
-    let month: String = store.usage_day(tenant_id, now_ms).chars().take(7).collect();
-    let (messages_used, tokens_used) = store.usage_in_month(tenant_id, &month).await?;
-    let (messages_warning, messages_exceeded) = level(messages_used, limits.monthly_messages);
-    let (tokens_warning, tokens_exceeded) = level(tokens_used, limits.monthly_llm_tokens);
-    Ok(Quota {
-        month,
-        messages_used,
-        messages_limit: limits.monthly_messages,
-        tokens_used,
-        tokens_limit: limits.monthly_llm_tokens,
-        warning: messages_warning || tokens_warning,
-        exceeded: messages_exceeded || tokens_exceeded,
+    Ok(budget(store, configured, tenant_id, now_ms).await?.quota)
+}
+
+/// What the answer path checks before a model call: the month's quota and today's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// The monthly quota.
+    pub quota: Quota,
+    /// The tenant's usage day (`YYYY-MM-DD`, local).
+    pub day: String,
+    /// Model tokens used that day (against `llm.daily_tokens_per_tenant`).
+    pub day_tokens: i64,
+}
+
+/// The tenant's monthly quota and today's tokens at `now_ms`, in one read. The limits are the
+/// console's override, else `sapa.toml`'s.
+///
+/// # Errors
+/// [`StoreError::Unavailable`].
+pub async fn budget(
+    store: &Store,
+    configured: Option<QuotaConfig>,
+    tenant_id: &str,
+    now_ms: i64,
+) -> Result<Budget, StoreError> {
+    let day = store.usage_day(tenant_id, now_ms);
+    let used = store.budget_usage(tenant_id, &day).await?;
+    let limits = used.quota_override.unwrap_or_else(|| {
+        let configured = configured.unwrap_or_default();
+        QuotaOverride {
+            monthly_messages: i64::try_from(configured.monthly_messages).unwrap_or(i64::MAX),
+            monthly_llm_tokens: i64::try_from(configured.monthly_llm_tokens).unwrap_or(i64::MAX),
+        }
+    });
+    let (messages_warning, messages_exceeded) = level(used.month_messages, limits.monthly_messages);
+    let (tokens_warning, tokens_exceeded) = level(used.month_tokens, limits.monthly_llm_tokens);
+    Ok(Budget {
+        quota: Quota {
+            month: day.chars().take(7).collect(),
+            messages_used: used.month_messages,
+            messages_limit: limits.monthly_messages,
+            tokens_used: used.month_tokens,
+            tokens_limit: limits.monthly_llm_tokens,
+            warning: messages_warning || tokens_warning,
+            exceeded: messages_exceeded || tokens_exceeded,
+        },
+        day,
+        day_tokens: used.day_tokens,
     })
 }
 

@@ -52,7 +52,7 @@ pub use outbox::{
 pub use staff::{LoginAttempt, StaffMember, StaffSession};
 pub use tenant_flows::StoredFlow;
 pub use turns::{LlmUsage, MASKED_CODE, PendingTurn, Turn, TurnBatch, TurnOutcome, TurnReply};
-pub use usage::{QuotaOverride, UsageDay};
+pub use usage::{BudgetUsage, QuotaOverride, UsageDay};
 
 /// One migration: version, name, SQLite script, Postgres script.
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[

@@ -312,12 +312,23 @@ async fn usage_is_counted_with_the_messages_once_per_day_and_channel_on_both_bac
         );
         assert_eq!((day.prompt_tokens, day.completion_tokens), (105, 21));
         assert!(day.first_response_p50_ms.is_some_and(|ms| ms >= 0));
+        // The answer path's budget read: the month's counters, today's tokens (today only,
+        // this tenant only) and no override yet.
+        let used = s.budget_usage("shop", &today).await.unwrap();
+        assert_eq!(
+            (used.month_messages, used.month_tokens, used.day_tokens),
+            (3, 126, 126),
+            "{}",
+            t.name
+        );
+        assert_eq!(used.quota_override, None);
         let month: String = today.chars().take(7).collect();
-        assert_eq!(s.usage_in_month("shop", &month).await.unwrap(), (3, 126));
-        // The daily token budget reads the same day's counters: today only, this tenant only.
-        assert_eq!(s.tokens_on_day("shop", &today).await.unwrap(), 126);
-        assert_eq!(s.tokens_on_day("shop", "2000-01-01").await.unwrap(), 0);
-        assert_eq!(s.tokens_on_day("other", &today).await.unwrap(), 0);
+        let another_day = s
+            .budget_usage("shop", &format!("{month}-00"))
+            .await
+            .unwrap();
+        assert_eq!((another_day.month_tokens, another_day.day_tokens), (126, 0));
+        assert_eq!(s.budget_usage("other", &today).await.unwrap().day_tokens, 0);
         // Other tenants see nothing of it.
         assert!(s.usage("other", &today, &today).await.unwrap().is_empty());
         assert_eq!(s.quota_override("shop").await.unwrap(), None);
@@ -329,6 +340,10 @@ async fn usage_is_counted_with_the_messages_once_per_day_and_channel_on_both_bac
             .await
             .unwrap();
         assert_eq!(s.quota_override("shop").await.unwrap(), Some(set));
+        assert_eq!(
+            s.budget_usage("shop", &today).await.unwrap().quota_override,
+            Some(set)
+        );
         let notice = |staff: &'static str, now: i64| {
             let month = month.clone();
             async move {

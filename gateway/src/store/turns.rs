@@ -43,6 +43,12 @@ pub struct TurnBatch {
     pub turns: Vec<PendingTurn>,
     /// The flow the conversation is in (a `flows::flow::FlowRun` as JSON).
     pub flow_run: Option<String>,
+    /// The summary left for the bot at the last hand back, if any.
+    pub handoff_summary: Option<String>,
+    /// The tenant's display name (`None`: no tenant row; the prompt uses its slug).
+    pub tenant_name: Option<String>,
+    /// The owner's prompt instructions.
+    pub instructions: String,
 }
 
 /// One bot message to store and send.
@@ -173,17 +179,20 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Option<TurnBatch>, StoreError> {
-        // One read: the pending messages, each with its conversation's routing and state. The
-        // message's own id (`m.external_id`) is what replies refer to; the inbox key of a web
-        // chat message is scoped by its conversation.
+        // One read: the pending messages, each with its conversation's routing and state, and
+        // what the prompt needs of the conversation and tenant (each a read of its own before
+        // every model call otherwise). The message's own id (`m.external_id`) is what replies
+        // refer to; the inbox key of a web chat message is scoped by its conversation.
         let pending = sqlx::query(
             "SELECT i.id, m.external_id, i.kind, i.received_at, m.body, \
              c.tenant_id, c.channel_account_id, a.kind AS channel_kind, k.external_id AS recipient, \
-             c.state, c.locale, c.abstain_streak, c.verification, c.flow_run FROM inbox i \
+             c.state, c.locale, c.abstain_streak, c.verification, c.flow_run, c.handoff_summary, \
+             t.name AS tenant_name, t.instructions FROM inbox i \
              JOIN messages m ON m.inbox_id = i.id AND m.conversation_id = i.conversation_id \
              JOIN conversations c ON c.id = i.conversation_id \
              JOIN channel_accounts a ON a.id = c.channel_account_id AND a.tenant_id = c.tenant_id \
              JOIN contacts k ON k.id = c.contact_id AND k.tenant_id = c.tenant_id \
+             LEFT JOIN tenants t ON t.id = c.tenant_id \
              WHERE i.conversation_id = $1 AND i.processed_at IS NULL ORDER BY i.id",
         )
         .bind(conversation_id)
@@ -226,6 +235,11 @@ impl Store {
             conversation,
             turns,
             flow_run: row.try_get("flow_run")?,
+            handoff_summary: row.try_get("handoff_summary")?,
+            tenant_name: row.try_get("tenant_name")?,
+            instructions: row
+                .try_get::<Option<String>, _>("instructions")?
+                .unwrap_or_default(),
         }))
     }
 

@@ -220,6 +220,19 @@ pub struct QuotaOverride {
     pub monthly_llm_tokens: i64,
 }
 
+/// A tenant's usage against its quotas and daily budget (see [`Store::budget_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetUsage {
+    /// Messages in and out this month.
+    pub month_messages: i64,
+    /// Model tokens this month.
+    pub month_tokens: i64,
+    /// Model tokens today.
+    pub day_tokens: i64,
+    /// The console's quota override, if an owner set one.
+    pub quota_override: Option<QuotaOverride>,
+}
+
 impl Store {
     /// The day usage of `tenant_id` is counted on at `ms`.
     pub fn usage_day(&self, tenant_id: &str, ms: i64) -> String {
@@ -331,45 +344,49 @@ impl Store {
         Ok(days.into_values().collect())
     }
 
-    /// Model tokens (prompt + completion) the tenant used on `day` (`YYYY-MM-DD`, local): what
-    /// its daily budget is checked against. The day's few counter rows (one per channel), not
-    /// its `llm_usage` rows: the check runs before every model call and must not grow with the
-    /// day's traffic.
+    /// What the answer path checks before a model call, in one read: the month's messages and
+    /// tokens, the day's tokens and the console's quota override, for the tenant's usage `day`
+    /// (`YYYY-MM-DD`, local; its month is the quota's). Counter rows only (a few per day and
+    /// channel), never the day's `llm_usage` rows: the read must not grow with the traffic.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn tokens_on_day(&self, tenant_id: &str, day: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens \
-             FROM usage_daily WHERE tenant_id = $1 AND day = $2",
-        )
-        .bind(tenant_id)
-        .bind(day)
-        .fetch_one(&self.read)
-        .await?;
-        Ok(row.try_get("tokens")?)
-    }
-
-    /// Messages (in + out) and model tokens the tenant used in `month` (`YYYY-MM`, local).
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`].
-    pub async fn usage_in_month(
+    pub async fn budget_usage(
         &self,
         tenant_id: &str,
-        month: &str,
-    ) -> Result<(i64, i64), StoreError> {
+        day: &str,
+    ) -> Result<BudgetUsage, StoreError> {
+        let month: String = day.chars().take(7).collect();
         let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(messages_in + messages_out), 0) AS BIGINT) AS messages, \
-             CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens \
-             FROM usage_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
+            "SELECT \
+               (SELECT CAST(COALESCE(SUM(messages_in + messages_out), 0) AS BIGINT) FROM usage_daily \
+                WHERE tenant_id = $1 AND day >= $2 AND day <= $3) AS month_messages, \
+               (SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) FROM usage_daily \
+                WHERE tenant_id = $1 AND day >= $2 AND day <= $3) AS month_tokens, \
+               (SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) FROM usage_daily \
+                WHERE tenant_id = $1 AND day = $4) AS day_tokens, \
+               q.monthly_messages, q.monthly_llm_tokens \
+             FROM (SELECT 1 AS one) AS x LEFT JOIN tenant_quotas q ON q.tenant_id = $1",
         )
         .bind(tenant_id)
         .bind(format!("{month}-01"))
         .bind(format!("{month}-31"))
+        .bind(day)
         .fetch_one(&self.read)
         .await?;
-        Ok((row.try_get("messages")?, row.try_get("tokens")?))
+        let monthly_messages: Option<i64> = row.try_get("monthly_messages")?;
+        let monthly_llm_tokens: Option<i64> = row.try_get("monthly_llm_tokens")?;
+        Ok(BudgetUsage {
+            month_messages: row.try_get("month_messages")?,
+            month_tokens: row.try_get("month_tokens")?,
+            day_tokens: row.try_get("day_tokens")?,
+            quota_override: monthly_messages.zip(monthly_llm_tokens).map(
+                |(monthly_messages, monthly_llm_tokens)| QuotaOverride {
+                    monthly_messages,
+                    monthly_llm_tokens,
+                },
+            ),
+        })
     }
 
     /// The tenant's console quota override, if an owner set one.

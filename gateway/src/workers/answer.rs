@@ -281,57 +281,49 @@ fn set_in_flight(in_flight: &InFlight, usage: Option<LlmUsage>) {
 /// tenant's usage day: midnight to midnight in its business-hours time zone, UTC without one). Spent: a warning, a metric, and the caller answers extractively. When usage cannot
 /// be read the model is used (the budget bounds cost; it must not take answers down).
 pub(super) async fn budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
-    quota_left(ctx, tenant_id).await && daily_budget_left(ctx, tenant_id).await
+    let configured = ctx.quotas.get(tenant_id).copied();
+    let budget = match crate::usage::budget(&ctx.store, configured, tenant_id, now_ms()).await {
+        Ok(budget) => budget,
+        Err(err) => {
+            tracing::warn!(tenant_id = %tenant_id, error = %err, "reading usage failed; quota and daily budget not checked");
+            return true;
+        }
+    };
+    quota_left(&budget.quota, tenant_id) && daily_budget_left(ctx, &budget, tenant_id)
 }
 
 /// Whether the tenant is under its monthly quotas (messages and model tokens). Reached: a
 /// warning, a metric, and the caller answers extractively (or offers a human) — never
-/// silence. When usage cannot be read the model is used, as for the daily budget.
-async fn quota_left(ctx: &TurnContext, tenant_id: &str) -> bool {
-    let configured = ctx.quotas.get(tenant_id).copied();
-    match crate::usage::quota(&ctx.store, configured, tenant_id, now_ms()).await {
-        Ok(quota) if quota.exceeded => {
-            tracing::warn!(
-                tenant_id = %tenant_id,
-                month = %quota.month,
-                messages_used = quota.messages_used,
-                messages_limit = quota.messages_limit,
-                tokens_used = quota.tokens_used,
-                tokens_limit = quota.tokens_limit,
-                "monthly quota reached; answering without the language model"
-            );
-            metrics::counter!(telemetry::QUOTA_EXCEEDED_TOTAL, "tenant" => tenant_id.to_owned())
-                .increment(1);
-            false
-        }
-        Ok(_) => true,
-        Err(err) => {
-            tracing::warn!(tenant_id = %tenant_id, error = %err, "reading the monthly usage failed; quota not checked");
-            true
-        }
+/// silence.
+fn quota_left(quota: &crate::usage::Quota, tenant_id: &str) -> bool {
+    if !quota.exceeded {
+        return true;
     }
+    tracing::warn!(
+        tenant_id = %tenant_id,
+        month = %quota.month,
+        messages_used = quota.messages_used,
+        messages_limit = quota.messages_limit,
+        tokens_used = quota.tokens_used,
+        tokens_limit = quota.tokens_limit,
+        "monthly quota reached; answering without the language model"
+    );
+    metrics::counter!(telemetry::QUOTA_EXCEEDED_TOTAL, "tenant" => tenant_id.to_owned())
+        .increment(1);
+    false
 }
 
 /// See [`budget_left`]: the daily token budget.
-async fn daily_budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
-    let budget = ctx.limits.daily_tokens_per_tenant;
-    if budget == 0 {
+fn daily_budget_left(ctx: &TurnContext, budget: &crate::usage::Budget, tenant_id: &str) -> bool {
+    let limit = ctx.limits.daily_tokens_per_tenant;
+    let used = budget.day_tokens;
+    if limit == 0 || u64::try_from(used).unwrap_or(0) < limit {
         return true;
     }
-    let day = ctx.store.usage_day(tenant_id, now_ms());
-    match ctx.store.tokens_on_day(tenant_id, &day).await {
-        Ok(used) if u64::try_from(used).unwrap_or(0) >= budget => {
-            tracing::warn!(tenant_id = %tenant_id, %day, used, budget, "daily LLM token budget spent; answering extractively until the tenant's midnight");
-            metrics::counter!(telemetry::LLM_BUDGET_EXHAUSTED_TOTAL, "tenant" => tenant_id.to_owned())
-                .increment(1);
-            false
-        }
-        Ok(_) => true,
-        Err(err) => {
-            tracing::warn!(tenant_id = %tenant_id, error = %err, "reading LLM usage failed; budget not checked");
-            true
-        }
-    }
+    tracing::warn!(tenant_id = %tenant_id, day = %budget.day, used, budget = limit, "daily LLM token budget spent; answering extractively until the tenant's midnight");
+    metrics::counter!(telemetry::LLM_BUDGET_EXHAUSTED_TOTAL, "tenant" => tenant_id.to_owned())
+        .increment(1);
+    false
 }
 
 /// The question of one turn, and how many older pending messages it leaves out.
@@ -506,11 +498,6 @@ async fn generate(
     let batch = &turn.batch;
     let (tenant_id, conversation_id) = (batch.tenant_id.clone(), batch.conversation_id.clone());
     let stream_to = ctx.stream_webchat && batch.channel_kind.is_webchat();
-    let history = if ctx.history_messages > 0 {
-        history(ctx, batch, ctx.history_messages).await
-    } else {
-        Vec::new()
-    };
     // Only passages at or above the threshold reach the model: nothing there, no model call.
     let Some(chunks) = retrieve_relevant(ctx, &tenant_id, query).await else {
         turn.kind = "failed";
@@ -528,31 +515,17 @@ async fn generate(
             AnswerOutcome::NoMatch,
         ));
     }
-    let handoff_summary = ctx
-        .store
-        .handoff_summary(&tenant_id, &conversation_id)
-        .await
-        .unwrap_or_else(|err| {
-            tracing::warn!(error = %err, "loading the hand-back summary failed");
-            None
-        })
-        .unwrap_or_default();
-    let (tenant_name, instructions) = match ctx.store.tenant_prompt_profile(&tenant_id).await {
-        Ok(Some(profile)) => profile,
-        Ok(None) => (tenant_id.clone(), String::new()),
-        Err(err) => {
-            tracing::warn!(tenant_id = %tenant_id, error = %err, "loading tenant instructions failed");
-            turn.kind = "failed";
-            return Generated::Decided(ctx.engine.on_answer(
-                conversation,
-                query,
-                AnswerOutcome::Failed,
-            ));
-        }
+    let history = if ctx.history_messages > 0 {
+        history(ctx, batch, ctx.history_messages).await
+    } else {
+        Vec::new()
     };
     let mut prompt_ctx = PromptContext {
-        tenant_name,
-        instructions,
+        tenant_name: batch
+            .tenant_name
+            .clone()
+            .unwrap_or_else(|| tenant_id.clone()),
+        instructions: batch.instructions.clone(),
         question: query.to_owned(),
         chunks: prompt_chunks(&chunks),
         abstain_streak: conversation.abstain_streak,
@@ -568,7 +541,7 @@ async fn generate(
             })
             .collect(),
         omitted_messages: asked.omitted,
-        handoff_summary,
+        handoff_summary: batch.handoff_summary.clone().unwrap_or_default(),
         flows: if asked.offer_flows {
             super::flow::offered(ctx, &tenant_id)
         } else {
