@@ -58,6 +58,12 @@ struct Args {
     llm_latency_ms: Option<u32>,
 }
 
+/// What `--help` prints.
+const USAGE: &str = "gateway-bench [--rates 500,1000,2000] [--duration SECONDS] [--numbers N] \
+[--sapa PATH] [--kit DIR] [--llm-latency-ms MS] [--database URL --redis URL [--replicas N]] \
+[--qdrant URL]\n\nRuns the same open-loop rates against the do-nothing reference gateway and \
+`sapa serve`, and prints one table with the ratios (see the README's Benchmarks section).";
+
 /// The stub model's fixed answer in LLM mode: Sapa's structured reply (see `flows::policy`).
 const LLM_ANSWER: &str = r#"{"action":"clarify","reply":"Boleh dijelaskan sedikit lagi, Kak? Produk mana yang dimaksud?","citations":[]}"#;
 
@@ -76,6 +82,10 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--rates" => {
@@ -96,7 +106,7 @@ fn args() -> Args {
                 parsed.llm_latency_ms =
                     Some(value.parse().expect("--llm-latency-ms: milliseconds"));
             }
-            other => panic!("unknown flag {other} (see the file's header)"),
+            other => panic!("unknown flag {other}\n\n{USAGE}"),
         }
     }
     // Children run in their own directories: relative paths would resolve there.
