@@ -357,16 +357,17 @@ impl Store {
         day: &str,
     ) -> Result<BudgetUsage, StoreError> {
         let month: String = day.chars().take(7).collect();
+        // One scan of the month's counter rows (the day is one of them); an aggregate without
+        // GROUP BY is always one row, so the override joins on it even when nothing was used.
         let row = sqlx::query(
-            "SELECT \
-               (SELECT CAST(COALESCE(SUM(messages_in + messages_out), 0) AS BIGINT) FROM usage_daily \
-                WHERE tenant_id = $1 AND day >= $2 AND day <= $3) AS month_messages, \
-               (SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) FROM usage_daily \
-                WHERE tenant_id = $1 AND day >= $2 AND day <= $3) AS month_tokens, \
-               (SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) FROM usage_daily \
-                WHERE tenant_id = $1 AND day = $4) AS day_tokens, \
-               q.monthly_messages, q.monthly_llm_tokens \
-             FROM (SELECT 1 AS one) AS x LEFT JOIN tenant_quotas q ON q.tenant_id = $1",
+            "SELECT u.month_messages, u.month_tokens, u.day_tokens, \
+               q.monthly_messages, q.monthly_llm_tokens FROM ( \
+               SELECT CAST(COALESCE(SUM(messages_in + messages_out), 0) AS BIGINT) AS month_messages, \
+               CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS month_tokens, \
+               CAST(COALESCE(SUM(CASE WHEN day = $4 THEN prompt_tokens + completion_tokens ELSE 0 END), 0) \
+                 AS BIGINT) AS day_tokens \
+               FROM usage_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3) AS u \
+             LEFT JOIN tenant_quotas q ON q.tenant_id = $1",
         )
         .bind(tenant_id)
         .bind(format!("{month}-01"))

@@ -277,9 +277,11 @@ fn set_in_flight(in_flight: &InFlight, usage: Option<LlmUsage>) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = usage;
 }
 
-/// Whether the tenant may still call the model today (`llm.daily_tokens_per_tenant`, the
-/// tenant's usage day: midnight to midnight in its business-hours time zone, UTC without one). Spent: a warning, a metric, and the caller answers extractively. When usage cannot
-/// be read the model is used (the budget bounds cost; it must not take answers down).
+/// Whether the tenant may still call the model: under its monthly quota and its daily token
+/// budget (`llm.daily_tokens_per_tenant`, the tenant's usage day: midnight to midnight in its
+/// business-hours time zone, UTC without one). Spent: a warning, a metric, and the caller
+/// answers extractively. When usage cannot be read the model is used (the limits bound cost;
+/// they must not take answers down).
 pub(super) async fn budget_left(ctx: &TurnContext, tenant_id: &str) -> bool {
     let configured = ctx.quotas.get(tenant_id).copied();
     let budget = match crate::usage::budget(&ctx.store, configured, tenant_id, now_ms()).await {
