@@ -352,6 +352,10 @@ impl Application {
             channels: registry.clone(),
             store: store.clone(),
             knowledge: knowledge.clone(),
+            searches: (!config.knowledge.uses_qdrant()).then(|| {
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                Arc::new(tokio::sync::Semaphore::new(cores))
+            }),
             engine: flows::Engine,
             coord: coord.clone(),
             dispatcher_wake: dispatcher_wake.clone(),

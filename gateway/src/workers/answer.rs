@@ -463,6 +463,11 @@ async fn retrieve_chunks(
     let top_k = ctx.top_k;
     let started = Instant::now();
     let vector = knowledge.embed_query(query).await;
+    // Embedded searches are CPU work: at most one per core at a time (see `TurnContext`).
+    let _slot = match &ctx.searches {
+        Some(slots) => slots.acquire().await.ok(),
+        None => None,
+    };
     let result = tokio::task::spawn_blocking(move || {
         knowledge.retrieve(
             &tenant,
