@@ -23,6 +23,7 @@ mod leases;
 mod otp;
 mod outbox;
 mod owner;
+mod script;
 mod staff;
 mod tenant_flows;
 mod turn_batch;

@@ -356,47 +356,42 @@ impl Store {
         }
         let now = now_ms();
         let mut tx = self.write.begin().await?;
-        // Two statements for the whole batch (each is a round trip to the writer): the outbox
-        // rows, then the messages' status. Parts, codes and moved chats (rare) go one by one.
+        // Two statements for the whole batch, sent together (one round trip to the SQLite
+        // writer): the outbox rows, then the messages' status. Parts, codes and moved chats
+        // (rare) go one by one, on other rows.
+        let mut script = super::script::Script::new(self.dialect);
         for part in sent.chunks(MARK_ROWS) {
-            let sql = super::bind_marks(
-                self.dialect,
-                &format!(
-                    "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = v.column2, \
-                     locked_until = NULL, last_error = NULL, sealed_code = NULL, updated_at = v.column3 \
-                     FROM (VALUES {}) AS v WHERE outbox.id = v.column1",
-                    super::rows(part.len(), "(?, ?, ?)")
-                ),
-            );
-            let mut query = sqlx::query(&sql);
+            script.statement(&format!(
+                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, provider_message_id = v.column2, \
+                 locked_until = NULL, last_error = NULL, sealed_code = NULL, updated_at = v.column3 \
+                 FROM (VALUES {}) AS v WHERE outbox.id = v.column1",
+                super::rows(part.len(), "(?, ?, ?)")
+            ));
             for (send, delivery) in part {
-                query = query
-                    .bind(send.id)
-                    .bind(delivery.provider_message_id.as_deref())
-                    .bind(now);
+                script
+                    .bind(send.id)?
+                    .bind(delivery.provider_message_id.as_deref())?
+                    .bind(now)?;
             }
-            query.execute(&mut *tx).await?;
             let messages: Vec<&ClaimedSend> = part
                 .iter()
                 .filter(|(send, _)| send.otp.is_none())
                 .map(|(send, _)| *send)
                 .collect();
             if !messages.is_empty() {
-                let sql = super::bind_marks(
-                    self.dialect,
-                    &format!(
-                        "UPDATE messages SET status = 'sent' FROM (VALUES {}) AS v \
-                         WHERE messages.id = v.column1 AND messages.tenant_id = v.column2",
-                        super::rows(messages.len(), "(?, ?)")
-                    ),
-                );
-                let mut query = sqlx::query(&sql);
+                script.statement(&format!(
+                    "UPDATE messages SET status = 'sent' FROM (VALUES {}) AS v \
+                     WHERE messages.id = v.column1 AND messages.tenant_id = v.column2",
+                    super::rows(messages.len(), "(?, ?)")
+                ));
                 for send in messages {
-                    query = query.bind(send.message.message_id).bind(&send.tenant_id);
+                    script
+                        .bind(send.message.message_id)?
+                        .bind(send.tenant_id.as_str())?;
                 }
-                query.execute(&mut *tx).await?;
             }
         }
+        script.run(&mut tx).await?;
         for (send, delivery) in sent {
             for (index, part) in delivery.extra_provider_message_ids.iter().enumerate() {
                 insert_part(&mut *tx, send, index, part).await?;

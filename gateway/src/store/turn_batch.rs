@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use channels::model::{Author, OutboundMessage};
 use sqlx::Row;
 
+use super::script::Script;
 use super::turns::{MASKED_CODE, Turn, TurnOutcome, turn_usage, verification_column};
 use super::usage::{UsageBatch, UsageDays};
 use super::{StoreError, bind_marks, dialect_of, rows, storable};
@@ -33,9 +34,10 @@ pub(super) fn batchable(commits: &[&Turn]) -> bool {
 
 /// Commits `commits` (visited in `order`, by conversation id) inside `tx`; outcomes in input
 /// order.
-pub(super) async fn commit_batched(
+pub(super) async fn commit_batched<'q>(
     tx: Tx<'_, '_>,
-    commits: &[&Turn],
+    script: &mut Script<'q>,
+    commits: &[&'q Turn],
     order: &[usize],
     now: i64,
     (days, counters): (&UsageDays, &mut UsageBatch),
@@ -78,15 +80,18 @@ pub(super) async fn commit_batched(
         return Ok(outcomes);
     }
 
-    mark_processed(tx, commits, &committed, now).await?;
-    update_conversations(tx, commits, &committed, now).await?;
+    // Statements whose results are not read go to `script`, which the caller runs (one round
+    // trip on SQLite) before it commits; the rest run here. Each touches other rows than the
+    // others, so the order between the two does not change what is stored.
+    mark_processed(script, commits, &committed, now)?;
+    update_conversations(script, commits, &committed, now)?;
     for &i in &committed {
         mask_codes(tx, commits[i]).await?;
     }
-    insert_replies(tx, commits, &committed, now).await?;
-    insert_unanswered(tx, commits, &committed, now).await?;
-    insert_llm_usage(tx, commits, &committed, now).await?;
-    follow_ups(tx, commits, &committed, now).await?;
+    insert_replies(tx, script, commits, &committed, now).await?;
+    insert_unanswered(script, commits, &committed, now)?;
+    insert_llm_usage(script, commits, &committed, now)?;
+    follow_ups(tx, script, commits, &committed, now).await?;
     for &i in &committed {
         let commit = commits[i];
         if commit.flow_run.is_some() || !commit.tags.is_empty() {
@@ -160,38 +165,33 @@ async fn pending_counts(
 }
 
 /// Marks the answered customer messages processed.
-async fn mark_processed(
-    tx: Tx<'_, '_>,
-    commits: &[&Turn],
+fn mark_processed<'q>(
+    script: &mut Script<'q>,
+    commits: &[&'q Turn],
     which: &[usize],
     now: i64,
 ) -> Result<(), StoreError> {
     for part in which.chunks(ROWS_PER_STATEMENT) {
-        let sql = bind_marks(
-            dialect_of(tx),
-            &format!(
-                "UPDATE inbox SET processed_at = v.column3 FROM (VALUES {}) AS v \
-                 WHERE inbox.conversation_id = v.column1 AND inbox.processed_at IS NULL \
-                 AND inbox.id <= v.column2",
-                rows(part.len(), "(?, ?, ?)")
-            ),
-        );
-        let mut query = sqlx::query(&sql);
+        script.statement(&format!(
+            "UPDATE inbox SET processed_at = v.column3 FROM (VALUES {}) AS v \
+             WHERE inbox.conversation_id = v.column1 AND inbox.processed_at IS NULL \
+             AND inbox.id <= v.column2",
+            rows(part.len(), "(?, ?, ?)")
+        ));
         for &i in part {
-            query = query
-                .bind(&commits[i].batch.conversation_id)
-                .bind(max_inbox_id(commits[i]))
-                .bind(now);
+            script
+                .bind(commits[i].batch.conversation_id.as_str())?
+                .bind(max_inbox_id(commits[i]))?
+                .bind(now)?;
         }
-        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
 /// Stores each conversation's new state, locale, streak, verification and first response.
-async fn update_conversations(
-    tx: Tx<'_, '_>,
-    commits: &[&Turn],
+fn update_conversations<'q>(
+    script: &mut Script<'q>,
+    commits: &[&'q Turn],
     which: &[usize],
     now: i64,
 ) -> Result<(), StoreError> {
@@ -201,9 +201,7 @@ async fn update_conversations(
         // change it. column1 id, column2 tenant, column3 new state, column4 locale, column5
         // abstain streak, column6 handoff reason, column7 verification, column8 state the turn
         // started from, column9 whether the turn replies (first-response time), column10 now.
-        let sql = bind_marks(
-            dialect_of(tx),
-            &format!(
+        script.statement(&format!(
                 "UPDATE conversations SET \
              waiting_since = CASE WHEN state = v.column8 THEN (CASE WHEN v.column3 = 'waiting_human' AND state <> 'waiting_human' THEN v.column10 \
                  WHEN v.column3 IN ('bot', 'closed') THEN NULL ELSE waiting_since END) ELSE waiting_since END, \
@@ -216,24 +214,21 @@ async fn update_conversations(
                  THEN v.column10 ELSE first_response_at END \
              FROM (VALUES {}) AS v WHERE conversations.id = v.column1 AND conversations.tenant_id = v.column2",
                 rows(part.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            ),
-        );
-        let mut query = sqlx::query(&sql);
+            ));
         for &i in part {
             let commit = commits[i];
-            query = query
-                .bind(&commit.batch.conversation_id)
-                .bind(&commit.batch.tenant_id)
-                .bind(commit.conversation.state.as_str())
-                .bind(commit.conversation.locale.as_str())
-                .bind(i64::from(commit.conversation.abstain_streak))
-                .bind(commit.handoff_reason.as_deref())
-                .bind(verification_column(&commit.conversation.verification)?)
-                .bind(commit.batch.conversation.state.as_str())
-                .bind(i64::from(!commit.replies.is_empty()))
-                .bind(now);
+            script
+                .bind(commit.batch.conversation_id.as_str())?
+                .bind(commit.batch.tenant_id.as_str())?
+                .bind(commit.conversation.state.as_str())?
+                .bind(commit.conversation.locale.as_str())?
+                .bind(i64::from(commit.conversation.abstain_streak))?
+                .bind(commit.handoff_reason.as_deref())?
+                .bind(verification_column(&commit.conversation.verification)?)?
+                .bind(commit.batch.conversation.state.as_str())?
+                .bind(i64::from(!commit.replies.is_empty()))?
+                .bind(now)?;
         }
-        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -282,13 +277,14 @@ struct Reply<'a> {
 
 /// Stores the turns' bot messages (ids in reply order within each conversation) and queues
 /// each for sending.
-async fn insert_replies(
+async fn insert_replies<'q>(
     tx: Tx<'_, '_>,
-    commits: &[&Turn],
+    script: &mut Script<'q>,
+    commits: &[&'q Turn],
     which: &[usize],
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut replies: Vec<Reply<'_>> = Vec::new();
+    let mut replies: Vec<Reply<'q>> = Vec::new();
     let mut in_reply: HashMap<&str, (Vec<String>, String)> = HashMap::new();
     for &i in which {
         let commit = commits[i];
@@ -353,7 +349,7 @@ async fn insert_replies(
         list.reverse(); // popped from the end: smallest first
     }
 
-    let mut queued: Vec<(&Turn, i64, String)> = Vec::with_capacity(replies.len());
+    let mut queued: Vec<(&'q Turn, i64, String)> = Vec::with_capacity(replies.len());
     for reply in &replies {
         let batch = &reply.commit.batch;
         let message_id = ids
@@ -379,42 +375,37 @@ async fn insert_replies(
         queued.push((reply.commit, message_id, payload));
     }
     for part in queued.chunks(ROWS_PER_STATEMENT) {
-        let sql = bind_marks(
-            dialect_of(tx),
-            &format!(
-                "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
+        script.statement(&format!(
+            "INSERT INTO outbox (tenant_id, conversation_id, channel_account_id, channel_kind, message_id, \
              idempotency_key, payload, state, next_attempt_at, created_at, updated_at, priority) VALUES {}",
-                rows(part.len(), "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0)")
-            ),
-        );
-        let mut query = sqlx::query(&sql);
+            rows(part.len(), "(?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0)")
+        ));
         for (commit, message_id, payload) in part {
             let batch = &commit.batch;
-            query = query
-                .bind(&batch.tenant_id)
-                .bind(&batch.conversation_id)
-                .bind(&batch.channel_account_id)
-                .bind(batch.channel_kind.as_str())
-                .bind(*message_id)
-                .bind(format!("msg-{message_id}"))
-                .bind(payload)
-                .bind(now)
-                .bind(now)
-                .bind(now);
+            script
+                .bind(batch.tenant_id.as_str())?
+                .bind(batch.conversation_id.as_str())?
+                .bind(batch.channel_account_id.as_str())?
+                .bind(batch.channel_kind.as_str())?
+                .bind(*message_id)?
+                .bind(format!("msg-{message_id}"))?
+                .bind(payload.clone())?
+                .bind(now)?
+                .bind(now)?
+                .bind(now)?;
         }
-        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
 /// Records the questions the knowledge base could not answer.
-async fn insert_unanswered(
-    tx: Tx<'_, '_>,
-    commits: &[&Turn],
+fn insert_unanswered<'q>(
+    script: &mut Script<'q>,
+    commits: &[&'q Turn],
     which: &[usize],
     now: i64,
 ) -> Result<(), StoreError> {
-    let questions: Vec<(&Turn, String)> = which
+    let questions: Vec<(&'q Turn, String)> = which
         .iter()
         .flat_map(|&i| {
             commits[i]
@@ -424,57 +415,47 @@ async fn insert_unanswered(
         })
         .collect();
     for part in questions.chunks(ROWS_PER_STATEMENT) {
-        let sql = bind_marks(
-            dialect_of(tx),
-            &format!(
-                "INSERT INTO unanswered_questions (tenant_id, conversation_id, query, created_at) VALUES {}",
-                rows(part.len(), "(?, ?, ?, ?)")
-            ),
-        );
-        let mut query = sqlx::query(&sql);
+        script.statement(&format!(
+            "INSERT INTO unanswered_questions (tenant_id, conversation_id, query, created_at) VALUES {}",
+            rows(part.len(), "(?, ?, ?, ?)")
+        ));
         for (commit, question) in part {
-            query = query
-                .bind(&commit.batch.tenant_id)
-                .bind(&commit.batch.conversation_id)
-                .bind(question)
-                .bind(now);
+            script
+                .bind(commit.batch.tenant_id.as_str())?
+                .bind(commit.batch.conversation_id.as_str())?
+                .bind(question.clone())?
+                .bind(now)?;
         }
-        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
 /// Records the language model's token usage of the turns.
-async fn insert_llm_usage(
-    tx: Tx<'_, '_>,
-    commits: &[&Turn],
+fn insert_llm_usage<'q>(
+    script: &mut Script<'q>,
+    commits: &[&'q Turn],
     which: &[usize],
     now: i64,
 ) -> Result<(), StoreError> {
-    let usages: Vec<(&Turn, &super::turns::LlmUsage)> = which
+    let usages: Vec<(&'q Turn, &'q super::turns::LlmUsage)> = which
         .iter()
         .flat_map(|&i| commits[i].llm_usage.iter().map(move |u| (commits[i], u)))
         .collect();
     for part in usages.chunks(ROWS_PER_STATEMENT) {
-        let sql = bind_marks(
-            dialect_of(tx),
-            &format!(
-                "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
-                 VALUES {}",
-                rows(part.len(), "(?, ?, ?, ?, ?, ?)")
-            ),
-        );
-        let mut query = sqlx::query(&sql);
+        script.statement(&format!(
+            "INSERT INTO llm_usage (tenant_id, conversation_id, model, prompt_tokens, completion_tokens, created_at) \
+             VALUES {}",
+            rows(part.len(), "(?, ?, ?, ?, ?, ?)")
+        ));
         for (commit, usage) in part {
-            query = query
-                .bind(&commit.batch.tenant_id)
-                .bind(&commit.batch.conversation_id)
-                .bind(&usage.model)
-                .bind(usage.prompt_tokens)
-                .bind(usage.completion_tokens)
-                .bind(now);
+            script
+                .bind(commit.batch.tenant_id.as_str())?
+                .bind(commit.batch.conversation_id.as_str())?
+                .bind(usage.model.as_str())?
+                .bind(usage.prompt_tokens)?
+                .bind(usage.completion_tokens)?
+                .bind(now)?;
         }
-        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -482,9 +463,10 @@ async fn insert_llm_usage(
 /// Follow-ups after the turns: an opt-out or opt-in is stored (rare: one by one); a turn that
 /// plans a follow-up sets the conversation's pending one (inserted, or moved); the others cancel
 /// it (the customer wrote).
-async fn follow_ups(
+async fn follow_ups<'q>(
     tx: Tx<'_, '_>,
-    commits: &[&Turn],
+    script: &mut Script<'q>,
+    commits: &[&'q Turn],
     which: &[usize],
     now: i64,
 ) -> Result<(), StoreError> {
@@ -505,29 +487,22 @@ async fn follow_ups(
         .copied()
         .partition(|&i| commits[i].follow_up.is_some());
     for part in cancelled.chunks(ROWS_PER_STATEMENT) {
-        let sql = bind_marks(
-            dialect_of(tx),
-            &format!(
-                "UPDATE follow_ups SET state = 'cancelled', reason = 'customer_wrote', locked_until = NULL, \
-                 updated_at = v.column3 FROM (VALUES {}) AS v WHERE follow_ups.conversation_id = v.column1 \
-                 AND follow_ups.tenant_id = v.column2 AND follow_ups.state = 'pending'",
-                rows(part.len(), "(?, ?, ?)")
-            ),
-        );
-        let mut query = sqlx::query(&sql);
+        script.statement(&format!(
+            "UPDATE follow_ups SET state = 'cancelled', reason = 'customer_wrote', locked_until = NULL, \
+             updated_at = v.column3 FROM (VALUES {}) AS v WHERE follow_ups.conversation_id = v.column1 \
+             AND follow_ups.tenant_id = v.column2 AND follow_ups.state = 'pending'",
+            rows(part.len(), "(?, ?, ?)")
+        ));
         for &i in part {
-            query = query
-                .bind(&commits[i].batch.conversation_id)
-                .bind(&commits[i].batch.tenant_id)
-                .bind(now);
+            script
+                .bind(commits[i].batch.conversation_id.as_str())?
+                .bind(commits[i].batch.tenant_id.as_str())?
+                .bind(now)?;
         }
-        query.execute(&mut **tx).await?;
     }
     for part in planned.chunks(ROWS_PER_STATEMENT) {
         // A conversation's pending row is unique: a new one is inserted, an existing one moved.
-        let sql = bind_marks(
-            dialect_of(tx),
-            &format!(
+        script.statement(&format!(
                 "INSERT INTO follow_ups (tenant_id, conversation_id, contact_id, kind, due_at, text, \
              state, created_at, updated_at) \
              SELECT c.tenant_id, c.id, c.contact_id, v.column3, v.column4, v.column5, 'pending', v.column6, v.column6 \
@@ -538,23 +513,20 @@ async fn follow_ups(
              created_at = excluded.created_at, updated_at = excluded.updated_at, locked_until = NULL, \
              reschedules = follow_ups.reschedules + 1",
                 rows(part.len(), "(?, ?, ?, ?, ?, ?)")
-            ),
-        );
-        let mut query = sqlx::query(&sql);
+            ));
         for &i in part {
             let commit = commits[i];
             let Some(plan) = &commit.follow_up else {
                 continue;
             };
-            query = query
-                .bind(&commit.batch.conversation_id)
-                .bind(&commit.batch.tenant_id)
-                .bind(plan.kind)
-                .bind(plan.due_at)
-                .bind(storable(&plan.text).into_owned())
-                .bind(now);
+            script
+                .bind(commit.batch.conversation_id.as_str())?
+                .bind(commit.batch.tenant_id.as_str())?
+                .bind(plan.kind)?
+                .bind(plan.due_at)?
+                .bind(storable(&plan.text).into_owned())?
+                .bind(now)?;
         }
-        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

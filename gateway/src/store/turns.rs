@@ -306,10 +306,12 @@ impl Store {
         let mut outcomes = vec![TurnOutcome::Stale; commits.len()];
         let mut usage = UsageBatch::default();
         let mut tx = self.write.begin().await?;
+        let mut script = super::script::Script::new(self.dialect);
         if super::turn_batch::batchable(commits) {
             // A fixed handful of statements for the whole group (see `turn_batch`).
             outcomes = super::turn_batch::commit_batched(
                 &mut tx,
+                &mut script,
                 commits,
                 &order,
                 now,
@@ -328,7 +330,8 @@ impl Store {
                 .await?;
             }
         }
-        usage.flush(&mut tx).await?;
+        usage.flush_into(&mut script)?;
+        script.run(&mut tx).await?;
         tx.commit().await?;
         Ok(outcomes)
     }

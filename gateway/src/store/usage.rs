@@ -97,36 +97,41 @@ impl UsageBatch {
         self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ) -> Result<(), StoreError> {
+        let mut script = super::script::Script::new(super::dialect_of(tx));
+        self.flush_into(&mut script)?;
+        script.run(tx).await
+    }
+
+    /// Adds the counters' upsert to `script`, in key order (see [`UsageBatch::flush`]).
+    pub(super) fn flush_into(
+        self,
+        script: &mut super::script::Script<'_>,
+    ) -> Result<(), StoreError> {
         let rows: Vec<_> = self
             .rows
-            .iter()
-            .filter(|(_, delta)| **delta != UsageDelta::default())
+            .into_iter()
+            .filter(|(_, delta)| *delta != UsageDelta::default())
             .collect();
         for part in rows.chunks(FLUSH_ROWS) {
-            let sql = super::bind_marks(
-                super::dialect_of(tx),
-                &format!(
-                    "{UPSERT_HEAD} VALUES {} {UPSERT_TAIL}",
-                    super::rows(part.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-                ),
-            );
-            let mut query = sqlx::query(&sql);
+            script.statement(&format!(
+                "{UPSERT_HEAD} VALUES {} {UPSERT_TAIL}",
+                super::rows(part.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            ));
             for ((tenant_id, day, channel), delta) in part {
-                query = query
-                    .bind(tenant_id)
-                    .bind(day)
-                    .bind(channel)
-                    .bind(delta.messages_in)
-                    .bind(delta.messages_out)
-                    .bind(delta.conversations)
-                    .bind(delta.handoffs)
-                    .bind(delta.answer_turns)
-                    .bind(delta.answered)
-                    .bind(delta.abstained)
-                    .bind(delta.prompt_tokens)
-                    .bind(delta.completion_tokens);
+                script
+                    .bind(tenant_id.clone())?
+                    .bind(day.clone())?
+                    .bind(channel.clone())?
+                    .bind(delta.messages_in)?
+                    .bind(delta.messages_out)?
+                    .bind(delta.conversations)?
+                    .bind(delta.handoffs)?
+                    .bind(delta.answer_turns)?
+                    .bind(delta.answered)?
+                    .bind(delta.abstained)?
+                    .bind(delta.prompt_tokens)?
+                    .bind(delta.completion_tokens)?;
             }
-            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
