@@ -623,11 +623,13 @@ impl Store {
         // crashes (only an OS crash can lose the last commits). The writer never checkpoints
         // (a checkpoint fsyncs the database file, which stalled inbound commits for ~100 ms
         // under load): `Store::checkpoint` does it from a reader connection instead, and
-        // SQLite checkpoints when the last connection closes.
+        // SQLite checkpoints when the last connection closes. A multi-row statement inside a
+        // transaction keeps a statement journal (to undo just that statement); the writer keeps
+        // it in memory instead of spilling it to a temporary file past 64 KiB.
         let write = pool(
             1,
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; \
-             PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;",
+             PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA temp_store=MEMORY;",
         )
         .connect(&url)
         .await?;
